@@ -1,0 +1,60 @@
+# driftloop: `make demo` and `make test` set up everything they need from a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.12 is the Lambda and training-container runtime: the project venv uses it whatever `python3` is.
+PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || ls -d /root/.pyenv/versions/3.12.*/bin/python 2>/dev/null | tail -n 1)
+UV_VERSION := 0.13.8
+TOOLS := .cache/tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+SETUP_STAMP := $(VENV)/.driftloop-setup
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+.PHONY: help setup demo test lint typecheck unit infra-check bench synth clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it or pass PYTHON312=/path/to/python3.12"; exit 1; }
+	$(PYTHON312) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(SETUP_STAMP): $(UV) uv.lock pyproject.toml package.json package-lock.json
+	UV_PYTHON=$(PYTHON312) $(UV) sync --frozen --extra training --extra infra --extra local
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(SETUP_STAMP) ## install the locked Python environment (.venv) and the pinned CDK CLI (node_modules)
+
+demo: setup ## train a model locally, serve it over HTTP and call it
+	$(BIN)/driftloop demo
+
+lint: setup ## ruff (lint + format check)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup ## mypy, strict
+	$(BIN)/mypy infra functions training tests
+
+unit: setup ## unit and stack tests
+	$(BIN)/pytest -m "not integration"
+
+infra-check: setup ## synthesize the CDK app offline, then cdk-nag (during synth) and cfn-lint on every template
+	rm -rf cdk.out
+	npx cdk synth --quiet
+	$(BIN)/cfn-lint cdk.out/*.template.json
+
+test: lint typecheck unit infra-check ## everything CI runs
+
+bench: setup ## inference benchmark: driftloop vs a FastAPI + scikit-learn + pandas reference
+	$(BIN)/python -m tests.benchmarks.bench_inference
+
+synth: setup ## cdk synth (offline, no Docker)
+	npx cdk synth
+
+clean: ## remove generated files (keeps the environment)
+	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache demo-output bench-output

@@ -1,0 +1,211 @@
+"""The model bundle: the one contract between training, the registry and serving.
+
+A bundle is a directory (inside SageMaker's ``model.tar.gz``) holding:
+
+- ``model.onnx``: the whole preprocessing + estimator pipeline, one ONNX input per feature;
+- ``model.joblib``: the same scikit-learn pipeline, for analysis and re-scoring as a champion;
+- ``metadata.json``: what the model expects and how it was made (see :class:`ModelMetadata`),
+  including the sha256 of the two model files so a tampered or truncated bundle is refused.
+
+Standard library only: the inference and workflow Lambdas import this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+FORMAT_VERSION = 1
+ONNX_FILE = "model.onnx"
+JOBLIB_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+ARCHIVE_FILE = "model.tar.gz"
+MODEL_FILES = (ONNX_FILE, JOBLIB_FILE)
+
+Task = Literal["classification", "regression"]
+FeatureType = Literal["numeric", "categorical"]
+TASKS: tuple[Task, ...] = ("classification", "regression")
+
+# A categorical value the client left out (null) reaches the model as this token, in training and serving alike.
+MISSING_CATEGORY = "__missing__"
+
+
+class BundleError(Exception):
+    """The bundle is missing, incomplete, tampered with or of an unknown format."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: FeatureType
+    # Categorical: the categories seen in training (others are accepted and encoded as all-zero).
+    categories: tuple[str, ...] = ()
+    # Numeric: the observed range in training (informational: serving does not reject outside it).
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Feature:
+        kind = data.get("type")
+        if kind not in ("numeric", "categorical"):
+            raise BundleError(f"feature {data.get('name')!r} has unknown type {kind!r}")
+        return cls(
+            name=str(data["name"]),
+            type=kind,
+            categories=tuple(str(c) for c in data.get("categories", ())),
+            minimum=data.get("minimum"),
+            maximum=data.get("maximum"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.type == "categorical":
+            return {"name": self.name, "type": self.type, "categories": list(self.categories)}
+        return {"name": self.name, "type": self.type, "minimum": self.minimum, "maximum": self.maximum}
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything a consumer needs to know about a model without loading it."""
+
+    task: Task
+    target: str
+    features: tuple[Feature, ...]
+    # Classification: the class labels in the order of the ONNX probability columns, as strings.
+    classes: tuple[str, ...]
+    algorithm: str
+    primary_metric: str
+    metrics: dict[str, float]
+    # Per-feature and prediction distributions on the training data: the reference for drift monitoring.
+    baseline: dict[str, Any]
+    # sha256 and row count of the training data, and the files it came from.
+    training_data: dict[str, Any]
+    hyperparameters: dict[str, str]
+    libraries: dict[str, str]
+    created_at: str
+    # sha256 of each model file, checked on every load.
+    files: dict[str, str] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["features"] = [f.to_dict() for f in self.features]
+        data["classes"] = list(self.classes)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelMetadata:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(f"unsupported bundle format_version {version!r} (expected {FORMAT_VERSION})")
+        task = data.get("task")
+        if task not in TASKS:
+            raise BundleError(f"metadata task must be one of {TASKS}, got {task!r}")
+        try:
+            return cls(
+                task=task,
+                target=str(data["target"]),
+                features=tuple(Feature.from_dict(f) for f in data["features"]),
+                classes=tuple(str(c) for c in data.get("classes", ())),
+                algorithm=str(data["algorithm"]),
+                primary_metric=str(data["primary_metric"]),
+                metrics={str(k): float(v) for k, v in data["metrics"].items()},
+                baseline=dict(data["baseline"]),
+                training_data=dict(data["training_data"]),
+                hyperparameters={str(k): str(v) for k, v in data["hyperparameters"].items()},
+                libraries={str(k): str(v) for k, v in data["libraries"].items()},
+                created_at=str(data["created_at"]),
+                files={str(k): str(v) for k, v in data.get("files", {}).items()},
+                format_version=version,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BundleError(f"metadata is malformed: {exc!r}") from exc
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_metadata(bundle_dir: Path, metadata: ModelMetadata) -> ModelMetadata:
+    """Seal the bundle: record the model files' checksums and write ``metadata.json``."""
+    missing = [name for name in MODEL_FILES if not (bundle_dir / name).is_file()]
+    if missing:
+        raise BundleError(f"cannot seal bundle in {bundle_dir}: missing {', '.join(missing)}")
+    files = {name: sha256_file(bundle_dir / name) for name in MODEL_FILES}
+    sealed = replace(metadata, files=files)
+    (bundle_dir / METADATA_FILE).write_text(json.dumps(sealed.to_dict(), indent=2, sort_keys=True))
+    return sealed
+
+
+def read_metadata(bundle_dir: Path) -> ModelMetadata:
+    path = bundle_dir / METADATA_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path} is missing") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BundleError(f"{path} must hold a JSON object")
+    return ModelMetadata.from_dict(data)
+
+
+def verify_bundle(bundle_dir: Path, *, require: tuple[str, ...] = MODEL_FILES) -> ModelMetadata:
+    """Read the metadata and check every required model file against its recorded sha256."""
+    metadata = read_metadata(bundle_dir)
+    for name in require:
+        expected = metadata.files.get(name)
+        if expected is None:
+            raise BundleError(f"metadata records no checksum for {name}")
+        path = bundle_dir / name
+        if not path.is_file():
+            raise BundleError(f"{name} is missing from the bundle")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise BundleError(f"{name} checksum mismatch: expected {expected[:12]}…, found {actual[:12]}…")
+    return metadata
+
+
+def pack_archive(bundle_dir: Path, archive_path: Path) -> str:
+    """Write ``model.tar.gz`` as SageMaker does (files at the archive root); returns its sha256."""
+    with tarfile.open(archive_path, "w:gz") as archive:
+        for path in sorted(bundle_dir.iterdir()):
+            if path.is_file():
+                archive.add(path, arcname=path.name)
+    return sha256_file(archive_path)
+
+
+def extract_archive(archive_path: Path, dest: Path) -> Path:
+    """Unpack a ``model.tar.gz`` safely (no links, no paths outside ``dest``)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive_path, "r:*") as archive:
+            archive.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(f"{archive_path.name} is not a readable model archive: {exc}") from exc
+    return dest
+
+
+def open_bundle(source: Path, work_dir: Path | None = None) -> tuple[Path, ModelMetadata]:
+    """Accept either an extracted bundle directory or a ``model.tar.gz``; return (directory, metadata)."""
+    if source.is_dir():
+        return source, verify_bundle(source)
+    target = work_dir or Path(tempfile.mkdtemp(prefix="driftloop-bundle-"))
+    if target.exists():
+        shutil.rmtree(target)
+    extract_archive(source, target)
+    return target, verify_bundle(target)

@@ -1,0 +1,336 @@
+"""The model registry: S3 is the system of record, shared by the workflow, the API and the CLI.
+
+Layout under ``<prefix>`` in the model bucket::
+
+    versions/<version>/model.tar.gz     the bundle archive, immutable
+    versions/<version>/metadata.json    the bundle's metadata (features, metrics, drift baseline)
+    versions/<version>/version.json     the registration record (checksum, evaluation, lineage)
+    champion.json                       the live model pointer, changed only by compare-and-swap
+    decisions/<time>-<id>.json          one object per decision, written create-only (append-only log)
+
+Versions sort by creation time as strings. Objects are written with ``IfNoneMatch="*"`` (never overwritten)
+except ``champion.json``, which is replaced only with ``IfMatch=<etag the writer read>``: of two concurrent
+promotions exactly one wins and the loser learns it (:class:`PromotionConflict`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import ClientError
+
+from functions.common.bundle import ARCHIVE_FILE, METADATA_FILE, BundleError, open_bundle, sha256_file
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+DEFAULT_PREFIX = "registry/"
+CHAMPION_FILE = "champion.json"
+VERSION_FILE = "version.json"
+
+Action = Literal["registered", "promoted", "rejected", "rolled_back", "failed", "skipped", "triggered"]
+
+
+class RegistryError(Exception):
+    """The registry refused an operation (unknown version, invalid bundle, checksum mismatch)."""
+
+
+class PromotionConflict(RegistryError):
+    """The champion changed between read and write: another promotion won the race."""
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    version: str
+    archive_key: str
+    sha256: str
+    size: int
+    created_at: str
+    task: str
+    target: str
+    algorithm: str
+    metrics: dict[str, float]
+    evaluation: dict[str, Any] | None
+    lineage: dict[str, Any]
+    validated: bool = True
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> VersionRecord:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+
+@dataclass(frozen=True)
+class ChampionPointer:
+    version: str
+    archive_key: str
+    sha256: str
+    promoted_at: str
+    decision_id: str
+    previous_version: str | None = None
+    # The S3 ETag read with the pointer: the compare-and-swap token for the next change.
+    etag: str | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("etag")
+        return data
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: str
+    time: str
+    action: Action
+    version: str | None
+    reasons: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["reasons"] = list(self.reasons)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        return cls(
+            id=data["id"],
+            time=data["time"],
+            action=data["action"],
+            version=data.get("version"),
+            reasons=tuple(data.get("reasons", ())),
+            details=dict(data.get("details") or {}),
+        )
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_version_id(now: datetime | None = None) -> str:
+    """Unique and sortable: ``v20261127-111717-3f9a2c`` (also a valid SageMaker job name suffix)."""
+    moment = (now or utc_now()).astimezone(UTC)
+    return f"v{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+class Registry:
+    def __init__(self, s3: S3Client, bucket: str, prefix: str = DEFAULT_PREFIX) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix if prefix.endswith("/") or not prefix else prefix + "/"
+
+    # -- keys -------------------------------------------------------------------------------------------------
+
+    def version_key(self, version: str, name: str) -> str:
+        return f"{self.prefix}versions/{version}/{name}"
+
+    @property
+    def champion_key(self) -> str:
+        return self.prefix + CHAMPION_FILE
+
+    # -- versions ---------------------------------------------------------------------------------------------
+
+    def register(
+        self,
+        version: str,
+        archive_path: Path,
+        *,
+        evaluation: Mapping[str, Any] | None = None,
+        lineage: Mapping[str, Any] | None = None,
+    ) -> VersionRecord:
+        """Validate a bundle archive and store it as an immutable version."""
+        try:
+            with tempfile.TemporaryDirectory(prefix="driftloop-register-") as work:
+                _, metadata = open_bundle(archive_path, Path(work) / "bundle")
+        except BundleError as exc:
+            raise RegistryError(f"version {version} not registered: invalid bundle: {exc}") from exc
+        record = VersionRecord(
+            version=version,
+            archive_key=self.version_key(version, ARCHIVE_FILE),
+            sha256=sha256_file(archive_path),
+            size=archive_path.stat().st_size,
+            created_at=utc_now().isoformat(),
+            task=metadata.task,
+            target=metadata.target,
+            algorithm=metadata.algorithm,
+            metrics=dict(metadata.metrics),
+            evaluation=dict(evaluation) if evaluation is not None else None,
+            lineage={**(lineage or {}), "training_data": metadata.training_data},
+        )
+        with archive_path.open("rb") as body:
+            self._create(record.archive_key, body.read(), "application/gzip")
+        self._create(self.version_key(version, METADATA_FILE), _json(metadata.to_dict()), "application/json")
+        # version.json last: its presence means the version is complete.
+        self._create(self.version_key(version, VERSION_FILE), _json(asdict(record)), "application/json")
+        return record
+
+    def get_version(self, version: str) -> VersionRecord:
+        data = self._get_json(self.version_key(version, VERSION_FILE))
+        if data is None:
+            raise RegistryError(f"unknown version {version!r}")
+        return VersionRecord.from_dict(data)
+
+    def get_metadata(self, version: str) -> dict[str, Any]:
+        data = self._get_json(self.version_key(version, METADATA_FILE))
+        if data is None:
+            raise RegistryError(f"version {version!r} has no metadata")
+        return dict(data)
+
+    def list_versions(self) -> list[VersionRecord]:
+        records = [
+            VersionRecord.from_dict(data)
+            for key in self._keys(self.prefix + "versions/")
+            if key.endswith("/" + VERSION_FILE) and (data := self._get_json(key)) is not None
+        ]
+        return sorted(records, key=lambda record: record.version)
+
+    def fetch_archive(self, archive_key: str, sha256: str, dest: Path) -> Path:
+        """Download a version's archive and refuse it unless its checksum matches."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._s3.download_file(self.bucket, archive_key, str(dest))
+        actual = sha256_file(dest)
+        if actual != sha256:
+            dest.unlink(missing_ok=True)
+            raise RegistryError(f"{archive_key} checksum mismatch: expected {sha256[:12]}…, found {actual[:12]}…")
+        return dest
+
+    # -- champion ---------------------------------------------------------------------------------------------
+
+    def champion(self) -> ChampionPointer | None:
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=self.champion_key)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise
+        data = json.loads(response["Body"].read())
+        return ChampionPointer(**data, etag=response["ETag"])
+
+    def promote(
+        self,
+        version: str,
+        *,
+        expected: ChampionPointer | None,
+        action: Action = "promoted",
+        reasons: tuple[str, ...] = (),
+        details: Mapping[str, Any] | None = None,
+    ) -> ChampionPointer:
+        """Point the champion at ``version`` if the champion is still ``expected`` (None: no champion yet).
+
+        The version's archive is re-read and its checksum checked first: the pointer never names a bundle that
+        failed validation or was altered after registration.
+        """
+        record = self.get_version(version)
+        if not record.validated:
+            raise RegistryError(f"version {version} failed validation and cannot be promoted")
+        with tempfile.TemporaryDirectory(prefix="driftloop-promote-") as work:
+            self.fetch_archive(record.archive_key, record.sha256, Path(work) / ARCHIVE_FILE)
+        decision = self.new_decision(action, version, reasons, details)
+        pointer = ChampionPointer(
+            version=version,
+            archive_key=record.archive_key,
+            sha256=record.sha256,
+            promoted_at=decision.time,
+            decision_id=decision.id,
+            previous_version=expected.version if expected else None,
+        )
+        condition: dict[str, str] = {"IfMatch": expected.etag} if expected and expected.etag else {"IfNoneMatch": "*"}
+        try:
+            response = self._s3.put_object(
+                Bucket=self.bucket,
+                Key=self.champion_key,
+                Body=_json(pointer.to_dict()),
+                ContentType="application/json",
+                **condition,  # type: ignore[arg-type]
+            )
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise PromotionConflict(
+                    f"champion changed while promoting {version} (expected "
+                    f"{expected.version if expected else 'no champion'}); nothing was changed"
+                ) from exc
+            raise
+        self.append(decision)
+        return ChampionPointer(**pointer.to_dict(), etag=response["ETag"])
+
+    # -- decisions --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def new_decision(
+        action: Action,
+        version: str | None,
+        reasons: tuple[str, ...] | list[str] = (),
+        details: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        return Decision(
+            id=uuid.uuid4().hex,
+            time=utc_now().isoformat(),
+            action=action,
+            version=version,
+            reasons=tuple(reasons),
+            details=dict(details or {}),
+        )
+
+    def record(
+        self,
+        action: Action,
+        version: str | None,
+        reasons: tuple[str, ...] | list[str] = (),
+        details: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        decision = self.new_decision(action, version, reasons, details)
+        self.append(decision)
+        return decision
+
+    def append(self, decision: Decision) -> None:
+        stamp = decision.time.replace(":", "").replace("-", "").replace("+0000", "Z")
+        self._create(
+            f"{self.prefix}decisions/{stamp}-{decision.id}.json", _json(decision.to_dict()), "application/json"
+        )
+
+    def decisions(self) -> list[Decision]:
+        return [
+            Decision.from_dict(data)
+            for key in sorted(self._keys(self.prefix + "decisions/"))
+            if (data := self._get_json(key)) is not None
+        ]
+
+    # -- S3 adapters ------------------------------------------------------------------------------------------
+
+    def _create(self, key: str, body: bytes, content_type: str) -> None:
+        try:
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
+        except ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "412"):
+                raise RegistryError(f"s3://{self.bucket}/{key} already exists; registry objects are immutable") from exc
+            raise
+
+    def _get_json(self, key: str) -> Any:
+        try:
+            response = self._s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise
+        return json.loads(response["Body"].read())
+
+    def _keys(self, prefix: str) -> Iterator[str]:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, indent=2, sort_keys=True).encode()
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
