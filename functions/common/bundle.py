@@ -36,6 +36,17 @@ TASKS: tuple[Task, ...] = ("classification", "regression")
 # A categorical value the client left out (null) reaches the model as this token, in training and serving alike.
 MISSING_CATEGORY = "__missing__"
 
+# model.onnx has one [None, 1] input per feature, named as the feature (float32, or string for categoricals), and
+# these fixed outputs. Classifiers: a string label per row and the class probabilities [N, n_classes] in the order
+# of metadata.classes. Regressors: the prediction [N, 1].
+LABEL_OUTPUT = "label"
+PROBABILITIES_OUTPUT = "probabilities"
+VALUE_OUTPUT = "value"
+ONNX_OUTPUTS: dict[Task, tuple[str, ...]] = {
+    "classification": (LABEL_OUTPUT, PROBABILITIES_OUTPUT),
+    "regression": (VALUE_OUTPUT,),
+}
+
 
 class BundleError(Exception):
     """The bundle is missing, incomplete, tampered with or of an unknown format."""

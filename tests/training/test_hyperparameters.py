@@ -1,0 +1,140 @@
+import pytest
+
+from training.errors import TrainingFailure
+from training.hyperparameters import Hyperparameters, parse_hyperparameters
+
+
+def problems_of(raw: dict[str, object]) -> tuple[str, ...]:
+    with pytest.raises(TrainingFailure) as caught:
+        parse_hyperparameters(raw)
+    return caught.value.problems
+
+
+def test_only_target_is_required_and_everything_else_has_a_default() -> None:
+    hp = parse_hyperparameters({"target": "churned"})
+    assert hp == Hyperparameters(target="churned")
+    assert (hp.algorithm, hp.test_size, hp.random_seed, hp.min_rows, hp.min_class_count) == (
+        "random_forest",
+        0.2,
+        42,
+        50,
+        10,
+    )
+    assert hp.max_missing_fraction == 0.5
+    assert hp.min_improvement == 0.0
+    assert hp.allow_schema_change is False
+
+
+def test_string_values_are_parsed_into_their_types() -> None:
+    hp = parse_hyperparameters(
+        {
+            "target": "y",
+            "task": "regression",
+            "algorithm": "gradient_boosting",
+            "n_estimators": "25",
+            "learning_rate": "0.3",
+            "test_size": "0.25",
+            "random_seed": "7",
+            "numeric_features": "a, b",
+            "categorical_features": "c",
+            "drop_columns": "id",
+            "metric": "mae",
+            "min_metric": "3.5",
+            "min_improvement": "0.1",
+            "allow_schema_change": "true",
+            "champion_version": "12",
+        }
+    )
+    assert hp.knobs == {"n_estimators": 25, "learning_rate": 0.3}
+    assert hp.numeric_features == ("a", "b")
+    assert hp.categorical_features == ("c",)
+    assert hp.drop_columns == ("id",)
+    assert (hp.test_size, hp.random_seed, hp.min_metric, hp.min_improvement) == (0.25, 7, 3.5, 0.1)
+    assert hp.allow_schema_change is True
+    assert hp.champion_version == "12"
+
+
+def test_unknown_hyperparameter_is_an_error_naming_it() -> None:
+    (problem,) = problems_of({"target": "y", "n_estimator": "10"})
+    assert problem.startswith("unknown hyperparameter 'n_estimator'")
+    assert "n_estimators" in problem
+
+
+def test_sagemaker_own_hyperparameters_are_ignored() -> None:
+    hp = parse_hyperparameters({"target": "y", "sagemaker_program": "train.py", "sagemaker_region": "x"})
+    assert hp.target == "y"
+
+
+def test_missing_target_is_reported() -> None:
+    (problem,) = problems_of({})
+    assert "'target' is required" in problem
+
+
+def test_every_invalid_value_is_reported_together_and_named() -> None:
+    problems = problems_of(
+        {
+            "target": "y",
+            "n_estimators": "abc",
+            "test_size": "1.5",
+            "allow_schema_change": "maybe",
+            "algorithm": "svm",
+            "max_missing_fraction": "-0.1",
+            "min_improvement": "-1",
+            "random_seed": "4.5",
+        }
+    )
+    assert problems == (
+        "hyperparameter 'n_estimators'='abc' must be an integer",
+        "hyperparameter 'test_size'='1.5' must be a number strictly between 0 and 1",
+        "hyperparameter 'allow_schema_change'='maybe' must be true or false",
+        "hyperparameter 'algorithm'='svm' must be one of logistic_regression, random_forest, "
+        "gradient_boosting, hist_gradient_boosting",
+        "hyperparameter 'max_missing_fraction'='-0.1' must be a number between 0 and 1",
+        "hyperparameter 'min_improvement'='-1' must be a finite number >= 0",
+        "hyperparameter 'random_seed'='4.5' must be an integer",
+    )
+
+
+def test_a_column_declared_twice_or_as_the_target_is_refused() -> None:
+    problems = problems_of({"target": "y", "numeric_features": "a,y", "categorical_features": "a"})
+    assert "columns declared both numeric and categorical: a" in problems
+    assert "the target 'y' cannot also be a feature or a dropped column" in problems
+
+
+def test_min_class_count_below_two_is_refused() -> None:
+    (problem,) = problems_of({"target": "y", "min_class_count": "1"})
+    assert "'min_class_count' must be at least 2" in problem
+
+
+def test_a_knob_that_does_not_apply_to_the_algorithm_is_refused() -> None:
+    hp = parse_hyperparameters({"target": "y", "algorithm": "logistic_regression", "n_estimators": "10"})
+    with pytest.raises(TrainingFailure, match="'n_estimators' does not apply to algorithm 'logistic_regression'"):
+        hp.knobs_for("classification")
+
+
+def test_ridge_takes_c_but_not_max_iter() -> None:
+    hp = parse_hyperparameters({"target": "y", "algorithm": "logistic_regression", "C": "2", "max_iter": "50"})
+    assert hp.knobs_for("classification") == {"C": 2.0, "max_iter": 50}
+    with pytest.raises(TrainingFailure, match="'max_iter' does not apply"):
+        hp.knobs_for("regression")
+
+
+def test_algorithm_defaults_are_applied_under_the_user_knobs() -> None:
+    hp = parse_hyperparameters({"target": "y", "n_estimators": "15"})
+    assert hp.knobs_for("classification") == {"n_estimators": 15, "min_samples_leaf": 2}
+
+
+def test_gate_metric_defaults_per_task_and_must_belong_to_the_task() -> None:
+    assert parse_hyperparameters({"target": "y"}).gate_settings("classification").metric == "roc_auc"
+    assert parse_hyperparameters({"target": "y"}).gate_settings("regression").metric == "rmse"
+    with pytest.raises(TrainingFailure, match="'metric'='rmse' is not a classification metric"):
+        parse_hyperparameters({"target": "y", "metric": "rmse"}).gate_settings("classification")
+
+
+def test_effective_hyperparameters_are_all_strings_with_defaults_resolved() -> None:
+    effective = parse_hyperparameters({"target": "y", "algorithm": "random_forest"}).effective("classification")
+    assert all(isinstance(value, str) for value in effective.values())
+    assert effective["task"] == "classification"
+    assert effective["n_estimators"] == "200"
+    assert effective["metric"] == "roc_auc"
+    assert effective["min_metric"] == ""
