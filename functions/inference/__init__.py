@@ -1,0 +1,11 @@
+"""The inference API: the registry's champion model behind API Gateway and Lambda (or uvicorn, locally).
+
+- ``app``: the Lambda entry point (``handler``) and the ASGI ``app``;
+- ``api``: the HTTP adapter (Starlette routes, request checks, per-request telemetry);
+- ``service``: what the API does (predict, describe, health), free of HTTP and Lambda;
+- ``schema`` / ``openapi``: request validation and the OpenAPI document, from the model's feature schema;
+- ``model`` / ``sources``: the ONNX session over a verified bundle; where it comes from and when it is replaced;
+- ``errors``: the API's errors and the one table mapping them to status codes;
+- ``capture``: the hook every served prediction goes through; ``telemetry``: JSON logs and EMF metrics;
+- ``config``: the settings, from ``DRIFTLOOP_*`` environment variables.
+"""

@@ -1,0 +1,181 @@
+"""The HTTP adapter: routes, content type and size checks, JSON responses, per-request telemetry.
+
+Everything that can go wrong while serving a request ends in :class:`_Observed`, which renders it through
+:func:`errors.error_response` (the one status-code table) and writes the request's log/metrics line.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from functions.inference.capture import CaptureSink, make_sink
+from functions.inference.config import Config
+from functions.inference.errors import (
+    BodyTooLarge,
+    MethodNotAllowed,
+    RouteNotFound,
+    ServiceError,
+    UnsupportedMediaType,
+    error_response,
+)
+from functions.inference.service import InferenceService
+from functions.inference.sources import ModelProvider, model_source
+from functions.inference.telemetry import RequestLog, Telemetry
+
+PREDICT_PATH = "/predict"
+# Where the middleware leaves the request's RequestLog for the endpoints to fill in.
+LOG_KEY = "driftloop.log"
+
+
+def create_app(
+    config: Config,
+    *,
+    sink: CaptureSink | None = None,
+    telemetry: Telemetry | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Starlette:
+    """Build the app and load the model now: in Lambda that is the init phase, not the first request.
+
+    A model that cannot be loaded does not stop the app: it answers 503 and retries at the next refresh.
+    """
+    telemetry = telemetry or Telemetry(config.service)
+    provider = ModelProvider(model_source(config), config.refresh_seconds, telemetry, clock)
+    provider.refresh()
+    service = InferenceService(
+        provider, sink or make_sink(config.capture), telemetry, config.max_instances, config.max_body_bytes
+    )
+    endpoints = _Endpoints(service)
+    routes = [
+        Route(PREDICT_PATH, endpoints.predict, methods=["POST"]),
+        Route("/health", endpoints.health, methods=["GET"]),
+        Route("/model", endpoints.model, methods=["GET"]),
+        Route("/openapi.json", endpoints.openapi, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(_Observed, telemetry=telemetry)],
+        exception_handlers={HTTPException: _routing_error},
+    )
+
+
+class _Endpoints:
+    def __init__(self, service: InferenceService) -> None:
+        self._service = service
+
+    async def predict(self, request: Request) -> Response:
+        _require_json(request.headers.get("content-type"))
+        body = await _read_body(request, self._service.max_body_bytes)
+        return _json(200, self._service.predict(body, request.scope[LOG_KEY]))
+
+    async def health(self, request: Request) -> Response:
+        return _json(200, self._service.health(request.scope[LOG_KEY]))
+
+    async def model(self, request: Request) -> Response:
+        return _json(200, self._service.describe(request.scope[LOG_KEY]))
+
+    async def openapi(self, request: Request) -> Response:
+        return _json(200, self._service.openapi(request.scope[LOG_KEY]))
+
+
+def _require_json(content_type: str | None) -> None:
+    media_type, _, parameters = (content_type or "").partition(";")
+    if media_type.strip().lower() != "application/json":
+        got = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+        raise UnsupportedMediaType(f"send the body as application/json (got {got})")
+    for parameter in parameters.split(";"):
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType(f"the body must be UTF-8 JSON (got charset {value.strip()!r})")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = BodyTooLarge(f"the body exceeds {limit} bytes: send fewer instances per request")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _routing_error(request: Request, exc: Exception) -> Response:
+    # The router's own 404 and 405, re-raised as service errors so that _Observed renders them like any other.
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        raise MethodNotAllowed(
+            f"{request.method} is not allowed on {request.url.path}", headers=dict(exc.headers or {})
+        )
+    raise RouteNotFound(f"no route {request.url.path}: see /openapi.json")
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
+
+
+class _Observed:
+    """Outermost layer inside Starlette's own: times the request, renders every error, writes one log line."""
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self._app = app
+        self._telemetry = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        log = _request_log(scope)
+        scope[LOG_KEY] = log
+        response_started = False
+
+        async def observe(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                log.status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, observe)
+        except Exception as exc:
+            status, body, headers = error_response(exc, log.request_id)
+            log.error = body["error"]
+            if not isinstance(exc, ServiceError):
+                self._telemetry.exception("unhandled error while serving a request", exc, request_id=log.request_id)
+            if not response_started:
+                await _json(status, body, headers)(scope, receive, observe)
+        finally:
+            log.latency_ms = (time.perf_counter() - started) * 1000
+            log.route = getattr(scope.get("route"), "path", None)  # set by Starlette's router on a match
+            self._telemetry.request(log, predict=log.route == PREDICT_PATH and log.method == "POST")
+
+
+def _request_log(scope: Scope) -> RequestLog:
+    # Under Mangum the scope carries the API Gateway event and the Lambda context; under uvicorn neither.
+    event = scope.get("aws.event") or {}
+    context = scope.get("aws.context")
+    api_request_id = (event.get("requestContext") or {}).get("requestId")
+    lambda_request_id = getattr(context, "aws_request_id", None)
+    return RequestLog(
+        method=scope["method"],
+        path=scope["path"],
+        request_id=api_request_id or lambda_request_id or uuid.uuid4().hex,
+        lambda_request_id=lambda_request_id,
+    )

@@ -1,0 +1,102 @@
+"""The served model: a verified bundle's ONNX graph in an onnxruntime session.
+
+The graph takes one input per feature (float32 or string, shape [N, 1]) and names its outputs as the bundle
+contract says (``functions.common.bundle.ONNX_OUTPUTS``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from functions.common.bundle import (
+    LABEL_OUTPUT,
+    ONNX_FILE,
+    ONNX_OUTPUTS,
+    BundleError,
+    ModelMetadata,
+    verify_bundle,
+)
+from functions.inference.schema import RequestSchema
+
+INPUT_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    labels: list[str]
+    # One row per instance, columns in the order of metadata.classes.
+    probabilities: list[list[float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Regression:
+    values: list[float]
+
+
+class Model:
+    def __init__(self, version: str, metadata: ModelMetadata, session: ort.InferenceSession, source: str) -> None:
+        self.version = version
+        self.metadata = metadata
+        self.source = source
+        self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self.schema = RequestSchema(metadata.features)
+        self._session = session
+        self._outputs = list(ONNX_OUTPUTS[metadata.task])
+
+    @property
+    def task(self) -> str:
+        return self.metadata.task
+
+    def predict(self, columns: dict[str, np.ndarray]) -> Classification | Regression:
+        outputs = self._session.run(self._outputs, columns)
+        if self.metadata.task == "classification":
+            return Classification(outputs[0].ravel().tolist(), outputs[1].tolist())
+        return Regression(outputs[0].ravel().tolist())
+
+
+def load_model(bundle_dir: Path, source: str, version: str | None = None) -> Model:
+    """Verify the bundle, open its ONNX graph and check the graph against the metadata.
+
+    Only ``model.onnx`` is checked and loaded: serving never reads ``model.joblib``, and hashing it would only
+    slow the cold start (a registry archive is checksummed as a whole before extraction anyway).
+    ``version`` defaults to ``local-<sha256 prefix of model.onnx>``: stable for a given model file.
+    """
+    metadata = verify_bundle(bundle_dir, require=(ONNX_FILE,))
+    try:
+        session = ort.InferenceSession(
+            str(bundle_dir / ONNX_FILE), _session_options(), providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable graphs
+        raise BundleError(f"{ONNX_FILE} cannot be loaded by onnxruntime: {exc}") from exc
+    _check_signature(session, metadata)
+    return Model(version or f"local-{metadata.files[ONNX_FILE][:12]}", metadata, session, source)
+
+
+def _session_options() -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    # One thread: a Lambda has one or two vCPUs, and a thread pool costs start-up time and memory for no gain
+    # on graphs this small.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+def _check_signature(session: ort.InferenceSession, metadata: ModelMetadata) -> None:
+    inputs = {node.name: node.type for node in session.get_inputs()}
+    expected = {feature.name: INPUT_TYPES[feature.type] for feature in metadata.features}
+    if inputs != expected:
+        raise BundleError(f"{ONNX_FILE} inputs {inputs} do not match the metadata features {expected}")
+    outputs = {node.name: node.type for node in session.get_outputs()}
+    missing = [name for name in ONNX_OUTPUTS[metadata.task] if name not in outputs]
+    if missing:
+        raise BundleError(f"{ONNX_FILE} lacks the {metadata.task} outputs {missing} (it has {sorted(outputs)})")
+    if metadata.task == "classification" and outputs[LABEL_OUTPUT] != "tensor(string)":
+        raise BundleError(f"{ONNX_FILE} output {LABEL_OUTPUT!r} must be strings, not {outputs[LABEL_OUTPUT]}")
+    if metadata.task == "classification" and not metadata.classes:
+        raise BundleError("a classification bundle must list its classes")

@@ -1,0 +1,204 @@
+"""The OpenAPI 3.1 document of the API, generated from the live model's feature schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.common.bundle import MISSING_CATEGORY, Feature
+from functions.inference.errors import INTERNAL_ERROR, STATUS_CODES
+from functions.inference.model import Model
+
+DESCRIPTION = """\
+Predictions from the registry's champion model. Request rules:
+
+- `instances` holds 1 to {max_instances} objects; each has every feature and no other key.
+- A missing key is an error; an explicit `null` is a missing value, which the model was trained to handle.
+- Numeric features take JSON numbers only: not booleans, not numeric strings, not NaN or Infinity.
+- Categorical features take strings only (numbers are refused). A category not seen in training is accepted
+  (the model ignores it) and reported in that prediction's `warnings`.
+- The body is JSON (`Content-Type: application/json`, UTF-8) of at most {max_body_bytes} bytes.
+
+Every problem of a request is listed in one 422 response. Each prediction has a `prediction_id` to quote
+when reporting the true outcome later.
+"""
+
+ERROR_RESPONSES = {
+    400: "The body is not valid JSON.",
+    404: "No such route.",
+    405: "The route does not accept this method.",
+    413: "The body is too large.",
+    415: "The body is not declared as JSON (`application/json`, optionally with `charset=utf-8`).",
+    422: "The request does not match the model's schema: `details` lists every problem.",
+    500: "The service failed unexpectedly: quote `correlation_id` when reporting it.",
+    503: "No model is available (none configured, no champion yet, or the champion could not be loaded).",
+}
+
+
+def document(model: Model, max_instances: int, max_body_bytes: int) -> dict[str, Any]:
+    metadata = model.metadata
+    description = DESCRIPTION.format(max_instances=max_instances, max_body_bytes=max_body_bytes)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "driftloop inference API", "version": model.version, "description": description},
+        "paths": {
+            "/predict": {
+                "post": {
+                    "operationId": "predict",
+                    "summary": f"Predict {metadata.target} for 1 to {max_instances} instances",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("PredictRequest")}},
+                    },
+                    "responses": {
+                        "200": _ok("The predictions, in the order of the instances.", "PredictResponse"),
+                        **_errors(400, 413, 415, 422, 500, 503),
+                    },
+                }
+            },
+            "/health": {"get": _get("health", "Whether a model is loaded, and which", "Health")},
+            "/model": {"get": _get("describeModel", "The served model's schema and metrics", "ModelInfo")},
+            "/openapi.json": {"get": _get("openapi", "This document", None)},
+        },
+        "components": {
+            "schemas": {
+                "PredictRequest": {
+                    "type": "object",
+                    "properties": {
+                        "instances": {
+                            "type": "array",
+                            "items": _ref("Instance"),
+                            "minItems": 1,
+                            "maxItems": max_instances,
+                        }
+                    },
+                    "required": ["instances"],
+                    "additionalProperties": False,
+                },
+                "Instance": {
+                    "type": "object",
+                    "description": "One row: every feature and no other key; null is a missing value.",
+                    "properties": {feature.name: _feature(feature) for feature in metadata.features},
+                    "required": list(metadata.feature_names),
+                    "additionalProperties": False,
+                },
+                "PredictResponse": {
+                    "type": "object",
+                    "properties": {
+                        "model_version": {"type": "string"},
+                        "predictions": {"type": "array", "items": _ref("Prediction")},
+                    },
+                    "required": ["model_version", "predictions"],
+                },
+                "Prediction": _prediction(model),
+                "Warning": {
+                    "type": "object",
+                    "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
+                    "required": ["field", "problem"],
+                },
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {"enum": sorted({c.error for c in STATUS_CODES} | {INTERNAL_ERROR})},
+                        "message": {"type": "string"},
+                        "details": {"type": "array", "items": _ref("Problem")},
+                        "correlation_id": {"type": "string", "description": "500 only: the id of the logged failure."},
+                    },
+                    "required": ["error", "message"],
+                },
+                "Problem": {
+                    "type": "object",
+                    "properties": {
+                        "instance": {"type": ["integer", "null"], "description": "index in instances; null: the body"},
+                        "field": {"type": ["string", "null"]},
+                        "problem": {"type": "string"},
+                    },
+                    "required": ["instance", "field", "problem"],
+                },
+                "Health": {
+                    "type": "object",
+                    "properties": {
+                        "status": {"const": "ok"},
+                        "model_version": {"type": "string"},
+                        "task": {"enum": ["classification", "regression"]},
+                        "loaded_at": {"type": "string", "format": "date-time"},
+                    },
+                    "required": ["status", "model_version", "task", "loaded_at"],
+                },
+                "ModelInfo": {
+                    "type": "object",
+                    "properties": {
+                        "version": {"type": "string"},
+                        "task": {"enum": ["classification", "regression"]},
+                        "target": {"type": "string"},
+                        "algorithm": {"type": "string"},
+                        "features": {"type": "array", "items": {"type": "object"}},
+                        "classes": {"type": "array", "items": {"type": "string"}},
+                        "primary_metric": {"type": "string"},
+                        "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "loaded_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
+            "responses": {
+                str(status): {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}
+                for status, text in ERROR_RESPONSES.items()
+            },
+        },
+    }
+
+
+def _feature(feature: Feature) -> dict[str, Any]:
+    if feature.type == "numeric":
+        observed = ""
+        if feature.minimum is not None and feature.maximum is not None:
+            observed = f" Seen in training: {feature.minimum:g} to {feature.maximum:g} (not enforced)."
+        return {"type": ["number", "null"], "description": f"Numeric; null when missing.{observed}"}
+    known = [category for category in feature.categories if category != MISSING_CATEGORY]
+    return {
+        "description": "Categorical; null when missing. Known categories are listed; any other string is "
+        "accepted and reported as a warning.",
+        "anyOf": [{"enum": known}, {"type": "string"}, {"type": "null"}],
+    }
+
+
+def _prediction(model: Model) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "prediction_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "quote it with the outcome"},
+        "warnings": {"type": "array", "items": _ref("Warning"), "description": "present only when there are some"},
+    }
+    classes = list(model.metadata.classes)
+    if model.task == "classification":
+        properties["label"] = {"enum": classes}
+        properties["probabilities"] = {
+            "type": "object",
+            "properties": {name: {"type": "number", "minimum": 0, "maximum": 1} for name in classes},
+            "required": classes,
+            "additionalProperties": False,
+        }
+        required = ["prediction_id", "label", "probabilities"]
+    else:
+        properties["value"] = {"type": "number"}
+        required = ["prediction_id", "value"]
+    return {"type": "object", "properties": properties, "required": required}
+
+
+def _get(operation: str, summary: str, schema: str | None) -> dict[str, Any]:
+    content = {"application/json": {"schema": _ref(schema) if schema else {"type": "object"}}}
+    return {
+        "operationId": operation,
+        "summary": summary,
+        "responses": {"200": {"description": summary, "content": content}, **_errors(500, 503)},
+    }
+
+
+def _ok(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): {"$ref": f"#/components/responses/{status}"} for status in statuses}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}

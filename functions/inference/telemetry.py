@@ -1,0 +1,126 @@
+"""Structured JSON logs and CloudWatch metrics in the Embedded Metric Format (EMF), one line per event.
+
+In Lambda, whatever goes to stdout lands in CloudWatch Logs, and a log line carrying an ``_aws`` block becomes
+metrics as well: no API call, no agent. Each request writes exactly one line that is both its log record and
+its metrics. Metrics go to namespace ``driftloop`` with two dimension sets, (Service, ModelVersion) and
+(Service): per-version views for comparing models, service-wide ones for alarms.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import orjson
+
+NAMESPACE = "driftloop"
+DIMENSIONS = [["Service", "ModelVersion"], ["Service"]]
+UNITS = {
+    "Latency": "Milliseconds",
+    "BatchSize": "Count",
+    "Predictions": "Count",
+    "ClientErrors": "Count",
+    "ServerErrors": "Count",
+    "CaptureFailures": "Count",
+    "ModelLoadFailures": "Count",
+}
+NO_MODEL = "none"
+
+
+@dataclass(slots=True)
+class RequestLog:
+    """What one request did; the app fills it in as the request goes and writes it once at the end."""
+
+    method: str
+    path: str
+    request_id: str
+    # The matched route (None: no route matched the path).
+    route: str | None = None
+    lambda_request_id: str | None = None
+    status: int = 0
+    latency_ms: float = 0.0
+    model_version: str | None = None
+    # Set once a prediction batch passed validation.
+    batch_size: int | None = None
+    capture_failures: int = 0
+    error: str | None = None
+
+
+class Telemetry:
+    def __init__(self, service: str, stream: TextIO | None = None) -> None:
+        self.service = service
+        # None: whatever sys.stdout is at write time (the Lambda runtime's, or a test's capture).
+        self._stream = stream
+
+    def request(self, log: RequestLog, *, predict: bool) -> None:
+        metrics: dict[str, float] = {
+            "ClientErrors": 1 if 400 <= log.status < 500 else 0,
+            "ServerErrors": 1 if log.status >= 500 else 0,
+        }
+        if predict:
+            metrics["Latency"] = round(log.latency_ms, 3)
+            if log.batch_size is not None and log.status < 400:
+                metrics["BatchSize"] = log.batch_size
+                metrics["Predictions"] = log.batch_size
+                metrics["CaptureFailures"] = log.capture_failures
+        level = "ERROR" if log.status >= 500 else "WARNING" if log.status >= 400 else "INFO"
+        fields = {
+            "method": log.method,
+            "route": log.route,
+            "path": log.path,
+            "status": log.status,
+            "latency_ms": round(log.latency_ms, 3),
+            "request_id": log.request_id,
+            "lambda_request_id": log.lambda_request_id,
+            "batch_size": log.batch_size,
+            "error": log.error,
+        }
+        self._write(self._emf("request", level, log.model_version, metrics, fields))
+
+    def model_load_failed(self, what: str, exc: BaseException) -> None:
+        fields = {"model": what, "exception": _describe(exc), "stack": _stack(exc)}
+        self._write(self._emf("model load failed", "ERROR", None, {"ModelLoadFailures": 1}, fields))
+
+    def exception(self, message: str, exc: BaseException, **fields: Any) -> None:
+        self.event("ERROR", message, exception=_describe(exc), stack=_stack(exc), **fields)
+
+    def event(self, level: str, message: str, **fields: Any) -> None:
+        self._write({"level": level, "message": message, "Service": self.service, "timestamp": time.time(), **fields})
+
+    def _emf(
+        self, message: str, level: str, version: str | None, metrics: dict[str, float], fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        return {
+            "_aws": {
+                "Timestamp": time.time_ns() // 1_000_000,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": NAMESPACE,
+                        "Dimensions": DIMENSIONS,
+                        "Metrics": [{"Name": name, "Unit": UNITS[name]} for name in metrics],
+                    }
+                ],
+            },
+            "level": level,
+            "message": message,
+            "Service": self.service,
+            "ModelVersion": version or NO_MODEL,
+            **fields,
+            **metrics,
+        }
+
+    def _write(self, document: dict[str, Any]) -> None:
+        stream = self._stream or sys.stdout
+        stream.write(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE).decode())
+        stream.flush()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _stack(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))

@@ -1,0 +1,182 @@
+"""Successful predictions through the Lambda handler, their parity with scikit-learn, and the capture hook."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from functions.common.bundle import JOBLIB_FILE, MISSING_CATEGORY, read_metadata
+from functions.inference.config import Config
+from tests.inference.conftest import TARGET, Api, FailingSink, MakeApi, RecordingSink, instances
+
+
+def test_predict_classification_returns_a_label_probabilities_and_an_id_per_instance(
+    api: Api, rows: list[dict[str, Any]], trained_bundle: Path
+) -> None:
+    reply = api.predict(rows)
+
+    assert reply.status == 200, reply.body
+    assert reply.headers["content-type"] == "application/json"
+    answer = reply.json
+    classes = list(read_metadata(trained_bundle).classes)
+    assert answer["model_version"].startswith("local-")
+    assert len(answer["predictions"]) == len(rows)
+    for prediction in answer["predictions"]:
+        assert set(prediction) == {"prediction_id", "label", "probabilities"}
+        assert prediction["label"] in classes
+        assert list(prediction["probabilities"]) == classes
+        assert math.isclose(sum(prediction["probabilities"].values()), 1.0, abs_tol=1e-5)
+        assert prediction["label"] == max(prediction["probabilities"], key=prediction["probabilities"].get)
+    ids = [p["prediction_id"] for p in answer["predictions"]]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_prediction_ids_are_unique_across_requests(api: Api, rows: list[dict[str, Any]]) -> None:
+    ids = [p["prediction_id"] for _ in range(20) for p in api.predict(rows).json["predictions"]]
+    assert len(set(ids)) == len(ids) == 20 * len(rows)
+
+
+def test_directory_model_version_is_stable_across_loads(
+    make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]]
+) -> None:
+    first = make_api(Config(model_dir=trained_bundle)).predict(rows).json["model_version"]
+    second = make_api(Config(model_dir=trained_bundle)).predict(rows).json["model_version"]
+    assert first == second == f"local-{read_metadata(trained_bundle).files['model.onnx'][:12]}"
+
+
+def test_predict_regression_returns_a_value_per_instance(
+    make_api: MakeApi, regression_bundle: Path, churn_data: pd.DataFrame
+) -> None:
+    api = make_api(Config(model_dir=regression_bundle))
+    rows = instances(churn_data, 4, drop=(TARGET, "monthly_charges"))
+
+    reply = api.predict(rows)
+
+    assert reply.status == 200, reply.body
+    predictions = reply.json["predictions"]
+    assert [set(p) for p in predictions] == [{"prediction_id", "value"}] * 4
+    assert all(isinstance(p["value"], float) and 0 < p["value"] < 500 for p in predictions)
+
+
+def test_explicit_nulls_are_accepted_as_missing_values(api: Api, rows: list[dict[str, Any]]) -> None:
+    blank = dict.fromkeys(rows[0])
+
+    reply = api.predict([blank])
+
+    assert reply.status == 200, reply.body
+    assert "warnings" not in reply.json["predictions"][0]
+
+
+def test_an_unknown_category_is_accepted_and_reported_as_a_warning_on_that_instance(
+    api: Api, rows: list[dict[str, Any]]
+) -> None:
+    rows[1]["region"] = "atlantis"
+
+    reply = api.predict(rows[:3])
+
+    assert reply.status == 200, reply.body
+    first, second, third = reply.json["predictions"]
+    assert "warnings" not in first and "warnings" not in third
+    [warning] = second["warnings"]
+    assert warning["field"] == "region"
+    assert "unknown category 'atlantis'" in warning["problem"]
+
+
+def test_json_with_a_utf8_charset_and_a_base64_encoded_body_is_accepted(api: Api, rows: list[dict[str, Any]]) -> None:
+    reply = api.call(
+        "POST",
+        "/predict",
+        json.dumps({"instances": rows}),
+        content_type="Application/JSON; charset=UTF-8",
+        binary=True,
+    )
+    assert reply.status == 200, reply.body
+
+
+@pytest.mark.parametrize("bundle_fixture", ["trained_bundle", "trained_forest_bundle"])
+def test_predictions_through_the_api_equal_the_scikit_learn_pipeline(
+    make_api: MakeApi, churn_data: pd.DataFrame, bundle_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    from training.features import model_inputs
+
+    bundle: Path = request.getfixturevalue(bundle_fixture)
+    metadata = read_metadata(bundle)
+    frame = churn_data.sample(100, random_state=3)
+    api = make_api(Config(model_dir=bundle))
+
+    served = api.predict(instances(frame, 100)).json["predictions"]
+
+    pipeline = joblib.load(bundle / JOBLIB_FILE)
+    expected = pipeline.predict_proba(model_inputs(frame, {f.name: f.type for f in metadata.features}))
+    got = np.array([[p["probabilities"][c] for c in metadata.classes] for p in served])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    decisive = np.abs(expected[:, 0] - expected[:, 1]) > 1e-4
+    expected_labels = np.array(metadata.classes)[expected.argmax(axis=1)]
+    assert [p["label"] for p, keep in zip(served, decisive, strict=True) if keep] == list(expected_labels[decisive])
+
+
+def test_the_missing_category_token_is_the_one_training_uses(trained_bundle: Path) -> None:
+    from training.features import categories
+
+    assert categories(pd.Series([None, "a"])).tolist() == [MISSING_CATEGORY, "a"]
+
+
+def test_the_capture_hook_receives_exactly_the_served_predictions(
+    api: Api, sink: RecordingSink, rows: list[dict[str, Any]]
+) -> None:
+    reply = api.predict(rows)
+
+    [records] = sink.batches
+    served = reply.json["predictions"]
+    assert [r.prediction_id for r in records] == [p["prediction_id"] for p in served]
+    assert [r.label for r in records] == [p["label"] for p in served]
+    assert [r.probabilities for r in records] == [p["probabilities"] for p in served]
+    assert [r.features for r in records] == rows
+    assert {r.model_version for r in records} == {reply.json["model_version"]}
+    assert {r.request_id for r in records} == {reply.event["requestContext"]["requestId"]}
+    assert all(r.value is None for r in records)
+    assert all(r.time.endswith("+00:00") for r in records)
+
+
+def test_requests_that_fail_capture_nothing(api: Api, sink: RecordingSink, rows: list[dict[str, Any]]) -> None:
+    rows[0]["age"] = "forty"
+    assert api.predict(rows).status == 422
+    assert sink.batches == []
+
+
+def test_a_capture_failure_does_not_fail_the_request_and_is_logged_and_counted(
+    make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]]
+) -> None:
+    api = make_api(Config(model_dir=trained_bundle), sink=FailingSink())
+
+    reply = api.predict(rows)
+
+    assert reply.status == 200
+    assert len(reply.json["predictions"]) == len(rows)
+    [failure] = api.log_messages("capture failed; the predictions were served but not captured")
+    assert failure["level"] == "ERROR"
+    assert "ConnectionError: the delivery stream is unreachable" in failure["stack"]
+    [request] = api.log_messages("request")
+    assert request["CaptureFailures"] == len(rows)
+    assert request["status"] == 200
+
+
+def test_the_log_capture_sink_writes_one_json_line_per_prediction(
+    make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = make_api(Config(model_dir=trained_bundle, capture="log"))
+
+    served = api.predict(rows).json["predictions"]
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["prediction_id"] for line in lines] == [p["prediction_id"] for p in served]
+    assert {line["message"] for line in lines} == {"prediction"}
+    assert lines[0]["features"] == rows[0]
