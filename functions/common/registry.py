@@ -1,5 +1,8 @@
 """The model registry: S3 is the system of record, shared by the workflow, the API and the CLI.
 
+It imports no AWS SDK module itself (errors come from the client it is given), so a process that serves a local
+bundle never pays for importing botocore.
+
 Layout under ``<prefix>`` in the model bucket::
 
     versions/<version>/model.tar.gz     the bundle archive, immutable
@@ -25,11 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from botocore.exceptions import ClientError
-
 from functions.common.bundle import ARCHIVE_FILE, METADATA_FILE, BundleError, open_bundle, sha256_file
 
 if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
     from mypy_boto3_s3 import S3Client
 
 DEFAULT_PREFIX = "registry/"
@@ -206,7 +208,7 @@ class Registry:
     def champion(self) -> ChampionPointer | None:
         try:
             response = self._s3.get_object(Bucket=self.bucket, Key=self.champion_key)
-        except ClientError as exc:
+        except self._s3.exceptions.ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404"):
                 return None
             raise
@@ -250,7 +252,7 @@ class Registry:
                 ContentType="application/json",
                 **condition,  # type: ignore[arg-type]
             )
-        except ClientError as exc:
+        except self._s3.exceptions.ClientError as exc:
             if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
                 raise PromotionConflict(
                     f"champion changed while promoting {version} (expected "
@@ -307,7 +309,7 @@ class Registry:
     def _create(self, key: str, body: bytes, content_type: str) -> None:
         try:
             self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
-        except ClientError as exc:
+        except self._s3.exceptions.ClientError as exc:
             if _code(exc) in ("PreconditionFailed", "412"):
                 raise RegistryError(f"s3://{self.bucket}/{key} already exists; registry objects are immutable") from exc
             raise
@@ -315,7 +317,7 @@ class Registry:
     def _get_json(self, key: str) -> Any:
         try:
             response = self._s3.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
+        except self._s3.exceptions.ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404"):
                 return None
             raise

@@ -1,0 +1,61 @@
+"""Lambda entry points of the training state machine: parse, call the step, return JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from functions.common.registry import Registry
+from functions.workflow import steps
+from functions.workflow.settings import WorkflowSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+logger = logging.getLogger("driftloop.workflow")
+logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+
+
+@cache
+def _settings() -> WorkflowSettings:
+    return WorkflowSettings.from_env()
+
+
+@cache
+def _s3() -> S3Client:
+    return boto3.client("s3")
+
+
+def _registry() -> Registry:
+    settings = _settings()
+    return Registry(_s3(), settings.model_bucket, settings.registry_prefix)
+
+
+def _log(step: str, result: dict[str, Any]) -> dict[str, Any]:
+    logger.info(json.dumps({"step": step, "result": result}, default=str))
+    return result
+
+
+def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _log("prepare", steps.prepare(_settings(), _s3(), _registry(), event))
+
+
+def register(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _log("register", steps.register(_s3(), _registry(), event))
+
+
+def promote(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _log("promote", steps.promote(_registry(), event))
+
+
+def reject(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _log("reject", steps.reject(_registry(), event))
+
+
+def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _log("record_failure", steps.record_failure(_registry(), event))

@@ -1,0 +1,315 @@
+"""`driftloop`: the command line for people who run the loop.
+
+Local work (generate data, train, serve, predict) needs no AWS account. The registry commands talk to the
+model bucket through boto3's usual configuration (profile, region, ``AWS_ENDPOINT_URL`` for a local cloud).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+driftloop: train, gate, promote and serve tabular models, and keep them healthy.
+
+Local (no AWS account needed):
+  driftloop data --rows 5000 --out data/train.csv        generate a synthetic churn data set
+  driftloop train --data data/train.csv --out runs/v1    train like SageMaker would, locally
+  driftloop serve --model-dir runs/v1/model              serve the bundle over HTTP (same app as Lambda)
+  driftloop predict --url http://127.0.0.1:8080 --json '{"instances": [...]}'
+  driftloop demo                                         all of the above, narrated
+
+Registry (the model bucket in S3; honours AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL):
+  driftloop versions --bucket B      every registered version with its metrics
+  driftloop champion --bucket B      the live version
+  driftloop history --bucket B       every decision: registered, promoted, rejected, failed
+  driftloop register / promote       register a bundle archive, promote a version (compare-and-swap)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except CommandError as exc:
+        print(f"driftloop: {exc}", file=sys.stderr)
+        return 1
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driftloop", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    data = commands.add_parser("data", help="generate a synthetic churn data set (CSV)")
+    data.add_argument("--rows", type=int, default=5000, help="number of rows (default 5000)")
+    data.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    data.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    data.add_argument("--covariate-drift", type=float, default=0.0, help="0 (none) to 1 (strong) feature shift")
+    data.add_argument("--concept-drift", type=float, default=0.0, help="0 (none) to 1 (strong) change of the rule")
+    data.set_defaults(run=_data)
+
+    train = commands.add_parser(
+        "train",
+        help="train locally with the SageMaker container contract",
+        description="Lays out a SageMaker-style base directory under --out and runs the training program on it. "
+        "The bundle lands in OUT/model, metrics and the gate verdict in OUT/output/data/evaluation.json.",
+    )
+    train.add_argument("--data", type=Path, required=True, action="append", help="CSV/Parquet file or folder")
+    train.add_argument("--out", type=Path, required=True, help="base directory to create (like /opt/ml)")
+    train.add_argument("--champion", type=Path, help="the live model: a bundle folder or model.tar.gz")
+    train.add_argument(
+        "--hp",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a hyperparameter (repeatable), e.g. --hp target=churned --hp algorithm=random_forest",
+    )
+    train.set_defaults(run=_train)
+
+    serve = commands.add_parser("serve", help="serve a model over HTTP with the inference app")
+    source = serve.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-dir", type=Path, help="an extracted bundle folder")
+    source.add_argument("--bucket", help="serve the registry's champion from this model bucket")
+    serve.add_argument("--prefix", default="registry/", help="registry prefix (default registry/)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--refresh-seconds", type=float, default=60.0, help="champion re-check interval")
+    serve.set_defaults(run=_serve)
+
+    predict = commands.add_parser("predict", help="send a prediction request and print the answer")
+    predict.add_argument("--url", required=True, help="API base URL (local or the deployed stage URL)")
+    body = predict.add_mutually_exclusive_group(required=True)
+    body.add_argument("--json", help="request body, e.g. '{\"instances\": [{...}]}'")
+    body.add_argument("--file", type=Path, help="file holding the request body")
+    predict.add_argument("--api-key", default=os.environ.get("DRIFTLOOP_API_KEY"), help="for api_key auth mode")
+    predict.add_argument("--sign", action="store_true", help="sign with SigV4 (iam auth mode) using boto3 credentials")
+    predict.set_defaults(run=_predict)
+
+    for name, handler, summary in (
+        ("versions", _versions, "list registered versions"),
+        ("champion", _champion, "show the live version"),
+        ("history", _history, "print the decision record"),
+    ):
+        command = commands.add_parser(name, help=summary)
+        _registry_arguments(command)
+        command.set_defaults(run=handler)
+
+    register = commands.add_parser("register", help="register a model.tar.gz as a new version")
+    _registry_arguments(register)
+    register.add_argument("--archive", type=Path, required=True, help="model.tar.gz (or a bundle folder)")
+    register.set_defaults(run=_register)
+
+    promote = commands.add_parser("promote", help="make a registered version the champion")
+    _registry_arguments(promote)
+    promote.add_argument("--version", required=True)
+    promote.add_argument("--reason", default="promoted by hand", help="recorded with the decision")
+    promote.set_defaults(run=_promote)
+
+    demo = commands.add_parser("demo", help="train, register, promote, serve and call a model, narrated")
+    demo.add_argument("--workdir", type=Path, default=Path("demo-output"), help="where to put its files")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _registry_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--bucket", default=os.environ.get("DRIFTLOOP_MODEL_BUCKET"), help="model bucket")
+    command.add_argument("--prefix", default="registry/", help="registry prefix (default registry/)")
+
+
+# -- local work ----------------------------------------------------------------------------------------------
+
+
+def _data(args: argparse.Namespace) -> int:
+    from training import synthetic
+
+    frame = synthetic.generate(args.rows, args.seed, args.covariate_drift, args.concept_drift)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(args.out, index=False)
+    print(f"wrote {len(frame)} rows x {frame.shape[1]} columns to {args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training import local_run
+
+    hyperparameters = dict(_key_value(item) for item in args.hp)
+    try:
+        layout = local_run.stage(args.out, args.data, hyperparameters, champion=args.champion)
+    except FileNotFoundError as exc:
+        raise CommandError(str(exc)) from exc
+    code = local_run.run(layout)
+    print(local_run.summary(layout))
+    return code
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise CommandError(f"--hp takes KEY=VALUE, got {item!r}")
+    return key, value
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    if args.model_dir is not None:
+        os.environ["DRIFTLOOP_MODEL_DIR"] = str(args.model_dir.resolve())
+    else:
+        os.environ["DRIFTLOOP_MODEL_BUCKET"] = args.bucket
+        os.environ["DRIFTLOOP_REGISTRY_PREFIX"] = args.prefix
+    os.environ["DRIFTLOOP_REFRESH_SECONDS"] = str(args.refresh_seconds)
+    uvicorn.run("functions.inference.app:app", host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    body = args.json.encode() if args.json is not None else args.file.read_bytes()
+    status, answer = post_json(args.url.rstrip("/") + "/predict", body, api_key=args.api_key, sign=args.sign)
+    print(f"HTTP {status}")
+    print(json.dumps(answer, indent=2))
+    return 0 if status < 400 else 1
+
+
+def post_json(url: str, body: bytes, *, api_key: str | None = None, sign: bool = False) -> tuple[int, Any]:
+    """POST a JSON body; returns (status, parsed answer). Signs with SigV4 for IAM-authorised APIs."""
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["x-api-key"] = api_key
+    if sign:
+        headers = _sigv4_headers(url, body, headers)
+    return _send(urllib.request.Request(url, data=body, headers=headers, method="POST"))  # noqa: S310
+
+
+def get_json(url: str) -> tuple[int, Any]:
+    return _send(urllib.request.Request(url, method="GET"))  # noqa: S310 (the user's URL)
+
+
+def _send(request: urllib.request.Request) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        payload = error.read()
+        try:
+            return error.code, json.loads(payload)
+        except ValueError:
+            return error.code, payload.decode(errors="replace")
+    except urllib.error.URLError as error:
+        raise CommandError(f"cannot reach {request.full_url}: {error.reason}") from error
+
+
+def _sigv4_headers(url: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    session = boto3.Session()
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise CommandError("--sign needs AWS credentials (profile, environment or instance role)")
+    request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+    SigV4Auth(credentials, "execute-api", session.region_name or "us-east-1").add_auth(request)
+    return dict(request.headers.items())
+
+
+# -- registry ------------------------------------------------------------------------------------------------
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    import boto3
+
+    from functions.common.registry import Registry
+
+    if not args.bucket:
+        raise CommandError("--bucket (or DRIFTLOOP_MODEL_BUCKET) is required: the stack output ModelBucketName")
+    return Registry(boto3.client("s3"), args.bucket, args.prefix)
+
+
+def _versions(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    champion = registry.champion()
+    records = registry.list_versions()
+    if not records:
+        print("no versions registered yet")
+    for record in records:
+        live = "*" if champion and champion.version == record.version else " "
+        metrics = ", ".join(f"{name}={value:.4f}" for name, value in sorted(record.metrics.items()))
+        verdict = (record.evaluation or {}).get("passed")
+        gate = {True: "gate passed", False: "gate failed", None: "no gate"}[verdict]
+        print(f"{live} {record.version}  {record.algorithm:<22} {gate:<11}  {metrics}")
+    return 0
+
+
+def _champion(args: argparse.Namespace) -> int:
+    champion = _registry(args).champion()
+    if champion is None:
+        print("no champion yet")
+        return 1
+    print(json.dumps(champion.to_dict(), indent=2))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    decisions = _registry(args).decisions()
+    if not decisions:
+        print("no decisions recorded yet")
+    for decision in decisions:
+        print(f"{decision.time}  {decision.action:<11} {decision.version or '-':<24} {'; '.join(decision.reasons)}")
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    from functions.common.bundle import pack_archive
+    from functions.common.registry import RegistryError, new_version_id
+
+    archive = args.archive
+    if archive.is_dir():
+        archive = args.archive.parent / f"{args.archive.name}.tar.gz"
+        pack_archive(args.archive, archive)
+    version = new_version_id()
+    try:
+        record = _registry(args).register(version, archive, lineage={"source": f"driftloop register {args.archive}"})
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from exc
+    _registry(args).record("registered", version, ["registered by hand"], {"sha256": record.sha256})
+    print(f"registered {version} (sha256 {record.sha256[:12]}…)")
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from functions.common.registry import RegistryError
+
+    registry = _registry(args)
+    try:
+        pointer = registry.promote(args.version, expected=registry.champion(), reasons=(args.reason,))
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"champion is now {pointer.version} (was {pointer.previous_version or 'none'})")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from infra import demo
+
+    return demo.run(args.workdir)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
