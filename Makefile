@@ -3,13 +3,17 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # Python 3.12 is the Lambda and training-container runtime: the project venv uses it whatever `python3` is.
-PYTHON312 ?= $(shell command -v python3.12 2>/dev/null || ls -d /root/.pyenv/versions/3.12.*/bin/python 2>/dev/null | tail -n 1)
+PYTHON312 ?= $(shell for py in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12.*/bin/python 2>/dev/null | sort -V -r); do \
+	$$py -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v $$py; break; }; done)
 UV_VERSION := 0.13.8
 TOOLS := .cache/tools
 UV := $(TOOLS)/bin/uv
+# infra/bundling.py exports the Lambda requirements from uv.lock with this uv.
+export UV := $(CURDIR)/$(UV)
 VENV := .venv
 BIN := $(VENV)/bin
 SETUP_STAMP := $(VENV)/.driftloop-setup
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
@@ -46,7 +50,7 @@ unit: setup ## unit and stack tests
 infra-check: setup ## synthesize the CDK app offline, then cdk-nag (during synth) and cfn-lint on every template
 	rm -rf cdk.out
 	npx cdk synth --quiet
-	$(BIN)/cfn-lint cdk.out/*.template.json
+	$(BIN)/python -m infra.lint cdk.out
 
 test: lint typecheck unit infra-check ## everything CI runs
 

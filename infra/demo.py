@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,13 +24,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pandas as pd
+
 from functions.common.bundle import ARCHIVE_FILE, pack_archive
+from functions.common.gate import EVALUATION_FILE
 from functions.common.registry import Registry, new_version_id
+from infra.cli import CommandError, get_json, post_json
+from training import local_run, synthetic
 from training.contract import Layout
 
 DEMO_BUCKET = "driftloop-demo-models"
 HYPERPARAMETERS = {"target": "churned", "algorithm": "random_forest", "n_estimators": "100", "max_depth": "10"}
-CHALLENGER_HYPERPARAMETERS = {**HYPERPARAMETERS, "algorithm": "hist_gradient_boosting", "min_improvement": "0.0"}
+# The challenger must beat the champion by 0.01 ROC AUC on the fresh holdout to be promoted.
+CHALLENGER_HYPERPARAMETERS = {"target": "churned", "algorithm": "hist_gradient_boosting", "min_improvement": "0.01"}
 REFRESH_SECONDS = 1.0
 
 
@@ -47,8 +55,6 @@ class Narrator:
 
 
 def run(workdir: Path) -> int:
-    from training import local_run, synthetic
-
     narrator = Narrator()
     if workdir.exists():
         shutil.rmtree(workdir)
@@ -57,13 +63,13 @@ def run(workdir: Path) -> int:
 
     narrator.step("Generate a synthetic churn data set")
     synthetic.generate(4000, seed=1).to_csv(data_dir / "history.csv", index=False)
-    synthetic.generate(4000, seed=2, covariate_drift=0.3).to_csv(data_dir / "fresh.csv", index=False)
+    synthetic.generate(4000, seed=2, covariate_drift=0.3, concept_drift=0.5).to_csv(data_dir / "fresh.csv", index=False)
     narrator.say(f"{data_dir / 'history.csv'}: 4000 rows (training data for version 1)")
-    narrator.say(f"{data_dir / 'fresh.csv'}: 4000 rows from a slightly shifted world (for the challenger)")
+    narrator.say(f"{data_dir / 'fresh.csv'}: 4000 rows from a changed world (for the challenger)")
 
     narrator.step("Train version 1 with the training program, laid out as SageMaker runs it")
     first = local_run.stage(workdir / "jobs" / "v1", [data_dir / "history.csv"], HYPERPARAMETERS)
-    if local_run.run(first) != 0:
+    if local_run.run(first, log=first.base / "training.log") != 0:
         narrator.say(local_run.summary(first))
         return 1
     narrator.say(local_run.summary(first))
@@ -81,16 +87,16 @@ def run(workdir: Path) -> int:
         registry.promote(v1, expected=None, reasons=("first model: no champion to beat",))
         narrator.say(f"registered and promoted {v1}")
 
-        with inference_api() as url:
+        with inference_api(workdir / "api.log") as url:
             narrator.step(f"Serve the champion over HTTP at {url} (the same ASGI app the Lambda runs)")
             show(narrator, "GET", url + "/health")
             show(narrator, "GET", url + "/model", summarise=lambda body: {k: body[k] for k in ("version", "task")})
-            instances = synthetic.generate(3, seed=7).drop(columns=["churned"]).to_dict(orient="records")
-            show(narrator, "POST", url + "/predict", {"instances": clean(instances)})
+            instances = instances_of(synthetic.generate(3, seed=7))
+            show(narrator, "POST", url + "/predict", {"instances": instances})
 
             narrator.step("Send bad requests: the API says precisely what is wrong, and nothing is lost")
-            broken = dict(clean(instances)[0], tenure_months="twelve", favourite_colour="blue")
-            show(narrator, "POST", url + "/predict", {"instances": [clean(instances)[1], broken]})
+            broken = dict(instances[0], tenure_months="twelve", favourite_colour="blue")
+            show(narrator, "POST", url + "/predict", {"instances": [instances[1], broken]})
             show(narrator, "POST", url + "/predict", raw=b'{"instances": [')
 
             narrator.step("Train a challenger on fresh data; score it against the live champion on the same holdout")
@@ -104,11 +110,11 @@ def run(workdir: Path) -> int:
                 {**CHALLENGER_HYPERPARAMETERS, "champion_version": champion.version},
                 champion=archive,
             )
-            if local_run.run(second) != 0:
+            if local_run.run(second, log=second.base / "training.log") != 0:
                 narrator.say(local_run.summary(second))
                 return 1
             narrator.say(local_run.summary(second))
-            evaluation = json.loads((second.output_data_dir / "evaluation.json").read_text())
+            evaluation = json.loads((second.output_data_dir / EVALUATION_FILE).read_text())
             v2 = register_run(registry, second, "demo: challenger on fresh data", evaluation)
             if evaluation["passed"]:
                 registry.promote(v2, expected=champion, reasons=tuple(evaluation["reasons"]))
@@ -117,7 +123,7 @@ def run(workdir: Path) -> int:
             else:
                 registry.record("rejected", v2, evaluation["reasons"])
                 narrator.say(f"{v2} rejected; {v1} keeps serving")
-            show(narrator, "POST", url + "/predict", {"instances": clean(instances)[:1]})
+            show(narrator, "POST", url + "/predict", {"instances": instances[:1]})
 
         narrator.step("The decision record (append-only, in the registry)")
         for decision in registry.decisions():
@@ -134,15 +140,19 @@ def register_run(registry: Registry, layout: Layout, source: str, evaluation: di
     version = new_version_id()
     archive = layout.base / ARCHIVE_FILE
     pack_archive(layout.model_dir, archive)
-    evaluation = evaluation or json.loads((layout.output_data_dir / "evaluation.json").read_text())
+    evaluation = evaluation or json.loads((layout.output_data_dir / EVALUATION_FILE).read_text())
     record = registry.register(version, archive, evaluation=evaluation, lineage={"source": source})
     registry.record("registered", version, evaluation["reasons"], {"sha256": record.sha256})
     return version
 
 
-def clean(instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """JSON has no NaN: a missing value is sent as null."""
-    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()} for row in instances]
+def instances_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Request instances from labelled rows: no target, and null (JSON has no NaN) for a missing value."""
+    features = frame.drop(columns=[synthetic.TARGET])
+    return [
+        {str(name): (None if pd.isna(value) else value) for name, value in row.items()}
+        for row in features.to_dict(orient="records")
+    ]
 
 
 def show(
@@ -154,8 +164,6 @@ def show(
     raw: bytes | None = None,
     summarise: Any = None,
 ) -> None:
-    from infra.cli import get_json, post_json
-
     if method == "GET":
         status, body = get_json(url)
     else:
@@ -166,8 +174,6 @@ def show(
 
 
 def wait_for_version(url: str, version: str, timeout: float = 15.0) -> None:
-    from infra.cli import get_json
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status, body = get_json(url + "/model")
@@ -196,6 +202,7 @@ def local_s3() -> Iterator[str]:
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
     }.items():
         os.environ[name] = value
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per S3 call drowns the story
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
@@ -205,25 +212,25 @@ def local_s3() -> Iterator[str]:
 
 
 @contextmanager
-def inference_api() -> Iterator[str]:
-    """The inference app under uvicorn on a loopback port, serving the registry's champion."""
-    import uvicorn
-
-    os.environ["DRIFTLOOP_MODEL_BUCKET"] = DEMO_BUCKET
-    os.environ["DRIFTLOOP_REFRESH_SECONDS"] = str(REFRESH_SECONDS)
-    from functions.inference.app import app
-
+def inference_api(log: Path) -> Iterator[str]:
+    """`driftloop serve` in its own process on a loopback port, serving the registry's champion."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the inference API did not start within 10 s")
-        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "infra.cli", "serve", "--bucket", DEMO_BUCKET, "--port", str(port)]
+    command += ["--refresh-seconds", str(REFRESH_SECONDS)]
+    with log.open("w") as stream:
+        server = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
     try:
-        yield f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get_json(url + "/health")
+                break
+            except CommandError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the inference API did not start; see {log}") from None
+                time.sleep(0.1)
+        yield url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        server.terminate()
+        server.wait(timeout=10)

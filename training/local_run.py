@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterable, Mapping
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 from functions.common.bundle import ARCHIVE_FILE
@@ -46,11 +47,17 @@ def stage(
     return layout
 
 
-def run(layout: Layout) -> int:
-    """Run the training program in this process; returns its exit code (0: a bundle was written)."""
+def run(layout: Layout, *, log: Path | None = None) -> int:
+    """Run the training program in this process; returns its exit code (0: a bundle was written).
+
+    With ``log``, the program's output goes to that file (as SageMaker sends it to CloudWatch Logs).
+    """
     from training.program import run as run_program
 
-    return run_program(layout.base)
+    if log is None:
+        return run_program(layout.base)
+    with log.open("w") as stream, redirect_stdout(stream), redirect_stderr(stream):
+        return run_program(layout.base)
 
 
 def summary(layout: Layout) -> str:

@@ -1,0 +1,1 @@
+"""Small named constructs the driftloop stacks are built from."""

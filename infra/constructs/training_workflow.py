@@ -1,0 +1,223 @@
+"""The training state machine: Prepare -> Train -> Register -> gate -> Promote | Reject, failures recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.constructs.encrypted_topic import EncryptedTopic
+from infra.constructs.log_group import log_group
+
+# Transient Lambda service errors and throttling; errors raised by the function itself are not retried.
+LAMBDA_TRANSIENT_ERRORS = (
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+)
+# How the SageMaker integration reports API errors such as throttling; a failed job is States.TaskFailed.
+SAGEMAKER_TRANSIENT_ERRORS = ("SageMaker.AmazonSageMakerException",)
+SAGEMAKER_EVENTS_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
+
+
+@dataclass(frozen=True)
+class WorkflowFunctions:
+    prepare: lambda_.IFunction
+    register: lambda_.IFunction
+    promote: lambda_.IFunction
+    reject: lambda_.IFunction
+    record_failure: lambda_.IFunction
+
+
+@dataclass(frozen=True)
+class TrainingJobSpec:
+    """The static part of every CreateTrainingJob request; the rest comes from Prepare at run time."""
+
+    image_uri: str
+    role: iam.IRole
+    job_prefix: str
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    max_runtime_seconds: int
+    metric_definitions: Sequence[Mapping[str, str]]
+    tags: Mapping[str, str]
+
+
+class TrainingWorkflow(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        state_machine_name: str,
+        functions: WorkflowFunctions,
+        job: TrainingJobSpec,
+        failure_topic: EncryptedTopic,
+        timeout: Duration,
+        log_retention_days: int,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._job = job
+
+        record_failure = self._invoke("RecordFailure", functions.record_failure, "$.failure")
+        notify_failure = tasks.SnsPublish(
+            self,
+            "NotifyFailure",
+            topic=failure_topic.topic,
+            subject=f"{state_machine_name} failed",
+            message=sfn.TaskInput.from_object(
+                {
+                    "state_machine": state_machine_name,
+                    "execution": sfn.JsonPath.execution_id,
+                    "error": sfn.JsonPath.string_at("$.error.Error"),
+                    "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        # The original error stays in $.error; the Fail state reports it, whatever happened while recording it.
+        failed = sfn.Fail(self, "TrainingFailed", error_path="$.error.Error", cause_path="$.error.Cause")
+        notify_failure.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(5), max_attempts=3)
+        notify_failure.add_catch(failed, errors=["States.ALL"], result_path="$.notify_failure_error")
+        record_failure.add_catch(notify_failure, errors=["States.ALL"], result_path="$.record_failure_error")
+        record_failure.next(notify_failure).next(failed)
+
+        prepare = self._invoke("Prepare", functions.prepare, "$.prepare")
+        train = self._train_state()
+        register = self._invoke("Register", functions.register, "$.registration")
+        promote = self._invoke("Promote", functions.promote, "$.promotion")
+        reject = self._invoke("Reject", functions.reject, "$.rejection")
+        for task in (prepare, train, register, promote, reject):
+            task.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+
+        gate = (
+            sfn.Choice(self, "GatePassed?")
+            .when(
+                sfn.Condition.boolean_equals("$.registration.passed", True),
+                promote.next(sfn.Succeed(self, "Promoted")),
+            )
+            .otherwise(reject.next(sfn.Succeed(self, "Rejected")))
+        )
+
+        self.log_group = log_group(
+            self,
+            "Logs",
+            # The vendedlogs prefix keeps CloudWatch Logs' resource policy from growing with every state machine.
+            name=f"/aws/vendedlogs/states/{state_machine_name}",
+            retention_days=log_retention_days,
+            removal_policy=removal_policy,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=state_machine_name,
+            comment="driftloop: train a challenger, gate it against the champion, promote or reject it",
+            definition_body=sfn.DefinitionBody.from_chainable(prepare.next(train).next(register).next(gate)),
+            timeout=timeout,
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+        )
+        failure_topic.grant_publish(self.state_machine)
+        self._grant_training_job(self.state_machine.role)
+
+    def _invoke(self, construct_id: str, function: lambda_.IFunction, result_path: str) -> tasks.LambdaInvoke:
+        """Invoke with the whole state as input; the function's return value lands at ``result_path``."""
+        task = tasks.LambdaInvoke(
+            self,
+            construct_id,
+            lambda_function=function,
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path=result_path,
+        )
+        task.add_retry(
+            errors=list(LAMBDA_TRANSIENT_ERRORS), interval=Duration.seconds(2), max_attempts=6, backoff_rate=2
+        )
+        return task
+
+    def _train_state(self) -> sfn.CustomState:
+        # Raw ASL: the channel list is built by Prepare (a champion channel only when one exists), which the
+        # SageMakerCreateTrainingJob construct cannot express.
+        job = self._job
+        state: dict[str, Any] = {
+            "Type": "Task",
+            "Resource": f"arn:{Aws.PARTITION}:states:::sagemaker:createTrainingJob.sync",
+            "Parameters": {
+                "TrainingJobName.$": "$.prepare.training_job_name",
+                "HyperParameters.$": "$.prepare.hyperparameters",
+                "InputDataConfig.$": "$.prepare.input_data_config",
+                "OutputDataConfig": {"S3OutputPath.$": "$.prepare.output_path"},
+                "AlgorithmSpecification": {
+                    "TrainingImage": job.image_uri,
+                    "TrainingInputMode": "File",
+                    "MetricDefinitions": [dict(definition) for definition in job.metric_definitions],
+                },
+                "RoleArn": job.role.role_arn,
+                "ResourceConfig": {
+                    "InstanceType": job.instance_type,
+                    "InstanceCount": job.instance_count,
+                    "VolumeSizeInGB": job.volume_size_gb,
+                },
+                "StoppingCondition": {"MaxRuntimeInSeconds": job.max_runtime_seconds},
+                "Tags": [
+                    *({"Key": key, "Value": value} for key, value in job.tags.items()),
+                    {"Key": "driftloop:version", "Value.$": "$.prepare.version"},
+                ],
+            },
+            "ResultSelector": {
+                "TrainingJobName.$": "$.TrainingJobName",
+                "TrainingJobStatus.$": "$.TrainingJobStatus",
+                "ModelArtifacts": {"S3ModelArtifacts.$": "$.ModelArtifacts.S3ModelArtifacts"},
+                "FinalMetricDataList.$": "$.FinalMetricDataList",
+            },
+            "ResultPath": "$.training",
+        }
+        train = sfn.CustomState(self, "Train", state_json=state)
+        train.add_retry(
+            errors=list(SAGEMAKER_TRANSIENT_ERRORS), interval=Duration.seconds(10), max_attempts=5, backoff_rate=2
+        )
+        return train
+
+    def _grant_training_job(self, role: iam.IRole) -> None:
+        """What ``createTrainingJob.sync`` needs, which a CustomState does not add by itself."""
+        stack = Stack.of(self)
+        self.training_jobs_arn = stack.format_arn(
+            service="sagemaker", resource="training-job", resource_name=f"{self._job.job_prefix}-*"
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                ],
+                resources=[self.training_jobs_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self._job.role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        # .sync waits for the job through this Step Functions-managed EventBridge rule.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+                resources=[stack.format_arn(service="events", resource="rule", resource_name=SAGEMAKER_EVENTS_RULE)],
+            )
+        )

@@ -1,0 +1,198 @@
+"""cdk-nag: the AwsSolutions rule pack, and every finding acknowledged on purpose, each with its reason.
+
+cdk-nag 3 runs as a CDK policy-validation plugin: an unacknowledged finding (error or warning) fails
+``cdk synth``. Acknowledgements are recorded with ``Validations.of(construct).acknowledge`` on the narrowest
+construct (the one resource or IAM policy concerned) and, for rules that report several findings per resource
+(IAM4, IAM5), on the single finding, e.g. ``AwsSolutions-IAM5[Resource::*]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from aws_cdk import Acknowledgment, App, Stack, Validations
+from aws_cdk import aws_iam as iam
+from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
+
+from infra.grants import objects_arn
+
+if TYPE_CHECKING:
+    from infra.app import DriftloopStacks
+    from infra.constructs.python_function import PythonFunction
+
+PACK = "AwsSolutions"
+
+PINNED_RUNTIME = (
+    "python3.12 is pinned on purpose: the project's Python is 3.12 and the bundled wheels and precompiled "
+    "bytecode are built for cp312. Move runtime, wheels and project to a newer Python together."
+)
+XRAY = (
+    "Active X-Ray tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
+    "resource-level permissions, so their resource must be '*'."
+)
+PREFIX_OBJECTS = (
+    "Object access is confined to one configured key prefix of one bucket; the keys below it (data files, "
+    "training jobs, model versions) are created at run time, so the prefix ends in a wildcard."
+)
+
+
+def apply_nag(app: App, stacks: DriftloopStacks) -> None:
+    add_checks(app)
+    acknowledge_findings(stacks)
+
+
+def add_checks(app: App) -> None:
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+
+
+def acknowledge_findings(stacks: DriftloopStacks) -> None:
+    _acknowledge_training(stacks)
+    _acknowledge_serving(stacks)
+
+
+def acknowledge(scope: IConstruct, rule: str, reason: str, findings: Iterable[str] = ()) -> None:
+    """Acknowledge ``rule``, or only the listed findings of it, on the CloudFormation resource behind ``scope``.
+
+    On the resource itself, not the L2 construct: an acknowledgement applies to everything below it, and an L2
+    may hold more (a REST API holds its stage, methods and permissions).
+    """
+    target = scope.node.default_child or scope
+    ids = [f"{PACK}-{rule}[{finding}]" for finding in findings] or [f"{PACK}-{rule}"]
+    Validations.of(target).acknowledge(*(Acknowledgment(id=rule_id, reason=reason) for rule_id in ids))
+
+
+def resource_finding(scope: IConstruct, arn: str) -> str:
+    """The IAM4/IAM5 finding cdk-nag reports for an ARN used in ``scope``'s stack, e.g.
+    ``Resource::arn:<AWS::Partition>:s3:::<bucket>/registry/*`` or ``Resource::<MyFunction1234.Arn>:*``."""
+    return f"Resource::{flatten_reference(Stack.of(scope).resolve(arn))}"
+
+
+def flatten_reference(node: Any) -> str:
+    """A resolved CloudFormation value as cdk-nag renders it in finding ids (its ``flattenCfnReference``)."""
+    if isinstance(node, str):
+        return node.replace("${", "<").replace("}", ">")
+    if isinstance(node, dict):
+        if "Fn::Join" in node:
+            delimiter, items = node["Fn::Join"]
+            return str(delimiter).join(flatten_reference(item) for item in items)
+        if "Fn::Sub" in node:
+            return flatten_reference(node["Fn::Sub"])
+        if "Fn::GetAtt" in node:
+            resource, attribute = node["Fn::GetAtt"]
+            return f"<{flatten_reference(resource)}.{flatten_reference(attribute)}>"
+        if "Fn::ImportValue" in node:
+            return flatten_reference(node["Fn::ImportValue"])
+        if "Ref" in node:
+            return f"<{flatten_reference(node['Ref'])}>"
+    return json.dumps(node, separators=(",", ":"))
+
+
+def _default_policy(role: iam.IRole) -> IConstruct:
+    return role.node.find_child("DefaultPolicy")
+
+
+def _acknowledge_function(function: PythonFunction, object_arns: Iterable[str]) -> None:
+    acknowledge(function.function, "L1", PINNED_RUNTIME)
+    policy = _default_policy(function.role)
+    acknowledge(policy, "IAM5", XRAY, ["Resource::*"])
+    acknowledge(policy, "IAM5", PREFIX_OBJECTS, [resource_finding(policy, arn) for arn in object_arns])
+
+
+def _acknowledge_training(stacks: DriftloopStacks) -> None:
+    training, data = stacks.training, stacks.config.data
+    registry = objects_arn(training.model_bucket, data.registry_prefix)
+    artifacts = objects_arn(training.model_bucket, data.artifact_prefix)
+    training_data = objects_arn(training.data_bucket, data.training_data_prefix)
+    steps = training.steps
+    for name in ("prepare", "promote", "reject", "record_failure"):
+        _acknowledge_function(steps[name], [registry])
+    _acknowledge_function(steps["register"], [registry, artifacts])
+
+    sagemaker = training.sagemaker
+    sagemaker_policy = _default_policy(sagemaker.role)
+    prefixes = (training_data, registry, artifacts)
+    acknowledge(sagemaker_policy, "IAM5", PREFIX_OBJECTS, [resource_finding(sagemaker_policy, arn) for arn in prefixes])
+    acknowledge(
+        sagemaker_policy,
+        "IAM5",
+        "SageMaker creates the job's log streams as <job name>/algo-<n>-<timestamp> in its fixed log group; "
+        "the group ARN ends in ':*' and the streams are limited to this stage's job-name prefix.",
+        [resource_finding(sagemaker_policy, arn) for arn in (sagemaker.log_group_arn, sagemaker.log_stream_arn)],
+    )
+    acknowledge(
+        sagemaker_policy,
+        "IAM5",
+        "Two actions without resource-level permissions: cloudwatch:PutMetricData (limited by a "
+        "cloudwatch:namespace condition to /aws/sagemaker/TrainingJobs) and ecr:GetAuthorizationToken "
+        "(image pulls themselves are limited to the training image's repository).",
+        ["Resource::*"],
+    )
+
+    workflow = training.workflow
+    machine_policy = _default_policy(workflow.state_machine.role)
+    acknowledge(
+        machine_policy,
+        "IAM5",
+        "Step Functions' CloudWatch Logs delivery actions (logs:CreateLogDelivery, logs:PutResourcePolicy, ...) "
+        "and X-Ray tracing actions support no resource-level permissions.",
+        ["Resource::*"],
+    )
+    acknowledge(
+        machine_policy,
+        "IAM5",
+        "CDK's LambdaInvoke grants lambda:InvokeFunction on the function and on '<function ARN>:*' so that "
+        "versions and aliases of the same function can be invoked; no other function is reachable.",
+        [resource_finding(machine_policy, f"{step.function.function_arn}:*") for step in steps.values()],
+    )
+    acknowledge(
+        machine_policy,
+        "IAM5",
+        "Training job names are generated per run as <stage prefix>-<version>; the state machine may create, "
+        "describe, stop and tag only jobs with this stage's prefix.",
+        [resource_finding(machine_policy, workflow.training_jobs_arn)],
+    )
+
+
+def _acknowledge_serving(stacks: DriftloopStacks) -> None:
+    serving, config = stacks.serving, stacks.config
+    _acknowledge_function(serving.inference, [objects_arn(serving.model_bucket, config.data.registry_prefix)])
+
+    api = serving.api.api
+    acknowledge(
+        api,
+        "APIG2",
+        "Requests are validated by the inference app, which answers 422 naming every invalid field against the "
+        "live model's feature schema; an API Gateway model would duplicate that schema and go stale on promotion.",
+    )
+    acknowledge(
+        api.deployment_stage,
+        "APIG3",
+        "No WAF web ACL by default: every method requires IAM (SigV4) or an API key and the stage (and usage "
+        "plan) throttle requests. Associate a web ACL with the stage where the API faces untrusted networks.",
+    )
+    for method in api.methods:
+        acknowledge(
+            method,
+            "COG4",
+            "The callers are services and scripts, not end users: methods are authorised with IAM (SigV4) or, "
+            "in api_key mode, API keys with a usage plan, so there is no Cognito user pool.",
+        )
+        if config.serving.auth_mode == "api_key":
+            acknowledge(
+                method,
+                "APIG4",
+                "api_key mode is chosen in config for clients that cannot sign requests: the API key identifies "
+                "the caller and the usage plan throttles and meters it. Use auth_mode 'iam' for authorisation.",
+            )
+    cloud_watch_role = api.node.try_find_child("CloudWatchRole")
+    if cloud_watch_role is not None:
+        acknowledge(
+            cloud_watch_role,
+            "IAM4",
+            "The region-wide API Gateway logging role uses AmazonAPIGatewayPushToCloudWatchLogs, the policy AWS "
+            "defines and maintains for exactly this role (it writes API Gateway's own log groups).",
+            ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"],
+        )

@@ -1,0 +1,1 @@
+"""The driftloop stacks, split by lifecycle: data, training, serving."""

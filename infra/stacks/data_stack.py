@@ -1,0 +1,70 @@
+"""Buckets: training data (and later captured predictions), model artifacts and the registry, access logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.config import DriftloopConfig
+from infra.constructs.secure_bucket import SecureBucket
+
+
+@dataclass(frozen=True)
+class SharedBucket:
+    """A data-stack bucket as other stacks use it: through the bucket name exported under a fixed name.
+
+    A fixed export keeps the consumers' IAM resources stable and readable (``arn:...:s3:::<export>/registry/*``),
+    so their cdk-nag acknowledgements can name them exactly, and lets scripts find the buckets.
+    """
+
+    export_name: str
+
+    def import_into(self, scope: Construct, construct_id: str) -> s3.IBucket:
+        return s3.Bucket.from_bucket_name(scope, construct_id, Fn.import_value(self.export_name))
+
+
+class DataStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: DriftloopConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        data = config.data
+        protections: dict[str, Any] = {
+            "noncurrent_version_expiry": Duration.days(data.noncurrent_version_expiry_days),
+            "incomplete_upload_expiry": Duration.days(data.incomplete_upload_expiry_days),
+            "removal_policy": RemovalPolicy.RETAIN if config.retain else RemovalPolicy.DESTROY,
+            "auto_delete_objects": config.auto_delete_objects,
+        }
+        self.access_log_bucket = SecureBucket(
+            self,
+            "AccessLogBucket",
+            access_logs=None,
+            extra_lifecycle_rules=[
+                s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(data.access_log_expiry_days))
+            ],
+            **protections,
+        ).bucket
+        self.data_bucket = SecureBucket(self, "DataBucket", access_logs=self.access_log_bucket, **protections).bucket
+        self.model_bucket = SecureBucket(
+            self,
+            "ModelBucket",
+            access_logs=self.access_log_bucket,
+            # Training outputs are copied into the registry when registered; the registry prefix never expires.
+            extra_lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-training-outputs",
+                    prefix=data.artifact_prefix,
+                    expiration=Duration.days(data.artifact_expiry_days),
+                )
+            ],
+            **protections,
+        ).bucket
+        self.shared_data_bucket = self._share("DataBucketName", self.data_bucket, config)
+        self.shared_model_bucket = self._share("ModelBucketName", self.model_bucket, config)
+
+    def _share(self, output_id: str, bucket: s3.Bucket, config: DriftloopConfig) -> SharedBucket:
+        shared = SharedBucket(f"{config.resource_prefix}-{output_id}")
+        CfnOutput(self, output_id, value=bucket.bucket_name, export_name=shared.export_name)
+        return shared

@@ -1,0 +1,80 @@
+"""Serving: the inference Lambda (ZIP, bundled locally) behind a REST API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from constructs import Construct
+
+from infra.bundling import INFERENCE_REQUIREMENTS
+from infra.config import DriftloopConfig
+from infra.constructs.inference_api import InferenceApi
+from infra.constructs.python_function import PythonFunction, bundled_code
+from infra.grants import grant_missing_key_lookups, grant_prefix
+from infra.stacks.data_stack import SharedBucket
+
+INFERENCE_SOURCES = ("functions/__init__.py", "functions/common", "functions/inference")
+INFERENCE_HANDLER = "functions.inference.app.handler"
+
+
+class ServingStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DriftloopConfig,
+        model_bucket: SharedBucket,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        removal = RemovalPolicy.RETAIN if config.retain else RemovalPolicy.DESTROY
+        serving, registry = config.serving, config.data.registry_prefix
+        self.model_bucket = model_bucket.import_into(self, "ModelBucket")
+
+        self.inference = PythonFunction(
+            self,
+            "InferenceFunction",
+            code=bundled_code(INFERENCE_SOURCES, INFERENCE_REQUIREMENTS),
+            handler=INFERENCE_HANDLER,
+            description="driftloop inference API: serves the registry's champion model with onnxruntime",
+            environment={
+                "DRIFTLOOP_MODEL_BUCKET": self.model_bucket.bucket_name,
+                "DRIFTLOOP_REGISTRY_PREFIX": registry,
+                "DRIFTLOOP_REFRESH_SECONDS": str(serving.refresh_seconds),
+                "DRIFTLOOP_MAX_INSTANCES": str(serving.max_instances),
+                "DRIFTLOOP_MAX_BODY_BYTES": str(serving.max_body_bytes),
+                "LOG_LEVEL": config.log_level,
+            },
+            memory_mb=serving.memory_mb,
+            timeout=Duration.seconds(serving.timeout_seconds),
+            log_retention_days=config.log_retention_days,
+            removal_policy=removal,
+            reserved_concurrency=serving.reserved_concurrency,
+        )
+        self.function = self.inference.function
+        # Read-only, and only the registry: the champion pointer and the versions it names.
+        grant_prefix(self.inference.role, self.model_bucket, registry, "read")
+        grant_missing_key_lookups(self.inference.role, self.model_bucket)
+
+        self.api = InferenceApi(
+            self,
+            "InferenceApi",
+            name=f"{config.resource_prefix}-inference",
+            handler=self.function,
+            serving=serving,
+            log_retention_days=config.log_retention_days,
+            removal_policy=removal,
+        )
+        # A stable output name for scripts, in place of the RestApi's own hashed "Endpoint" output.
+        self.api.api.node.try_remove_child("Endpoint")
+        CfnOutput(self, "ApiUrl", value=self.api.api.url)
+        CfnOutput(self, "FunctionName", value=self.function.function_name)
+        if self.api.api_key is not None:
+            CfnOutput(
+                self,
+                "ApiKeyId",
+                value=self.api.api_key.key_id,
+                description="aws apigateway get-api-key --include-value --api-key <id> prints the key",
+            )

@@ -1,0 +1,156 @@
+"""The typed config read from cdk.json: defaults, stage overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from infra.config import LOG_RETENTION_DAYS, ConfigError, DriftloopConfig, load_config
+from infra.constructs.log_group import RETENTION
+from tests.infra.conftest import CDK_JSON
+
+
+def context(stage: str | None = None, **base_overrides: Any) -> dict[str, Any]:
+    ctx: dict[str, Any] = copy.deepcopy(json.loads(CDK_JSON.read_text())["context"])
+    ctx.pop("stage")
+    if stage is not None:
+        ctx["stage"] = stage
+    for path, value in base_overrides.items():
+        *parents, leaf = path.split("__")
+        target = ctx["driftloop"]
+        for parent in parents:
+            target = target[parent]
+        target[leaf] = value
+    return ctx
+
+
+def load(ctx: dict[str, Any]) -> DriftloopConfig:
+    return load_config(ctx.get)
+
+
+def test_cdk_json_dev_stage_loads_the_documented_defaults() -> None:
+    config = load(context("dev"))
+    assert config.stage == "dev"
+    assert config.resource_prefix == "driftloop-dev"
+    assert config.state_machine_name == "driftloop-dev-training"
+    assert config.removal == "retain"
+    assert config.training.image_uri is None
+    assert dict(config.training.hyperparameters) == {"target": "churned", "algorithm": "random_forest"}
+    assert config.data.registry_prefix == "registry/"
+    assert config.serving.auth_mode == "iam"
+
+
+def test_stage_defaults_to_dev_when_not_given() -> None:
+    assert load(context()).stage == "dev"
+
+
+def test_local_stage_overrides_are_deep_merged_onto_the_base() -> None:
+    config = load(context("local"))
+    assert config.removal == "destroy"
+    assert config.training.image_uri is not None
+    # Keys the override does not mention keep their base values.
+    assert config.training.instance_type == "ml.m5.large"
+    assert config.serving.memory_mb == 1024
+
+
+def test_unknown_stage_is_rejected_naming_the_stages_key() -> None:
+    with pytest.raises(ConfigError, match=r"unknown stage 'prod'.*'driftloop:stages'.*dev, local"):
+        load(context("prod"))
+
+
+def test_missing_context_explains_how_to_run_the_app() -> None:
+    with pytest.raises(ConfigError, match=r"'driftloop' is missing.*npx cdk synth"):
+        load_config(lambda key: None)
+
+
+def test_unknown_key_is_rejected_with_its_full_path() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key driftloop\.serving\.memory\b"):
+        load(context(serving__memory=512))
+
+
+def test_missing_key_is_reported_with_its_full_path() -> None:
+    ctx = context()
+    del ctx["driftloop"]["data"]["artifact_prefix"]
+    with pytest.raises(ConfigError, match=r"driftloop\.data\.artifact_prefix is required"):
+        load(ctx)
+
+
+def test_hyperparameters_must_be_strings() -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.training\.hyperparameters\.n_estimators must be a string"):
+        load(context(training__hyperparameters={"n_estimators": 100}))
+
+
+def test_auth_mode_must_be_iam_or_api_key() -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.serving\.auth_mode must be one of iam, api_key"):
+        load(context(serving__auth_mode="cognito"))
+
+
+def test_auto_delete_requires_the_destroy_removal_policy() -> None:
+    with pytest.raises(ConfigError, match=r"auto_delete_objects requires driftloop\.removal = 'destroy'"):
+        load(context(auto_delete_objects=True))
+
+
+def test_workflow_timeout_must_exceed_the_training_job_runtime() -> None:
+    with pytest.raises(ConfigError, match=r"workflow_timeout_seconds must exceed .*max_runtime_seconds"):
+        load(context(training__workflow_timeout_seconds=3600))
+
+
+def test_prefixes_must_not_nest() -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.data\.artifact_prefix must not lie under .*registry_prefix"):
+        load(context(data__artifact_prefix="registry/jobs/"))
+
+
+def test_prefixes_must_end_with_a_slash() -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.data\.registry_prefix must be an S3 key prefix"):
+        load(context(data__registry_prefix="registry"))
+
+
+def test_log_retention_must_be_a_value_cloudwatch_accepts() -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.log_retention_days must be one of 1, 3, 5"):
+        load(context(log_retention_days=10))
+
+
+def test_image_uri_must_be_an_ecr_image() -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.training\.image_uri must be an ECR image URI"):
+        load(context(training__image_uri="python:3.12-slim"))
+
+
+def test_api_timeout_cannot_exceed_the_api_gateway_limit() -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.serving\.timeout_seconds must be an integer from 1 to 29"):
+        load(context(serving__timeout_seconds=60))
+
+
+def test_booleans_are_not_accepted_as_numbers() -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.training\.instance_count must be an integer"):
+        load(context(training__instance_count=True))
+
+
+def test_long_name_prefix_is_rejected_because_job_names_are_limited() -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.name_prefix and the stage together must stay within"):
+        load(context(name_prefix="a-very-long-project-name-prefix"))
+
+
+def test_nullable_keys_may_be_omitted() -> None:
+    # jsii drops null members of context objects, so "absent" must read as null.
+    ctx = context()
+    del ctx["driftloop"]["training"]["image_uri"]
+    del ctx["driftloop"]["serving"]["reserved_concurrency"]
+    config = load(ctx)
+    assert config.training.image_uri is None
+    assert config.serving.reserved_concurrency is None
+
+
+def test_config_is_immutable() -> None:
+    config = load(context())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.stage = "prod"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.training.hyperparameters["target"] = "other"  # type: ignore[index]
+
+
+def test_every_accepted_log_retention_maps_to_a_log_group_retention() -> None:
+    assert tuple(RETENTION) == LOG_RETENTION_DAYS

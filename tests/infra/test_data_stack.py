@@ -1,0 +1,137 @@
+"""The data stack's buckets: encryption, versioning, privacy, TLS, access logs, lifecycle, removal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Capture, Match, Template
+
+from infra.app import DriftloopStacks
+
+BUCKETS = ("AccessLogBucket", "DataBucket", "ModelBucket")
+
+
+def bucket(template: Template, name: str) -> dict[str, Any]:
+    [(logical_id, resource)] = [
+        (logical_id, resource)
+        for logical_id, resource in template.find_resources("AWS::S3::Bucket").items()
+        if logical_id.startswith(name)
+    ]
+    return {"LogicalId": logical_id, **resource}
+
+
+def rules(template: Template, name: str) -> list[dict[str, Any]]:
+    return list(bucket(template, name)["Properties"]["LifecycleConfiguration"]["Rules"])
+
+
+def test_there_are_exactly_three_buckets(data_template: Template) -> None:
+    data_template.resource_count_is("AWS::S3::Bucket", 3)
+
+
+@pytest.mark.parametrize("name", BUCKETS)
+def test_bucket_is_versioned_encrypted_and_blocks_public_access(data_template: Template, name: str) -> None:
+    properties = bucket(data_template, name)["Properties"]
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    ]
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert properties["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+
+
+@pytest.mark.parametrize("name", BUCKETS)
+def test_bucket_denies_insecure_transport(data_template: Template, name: str) -> None:
+    data_template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "Bucket": {"Ref": bucket(data_template, name)["LogicalId"]},
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Action": "s3:*",
+                                "Principal": {"AWS": "*"},
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        ),
+                        Match.object_like({"Effect": "Deny", "Condition": {"NumericLessThan": {"s3:TlsVersion": 1.2}}}),
+                    ]
+                )
+            },
+        },
+    )
+
+
+@pytest.mark.parametrize("name", ["DataBucket", "ModelBucket"])
+def test_bucket_writes_server_access_logs_to_the_log_bucket(data_template: Template, name: str) -> None:
+    logging = bucket(data_template, name)["Properties"]["LoggingConfiguration"]
+    assert logging == {
+        "DestinationBucketName": {"Ref": bucket(data_template, "AccessLogBucket")["LogicalId"]},
+        "LogFilePrefix": f"{name}/",
+    }
+
+
+@pytest.mark.parametrize("name", BUCKETS)
+def test_lifecycle_expires_noncurrent_versions_and_aborts_incomplete_uploads(
+    data_template: Template, name: str
+) -> None:
+    assert {
+        "Id": "housekeeping",
+        "Status": "Enabled",
+        "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+        "ExpiredObjectDeleteMarker": True,
+    } in rules(data_template, name)
+
+
+def test_training_outputs_expire_after_the_configured_days(data_template: Template) -> None:
+    assert {
+        "Id": "expire-training-outputs",
+        "Status": "Enabled",
+        "Prefix": "training-jobs/",
+        "ExpirationInDays": 30,
+    } in rules(data_template, "ModelBucket")
+
+
+def test_registry_objects_never_expire(data_template: Template) -> None:
+    # Only prefix-scoped rules may expire current objects, and none of them covers the registry.
+    expiring = [rule for rule in rules(data_template, "ModelBucket") if "ExpirationInDays" in rule]
+    assert [rule.get("Prefix") for rule in expiring] == ["training-jobs/"]
+
+
+def test_access_logs_expire_after_the_configured_days(data_template: Template) -> None:
+    assert {"Id": "expire-access-logs", "Status": "Enabled", "ExpirationInDays": 90} in rules(
+        data_template, "AccessLogBucket"
+    )
+
+
+def test_buckets_are_retained_by_default(data_template: Template) -> None:
+    for resource in data_template.find_resources("AWS::S3::Bucket").values():
+        assert resource["DeletionPolicy"] == "Retain"
+        assert resource["UpdateReplacePolicy"] == "Retain"
+    data_template.resource_count_is("Custom::S3AutoDeleteObjects", 0)
+
+
+def test_local_stage_deletes_its_buckets_with_the_stack(local: DriftloopStacks) -> None:
+    template = Template.from_stack(local.data)
+    for resource in template.find_resources("AWS::S3::Bucket").values():
+        assert resource["DeletionPolicy"] == "Delete"
+    # Emptying them would need CDK's Node.js custom resource, which the local Lambda runtime cannot run.
+    template.resource_count_is("Custom::S3AutoDeleteObjects", 0)
+
+
+def test_bucket_names_are_exported_under_fixed_names(data_template: Template) -> None:
+    bucket_ref = Capture()
+    data_template.has_output(
+        "ModelBucketName", {"Value": {"Ref": bucket_ref}, "Export": {"Name": "driftloop-dev-ModelBucketName"}}
+    )
+    assert bucket_ref.as_string() == bucket(data_template, "ModelBucket")["LogicalId"]
+    data_template.has_output("DataBucketName", {"Export": {"Name": "driftloop-dev-DataBucketName"}})

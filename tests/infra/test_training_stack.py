@@ -1,0 +1,372 @@
+"""The training stack: the state machine's states and error handling, its IAM, the SageMaker role, the Lambdas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import Stack, Stage
+from aws_cdk.assertions import Match, Template
+from aws_cdk.cx_api import CloudAssembly
+
+from infra.app import DriftloopStacks
+from training.contract import METRIC_DEFINITIONS
+
+TASKS = ("Prepare", "Train", "Register", "Promote", "Reject")
+FUNCTIONS = ("Prepare", "Register", "Promote", "Reject", "RecordFailure")
+MODEL_BUCKET = {"Fn::ImportValue": "driftloop-dev-ModelBucketName"}
+DATA_BUCKET = {"Fn::ImportValue": "driftloop-dev-DataBucketName"}
+
+
+def _token(part: dict[str, Any]) -> str:
+    if "Fn::GetAtt" in part:
+        return "<{}.{}>".format(*part["Fn::GetAtt"])
+    if "Ref" in part:
+        return f"<{part['Ref']}>"
+    return "<token>"
+
+
+@pytest.fixture(scope="module")
+def states(training_template: Template) -> dict[str, Any]:
+    [machine] = training_template.find_resources("AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    definition = json.loads("".join(part if isinstance(part, str) else _token(part) for part in parts))
+    assert definition["StartAt"] == "Prepare"
+    return dict(definition["States"])
+
+
+def assembly_of(stack: Stack) -> CloudAssembly:
+    stage = Stage.of(stack)
+    assert stage is not None
+    return stage.synth()
+
+
+def object_arn(bucket: dict[str, str], prefix: str) -> dict[str, Any]:
+    return {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", bucket, f"/{prefix}*"]]}
+
+
+def statements(template: Template, policy: str) -> list[dict[str, Any]]:
+    [document] = [
+        resource["Properties"]["PolicyDocument"]
+        for logical_id, resource in template.find_resources("AWS::IAM::Policy").items()
+        if logical_id.startswith(policy)
+    ]
+    return list(document["Statement"])
+
+
+def actions_on(template: Template, policy: str, resource: Any) -> set[str]:
+    """Every action the policy allows on ``resource``."""
+    found: set[str] = set()
+    for statement in statements(template, policy):
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if resource in resources:
+            actions = statement["Action"]
+            found.update([actions] if isinstance(actions, str) else actions)
+    return found
+
+
+def test_state_machine_is_named_from_config(training_template: Template) -> None:
+    training_template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine", {"StateMachineName": "driftloop-dev-training"}
+    )
+
+
+def test_states_run_prepare_train_register_then_the_gate(states: dict[str, Any]) -> None:
+    assert states["Prepare"]["Next"] == "Train"
+    assert states["Train"]["Next"] == "Register"
+    assert states["Register"]["Next"] == "GatePassed?"
+    gate = states["GatePassed?"]
+    assert gate["Type"] == "Choice"
+    assert gate["Choices"] == [{"Variable": "$.registration.passed", "BooleanEquals": True, "Next": "Promote"}]
+    assert gate["Default"] == "Reject"
+    assert states["Promote"]["Next"] == "Promoted"
+    assert states["Reject"]["Next"] == "Rejected"
+    assert states["Promoted"]["Type"] == states["Rejected"]["Type"] == "Succeed"
+
+
+def test_lambda_steps_put_their_results_where_the_next_steps_read_them(states: dict[str, Any]) -> None:
+    expected = {
+        "Prepare": ("$.prepare", "<PrepareFunction"),
+        "Register": ("$.registration", "<RegisterFunction"),
+        "Promote": ("$.promotion", "<PromoteFunction"),
+        "Reject": ("$.rejection", "<RejectFunction"),
+        "RecordFailure": ("$.failure", "<RecordFailureFunction"),
+    }
+    for name, (result_path, function) in expected.items():
+        assert states[name]["ResultPath"] == result_path
+        # The function ARN itself: the state's whole input is the payload and its return value the result.
+        assert states[name]["Resource"].startswith(function)
+        assert "Parameters" not in states[name]
+
+
+def test_train_runs_a_sagemaker_training_job_and_waits_for_it(states: dict[str, Any]) -> None:
+    train = states["Train"]
+    assert train["Resource"] == "arn:<AWS::Partition>:states:::sagemaker:createTrainingJob.sync"
+    parameters = train["Parameters"]
+    assert parameters["TrainingJobName.$"] == "$.prepare.training_job_name"
+    assert parameters["HyperParameters.$"] == "$.prepare.hyperparameters"
+    assert parameters["InputDataConfig.$"] == "$.prepare.input_data_config"
+    assert parameters["OutputDataConfig"] == {"S3OutputPath.$": "$.prepare.output_path"}
+    assert parameters["RoleArn"].startswith("<SageMakerExecutionRole")
+    assert parameters["ResourceConfig"] == {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10}
+    assert parameters["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+    assert {"Key": "driftloop:version", "Value.$": "$.prepare.version"} in parameters["Tags"]
+    algorithm = parameters["AlgorithmSpecification"]
+    assert algorithm["TrainingInputMode"] == "File"
+    assert algorithm["MetricDefinitions"] == METRIC_DEFINITIONS
+    assert train["ResultSelector"] == {
+        "TrainingJobName.$": "$.TrainingJobName",
+        "TrainingJobStatus.$": "$.TrainingJobStatus",
+        "ModelArtifacts": {"S3ModelArtifacts.$": "$.ModelArtifacts.S3ModelArtifacts"},
+        "FinalMetricDataList.$": "$.FinalMetricDataList",
+    }
+    assert train["ResultPath"] == "$.training"
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_every_task_retries_transient_errors_and_catches_everything_into_record_failure(
+    states: dict[str, Any], name: str
+) -> None:
+    state = states[name]
+    retried = {error for retry in state["Retry"] for error in retry["ErrorEquals"]}
+    if name == "Train":
+        assert retried == {"SageMaker.AmazonSageMakerException"}
+    else:
+        assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException"} <= retried
+        # Errors the function raises itself are failures, not retried.
+        assert "States.ALL" not in retried and "States.TaskFailed" not in retried
+    assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}]
+
+
+def test_failures_are_recorded_then_notified_then_fail_with_the_original_error(states: dict[str, Any]) -> None:
+    record = states["RecordFailure"]
+    assert record["Next"] == "NotifyFailure"
+    # Recording itself may fail: the run is still notified.
+    assert record["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.record_failure_error", "Next": "NotifyFailure"}
+    ]
+    assert record["Retry"]
+    notify = states["NotifyFailure"]
+    assert notify["Resource"] == "arn:<AWS::Partition>:states:::sns:publish"
+    assert notify["Parameters"]["TopicArn"].startswith("<FailureTopic")
+    assert notify["Parameters"]["Message"]["error.$"] == "$.error.Error"
+    assert notify["Next"] == "TrainingFailed"
+    assert notify["Retry"] and notify["Catch"][0]["Next"] == "TrainingFailed"
+    assert states["TrainingFailed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+
+
+def test_state_machine_logs_all_events_traces_and_times_out(training_template: Template) -> None:
+    training_template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "LoggingConfiguration": {"Level": "ALL", "IncludeExecutionData": True, "Destinations": Match.any_value()},
+            "TracingConfiguration": {"Enabled": True},
+        },
+    )
+    training_template.has_resource_properties(
+        "AWS::Logs::LogGroup", {"LogGroupName": "/aws/vendedlogs/states/driftloop-dev-training", "RetentionInDays": 30}
+    )
+    [machine] = training_template.find_resources("AWS::StepFunctions::StateMachine").values()
+    definition = "".join(p for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1] if isinstance(p, str))
+    assert '"TimeoutSeconds":7200' in definition
+
+
+def test_state_machine_may_pass_only_the_sagemaker_role_and_only_to_sagemaker(training_template: Template) -> None:
+    passes = [s for s in statements(training_template, "WorkflowStateMachineRole") if s["Action"] == "iam:PassRole"]
+    assert len(passes) == 1
+    assert passes[0]["Resource"]["Fn::GetAtt"][0].startswith("SageMakerExecutionRole")
+    assert passes[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_state_machine_manages_only_this_stages_training_jobs(training_template: Template) -> None:
+    jobs = {
+        "Fn::Join": [
+            "",
+            [
+                "arn:", {"Ref": "AWS::Partition"}, ":sagemaker:", {"Ref": "AWS::Region"}, ":",
+                {"Ref": "AWS::AccountId"}, ":training-job/driftloop-dev-*",
+            ],
+        ]
+    }  # fmt: skip
+    assert actions_on(training_template, "WorkflowStateMachineRole", jobs) == {
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:StopTrainingJob",
+        "sagemaker:AddTags",
+        "sagemaker:ListTags",
+    }
+    sagemaker_actions = {
+        action
+        for statement in statements(training_template, "WorkflowStateMachineRole")
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+        if action.startswith("sagemaker:")
+    }
+    assert sagemaker_actions == actions_on(training_template, "WorkflowStateMachineRole", jobs)
+
+
+def test_state_machine_may_manage_only_the_sagemaker_events_rule(training_template: Template) -> None:
+    rule = {
+        "Fn::Join": [
+            "",
+            [
+                "arn:", {"Ref": "AWS::Partition"}, ":events:", {"Ref": "AWS::Region"}, ":",
+                {"Ref": "AWS::AccountId"}, ":rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+            ],
+        ]
+    }  # fmt: skip
+    assert actions_on(training_template, "WorkflowStateMachineRole", rule) == {
+        "events:PutTargets",
+        "events:PutRule",
+        "events:DescribeRule",
+    }
+
+
+def test_state_machine_publishes_to_the_encrypted_failure_topic(training_template: Template) -> None:
+    policy = statements(training_template, "WorkflowStateMachineRole")
+    [publish] = [s for s in policy if s["Action"] == "sns:Publish"]
+    assert publish["Resource"]["Ref"].startswith("FailureTopic")
+    kms = [s for s in policy if isinstance(s["Action"], list) and "kms:GenerateDataKey" in s["Action"]]
+    assert kms and kms[0]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    training_template.has_resource_properties(
+        "AWS::SNS::Topic", {"KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^FailureTopicKey"), "Arn"]}}
+    )
+    training_template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+    training_template.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                )
+            }
+        },
+    )
+
+
+def test_sagemaker_role_is_assumed_by_sagemaker_only(training_template: Template) -> None:
+    training_template.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [
+                    {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}}
+                ]
+            },
+            "ManagedPolicyArns": Match.absent(),
+        },
+    )
+
+
+def test_sagemaker_role_reads_data_and_registry_and_writes_only_training_outputs(training_template: Template) -> None:
+    role = "SageMakerExecutionRole"
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "training-data/")) == {"s3:GetObject"}
+    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/")) == {"s3:GetObject"}
+    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "training-jobs/")) == {"s3:PutObject"}
+    writes = [s for s in statements(training_template, role) if "s3:PutObject" in json.dumps(s["Action"])]
+    assert len(writes) == 1
+
+
+def test_sagemaker_role_logs_and_publishes_metrics_only_for_training_jobs(training_template: Template) -> None:
+    policy = statements(training_template, "SageMakerExecutionRole")
+    [metrics] = [s for s in policy if s["Action"] == "cloudwatch:PutMetricData"]
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}
+    [streams] = [s for s in policy if s["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]]
+    assert streams["Resource"]["Fn::Join"][1][-1] == ":log-group:/aws/sagemaker/TrainingJobs:log-stream:driftloop-dev-*"
+
+
+def test_sagemaker_role_pulls_the_training_image(training_template: Template) -> None:
+    policy = statements(training_template, "SageMakerExecutionRole")
+    assert any(
+        s["Action"] == ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+        for s in policy
+    )
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_workflow_function_settings(training_template: Template, name: str) -> None:
+    handler = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+    training_template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": f"functions.workflow.handlers.{handler}",
+            "Runtime": "python3.12",
+            "Architectures": ["x86_64"],
+            "MemorySize": 512,
+            "Timeout": 300,
+            "TracingConfig": {"Mode": "Active"},
+            "LoggingConfig": {"LogGroup": {"Ref": Match.string_like_regexp(f"^{name}FunctionLogGroup")}},
+            "Environment": {
+                "Variables": {
+                    "DRIFTLOOP_MODEL_BUCKET": MODEL_BUCKET,
+                    "DRIFTLOOP_REGISTRY_PREFIX": "registry/",
+                    "DRIFTLOOP_DATA_BUCKET": DATA_BUCKET,
+                    "DRIFTLOOP_TRAINING_DATA_PREFIX": "training-data/",
+                    "DRIFTLOOP_ARTIFACT_PREFIX": "training-jobs/",
+                    "DRIFTLOOP_JOB_PREFIX": "driftloop-dev",
+                    "DRIFTLOOP_HYPERPARAMETERS": json.dumps(
+                        {"algorithm": "random_forest", "target": "churned"}, sort_keys=True
+                    ),
+                    "LOG_LEVEL": "INFO",
+                }
+            },
+        },
+    )
+
+
+def test_workflow_functions_have_no_managed_policies(training_template: Template) -> None:
+    for resource in training_template.find_resources("AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in resource["Properties"]
+
+
+def test_prepare_lists_training_data_and_reads_the_registry_only(training_template: Template) -> None:
+    policy = statements(training_template, "PrepareFunctionRole")
+    assert actions_on(training_template, "PrepareFunctionRole", object_arn(MODEL_BUCKET, "registry/")) == {
+        "s3:GetObject"
+    }
+    assert any(s.get("Condition") == {"StringLike": {"s3:prefix": ["training-data/*"]}} for s in policy)
+    assert "s3:PutObject" not in json.dumps(policy)
+
+
+def test_register_reads_training_outputs_and_writes_the_registry(training_template: Template) -> None:
+    role = "RegisterFunctionRole"
+    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "training-jobs/")) == {"s3:GetObject"}
+    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/")) == {
+        "s3:GetObject",
+        "s3:PutObject",
+    }
+
+
+def test_record_failure_only_writes_the_registry(training_template: Template) -> None:
+    role = "RecordFailureFunctionRole"
+    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/")) == {"s3:PutObject"}
+    assert "s3:GetObject" not in json.dumps(statements(training_template, role))
+
+
+def test_training_image_context_holds_only_what_the_dockerfile_copies(dev: DriftloopStacks) -> None:
+    assembly = assembly_of(dev.training)
+    manifest = json.loads((Path(assembly.directory) / "driftloop-dev-training.assets.json").read_text())
+    [image] = manifest["dockerImages"].values()
+    assert image["source"]["dockerFile"] == "training/Dockerfile"
+    context = Path(assembly.directory) / image["source"]["directory"]
+    top_level = {path.name for path in context.iterdir()}
+    assert top_level == {"training", "functions"}
+    assert {path.name for path in (context / "functions").iterdir()} == {"__init__.py", "common"}
+    assert not list(context.rglob("__pycache__"))
+
+
+def test_configured_image_uri_is_used_instead_of_building_one(local: DriftloopStacks) -> None:
+    template = Template.from_stack(local.training)
+    [machine] = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    definition = "".join(p for p in machine["Properties"]["DefinitionString"]["Fn::Join"][1] if isinstance(p, str))
+    assert '"TrainingImage":"000000000000.dkr.ecr.us-east-1.amazonaws.com/driftloop-training:local"' in definition
+    assembly = assembly_of(local.training)
+    manifest = json.loads((Path(assembly.directory) / "driftloop-local-training.assets.json").read_text())
+    assert manifest.get("dockerImages", {}) == {}
+
+
+def test_stack_exposes_what_later_stacks_build_on(dev: DriftloopStacks) -> None:
+    assert dev.training.state_machine.state_machine_name
+    assert dev.training.failure_topic.topic_arn
+    assert dev.training.sagemaker_role.role_arn
