@@ -62,13 +62,22 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    # In the data bucket: labelled data, captured predictions, ground-truth feedback, drift reports, and the
+    # data sets the workflow assembles for each run.
     training_data_prefix: str
+    capture_prefix: str
+    feedback_prefix: str
+    report_prefix: str
+    assembled_prefix: str
+    # In the model bucket: SageMaker outputs and the registry.
     artifact_prefix: str
     registry_prefix: str
     artifact_expiry_days: int
     noncurrent_version_expiry_days: int
     incomplete_upload_expiry_days: int
     access_log_expiry_days: int
+    # Captured predictions, feedback and reports expire after this many days; assembled data sets with artifacts.
+    capture_expiry_days: int
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,64 @@ class ServingConfig:
 
 
 @dataclass(frozen=True)
+class CaptureConfig:
+    """Prediction capture and ground-truth feedback, delivered to the data bucket by Kinesis Data Firehose."""
+
+    enabled: bool
+    # Fraction of predictions captured, 0 to 1 (feedback is always recorded).
+    sample_rate: float
+    # Firehose buffering before it writes an S3 object.
+    buffer_seconds: int
+    buffer_mb: int
+    # Feedback for predictions older than this is refused (their captures are no longer joined).
+    feedback_max_age_days: int
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """The scheduled monitor and the alarms it feeds."""
+
+    schedule_minutes: int
+    # The capture window each run reads, ending at the run's time.
+    window_minutes: int
+    # Fewer captured predictions than this: the window is reported as insufficient, no drift metric is published.
+    min_records: int
+    # Fewer labelled predictions than this: no live-quality metric is published.
+    min_feedback: int
+    # Data drift alarm: max per-feature PSI above this for M of N monitor periods.
+    drift_threshold: float
+    drift_datapoints_to_alarm: int
+    drift_evaluation_periods: int
+    # Live quality alarm: classification accuracy (or regression RMSE, above) worse than this for M of N periods.
+    quality_threshold: float
+    regression_quality_threshold: float
+    quality_datapoints_to_alarm: int
+    quality_evaluation_periods: int
+    # Operational alarms (they notify, never retrain).
+    api_5xx_rate_percent: float
+    api_p99_latency_ms: int
+    # Optional e-mail subscription for the operations topic.
+    alarm_email: str | None
+
+
+@dataclass(frozen=True)
+class RetrainingConfig:
+    """What starts the training workflow, and the guardrails every start obeys."""
+
+    # Drift and quality alarms start a run (the main loop).
+    on_alarm: bool
+    # A fixed schedule, off by default; an EventBridge schedule expression such as "rate(7 days)".
+    schedule_enabled: bool
+    schedule_expression: str
+    # New objects under the training data prefix start a run, off by default.
+    on_new_data: bool
+    # No new run within this many minutes of the last run's end (the lock already keeps runs one at a time).
+    cooldown_minutes: int
+    # Add captured predictions joined with their feedback labels to the base training data.
+    include_feedback: bool
+
+
+@dataclass(frozen=True)
 class DriftloopConfig:
     stage: str
     name_prefix: str
@@ -100,6 +167,9 @@ class DriftloopConfig:
     training: TrainingConfig
     data: DataConfig
     serving: ServingConfig
+    capture: CaptureConfig
+    monitoring: MonitoringConfig
+    retraining: RetrainingConfig
 
     @property
     def resource_prefix(self) -> str:
@@ -113,6 +183,11 @@ class DriftloopConfig:
     @property
     def job_prefix(self) -> str:
         return self.resource_prefix
+
+    @property
+    def metric_namespace(self) -> str:
+        """CloudWatch namespace of the monitor's metrics, one per deployment so alarms never mix stages."""
+        return f"driftloop/{self.resource_prefix}"
 
     @property
     def retain(self) -> bool:
@@ -162,6 +237,9 @@ def _parse(root: _Reader, stage: str) -> DriftloopConfig:
         training=_training(root.section("training")),
         data=_data(root.section("data")),
         serving=_serving(root.section("serving")),
+        capture=_capture(root.section("capture")),
+        monitoring=_monitoring(root.section("monitoring")),
+        retraining=_retraining(root.section("retraining")),
     )
     root.reject_unknown()
     return config
@@ -199,21 +277,31 @@ def _training(section: _Reader) -> TrainingConfig:
     return training
 
 
+DATA_PREFIXES = (
+    "training_data_prefix",
+    "capture_prefix",
+    "feedback_prefix",
+    "report_prefix",
+    "assembled_prefix",
+    "artifact_prefix",
+    "registry_prefix",
+)
+
+
 def _data(section: _Reader) -> DataConfig:
-    prefixes = {key: section.prefix(key) for key in ("training_data_prefix", "artifact_prefix", "registry_prefix")}
+    prefixes = {key: section.prefix(key) for key in DATA_PREFIXES}
     for key, prefix in prefixes.items():
         for other_key, other in prefixes.items():
             if key != other_key and other.startswith(prefix):
                 # Lifecycle rules and IAM grants are per prefix: nesting would leak one into the other.
                 raise ConfigError(f"{section.key(other_key)} must not lie under {section.key(key)}")
     data = DataConfig(
-        training_data_prefix=prefixes["training_data_prefix"],
-        artifact_prefix=prefixes["artifact_prefix"],
-        registry_prefix=prefixes["registry_prefix"],
+        **prefixes,
         artifact_expiry_days=section.integer("artifact_expiry_days", 1, 3650),
         noncurrent_version_expiry_days=section.integer("noncurrent_version_expiry_days", 1, 3650),
         incomplete_upload_expiry_days=section.integer("incomplete_upload_expiry_days", 1, 365),
         access_log_expiry_days=section.integer("access_log_expiry_days", 1, 3650),
+        capture_expiry_days=section.integer("capture_expiry_days", 1, 3650),
     )
     section.reject_unknown()
     return data
@@ -236,6 +324,65 @@ def _serving(section: _Reader) -> ServingConfig:
     )
     section.reject_unknown()
     return serving
+
+
+def _capture(section: _Reader) -> CaptureConfig:
+    capture = CaptureConfig(
+        enabled=section.boolean("enabled"),
+        sample_rate=section.number("sample_rate", 0.0, 1.0),
+        buffer_seconds=section.integer("buffer_seconds", 60, 900),
+        # Firehose's dynamic partitioning (by model version) needs a buffer of at least 64 MiB.
+        buffer_mb=section.integer("buffer_mb", 64, 128),
+        feedback_max_age_days=section.integer("feedback_max_age_days", 1, 3650),
+    )
+    section.reject_unknown()
+    return capture
+
+
+def _monitoring(section: _Reader) -> MonitoringConfig:
+    monitoring = MonitoringConfig(
+        schedule_minutes=section.integer("schedule_minutes", 1, 24 * 60),
+        window_minutes=section.integer("window_minutes", 1, 7 * 24 * 60),
+        min_records=section.integer("min_records", 1, 10_000_000),
+        min_feedback=section.integer("min_feedback", 1, 10_000_000),
+        drift_threshold=section.number("drift_threshold", 0.0, 100.0),
+        drift_datapoints_to_alarm=section.integer("drift_datapoints_to_alarm", 1, 100),
+        drift_evaluation_periods=section.integer("drift_evaluation_periods", 1, 100),
+        quality_threshold=section.number("quality_threshold", 0.0, 1.0),
+        regression_quality_threshold=section.number("regression_quality_threshold", 0.0, 1e12),
+        quality_datapoints_to_alarm=section.integer("quality_datapoints_to_alarm", 1, 100),
+        quality_evaluation_periods=section.integer("quality_evaluation_periods", 1, 100),
+        api_5xx_rate_percent=section.number("api_5xx_rate_percent", 0.0, 100.0),
+        api_p99_latency_ms=section.integer("api_p99_latency_ms", 1, 30_000),
+        alarm_email=section.optional_string("alarm_email"),
+    )
+    for kind in ("drift", "quality"):
+        datapoints, periods = f"{kind}_datapoints_to_alarm", f"{kind}_evaluation_periods"
+        if getattr(monitoring, datapoints) > getattr(monitoring, periods):
+            raise ConfigError(f"{section.key(datapoints)} must not exceed {section.key(periods)}")
+    if monitoring.window_minutes < monitoring.schedule_minutes:
+        raise ConfigError(
+            f"{section.key('window_minutes')} must be at least {section.key('schedule_minutes')}: "
+            "otherwise captured predictions between two runs are never looked at"
+        )
+    section.reject_unknown()
+    return monitoring
+
+
+def _retraining(section: _Reader) -> RetrainingConfig:
+    expression = section.string("schedule_expression")
+    if not re.fullmatch(r"(rate|cron)\(.+\)", expression):
+        raise ConfigError(f"{section.key('schedule_expression')} must be rate(...) or cron(...), got {expression!r}")
+    retraining = RetrainingConfig(
+        on_alarm=section.boolean("on_alarm"),
+        schedule_enabled=section.boolean("schedule_enabled"),
+        schedule_expression=expression,
+        on_new_data=section.boolean("on_new_data"),
+        cooldown_minutes=section.integer("cooldown_minutes", 0, 30 * 24 * 60),
+        include_feedback=section.boolean("include_feedback"),
+    )
+    section.reject_unknown()
+    return retraining
 
 
 def _deep_merge(base: Mapping[str, Any], override: Any, path: str) -> dict[str, Any]:
