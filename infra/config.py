@@ -16,6 +16,8 @@ CONTEXT_KEY = "driftloop"
 STAGES_KEY = "driftloop:stages"
 STAGE_KEY = "stage"
 DEFAULT_STAGE = "dev"
+# Every driftloop metric (inference EMF, monitor) lives here, told apart by the Service dimension.
+METRIC_NAMESPACE = "driftloop"
 
 AuthMode = Literal["iam", "api_key"]
 Removal = Literal["retain", "destroy"]
@@ -184,10 +186,9 @@ class DriftloopConfig:
     def job_prefix(self) -> str:
         return self.resource_prefix
 
-    @property
-    def metric_namespace(self) -> str:
-        """CloudWatch namespace of the monitor's metrics, one per deployment so alarms never mix stages."""
-        return f"driftloop/{self.resource_prefix}"
+    def service_name(self, component: str) -> str:
+        """The ``Service`` dimension of a component's metrics in :data:`METRIC_NAMESPACE` (stages never mix)."""
+        return f"{self.resource_prefix}-{component}"
 
     @property
     def retain(self) -> bool:
