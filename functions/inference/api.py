@@ -6,9 +6,11 @@ Everything that can go wrong while serving a request ends in :class:`_Observed`,
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -20,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from functions.inference.capture import CaptureSink, make_sink
+from functions.inference.capture import Sampler, Sink, capture_sink, feedback_sink
 from functions.inference.config import Config
 from functions.inference.errors import (
     BodyTooLarge,
@@ -35,6 +37,7 @@ from functions.inference.sources import ModelProvider, model_source
 from functions.inference.telemetry import RequestLog, Telemetry
 
 PREDICT_PATH = "/predict"
+FEEDBACK_PATH = "/feedback"
 # Where the middleware leaves the request's RequestLog for the endpoints to fill in.
 LOG_KEY = "driftloop.log"
 
@@ -42,23 +45,37 @@ LOG_KEY = "driftloop.log"
 def create_app(
     config: Config,
     *,
-    sink: CaptureSink | None = None,
+    sink: Sink | None = None,
+    feedback: Sink | None = None,
+    rng: random.Random | None = None,
     telemetry: Telemetry | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Starlette:
     """Build the app and load the model now: in Lambda that is the init phase, not the first request.
 
     A model that cannot be loaded does not stop the app: it answers 503 and retries at the next refresh.
+    ``sink`` and ``feedback`` replace the sinks the config names; ``rng`` drives capture sampling.
     """
     telemetry = telemetry or Telemetry(config.service)
     provider = ModelProvider(model_source(config), config.refresh_seconds, telemetry, clock)
     provider.refresh()
+    capture = sink or capture_sink(config.capture, config.capture_stream)
+    feedback = feedback or feedback_sink(config.feedback_stream)
+    _warm_up(capture, feedback, telemetry=telemetry)
     service = InferenceService(
-        provider, sink or make_sink(config.capture), telemetry, config.max_instances, config.max_body_bytes
+        provider,
+        capture=capture,
+        sampler=Sampler(config.capture_sample_rate, rng),
+        feedback=feedback,
+        telemetry=telemetry,
+        max_instances=config.max_instances,
+        max_body_bytes=config.max_body_bytes,
+        feedback_max_age=timedelta(days=config.feedback_max_age_days),
     )
     endpoints = _Endpoints(service)
     routes = [
         Route(PREDICT_PATH, endpoints.predict, methods=["POST"]),
+        Route(FEEDBACK_PATH, endpoints.feedback, methods=["POST"]),
         Route("/health", endpoints.health, methods=["GET"]),
         Route("/model", endpoints.model, methods=["GET"]),
         Route("/openapi.json", endpoints.openapi, methods=["GET"]),
@@ -70,6 +87,21 @@ def create_app(
     )
 
 
+def _warm_up(*sinks: Sink, telemetry: Telemetry) -> None:
+    """Create the sinks' AWS clients now (Lambda's init phase), not in the first request that needs one.
+
+    A client that cannot be created yet is created on first use instead; the failure is only logged here.
+    """
+    for sink in sinks:
+        warm_up = getattr(sink, "warm_up", None)
+        if warm_up is None:
+            continue
+        try:
+            warm_up()
+        except Exception as exc:
+            telemetry.exception("creating a sink's client at start failed; it is retried on first use", exc)
+
+
 class _Endpoints:
     def __init__(self, service: InferenceService) -> None:
         self._service = service
@@ -78,6 +110,11 @@ class _Endpoints:
         _require_json(request.headers.get("content-type"))
         body = await _read_body(request, self._service.max_body_bytes)
         return _json(200, self._service.predict(body, request.scope[LOG_KEY]))
+
+    async def feedback(self, request: Request) -> Response:
+        _require_json(request.headers.get("content-type"))
+        body = await _read_body(request, self._service.max_body_bytes)
+        return _json(202, self._service.feedback(body, request.scope[LOG_KEY]))
 
     async def health(self, request: Request) -> Response:
         return _json(200, self._service.health(request.scope[LOG_KEY]))

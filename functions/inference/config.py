@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from functions.common.registry import DEFAULT_PREFIX as DEFAULT_REGISTRY_PREFIX
-from functions.inference.capture import SINKS
+from functions.inference.capture import SINK_NAMES
 
 T = TypeVar("T")
 
@@ -37,8 +37,15 @@ class Config:
     # DRIFTLOOP_MAX_INSTANCES / DRIFTLOOP_MAX_BODY_BYTES: request limits.
     max_instances: int = 100
     max_body_bytes: int = 1 << 20
-    # DRIFTLOOP_CAPTURE: the capture sink, one of capture.SINKS.
+    # DRIFTLOOP_CAPTURE: the capture sink, one of capture.SINK_NAMES; "firehose" needs DRIFTLOOP_CAPTURE_STREAM.
     capture: str = "none"
+    capture_stream: str | None = None
+    # DRIFTLOOP_CAPTURE_SAMPLE_RATE: the fraction of predictions captured, 0 to 1, drawn per prediction.
+    capture_sample_rate: float = 1.0
+    # DRIFTLOOP_FEEDBACK_STREAM: the delivery stream for ground-truth feedback (none: feedback is logged).
+    feedback_stream: str | None = None
+    # DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS: feedback for older predictions is refused.
+    feedback_max_age_days: int = 30
     # DRIFTLOOP_SERVICE_NAME: the Service dimension of the metrics and logs.
     service: str = "driftloop-inference"
 
@@ -65,8 +72,14 @@ class Config:
             max_instances=read("DRIFTLOOP_MAX_INSTANCES", _positive_int, cls.max_instances),
             max_body_bytes=read("DRIFTLOOP_MAX_BODY_BYTES", _positive_int, cls.max_body_bytes),
             capture=read("DRIFTLOOP_CAPTURE", _sink_name, cls.capture),
+            capture_stream=read("DRIFTLOOP_CAPTURE_STREAM", str, None),
+            capture_sample_rate=read("DRIFTLOOP_CAPTURE_SAMPLE_RATE", _fraction, cls.capture_sample_rate),
+            feedback_stream=read("DRIFTLOOP_FEEDBACK_STREAM", str, None),
+            feedback_max_age_days=read("DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", _positive_int, cls.feedback_max_age_days),
             service=read("DRIFTLOOP_SERVICE_NAME", str, cls.service),
         )
+        if config.capture == "firehose" and not config.capture_stream:
+            problems.append("DRIFTLOOP_CAPTURE=firehose needs DRIFTLOOP_CAPTURE_STREAM (the delivery stream name)")
         if problems:
             raise ConfigError("invalid inference settings:\n" + "\n".join(f"- {p}" for p in problems))
         return config
@@ -89,7 +102,14 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _fraction(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError("expected a number from 0 to 1")
+    return value
+
+
 def _sink_name(raw: str) -> str:
-    if raw not in SINKS:
-        raise ValueError(f"expected one of {', '.join(sorted(SINKS))}")
+    if raw not in SINK_NAMES:
+        raise ValueError(f"expected one of {', '.join(SINK_NAMES)}")
     return raw

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One offending spot of a request: ``instance`` is the index in ``instances`` (None: the body itself)."""
+    """One offending spot of a request: ``instance`` is the index in ``instances`` (or ``feedback``); None: the
+    body itself."""
 
     instance: int | None
     field: str | None
@@ -63,6 +64,12 @@ class ModelUnavailable(ServiceError):
     error = "model_unavailable"
 
 
+class FeedbackUnavailable(ServiceError):
+    """Valid feedback that could not be recorded: the client should send it again."""
+
+    error = "feedback_unavailable"
+
+
 STATUS_CODES: dict[type[ServiceError], int] = {
     MalformedJson: 400,
     RouteNotFound: 404,
@@ -71,6 +78,7 @@ STATUS_CODES: dict[type[ServiceError], int] = {
     UnsupportedMediaType: 415,
     ValidationFailed: 422,
     ModelUnavailable: 503,
+    FeedbackUnavailable: 503,
 }
 INTERNAL_ERROR = "internal_error"
 

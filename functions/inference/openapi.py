@@ -20,7 +20,17 @@ Predictions from the registry's champion model. Request rules:
 
 Every problem of a request is listed in one 422 response. Each prediction has a `prediction_id` to quote
 when reporting the true outcome later.
+
+Feedback (`POST /feedback`): one item `{{"prediction_id": ..., "{answer}": ...}}` or a batch
+`{{"feedback": [...]}}` of 1 to {max_instances} items. The id must be one this API served within the last
+{max_age_days} days; {answer_rule} Every problem is listed in one 422; a 202 means the feedback is recorded, a
+503 `feedback_unavailable` that it is not and the same request should be sent again.
 """
+
+ANSWER_RULES = {
+    "classification": "`label` is the true class, one of the model's classes, as a string.",
+    "regression": "`value` is the true value, a finite number.",
+}
 
 ERROR_RESPONSES = {
     400: "The body is not valid JSON.",
@@ -30,13 +40,21 @@ ERROR_RESPONSES = {
     415: "The body is not declared as JSON (`application/json`, optionally with `charset=utf-8`).",
     422: "The request does not match the model's schema: `details` lists every problem.",
     500: "The service failed unexpectedly: quote `correlation_id` when reporting it.",
-    503: "No model is available (none configured, no champion yet, or the champion could not be loaded).",
+    503: "No model is available (none configured, no champion yet, or the champion could not be loaded), or "
+    "(`/feedback`) the feedback could not be recorded: send it again.",
 }
 
 
-def document(model: Model, max_instances: int, max_body_bytes: int) -> dict[str, Any]:
+def document(model: Model, max_instances: int, max_body_bytes: int, feedback_max_age_days: int) -> dict[str, Any]:
     metadata = model.metadata
-    description = DESCRIPTION.format(max_instances=max_instances, max_body_bytes=max_body_bytes)
+    answer = "label" if model.task == "classification" else "value"
+    description = DESCRIPTION.format(
+        max_instances=max_instances,
+        max_body_bytes=max_body_bytes,
+        answer=answer,
+        answer_rule=ANSWER_RULES[model.task],
+        max_age_days=feedback_max_age_days,
+    )
     return {
         "openapi": "3.1.0",
         "info": {"title": "driftloop inference API", "version": model.version, "description": description},
@@ -51,6 +69,22 @@ def document(model: Model, max_instances: int, max_body_bytes: int) -> dict[str,
                     },
                     "responses": {
                         "200": _ok("The predictions, in the order of the instances.", "PredictResponse"),
+                        **_errors(400, 413, 415, 422, 500, 503),
+                    },
+                }
+            },
+            "/feedback": {
+                "post": {
+                    "operationId": "feedback",
+                    "summary": f"Report the true {metadata.target} of 1 to {max_instances} served predictions",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"oneOf": [_ref("FeedbackItem"), _ref("FeedbackBatch")]}}
+                        },
+                    },
+                    "responses": {
+                        "202": _ok("The feedback is recorded.", "FeedbackAccepted"),
                         **_errors(400, 413, 415, 422, 500, 503),
                     },
                 }
@@ -90,6 +124,25 @@ def document(model: Model, max_instances: int, max_body_bytes: int) -> dict[str,
                     "required": ["model_version", "predictions"],
                 },
                 "Prediction": _prediction(model),
+                "FeedbackItem": _feedback_item(model, answer),
+                "FeedbackBatch": {
+                    "type": "object",
+                    "properties": {
+                        "feedback": {
+                            "type": "array",
+                            "items": _ref("FeedbackItem"),
+                            "minItems": 1,
+                            "maxItems": max_instances,
+                        }
+                    },
+                    "required": ["feedback"],
+                    "additionalProperties": False,
+                },
+                "FeedbackAccepted": {
+                    "type": "object",
+                    "properties": {"accepted": {"type": "integer", "minimum": 1}},
+                    "required": ["accepted"],
+                },
                 "Warning": {
                     "type": "object",
                     "properties": {"field": {"type": "string"}, "problem": {"type": "string"}},
@@ -108,7 +161,10 @@ def document(model: Model, max_instances: int, max_body_bytes: int) -> dict[str,
                 "Problem": {
                     "type": "object",
                     "properties": {
-                        "instance": {"type": ["integer", "null"], "description": "index in instances; null: the body"},
+                        "instance": {
+                            "type": ["integer", "null"],
+                            "description": "index in instances (or feedback); null: the body",
+                        },
                         "field": {"type": ["string", "null"]},
                         "problem": {"type": "string"},
                     },
@@ -181,6 +237,23 @@ def _prediction(model: Model) -> dict[str, Any]:
         properties["value"] = {"type": "number"}
         required = ["prediction_id", "value"]
     return {"type": "object", "properties": properties, "required": required}
+
+
+def _feedback_item(model: Model, answer: str) -> dict[str, Any]:
+    truth: dict[str, Any]
+    if model.task == "classification":
+        truth = {"enum": list(model.metadata.classes), "description": "the true class"}
+    else:
+        truth = {"type": "number", "description": "the true value (finite)"}
+    return {
+        "type": "object",
+        "properties": {
+            "prediction_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "as /predict served it"},
+            answer: truth,
+        },
+        "required": ["prediction_id", answer],
+        "additionalProperties": False,
+    }
 
 
 def _get(operation: str, summary: str, schema: str | None) -> dict[str, Any]:

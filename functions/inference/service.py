@@ -1,18 +1,22 @@
-"""What the API does, free of HTTP and Lambda: predict, describe the model, report health.
+"""What the API does, free of HTTP and Lambda: predict, record feedback, describe the model, report health.
 
-Each served prediction gets an id (32 hex digits, 128 random bits) that the client keeps to send ground
-truth later, and goes through the capture sink once; a capture failure is logged and counted, and the
-client still gets its predictions.
+Each served prediction gets an id (``functions.common.records.new_prediction_ids``: serving time, randomness and
+a checksum) that the client keeps to send ground truth later. The sampled predictions of a request go through
+the capture sink once; a capture failure is logged and counted, and the client still gets its predictions.
+Feedback goes through its own sink; if that fails the client gets a 503 and sends it again.
 """
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids
 from functions.inference import openapi
-from functions.inference.capture import CaptureSink, PredictionRecord
+from functions.inference.capture import NoCapture, Sampler, Sink, lost_records
+from functions.inference.errors import FeedbackUnavailable
+from functions.inference.feedback import FeedbackSchema
 from functions.inference.model import Classification, Model
 from functions.inference.sources import ModelProvider
 from functions.inference.telemetry import RequestLog, Telemetry
@@ -20,13 +24,27 @@ from functions.inference.telemetry import RequestLog, Telemetry
 
 class InferenceService:
     def __init__(
-        self, provider: ModelProvider, sink: CaptureSink, telemetry: Telemetry, max_instances: int, max_body_bytes: int
+        self,
+        provider: ModelProvider,
+        *,
+        capture: Sink,
+        sampler: Sampler,
+        feedback: Sink,
+        telemetry: Telemetry,
+        max_instances: int,
+        max_body_bytes: int,
+        feedback_max_age: timedelta,
     ) -> None:
         self._provider = provider
-        self._sink = sink
+        self._capture_sink = capture
+        self._sampler = sampler
+        # Nothing to sample for: no record is built at all.
+        self._capturing = not isinstance(capture, NoCapture) and sampler.rate > 0
+        self._feedback_sink = feedback
         self._telemetry = telemetry
         self.max_instances = max_instances
         self.max_body_bytes = max_body_bytes
+        self.feedback_max_age = feedback_max_age
 
     def model(self, log: RequestLog) -> Model:
         model = self._provider.current()
@@ -36,11 +54,11 @@ class InferenceService:
     def predict(self, body: bytes, log: RequestLog) -> dict[str, Any]:
         model = self.model(log)
         batch = model.schema.parse(body, self.max_instances)
-        log.batch_size = len(batch.instances)
+        count = len(batch.instances)
+        log.batch_size = count
         result = model.predict(batch.columns)
-        ids = prediction_ids(len(batch.instances))
-        served_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-        version = model.version
+        now = datetime.now(UTC)
+        ids = new_prediction_ids(count, now)
         predictions: list[dict[str, Any]]
         if isinstance(result, Classification):
             classes = model.metadata.classes
@@ -49,38 +67,57 @@ class InferenceService:
                 {"prediction_id": pid, "label": label, "probabilities": probs}
                 for pid, label, probs in zip(ids, result.labels, probabilities, strict=True)
             ]
-            records = [
-                PredictionRecord(
-                    pid, served_at, version, features, label=label, probabilities=probs, request_id=log.request_id
-                )
-                for pid, features, label, probs in zip(ids, batch.instances, result.labels, probabilities, strict=True)
-            ]
         else:
             predictions = [
                 {"prediction_id": pid, "value": value} for pid, value in zip(ids, result.values, strict=True)
             ]
-            records = [
-                PredictionRecord(pid, served_at, version, features, value=value, request_id=log.request_id)
-                for pid, features, value in zip(ids, batch.instances, result.values, strict=True)
-            ]
         for index, warnings in batch.warnings.items():
             predictions[index]["warnings"] = warnings
-        log.capture_failures = self._capture(records)
-        return {"model_version": version, "predictions": predictions}
+        if self._capturing:
+            log.capture_failures = self._capture(
+                _prediction_records(model.version, now, batch.instances, predictions, self._sampler.pick(count), log)
+            )
+        return {"model_version": model.version, "predictions": predictions}
 
     def _capture(self, records: list[PredictionRecord]) -> int:
         """Hand the records to the sink; returns how many were lost."""
+        if not records:
+            return 0
         try:
-            self._sink.capture(records)
+            self._capture_sink.write(records)
         except Exception as exc:
+            lost = lost_records(exc, records)
             self._telemetry.exception(
                 "capture failed; the predictions were served but not captured",
                 exc,
                 request_id=records[0].request_id,
-                lost=len(records),
+                lost=lost,
             )
-            return len(records)
+            return lost
         return 0
+
+    def feedback(self, body: bytes, log: RequestLog) -> dict[str, Any]:
+        model = self.model(log)
+        schema = FeedbackSchema(model.task, model.metadata.classes, self.max_instances, self.feedback_max_age)
+        now = datetime.now(UTC)
+        items = schema.parse(body, now)
+        log.feedback = len(items)
+        received = now.isoformat(timespec="milliseconds")
+        records = [FeedbackRecord(item.prediction_id, received, label=item.label, value=item.value) for item in items]
+        try:
+            self._feedback_sink.write(records)
+        except Exception as exc:
+            lost = lost_records(exc, records)
+            log.feedback_failures = lost
+            self._telemetry.exception(
+                "recording feedback failed; the client was asked to retry", exc, request_id=log.request_id, lost=lost
+            )
+            raise FeedbackUnavailable(
+                f"the feedback could not be recorded ({lost} of {len(records)} items failed): "
+                "send the same request again shortly",
+                headers={"Retry-After": "1"},
+            ) from exc
+        return {"accepted": len(records)}
 
     def health(self, log: RequestLog) -> dict[str, Any]:
         model = self.model(log)
@@ -103,10 +140,30 @@ class InferenceService:
         }
 
     def openapi(self, log: RequestLog) -> dict[str, Any]:
-        return openapi.document(self.model(log), self.max_instances, self.max_body_bytes)
+        return openapi.document(self.model(log), self.max_instances, self.max_body_bytes, self.feedback_max_age.days)
 
 
-def prediction_ids(count: int) -> list[str]:
-    # One system call for the whole batch: uuid4() per row costs ~2 us each.
-    digits = os.urandom(16 * count).hex()
-    return [digits[start : start + 32] for start in range(0, 32 * count, 32)]
+def _prediction_records(
+    version: str,
+    served: datetime,
+    instances: list[dict[str, Any]],
+    predictions: list[dict[str, Any]],
+    picked: Sequence[int],
+    log: RequestLog,
+) -> list[PredictionRecord]:
+    """The capture records of the picked predictions (the instances as sent, the answers as served)."""
+    time = served.isoformat(timespec="milliseconds")
+    request_id = log.request_id
+    return [
+        PredictionRecord(
+            predictions[index]["prediction_id"],
+            time,
+            version,
+            instances[index],
+            label=predictions[index].get("label"),
+            probabilities=predictions[index].get("probabilities"),
+            value=predictions[index].get("value"),
+            request_id=request_id,
+        )
+        for index in picked
+    ]

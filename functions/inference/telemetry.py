@@ -25,6 +25,8 @@ UNITS = {
     "ClientErrors": "Count",
     "ServerErrors": "Count",
     "CaptureFailures": "Count",
+    "Feedback": "Count",
+    "FeedbackFailures": "Count",
     "ModelLoadFailures": "Count",
 }
 NO_MODEL = "none"
@@ -46,6 +48,9 @@ class RequestLog:
     # Set once a prediction batch passed validation.
     batch_size: int | None = None
     capture_failures: int = 0
+    # Set once a feedback body passed validation: its items, and how many of them could not be recorded.
+    feedback: int | None = None
+    feedback_failures: int = 0
     error: str | None = None
 
 
@@ -66,6 +71,9 @@ class Telemetry:
                 metrics["BatchSize"] = log.batch_size
                 metrics["Predictions"] = log.batch_size
                 metrics["CaptureFailures"] = log.capture_failures
+        if log.feedback is not None:
+            metrics["Feedback"] = log.feedback - log.feedback_failures
+            metrics["FeedbackFailures"] = log.feedback_failures
         level = "ERROR" if log.status >= 500 else "WARNING" if log.status >= 400 else "INFO"
         fields = {
             "method": log.method,
@@ -76,6 +84,7 @@ class Telemetry:
             "request_id": log.request_id,
             "lambda_request_id": log.lambda_request_id,
             "batch_size": log.batch_size,
+            "feedback_items": log.feedback,
             "error": log.error,
         }
         self._write(self._emf("request", level, log.model_version, metrics, fields))

@@ -13,7 +13,7 @@ from infra.config import ServingConfig
 from infra.constructs.log_group import log_group
 
 # (path, method): every route the inference app serves, all through one Lambda proxy integration.
-ROUTES = (("predict", "POST"), ("health", "GET"), ("model", "GET"), ("openapi.json", "GET"))
+ROUTES = (("predict", "POST"), ("feedback", "POST"), ("health", "GET"), ("model", "GET"), ("openapi.json", "GET"))
 
 
 def _access_log_format() -> apigw.AccessLogFormat:
@@ -64,7 +64,7 @@ class InferenceApi(Construct):
             self,
             "Api",
             rest_api_name=name,
-            description="driftloop inference: POST /predict, GET /health, /model, /openapi.json",
+            description="driftloop inference: POST /predict, /feedback; GET /health, /model, /openapi.json",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             # Access and execution logs need the region-wide API Gateway CloudWatch role. Retained on delete:
             # other APIs in the account rely on the same account setting.

@@ -1,4 +1,5 @@
-"""Serving: the inference Lambda (ZIP, bundled locally) behind a REST API."""
+"""Serving: the inference Lambda (ZIP, bundled locally) behind a REST API, and the Firehose streams that carry its
+captured predictions and ground-truth feedback to the data bucket."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from constructs import Construct
 
 from infra.bundling import INFERENCE_REQUIREMENTS
 from infra.config import DriftloopConfig
+from infra.constructs.capture_streams import CaptureStreams, DeliveryStream
 from infra.constructs.inference_api import InferenceApi
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.grants import grant_missing_key_lookups, grant_prefix
@@ -26,12 +28,35 @@ class ServingStack(Stack):
         *,
         config: DriftloopConfig,
         model_bucket: SharedBucket,
+        data_bucket: SharedBucket,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         removal = RemovalPolicy.RETAIN if config.retain else RemovalPolicy.DESTROY
         serving, registry = config.serving, config.data.registry_prefix
         self.model_bucket = model_bucket.import_into(self, "ModelBucket")
+        self.data_bucket = data_bucket.import_into(self, "DataBucket")
+
+        # Captured predictions (unless capture is disabled) and feedback, delivered to the data bucket.
+        self.streams = CaptureStreams(
+            self,
+            "CaptureStreams",
+            name_prefix=config.resource_prefix,
+            bucket=self.data_bucket,
+            data=config.data,
+            capture=config.capture,
+            log_retention_days=config.log_retention_days,
+            removal_policy=removal,
+        )
+        self.capture_stream: DeliveryStream | None = self.streams.capture
+        self.feedback_stream: DeliveryStream = self.streams.feedback
+        capture_environment = {"DRIFTLOOP_CAPTURE": "none"}
+        if self.capture_stream is not None:
+            capture_environment = {
+                "DRIFTLOOP_CAPTURE": "firehose",
+                "DRIFTLOOP_CAPTURE_STREAM": self.capture_stream.stream_name,
+                "DRIFTLOOP_CAPTURE_SAMPLE_RATE": repr(config.capture.sample_rate),
+            }
 
         self.inference = PythonFunction(
             self,
@@ -45,6 +70,10 @@ class ServingStack(Stack):
                 "DRIFTLOOP_REFRESH_SECONDS": str(serving.refresh_seconds),
                 "DRIFTLOOP_MAX_INSTANCES": str(serving.max_instances),
                 "DRIFTLOOP_MAX_BODY_BYTES": str(serving.max_body_bytes),
+                **capture_environment,
+                "DRIFTLOOP_FEEDBACK_STREAM": self.feedback_stream.stream_name,
+                "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": str(config.capture.feedback_max_age_days),
+                "DRIFTLOOP_SERVICE_NAME": config.service_name("inference"),
                 "LOG_LEVEL": config.log_level,
             },
             memory_mb=serving.memory_mb,
@@ -57,6 +86,9 @@ class ServingStack(Stack):
         # Read-only, and only the registry: the champion pointer and the versions it names.
         grant_prefix(self.inference.role, self.model_bucket, registry, "read")
         grant_missing_key_lookups(self.inference.role, self.model_bucket)
+        # PutRecordBatch on exactly its streams; the function cannot read what they deliver.
+        for stream in self.streams.streams:
+            stream.grant_put(self.inference.role)
 
         self.api = InferenceApi(
             self,

@@ -1,11 +1,12 @@
 """Fixtures for the inference API: a client that drives the Mangum handler in-process with API Gateway REST
-proxy events and a Lambda context, exactly as Lambda would, and fakes for the capture sink and the clock."""
+proxy events and a Lambda context, exactly as Lambda would, and fakes for the sinks and the clock."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,8 +17,9 @@ import pandas as pd
 import pytest
 from mangum import Mangum
 
+from functions.common.records import FeedbackRecord, PredictionRecord
 from functions.inference.api import create_app
-from functions.inference.capture import CaptureSink, PredictionRecord
+from functions.inference.capture import Record, Sink
 from functions.inference.config import Config
 from functions.inference.telemetry import Telemetry
 from tests.inference.events import LambdaContext, rest_event
@@ -56,6 +58,9 @@ class Api:
     def predict(self, instances: Any, **event_options: Any) -> Reply:
         return self.call("POST", "/predict", json.dumps({"instances": instances}), **event_options)
 
+    def feedback(self, body: Any, **event_options: Any) -> Reply:
+        return self.call("POST", "/feedback", json.dumps(body), **event_options)
+
     def log_lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.log.getvalue().splitlines()]
 
@@ -65,14 +70,22 @@ class Api:
 
 class RecordingSink:
     def __init__(self) -> None:
-        self.batches: list[list[PredictionRecord]] = []
+        self.batches: list[list[Record]] = []
 
-    def capture(self, records: Sequence[PredictionRecord]) -> None:
+    def write(self, records: Sequence[Record]) -> None:
         self.batches.append(list(records))
+
+    @property
+    def predictions(self) -> list[PredictionRecord]:
+        return [r for batch in self.batches for r in batch if isinstance(r, PredictionRecord)]
+
+    @property
+    def feedback(self) -> list[FeedbackRecord]:
+        return [r for batch in self.batches for r in batch if isinstance(r, FeedbackRecord)]
 
 
 class FailingSink:
-    def capture(self, records: Sequence[PredictionRecord]) -> None:
+    def write(self, records: Sequence[Record]) -> None:
         raise ConnectionError("the delivery stream is unreachable")
 
 
@@ -109,9 +122,23 @@ MakeApi = Callable[..., Api]
 
 @pytest.fixture
 def make_api() -> MakeApi:
-    def make(config: Config, sink: CaptureSink | None = None, clock: Callable[[], float] = time.monotonic) -> Api:
+    def make(
+        config: Config,
+        sink: Sink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        feedback: Sink | None = None,
+        rng: random.Random | None = None,
+    ) -> Api:
         log = io.StringIO()
-        app = create_app(config, sink=sink, telemetry=Telemetry("driftloop-test", log), clock=clock)
+        app = create_app(
+            config,
+            sink=sink,
+            feedback=feedback,
+            rng=rng,
+            telemetry=Telemetry("driftloop-test", log),
+            clock=clock,
+        )
         return Api(Mangum(app, lifespan="off"), log)
 
     return make
@@ -123,8 +150,13 @@ def sink() -> RecordingSink:
 
 
 @pytest.fixture
-def api(make_api: MakeApi, trained_bundle: Path, sink: RecordingSink) -> Api:
-    return make_api(Config(model_dir=trained_bundle), sink=sink)
+def feedback_sink() -> RecordingSink:
+    return RecordingSink()
+
+
+@pytest.fixture
+def api(make_api: MakeApi, trained_bundle: Path, sink: RecordingSink, feedback_sink: RecordingSink) -> Api:
+    return make_api(Config(model_dir=trained_bundle), sink=sink, feedback=feedback_sink)
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,7 @@ def test_openapi_document_describes_the_live_feature_schema(api: Api, trained_bu
     assert reply.status == 200
     document = reply.json
     assert document["openapi"] == "3.1.0"
-    assert set(document["paths"]) == {"/predict", "/health", "/model", "/openapi.json"}
+    assert set(document["paths"]) == {"/predict", "/feedback", "/health", "/model", "/openapi.json"}
     operation = document["paths"]["/predict"]["post"]
     request = resolve(document, operation["requestBody"]["content"]["application/json"]["schema"])
     assert request["properties"]["instances"]["maxItems"] == 100

@@ -100,6 +100,44 @@ def test_settings_are_read_from_the_environment_with_defaults() -> None:
     assert (config.max_instances, config.capture, config.model_dir) == (10, "log", None)
 
 
+def test_capture_and_feedback_settings_are_read_from_the_environment() -> None:
+    config = Config.from_env(
+        {
+            "DRIFTLOOP_CAPTURE": "firehose",
+            "DRIFTLOOP_CAPTURE_STREAM": "driftloop-dev-captures",
+            "DRIFTLOOP_CAPTURE_SAMPLE_RATE": "0.25",
+            "DRIFTLOOP_FEEDBACK_STREAM": "driftloop-dev-feedback",
+            "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "14",
+            "DRIFTLOOP_SERVICE_NAME": "driftloop-dev-inference",
+        }
+    )
+    assert (config.capture, config.capture_stream, config.capture_sample_rate) == (
+        "firehose",
+        "driftloop-dev-captures",
+        0.25,
+    )
+    assert (config.feedback_stream, config.feedback_max_age_days) == ("driftloop-dev-feedback", 14)
+    assert config.service == "driftloop-dev-inference"
+    assert (Config().capture_sample_rate, Config().feedback_stream, Config().feedback_max_age_days) == (1.0, None, 30)
+
+
+def test_invalid_capture_settings_are_refused_with_every_problem() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.from_env(
+            {
+                "DRIFTLOOP_CAPTURE": "firehose",
+                "DRIFTLOOP_CAPTURE_SAMPLE_RATE": "1.5",
+                "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "0",
+            }
+        )
+    message = str(caught.value)
+    assert "DRIFTLOOP_CAPTURE_SAMPLE_RATE='1.5': expected a number from 0 to 1" in message
+    assert "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS='0'" in message
+    assert "DRIFTLOOP_CAPTURE=firehose needs DRIFTLOOP_CAPTURE_STREAM" in message
+    with pytest.raises(ConfigError, match="expected a number from 0 to 1"):
+        Config.from_env({"DRIFTLOOP_CAPTURE_SAMPLE_RATE": "nan"})
+
+
 def test_the_default_registry_prefix_is_the_registry_s_own() -> None:
     from functions.common.registry import DEFAULT_PREFIX
 

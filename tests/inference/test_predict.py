@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from functions.common.bundle import JOBLIB_FILE, MISSING_CATEGORY, read_metadata
+from functions.common.records import prediction_time
 from functions.inference.config import Config
 from tests.inference.conftest import TARGET, Api, FailingSink, MakeApi, RecordingSink, instances
 
@@ -37,6 +39,20 @@ def test_predict_classification_returns_a_label_probabilities_and_an_id_per_inst
     ids = [p["prediction_id"] for p in answer["predictions"]]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_prediction_ids_carry_the_serving_time_and_a_valid_checksum(
+    api: Api, sink: RecordingSink, rows: list[dict[str, Any]]
+) -> None:
+    before = datetime.now(UTC)
+    served = api.predict(rows).json["predictions"]
+    after = datetime.now(UTC)
+
+    times = {prediction_time(p["prediction_id"]) for p in served}
+    [served_at] = times
+    assert before - timedelta(milliseconds=1) <= served_at <= after
+    # The record's time and the id's are the same instant (both in whole milliseconds; float rounding aside).
+    assert all(abs(datetime.fromisoformat(r.time) - served_at) <= timedelta(milliseconds=1) for r in sink.predictions)
 
 
 def test_prediction_ids_are_unique_across_requests(api: Api, rows: list[dict[str, Any]]) -> None:
@@ -134,7 +150,8 @@ def test_the_capture_hook_receives_exactly_the_served_predictions(
 ) -> None:
     reply = api.predict(rows)
 
-    [records] = sink.batches
+    assert len(sink.batches) == 1
+    records = sink.predictions
     served = reply.json["predictions"]
     assert [r.prediction_id for r in records] == [p["prediction_id"] for p in served]
     assert [r.label for r in records] == [p["label"] for p in served]

@@ -107,6 +107,14 @@ def test_registry_objects_never_expire(data_template: Template) -> None:
     assert [rule.get("Prefix") for rule in expiring] == ["training-jobs/"]
 
 
+def test_captured_predictions_and_feedback_expire_after_the_configured_days(data_template: Template) -> None:
+    data_rules = rules(data_template, "DataBucket")
+    for name, prefix in (("captures", "captures/"), ("feedback", "feedback/")):
+        assert {"Id": f"expire-{name}", "Status": "Enabled", "Prefix": prefix, "ExpirationInDays": 90} in data_rules
+    # The base training data never expires.
+    assert all(rule.get("Prefix") for rule in data_rules if "ExpirationInDays" in rule)
+
+
 def test_access_logs_expire_after_the_configured_days(data_template: Template) -> None:
     assert {"Id": "expire-access-logs", "Status": "Enabled", "ExpirationInDays": 90} in rules(
         data_template, "AccessLogBucket"

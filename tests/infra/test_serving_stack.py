@@ -1,12 +1,16 @@
-"""The serving stack: the inference Lambda, its least-privilege role, and the REST API in both auth modes."""
+"""The serving stack: the inference Lambda, its least-privilege role, the REST API in both auth modes, and the
+Firehose streams for captured predictions and feedback."""
 
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 from aws_cdk.assertions import Capture, Match, Template
 
+from functions.common import records
+from infra.app import DriftloopStacks
 from infra.constructs.inference_api import ROUTES
 from tests.infra.conftest import build, cdk_context
 
@@ -29,9 +33,18 @@ def methods(template: Template) -> dict[tuple[str, str], dict[str, Any]]:
     }
 
 
-def inference_policy(template: Template) -> list[dict[str, Any]]:
-    [policy] = template.find_resources("AWS::IAM::Policy").values()
+def role_policy(template: Template, role_id_prefix: str) -> list[dict[str, Any]]:
+    """The statements of the one policy attached to the role whose logical id starts with ``role_id_prefix``."""
+    [policy] = [
+        policy
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        if policy["Properties"]["Roles"][0]["Ref"].startswith(role_id_prefix)
+    ]
     return list(policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def inference_policy(template: Template) -> list[dict[str, Any]]:
+    return role_policy(template, "InferenceFunctionRole")
 
 
 def test_inference_function_settings(serving_template: Template) -> None:
@@ -51,6 +64,12 @@ def test_inference_function_settings(serving_template: Template) -> None:
                     "DRIFTLOOP_REFRESH_SECONDS": "60",
                     "DRIFTLOOP_MAX_INSTANCES": "1000",
                     "DRIFTLOOP_MAX_BODY_BYTES": "1048576",
+                    "DRIFTLOOP_CAPTURE": "firehose",
+                    "DRIFTLOOP_CAPTURE_STREAM": "driftloop-dev-captures",
+                    "DRIFTLOOP_CAPTURE_SAMPLE_RATE": "1.0",
+                    "DRIFTLOOP_FEEDBACK_STREAM": "driftloop-dev-feedback",
+                    "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
+                    "DRIFTLOOP_SERVICE_NAME": "driftloop-dev-inference",
                     "LOG_LEVEL": "INFO",
                 }
             },
@@ -100,6 +119,18 @@ def test_api_serves_every_route_through_the_lambda_proxy(serving_template: Templ
     for properties in found.values():
         assert properties["Integration"]["Type"] == "AWS_PROXY"
         assert properties["Integration"]["IntegrationHttpMethod"] == "POST"
+
+
+def test_feedback_is_a_post_route_with_the_same_auth_as_predict_in_both_modes(
+    serving_template: Template, api_key_serving_template: Template
+) -> None:
+    for template in (serving_template, api_key_serving_template):
+        found = methods(template)
+        feedback, predict = found[("feedback", "POST")], found[("predict", "POST")]
+        auth = ("AuthorizationType", "ApiKeyRequired")
+        assert {key: feedback.get(key) for key in auth} == {key: predict.get(key) for key in auth}
+    assert methods(serving_template)[("feedback", "POST")]["AuthorizationType"] == "AWS_IAM"
+    assert methods(api_key_serving_template)[("feedback", "POST")]["ApiKeyRequired"] is True
 
 
 def test_iam_mode_authorizes_every_method_with_iam(serving_template: Template) -> None:
@@ -183,10 +214,189 @@ def test_lambda_permissions_are_scoped_to_each_route_of_the_stage(serving_templa
 
 def test_outputs_name_the_api_url_and_the_function(serving_template: Template) -> None:
     outputs = serving_template.find_outputs("*")
-    assert set(outputs) == {"ApiUrl", "FunctionName"}
+    # (CDK adds "ExportsOutput..." outputs of its own for stacks that reference this one.)
+    assert {name for name in outputs if not name.startswith("ExportsOutput")} == {"ApiUrl", "FunctionName"}
     assert outputs["ApiUrl"]["Value"]["Fn::Join"][1][0] == "https://"
 
 
 def test_reserved_concurrency_is_set_when_configured() -> None:
     template = Template.from_stack(build(cdk_context(overrides={"serving": {"reserved_concurrency": 5}})).serving)
     template.has_resource_properties("AWS::Lambda::Function", {"ReservedConcurrentExecutions": 5})
+
+
+# -- capture and feedback streams --------------------------------------------------------------------------------
+
+DATA_BUCKET = {"Fn::ImportValue": "driftloop-dev-DataBucketName"}
+DATA_BUCKET_ARN = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", DATA_BUCKET]]}
+
+
+def data_objects(prefix: str) -> dict[str, Any]:
+    return {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", DATA_BUCKET, f"/{prefix}*"]]}
+
+
+def stream(template: Template, name: str) -> tuple[str, dict[str, Any]]:
+    """(logical id, properties) of the delivery stream named ``name``."""
+    [(logical_id, resource)] = [
+        (logical_id, resource)
+        for logical_id, resource in template.find_resources("AWS::KinesisFirehose::DeliveryStream").items()
+        if resource["Properties"]["DeliveryStreamName"] == name
+    ]
+    return logical_id, resource["Properties"]
+
+
+def destination(template: Template, name: str) -> dict[str, Any]:
+    config: dict[str, Any] = stream(template, name)[1]["ExtendedS3DestinationConfiguration"]
+    return config
+
+
+def test_two_encrypted_direct_put_streams_deliver_uncompressed_json_lines_to_the_data_bucket(
+    serving_template: Template,
+) -> None:
+    serving_template.resource_count_is("AWS::KinesisFirehose::DeliveryStream", 2)
+    for name in ("driftloop-dev-captures", "driftloop-dev-feedback"):
+        properties = stream(serving_template, name)[1]
+        assert properties["DeliveryStreamType"] == "DirectPut"
+        assert properties["DeliveryStreamEncryptionConfigurationInput"] == {"KeyType": "AWS_OWNED_CMK"}
+        config = properties["ExtendedS3DestinationConfiguration"]
+        assert config["BucketARN"] == DATA_BUCKET_ARN
+        assert config["CompressionFormat"] == "UNCOMPRESSED"
+        assert config["BufferingHints"] == {"IntervalInSeconds": 60, "SizeInMBs": 64}
+
+
+def test_captures_are_partitioned_by_model_version_and_arrival_date_as_records_py_lays_them_out(
+    serving_template: Template,
+) -> None:
+    config = destination(serving_template, "driftloop-dev-captures")
+
+    assert (
+        config["Prefix"]
+        == "captures/model_version=!{partitionKeyFromQuery:model_version}/date=!{timestamp:yyyy-MM-dd}/"
+    )
+    assert config["ErrorOutputPrefix"] == "captures/errors/!{firehose:error-output-type}/date=!{timestamp:yyyy-MM-dd}/"
+    assert config["DynamicPartitioningConfiguration"]["Enabled"] is True
+    [processor] = config["ProcessingConfiguration"]["Processors"]
+    assert processor["Type"] == "MetadataExtraction"
+    assert {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]} == {
+        "MetadataExtractionQuery": "{model_version:.model_version}",
+        "JsonParsingEngine": "JQ-1.6",
+    }
+    # What Firehose writes is what the readers list.
+    expanded = (
+        config["Prefix"]
+        .replace("!{partitionKeyFromQuery:model_version}", "v1")
+        .replace("!{timestamp:yyyy-MM-dd}", "2026-03-01")
+    )
+    assert expanded == records.capture_day_prefix("captures/", "v1", date(2026, 3, 1))
+
+
+def test_feedback_is_partitioned_by_arrival_date(serving_template: Template) -> None:
+    config = destination(serving_template, "driftloop-dev-feedback")
+
+    assert config["Prefix"] == "feedback/date=!{timestamp:yyyy-MM-dd}/"
+    assert config["ErrorOutputPrefix"] == "feedback/errors/!{firehose:error-output-type}/date=!{timestamp:yyyy-MM-dd}/"
+    assert "DynamicPartitioningConfiguration" not in config and "ProcessingConfiguration" not in config
+    expanded = config["Prefix"].replace("!{timestamp:yyyy-MM-dd}", "2026-03-01")
+    assert expanded == records.feedback_day_prefix("feedback/", date(2026, 3, 1))
+
+
+def test_buffering_follows_the_config() -> None:
+    template = Template.from_stack(
+        build(cdk_context(overrides={"capture": {"buffer_seconds": 300, "buffer_mb": 128}})).serving
+    )
+    for name in ("driftloop-dev-captures", "driftloop-dev-feedback"):
+        assert destination(template, name)["BufferingHints"] == {"IntervalInSeconds": 300, "SizeInMBs": 128}
+
+
+def test_delivery_errors_are_logged_to_a_log_group_with_retention(serving_template: Template) -> None:
+    for name in ("driftloop-dev-captures", "driftloop-dev-feedback"):
+        logging = destination(serving_template, name)["CloudWatchLoggingOptions"]
+        assert logging["Enabled"] is True
+        log_group = serving_template.find_resources("AWS::Logs::LogGroup")[logging["LogGroupName"]["Ref"]]
+        assert log_group["Properties"]["RetentionInDays"] == 30
+        serving_template.has_resource_properties(
+            "AWS::Logs::LogStream",
+            {"LogGroupName": {"Ref": logging["LogGroupName"]["Ref"]}, "LogStreamName": logging["LogStreamName"]},
+        )
+
+
+def test_each_delivery_role_is_assumable_only_by_firehose_for_this_account_and_writes_only_its_prefix(
+    serving_template: Template,
+) -> None:
+    for name, prefix in (("driftloop-dev-captures", "captures/"), ("driftloop-dev-feedback", "feedback/")):
+        logical_id, properties = stream(serving_template, name)
+        role_id = properties["ExtendedS3DestinationConfiguration"]["RoleARN"]["Fn::GetAtt"][0]
+        role = serving_template.find_resources("AWS::IAM::Role")[role_id]["Properties"]
+        [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "firehose.amazonaws.com"}
+        assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": {"Ref": "AWS::AccountId"}}}
+        assert "ManagedPolicyArns" not in role
+
+        statements = role_policy(serving_template, role_id)
+        s3_statements = [s for s in statements if "s3:" in json.dumps(s["Action"])]
+        assert s3_statements == [
+            {
+                "Action": ["s3:AbortMultipartUpload", "s3:PutObject"],
+                "Effect": "Allow",
+                "Resource": data_objects(prefix),
+            },
+            {"Action": "s3:GetBucketLocation", "Effect": "Allow", "Resource": DATA_BUCKET_ARN},
+        ]
+        [logs] = [s for s in statements if s not in s3_statements]
+        assert logs["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+        # The stream is created only once its role may write.
+        [policy_id] = [
+            policy_id
+            for policy_id, policy in serving_template.find_resources("AWS::IAM::Policy").items()
+            if policy["Properties"]["Roles"] == [{"Ref": role_id}]
+        ]
+        resource = serving_template.find_resources("AWS::KinesisFirehose::DeliveryStream")[logical_id]
+        assert policy_id in resource["DependsOn"]
+
+
+def test_the_inference_function_may_put_records_into_exactly_the_two_streams(serving_template: Template) -> None:
+    statements = inference_policy(serving_template)
+    firehose = [s for s in statements if "firehose:" in json.dumps(s["Action"])]
+    captures, feedback = (
+        stream(serving_template, name)[0] for name in ("driftloop-dev-captures", "driftloop-dev-feedback")
+    )
+    assert firehose == [
+        {
+            "Action": "firehose:PutRecordBatch",
+            "Effect": "Allow",
+            "Resource": [{"Fn::GetAtt": [captures, "Arn"]}, {"Fn::GetAtt": [feedback, "Arn"]}],
+        }
+    ]
+
+
+def test_the_stack_exposes_its_streams(dev: DriftloopStacks) -> None:
+    serving = dev.serving
+    assert serving.capture_stream is not None
+    assert serving.capture_stream.stream_name == "driftloop-dev-captures"
+    assert serving.feedback_stream.stream_name == "driftloop-dev-feedback"
+    assert serving.capture_stream.stream is serving.capture_stream.node.find_child("Stream")
+
+
+def test_sampling_follows_the_config() -> None:
+    template = Template.from_stack(build(cdk_context(overrides={"capture": {"sample_rate": 0.25}})).serving)
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({"DRIFTLOOP_CAPTURE_SAMPLE_RATE": "0.25"})}},
+    )
+
+
+def test_without_capture_there_is_only_the_feedback_stream_and_the_function_captures_nothing() -> None:
+    stacks = build(cdk_context(overrides={"capture": {"enabled": False}}))
+    template = Template.from_stack(stacks.serving)
+
+    template.resource_count_is("AWS::KinesisFirehose::DeliveryStream", 1)
+    feedback, _ = stream(template, "driftloop-dev-feedback")
+    assert stacks.serving.capture_stream is None
+    [function] = template.find_resources("AWS::Lambda::Function").values()
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["DRIFTLOOP_CAPTURE"] == "none"
+    assert "DRIFTLOOP_CAPTURE_STREAM" not in variables and "DRIFTLOOP_CAPTURE_SAMPLE_RATE" not in variables
+    assert variables["DRIFTLOOP_FEEDBACK_STREAM"] == "driftloop-dev-feedback"
+    firehose = [s for s in inference_policy(template) if "firehose:" in json.dumps(s["Action"])]
+    assert firehose == [
+        {"Action": "firehose:PutRecordBatch", "Effect": "Allow", "Resource": {"Fn::GetAtt": [feedback, "Arn"]}}
+    ]
