@@ -41,8 +41,17 @@ def _log(step: str, result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def guard(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Input: ``{"execution_id": $$.Execution.Id, "started_at": $$.Execution.StartTime, "state": $}``."""
+    return _log("guard", steps.guard(_settings(), _s3(), _registry(), event))
+
+
+def assemble(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _log("assemble", steps.assemble_data(_settings(), _s3(), event))
+
+
 def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("prepare", steps.prepare(_settings(), _s3(), _registry(), event))
+    return _log("prepare", steps.prepare(_settings(), _registry(), event))
 
 
 def register(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -59,3 +68,8 @@ def reject(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _log("record_failure", steps.record_failure(_registry(), event))
+
+
+def release(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Input: ``{"execution_id": $$.Execution.Id, "state": $}``."""
+    return _log("release", steps.release(_settings(), _s3(), event))

@@ -1,4 +1,14 @@
-"""The training state machine: Prepare -> Train -> Register -> gate -> Promote | Reject, failures recorded."""
+"""The training state machine.
+
+    Guard -> Acquired? -> Assemble -> Prepare -> Train -> Register -> GatePassed? -> Promote | Reject
+          -> Release -> Outcome -> Promoted | Superseded | Rejected
+    Guard -> Acquired? -> Skipped                 (lock held or cooldown; Guard recorded the "skipped" decision)
+    any task fails -> RecordFailure -> ReleaseAfterFailure -> NotifyFailure -> TrainingFailed
+
+Every path of a run that took the run lock passes through Release or ReleaseAfterFailure, which release it only
+if this execution holds it (the execution id comes from the context object, so even a Guard that failed after
+taking the lock is covered). A state machine timeout runs no state: the lock then goes stale after the timeout.
+"""
 
 from __future__ import annotations
 
@@ -31,11 +41,14 @@ SAGEMAKER_EVENTS_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
 
 @dataclass(frozen=True)
 class WorkflowFunctions:
+    guard: lambda_.IFunction
+    assemble: lambda_.IFunction
     prepare: lambda_.IFunction
     register: lambda_.IFunction
     promote: lambda_.IFunction
     reject: lambda_.IFunction
     record_failure: lambda_.IFunction
+    release: lambda_.IFunction
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,14 @@ class TrainingWorkflow(Construct):
         super().__init__(scope, construct_id)
         self._job = job
 
+        # Guard and Release get the execution's id from the context object, beside the whole state.
+        execution = {"execution_id": sfn.JsonPath.execution_id, "state": sfn.JsonPath.entire_payload}
+        release_payload = sfn.TaskInput.from_object(execution)
+
         record_failure = self._invoke("RecordFailure", functions.record_failure, "$.failure")
+        release_after_failure = self._invoke(
+            "ReleaseAfterFailure", functions.release, "$.release", payload=release_payload
+        )
         notify_failure = tasks.SnsPublish(
             self,
             "NotifyFailure",
@@ -86,28 +106,54 @@ class TrainingWorkflow(Construct):
             ),
             result_path=sfn.JsonPath.DISCARD,
         )
-        # The original error stays in $.error; the Fail state reports it, whatever happened while recording it.
+        # The original error stays in $.error; the Fail state reports it, whatever happened while recording it or
+        # releasing the lock.
         failed = sfn.Fail(self, "TrainingFailed", error_path="$.error.Error", cause_path="$.error.Cause")
         notify_failure.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(5), max_attempts=3)
         notify_failure.add_catch(failed, errors=["States.ALL"], result_path="$.notify_failure_error")
-        record_failure.add_catch(notify_failure, errors=["States.ALL"], result_path="$.record_failure_error")
-        record_failure.next(notify_failure).next(failed)
+        release_after_failure.add_catch(notify_failure, errors=["States.ALL"], result_path="$.release_error")
+        record_failure.add_catch(release_after_failure, errors=["States.ALL"], result_path="$.record_failure_error")
+        record_failure.next(release_after_failure).next(notify_failure).next(failed)
 
+        guard = self._invoke(
+            "Guard",
+            functions.guard,
+            "$.guard",
+            payload=sfn.TaskInput.from_object({**execution, "started_at": sfn.JsonPath.execution_start_time}),
+        )
+        assemble = self._invoke("Assemble", functions.assemble, "$.assembly")
         prepare = self._invoke("Prepare", functions.prepare, "$.prepare")
         train = self._train_state()
         register = self._invoke("Register", functions.register, "$.registration")
         promote = self._invoke("Promote", functions.promote, "$.promotion")
         reject = self._invoke("Reject", functions.reject, "$.rejection")
-        for task in (prepare, train, register, promote, reject):
+        release = self._invoke("Release", functions.release, "$.release", payload=release_payload)
+        for task in (guard, assemble, prepare, train, register, promote, reject, release):
             task.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
 
+        # A Choice rule on a path that does not exist is a run-time error, so the first rule tells the paths apart
+        # and the second reads $.promotion only on Promote's path, where it is always set.
+        outcome = (
+            sfn.Choice(self, "Outcome")
+            .when(sfn.Condition.is_present("$.rejection"), sfn.Succeed(self, "Rejected"))
+            .when(sfn.Condition.boolean_equals("$.promotion.promoted", True), sfn.Succeed(self, "Promoted"))
+            # Promote found the champion changed during training: recorded as rejected, the run ends cleanly.
+            .otherwise(sfn.Succeed(self, "Superseded"))
+        )
+        release.next(outcome)
         gate = (
             sfn.Choice(self, "GatePassed?")
+            .when(sfn.Condition.boolean_equals("$.registration.passed", True), promote.next(release))
+            .otherwise(reject.next(release))
+        )
+        acquired = (
+            sfn.Choice(self, "Acquired?")
             .when(
-                sfn.Condition.boolean_equals("$.registration.passed", True),
-                promote.next(sfn.Succeed(self, "Promoted")),
+                sfn.Condition.boolean_equals("$.guard.acquired", True),
+                assemble.next(prepare).next(train).next(register).next(gate),
             )
-            .otherwise(reject.next(sfn.Succeed(self, "Rejected")))
+            # Another run holds the lock, or the cooldown has not passed: Guard recorded a "skipped" decision.
+            .otherwise(sfn.Succeed(self, "Skipped"))
         )
 
         self.log_group = log_group(
@@ -122,8 +168,8 @@ class TrainingWorkflow(Construct):
             self,
             "StateMachine",
             state_machine_name=state_machine_name,
-            comment="driftloop: train a challenger, gate it against the champion, promote or reject it",
-            definition_body=sfn.DefinitionBody.from_chainable(prepare.next(train).next(register).next(gate)),
+            comment="driftloop: one run at a time: assemble data, train a challenger, gate it, promote or reject it",
+            definition_body=sfn.DefinitionBody.from_chainable(guard.next(acquired)),
             timeout=timeout,
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
@@ -131,12 +177,20 @@ class TrainingWorkflow(Construct):
         failure_topic.grant_publish(self.state_machine)
         self._grant_training_job(self.state_machine.role)
 
-    def _invoke(self, construct_id: str, function: lambda_.IFunction, result_path: str) -> tasks.LambdaInvoke:
-        """Invoke with the whole state as input; the function's return value lands at ``result_path``."""
+    def _invoke(
+        self,
+        construct_id: str,
+        function: lambda_.IFunction,
+        result_path: str,
+        *,
+        payload: sfn.TaskInput | None = None,
+    ) -> tasks.LambdaInvoke:
+        """Invoke with the whole state as input (or ``payload``); the return value lands at ``result_path``."""
         task = tasks.LambdaInvoke(
             self,
             construct_id,
             lambda_function=function,
+            payload=payload,
             payload_response_only=True,
             retry_on_service_exceptions=False,
             result_path=result_path,

@@ -1,4 +1,9 @@
-"""The training workflow: image, SageMaker role, workflow Lambdas, failure topic, state machine."""
+"""The training workflow: image, SageMaker role, workflow Lambdas, failure topic, state machine.
+
+The run lock (``<registry>runs/``) and the decisions are what Guard and Release touch in the registry; Assemble
+reads the training data, captures and feedback and writes the run's training set under the assembled prefix,
+which is the only data the SageMaker job reads.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.workflow.lock import LOCK_KEY
 from infra.config import DriftloopConfig
 from infra.constructs.encrypted_topic import EncryptedTopic
 from infra.constructs.python_function import PythonFunction, bundled_code
@@ -49,7 +55,8 @@ class TrainingStack(Stack):
             self,
             "SageMakerExecution",
             data_bucket=self.data_bucket,
-            training_data_prefix=data.training_data_prefix,
+            # The train channel is the run's assembled data set; the job never reads the base data directly.
+            training_data_prefix=data.assembled_prefix,
             model_bucket=self.model_bucket,
             registry_prefix=data.registry_prefix,
             artifact_prefix=data.artifact_prefix,
@@ -100,14 +107,24 @@ class TrainingStack(Stack):
             "DRIFTLOOP_ARTIFACT_PREFIX": data.artifact_prefix,
             "DRIFTLOOP_JOB_PREFIX": config.job_prefix,
             "DRIFTLOOP_HYPERPARAMETERS": json.dumps(dict(training.hyperparameters), sort_keys=True),
+            "DRIFTLOOP_ASSEMBLED_PREFIX": data.assembled_prefix,
+            "DRIFTLOOP_CAPTURE_PREFIX": data.capture_prefix,
+            "DRIFTLOOP_FEEDBACK_PREFIX": data.feedback_prefix,
+            "DRIFTLOOP_INCLUDE_FEEDBACK": json.dumps(config.retraining.include_feedback),
+            "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": str(config.capture.feedback_max_age_days),
+            "DRIFTLOOP_COOLDOWN_MINUTES": str(config.retraining.cooldown_minutes),
+            "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": str(training.workflow_timeout_seconds),
             "LOG_LEVEL": config.log_level,
         }
         descriptions = {
-            "prepare": "Names the version and training job and builds the job's channels",
+            "guard": "Takes the run lock and checks the cooldown, or records why the run is skipped",
+            "assemble": "Assembles the run's training set: base data plus captured predictions with feedback",
+            "prepare": "Names the training job and builds its channels",
             "register": "Registers the trained bundle with its evaluation and lineage",
             "promote": "Makes the gated version the champion",
             "reject": "Records a version the gate rejected",
             "record_failure": "Records a failed training run",
+            "release": "Releases the run lock and stamps the run's end",
         }
         steps = {
             name: PythonFunction(
@@ -125,21 +142,39 @@ class TrainingStack(Stack):
             for name, description in descriptions.items()
         }
         # What each step reads and writes (functions/workflow/steps.py); everything else is denied.
-        model, registry = self.model_bucket, data.registry_prefix
+        model, registry, bucket = self.model_bucket, data.registry_prefix, self.data_bucket
+        runs, decisions = run_lock_prefix(registry), decisions_prefix(registry)
         grants: dict[str, list[tuple[s3.IBucket, str, PrefixAccess]]] = {
-            "prepare": [(self.data_bucket, data.training_data_prefix, "list"), (model, registry, "read")],
+            "guard": [(model, runs, "read-write"), (model, decisions, "write")],
+            "assemble": [
+                (bucket, data.training_data_prefix, "read"),
+                (bucket, data.capture_prefix, "read"),
+                (bucket, data.feedback_prefix, "read"),
+                (bucket, data.assembled_prefix, "write"),
+            ],
+            "prepare": [(model, registry, "read")],
             "register": [(model, data.artifact_prefix, "read"), (model, registry, "read-write")],
             "promote": [(model, registry, "read-write")],
             "reject": [(model, registry, "read-write")],
             "record_failure": [(model, registry, "write")],
+            "release": [(model, runs, "read-write")],
         }
         for name, accesses in grants.items():
             for bucket, prefix, access in accesses:
                 grant_prefix(steps[name].role, bucket, prefix, access)
-        # The steps that read the registry must see a missing key (no champion yet) as 404.
-        for name in ("prepare", "register", "promote", "reject"):
+        # The steps that read the registry must see a missing key (no champion, no run lock yet) as 404.
+        for name in ("guard", "prepare", "register", "promote", "reject", "release"):
             grant_missing_key_lookups(steps[name].role, model)
         return steps
+
+
+def run_lock_prefix(registry_prefix: str) -> str:
+    """Where the run lock lives (functions/workflow/lock.py): the only registry keys Guard and Release change."""
+    return registry_prefix + LOCK_KEY.rsplit("/", 1)[0] + "/"
+
+
+def decisions_prefix(registry_prefix: str) -> str:
+    return registry_prefix + "decisions/"
 
 
 def _metric_definitions() -> list[dict[str, str]]:

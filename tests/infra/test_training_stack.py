@@ -14,8 +14,10 @@ from aws_cdk.cx_api import CloudAssembly
 from infra.app import DriftloopStacks
 from training.contract import METRIC_DEFINITIONS
 
-TASKS = ("Prepare", "Train", "Register", "Promote", "Reject")
-FUNCTIONS = ("Prepare", "Register", "Promote", "Reject", "RecordFailure")
+# Every task of a run catches everything into RecordFailure.
+TASKS = ("Guard", "Assemble", "Prepare", "Train", "Register", "Promote", "Reject", "Release")
+FUNCTIONS = ("Guard", "Assemble", "Prepare", "Register", "Promote", "Reject", "RecordFailure", "Release")
+RELEASES = ("Release", "ReleaseAfterFailure")
 MODEL_BUCKET = {"Fn::ImportValue": "driftloop-dev-ModelBucketName"}
 DATA_BUCKET = {"Fn::ImportValue": "driftloop-dev-DataBucketName"}
 
@@ -33,8 +35,34 @@ def states(training_template: Template) -> dict[str, Any]:
     [machine] = training_template.find_resources("AWS::StepFunctions::StateMachine").values()
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
     definition = json.loads("".join(part if isinstance(part, str) else _token(part) for part in parts))
-    assert definition["StartAt"] == "Prepare"
+    assert definition["StartAt"] == "Guard"
     return dict(definition["States"])
+
+
+def successors(state: dict[str, Any]) -> list[str]:
+    """Every state a state can hand over to: Next, Choice rules and Default, Catch targets."""
+    found = [state["Next"]] if "Next" in state else []
+    found += [rule["Next"] for rule in state.get("Choices", [])]
+    found += [state["Default"]] if "Default" in state else []
+    found += [catch["Next"] for catch in state.get("Catch", [])]
+    return found
+
+
+def paths_from(states: dict[str, Any], start: str) -> list[list[str]]:
+    """Every path from ``start`` to an end state (Succeed or Fail); fails on a cycle."""
+    paths: list[list[str]] = []
+
+    def walk(path: list[str]) -> None:
+        nexts = successors(states[path[-1]])
+        if not nexts:
+            assert states[path[-1]]["Type"] in ("Succeed", "Fail"), path
+            paths.append(path)
+        for name in nexts:
+            assert name not in path, f"cycle: {[*path, name]}"
+            walk([*path, name])
+
+    walk([start])
+    return paths
 
 
 def assembly_of(stack: Stack) -> CloudAssembly:
@@ -73,7 +101,13 @@ def test_state_machine_is_named_from_config(training_template: Template) -> None
     )
 
 
-def test_states_run_prepare_train_register_then_the_gate(states: dict[str, Any]) -> None:
+def test_states_run_guard_assemble_prepare_train_register_the_gate_then_release(states: dict[str, Any]) -> None:
+    assert states["Guard"]["Next"] == "Acquired?"
+    acquired = states["Acquired?"]
+    assert acquired["Type"] == "Choice"
+    assert acquired["Choices"] == [{"Variable": "$.guard.acquired", "BooleanEquals": True, "Next": "Assemble"}]
+    assert acquired["Default"] == "Skipped"
+    assert states["Assemble"]["Next"] == "Prepare"
     assert states["Prepare"]["Next"] == "Train"
     assert states["Train"]["Next"] == "Register"
     assert states["Register"]["Next"] == "GatePassed?"
@@ -81,13 +115,72 @@ def test_states_run_prepare_train_register_then_the_gate(states: dict[str, Any])
     assert gate["Type"] == "Choice"
     assert gate["Choices"] == [{"Variable": "$.registration.passed", "BooleanEquals": True, "Next": "Promote"}]
     assert gate["Default"] == "Reject"
-    assert states["Promote"]["Next"] == "Promoted"
-    assert states["Reject"]["Next"] == "Rejected"
-    assert states["Promoted"]["Type"] == states["Rejected"]["Type"] == "Succeed"
+    assert states["Promote"]["Next"] == states["Reject"]["Next"] == "Release"
+    assert states["Release"]["Next"] == "Outcome"
+    outcome = states["Outcome"]
+    # A Choice rule on a missing path is a run-time error: the first rule tells Reject's path from Promote's, so
+    # $.promotion.promoted is only read where Promote has set it.
+    assert outcome["Choices"] == [
+        {"Variable": "$.rejection", "IsPresent": True, "Next": "Rejected"},
+        {"Variable": "$.promotion.promoted", "BooleanEquals": True, "Next": "Promoted"},
+    ]
+    assert outcome["Default"] == "Superseded"
+    for end in ("Promoted", "Rejected", "Superseded", "Skipped"):
+        assert states[end] == {"Type": "Succeed"}
+
+
+def test_a_skipped_run_ends_in_succeed_right_after_guard_and_leaves_the_lock_alone(states: dict[str, Any]) -> None:
+    # Guard records the "skipped" decision itself; the lock is another run's, so nothing on this path releases it.
+    skipped = [path for path in paths_from(states, "Guard") if path[-1] == "Skipped"]
+    assert skipped == [["Guard", "Acquired?", "Skipped"]]
+
+
+def test_every_path_of_a_run_that_took_the_lock_releases_it(states: dict[str, Any]) -> None:
+    run_paths = [path for path in paths_from(states, "Guard") if path[-1] != "Skipped"]
+    assert {path[-1] for path in run_paths} == {"Promoted", "Rejected", "Superseded", "TrainingFailed"}
+    for path in run_paths:
+        assert any(name in RELEASES for name in path), f"never released: {' -> '.join(path)}"
+    # Success ends come right after Release; failures go through ReleaseAfterFailure before the notification,
+    # also when recording the failure failed (RecordFailure's Catch).
+    for path in run_paths:
+        if path[-1] == "TrainingFailed":
+            assert path[path.index("RecordFailure") + 1] == "ReleaseAfterFailure", path
+            assert path.index("ReleaseAfterFailure") < path.index("NotifyFailure"), path
+        else:
+            assert path[-3:-1] == ["Release", "Outcome"], path
+
+
+def test_a_failing_release_is_recorded_and_retried_on_the_failure_path_without_a_loop(states: dict[str, Any]) -> None:
+    assert states["Release"]["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
+    ]
+    assert states["ReleaseAfterFailure"]["Catch"][0]["Next"] == "NotifyFailure"
+    paths_from(states, "Guard")  # asserts there is no cycle
+
+
+def test_every_task_state_catches_everything(states: dict[str, Any]) -> None:
+    tasks = [name for name, state in states.items() if state["Type"] == "Task"]
+    assert set(tasks) == {*TASKS, "RecordFailure", "ReleaseAfterFailure", "NotifyFailure"}
+    for name in tasks:
+        assert [catch["ErrorEquals"] for catch in states[name]["Catch"]] == [["States.ALL"]], name
+
+
+def test_guard_and_release_get_the_execution_id_from_the_context_object(states: dict[str, Any]) -> None:
+    assert states["Guard"]["Parameters"] == {
+        "execution_id.$": "$$.Execution.Id",
+        "started_at.$": "$$.Execution.StartTime",
+        "state.$": "$",
+    }
+    for name in RELEASES:
+        assert states[name]["Parameters"] == {"execution_id.$": "$$.Execution.Id", "state.$": "$"}
+        assert states[name]["Resource"].startswith("<ReleaseFunction")
+        assert states[name]["ResultPath"] == "$.release"
 
 
 def test_lambda_steps_put_their_results_where_the_next_steps_read_them(states: dict[str, Any]) -> None:
     expected = {
+        "Guard": ("$.guard", "<GuardFunction"),
+        "Assemble": ("$.assembly", "<AssembleFunction"),
         "Prepare": ("$.prepare", "<PrepareFunction"),
         "Register": ("$.registration", "<RegisterFunction"),
         "Promote": ("$.promotion", "<PromoteFunction"),
@@ -98,7 +191,8 @@ def test_lambda_steps_put_their_results_where_the_next_steps_read_them(states: d
         assert states[name]["ResultPath"] == result_path
         # The function ARN itself: the state's whole input is the payload and its return value the result.
         assert states[name]["Resource"].startswith(function)
-        assert "Parameters" not in states[name]
+        if name != "Guard":
+            assert "Parameters" not in states[name]
 
 
 def test_train_runs_a_sagemaker_training_job_and_waits_for_it(states: dict[str, Any]) -> None:
@@ -140,14 +234,20 @@ def test_every_task_retries_transient_errors_and_catches_everything_into_record_
     assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}]
 
 
-def test_failures_are_recorded_then_notified_then_fail_with_the_original_error(states: dict[str, Any]) -> None:
+def test_failures_are_recorded_released_notified_then_fail_with_the_original_error(states: dict[str, Any]) -> None:
     record = states["RecordFailure"]
-    assert record["Next"] == "NotifyFailure"
-    # Recording itself may fail: the run is still notified.
+    assert record["Next"] == "ReleaseAfterFailure"
+    # Recording itself may fail: the lock is still released and the run notified.
     assert record["Catch"] == [
-        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.record_failure_error", "Next": "NotifyFailure"}
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.record_failure_error", "Next": "ReleaseAfterFailure"}
     ]
     assert record["Retry"]
+    release = states["ReleaseAfterFailure"]
+    assert release["Next"] == "NotifyFailure"
+    assert release["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.release_error", "Next": "NotifyFailure"}
+    ]
+    assert release["Retry"]
     notify = states["NotifyFailure"]
     assert notify["Resource"] == "arn:<AWS::Partition>:states:::sns:publish"
     assert notify["Parameters"]["TopicArn"].startswith("<FailureTopic")
@@ -259,9 +359,13 @@ def test_sagemaker_role_is_assumed_by_sagemaker_only(training_template: Template
     )
 
 
-def test_sagemaker_role_reads_data_and_registry_and_writes_only_training_outputs(training_template: Template) -> None:
+def test_sagemaker_role_reads_assembled_data_and_registry_and_writes_only_training_outputs(
+    training_template: Template,
+) -> None:
     role = "SageMakerExecutionRole"
-    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "training-data/")) == {"s3:GetObject"}
+    # The train channel is the run's assembled data set; the base data is read by Assemble only.
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "assembled/")) == {"s3:GetObject"}
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "training-data/")) == set()
     assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/")) == {"s3:GetObject"}
     assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "training-jobs/")) == {"s3:PutObject"}
     writes = [s for s in statements(training_template, role) if "s3:PutObject" in json.dumps(s["Action"])]
@@ -308,6 +412,13 @@ def test_workflow_function_settings(training_template: Template, name: str) -> N
                     "DRIFTLOOP_HYPERPARAMETERS": json.dumps(
                         {"algorithm": "random_forest", "target": "churned"}, sort_keys=True
                     ),
+                    "DRIFTLOOP_ASSEMBLED_PREFIX": "assembled/",
+                    "DRIFTLOOP_CAPTURE_PREFIX": "captures/",
+                    "DRIFTLOOP_FEEDBACK_PREFIX": "feedback/",
+                    "DRIFTLOOP_INCLUDE_FEEDBACK": "true",
+                    "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
+                    "DRIFTLOOP_COOLDOWN_MINUTES": "360",
+                    "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": "7200",
                     "LOG_LEVEL": "INFO",
                 }
             },
@@ -320,13 +431,58 @@ def test_workflow_functions_have_no_managed_policies(training_template: Template
         assert "ManagedPolicyArns" not in resource["Properties"]
 
 
-def test_prepare_lists_training_data_and_reads_the_registry_only(training_template: Template) -> None:
+def test_prepare_only_reads_the_registry(training_template: Template) -> None:
     policy = statements(training_template, "PrepareFunctionRole")
     assert actions_on(training_template, "PrepareFunctionRole", object_arn(MODEL_BUCKET, "registry/")) == {
         "s3:GetObject"
     }
-    assert any(s.get("Condition") == {"StringLike": {"s3:prefix": ["training-data/*"]}} for s in policy)
+    assert "training-data/" not in json.dumps(policy)
     assert "s3:PutObject" not in json.dumps(policy)
+
+
+def test_guard_reads_and_writes_the_run_lock_and_only_appends_decisions(training_template: Template) -> None:
+    role = "GuardFunctionRole"
+    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/runs/")) == {
+        "s3:GetObject",
+        "s3:PutObject",
+    }
+    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/decisions/")) == {"s3:PutObject"}
+    # Not the champion pointer, not the versions.
+    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/")) == set()
+    assert "DataBucketName" not in json.dumps(statements(training_template, role))
+
+
+def test_release_touches_only_the_run_lock(training_template: Template) -> None:
+    role = "ReleaseFunctionRole"
+    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/runs/")) == {
+        "s3:GetObject",
+        "s3:PutObject",
+    }
+    objects = [s for s in statements(training_template, role) if "s3:GetObject" in json.dumps(s["Action"])]
+    assert len(objects) == 1
+
+
+def test_assemble_reads_data_captures_and_feedback_and_writes_only_the_assembled_prefix(
+    training_template: Template,
+) -> None:
+    role = "AssembleFunctionRole"
+    for prefix in ("training-data/", "captures/", "feedback/"):
+        assert actions_on(training_template, role, object_arn(DATA_BUCKET, prefix)) == {"s3:GetObject"}, prefix
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "assembled/")) == {"s3:PutObject"}
+    policy = statements(training_template, role)
+    writes = [s for s in policy if "s3:PutObject" in json.dumps(s["Action"])]
+    assert len(writes) == 1
+    assert "ModelBucketName" not in json.dumps(policy)
+
+
+def test_assembled_data_sets_expire_with_the_training_outputs(data_template: Template) -> None:
+    [bucket] = [
+        resource
+        for logical_id, resource in data_template.find_resources("AWS::S3::Bucket").items()
+        if logical_id.startswith("DataBucket")
+    ]
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {"Id": "expire-assembled-data", "Prefix": "assembled/", "ExpirationInDays": 30, "Status": "Enabled"} in rules
 
 
 def test_register_reads_training_outputs_and_writes_the_registry(training_template: Template) -> None:

@@ -1,0 +1,167 @@
+"""The driftloop CLI's registry commands, in-process against moto: rollback and history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from functions.common.bundle import pack_archive
+from functions.common.registry import Registry, new_version_id
+from infra.cli import main, rollback_target
+from tests.plugins.aws import MODEL_BUCKET
+
+
+@pytest.fixture
+def archive(trained_bundle: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "model.tar.gz"
+    pack_archive(trained_bundle, path)
+    return path
+
+
+@pytest.fixture
+def champions(registry: Registry, archive: Path) -> list[str]:
+    """Three versions promoted in turn: v1, v2, then v3 is live."""
+    versions = []
+    for _ in range(3):
+        version = new_version_id()
+        registry.register(version, archive)
+        registry.promote(version, expected=registry.champion())
+        versions.append(version)
+    return versions
+
+
+def cli(*args: str) -> int:
+    return main([*args, "--bucket", MODEL_BUCKET])
+
+
+def live(registry: Registry) -> str | None:
+    champion = registry.champion()
+    return champion.version if champion else None
+
+
+def test_rollback_goes_back_to_the_previous_champion_and_records_it(
+    registry: Registry, champions: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, v2, v3 = champions
+
+    assert cli("rollback", "--reason", "v3 doubles the error rate") == 0
+
+    assert live(registry) == v2
+    assert capsys.readouterr().out == f"rolled back: champion is now {v2} (was {v3})\n"
+    decision = registry.decisions()[-1]
+    assert (decision.action, decision.version, decision.reasons) == ("rolled_back", v2, ("v3 doubles the error rate",))
+    assert decision.details == {"previous_version": v3, "by": "driftloop rollback"}
+    champion = registry.champion()
+    assert champion is not None and champion.previous_version == v3 and champion.decision_id == decision.id
+
+
+def test_rolling_back_twice_goes_two_champions_back_not_forward_again(registry: Registry, champions: list[str]) -> None:
+    v1, _, _ = champions
+    assert cli("rollback") == 0
+
+    # The pointer's previous_version is now the rolled-back v3; the decision record says v1 came before v2.
+    assert cli("rollback") == 0
+
+    assert live(registry) == v1
+    assert [d.action for d in registry.decisions()][-2:] == ["rolled_back", "rolled_back"]
+
+
+def test_rollback_to_a_named_version(registry: Registry, champions: list[str]) -> None:
+    v1, _, v3 = champions
+
+    assert cli("rollback", "--to", v1) == 0
+
+    assert live(registry) == v1
+    assert registry.decisions()[-1].details["previous_version"] == v3
+
+
+@pytest.mark.parametrize(
+    ("to", "message"),
+    [
+        (
+            "v20990101-000000-abcdef",
+            "cannot roll back to v20990101-000000-abcdef: no such version is registered "
+            "(driftloop versions lists them)",
+        ),
+        ("latest", "--to 'latest' is not a version id (like v20261127-111717-3f9a2c)"),
+    ],
+)
+def test_rollback_refuses_an_unknown_or_malformed_version_and_changes_nothing(
+    registry: Registry, champions: list[str], capsys: pytest.CaptureFixture[str], to: str, message: str
+) -> None:
+    before = registry.decisions()
+
+    assert cli("rollback", "--to", to) == 1
+
+    assert capsys.readouterr().err == f"driftloop: {message}\n"
+    assert live(registry) == champions[-1]
+    assert registry.decisions() == before
+
+
+def test_rollback_to_the_live_version_is_refused(
+    registry: Registry, champions: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("rollback", "--to", champions[-1]) == 1
+    assert capsys.readouterr().err == f"driftloop: {champions[-1]} is already the champion\n"
+
+
+def test_rollback_without_a_previous_champion_says_so(
+    registry: Registry, archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("rollback") == 1
+    assert "no champion to roll back from" in capsys.readouterr().err
+
+    only = new_version_id()
+    registry.register(only, archive)
+    registry.promote(only, expected=None)
+    assert cli("rollback") == 1
+    assert f"{only} is the only champion there has been" in capsys.readouterr().err
+
+
+def test_rollback_loses_cleanly_when_the_champion_changes_meanwhile(
+    registry: Registry, champions: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = registry.champion()
+    registry.promote(champions[0], expected=stale)
+    monkeypatch.setattr(Registry, "champion", lambda self: stale)
+
+    assert cli("rollback") == 1
+
+    assert "the champion changed while rolling back" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert live(registry) == champions[0]
+
+
+def test_history_shows_triggers_skips_and_rollbacks(
+    registry: Registry, champions: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, v2, v3 = champions
+    trigger = {"source": "alarm", "alarm_name": "driftloop-dev-drift"}
+    registry.record("triggered", "v20990101-000000-000001", ["run started by trigger alarm"], {"trigger": trigger})
+    registry.record("skipped", None, ["another run is in progress"], {"trigger": {"source": "schedule"}})
+    cli("rollback")
+    capsys.readouterr()
+
+    assert cli("history") == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(registry.decisions())
+    assert lines[-3].split(maxsplit=1)[1] == (
+        "triggered   v20990101-000000-000001  [alarm driftloop-dev-drift] run started by trigger alarm"
+    )
+    assert lines[-2].split(maxsplit=1)[1] == (
+        "skipped     -                        [schedule] another run is in progress"
+    )
+    assert lines[-1].split(maxsplit=1)[1] == f"rolled_back {v2:<24} [was {v3}] rolled back by hand"
+
+
+def test_the_rollback_target_replays_promotions_and_rollbacks() -> None:
+    new = Registry.new_decision
+    history = [new("promoted", "a"), new("promoted", "b"), new("rolled_back", "a")]
+    assert rollback_target(history, "a") is None
+    history += [new("promoted", "c"), new("promoted", "c"), new("promoted", "d")]
+    assert rollback_target(history, "d") == "c"
+    assert rollback_target([*history, new("rolled_back", "a")], "a") is None
+    assert rollback_target([*history, new("rolled_back", "b")], "b") == "d"
+    assert rollback_target([new("rejected", "x")], "x") is None

@@ -1,0 +1,47 @@
+"""What the workflow tests share: the settings the Lambdas would read, and a run's state up to Prepare."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from functions.common.registry import Registry, new_version_id
+from functions.workflow import steps
+from functions.workflow.settings import WorkflowSettings
+from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+SETTINGS = WorkflowSettings(
+    model_bucket=MODEL_BUCKET,
+    registry_prefix="registry/",
+    data_bucket=DATA_BUCKET,
+    training_data_prefix="training-data/",
+    artifact_prefix="training-jobs/",
+    job_prefix="driftloop-test",
+    hyperparameters={"target": "churned", "algorithm": "random_forest"},
+    assembled_prefix="assembled/",
+    capture_prefix="captures/",
+    feedback_prefix="feedback/",
+    include_feedback=False,
+    feedback_max_age_days=30,
+    cooldown_minutes=0,
+    lock_timeout_seconds=7200,
+)
+
+
+def settings(**changes: Any) -> WorkflowSettings:
+    return replace(SETTINGS, **changes)
+
+
+def prepared_state(
+    s3: S3Client, registry: Registry, request: dict[str, Any] | None = None, *, execution: str = "exec"
+) -> dict[str, Any]:
+    """The state Prepare leaves, as if Guard had taken the lock (the lock itself is tests/workflow/test_guard.py's)."""
+    state: dict[str, Any] = dict(request or {})
+    trigger = steps.trigger_of(state)
+    state["guard"] = {"acquired": True, "execution_id": execution, "trigger": trigger, "version": new_version_id()}
+    state["assembly"] = steps.assemble_data(SETTINGS, s3, state)
+    state["prepare"] = steps.prepare(SETTINGS, registry, state)
+    return state

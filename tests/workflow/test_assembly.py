@@ -1,0 +1,221 @@
+"""Assemble: the base data copied, captured predictions joined with their feedback, the fingerprint and counts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from functions.common.records import (
+    FeedbackRecord,
+    PredictionRecord,
+    capture_day_prefix,
+    feedback_day_prefix,
+    new_prediction_ids,
+    to_json_lines,
+)
+from functions.workflow import assembly, steps
+from functions.workflow.assembly import AssemblyError
+from tests.plugins.aws import DATA_BUCKET
+from tests.workflow.support import settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+HEADER = b"customer_id,tenure,contract,churned\n"
+BASE = {
+    "training-data/2026/jan.csv": HEADER + b"c1,3,monthly,1\nc2,40,yearly,0\n",
+    "training-data/2026/feb.csv": HEADER + b"c3,12,monthly,0\n\n",
+    "training-data/notes/": b"",  # a folder marker, not data
+}
+
+
+def put(s3: S3Client, key: str, body: bytes) -> None:
+    s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=body)
+
+
+def base_data(s3: S3Client) -> None:
+    for key, body in BASE.items():
+        put(s3, key, body)
+
+
+def run(s3: S3Client, version: str = "v20260302-093000-aaaaaa", **changes: Any) -> dict[str, Any]:
+    state = {"guard": {"version": version}, "hyperparameters": changes.pop("hyperparameters", {})}
+    return steps.assemble_data(settings(**changes), s3, state, now=NOW)
+
+
+def read(s3: S3Client, key: str) -> bytes:
+    return s3.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read()
+
+
+def capture(s3: S3Client, model_version: str, served: datetime, features: list[dict[str, Any]]) -> list[str]:
+    """Captured predictions served at ``served``, in their day partition; returns their ids."""
+    ids = new_prediction_ids(len(features), served)
+    records = [
+        PredictionRecord(prediction_id, served.isoformat(), model_version, instance, label="1")
+        for prediction_id, instance in zip(ids, features, strict=True)
+    ]
+    put(s3, capture_day_prefix("captures/", model_version, served.date()) + "part-1.json", to_json_lines(records))
+    return ids
+
+
+def feedback(s3: S3Client, received: datetime, labels: dict[str, Any], name: str = "part-1.json") -> None:
+    records = []
+    for prediction_id, label in labels.items():
+        # Regression feedback is a value, classification feedback a label.
+        truth = {"value": label} if isinstance(label, float) else {"label": label}
+        records.append(FeedbackRecord(prediction_id, received.isoformat(), **truth))
+    put(s3, feedback_day_prefix("feedback/", received.date()) + name, to_json_lines(records))
+
+
+def rows(body: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(body.decode())))
+
+
+def test_the_base_data_is_copied_server_side_under_the_runs_prefix(s3: S3Client) -> None:
+    base_data(s3)
+
+    result = run(s3)
+
+    folder = "assembled/v20260302-093000-aaaaaa/"
+    assert result["prefix"] == folder and result["uri"] == f"s3://{DATA_BUCKET}/{folder}"
+    assert [item["key"] for item in result["objects"]] == ["base/2026/feb.csv", "base/2026/jan.csv"]
+    for item in result["objects"]:
+        source = "training-data/" + item["key"].removeprefix("base/")
+        assert read(s3, folder + item["key"]) == BASE[source]
+        assert item["size"] == len(BASE[source]) and item["etag"].startswith('"')
+    # Blank lines are not rows; the folder marker is not an object of the data set.
+    assert result["counts"]["base"] == {"objects": 2, "bytes": sum(len(b) for b in BASE.values()), "rows": 3}
+    assert result["counts"]["rows"] == {"base": 3, "feedback": 0}
+    assert result["counts"]["feedback"] == {"skipped": "retraining.include_feedback is off"}
+    manifest = json.loads(read(s3, "assembled/v20260302-093000-aaaaaa.manifest.json"))
+    assert manifest["fingerprint"] == result["fingerprint"] and manifest["objects"] == result["objects"]
+    assert result["manifest"] == f"s3://{DATA_BUCKET}/assembled/v20260302-093000-aaaaaa.manifest.json"
+
+
+def test_feedback_is_joined_with_its_captures_across_day_partitions_and_model_versions(s3: S3Client) -> None:
+    base_data(s3)
+    # Served on two days under two model versions; one prediction is never labelled.
+    first_day: list[dict[str, Any]] = [
+        {"tenure": 5, "contract": "monthly", "region": "north"},
+        {"tenure": 60, "contract": None, "region": "south"},
+    ]
+    old_ids = capture(s3, "v1", NOW - timedelta(days=3, hours=2), first_day)
+    new_ids = capture(s3, "v2", NOW - timedelta(hours=1), [{"tenure": 7.5, "contract": "yearly", "region": "west"}] * 2)
+    uncaptured = new_prediction_ids(1, NOW - timedelta(hours=5))[0]
+    feedback(s3, NOW - timedelta(days=1), {old_ids[0]: "0", old_ids[1]: "1", uncaptured: "1"})
+    # A later correction for the same prediction wins; an id this service never issued is counted.
+    feedback(s3, NOW, {old_ids[0]: "1", new_ids[0]: "0", "f" * 32: "1"})
+
+    result = run(s3, include_feedback=True)
+
+    assert rows(read(s3, result["prefix"] + "feedback/feedback.csv")) == sorted(
+        [
+            {"customer_id": "", "tenure": "5", "contract": "monthly", "churned": "1"},
+            {"customer_id": "", "tenure": "60", "contract": "", "churned": "1"},
+            {"customer_id": "", "tenure": "7.5", "contract": "yearly", "churned": "0"},
+        ],
+        key=lambda row: {"5": old_ids[0], "60": old_ids[1], "7.5": new_ids[0]}[row["tenure"]],
+    )
+    assert result["counts"]["feedback"] == {
+        "records": 6,
+        "joined": 3,
+        "unmatched": 1,
+        "invalid_ids": 1,
+        "unlabelled": 0,
+        "superseded": 1,
+        "dropped_features": ["region"],
+        "missing_columns": ["customer_id"],
+        "skipped": None,
+    }
+    assert result["counts"]["rows"] == {"base": 3, "feedback": 3}
+    assert [item["key"] for item in result["objects"]][-1] == "feedback/feedback.csv"
+    assert result["object_count"] == 3
+
+
+def test_feedback_older_than_the_max_age_is_not_read_and_regression_values_fill_the_target(s3: S3Client) -> None:
+    base_data(s3)
+    [recent, old] = capture(s3, "v1", NOW - timedelta(days=40), [{"tenure": 1, "contract": "monthly"}] * 2)
+    feedback(s3, NOW - timedelta(days=31), {old: 1.0})
+    feedback(s3, NOW - timedelta(days=2), {recent: 0.25})
+
+    result = run(s3, include_feedback=True, feedback_max_age_days=30)
+
+    [row] = rows(read(s3, result["prefix"] + "feedback/feedback.csv"))
+    assert row["churned"] == "0.25"
+    assert result["counts"]["feedback"]["records"] == 1
+
+
+def test_the_fingerprint_is_stable_and_changes_with_the_data(s3: S3Client) -> None:
+    base_data(s3)
+    first = run(s3, "v20260302-093000-aaaaaa", include_feedback=True)
+    again = run(s3, "v20260302-093500-bbbbbb", include_feedback=True)
+    assert first["fingerprint"] == again["fingerprint"]
+
+    put(s3, "training-data/2026/feb.csv", HEADER + b"c3,12,monthly,1\n")
+    changed_base = run(s3, "v20260302-094000-cccccc", include_feedback=True)
+    [served] = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure": 2, "contract": "monthly"}])
+    feedback(s3, NOW, {served: "1"})
+    new_feedback = run(s3, "v20260302-094500-dddddd", include_feedback=True)
+
+    fingerprints = {first["fingerprint"], changed_base["fingerprint"], new_feedback["fingerprint"]}
+    assert len(fingerprints) == 3
+    expected = assembly.fingerprint((item["key"], item["etag"]) for item in changed_base["objects"])
+    assert changed_base["fingerprint"] == expected  # copies of single-part objects keep the source's ETag
+
+
+def test_with_include_feedback_off_only_the_base_data_is_assembled(s3: S3Client) -> None:
+    base_data(s3)
+    [served] = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure": 2, "contract": "monthly"}])
+    feedback(s3, NOW, {served: "1"})
+
+    result = run(s3, include_feedback=False)
+
+    assert [item["key"] for item in result["objects"]] == ["base/2026/feb.csv", "base/2026/jan.csv"]
+    listed = s3.list_objects_v2(Bucket=DATA_BUCKET, Prefix=result["prefix"] + "feedback/")
+    assert listed["KeyCount"] == 0
+
+
+def test_feedback_that_matches_no_capture_writes_no_file_but_is_counted(s3: S3Client) -> None:
+    base_data(s3)
+    feedback(s3, NOW, {new_prediction_ids(1, NOW - timedelta(hours=1))[0]: "1"})
+
+    result = run(s3, include_feedback=True)
+
+    assert result["counts"]["feedback"]["unmatched"] == 1 and result["counts"]["feedback"]["joined"] == 0
+    assert result["object_count"] == 2
+
+
+def test_a_target_missing_from_the_training_data_is_refused_before_anything_is_copied(s3: S3Client) -> None:
+    base_data(s3)
+    with pytest.raises(AssemblyError, match="target column 'label' is not in the training data's header"):
+        run(s3, include_feedback=True, hyperparameters={"target": "label"})
+    assert s3.list_objects_v2(Bucket=DATA_BUCKET, Prefix="assembled/")["KeyCount"] == 0
+
+
+def test_a_header_longer_than_the_first_ranged_read_is_read_whole(
+    s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(assembly, "HEADER_BYTES", 8)
+    put(s3, "training-data/data.csv", b'"tenure, in months",contract,churned\n3,monthly,1\n')
+    [served] = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure, in months": 2, "contract": "monthly"}])
+    feedback(s3, NOW, {served: "0"})
+
+    result = run(s3, include_feedback=True)
+
+    body = read(s3, result["prefix"] + "feedback/feedback.csv")
+    assert body == b'"tenure, in months",contract,churned\n2,monthly,0\n'
+
+
+def test_parquet_base_data_is_copied_but_neither_counted_nor_joined(s3: S3Client) -> None:
+    put(s3, "training-data/data.parquet", b"PAR1...PAR1")
+
+    result = run(s3, include_feedback=True)
+
+    assert result["counts"]["base"]["rows"] is None
+    assert result["counts"]["feedback"]["skipped"] == "the base data has no CSV file to take the columns from"
