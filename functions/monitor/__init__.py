@@ -1,0 +1,10 @@
+"""The drift and live-quality monitor: a scheduled Lambda that compares the champion's captured traffic with its
+training baseline, measures its accuracy where ground truth arrived, and publishes CloudWatch metrics and a report.
+
+- :mod:`.drift`: population stability index, per feature and for the predictions (numpy only);
+- :mod:`.quality`: joining feedback with captured predictions, accuracy, F1, RMSE, MAE;
+- :mod:`.report`: one monitoring window evaluated into a report, and the metrics it publishes;
+- :mod:`.chart`: the PNG bar chart of the most drifted features (matplotlib, imported lazily);
+- :mod:`.adapters`: S3 (captures, feedback, reports) and CloudWatch (metrics);
+- :mod:`.run`: one run, wiring the above; :mod:`.handler`: the Lambda entry point.
+"""

@@ -1,0 +1,308 @@
+"""The alarms: model alarms (data drift, live quality) that may start retraining, operational alarms that only
+notify, and the operations topic they notify.
+
+Every alarm treats missing data as not breaching: the monitor publishes no drift for an insufficient window and
+no quality without enough labels, and an idle API publishes nothing, so silence must never raise an alarm (the
+``monitor-errors`` alarm reports a monitor that stopped working).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from functions.monitor import metrics as names
+from infra.config import METRIC_NAMESPACE, MonitoringConfig
+from infra.constructs.encrypted_topic import EncryptedTopic
+
+# Operational alarms look at five-minute periods. Sustained conditions (error rate, latency) must breach in two of
+# three periods; events that should never happen (crashes, throttles, failed runs, lost captures) alarm at once.
+OPS_PERIOD = Duration.minutes(5)
+SUSTAINED_DATAPOINTS, SUSTAINED_PERIODS = 2, 3
+CLOUDWATCH = iam.ServicePrincipal("cloudwatch.amazonaws.com")
+# The inference EMF metrics (functions/inference/telemetry.py).
+CAPTURE_FAILURES = "CaptureFailures"
+
+
+class AlarmTopic(Construct):
+    """The operations topic: KMS-encrypted, TLS-only, publishable by this account's CloudWatch alarms, with an
+    optional e-mail subscription."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        display_name: str,
+        email: str | None,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.encrypted = EncryptedTopic(self, "Encrypted", display_name=display_name, removal_policy=removal_policy)
+        self.topic = self.encrypted.topic
+        # CloudWatch encrypts the message with the topic's key when an alarm publishes.
+        self.encrypted.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToUseTheKey",
+                principals=[CLOUDWATCH],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
+        )
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowThisAccountsAlarmsToPublish",
+                principals=[CLOUDWATCH],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
+                    },
+                },
+            )
+        )
+        if email is not None:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        self.action = cw_actions.SnsAction(self.topic)
+
+    def notify(self, alarm: cw.Alarm) -> None:
+        """On ALARM and back to OK."""
+        alarm.add_alarm_action(self.action)
+        alarm.add_ok_action(self.action)
+
+
+def monitor_metric(name: str, service: str, statistic: str, period: Duration) -> cw.Metric:
+    """A monitor metric with the Service dimension only: it keeps its identity across model versions."""
+    return cw.Metric(
+        namespace=METRIC_NAMESPACE,
+        metric_name=name,
+        dimensions_map={names.SERVICE: service},
+        statistic=statistic,
+        period=period,
+    )
+
+
+class ModelAlarms(Construct):
+    """Data drift and live quality, evaluated over the monitor's periods (one run per period).
+
+    Each takes the worst value of its period: the largest drift, the lowest accuracy, the largest RMSE. Both
+    quality alarms exist whatever the champion's task: the one for the other task never gets data.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, prefix: str, service: str, monitoring: MonitoringConfig
+    ) -> None:
+        super().__init__(scope, construct_id)
+        period = Duration.minutes(monitoring.schedule_minutes)
+        drift_runs = monitoring.drift_datapoints_to_alarm, monitoring.drift_evaluation_periods
+        quality_runs = monitoring.quality_datapoints_to_alarm, monitoring.quality_evaluation_periods
+        self.drift = self._alarm(
+            "DataDrift",
+            f"{prefix}-data-drift",
+            f"The champion's live features drifted: the largest per-feature PSI exceeded "
+            f"{monitoring.drift_threshold:g} in {drift_runs[0]} of {drift_runs[1]} monitor runs "
+            "(monitoring.drift_threshold).",
+            monitor_metric(names.MAX_FEATURE_DRIFT, service, "Maximum", period),
+            monitoring.drift_threshold,
+            cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            drift_runs,
+        )
+        self.accuracy = self._alarm(
+            "LiveAccuracy",
+            f"{prefix}-live-accuracy",
+            f"A classification champion's live accuracy fell below {monitoring.quality_threshold:g} in "
+            f"{quality_runs[0]} of {quality_runs[1]} monitor runs (monitoring.quality_threshold).",
+            monitor_metric(names.LIVE_ACCURACY, service, "Minimum", period),
+            monitoring.quality_threshold,
+            cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+            quality_runs,
+        )
+        self.rmse = self._alarm(
+            "LiveRmse",
+            f"{prefix}-live-rmse",
+            f"A regression champion's live RMSE exceeded {monitoring.regression_quality_threshold:g} in "
+            f"{quality_runs[0]} of {quality_runs[1]} monitor runs (monitoring.regression_quality_threshold).",
+            monitor_metric(names.LIVE_RMSE, service, "Maximum", period),
+            monitoring.regression_quality_threshold,
+            cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            quality_runs,
+        )
+
+    def _alarm(
+        self,
+        construct_id: str,
+        name: str,
+        description: str,
+        metric: cw.Metric,
+        threshold: float,
+        comparison: cw.ComparisonOperator,
+        m_of_n: tuple[int, int],
+    ) -> cw.Alarm:
+        return cw.Alarm(
+            self,
+            construct_id,
+            alarm_name=name,
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=comparison,
+            datapoints_to_alarm=m_of_n[0],
+            evaluation_periods=m_of_n[1],
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+
+    @property
+    def alarms(self) -> list[cw.Alarm]:
+        """The alarms that may start retraining."""
+        return [self.drift, self.accuracy, self.rmse]
+
+
+@dataclass(frozen=True)
+class OperationalTargets:
+    """What the operational alarms watch."""
+
+    api: apigw.RestApi
+    inference_function: lambda_.IFunction
+    inference_service: str
+    monitor_function: lambda_.IFunction
+    state_machine: sfn.IStateMachine
+    # Firehose delivery streams by a short label (e.g. "captures"), none when the serving stack has none.
+    delivery_streams: Mapping[str, str]
+
+
+class OperationalAlarms(Construct):
+    """Alarms that notify the operations topic and never start retraining."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        prefix: str,
+        targets: OperationalTargets,
+        monitoring: MonitoringConfig,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        api = targets.api
+        self.alarms: dict[str, cw.Alarm] = {}
+
+        requests = api.metric_count(period=OPS_PERIOD, statistic="Sum")
+        server_errors = api.metric_server_error(period=OPS_PERIOD, statistic="Sum")
+        error_rate = cw.MathExpression(
+            # No requests, no rate: 0 rather than a division by zero.
+            expression="IF(requests > 0, 100 * errors / requests, 0)",
+            using_metrics={"errors": server_errors, "requests": requests},
+            label="5XX responses (% of requests)",
+            period=OPS_PERIOD,
+        )
+        self._sustained(
+            "Api5xxRate",
+            f"{prefix}-api-5xx-rate",
+            error_rate,
+            monitoring.api_5xx_rate_percent,
+            f"More than {monitoring.api_5xx_rate_percent:g} % of API requests failed with a 5XX "
+            "(monitoring.api_5xx_rate_percent).",
+        )
+        self._sustained(
+            "ApiP99Latency",
+            f"{prefix}-api-p99-latency",
+            api.metric_latency(period=OPS_PERIOD, statistic="p99"),
+            monitoring.api_p99_latency_ms,
+            f"The API's p99 latency exceeded {monitoring.api_p99_latency_ms} ms (monitoring.api_p99_latency_ms).",
+        )
+        self._any(
+            "InferenceErrors",
+            f"{prefix}-inference-errors",
+            targets.inference_function.metric_errors(period=OPS_PERIOD, statistic="Sum"),
+            "The inference Lambda failed invocations (crashes or timeouts, not client errors).",
+        )
+        self._any(
+            "InferenceThrottles",
+            f"{prefix}-inference-throttles",
+            targets.inference_function.metric_throttles(period=OPS_PERIOD, statistic="Sum"),
+            "The inference Lambda was throttled: raise its concurrency or lower the API throttling.",
+        )
+        self._any(
+            "CaptureFailures",
+            f"{prefix}-capture-failures",
+            cw.Metric(
+                namespace=METRIC_NAMESPACE,
+                metric_name=CAPTURE_FAILURES,
+                dimensions_map={names.SERVICE: targets.inference_service},
+                statistic="Sum",
+                period=OPS_PERIOD,
+            ),
+            "Predictions were served but could not be captured: drift and quality miss them.",
+        )
+        self._any(
+            "TrainingFailures",
+            f"{prefix}-training-failures",
+            targets.state_machine.metric_failed(period=OPS_PERIOD, statistic="Sum"),
+            "A training workflow execution failed (the failure topic and the registry have the details).",
+        )
+        self._any(
+            "MonitorErrors",
+            f"{prefix}-monitor-errors",
+            targets.monitor_function.metric_errors(period=OPS_PERIOD, statistic="Sum"),
+            "The drift monitor failed: while it fails, drift and quality are not measured and cannot alarm.",
+        )
+        for label, stream_name in sorted(targets.delivery_streams.items()):
+            success = cw.Metric(
+                namespace="AWS/Firehose",
+                metric_name="DeliveryToS3.Success",
+                dimensions_map={"DeliveryStreamName": stream_name},
+                statistic="Minimum",
+                period=OPS_PERIOD,
+            )
+            alarm = cw.Alarm(
+                self,
+                f"DeliveryFailures{label.title()}",
+                alarm_name=f"{prefix}-{label}-delivery-failures",
+                alarm_description=f"Firehose failed to deliver {label} to S3 ({stream_name}); it retries, then "
+                "writes them under the errors/ prefix.",
+                metric=success,
+                threshold=1,
+                comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+            self.alarms[alarm.node.id] = alarm
+
+    def _sustained(self, construct_id: str, name: str, metric: cw.IMetric, threshold: float, description: str) -> None:
+        self.alarms[construct_id] = cw.Alarm(
+            self,
+            construct_id,
+            alarm_name=name,
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=SUSTAINED_PERIODS,
+            datapoints_to_alarm=SUSTAINED_DATAPOINTS,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _any(self, construct_id: str, name: str, metric: cw.IMetric, description: str) -> None:
+        self.alarms[construct_id] = cw.Alarm(
+            self,
+            construct_id,
+            alarm_name=name,
+            alarm_description=description,
+            metric=metric,
+            threshold=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )

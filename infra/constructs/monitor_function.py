@@ -1,0 +1,151 @@
+"""The drift monitor Lambda: its bundle, settings, least-privilege role and schedule.
+
+The bundle is ``functions/`` (common + monitor) and the ``monitor`` extra's wheels (numpy, matplotlib), pinned in
+``functions/monitor/requirements.txt``, exported from uv.lock by ``python -m infra.constructs.monitor_function``.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.bundling import REPO_ROOT, BundlingError, find_uv
+from infra.config import METRIC_NAMESPACE, DriftloopConfig
+from infra.constructs.python_function import PythonFunction, bundled_code
+from infra.grants import grant_missing_key_lookups, grant_prefix
+
+MONITOR_SOURCES = ("functions/__init__.py", "functions/common", "functions/monitor")
+MONITOR_HANDLER = "functions.monitor.handler.handler"
+MONITOR_REQUIREMENTS = REPO_ROOT / "functions" / "monitor" / "requirements.txt"
+MONITOR_EXTRA = "monitor"
+# Of the project's own dependencies (the serving set) the monitor needs only these; the rest are pruned from its
+# export, with whatever only they need (boto3 and botocore among them: the Lambda runtime provides them).
+MONITOR_BASE_PACKAGES = ("numpy",)
+REQUIREMENTS_HEADER = (
+    "# The third-party packages bundled into the drift monitor Lambda (infra/bundling.py), exported from uv.lock.\n"
+    "# Do not edit: regenerate with `python -m infra.constructs.monitor_function` (uv on PATH or in $UV).\n"
+)
+# matplotlib and numpy load in about a second; a window of a few hundred thousand records fits in memory.
+MEMORY_MB = 1024
+TIMEOUT = Duration.minutes(5)
+# EventBridge retries a failed asynchronous invocation; a retried run reads the same window (the event's time).
+RETRY_ATTEMPTS = 2
+# The monitor's window ends this long after the capture stream's buffer interval before the run, so that records
+# still buffered when it runs are counted by the next run rather than never.
+DELIVERY_MARGIN_SECONDS = 60
+
+
+def _base_dependencies() -> list[str]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    return [re.split(r"[^A-Za-z0-9._-]", spec, maxsplit=1)[0] for spec in project["dependencies"]]
+
+
+def export_args() -> list[str]:
+    pruned = [name for name in _base_dependencies() if name.lower() not in MONITOR_BASE_PACKAGES]
+    return [
+        "export", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt",
+        "--extra", MONITOR_EXTRA, *(arg for name in pruned for arg in ("--prune", name)),
+    ]  # fmt: skip
+
+
+def export_requirements(uv: str) -> str:
+    """The monitor requirements file as it should be committed: header + ``uv export`` output."""
+    result = subprocess.run([uv, *export_args()], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BundlingError(f"uv export failed:\n{result.stderr}")
+    return REQUIREMENTS_HEADER + result.stdout
+
+
+def window_lag_seconds(config: DriftloopConfig) -> int:
+    return config.capture.buffer_seconds + DELIVERY_MARGIN_SECONDS
+
+
+class MonitorFunction(Construct):
+    """The monitor, run every ``monitoring.schedule_minutes``. It reads the champion from the registry and the
+    captures and feedback prefixes, writes under the report prefix, and publishes metrics in the driftloop
+    namespace only."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DriftloopConfig,
+        data_bucket: s3.IBucket,
+        model_bucket: s3.IBucket,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        data, monitoring = config.data, config.monitoring
+        self.service = config.service_name("monitor")
+        self.monitor = PythonFunction(
+            self,
+            "Function",
+            code=bundled_code(MONITOR_SOURCES, MONITOR_REQUIREMENTS),
+            handler=MONITOR_HANDLER,
+            description="driftloop monitor: drift and live quality of the champion, as metrics and a report",
+            environment={
+                "DRIFTLOOP_DATA_BUCKET": data_bucket.bucket_name,
+                "DRIFTLOOP_CAPTURE_PREFIX": data.capture_prefix,
+                "DRIFTLOOP_FEEDBACK_PREFIX": data.feedback_prefix,
+                "DRIFTLOOP_REPORT_PREFIX": data.report_prefix,
+                "DRIFTLOOP_MODEL_BUCKET": model_bucket.bucket_name,
+                "DRIFTLOOP_REGISTRY_PREFIX": data.registry_prefix,
+                "DRIFTLOOP_WINDOW_MINUTES": str(monitoring.window_minutes),
+                "DRIFTLOOP_WINDOW_LAG_SECONDS": str(window_lag_seconds(config)),
+                "DRIFTLOOP_MIN_RECORDS": str(monitoring.min_records),
+                "DRIFTLOOP_MIN_FEEDBACK": str(monitoring.min_feedback),
+                "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": str(config.capture.feedback_max_age_days),
+                "DRIFTLOOP_DRIFT_THRESHOLD": repr(monitoring.drift_threshold),
+                "DRIFTLOOP_METRIC_NAMESPACE": METRIC_NAMESPACE,
+                "DRIFTLOOP_SERVICE": self.service,
+                "MPLCONFIGDIR": "/tmp/matplotlib",  # noqa: S108 - the only writable place in Lambda
+                "LOG_LEVEL": config.log_level,
+            },
+            memory_mb=MEMORY_MB,
+            timeout=TIMEOUT,
+            log_retention_days=config.log_retention_days,
+            removal_policy=removal_policy,
+        )
+        self.function = self.monitor.function
+        self.role = self.monitor.role
+        grant_prefix(self.role, data_bucket, data.capture_prefix, "read")
+        grant_prefix(self.role, data_bucket, data.feedback_prefix, "read")
+        grant_prefix(self.role, data_bucket, data.report_prefix, "write")
+        grant_prefix(self.role, model_bucket, data.registry_prefix, "read")
+        # No champion yet reads as a 404 on champion.json, not a 403.
+        grant_missing_key_lookups(self.role, model_bucket)
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
+            )
+        )
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description=f"Runs the driftloop monitor every {monitoring.schedule_minutes} minutes",
+            schedule=events.Schedule.rate(Duration.minutes(monitoring.schedule_minutes)),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=RETRY_ATTEMPTS)],
+        )
+
+
+def main() -> None:
+    uv = find_uv()
+    if uv is None:
+        raise SystemExit("uv not found: put it on PATH or set UV=/path/to/uv")
+    MONITOR_REQUIREMENTS.write_text(export_requirements(uv))
+    print(f"wrote {MONITOR_REQUIREMENTS.relative_to(REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Test data for the monitor: a champion in the registry layout, captures and feedback in the records layout."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from functions.common.bundle import METADATA_FILE
+from functions.common.distribution import Baseline, categorical_summary, numeric_summary
+from functions.common.records import (
+    FeedbackRecord,
+    PredictionRecord,
+    capture_day_prefix,
+    feedback_day_prefix,
+    new_prediction_ids,
+    to_json_lines,
+)
+from functions.common.registry import Registry
+from functions.monitor.report import Limits
+from functions.monitor.settings import MonitorSettings
+from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+SERVICE = "driftloop-test-monitor"
+LIMITS = Limits(min_records=20, min_feedback=5, drift_threshold=0.2)
+SETTINGS = MonitorSettings(
+    data_bucket=DATA_BUCKET,
+    capture_prefix="captures/",
+    feedback_prefix="feedback/",
+    report_prefix="monitoring/",
+    model_bucket=MODEL_BUCKET,
+    registry_prefix="registry/",
+    window_minutes=60,
+    window_lag_seconds=0,
+    min_records=LIMITS.min_records,
+    min_feedback=LIMITS.min_feedback,
+    feedback_max_age_days=30,
+    drift_threshold=LIMITS.drift_threshold,
+    namespace="driftloop",
+    service=SERVICE,
+)
+CLASSES = ["no", "yes"]
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def classification_metadata() -> dict[str, Any]:
+    """A binary churn model whose training data had tenure 0..99, 60 % basic plans and 30 % predicted churn."""
+    baseline = Baseline(
+        rows=100,
+        features={
+            "tenure": numeric_summary(list(range(100))),
+            "plan": categorical_summary(["basic"] * 60 + ["premium"] * 40),
+        },
+        prediction=categorical_summary(["no"] * 70 + ["yes"] * 30),
+        prediction_rows=100,
+        positive_probability=numeric_summary([i / 100 for i in range(100)]),
+    )
+    return {"task": "classification", "target": "churned", "classes": CLASSES, "baseline": baseline.to_dict()}
+
+
+def regression_metadata() -> dict[str, Any]:
+    baseline = Baseline(
+        rows=100,
+        features={"tenure": numeric_summary(list(range(100)))},
+        prediction=numeric_summary([float(v) for v in range(100)]),
+        prediction_rows=100,
+    )
+    return {"task": "regression", "target": "spend", "classes": [], "baseline": baseline.to_dict()}
+
+
+def publish_champion(s3: S3Client, version: str, metadata: dict[str, Any]) -> None:
+    """The two registry objects the monitor reads: the champion pointer and the version's metadata."""
+    registry = Registry(s3, MODEL_BUCKET, SETTINGS.registry_prefix)
+    s3.put_object(Bucket=MODEL_BUCKET, Key=registry.version_key(version, METADATA_FILE), Body=json.dumps(metadata))
+    pointer = {
+        "version": version,
+        "archive_key": registry.version_key(version, "model.tar.gz"),
+        "sha256": "0" * 64,
+        "promoted_at": iso(datetime.now(UTC)),
+        "decision_id": "d-1",
+    }
+    s3.put_object(Bucket=MODEL_BUCKET, Key=registry.champion_key, Body=json.dumps(pointer))
+
+
+def predictions(
+    version: str, served: datetime, features: Sequence[dict[str, Any]], **answer: Any
+) -> list[PredictionRecord]:
+    ids = new_prediction_ids(len(features), served)
+    return [PredictionRecord(pid, iso(served), version, row, **answer) for pid, row in zip(ids, features, strict=True)]
+
+
+def write_captures(
+    s3: S3Client, records: Sequence[PredictionRecord], name: str = "part-1", *, compress: bool = False
+) -> None:
+    """One object per (version, day) partition, as Firehose's dynamic partitioning writes them."""
+    partitions: dict[str, list[PredictionRecord]] = {}
+    for record in records:
+        day = datetime.fromisoformat(record.time).date()
+        partitions.setdefault(capture_day_prefix(SETTINGS.capture_prefix, record.model_version, day), []).append(record)
+    for prefix, items in partitions.items():
+        body = to_json_lines(items)
+        s3.put_object(Bucket=DATA_BUCKET, Key=prefix + name, Body=gzip.compress(body) if compress else body)
+
+
+def write_feedback(s3: S3Client, records: Sequence[FeedbackRecord], name: str = "part-1") -> None:
+    partitions: dict[str, list[FeedbackRecord]] = {}
+    for record in records:
+        day = datetime.fromisoformat(record.time).date()
+        partitions.setdefault(feedback_day_prefix(SETTINGS.feedback_prefix, day), []).append(record)
+    for prefix, items in partitions.items():
+        s3.put_object(Bucket=DATA_BUCKET, Key=prefix + name, Body=to_json_lines(items))
+
+
+def churn_rows(count: int, *, shifted: bool) -> list[dict[str, Any]]:
+    """Tenure like training (0..99) or all near 95..99 (drifted); plans 60/40 like training either way."""
+    return [
+        {"tenure": (95 + i % 5) if shifted else (i * 7) % 100, "plan": "basic" if i % 5 < 3 else "premium"}
+        for i in range(count)
+    ]
