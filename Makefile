@@ -17,7 +17,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: help setup demo test lint typecheck unit infra-check bench synth clean
+.PHONY: help setup demo test lint typecheck unit infra-check bench synth clean local-setup local-up local-down local-lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(SETUP_STAMP): $(UV) uv.lock pyproject.toml package.json package-lock.json
-	UV_PYTHON=$(PYTHON312) $(UV) sync --frozen --extra training --extra infra --extra local
+	UV_PYTHON=$(PYTHON312) $(UV) sync --frozen --extra training --extra infra --extra local --extra monitor
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -59,6 +59,48 @@ bench: setup ## inference benchmark: driftloop vs a FastAPI + scikit-learn + pan
 
 synth: setup ## cdk synth (offline, no Docker)
 	npx cdk synth
+
+# -- local AWS: LocalStack without Docker (infra/local/) --------------------------------------------------------
+# LocalStack 2026.3.0 needs Python 3.13 and pins its own boto3: it gets its own venv, installed from the lock file
+# with verified hashes, plus driftloop's extension (editable: code changes apply at the next start). Lambda
+# functions run in a Python 3.12 venv with awslambdaric and the boto3 of uv.lock. Only PyPI is used, at install.
+# Bytecode is compiled at install: with PYTHONDONTWRITEBYTECODE set, LocalStack would otherwise compile its
+# sources at every start (about 10 s instead of 3).
+PYTHON313 ?= $(shell for py in python3.13 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13.*/bin/python 2>/dev/null | sort -V -r); do \
+	$$py -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null && { command -v $$py; break; }; done)
+LOCAL := infra/local
+LOCALSTACK_VENV := .cache/localstack-venv
+LAMBDA_RUNTIME_VENV := .cache/lambda-runtime-venv
+LOCAL_STAMP := $(LOCALSTACK_VENV)/.driftloop-setup
+
+$(LOCAL_STAMP): $(UV) $(LOCAL)/requirements.txt $(LOCAL)/lambda-runtime.txt $(LOCAL)/extension/pyproject.toml
+	@test -n "$(PYTHON313)" || { echo "Python 3.13 not found: install it or pass PYTHON313=/path/to/python3.13"; exit 1; }
+	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it or pass PYTHON312=/path/to/python3.12"; exit 1; }
+	rm -rf $(LOCALSTACK_VENV) $(LAMBDA_RUNTIME_VENV)
+	$(UV) venv --quiet --python $(PYTHON313) $(LOCALSTACK_VENV)
+	VIRTUAL_ENV=$(LOCALSTACK_VENV) $(UV) pip sync --quiet --require-hashes --compile-bytecode $(LOCAL)/requirements.txt
+	VIRTUAL_ENV=$(LOCALSTACK_VENV) $(UV) pip install --quiet --no-deps --no-build-isolation -e $(LOCAL)/extension
+	$(UV) venv --quiet --python $(PYTHON312) $(LAMBDA_RUNTIME_VENV)
+	VIRTUAL_ENV=$(LAMBDA_RUNTIME_VENV) $(UV) pip sync --quiet --require-hashes --compile-bytecode $(LOCAL)/lambda-runtime.txt
+	touch $@
+
+local-setup: $(LOCAL_STAMP) ## build the LocalStack venv and the Lambda runtime venv from their lock files
+
+local-up: setup local-setup ## start the local AWS (LocalStack, no Docker) and print its environment
+	$(BIN)/driftloop local up
+
+local-down: setup ## stop the local AWS
+	$(BIN)/driftloop local down
+
+local-lock: $(UV) ## re-resolve infra/local's lock files (after editing its *.in files, or when uv.lock changes boto3)
+	cd $(LOCAL) && $(UV) pip compile --quiet --python-version 3.13 --generate-hashes \
+		--custom-compile-command "make local-lock" requirements.in -c constraints.txt -o requirements.txt
+	mkdir -p .cache/local-lock
+	$(UV) export --quiet --frozen --no-dev --no-hashes --no-emit-project --no-header --format requirements-txt \
+		-o .cache/local-lock/uv-constraints.txt
+	cd $(LOCAL) && $(UV) pip compile --quiet --python-version 3.12 --generate-hashes \
+		--custom-compile-command "make local-lock" lambda-runtime.in -c ../../.cache/local-lock/uv-constraints.txt \
+		-o lambda-runtime.txt
 
 clean: ## remove generated files (keeps the environment)
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache demo-output bench-output

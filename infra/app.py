@@ -11,6 +11,7 @@ from aws_cdk import App, Tags
 from infra.config import DriftloopConfig, load_config
 from infra.nag import apply_nag
 from infra.stacks.data_stack import DataStack
+from infra.stacks.monitoring_stack import MonitoringStack
 from infra.stacks.serving_stack import ServingStack
 from infra.stacks.training_stack import TrainingStack
 
@@ -21,6 +22,7 @@ class DriftloopStacks:
     data: DataStack
     training: TrainingStack
     serving: ServingStack
+    monitoring: MonitoringStack
 
 
 def build_stacks(app: App, config: DriftloopConfig) -> DriftloopStacks:
@@ -42,12 +44,30 @@ def build_stacks(app: App, config: DriftloopConfig) -> DriftloopStacks:
         f"{prefix}-serving",
         config=config,
         model_bucket=data.shared_model_bucket,
-        description="driftloop inference: Lambda behind a REST API",
+        data_bucket=data.shared_data_bucket,
+        description="driftloop inference: Lambda behind a REST API, capture and feedback streams",
     )
     # The buckets reach the other stacks through named exports, which CDK does not track as references.
     training.add_stack_dependency(data)
     serving.add_stack_dependency(data)
-    return DriftloopStacks(config, data, training, serving)
+    monitoring = MonitoringStack(
+        app,
+        f"{prefix}-monitoring",
+        config=config,
+        data_bucket=data.shared_data_bucket,
+        model_bucket=data.shared_model_bucket,
+        state_machine=training.state_machine,
+        inference_function=serving.function,
+        api=serving.api.api,
+        delivery_streams={
+            label: stream.stream_name
+            for label, stream in (("captures", serving.capture_stream), ("feedback", serving.feedback_stream))
+            if stream is not None
+        },
+        description="driftloop monitoring: drift monitor, alarms, retraining triggers, dashboard",
+    )
+    monitoring.add_stack_dependency(data)
+    return DriftloopStacks(config, data, training, serving, monitoring)
 
 
 def create_app(context: Mapping[str, Any] | None = None, outdir: str | None = None) -> tuple[App, DriftloopStacks]:

@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from functions.common.registry import Decision
 
 DESCRIPTION = """\
 driftloop: train, gate, promote and serve tabular models, and keep them healthy.
@@ -29,8 +33,13 @@ Local (no AWS account needed):
 Registry (the model bucket in S3; honours AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL):
   driftloop versions --bucket B      every registered version with its metrics
   driftloop champion --bucket B      the live version
-  driftloop history --bucket B       every decision: registered, promoted, rejected, failed
+  driftloop history --bucket B       every decision: triggered, skipped, registered, promoted, rejected, failed,
+                                     rolled_back (with what triggered the run)
   driftloop register / promote       register a bundle archive, promote a version (compare-and-swap)
+  driftloop rollback [--to V]        put the previous champion (or V) back live (compare-and-swap)
+
+Local AWS (LocalStack without Docker, after `make local-setup`):
+  driftloop local up / down / status / logs / env    start, stop and inspect it; `env` prints its variables
 """
 
 
@@ -122,9 +131,23 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--reason", default="promoted by hand", help="recorded with the decision")
     promote.set_defaults(run=_promote)
 
+    rollback = commands.add_parser(
+        "rollback",
+        help="put the previous champion (or --to VERSION) back live",
+        description="Moves the champion back, by compare-and-swap against the live champion, and records a "
+        "rolled_back decision. Without --to, the target is the champion before the current one: the decision "
+        "record is replayed (a rollback undoes the promotion it rolls back, so rolling back twice goes two "
+        "champions back), falling back to the pointer's previous_version.",
+    )
+    _registry_arguments(rollback)
+    rollback.add_argument("--to", metavar="VERSION", help="a registered version (default: the previous champion)")
+    rollback.add_argument("--reason", default="rolled back by hand", help="recorded with the decision")
+    rollback.set_defaults(run=_rollback)
+
     demo = commands.add_parser("demo", help="train, register, promote, serve and call a model, narrated")
     demo.add_argument("--workdir", type=Path, default=Path("demo-output"), help="where to put its files")
     demo.set_defaults(run=_demo)
+    _local_commands(commands)
     return parser
 
 
@@ -271,8 +294,22 @@ def _history(args: argparse.Namespace) -> int:
     if not decisions:
         print("no decisions recorded yet")
     for decision in decisions:
-        print(f"{decision.time}  {decision.action:<11} {decision.version or '-':<24} {'; '.join(decision.reasons)}")
+        print(format_decision(decision))
     return 0
+
+
+def format_decision(decision: Decision) -> str:
+    """One line: time, action, version, then what started the run or what was replaced, then the reasons."""
+    details = decision.details
+    context = []
+    trigger = details.get("trigger")
+    if isinstance(trigger, dict):
+        source = str(trigger.get("source", "unknown"))
+        context.append(f"[{source}{' ' + str(trigger['alarm_name']) if trigger.get('alarm_name') else ''}]")
+    if decision.action in ("promoted", "rolled_back") and details.get("previous_version"):
+        context.append(f"[was {details['previous_version']}]")
+    text = " ".join([*context, "; ".join(decision.reasons)]).strip()
+    return f"{decision.time}  {decision.action:<11} {decision.version or '-':<24} {text}".rstrip()
 
 
 def _register(args: argparse.Namespace) -> int:
@@ -305,10 +342,206 @@ def _promote(args: argparse.Namespace) -> int:
     return 0
 
 
+VERSION_PATTERN = r"v\d{8}-\d{6}-[0-9a-f]{6}"
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from functions.common.registry import PromotionConflict, RegistryError
+
+    registry = _registry(args)
+    current = registry.champion()
+    if current is None:
+        raise CommandError("there is no champion to roll back from: nothing has been promoted yet")
+    if args.to is not None:
+        if not re.fullmatch(VERSION_PATTERN, args.to):
+            raise CommandError(f"--to {args.to!r} is not a version id (like v20261127-111717-3f9a2c)")
+        target = args.to
+    else:
+        target = rollback_target(registry.decisions(), current.version) or current.previous_version
+        if target is None:
+            raise CommandError(
+                f"{current.version} is the only champion there has been: nothing to roll back to "
+                "(pass --to VERSION to promote another registered version)"
+            )
+    if target == current.version:
+        raise CommandError(f"{target} is already the champion")
+    try:
+        registry.get_version(target)
+    except RegistryError:
+        raise CommandError(
+            f"cannot roll back to {target}: no such version is registered (driftloop versions lists them)"
+        ) from None
+    try:
+        pointer = registry.promote(
+            target,
+            expected=current,
+            action="rolled_back",
+            reasons=(args.reason,),
+            details={"previous_version": current.version, "by": "driftloop rollback"},
+        )
+    except PromotionConflict:
+        raise CommandError(
+            f"the champion changed while rolling back from {current.version}; nothing was changed: check "
+            "`driftloop champion` and run the rollback again if it is still wanted"
+        ) from None
+    except RegistryError as exc:
+        raise CommandError(f"cannot roll back to {target}: {exc}") from exc
+    print(f"rolled back: champion is now {pointer.version} (was {current.version})")
+    return 0
+
+
+def rollback_target(decisions: Sequence[Decision], current: str) -> str | None:
+    """The champion before ``current``, replaying promotions and rollbacks in order.
+
+    A promotion pushes its version; a rollback to a version on the stack pops back to it (what was rolled back is
+    not a candidate any more), otherwise it pushes it. The target is the entry below ``current`` on top.
+    """
+    stack: list[str] = []
+    for decision in decisions:
+        if decision.action == "promoted" and decision.version:
+            if not stack or stack[-1] != decision.version:
+                stack.append(decision.version)
+        elif decision.action == "rolled_back" and decision.version:
+            if decision.version in stack:
+                del stack[stack.index(decision.version) + 1 :]
+            else:
+                stack.append(decision.version)
+    if len(stack) >= 2 and stack[-1] == current:
+        return stack[-2]
+    return None
+
+
 def _demo(args: argparse.Namespace) -> int:
     from infra import demo
 
     return demo.run(args.workdir)
+
+
+# -- local AWS (infra/local/cloud.py) -----------------------------------------------------------------------------
+
+
+def _local_commands(commands: Any) -> None:
+    local = commands.add_parser(
+        "local",
+        help="a local AWS: LocalStack without Docker (up, down, status, logs, env)",
+        description="Runs LocalStack's open-source runtime from .cache/localstack-venv (make local-setup) with "
+        "driftloop's extension: Python Lambdas run as local processes, S3 data stays in the instance's directory "
+        "(.cache/localstack/NAME). DRIFTLOOP_LOCAL_ENDPOINT=URL uses an already-running LocalStack instead.",
+    )
+    actions = local.add_subparsers(title="actions", metavar="ACTION")
+    up = actions.add_parser("up", help="start an instance (or show the running one) and print its environment")
+    up.add_argument("--port", type=int, help="default: 4566 for the default instance, else free; 0 = any free port")
+    up.add_argument("--services", help="comma-separated AWS services (default: what driftloop uses)")
+    up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait until it is ready")
+    up.set_defaults(run=_local_up)
+    down = actions.add_parser("down", help="stop an instance (SIGTERM, then SIGKILL after --grace seconds)")
+    down.add_argument("--grace", type=float, default=15.0)
+    down.add_argument("--purge", action="store_true", help="also delete its directory (data and log)")
+    down.set_defaults(run=_local_down)
+    status = actions.add_parser("status", help="state, endpoint and services of one instance, or of all")
+    status.add_argument("--all", action="store_true", help="every instance under .cache/localstack")
+    status.set_defaults(run=_local_status)
+    logs = actions.add_parser("logs", help="print LocalStack's log")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    logs.set_defaults(run=_local_logs)
+    env = actions.add_parser("env", help='print the variables that point AWS clients at it: eval "$(... env)"')
+    env.set_defaults(run=_local_env)
+    for action in (up, down, status, logs, env):
+        action.add_argument("--name", default="default", help="instance name (default: default)")
+    local.set_defaults(run=lambda args: local.print_help() or 2)
+
+
+def _local_up(args: argparse.Namespace) -> int:
+    from infra.local import cloud
+
+    services = [part.strip() for part in args.services.split(",")] if args.services else None
+    try:
+        running = cloud.start(args.name, port=args.port, services=services, timeout=args.timeout)
+    except cloud.LocalCloudError as exc:
+        raise CommandError(str(exc)) from exc
+    where = f"pid {running.pid}, log {running.log_file}" if running.managed else "external, not managed here"
+    print(f"local AWS {running.name!r} is up at {running.endpoint} ({where})", file=sys.stderr)
+    print("# point AWS clients at it:", file=sys.stderr)
+    print(cloud.shell_exports(running.client_env()))
+    return 0
+
+
+def _local_down(args: argparse.Namespace) -> int:
+    from infra.local import cloud
+
+    try:
+        stopped = cloud.stop(args.name, grace=args.grace)
+        if args.purge:
+            cloud.remove(args.name)
+    except cloud.LocalCloudError as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"local AWS {args.name!r} {'stopped' if stopped else 'was not running'}")
+    return 0
+
+
+def _local_status(args: argparse.Namespace) -> int:
+    import time
+
+    from infra.local import cloud
+
+    names = cloud.instance_names() if args.all else [args.name]
+    if not names:
+        print("no local AWS instance")
+    code = 0
+    for name in names:
+        state = cloud.status(name)
+        running = state.cloud
+        line = f"{name}: {state.state}"
+        if running is not None:
+            line += f"  {running.endpoint}"
+            if running.pid is not None:
+                line += f"  pid {running.pid}"
+            if running.started_at is not None and state.state in ("running", "starting"):
+                line += f"  up {time.time() - running.started_at:.0f} s"
+        print(line)
+        services = state.health.get("services", {})
+        available = sorted(name for name, value in services.items() if value in ("available", "running"))
+        if available:
+            print(f"  services: {', '.join(available)}")
+        if state.state not in ("running", "external"):
+            code = 1
+    return code
+
+
+def _local_logs(args: argparse.Namespace) -> int:
+    import time
+
+    from infra.local import cloud
+
+    log = cloud.Layout().instance(args.name).log_file
+    if not log.exists():
+        raise CommandError(f"no log for instance {args.name!r} ({log})")
+    print(cloud.log_tail(log, args.lines))
+    if args.follow:
+        with log.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            try:
+                while True:
+                    chunk = handle.read()
+                    if chunk:
+                        sys.stdout.write(chunk.decode(errors="replace"))
+                        sys.stdout.flush()
+                    else:
+                        time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+    return 0
+
+
+def _local_env(args: argparse.Namespace) -> int:
+    from infra.local import cloud
+
+    state = cloud.status(args.name)
+    if state.cloud is None or state.state not in ("running", "external"):
+        raise CommandError(f"local AWS {args.name!r} is {state.state}: start it with `driftloop local up`")
+    print(cloud.shell_exports(state.cloud.client_env()))
+    return 0
 
 
 if __name__ == "__main__":

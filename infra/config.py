@@ -40,6 +40,9 @@ MAX_JOB_PREFIX_LENGTH = 30
 MAX_API_TIMEOUT_SECONDS = 29
 # Lambda's synchronous request payload limit.
 MAX_LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
+# CloudWatch alarms evaluate at most 7 days of periods, and 1 day when the period is shorter than an hour.
+MAX_ALARM_SPAN_MINUTES = 7 * 24 * 60
+MAX_SHORT_PERIOD_ALARM_SPAN_MINUTES = 24 * 60
 
 
 class ConfigError(ValueError):
@@ -57,7 +60,7 @@ class TrainingConfig:
     # The whole state machine; must leave room for the job and the Lambda steps around it.
     workflow_timeout_seconds: int
     hyperparameters: Mapping[str, str]
-    # The workflow Lambdas (prepare, register, promote, reject, record_failure).
+    # The workflow Lambdas (guard, assemble, prepare, register, promote, reject, record_failure, release).
     step_memory_mb: int
     step_timeout_seconds: int
 
@@ -361,6 +364,14 @@ def _monitoring(section: _Reader) -> MonitoringConfig:
         datapoints, periods = f"{kind}_datapoints_to_alarm", f"{kind}_evaluation_periods"
         if getattr(monitoring, datapoints) > getattr(monitoring, periods):
             raise ConfigError(f"{section.key(datapoints)} must not exceed {section.key(periods)}")
+        # The alarm's period is the monitor's schedule; CloudWatch limits how far back an alarm may look.
+        span = monitoring.schedule_minutes * getattr(monitoring, periods)
+        limit = MAX_ALARM_SPAN_MINUTES if monitoring.schedule_minutes >= 60 else MAX_SHORT_PERIOD_ALARM_SPAN_MINUTES
+        if span > limit:
+            raise ConfigError(
+                f"{section.key(periods)} times {section.key('schedule_minutes')} must stay within {limit} minutes "
+                f"(CloudWatch's limit on what an alarm evaluates), got {span}"
+            )
     if monitoring.window_minutes < monitoring.schedule_minutes:
         raise ConfigError(
             f"{section.key('window_minutes')} must be at least {section.key('schedule_minutes')}: "

@@ -18,6 +18,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra.grants import objects_arn
+from infra.stacks.training_stack import decisions_prefix, run_lock_prefix
 
 if TYPE_CHECKING:
     from infra.app import DriftloopStacks
@@ -51,6 +52,7 @@ def add_checks(app: App) -> None:
 def acknowledge_findings(stacks: DriftloopStacks) -> None:
     _acknowledge_training(stacks)
     _acknowledge_serving(stacks)
+    _acknowledge_monitoring(stacks)
 
 
 def acknowledge(scope: IConstruct, rule: str, reason: str, findings: Iterable[str] = ()) -> None:
@@ -105,15 +107,27 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
     training, data = stacks.training, stacks.config.data
     registry = objects_arn(training.model_bucket, data.registry_prefix)
     artifacts = objects_arn(training.model_bucket, data.artifact_prefix)
-    training_data = objects_arn(training.data_bucket, data.training_data_prefix)
+    assembled = objects_arn(training.data_bucket, data.assembled_prefix)
+    run_lock = objects_arn(training.model_bucket, run_lock_prefix(data.registry_prefix))
     steps = training.steps
     for name in ("prepare", "promote", "reject", "record_failure"):
         _acknowledge_function(steps[name], [registry])
     _acknowledge_function(steps["register"], [registry, artifacts])
+    _acknowledge_function(
+        steps["guard"], [run_lock, objects_arn(training.model_bucket, decisions_prefix(data.registry_prefix))]
+    )
+    _acknowledge_function(steps["release"], [run_lock])
+    _acknowledge_function(
+        steps["assemble"],
+        [
+            objects_arn(training.data_bucket, prefix)
+            for prefix in (data.training_data_prefix, data.capture_prefix, data.feedback_prefix, data.assembled_prefix)
+        ],
+    )
 
     sagemaker = training.sagemaker
     sagemaker_policy = _default_policy(sagemaker.role)
-    prefixes = (training_data, registry, artifacts)
+    prefixes = (assembled, registry, artifacts)
     acknowledge(sagemaker_policy, "IAM5", PREFIX_OBJECTS, [resource_finding(sagemaker_policy, arn) for arn in prefixes])
     acknowledge(
         sagemaker_policy,
@@ -159,6 +173,15 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
 def _acknowledge_serving(stacks: DriftloopStacks) -> None:
     serving, config = stacks.serving, stacks.config
     _acknowledge_function(serving.inference, [objects_arn(serving.model_bucket, config.data.registry_prefix)])
+    for stream in serving.streams.streams:
+        delivery_policy = _default_policy(stream.role)
+        acknowledge(
+            delivery_policy,
+            "IAM5",
+            "Firehose names each object it delivers (partition, date, stream, time, random suffix), so the "
+            "delivery role may put objects anywhere below its one prefix of the data bucket, and nowhere else.",
+            [resource_finding(delivery_policy, objects_arn(serving.data_bucket, stream.prefix))],
+        )
 
     api = serving.api.api
     acknowledge(
@@ -196,3 +219,24 @@ def _acknowledge_serving(stacks: DriftloopStacks) -> None:
             "defines and maintains for exactly this role (it writes API Gateway's own log groups).",
             ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"],
         )
+
+
+def _acknowledge_monitoring(stacks: DriftloopStacks) -> None:
+    monitoring, data = stacks.monitoring, stacks.config.data
+    function = monitoring.monitor.monitor
+    acknowledge(function.function, "L1", PINNED_RUNTIME)
+    policy = _default_policy(function.role)
+    acknowledge(
+        policy,
+        "IAM5",
+        "Two kinds of actions without resource-level permissions: X-Ray tracing (xray:PutTraceSegments, "
+        "xray:PutTelemetryRecords) and cloudwatch:PutMetricData, which a cloudwatch:namespace condition limits to "
+        "the driftloop namespace.",
+        ["Resource::*"],
+    )
+    object_arns = [
+        *(objects_arn(monitoring.data_bucket, prefix) for prefix in (data.capture_prefix, data.feedback_prefix)),
+        objects_arn(monitoring.data_bucket, data.report_prefix),
+        objects_arn(monitoring.model_bucket, data.registry_prefix),
+    ]
+    acknowledge(policy, "IAM5", PREFIX_OBJECTS, [resource_finding(policy, arn) for arn in object_arns])

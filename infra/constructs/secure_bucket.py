@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
@@ -28,6 +29,7 @@ class SecureBucket(Construct):
         auto_delete_objects: bool,
         access_logs: s3.IBucket | None,
         extra_lifecycle_rules: Sequence[s3.LifecycleRule] = (),
+        event_bridge_enabled: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.bucket = s3.Bucket(
@@ -53,3 +55,10 @@ class SecureBucket(Construct):
             removal_policy=removal_policy,
             auto_delete_objects=auto_delete_objects,
         )
+        if event_bridge_enabled:
+            # On the CloudFormation bucket itself: the L2's event_bridge_enabled deploys a custom-resource Lambda
+            # to set the same notification configuration.
+            bucket = cast(s3.CfnBucket, self.bucket.node.default_child)
+            bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+                event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
+            )

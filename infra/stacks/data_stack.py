@@ -46,7 +46,30 @@ class DataStack(Stack):
             ],
             **protections,
         ).bucket
-        self.data_bucket = SecureBucket(self, "DataBucket", access_logs=self.access_log_bucket, **protections).bucket
+        self.data_bucket = SecureBucket(
+            self,
+            "DataBucket",
+            access_logs=self.access_log_bucket,
+            # S3 events to EventBridge: new labelled data may start a training run (retraining.on_new_data).
+            event_bridge_enabled=config.retraining.on_new_data,
+            extra_lifecycle_rules=[
+                # Each training run's assembled data set (copies plus joined feedback) expires like its outputs.
+                s3.LifecycleRule(
+                    id="expire-assembled-data",
+                    prefix=data.assembled_prefix,
+                    expiration=Duration.days(data.artifact_expiry_days),
+                ),
+                # Captured predictions and feedback (Firehose's error output included) expire; a run that
+                # needs them longer keeps them in its assembled data set.
+                *(
+                    s3.LifecycleRule(
+                        id=f"expire-{name}", prefix=prefix, expiration=Duration.days(data.capture_expiry_days)
+                    )
+                    for name, prefix in (("captures", data.capture_prefix), ("feedback", data.feedback_prefix))
+                ),
+            ],
+            **protections,
+        ).bucket
         self.model_bucket = SecureBucket(
             self,
             "ModelBucket",

@@ -8,5 +8,6 @@ from tests.infra.conftest import Synthesized
 
 def test_synthesized_templates_pass_cfn_lint(synthesized: Synthesized) -> None:
     assert synthesized.error is None, synthesized.error
-    assert len(list(synthesized.outdir.glob("*.template.json"))) == 3
+    # data, training, serving, monitoring
+    assert len(list(synthesized.outdir.glob("*.template.json"))) == 4
     assert lint_templates(synthesized.outdir) == []

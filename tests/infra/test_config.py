@@ -154,3 +154,40 @@ def test_config_is_immutable() -> None:
 
 def test_every_accepted_log_retention_maps_to_a_log_group_retention() -> None:
     assert tuple(RETENTION) == LOG_RETENTION_DAYS
+
+
+@pytest.mark.parametrize("kind", ["drift", "quality"])
+def test_alarm_datapoints_must_not_exceed_evaluation_periods(kind: str) -> None:
+    ctx = context()
+    ctx["driftloop"]["monitoring"].update({f"{kind}_datapoints_to_alarm": 4, f"{kind}_evaluation_periods": 3})
+    with pytest.raises(
+        ConfigError,
+        match=rf"driftloop\.monitoring\.{kind}_datapoints_to_alarm must not exceed .*{kind}_evaluation_periods",
+    ):
+        load(ctx)
+
+
+def test_monitor_window_must_cover_the_schedule() -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.monitoring\.window_minutes must be at least .*schedule_minutes"):
+        load(context(monitoring__window_minutes=30))
+
+
+@pytest.mark.parametrize("expression", ["every 7 days", "rate 7 days", "7d", "cron()"])
+def test_retraining_schedule_must_be_an_eventbridge_expression(expression: str) -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.retraining\.schedule_expression must be rate\(\.\.\.\)"):
+        load(context(retraining__schedule_expression=expression))
+
+
+def test_alarm_evaluation_span_must_fit_cloudwatch_limits() -> None:
+    # A 30-minute period may look back one day at most: 49 periods is 24.5 hours.
+    ctx = context()
+    ctx["driftloop"]["monitoring"].update(
+        {"schedule_minutes": 30, "window_minutes": 30, "drift_evaluation_periods": 49}
+    )
+    with pytest.raises(ConfigError, match=r"drift_evaluation_periods times .*schedule_minutes must stay within 1440"):
+        load(ctx)
+    # Hourly runs may look back a week: 100 periods is about four days.
+    ctx["driftloop"]["monitoring"].update(
+        {"schedule_minutes": 60, "window_minutes": 60, "drift_evaluation_periods": 100}
+    )
+    assert load(ctx).monitoring.drift_evaluation_periods == 100
