@@ -1,0 +1,1 @@
+"""A local AWS for driftloop: LocalStack in its own venv, with driftloop's extension (``cloud``, ``extension/``)."""
