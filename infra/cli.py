@@ -14,6 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,7 @@ Registry (the model bucket in S3; honours AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_
 
 Local AWS (LocalStack without Docker, after `make local-setup`):
   driftloop local up / down / status / logs / env    start, stop and inspect it; `env` prints its variables
+  driftloop local deploy                             deploy the CDK app (stage local) into it with cdklocal
 """
 
 
@@ -423,7 +425,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _local_commands(commands: Any) -> None:
     local = commands.add_parser(
         "local",
-        help="a local AWS: LocalStack without Docker (up, down, status, logs, env)",
+        help="a local AWS: LocalStack without Docker (up, down, status, logs, env, deploy)",
         description="Runs LocalStack's open-source runtime from .cache/localstack-venv (make local-setup) with "
         "driftloop's extension: Python Lambdas run as local processes, S3 data stays in the instance's directory "
         "(.cache/localstack/NAME). DRIFTLOOP_LOCAL_ENDPOINT=URL uses an already-running LocalStack instead.",
@@ -447,7 +449,9 @@ def _local_commands(commands: Any) -> None:
     logs.set_defaults(run=_local_logs)
     env = actions.add_parser("env", help='print the variables that point AWS clients at it: eval "$(... env)"')
     env.set_defaults(run=_local_env)
-    for action in (up, down, status, logs, env):
+    deploy = actions.add_parser("deploy", help="deploy the CDK app (stage local) to a running instance with cdklocal")
+    deploy.set_defaults(run=_local_deploy)
+    for action in (up, down, status, logs, env, deploy):
         action.add_argument("--name", default="default", help="instance name (default: default)")
     local.set_defaults(run=lambda args: local.print_help() or 2)
 
@@ -464,6 +468,20 @@ def _local_up(args: argparse.Namespace) -> int:
     print(f"local AWS {running.name!r} is up at {running.endpoint} ({where})", file=sys.stderr)
     print("# point AWS clients at it:", file=sys.stderr)
     print(cloud.shell_exports(running.client_env()))
+    return 0
+
+
+def _local_deploy(args: argparse.Namespace) -> int:
+    from infra.local import cloud, deploy
+
+    running = cloud.status(args.name).cloud
+    if running is None:
+        raise CommandError(f"local AWS {args.name!r} is not running: start it with `driftloop local up`")
+    try:
+        deployment = deploy.deploy(running)
+    except cloud.LocalCloudError as exc:
+        raise CommandError(str(exc)) from exc
+    print(json.dumps({k: v for k, v in asdict(deployment).items() if k != "outputs"}, indent=2))
     return 0
 
 

@@ -123,6 +123,9 @@ class MonitoringConfig:
     schedule_minutes: int
     # The capture window each run reads, ending at the run's time.
     window_minutes: int
+    # How long before the run the window ends, so records still in Firehose's buffer are read by the next run.
+    # None: the capture buffer interval plus a delivery margin.
+    window_lag_seconds: int | None
     # Fewer captured predictions than this: the window is reported as insufficient, no drift metric is published.
     min_records: int
     # Fewer labelled predictions than this: no live-quality metric is published.
@@ -347,6 +350,7 @@ def _monitoring(section: _Reader) -> MonitoringConfig:
     monitoring = MonitoringConfig(
         schedule_minutes=section.integer("schedule_minutes", 1, 24 * 60),
         window_minutes=section.integer("window_minutes", 1, 7 * 24 * 60),
+        window_lag_seconds=section.optional_integer("window_lag_seconds", 0, 24 * 3600),
         min_records=section.integer("min_records", 1, 10_000_000),
         min_feedback=section.integer("min_feedback", 1, 10_000_000),
         drift_threshold=section.number("drift_threshold", 0.0, 100.0),

@@ -65,7 +65,8 @@ def export_requirements(uv: str) -> str:
 
 
 def window_lag_seconds(config: DriftloopConfig) -> int:
-    return config.capture.buffer_seconds + DELIVERY_MARGIN_SECONDS
+    configured = config.monitoring.window_lag_seconds
+    return configured if configured is not None else config.capture.buffer_seconds + DELIVERY_MARGIN_SECONDS
 
 
 class MonitorFunction(Construct):
