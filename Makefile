@@ -34,8 +34,8 @@ $(SETUP_STAMP): $(UV) uv.lock pyproject.toml package.json package-lock.json
 
 setup: $(SETUP_STAMP) ## install the locked Python environment (.venv) and the pinned CDK CLI (node_modules)
 
-demo: setup ## train a model locally, serve it over HTTP and call it
-	$(BIN)/driftloop demo
+demo: setup local-setup ## the closed loop on a local AWS, narrated (ARGS=--keep leaves it running)
+	$(BIN)/driftloop demo $(ARGS)
 
 lint: setup ## ruff (lint + format check)
 	$(BIN)/ruff check .

@@ -146,8 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reason", default="rolled back by hand", help="recorded with the decision")
     rollback.set_defaults(run=_rollback)
 
-    demo = commands.add_parser("demo", help="train, register, promote, serve and call a model, narrated")
-    demo.add_argument("--workdir", type=Path, default=Path("demo-output"), help="where to put its files")
+    demo = commands.add_parser(
+        "demo",
+        help="the closed loop on a local AWS: deploy, train, serve, drift, alarm, retrain, promote (narrated)",
+    )
+    demo.add_argument("--keep", action="store_true", help="leave the local AWS running afterwards")
     demo.set_defaults(run=_demo)
     _local_commands(commands)
     return parser
@@ -416,7 +419,7 @@ def rollback_target(decisions: Sequence[Decision], current: str) -> str | None:
 def _demo(args: argparse.Namespace) -> int:
     from infra import demo
 
-    return demo.run(args.workdir)
+    return demo.run(keep=args.keep)
 
 
 # -- local AWS (infra/local/cloud.py) -----------------------------------------------------------------------------

@@ -1,149 +1,233 @@
-"""`make demo`: the model lifecycle on this machine, with no AWS account and no Docker.
+"""`make demo`: the closed loop on this machine, with the real CDK app on a local AWS (no Docker, no account).
 
-1. generate a churn data set and train version 1 with the training program (the SageMaker contract);
-2. register and promote it in the registry, kept in a local S3 (moto's server on 127.0.0.1);
-3. serve the champion with the inference app under uvicorn and call it over real HTTP, bad requests included;
-4. train a challenger on fresh data, score it against the live champion on the same holdout, and let the
-   gate decide; a promoted challenger is picked up by the running API without a restart;
-5. print the decision record.
+1. start a local AWS (LocalStack with driftloop's extension) and deploy the four stacks with cdklocal;
+2. upload labelled data; the state machine trains version 1 for real (the training program runs as SageMaker
+   would run the container), the gate passes it, it is promoted;
+3. call the deployed API through LocalStack's API Gateway, including a request it must refuse;
+4. the world changes: send drifted traffic and its ground truth; the monitor Lambda measures drift and quality;
+5. CloudWatch's own alarm evaluation fires, EventBridge starts the retraining, the gate compares the challenger
+   with the champion on the same fresh holdout, version 2 is promoted, and the API answers with it.
+
+Every step prints what happened; any failure stops the demo with the step and the reason.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+import boto3
 import pandas as pd
 
-from functions.common.bundle import ARCHIVE_FILE, pack_archive
-from functions.common.gate import EVALUATION_FILE
-from functions.common.registry import Registry, new_version_id
-from infra.cli import CommandError, get_json, post_json
-from training import local_run, synthetic
-from training.contract import Layout
+from functions.common.registry import Registry
+from infra.cli import get_json, post_json
+from infra.local import cloud as local_cloud
+from infra.local.deploy import Deployment, deploy
+from training import synthetic
 
-DEMO_BUCKET = "driftloop-demo-models"
-HYPERPARAMETERS = {"target": "churned", "algorithm": "random_forest", "n_estimators": "100", "max_depth": "10"}
-# The challenger must beat the champion by 0.01 ROC AUC on the fresh holdout to be promoted.
-CHALLENGER_HYPERPARAMETERS = {"target": "churned", "algorithm": "hist_gradient_boosting", "min_improvement": "0.01"}
-REFRESH_SECONDS = 1.0
+INSTANCE = "demo"
+PREFIX = "driftloop-local"
+DRIFT_ALARM = f"{PREFIX}-data-drift"
+QUALITY_ALARM = f"{PREFIX}-live-accuracy"
+TRAINING_ROWS = 3000
+DRIFTED_ROWS = 1500
+BATCH = 100
 
 
+class DemoFailed(Exception):
+    pass
+
+
+@dataclass
 class Narrator:
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.timeline: list[tuple[float, str]] = []
+    started: float = field(default_factory=time.monotonic)
+    timeline: list[tuple[float, str]] = field(default_factory=list)
+    current: str = ""
 
-    def step(self, title: str) -> None:
+    @contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        self.current = title
         elapsed = time.monotonic() - self.started
-        self.timeline.append((elapsed, title))
         print(f"\n[{elapsed:6.1f}s] == {title}", flush=True)
+        yield
+        self.timeline.append((time.monotonic() - self.started, title))
 
     def say(self, text: str) -> None:
-        print("         " + text.replace("\n", "\n         "), flush=True)
+        print("          " + text.replace("\n", "\n          "), flush=True)
 
 
-def run(workdir: Path) -> int:
+def wait_for[T](what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Loop:
+    """The deployed app, seen through the AWS APIs a user would call."""
+
+    def __init__(self, running: local_cloud.Cloud, deployment: Deployment) -> None:
+        env = running.client_env()
+        session = boto3.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+        self.deployment = deployment
+        self.s3 = session.client("s3", endpoint_url=running.endpoint)
+        self.sfn = session.client("stepfunctions", endpoint_url=running.endpoint)
+        self.cloudwatch = session.client("cloudwatch", endpoint_url=running.endpoint)
+        self.lambda_ = session.client("lambda", endpoint_url=running.endpoint)
+        self.registry = Registry(self.s3, deployment.model_bucket)
+
+    def upload(self, key: str, frame: pd.DataFrame) -> None:
+        self.s3.put_object(Bucket=self.deployment.data_bucket, Key=key, Body=frame.to_csv(index=False).encode())
+
+    def executions(self) -> list[dict[str, Any]]:
+        listed = self.sfn.list_executions(stateMachineArn=self.deployment.state_machine_arn)["executions"]
+        return sorted((dict(execution) for execution in listed), key=lambda execution: execution["startDate"])
+
+    def finished(self, arn: str, timeout: float = 240) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            described = self.sfn.describe_execution(executionArn=arn)
+            return None if described["status"] == "RUNNING" else dict(described)
+
+        return wait_for(f"execution {arn.rsplit(':', 1)[-1]}", probe, timeout, interval=2.0)
+
+    def alarm_state(self, name: str) -> str:
+        alarms = self.cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        return alarms[0]["StateValue"] if alarms else "MISSING"
+
+    def run_monitor(self) -> dict[str, Any]:
+        response = self.lambda_.invoke(FunctionName=self.deployment.monitor_function, Payload=b"{}")
+        payload = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            raise DemoFailed(f"the monitor failed: {payload}")
+        return dict(payload)
+
+
+def run(keep: bool = False) -> int:
     narrator = Narrator()
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    data_dir = workdir / "data"
-    data_dir.mkdir(parents=True)
-
-    narrator.step("Generate a synthetic churn data set")
-    synthetic.generate(4000, seed=1).to_csv(data_dir / "history.csv", index=False)
-    synthetic.generate(4000, seed=2, covariate_drift=0.3, concept_drift=0.5).to_csv(data_dir / "fresh.csv", index=False)
-    narrator.say(f"{data_dir / 'history.csv'}: 4000 rows (training data for version 1)")
-    narrator.say(f"{data_dir / 'fresh.csv'}: 4000 rows from a changed world (for the challenger)")
-
-    narrator.step("Train version 1 with the training program, laid out as SageMaker runs it")
-    first = local_run.stage(workdir / "jobs" / "v1", [data_dir / "history.csv"], HYPERPARAMETERS)
-    if local_run.run(first, log=first.base / "training.log") != 0:
-        narrator.say(local_run.summary(first))
+    running: local_cloud.Cloud | None = None
+    try:
+        with narrator.step("Start a local AWS: LocalStack without Docker, with driftloop's extension"):
+            running = local_cloud.start(INSTANCE, port=0)
+            narrator.say(f"endpoint {running.endpoint} (log: {running.log_file})")
+        with narrator.step("Deploy the CDK app (stage local: data, training, serving, monitoring) with cdklocal"):
+            deployment = deploy(running)
+            narrator.say(f"state machine {deployment.state_machine_arn.rsplit(':', 1)[-1]}, API {deployment.api_url}")
+        loop = Loop(running, deployment)
+        closed_loop(narrator, loop)
+    except (DemoFailed, local_cloud.LocalCloudError) as exc:
+        print(f"\nDEMO FAILED at step '{narrator.current}': {exc}", flush=True)
         return 1
-    narrator.say(local_run.summary(first))
-
-    with local_s3() as endpoint:
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        s3.create_bucket(Bucket=DEMO_BUCKET)
-        s3.put_bucket_versioning(Bucket=DEMO_BUCKET, VersioningConfiguration={"Status": "Enabled"})
-        registry = Registry(s3, DEMO_BUCKET)
-
-        narrator.step(f"Register and promote version 1 (registry in s3://{DEMO_BUCKET}, local S3 at {endpoint})")
-        v1 = register_run(registry, first, "demo: first model")
-        registry.promote(v1, expected=None, reasons=("first model: no champion to beat",))
-        narrator.say(f"registered and promoted {v1}")
-
-        with inference_api(workdir / "api.log") as url:
-            narrator.step(f"Serve the champion over HTTP at {url} (the same ASGI app the Lambda runs)")
-            show(narrator, "GET", url + "/health")
-            show(narrator, "GET", url + "/model", summarise=lambda body: {k: body[k] for k in ("version", "task")})
-            instances = instances_of(synthetic.generate(3, seed=7))
-            show(narrator, "POST", url + "/predict", {"instances": instances})
-
-            narrator.step("Send bad requests: the API says precisely what is wrong, and nothing is lost")
-            broken = dict(instances[0], tenure_months="twelve", favourite_colour="blue")
-            show(narrator, "POST", url + "/predict", {"instances": [instances[1], broken]})
-            show(narrator, "POST", url + "/predict", raw=b'{"instances": [')
-
-            narrator.step("Train a challenger on fresh data; score it against the live champion on the same holdout")
-            champion = registry.champion()
-            assert champion is not None
-            archive = workdir / "champion" / ARCHIVE_FILE
-            registry.fetch_archive(champion.archive_key, champion.sha256, archive)
-            second = local_run.stage(
-                workdir / "jobs" / "v2",
-                [data_dir / "fresh.csv"],
-                {**CHALLENGER_HYPERPARAMETERS, "champion_version": champion.version},
-                champion=archive,
-            )
-            if local_run.run(second, log=second.base / "training.log") != 0:
-                narrator.say(local_run.summary(second))
-                return 1
-            narrator.say(local_run.summary(second))
-            evaluation = json.loads((second.output_data_dir / EVALUATION_FILE).read_text())
-            v2 = register_run(registry, second, "demo: challenger on fresh data", evaluation)
-            if evaluation["passed"]:
-                registry.promote(v2, expected=champion, reasons=tuple(evaluation["reasons"]))
-                narrator.say(f"{v2} promoted; the running API picks it up within {REFRESH_SECONDS:.0f} s")
-                wait_for_version(url, v2)
-            else:
-                registry.record("rejected", v2, evaluation["reasons"])
-                narrator.say(f"{v2} rejected; {v1} keeps serving")
-            show(narrator, "POST", url + "/predict", {"instances": instances[:1]})
-
-        narrator.step("The decision record (append-only, in the registry)")
-        for decision in registry.decisions():
-            narrator.say(f"{decision.action:<11} {decision.version}  {'; '.join(decision.reasons)[:110]}")
-
-    narrator.step("Done")
+    finally:
+        if running is not None and running.managed and not keep:
+            local_cloud.stop(INSTANCE)
+            print("\nstopped the local AWS (make demo ARGS=--keep keeps it running)")
+    print("\nTimeline")
     for elapsed, title in narrator.timeline:
         print(f"  {elapsed:6.1f}s  {title}")
-    print(f"\nFiles are in {workdir}/ (data, training jobs, bundles). Next: README.md, 'Deploy to AWS'.")
     return 0
 
 
-def register_run(registry: Registry, layout: Layout, source: str, evaluation: dict[str, Any] | None = None) -> str:
-    version = new_version_id()
-    archive = layout.base / ARCHIVE_FILE
-    pack_archive(layout.model_dir, archive)
-    evaluation = evaluation or json.loads((layout.output_data_dir / EVALUATION_FILE).read_text())
-    record = registry.register(version, archive, evaluation=evaluation, lineage={"source": source})
-    registry.record("registered", version, evaluation["reasons"], {"sha256": record.sha256})
-    return version
+def closed_loop(narrator: Narrator, loop: Loop) -> None:
+    api = loop.deployment.api_url
+    with narrator.step("Upload labelled data and let the state machine train version 1 for real"):
+        loop.upload("training-data/history.csv", synthetic.generate(TRAINING_ROWS, seed=1))
+        first = start_and_finish(narrator, loop, {"trigger": {"source": "manual", "by": "make demo"}})
+        v1 = champion_version(loop)
+        if first["status"] != "SUCCEEDED" or v1 is None:
+            raise DemoFailed(f"the first training run ended {first['status']}: {first.get('cause', '')[:500]}")
+        narrator.say(f"champion: {v1}")
+
+    with narrator.step("Call the deployed API through LocalStack's API Gateway"):
+        sample = instances_of(synthetic.generate(2, seed=7))
+        status, body = post_json(api + "/predict", json.dumps({"instances": sample}).encode())
+        expect(status == 200, f"POST /predict answered {status}: {body}")
+        narrator.say(f"POST /predict -> {status}: answered by {body['model_version']}")
+        for prediction in body["predictions"]:
+            narrator.say(f"  {prediction['prediction_id']}: label {prediction['label']} {prediction['probabilities']}")
+        broken = dict(sample[0], tenure_months="twelve")
+        status, body = post_json(api + "/predict", json.dumps({"instances": [broken]}).encode())
+        expect(status == 422, f"a bad request answered {status}: {body}")
+        narrator.say(f"POST /predict with tenure_months='twelve' -> {status}: {body['details']}")
+
+    with narrator.step(f"The world changes: {DRIFTED_ROWS} predictions on drifted data, then their ground truth"):
+        drifted = synthetic.generate(DRIFTED_ROWS, seed=11, covariate_drift=0.8, concept_drift=0.8)
+        served = predict_all(api, instances_of(drifted))
+        correct = sum(str(p["label"]) == str(truth) for p, truth in zip(served, drifted[synthetic.TARGET], strict=True))
+        narrator.say(f"served {len(served)} predictions; {correct / len(served):.0%} turn out to be right")
+        send_feedback(api, served, drifted[synthetic.TARGET].tolist())
+        narrator.say("sent the true labels to POST /feedback (captured through Firehose into S3)")
+
+    with narrator.step("The monitor Lambda compares the live window with the champion's training baseline"):
+        summary = wait_for("captured predictions in the monitor's window", lambda: ready(loop.run_monitor()), 60, 3)
+        narrator.say(
+            f"{summary['captured']} captured, {summary['labelled']} labelled; largest drift: "
+            f"{summary['max_drift_feature']} PSI {summary['max_feature_drift']:.2f}; prediction drift "
+            f"{summary['prediction_drift']:.2f}; live quality {summary['quality']}"
+        )
+
+    with narrator.step("CloudWatch evaluates the alarms; EventBridge starts the retraining"):
+        before = {e["executionArn"] for e in loop.executions()}
+        state = wait_for(
+            f"{DRIFT_ALARM} to reach ALARM",
+            lambda: "ALARM" if loop.alarm_state(DRIFT_ALARM) == "ALARM" else None,
+            150,
+            2,
+        )
+        narrator.say(f"{DRIFT_ALARM}: {state}; {QUALITY_ALARM}: {loop.alarm_state(QUALITY_ALARM)}")
+        started = wait_for("an execution started by the alarm", lambda: new_executions(loop, before), 60, 1)
+        narrator.say(f"EventBridge started {', '.join(e['name'] for e in started)}")
+
+    with narrator.step("The retraining run: data + labelled captures, challenger vs champion on the same holdout"):
+        outcomes = [loop.finished(e["executionArn"]) for e in started]
+        for outcome in outcomes:
+            narrator.say(f"{outcome['name']}: {outcome['status']} -> {final_state(outcome)}")
+        v2 = champion_version(loop)
+        for decision in loop.registry.decisions():
+            if decision.action in ("promoted", "rejected", "skipped") and decision.version != v1:
+                narrator.say(f"{decision.action}: {decision.version} — {'; '.join(decision.reasons)[:200]}")
+        expect(v2 is not None and v2 != v1, f"the challenger was not promoted (champion still {v1})")
+
+    with narrator.step("The API answers with version 2, without a redeploy"):
+        version = wait_for(f"the API to serve {v2}", lambda: serving(api, sample, v2), 60, 2)
+        narrator.say(f"POST /predict -> answered by {version}")
+
+    with narrator.step("Summary"):
+        summarise(narrator, loop)
+
+
+def start_and_finish(narrator: Narrator, loop: Loop, payload: dict[str, Any]) -> dict[str, Any]:
+    execution = loop.sfn.start_execution(stateMachineArn=loop.deployment.state_machine_arn, input=json.dumps(payload))
+    narrator.say(f"started execution {execution['executionArn'].rsplit(':', 1)[-1]}")
+    outcome = loop.finished(execution["executionArn"])
+    narrator.say(f"{outcome['status']} -> {final_state(outcome)}")
+    return outcome
+
+
+def final_state(outcome: dict[str, Any]) -> str:
+    output = json.loads(outcome.get("output") or "{}")
+    for key, label in (("promotion", "promoted"), ("rejection", "rejected")):
+        if isinstance(output.get(key), dict):
+            return f"{label} {output[key].get('version')}"
+    if isinstance(output.get("guard"), dict) and not output["guard"].get("acquired", True):
+        return f"skipped: {output['guard'].get('reason', '')}"
+    return outcome.get("error") or "done"
+
+
+def champion_version(loop: Loop) -> str | None:
+    champion = loop.registry.champion()
+    return champion.version if champion else None
 
 
 def instances_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -155,82 +239,58 @@ def instances_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def show(
-    narrator: Narrator,
-    method: str,
-    url: str,
-    payload: Any = None,
-    *,
-    raw: bytes | None = None,
-    summarise: Any = None,
-) -> None:
-    if method == "GET":
-        status, body = get_json(url)
-    else:
-        status, body = post_json(url, raw if raw is not None else json.dumps(payload).encode())
-    shown = summarise(body) if summarise and status == 200 else body
-    narrator.say(f"{method} {urlsplit(url).path} -> HTTP {status}")
-    narrator.say(json.dumps(shown, indent=2)[:1500])
+def predict_all(api: str, instances: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    served: list[dict[str, Any]] = []
+    for offset in range(0, len(instances), BATCH):
+        status, body = post_json(
+            api + "/predict", json.dumps({"instances": instances[offset : offset + BATCH]}).encode()
+        )
+        expect(status == 200, f"POST /predict answered {status}: {body}")
+        served.extend(body["predictions"])
+    return served
 
 
-def wait_for_version(url: str, version: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status, body = get_json(url + "/model")
-        if status == 200 and body.get("version") == version:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"the API did not pick up {version} within {timeout} s")
+def send_feedback(api: str, served: Sequence[dict[str, Any]], truths: Sequence[Any]) -> None:
+    items = [{"prediction_id": p["prediction_id"], "label": str(t)} for p, t in zip(served, truths, strict=True)]
+    for offset in range(0, len(items), BATCH):
+        status, body = post_json(api + "/feedback", json.dumps({"feedback": items[offset : offset + BATCH]}).encode())
+        expect(status == 202, f"POST /feedback answered {status}: {body}")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def ready(summary: dict[str, Any]) -> dict[str, Any] | None:
+    return summary if summary.get("status") == "ok" else None
 
 
-@contextmanager
-def local_s3() -> Iterator[str]:
-    """moto's S3 server on a loopback port, with dummy credentials for boto3."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "demo",
-        "AWS_SECRET_ACCESS_KEY": "demo",  # moto accepts any credentials
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }.items():
-        os.environ[name] = value
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per S3 call drowns the story
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+def new_executions(loop: Loop, before: set[str]) -> list[dict[str, Any]] | None:
+    fresh = [e for e in loop.executions() if e["executionArn"] not in before]
+    return fresh or None
 
 
-@contextmanager
-def inference_api(log: Path) -> Iterator[str]:
-    """`driftloop serve` in its own process on a loopback port, serving the registry's champion."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "infra.cli", "serve", "--bucket", DEMO_BUCKET, "--port", str(port)]
-    command += ["--refresh-seconds", str(REFRESH_SECONDS)]
-    with log.open("w") as stream:
-        server = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                get_json(url + "/health")
-                break
-            except CommandError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the inference API did not start; see {log}") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+def serving(api: str, sample: list[dict[str, Any]], version: str | None) -> str | None:
+    """``version`` once the API answers with it (it re-reads the champion every serving.refresh_seconds)."""
+    status, body = post_json(api + "/predict", json.dumps({"instances": sample[:1]}).encode())
+    return version if status == 200 and body.get("model_version") == version else None
+
+
+def summarise(narrator: Narrator, loop: Loop) -> None:
+    champion = champion_version(loop)
+    narrator.say(f"{'version':<26} {'algorithm':<16} {'roc_auc':>8}  live  gate")
+    for record in loop.registry.list_versions():
+        evaluation = record.evaluation or {}
+        live = "*" if record.version == champion else " "
+        gate = "passed" if evaluation.get("passed") else "rejected"
+        narrator.say(
+            f"{record.version:<26} {record.algorithm:<16} {record.metrics.get('roc_auc', 0):>8.3f}  {live:^4}  {gate}"
+        )
+    narrator.say("decisions:")
+    for decision in loop.registry.decisions():
+        trigger = decision.details.get("trigger") or {}
+        source = f" [{trigger.get('source')}]" if isinstance(trigger, dict) and trigger.get("source") else ""
+        narrator.say(f"  {decision.time[11:19]} {decision.action:<11} {decision.version or '-'}{source}")
+    status, health = get_json(loop.deployment.api_url + "/health")
+    narrator.say(f"GET /health -> {status}: {health}")
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise DemoFailed(message)

@@ -86,15 +86,10 @@ def deploy(cloud: Cloud, *, log: Path | None = None) -> Deployment:
     target.parent.mkdir(parents=True, exist_ok=True)
     log = log or target.with_name("cdk-deploy.log")
     env = {**os.environ, **cloud.client_env(), **QUIET}
-    _cdklocal(["bootstrap", f"aws://{ACCOUNT}/{DEFAULT_REGION}", "-c", f"stage={STAGE}"], env, log)
-    _cdklocal(
-        [
-            "deploy", "--all", "-c", f"stage={STAGE}", "--require-approval", "never",
-            "--outputs-file", str(target), "--progress", "events",
-        ],
-        env,
-        log,
-    )  # fmt: skip
+    # A cloud assembly per instance: two deployments (or a deployment and `make test`'s synth) never share cdk.out.
+    common = ["-c", f"stage={STAGE}", "--output", str(target.with_name("cdk.out"))]
+    _cdklocal(["bootstrap", f"aws://{ACCOUNT}/{DEFAULT_REGION}", *common], env, log)
+    _cdklocal(["deploy", "--all", *common, "--require-approval", "never", "--outputs-file", str(target)], env, log)
     return read_deployment(cloud)
 
 
