@@ -36,6 +36,8 @@ QUALITY_ALARM = f"{PREFIX}-live-accuracy"
 TRAINING_ROWS = 3000
 DRIFTED_ROWS = 1500
 BATCH = 100
+# Feature distributions and the churn rule both move: the champion's answers get worse, and the monitor sees it.
+CHANGED_WORLD = {"covariate_drift": 0.8, "concept_drift": 0.8}
 
 
 class DemoFailed(Exception):
@@ -44,6 +46,8 @@ class DemoFailed(Exception):
 
 @dataclass
 class Narrator:
+    """Prints each step as it starts; keeps a timeline of the events that matter for the closing summary."""
+
     started: float = field(default_factory=time.monotonic)
     timeline: list[tuple[float, str]] = field(default_factory=list)
     current: str = ""
@@ -51,13 +55,17 @@ class Narrator:
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
         self.current = title
-        elapsed = time.monotonic() - self.started
-        print(f"\n[{elapsed:6.1f}s] == {title}", flush=True)
+        print(f"\n[{self.elapsed():6.1f}s] == {title}", flush=True)
         yield
-        self.timeline.append((time.monotonic() - self.started, title))
 
     def say(self, text: str) -> None:
         print("          " + text.replace("\n", "\n          "), flush=True)
+
+    def event(self, text: str) -> None:
+        self.timeline.append((self.elapsed(), text))
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
 
 
 def wait_for[T](what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
@@ -120,9 +128,11 @@ def run(keep: bool = False) -> int:
     try:
         with narrator.step("Start a local AWS: LocalStack without Docker, with driftloop's extension"):
             running = local_cloud.start(INSTANCE, port=0)
+            narrator.event(f"local AWS up at {running.endpoint}")
             narrator.say(f"endpoint {running.endpoint} (log: {running.log_file})")
         with narrator.step("Deploy the CDK app (stage local: data, training, serving, monitoring) with cdklocal"):
             deployment = deploy(running)
+            narrator.event("four stacks deployed with cdklocal")
             narrator.say(f"state machine {deployment.state_machine_arn.rsplit(':', 1)[-1]}, API {deployment.api_url}")
         loop = Loop(running, deployment)
         closed_loop(narrator, loop)
@@ -134,8 +144,9 @@ def run(keep: bool = False) -> int:
             local_cloud.stop(INSTANCE)
             print("\nstopped the local AWS (make demo ARGS=--keep keeps it running)")
     print("\nTimeline")
-    for elapsed, title in narrator.timeline:
-        print(f"  {elapsed:6.1f}s  {title}")
+    for elapsed, text in narrator.timeline:
+        print(f"  {elapsed:6.1f}s  {text}")
+    print(f"  {narrator.elapsed():6.1f}s  done")
     return 0
 
 
@@ -148,12 +159,14 @@ def closed_loop(narrator: Narrator, loop: Loop) -> None:
         if first["status"] != "SUCCEEDED" or v1 is None:
             raise DemoFailed(f"the first training run ended {first['status']}: {first.get('cause', '')[:500]}")
         narrator.say(f"champion: {v1}")
+        narrator.event(f"{v1} trained by the state machine and promoted (trigger: manual)")
 
     with narrator.step("Call the deployed API through LocalStack's API Gateway"):
         sample = instances_of(synthetic.generate(2, seed=7))
         status, body = post_json(api + "/predict", json.dumps({"instances": sample}).encode())
         expect(status == 200, f"POST /predict answered {status}: {body}")
         narrator.say(f"POST /predict -> {status}: answered by {body['model_version']}")
+        narrator.event(f"API answered with {body['model_version']}; a malformed request got a 422")
         for prediction in body["predictions"]:
             narrator.say(f"  {prediction['prediction_id']}: label {prediction['label']} {prediction['probabilities']}")
         broken = dict(sample[0], tenure_months="twelve")
@@ -162,12 +175,17 @@ def closed_loop(narrator: Narrator, loop: Loop) -> None:
         narrator.say(f"POST /predict with tenure_months='twelve' -> {status}: {body['details']}")
 
     with narrator.step(f"The world changes: {DRIFTED_ROWS} predictions on drifted data, then their ground truth"):
-        drifted = synthetic.generate(DRIFTED_ROWS, seed=11, covariate_drift=0.8, concept_drift=0.8)
+        drifted = synthetic.generate(DRIFTED_ROWS, seed=11, **CHANGED_WORLD)
         served = predict_all(api, instances_of(drifted))
         correct = sum(str(p["label"]) == str(truth) for p, truth in zip(served, drifted[synthetic.TARGET], strict=True))
         narrator.say(f"served {len(served)} predictions; {correct / len(served):.0%} turn out to be right")
+        narrator.event(f"{len(served)} drifted predictions served by {v1}, ground truth sent")
         send_feedback(api, served, drifted[synthetic.TARGET].tolist())
         narrator.say("sent the true labels to POST /feedback (captured through Firehose into S3)")
+        # The labelled-data pipeline keeps a rolling window: last month's labelled rows replace the old ones.
+        loop.s3.delete_object(Bucket=loop.deployment.data_bucket, Key="training-data/history.csv")
+        loop.upload("training-data/recent.csv", synthetic.generate(TRAINING_ROWS, seed=12, **CHANGED_WORLD))
+        narrator.say(f"the labelled-data window rolls forward: training-data/ now holds {TRAINING_ROWS} recent rows")
 
     with narrator.step("The monitor Lambda compares the live window with the champion's training baseline"):
         summary = wait_for("captured predictions in the monitor's window", lambda: ready(loop.run_monitor()), 60, 3)
@@ -175,6 +193,9 @@ def closed_loop(narrator: Narrator, loop: Loop) -> None:
             f"{summary['captured']} captured, {summary['labelled']} labelled; largest drift: "
             f"{summary['max_drift_feature']} PSI {summary['max_feature_drift']:.2f}; prediction drift "
             f"{summary['prediction_drift']:.2f}; live quality {summary['quality']}"
+        )
+        narrator.event(
+            f"monitor: max feature drift {summary['max_feature_drift']:.2f} (PSI), quality {summary['quality']}"
         )
 
     with narrator.step("CloudWatch evaluates the alarms; EventBridge starts the retraining"):
@@ -188,20 +209,23 @@ def closed_loop(narrator: Narrator, loop: Loop) -> None:
         narrator.say(f"{DRIFT_ALARM}: {state}; {QUALITY_ALARM}: {loop.alarm_state(QUALITY_ALARM)}")
         started = wait_for("an execution started by the alarm", lambda: new_executions(loop, before), 60, 1)
         narrator.say(f"EventBridge started {', '.join(e['name'] for e in started)}")
+        narrator.event(f"{DRIFT_ALARM} in ALARM by CloudWatch's evaluation; EventBridge started {len(started)} run(s)")
 
     with narrator.step("The retraining run: data + labelled captures, challenger vs champion on the same holdout"):
         outcomes = [loop.finished(e["executionArn"]) for e in started]
         for outcome in outcomes:
             narrator.say(f"{outcome['name']}: {outcome['status']} -> {final_state(outcome)}")
+            narrator.event(f"run {outcome['name'][:8]}: {final_state(outcome)[:90]}")
         v2 = champion_version(loop)
         for decision in loop.registry.decisions():
-            if decision.action in ("promoted", "rejected", "skipped") and decision.version != v1:
-                narrator.say(f"{decision.action}: {decision.version} — {'; '.join(decision.reasons)[:200]}")
+            if decision.action in ("promoted", "rejected") and decision.version != v1:
+                narrator.say(f"{decision.action}: {decision.version or '-'}: {'; '.join(decision.reasons)[:200]}")
         expect(v2 is not None and v2 != v1, f"the challenger was not promoted (champion still {v1})")
 
     with narrator.step("The API answers with version 2, without a redeploy"):
         version = wait_for(f"the API to serve {v2}", lambda: serving(api, sample, v2), 60, 2)
         narrator.say(f"POST /predict -> answered by {version}")
+        narrator.event(f"API answered with {version}, no redeploy")
 
     with narrator.step("Summary"):
         summarise(narrator, loop)
