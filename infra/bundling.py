@@ -2,7 +2,8 @@
 
 The bundler copies only the ``functions/`` subpackages a function needs, adds the pinned third-party wheels for
 the Lambda platform (installed once per requirements file into ``.cache/lambda-deps/``), and precompiles
-everything for Python 3.12. Run ``python -m infra.bundling`` to regenerate the inference requirements from uv.lock.
+everything for Python 3.12. Each bundled Lambda's third-party packages are pinned, with hashes, in a requirements
+file exported from uv.lock (:class:`PinnedRequirements`); ``python -m infra.bundling`` regenerates them all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -40,14 +42,7 @@ PIP_PLATFORM_OPTIONS = (
 )  # fmt: skip
 # The Lambda Python runtime ships these; bundling them would only shadow the runtime's patched copies.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
-UV_EXPORT_ARGS = (
-    "export", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt",
-    *(arg for package in RUNTIME_PROVIDED for arg in ("--no-emit-package", package)),
-)  # fmt: skip
-REQUIREMENTS_HEADER = (
-    "# The third-party packages bundled into the inference Lambda (infra/bundling.py), exported from uv.lock.\n"
-    "# Do not edit: regenerate with `python -m infra.bundling` (uv on PATH or in $UV) after changing uv.lock.\n"
-)
+UV_EXPORT = ("export", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt")
 # Never shipped: stale bytecode from this machine, and the pin file itself.
 SOURCE_IGNORE = ("__pycache__", "*.pyc", "requirements*.txt")
 # Part of every cache key and asset hash, so changing how dependencies are installed invalidates both.
@@ -62,12 +57,37 @@ def find_uv() -> str | None:
     return os.environ.get("UV") or shutil.which("uv")
 
 
-def export_requirements(uv: str) -> str:
-    """The inference requirements file as it should be committed: header + ``uv export`` output."""
-    result = subprocess.run([uv, *UV_EXPORT_ARGS], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise BundlingError(f"uv export failed:\n{result.stderr}")
-    return REQUIREMENTS_HEADER + result.stdout
+@dataclass(frozen=True)
+class PinnedRequirements:
+    """The committed requirements file of one bundled Lambda, and the ``uv export`` that produces it."""
+
+    path: Path
+    # Which Lambda, for the file's header.
+    bundle: str
+    # Selects the packages: extras, --prune, --no-emit-package.
+    export_options: tuple[str, ...]
+
+    @property
+    def header(self) -> str:
+        return (
+            f"# The third-party packages bundled into the {self.bundle} (infra/bundling.py), exported from uv.lock.\n"
+            "# Do not edit: regenerate with `python -m infra.bundling` (uv on PATH or in $UV) after changing uv.lock.\n"
+        )
+
+    def export(self, uv: str) -> str:
+        """The file as it should be committed: the header and ``uv export``'s output."""
+        command = [uv, *UV_EXPORT, *self.export_options]
+        result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise BundlingError(f"uv export failed:\n{result.stderr}")
+        return self.header + result.stdout
+
+
+INFERENCE = PinnedRequirements(
+    INFERENCE_REQUIREMENTS,
+    "inference Lambda",
+    tuple(arg for package in RUNTIME_PROVIDED for arg in ("--no-emit-package", package)),
+)
 
 
 def _pip_command() -> list[str]:
@@ -197,11 +217,14 @@ class LocalPythonBundler:
 
 
 def main() -> None:
+    from infra.constructs.monitor_function import MONITOR
+
     uv = find_uv()
     if uv is None:
         raise SystemExit("uv not found: put it on PATH or set UV=/path/to/uv")
-    INFERENCE_REQUIREMENTS.write_text(export_requirements(uv))
-    print(f"wrote {INFERENCE_REQUIREMENTS.relative_to(REPO_ROOT)}")
+    for pinned in (INFERENCE, MONITOR):
+        pinned.path.write_text(pinned.export(uv))
+        print(f"wrote {pinned.path.relative_to(REPO_ROOT)}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,12 @@
 """The drift monitor Lambda: its bundle, settings, least-privilege role and schedule.
 
 The bundle is ``functions/`` (common + monitor) and the ``monitor`` extra's wheels (numpy, matplotlib), pinned in
-``functions/monitor/requirements.txt``, exported from uv.lock by ``python -m infra.constructs.monitor_function``.
+``functions/monitor/requirements.txt``, exported from uv.lock by ``python -m infra.bundling``.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 import tomllib
 
 from aws_cdk import Duration, RemovalPolicy
@@ -17,7 +16,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.bundling import REPO_ROOT, BundlingError, find_uv
+from infra.bundling import REPO_ROOT, PinnedRequirements
 from infra.config import METRIC_NAMESPACE, DriftloopConfig
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.grants import grant_missing_key_lookups, grant_prefix
@@ -29,10 +28,6 @@ MONITOR_EXTRA = "monitor"
 # Of the project's own dependencies (the serving set) the monitor needs only these; the rest are pruned from its
 # export, with whatever only they need (boto3 and botocore among them: the Lambda runtime provides them).
 MONITOR_BASE_PACKAGES = ("numpy",)
-REQUIREMENTS_HEADER = (
-    "# The third-party packages bundled into the drift monitor Lambda (infra/bundling.py), exported from uv.lock.\n"
-    "# Do not edit: regenerate with `python -m infra.constructs.monitor_function` (uv on PATH or in $UV).\n"
-)
 # matplotlib and numpy load in about a second; a window of a few hundred thousand records fits in memory.
 MEMORY_MB = 1024
 TIMEOUT = Duration.minutes(5)
@@ -48,20 +43,12 @@ def _base_dependencies() -> list[str]:
     return [re.split(r"[^A-Za-z0-9._-]", spec, maxsplit=1)[0] for spec in project["dependencies"]]
 
 
-def export_args() -> list[str]:
-    pruned = [name for name in _base_dependencies() if name.lower() not in MONITOR_BASE_PACKAGES]
-    return [
-        "export", "--frozen", "--no-dev", "--no-emit-project", "--format", "requirements-txt",
-        "--extra", MONITOR_EXTRA, *(arg for name in pruned for arg in ("--prune", name)),
-    ]  # fmt: skip
-
-
-def export_requirements(uv: str) -> str:
-    """The monitor requirements file as it should be committed: header + ``uv export`` output."""
-    result = subprocess.run([uv, *export_args()], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise BundlingError(f"uv export failed:\n{result.stderr}")
-    return REQUIREMENTS_HEADER + result.stdout
+_PRUNED = [name for name in _base_dependencies() if name.lower() not in MONITOR_BASE_PACKAGES]
+MONITOR = PinnedRequirements(
+    MONITOR_REQUIREMENTS,
+    "drift monitor Lambda",
+    ("--extra", MONITOR_EXTRA, *(arg for name in _PRUNED for arg in ("--prune", name))),
+)
 
 
 def window_lag_seconds(config: DriftloopConfig) -> int:
@@ -138,15 +125,3 @@ class MonitorFunction(Construct):
             schedule=events.Schedule.rate(Duration.minutes(monitoring.schedule_minutes)),
             targets=[targets.LambdaFunction(self.function, retry_attempts=RETRY_ATTEMPTS)],
         )
-
-
-def main() -> None:
-    uv = find_uv()
-    if uv is None:
-        raise SystemExit("uv not found: put it on PATH or set UV=/path/to/uv")
-    MONITOR_REQUIREMENTS.write_text(export_requirements(uv))
-    print(f"wrote {MONITOR_REQUIREMENTS.relative_to(REPO_ROOT)}")
-
-
-if __name__ == "__main__":
-    main()

@@ -9,14 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.bundling import (
-    INFERENCE_REQUIREMENTS,
-    REPO_ROOT,
-    RUNTIME_PROVIDED,
-    LocalPythonBundler,
-    export_requirements,
-    find_uv,
-)
+from infra.bundling import INFERENCE, INFERENCE_REQUIREMENTS, REPO_ROOT, RUNTIME_PROVIDED, LocalPythonBundler, find_uv
 from infra.stacks.serving_stack import INFERENCE_SOURCES
 from infra.stacks.training_stack import WORKFLOW_SOURCES
 
@@ -39,7 +32,7 @@ def test_requirements_pin_the_serving_stack_with_hashes() -> None:
     packages = pinned_packages(requirements)
     assert set(SERVING) <= packages
     assert "--hash=sha256:" in requirements
-    assert requirements.startswith("# The third-party packages bundled into the inference Lambda")
+    assert requirements.startswith(INFERENCE.header)
 
 
 def test_requirements_leave_out_what_the_lambda_runtime_provides_and_training_only_packages() -> None:
@@ -52,7 +45,7 @@ def test_committed_requirements_match_a_fresh_export_from_the_lock() -> None:
     uv = find_uv()
     if uv is None:
         pytest.skip("uv not found: put it on PATH or set UV")
-    assert INFERENCE_REQUIREMENTS.read_text() == export_requirements(uv), (
+    assert INFERENCE_REQUIREMENTS.read_text() == INFERENCE.export(uv), (
         "functions/inference/requirements.txt is stale: run `python -m infra.bundling`"
     )
 

@@ -10,12 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.bundling import REPO_ROOT, LocalPythonBundler, find_uv
-from infra.constructs.monitor_function import (
-    MONITOR_REQUIREMENTS,
-    MONITOR_SOURCES,
-    REQUIREMENTS_HEADER,
-    export_requirements,
-)
+from infra.constructs.monitor_function import MONITOR, MONITOR_REQUIREMENTS, MONITOR_SOURCES
 
 # Serving and training packages have no place in the monitor; boto3 and botocore come with the Lambda runtime.
 EXCLUDED = ("onnxruntime", "starlette", "mangum", "orjson", "boto3", "botocore", "scikit-learn", "pandas", "scipy")
@@ -28,7 +23,7 @@ def pinned(requirements: str) -> set[str]:
 
 def test_requirements_pin_numpy_and_matplotlib_with_hashes_and_nothing_from_serving() -> None:
     requirements = MONITOR_REQUIREMENTS.read_text()
-    assert requirements.startswith(REQUIREMENTS_HEADER)
+    assert requirements.startswith(MONITOR.header)
     assert {"numpy", "matplotlib"} <= pinned(requirements)
     assert pinned(requirements).isdisjoint(EXCLUDED)
     assert "--hash=sha256:" in requirements
@@ -38,8 +33,8 @@ def test_committed_requirements_match_a_fresh_export_from_the_lock() -> None:
     uv = find_uv()
     if uv is None:
         pytest.skip("uv not found: put it on PATH or set UV")
-    assert MONITOR_REQUIREMENTS.read_text() == export_requirements(uv), (
-        "functions/monitor/requirements.txt is stale: run `python -m infra.constructs.monitor_function`"
+    assert MONITOR_REQUIREMENTS.read_text() == MONITOR.export(uv), (
+        "functions/monitor/requirements.txt is stale: run `python -m infra.bundling`"
     )
 
 
