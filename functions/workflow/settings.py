@@ -7,11 +7,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from functions.common.env import Env, EnvError
 from functions.common.registry import DEFAULT_PREFIX
 
-
-class SettingsError(ValueError):
-    """A required environment variable is missing or malformed."""
+SettingsError = EnvError
 
 
 @dataclass(frozen=True)
@@ -36,28 +35,7 @@ class WorkflowSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> WorkflowSettings:
-        def required(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise SettingsError(f"environment variable {name} is required")
-            return value
-
-        def integer(name: str, low: int) -> int:
-            value = required(name)
-            try:
-                number = int(value)
-            except ValueError:
-                raise SettingsError(f"{name} must be an integer, got {value!r}") from None
-            if number < low:
-                raise SettingsError(f"{name} must be at least {low}, got {number}")
-            return number
-
-        def boolean(name: str) -> bool:
-            value = required(name).lower()
-            if value not in ("true", "false"):
-                raise SettingsError(f"{name} must be 'true' or 'false', got {value!r}")
-            return value == "true"
-
+        read = Env(env)
         raw = env.get("DRIFTLOOP_HYPERPARAMETERS", "{}")
         try:
             hyperparameters = json.loads(raw)
@@ -66,18 +44,18 @@ class WorkflowSettings:
         if not isinstance(hyperparameters, dict):
             raise SettingsError("DRIFTLOOP_HYPERPARAMETERS must be a JSON object")
         return cls(
-            model_bucket=required("DRIFTLOOP_MODEL_BUCKET"),
-            registry_prefix=env.get("DRIFTLOOP_REGISTRY_PREFIX", DEFAULT_PREFIX),
-            data_bucket=required("DRIFTLOOP_DATA_BUCKET"),
-            training_data_prefix=required("DRIFTLOOP_TRAINING_DATA_PREFIX"),
-            artifact_prefix=required("DRIFTLOOP_ARTIFACT_PREFIX"),
-            job_prefix=required("DRIFTLOOP_JOB_PREFIX"),
+            model_bucket=read.required("DRIFTLOOP_MODEL_BUCKET"),
+            registry_prefix=read.optional("DRIFTLOOP_REGISTRY_PREFIX", DEFAULT_PREFIX),
+            data_bucket=read.required("DRIFTLOOP_DATA_BUCKET"),
+            training_data_prefix=read.required("DRIFTLOOP_TRAINING_DATA_PREFIX"),
+            artifact_prefix=read.required("DRIFTLOOP_ARTIFACT_PREFIX"),
+            job_prefix=read.required("DRIFTLOOP_JOB_PREFIX"),
             hyperparameters={str(k): str(v) for k, v in hyperparameters.items()},
-            assembled_prefix=required("DRIFTLOOP_ASSEMBLED_PREFIX"),
-            capture_prefix=required("DRIFTLOOP_CAPTURE_PREFIX"),
-            feedback_prefix=required("DRIFTLOOP_FEEDBACK_PREFIX"),
-            include_feedback=boolean("DRIFTLOOP_INCLUDE_FEEDBACK"),
-            feedback_max_age_days=integer("DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", 1),
-            cooldown_minutes=integer("DRIFTLOOP_COOLDOWN_MINUTES", 0),
-            lock_timeout_seconds=integer("DRIFTLOOP_LOCK_TIMEOUT_SECONDS", 1),
+            assembled_prefix=read.required("DRIFTLOOP_ASSEMBLED_PREFIX"),
+            capture_prefix=read.required("DRIFTLOOP_CAPTURE_PREFIX"),
+            feedback_prefix=read.required("DRIFTLOOP_FEEDBACK_PREFIX"),
+            include_feedback=read.boolean("DRIFTLOOP_INCLUDE_FEEDBACK"),
+            feedback_max_age_days=read.integer("DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", 1),
+            cooldown_minutes=read.integer("DRIFTLOOP_COOLDOWN_MINUTES", 0),
+            lock_timeout_seconds=read.integer("DRIFTLOOP_LOCK_TIMEOUT_SECONDS", 1),
         )
