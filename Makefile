@@ -17,7 +17,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: help setup demo test lint typecheck unit infra-check bench synth clean local-setup local-up local-down local-lock
+.PHONY: help setup demo test lint typecheck unit infra-check integration bench synth clean local-setup local-up local-down local-lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,7 +52,10 @@ infra-check: setup ## synthesize the CDK app offline, then cdk-nag (during synth
 	npx cdk synth --quiet
 	$(BIN)/python -m infra.lint cdk.out
 
-test: lint typecheck unit infra-check ## everything CI runs
+integration: setup local-setup ## integration tests: the app deployed to a local AWS (one LocalStack, one deployment)
+	$(BIN)/pytest -m integration
+
+test: lint typecheck unit infra-check integration ## everything CI runs
 
 bench: setup ## inference benchmark: driftloop vs a FastAPI + scikit-learn + pandas reference
 	$(BIN)/python -m tests.benchmarks.bench_inference

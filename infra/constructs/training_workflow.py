@@ -36,6 +36,8 @@ LAMBDA_TRANSIENT_ERRORS = (
 )
 # How the SageMaker integration reports API errors such as throttling; a failed job is States.TaskFailed.
 SAGEMAKER_TRANSIENT_ERRORS = ("SageMaker.AmazonSageMakerException",)
+# The error of a failed execution; its cause starts with the original error's name.
+FAILED_ERROR = "driftloop.TrainingFailed"
 SAGEMAKER_EVENTS_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
 
 
@@ -106,9 +108,17 @@ class TrainingWorkflow(Construct):
             ),
             result_path=sfn.JsonPath.DISCARD,
         )
-        # The original error stays in $.error; the Fail state reports it, whatever happened while recording it or
-        # releasing the lock.
-        failed = sfn.Fail(self, "TrainingFailed", error_path="$.error.Error", cause_path="$.error.Cause")
+        # The execution fails with the original error in its cause, whatever happened while recording it or
+        # releasing the lock. The error name is fixed: Step Functions reserves "States." names (States.TaskFailed,
+        # the usual one here) for itself and rejects them in a Fail state.
+        failed = sfn.Fail(
+            self,
+            "TrainingFailed",
+            error=FAILED_ERROR,
+            cause_path=sfn.JsonPath.format(
+                "{}: {}", sfn.JsonPath.string_at("$.error.Error"), sfn.JsonPath.string_at("$.error.Cause")
+            ),
+        )
         notify_failure.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(5), max_attempts=3)
         notify_failure.add_catch(failed, errors=["States.ALL"], result_path="$.notify_failure_error")
         release_after_failure.add_catch(notify_failure, errors=["States.ALL"], result_path="$.release_error")

@@ -12,6 +12,7 @@ from aws_cdk.assertions import Match, Template
 from aws_cdk.cx_api import CloudAssembly
 
 from infra.app import DriftloopStacks
+from infra.constructs.training_workflow import FAILED_ERROR
 from training.contract import METRIC_DEFINITIONS
 
 # Every task of a run catches everything into RecordFailure.
@@ -254,7 +255,11 @@ def test_failures_are_recorded_released_notified_then_fail_with_the_original_err
     assert notify["Parameters"]["Message"]["error.$"] == "$.error.Error"
     assert notify["Next"] == "TrainingFailed"
     assert notify["Retry"] and notify["Catch"][0]["Next"] == "TrainingFailed"
-    assert states["TrainingFailed"] == {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
+    assert states["TrainingFailed"] == {
+        "Type": "Fail",
+        "Error": FAILED_ERROR,
+        "CausePath": "States.Format('{}: {}', $.error.Error, $.error.Cause)",
+    }
 
 
 def test_state_machine_logs_all_events_traces_and_times_out(training_template: Template) -> None:

@@ -50,6 +50,8 @@ class Watch:
         self.events = client("events")
         self.sqs = client("sqs")
         self.alarm = unique("drift-alarm")
+        # Each alarm watches its own metric: a value another test put must not move this alarm.
+        self.service = unique("local-test")
         self.rule = unique("alarm-rule")
         self.queue_url = self.sqs.create_queue(QueueName=unique("alarm-events"))["QueueUrl"]
         queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
@@ -71,7 +73,7 @@ class Watch:
             AlarmDescription="feature drift above the threshold",
             Namespace="driftloop/test",
             MetricName="FeatureDrift",
-            Dimensions=[{"Name": "Service", "Value": "local-test"}],
+            Dimensions=[{"Name": "Service", "Value": self.service}],
             Statistic="Maximum",
             Period=period,
             EvaluationPeriods=1,
@@ -127,7 +129,7 @@ def test_set_alarm_state_publishes_the_aws_event(watch: Watch) -> None:
     [metric] = detail["configuration"]["metrics"]
     assert metric["returnData"] is True
     assert metric["metricStat"] == {
-        "metric": {"namespace": "driftloop/test", "name": "FeatureDrift", "dimensions": {"Service": "local-test"}},
+        "metric": {"namespace": "driftloop/test", "name": "FeatureDrift", "dimensions": {"Service": watch.service}},
         "period": 60,
         "stat": "Maximum",
     }
@@ -148,7 +150,11 @@ def test_localstack_alarm_evaluation_publishes_the_event(watch: Watch) -> None:
         watch.cloudwatch.put_metric_data(
             Namespace="driftloop/test",
             MetricData=[
-                {"MetricName": "FeatureDrift", "Dimensions": [{"Name": "Service", "Value": "local-test"}], "Value": 0.9}
+                {
+                    "MetricName": "FeatureDrift",
+                    "Dimensions": [{"Name": "Service", "Value": watch.service}],
+                    "Value": 0.9,
+                }
             ],
         )
         try:

@@ -251,9 +251,8 @@ def test_no_fallback_to_docker_and_no_download(local_cloud: cloud.Cloud, functio
     log = (running.log_file.read_text() if running.log_file else "").lower()
     signs = (
         "invalid specified plugin name",  # an unknown LAMBDA_RUNTIME_EXECUTOR, silently replaced by "docker"
-        "lambda-runtime-init",  # the binary the docker executor installs from GitHub
+        "lambda-runtime-init",  # the binary the docker executor downloads (github.com/localstack/lambda-runtime-init)
         "aws-lambda-rie",
-        "github.com",
         "public.ecr.aws",  # the runtime image it pulls
         "pulling",
         "docker not available",
