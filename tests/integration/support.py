@@ -13,7 +13,6 @@ import json
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +23,7 @@ from functions.common.registry import ChampionPointer, Decision, Registry
 from functions.workflow.lock import LOCK_KEY
 from infra.local.cloud import Cloud
 from infra.local.deploy import Deployment
-from tests.plugins.local_cloud import boto3_client
+from tests.plugins.local_cloud import boto3_client, unique
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,11 +71,6 @@ def stays_absent(what: str, probe: Callable[[], object | None], *, duration: flo
         if found is not None:
             raise AssertionError(f"{what}: {found!r}")
         time.sleep(interval)
-
-
-def unique(prefix: str) -> str:
-    """An execution name nobody else uses (names are unique per state machine for 90 days)."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 # -- the REST API -----------------------------------------------------------------------------------------------

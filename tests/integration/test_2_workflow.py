@@ -16,7 +16,8 @@ import pytest
 
 from infra.constructs.training_workflow import FAILED_ERROR
 from tests.integration.conftest import Notifications
-from tests.integration.support import Deployed, Execution, unique
+from tests.integration.support import Deployed, Execution
+from tests.plugins.local_cloud import unique
 
 pytestmark = pytest.mark.integration
 

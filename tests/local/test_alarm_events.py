@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from infra.local.cloud import Cloud
+from tests.plugins.local_cloud import unique
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +26,6 @@ TIMEOUT = 30.0
 # Evaluation runs every Period x EvaluationPeriods seconds; the first one can see no data yet.
 EVALUATION_TIMEOUT = 60.0
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000$")
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def wait_for(probe: Callable[[], Any], timeout: float = TIMEOUT) -> Any:

@@ -17,15 +17,12 @@ from typing import Any
 import pytest
 
 from infra.local.cloud import Cloud
+from tests.plugins.local_cloud import unique
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 30.0
 ROLE = "arn:aws:iam::000000000000:role/driftloop-events"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def wait_for(probe: Callable[[], Any]) -> Any:

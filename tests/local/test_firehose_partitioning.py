@@ -19,7 +19,6 @@ import copy
 import json
 import os
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -39,16 +38,13 @@ from functions.common.records import (
 from functions.monitor.adapters import CaptureStore
 from infra.bundling import REPO_ROOT
 from infra.local.cloud import Cloud
+from tests.plugins.local_cloud import unique
 
 pytestmark = pytest.mark.integration
 
 LOG_GROUP = "/driftloop/test/firehose-delivery"
 # LocalStack's object name: <stream>-YYYY-MM-DD-HH-MM-SS-<uuid>.
 OBJECT_NAME = r"-\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,14 @@ import subprocess
 import sys
 import tarfile
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra.local.cloud import Cloud
+from tests.plugins.local_cloud import boto3_client, unique
 from training.contract import METRIC_DEFINITIONS
 
 pytestmark = pytest.mark.integration
@@ -33,23 +31,6 @@ pytestmark = pytest.mark.integration
 JOB_TIMEOUT = 180.0
 TERMINAL = ("Completed", "Failed", "Stopped")
 ROLE = "arn:aws:iam::000000000000:role/driftloop-sagemaker"
-
-
-def client(cloud: Cloud, service: str) -> Any:
-    env = cloud.client_env()
-    make: Any = boto3.client  # the stubs' overloads want a literal service name
-    return make(
-        service,
-        endpoint_url=cloud.endpoint,
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
-    )
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def wait_for(describe: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], timeout: float) -> Any:
@@ -117,7 +98,7 @@ def data(local_cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         check=True,
         capture_output=True,
     )
-    s3 = client(local_cloud, "s3")
+    s3 = boto3_client(local_cloud, "s3")
     bucket = unique("driftloop-sm")
     s3.create_bucket(Bucket=bucket)
     s3.upload_file(str(csv), bucket, "training-data/train.csv")
@@ -126,7 +107,7 @@ def data(local_cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 @pytest.fixture(scope="module")
 def completed_job(local_cloud: Cloud, data: dict[str, str]) -> dict[str, Any]:
-    sagemaker = client(local_cloud, "sagemaker")
+    sagemaker = boto3_client(local_cloud, "sagemaker")
     name = unique("v1")
     request = training_job_request(
         name, data["bucket"], {"target": "churned", "algorithm": "logistic_regression"}, {"train": data["train"]}
@@ -156,7 +137,7 @@ def test_a_training_job_runs_the_training_program_and_uploads_its_artifacts(
     # SageMaker's layout: <S3OutputPath>/<job>/output/model.tar.gz, files at the archive root.
     model_uri = job["ModelArtifacts"]["S3ModelArtifacts"]
     assert model_uri == f"s3://{data['bucket']}/training-jobs/{name}/output/model.tar.gz"
-    s3 = client(local_cloud, "s3")
+    s3 = boto3_client(local_cloud, "s3")
     model = archive_members(s3, model_uri)
     assert {"model.onnx", "model.joblib", "metadata.json"} <= set(model)
     metadata = json.loads(model["metadata.json"])
@@ -170,13 +151,13 @@ def test_a_training_job_runs_the_training_program_and_uploads_its_artifacts(
     assert 0.5 < metrics["roc_auc"] <= 1.0
     assert metrics["roc_auc"] == pytest.approx(evaluation["challenger"]["roc_auc"], abs=1e-6)
 
-    summaries = client(local_cloud, "sagemaker").list_training_jobs(NameContains=name)["TrainingJobSummaries"]
+    summaries = boto3_client(local_cloud, "sagemaker").list_training_jobs(NameContains=name)["TrainingJobSummaries"]
     assert [(s["TrainingJobName"], s["TrainingJobStatus"]) for s in summaries] == [(name, "Completed")]
-    tags = client(local_cloud, "sagemaker").list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
+    tags = boto3_client(local_cloud, "sagemaker").list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
     assert {"Key": "driftloop:test", "Value": "sagemaker"} in tags
 
     # The job's log in CloudWatch Logs, as SageMaker writes it.
-    logs = client(local_cloud, "logs")
+    logs = boto3_client(local_cloud, "logs")
     streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix=f"{name}/")
     stream = streams["logStreams"][0]["logStreamName"]
     events = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=stream, startFromHead=True)
@@ -187,7 +168,7 @@ def test_a_champion_channel_can_be_a_single_model_archive(
     local_cloud: Cloud, data: dict[str, str], completed_job: dict[str, Any]
 ) -> None:
     """The workflow's challenger run: the champion channel is one object, the previous job's model.tar.gz."""
-    sagemaker = client(local_cloud, "sagemaker")
+    sagemaker = boto3_client(local_cloud, "sagemaker")
     name = unique("v2")
     champion = completed_job["ModelArtifacts"]["S3ModelArtifacts"]
     request = training_job_request(
@@ -201,7 +182,8 @@ def test_a_champion_channel_can_be_a_single_model_archive(
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     metrics = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
     output = archive_members(
-        client(local_cloud, "s3"), job["ModelArtifacts"]["S3ModelArtifacts"].replace("model.tar.gz", "output.tar.gz")
+        boto3_client(local_cloud, "s3"),
+        job["ModelArtifacts"]["S3ModelArtifacts"].replace("model.tar.gz", "output.tar.gz"),
     )
     evaluation = json.loads(output["evaluation.json"])
     # The champion, staged from one S3 object, was scored on the challenger's holdout.
@@ -209,7 +191,7 @@ def test_a_champion_channel_can_be_a_single_model_archive(
 
 
 def test_a_failing_program_fails_the_job_with_its_reason(local_cloud: Cloud, data: dict[str, str]) -> None:
-    sagemaker = client(local_cloud, "sagemaker")
+    sagemaker = boto3_client(local_cloud, "sagemaker")
     name = unique("bad")
     hyperparameters = {"target": "churned", "algorithm": "logistic_regression", "max_depth": "3"}
     sagemaker.create_training_job(
@@ -226,7 +208,7 @@ def test_a_failing_program_fails_the_job_with_its_reason(local_cloud: Cloud, dat
 
 
 def test_stop_training_job_terminates_the_program(local_cloud: Cloud, data: dict[str, str]) -> None:
-    sagemaker = client(local_cloud, "sagemaker")
+    sagemaker = boto3_client(local_cloud, "sagemaker")
     name = unique("stop")
     sagemaker.create_training_job(
         **training_job_request(name, data["bucket"], {"target": "churned"}, {"train": data["train"]})
@@ -246,7 +228,7 @@ def test_stop_training_job_terminates_the_program(local_cloud: Cloud, data: dict
 
 
 def test_max_runtime_stops_the_job(local_cloud: Cloud, data: dict[str, str]) -> None:
-    sagemaker = client(local_cloud, "sagemaker")
+    sagemaker = boto3_client(local_cloud, "sagemaker")
     name = unique("slow")
     request = training_job_request(name, data["bucket"], {"target": "churned"}, {"train": data["train"]}, max_runtime=1)
     sagemaker.create_training_job(**request)
@@ -255,7 +237,7 @@ def test_max_runtime_stops_the_job(local_cloud: Cloud, data: dict[str, str]) -> 
 
 
 def test_requests_are_checked_as_sagemaker_checks_them(local_cloud: Cloud, data: dict[str, str]) -> None:
-    sagemaker = client(local_cloud, "sagemaker")
+    sagemaker = boto3_client(local_cloud, "sagemaker")
     with pytest.raises(ClientError) as error:
         sagemaker.describe_training_job(TrainingJobName=unique("missing"))
     assert error.value.response["Error"]["Code"] == "ValidationException"
@@ -279,7 +261,7 @@ def test_requests_are_checked_as_sagemaker_checks_them(local_cloud: Cloud, data:
 
 
 def test_other_sagemaker_operations_still_reach_moto(local_cloud: Cloud, data: dict[str, str]) -> None:
-    sagemaker = client(local_cloud, "sagemaker")
+    sagemaker = boto3_client(local_cloud, "sagemaker")
     group = unique("group")
     sagemaker.create_model_package_group(ModelPackageGroupName=group)
     groups = sagemaker.list_model_package_groups(NameContains=group)["ModelPackageGroupSummaryList"]

@@ -13,38 +13,19 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from infra.local.cloud import Cloud
+from tests.plugins.local_cloud import boto3_client, unique
 from training.contract import METRIC_DEFINITIONS
 from training.synthetic import generate
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 180.0
-
-
-def client(cloud: Cloud, service: str) -> Any:
-    env = cloud.client_env()
-    make: Any = boto3.client  # the stubs' overloads want a literal service name
-    return make(
-        service,
-        endpoint_url=cloud.endpoint,
-        region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
-    )
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def wait_for(describe: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool]) -> Any:
@@ -100,12 +81,12 @@ def train_state(bucket: str) -> dict[str, Any]:
 def state_machine(local_cloud: Cloud) -> dict[str, str]:
     if not local_cloud.managed:
         pytest.skip("tests driftloop's extension: needs the managed local AWS, not DRIFTLOOP_LOCAL_ENDPOINT")
-    s3 = client(local_cloud, "s3")
+    s3 = boto3_client(local_cloud, "s3")
     bucket = unique("driftloop-sfn")
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="training-data/train.csv", Body=generate(500, seed=5).to_csv(index=False))
     definition = {"StartAt": "Train", "States": {"Train": train_state(bucket)}}
-    arn = client(local_cloud, "stepfunctions").create_state_machine(
+    arn = boto3_client(local_cloud, "stepfunctions").create_state_machine(
         name=unique("train"),
         definition=json.dumps(definition),
         roleArn="arn:aws:iam::000000000000:role/driftloop-workflow",
@@ -114,7 +95,7 @@ def state_machine(local_cloud: Cloud) -> dict[str, str]:
 
 
 def run(local_cloud: Cloud, state_machine: dict[str, str], job: str, hyperparameters: dict[str, str]) -> dict[str, Any]:
-    sfn = client(local_cloud, "stepfunctions")
+    sfn = boto3_client(local_cloud, "stepfunctions")
     execution = sfn.start_execution(
         stateMachineArn=state_machine["arn"],
         name=unique("run"),
@@ -140,9 +121,9 @@ def test_the_task_waits_for_the_job_and_returns_its_description(
     metrics = {m["MetricName"]: m["Value"] for m in training["FinalMetricDataList"]}
     assert 0.5 < metrics["roc_auc"] <= 1.0
     # The job really ran: its artifacts are in S3, and the dynamic tag reached it.
-    s3 = client(local_cloud, "s3")
+    s3 = boto3_client(local_cloud, "s3")
     s3.head_object(Bucket=state_machine["bucket"], Key=f"training-jobs/{job}/output/model.tar.gz")
-    sagemaker = client(local_cloud, "sagemaker")
+    sagemaker = boto3_client(local_cloud, "sagemaker")
     arn = sagemaker.describe_training_job(TrainingJobName=job)["TrainingJobArn"]
     assert {"Key": "driftloop:version", "Value": job} in sagemaker.list_tags(ResourceArn=arn)["Tags"]
 
@@ -167,8 +148,8 @@ def test_a_failed_job_fails_the_task_with_the_job_description(
 
 
 def test_stopping_the_execution_stops_the_job(local_cloud: Cloud, state_machine: dict[str, str]) -> None:
-    sfn = client(local_cloud, "stepfunctions")
-    sagemaker = client(local_cloud, "sagemaker")
+    sfn = boto3_client(local_cloud, "stepfunctions")
+    sagemaker = boto3_client(local_cloud, "sagemaker")
     job = unique("sync-stop")
     execution = sfn.start_execution(
         stateMachineArn=state_machine["arn"],

@@ -17,6 +17,7 @@ Mark tests that use them ``@pytest.mark.integration``.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,11 @@ def local_cloud() -> Iterator[cloud.Cloud]:
         cloud.stop(name)
         if not os.environ.get(KEEP_VARIABLE):
             cloud.remove(name)
+
+
+def unique(prefix: str) -> str:
+    """A resource or execution name no other test (or earlier session on the same instance) uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def boto3_client(running: cloud.Cloud, service: str, **overrides: Any) -> Any:
