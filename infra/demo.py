@@ -192,10 +192,10 @@ def closed_loop(narrator: Narrator, loop: Loop) -> None:
         narrator.say(
             f"{summary['captured']} captured, {summary['labelled']} labelled; largest drift: "
             f"{summary['max_drift_feature']} PSI {summary['max_feature_drift']:.2f}; prediction drift "
-            f"{summary['prediction_drift']:.2f}; live quality {summary['quality']}"
+            f"{summary['prediction_drift']:.2f}; live quality {rounded(summary['quality'])}"
         )
         narrator.event(
-            f"monitor: max feature drift {summary['max_feature_drift']:.2f} (PSI), quality {summary['quality']}"
+            f"monitor: max feature drift {summary['max_feature_drift']:.2f} (PSI), quality {rounded(summary['quality'])}"
         )
 
     with narrator.step("CloudWatch evaluates the alarms; EventBridge starts the retraining"):
@@ -279,6 +279,10 @@ def send_feedback(api: str, served: Sequence[dict[str, Any]], truths: Sequence[A
     for offset in range(0, len(items), BATCH):
         status, body = post_json(api + "/feedback", json.dumps({"feedback": items[offset : offset + BATCH]}).encode())
         expect(status == 202, f"POST /feedback answered {status}: {body}")
+
+
+def rounded(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:.2f}" for name, value in metrics.items()) or "none yet"
 
 
 def ready(summary: dict[str, Any]) -> dict[str, Any] | None:
