@@ -195,7 +195,7 @@ def closed_loop(narrator: Narrator, loop: Loop) -> None:
             f"{summary['prediction_drift']:.2f}; live quality {rounded(summary['quality'])}"
         )
         narrator.event(
-            f"monitor: max feature drift {summary['max_feature_drift']:.2f} (PSI), quality {rounded(summary['quality'])}"
+            f"monitor: max PSI {summary['max_feature_drift']:.2f}, live quality {rounded(summary['quality'])}"
         )
 
     with narrator.step("CloudWatch evaluates the alarms; EventBridge starts the retraining"):
