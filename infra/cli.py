@@ -29,7 +29,6 @@ Local (no AWS account needed):
   driftloop train --data data/train.csv --out runs/v1    train like SageMaker would, locally
   driftloop serve --model-dir runs/v1/model              serve the bundle over HTTP (same app as Lambda)
   driftloop predict --url http://127.0.0.1:8080 --json '{"instances": [...]}'
-  driftloop demo                                         all of the above, narrated
 
 Registry (the model bucket in S3; honours AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL):
   driftloop versions --bucket B      every registered version with its metrics
@@ -42,6 +41,7 @@ Registry (the model bucket in S3; honours AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_
 Local AWS (LocalStack without Docker, after `make local-setup`):
   driftloop local up / down / status / logs / env    start, stop and inspect it; `env` prints its variables
   driftloop local deploy                             deploy the CDK app (stage local) into it with cdklocal
+  driftloop demo [--keep]                            the closed loop on its own local AWS, narrated (make demo)
 """
 
 
