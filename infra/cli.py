@@ -37,6 +37,7 @@ Registry (the model bucket in S3; honours AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_
                                      rolled_back (with what triggered the run)
   driftloop register / promote       register a bundle archive, promote a version (compare-and-swap)
   driftloop rollback [--to V]        put the previous champion (or V) back live (compare-and-swap)
+  driftloop unlock --execution ARN   release the run lock of an execution stopped by hand
 
 Local AWS (LocalStack without Docker, after `make local-setup`):
   driftloop local up / down / status / logs / env    start, stop and inspect it; `env` prints its variables
@@ -145,6 +146,18 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", metavar="VERSION", help="a registered version (default: the previous champion)")
     rollback.add_argument("--reason", default="rolled back by hand", help="recorded with the decision")
     rollback.set_defaults(run=_rollback)
+
+    unlock = commands.add_parser(
+        "unlock",
+        help="release the run lock of an execution that was stopped by hand",
+        description="A training execution stopped by hand (or by the state machine's timeout) runs no Release "
+        "state, so its run lock blocks new runs until it goes stale after training.workflow_timeout_seconds. "
+        "This releases it now, only if EXECUTION (the ARN, as `driftloop history` and the skipped decisions name "
+        "it) still holds it. Stop the execution first: the lock is what keeps two runs from promoting at once.",
+    )
+    _registry_arguments(unlock)
+    unlock.add_argument("--execution", required=True, metavar="EXECUTION", help="the execution ARN holding the lock")
+    unlock.set_defaults(run=_unlock)
 
     demo = commands.add_parser(
         "demo",
@@ -260,14 +273,19 @@ def _sigv4_headers(url: str, body: bytes, headers: dict[str, str]) -> dict[str, 
 # -- registry ------------------------------------------------------------------------------------------------
 
 
-def _registry(args: argparse.Namespace) -> Any:
+def _model_bucket(args: argparse.Namespace) -> tuple[Any, str]:
+    """An S3 client and the model bucket the registry commands work on."""
     import boto3
-
-    from functions.common.registry import Registry
 
     if not args.bucket:
         raise CommandError("--bucket (or DRIFTLOOP_MODEL_BUCKET) is required: the stack output ModelBucketName")
-    return Registry(boto3.client("s3"), args.bucket, args.prefix)
+    return boto3.client("s3"), args.bucket
+
+
+def _registry(args: argparse.Namespace) -> Any:
+    from functions.common.registry import Registry
+
+    return Registry(*_model_bucket(args), args.prefix)
 
 
 def _versions(args: argparse.Namespace) -> int:
@@ -348,6 +366,20 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 VERSION_PATTERN = r"v\d{8}-\d{6}-[0-9a-f]{6}"
+
+
+def _unlock(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from functions.workflow.lock import RunLock
+
+    # Releasing never looks at the lock's age, so the timeout is not needed here.
+    lock = RunLock(*_model_bucket(args), args.prefix, timeout=timedelta(0))
+    released, why = lock.release(args.execution, now=datetime.now(UTC), outcome="released by hand")
+    if not released:
+        raise CommandError(why)
+    print(why)
+    return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:

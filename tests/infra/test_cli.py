@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from functions.common.bundle import pack_archive
 from functions.common.registry import Registry, new_version_id
+from functions.workflow.lock import RunLock
 from infra.cli import main, rollback_target
 from tests.plugins.aws import MODEL_BUCKET
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+STOPPED = "arn:aws:states:us-east-1:000000000000:execution:driftloop-dev-training:stopped-by-hand"
 
 
 @pytest.fixture
@@ -165,3 +173,25 @@ def test_the_rollback_target_replays_promotions_and_rollbacks() -> None:
     assert rollback_target([*history, new("rolled_back", "a")], "a") is None
     assert rollback_target([*history, new("rolled_back", "b")], "b") == "d"
     assert rollback_target([new("rejected", "x")], "x") is None
+
+
+def test_unlock_releases_the_lock_of_a_stopped_execution_and_only_that_one(
+    s3: S3Client, registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock = RunLock(s3, MODEL_BUCKET, registry.prefix, timeout=timedelta(hours=2))
+    now = datetime.now(UTC)
+    held = lock.acquire(
+        STOPPED, started_at=now, now=now, trigger={"source": "manual"}, version="v1", cooldown=timedelta(0)
+    )
+    assert held.acquired
+
+    assert cli("unlock", "--execution", f"{STOPPED}-other") == 1
+    assert "does not hold the run lock" in capsys.readouterr().err
+    still = lock.read()
+    assert still is not None and still.state == "held"
+
+    assert cli("unlock", "--execution", STOPPED) == 0
+    released = lock.read()
+    assert released is not None
+    assert (released.state, released.outcome) == ("released", "released by hand")
+    assert f"released by {STOPPED}" in capsys.readouterr().out
