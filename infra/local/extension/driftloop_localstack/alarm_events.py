@@ -38,9 +38,14 @@ from typing import Any, Final
 
 from localstack.runtime import hooks
 
+from driftloop_localstack.pinning import (
+    provider_problems,
+    refuse_unless_clean,
+    version_problems,
+)
+
 LOG = logging.getLogger(__name__)
 
-PINNED_LOCALSTACK_VERSION: Final[str] = "2026.3.0"
 SOURCE: Final[str] = "aws.cloudwatch"
 DETAIL_TYPE: Final[str] = "CloudWatch Alarm State Change"
 _REASON_DATA_ATTRIBUTE: Final[str] = "driftloop_state_reason_data"
@@ -157,24 +162,15 @@ def _submit(account_id: str, region: str, entry: dict[str, Any]) -> None:
 
 
 def _check_internals() -> Any:
-    from localstack import config, version
     from localstack.services.cloudwatch.provider_v2 import CloudwatchProvider
 
-    problems: list[str] = []
-    if version.__version__ != PINNED_LOCALSTACK_VERSION:
-        problems.append(f"localstack-core is {version.__version__}, not {PINNED_LOCALSTACK_VERSION}")
-    provider = config.SERVICE_PROVIDER_CONFIG.get_provider("cloudwatch")
-    if provider not in ("default", "v2"):
-        problems.append(f"cloudwatch uses provider {provider!r}, not provider_v2")
+    problems = version_problems()
+    problems += provider_problems("cloudwatch", ("default", "v2"))
     method = getattr(CloudwatchProvider, "_update_state", None)
     parameters = ["self", "context", "alarm", "state_value", "state_reason", "state_reason_data"]
     if method is None or list(inspect.signature(method).parameters) != parameters:
         problems.append("CloudwatchProvider._update_state changed")
-    if problems:
-        raise RuntimeError(
-            "driftloop_localstack.alarm_events patches LocalStack internals as they are in "
-            f"localstack-core {PINNED_LOCALSTACK_VERSION}: " + "; ".join(problems)
-        )
+    refuse_unless_clean("driftloop_localstack.alarm_events", problems)
     return CloudwatchProvider
 
 

@@ -21,16 +21,21 @@ from __future__ import annotations
 import inspect
 import logging
 from contextvars import ContextVar
-from typing import Any, Final
+from typing import Any
 
 from botocore.exceptions import ClientError
 from localstack.runtime import hooks
 from localstack.services.events import target
 from localstack.utils.strings import long_uid
 
+from driftloop_localstack.pinning import (
+    provider_problems,
+    refuse_unless_clean,
+    version_problems,
+)
+
 LOG = logging.getLogger(__name__)
 
-PINNED_LOCALSTACK_VERSION: Final[str] = "2026.3.0"
 
 # The id of the event being processed, before any input transformation (process_event -> send_event, one thread).
 _ORIGINAL_EVENT_ID: ContextVar[str | None] = ContextVar("driftloop_original_event_id", default=None)
@@ -60,14 +65,9 @@ class StatesTargetSender(target.StatesTargetSender):
 
 
 def _check_internals() -> None:
-    from localstack import config, version
 
-    problems: list[str] = []
-    if version.__version__ != PINNED_LOCALSTACK_VERSION:
-        problems.append(f"localstack-core is {version.__version__}, not {PINNED_LOCALSTACK_VERSION}")
-    provider = config.SERVICE_PROVIDER_CONFIG.get_provider("events")
-    if provider not in ("default", "v2"):
-        problems.append(f"events uses provider {provider!r}, not the default (v2) one")
+    problems = version_problems()
+    problems += provider_problems("events", ("default", "v2"))
     factory = getattr(target, "TargetSenderFactory", None)
     if factory is None or not hasattr(factory, "register_target_sender"):
         problems.append("target.TargetSenderFactory.register_target_sender is gone")
@@ -79,11 +79,7 @@ def _check_internals() -> None:
             problems.append(f"TargetSender.{method} changed")
     if not callable(getattr(target, "to_json_str", None)):
         problems.append("target.to_json_str is gone")
-    if problems:
-        raise RuntimeError(
-            "driftloop_localstack.eventbridge_targets patches LocalStack internals as they are in "
-            f"localstack-core {PINNED_LOCALSTACK_VERSION}: " + "; ".join(problems)
-        )
+    refuse_unless_clean("driftloop_localstack.eventbridge_targets", problems)
 
 
 def install() -> None:

@@ -42,11 +42,16 @@ from typing import Any, Final
 
 from localstack.runtime import hooks
 
+from driftloop_localstack.pinning import (
+    provider_problems,
+    refuse_unless_clean,
+    version_problems,
+)
+
 from .firehose_prefixes import ConfigurationError, DeliveryPlan, Record
 
 LOG = logging.getLogger(__name__)
 
-PINNED_LOCALSTACK_VERSION: Final[str] = "2026.3.0"
 _MARKER: Final[str] = "driftloop_firehose_partitioning"
 
 # Set while LocalStack's _put_records_to_s3_bucket writes one group whose prefix is already evaluated.
@@ -86,15 +91,10 @@ def object_name(stream_name: str, file_extension: str) -> str:
 
 
 def _check_internals() -> Any:
-    from localstack import config, version
     from localstack.services.firehose.provider import FirehoseProvider
 
-    problems: list[str] = []
-    if version.__version__ != PINNED_LOCALSTACK_VERSION:
-        problems.append(f"localstack-core is {version.__version__}, not {PINNED_LOCALSTACK_VERSION}")
-    provider = config.SERVICE_PROVIDER_CONFIG.get_provider("firehose")
-    if provider != "default":
-        problems.append(f"firehose uses provider {provider!r}, not the default one")
+    problems = version_problems()
+    problems += provider_problems("firehose", ("default",))
     for name, parameters in _SIGNATURES.items():
         method = getattr(FirehoseProvider, name, None)
         if method is None or list(inspect.signature(method).parameters) != parameters:
@@ -104,11 +104,7 @@ def _check_internals() -> Any:
         found = list(inspect.signature(method).parameters) if method is not None else []
         if found[:2] != ["self", "context"] or not set(needed) <= set(found):
             problems.append(f"FirehoseProvider.{name} changed")
-    if problems:
-        raise RuntimeError(
-            "driftloop_localstack.firehose_partitioning patches LocalStack internals as they are in "
-            f"localstack-core {PINNED_LOCALSTACK_VERSION}: " + "; ".join(problems)
-        )
+    refuse_unless_clean("driftloop_localstack.firehose_partitioning", problems)
     return FirehoseProvider
 
 

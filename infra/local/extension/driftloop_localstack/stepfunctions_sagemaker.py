@@ -29,7 +29,7 @@ Other SageMaker actions behave as before (the request is forwarded; ``.sync`` is
 
 These are LocalStack internals, not an API: :func:`install` checks the exact ``localstack-core`` version and the
 shape of everything it touches, and raises (which aborts LocalStack's start-up) on any other version, so an upgrade
-cannot silently change behaviour. Bump :data:`PINNED_LOCALSTACK_VERSION` only together with the lock file and after
+cannot silently change behaviour. Bump ``pinning.PINNED_LOCALSTACK_VERSION`` only together with the lock file and after
 the integration tests in ``tests/local/test_stepfunctions_sagemaker.py`` pass.
 """
 
@@ -72,9 +72,10 @@ from localstack.services.stepfunctions.asl.eval.event.event_detail import EventD
 from localstack.services.stepfunctions.asl.utils.boto_client import boto_client_for
 from localstack.services.stepfunctions.asl.utils.encoding import to_json_str
 
+from driftloop_localstack.pinning import refuse_unless_clean, version_problems
+
 LOG = logging.getLogger(__name__)
 
-PINNED_LOCALSTACK_VERSION: Final[str] = "2026.3.0"
 
 _SERVICE: Final[str] = "sagemaker"
 _TERMINAL: Final[frozenset[str]] = frozenset({"Completed", "Failed", "Stopped"})
@@ -251,11 +252,8 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
 
 def _check_internals() -> None:
     """Everything :func:`install` relies on, as found in the pinned LocalStack; raises on any difference."""
-    from localstack import version
 
-    problems: list[str] = []
-    if version.__version__ != PINNED_LOCALSTACK_VERSION:
-        problems.append(f"localstack-core is {version.__version__}, not {PINNED_LOCALSTACK_VERSION}")
+    problems = version_problems()
     if _SERVICE not in getattr(state_task_service_factory, "_UNSUPPORTED_SERVICE_NAMES", ()):
         problems.append("state_task_service_factory no longer lists sagemaker as unsupported")
     if getattr(state_task_factory, "state_task_service_for", None) is None:
@@ -270,11 +268,7 @@ def _check_internals() -> None:
         found = getattr(StateTaskServiceCallback, method, None)
         if found is None or list(inspect.signature(found).parameters) != parameters:
             problems.append(f"StateTaskServiceCallback.{method} changed")
-    if problems:
-        raise RuntimeError(
-            "driftloop_localstack.stepfunctions_sagemaker patches LocalStack internals as they are in "
-            f"localstack-core {PINNED_LOCALSTACK_VERSION}: " + "; ".join(problems)
-        )
+    refuse_unless_clean("driftloop_localstack.stepfunctions_sagemaker", problems)
 
 
 def install() -> None:
