@@ -41,6 +41,7 @@ from functions.common.records import (
     parse_json_lines,
     prediction_time,
 )
+from functions.common.trainset import BASE_FOLDER, FEEDBACK_FILE
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -56,8 +57,6 @@ MAX_COUNTED_BYTES = 1024**3
 # lists them all.
 MAX_LISTED_OBJECTS = 100
 CSV_SUFFIX = ".csv"
-FEEDBACK_FILE = "feedback/feedback.csv"
-BASE_FOLDER = "base/"
 
 
 class AssemblyError(Exception):
