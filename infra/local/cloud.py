@@ -11,6 +11,8 @@ Each instance has a name and its own directory, ``.cache/localstack/<name>/``::
     localstack.log  LocalStack's output
     fs/ tmp/ s3/    LocalStack's FILESYSTEM_ROOT, its TMPDIR (unzipped Lambda code, the functions' /tmp), S3 bytes
     cache/          XDG_CACHE_HOME (plux's entry-point index)
+    home/           HOME and LocalStack's CONFIG_DIR: nothing of the user's home is read or written
+    tls/            the gateway's certificate (CUSTOM_SSL_CERT_PATH), made by the extension, kept across starts
 
 and its own port, so two instances never share a port, a file or a process. State is ephemeral: ``start`` wipes
 the previous run's data. The process has its own session (``setsid``) and is stopped by its PID: SIGTERM, then
@@ -164,8 +166,16 @@ class Instance:
         return self.dir / "cache"
 
     @property
+    def home(self) -> Path:
+        return self.dir / "home"
+
+    @property
+    def certificate(self) -> Path:
+        return self.dir / "tls" / "gateway.pem"
+
+    @property
     def data_dirs(self) -> tuple[Path, ...]:
-        return (self.filesystem_root, self.tmp, self.s3, self.cache)
+        return (self.filesystem_root, self.tmp, self.s3, self.cache, self.home)
 
 
 @dataclass(frozen=True)
@@ -302,6 +312,10 @@ def localstack_env(
             "FILESYSTEM_ROOT": str(instance.filesystem_root),
             "TMPDIR": str(instance.tmp),
             "XDG_CACHE_HOME": str(instance.cache),
+            "HOME": str(instance.home),
+            # LocalStack reads configuration profiles from CONFIG_DIR (~/.localstack by default).
+            "CONFIG_DIR": str(instance.home / ".localstack"),
+            "CUSTOM_SSL_CERT_PATH": str(instance.certificate),
             "PERSISTENCE": "0",
             # Without it SIGTERM never finishes (the analytics thread retries an unreachable host).
             "DISABLE_EVENTS": "1",
