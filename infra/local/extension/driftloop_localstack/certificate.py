@@ -76,8 +76,6 @@ def ensure_gateway_certificate() -> None:
     from localstack.utils.ssl import get_cert_pem_file_path
 
     path = Path(get_cert_pem_file_path())
+    # LocalStack rewrites <path>.key and <path>.crt from this file at every start.
     if needs_renewal(path):
-        # LocalStack splits the PEM into <path>.key and <path>.crt only when those are missing: drop stale ones.
-        for derived in (path.with_name(path.name + ".key"), path.with_name(path.name + ".crt")):
-            derived.unlink(missing_ok=True)
         write_certificate(path)
