@@ -3,10 +3,14 @@
 The inference API writes both (through Kinesis Data Firehose), the monitor reads them to measure drift and live
 quality, and the training workflow joins them into retraining data. This module is the one place that knows:
 
-- prediction ids: 32 hex digits = the serving time in milliseconds (12 digits), 12 random digits and an 8-digit
-  checksum. A mistyped or made-up id fails the checksum, and the time says which capture partition holds it
-  (ids authenticate nothing: the API itself is authenticated);
+- prediction ids: 32 lowercase hex digits = the serving time in milliseconds (12 digits), 12 random digits and an
+  8-digit checksum. A mistyped or made-up id fails the checksum, and the time says which capture partition holds
+  it (ids authenticate nothing: the API itself is authenticated);
 - one JSON object per line, for both record kinds;
+- who sent a request (:class:`Caller`, in both record kinds): the identity API Gateway saw, so that feedback labels,
+  which flow into training data, can be traced to and limited per sender. Records written before callers were
+  recorded, and requests that did not come through API Gateway (``driftloop serve``, uvicorn: nothing there
+  authenticates the client), have no caller: ``caller`` is null or absent, and readers must accept both;
 - the keys: ``<capture_prefix>model_version=<v>/date=<YYYY-MM-DD>/...`` and ``<feedback_prefix>date=<YYYY-MM-DD>/...``
   (Firehose dynamic partitioning writes them; :func:`capture_day_prefix` and :func:`feedback_day_prefix` read them).
 """
@@ -25,10 +29,13 @@ PREDICTION_ID_LENGTH = 32
 _TIME_DIGITS = 12
 _RANDOM_DIGITS = 12
 _CHECK_DIGITS = PREDICTION_ID_LENGTH - _TIME_DIGITS - _RANDOM_DIGITS
+# Lowercase only: the ids this service issues are, and int(x, 16) alone would also take "0x", "_", "+" and spaces.
+_HEX_DIGITS = frozenset("0123456789abcdef")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InvalidPredictionId(ValueError):
-    """Not an id this service issued: wrong length, not hex, or the checksum does not match."""
+    """Not an id this service issued: wrong length, not lowercase hex, a bad checksum or an impossible time."""
 
 
 def _check(body: str) -> str:
@@ -50,15 +57,36 @@ def prediction_time(prediction_id: str) -> datetime:
     """When the prediction was served; raises :class:`InvalidPredictionId` for an id this service did not issue."""
     if not isinstance(prediction_id, str) or len(prediction_id) != PREDICTION_ID_LENGTH:
         raise InvalidPredictionId(f"a prediction id is {PREDICTION_ID_LENGTH} hex digits")
-    try:
-        millis = int(prediction_id[:_TIME_DIGITS], 16)
-        int(prediction_id, 16)
-    except ValueError:
-        raise InvalidPredictionId("a prediction id is hex digits only") from None
+    if not _HEX_DIGITS.issuperset(prediction_id):
+        raise InvalidPredictionId("a prediction id is lowercase hex digits only (0-9, a-f)")
     body = prediction_id[: _TIME_DIGITS + _RANDOM_DIGITS]
     if prediction_id[len(body) :] != _check(body):
         raise InvalidPredictionId("no prediction was served with this id (checksum mismatch)")
-    return datetime.fromtimestamp(millis / 1000, UTC)
+    # The checksum is not a secret: a well-formed id can carry any 12-digit time, up to year 10889.
+    try:
+        return _EPOCH + timedelta(milliseconds=int(prediction_id[:_TIME_DIGITS], 16))
+    except OverflowError:
+        raise InvalidPredictionId("no prediction was served with this id (its time is past year 9999)") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request, as API Gateway (REST API) identified it; any part may be unknown (None)."""
+
+    # The IAM principal's ARN of a SigV4-signed request (else the account or role id API Gateway reports).
+    principal: str | None = None
+    # The id of the API key the request carried (never the key itself).
+    api_key_id: str | None = None
+    source_ip: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Caller | None:
+        """The caller of a stored record's ``caller`` value (None: none recorded); TypeError when malformed."""
+        if data is None:
+            return None
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a caller is an object, got {type(data).__name__}")
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +105,14 @@ class PredictionRecord:
     value: float | None = None
     # The API request that carried the instance (API Gateway request id when there is one).
     request_id: str | None = None
+    caller: Caller | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PredictionRecord:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+        return cls(**_fields(cls.__dataclass_fields__, data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +125,22 @@ class FeedbackRecord:
     # Classification: the true label (as a string, like metadata.classes); regression: the true value.
     label: str | None = None
     value: float | None = None
+    caller: Caller | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeedbackRecord:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+        return cls(**_fields(cls.__dataclass_fields__, data))
+
+
+def _fields(names: Iterable[str], data: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's constructor arguments from its JSON object: unknown keys ignored, a missing caller is None."""
+    fields = {name: data[name] for name in names if name in data}
+    if "caller" in fields:
+        fields["caller"] = Caller.from_dict(fields["caller"])
+    return fields
 
 
 def to_json_lines(records: Iterable[PredictionRecord | FeedbackRecord]) -> bytes:

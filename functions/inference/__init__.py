@@ -3,6 +3,7 @@
 - ``app``: the Lambda entry point (``handler``) and the ASGI ``app``;
 - ``api``: the HTTP adapter (Starlette routes, request checks, per-request telemetry);
 - ``service``: what the API does (predict, describe, health), free of HTTP and Lambda;
+- ``body``: request bodies as JSON (strict decoding; why a refused body was refused);
 - ``schema`` / ``openapi``: request validation and the OpenAPI document, from the model's feature schema;
 - ``model`` / ``sources``: the ONNX session over a verified bundle; where it comes from and when it is replaced;
 - ``errors``: the API's errors and the one table mapping them to status codes;

@@ -2,6 +2,11 @@
 
 Everything that can go wrong while serving a request ends in :class:`_Observed`, which renders it through
 :func:`errors.error_response` (the one status-code table) and writes the request's log/metrics line.
+
+Paths match exactly: ``/predict/`` is a 404, not a redirect (behind API Gateway a redirect would drop the stage
+from the URL). The caller API Gateway identified (``requestContext.identity`` of the REST proxy event, which
+Mangum passes as ``scope["aws.event"]``) goes into the capture and feedback records; a request that did not come
+through API Gateway (uvicorn) has none.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from functions.common.records import Caller
 from functions.inference.capture import Sampler, Sink, capture_sink, feedback_sink
 from functions.inference.config import Config
 from functions.inference.errors import (
@@ -31,6 +37,7 @@ from functions.inference.errors import (
     ServiceError,
     UnsupportedMediaType,
     error_response,
+    quote,
 )
 from functions.inference.service import InferenceService
 from functions.inference.sources import ModelProvider, model_source
@@ -80,11 +87,13 @@ def create_app(
         Route("/model", endpoints.model, methods=["GET"]),
         Route("/openapi.json", endpoints.openapi, methods=["GET"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(_Observed, telemetry=telemetry)],
         exception_handlers={HTTPException: _routing_error},
     )
+    app.router.redirect_slashes = False
+    return app
 
 
 def _warm_up(*sinks: Sink, telemetry: Telemetry) -> None:
@@ -107,14 +116,14 @@ class _Endpoints:
         self._service = service
 
     async def predict(self, request: Request) -> Response:
-        _require_json(request.headers.get("content-type"))
+        _require_json(request)
         body = await _read_body(request, self._service.max_body_bytes)
-        return _json(200, self._service.predict(body, request.scope[LOG_KEY]))
+        return _json(200, self._service.predict(body, request.scope[LOG_KEY], _caller(request.scope)))
 
     async def feedback(self, request: Request) -> Response:
-        _require_json(request.headers.get("content-type"))
+        _require_json(request)
         body = await _read_body(request, self._service.max_body_bytes)
-        return _json(202, self._service.feedback(body, request.scope[LOG_KEY]))
+        return _json(202, self._service.feedback(body, request.scope[LOG_KEY], _caller(request.scope)))
 
     async def health(self, request: Request) -> Response:
         return _json(200, self._service.health(request.scope[LOG_KEY]))
@@ -126,15 +135,23 @@ class _Endpoints:
         return _json(200, self._service.openapi(request.scope[LOG_KEY]))
 
 
-def _require_json(content_type: str | None) -> None:
+def _require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type")
     media_type, _, parameters = (content_type or "").partition(";")
     if media_type.strip().lower() != "application/json":
-        got = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+        got = f"Content-Type {quote(content_type)}" if content_type else "no Content-Type"
         raise UnsupportedMediaType(f"send the body as application/json (got {got})")
     for parameter in parameters.split(";"):
         key, _, value = parameter.partition("=")
         if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise UnsupportedMediaType(f"the body must be UTF-8 JSON (got charset {value.strip()!r})")
+            raise UnsupportedMediaType(f"the body must be UTF-8 JSON (got charset {quote(value.strip())})")
+    # Nothing here decompresses: a gzip body would otherwise be read as malformed JSON, or count against the size
+    # limit compressed.
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(
+            f"the body must not be compressed: send it without Content-Encoding (got {quote(encoding)})"
+        )
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -157,9 +174,9 @@ async def _routing_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
         raise MethodNotAllowed(
-            f"{request.method} is not allowed on {request.url.path}", headers=dict(exc.headers or {})
+            f"{request.method} is not allowed on {quote(request.url.path)}", headers=dict(exc.headers or {})
         )
-    raise RouteNotFound(f"no route {request.url.path}: see /openapi.json")
+    raise RouteNotFound(f"no route {quote(request.url.path)}: see /openapi.json")
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -192,16 +209,41 @@ class _Observed:
         try:
             await self._app(scope, receive, observe)
         except Exception as exc:
-            status, body, headers = error_response(exc, log.request_id)
-            log.error = body["error"]
             if not isinstance(exc, ServiceError):
                 self._telemetry.exception("unhandled error while serving a request", exc, request_id=log.request_id)
+            response = self._error(exc, log)
             if not response_started:
-                await _json(status, body, headers)(scope, receive, observe)
+                await response(scope, receive, observe)
         finally:
             log.latency_ms = (time.perf_counter() - started) * 1000
             log.route = getattr(scope.get("route"), "path", None)  # set by Starlette's router on a match
             self._telemetry.request(log, predict=log.route == PREDICT_PATH and log.method == "POST")
+
+    def _error(self, exc: Exception, log: RequestLog) -> Response:
+        """The JSON error response for ``exc``; a failure to render it is itself answered with a JSON 500."""
+        try:
+            status, body, headers = error_response(exc, log.request_id)
+            response = _json(status, body, headers)
+        except Exception as failure:
+            self._telemetry.exception("rendering an error response failed", failure, request_id=log.request_id)
+            status, body, headers = error_response(failure, log.request_id)
+            response = _json(status, body, headers)
+        log.error = body["error"]
+        return response
+
+
+def _caller(scope: Scope) -> Caller | None:
+    """Who sent the request, as API Gateway identified it; None without an API Gateway event."""
+    event = scope.get("aws.event")
+    if not event:
+        return None
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    # userArn: the IAM user or assumed role of a SigV4 request; caller: the principal id when there is no ARN.
+    return Caller(
+        principal=identity.get("userArn") or identity.get("caller"),
+        api_key_id=identity.get("apiKeyId"),
+        source_ip=identity.get("sourceIp"),
+    )
 
 
 def _request_log(scope: Scope) -> RequestLog:

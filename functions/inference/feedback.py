@@ -16,17 +16,16 @@ or null for a single-item body).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-import orjson
-
 from functions.common.records import InvalidPredictionId, prediction_time
-from functions.inference.errors import MalformedJson, Problem, ValidationFailed
+from functions.inference.body import decode, json_type
+from functions.inference.errors import Problem, ValidationFailed, quote
 
 BATCH_FIELD = "feedback"
 ID_FIELD = "prediction_id"
@@ -34,7 +33,6 @@ LABEL_FIELD = "label"
 VALUE_FIELD = "value"
 # Ids are minted on other hosts whose clocks may run slightly ahead of this one.
 CLOCK_SKEW = timedelta(seconds=5)
-_JSON_TYPES = {str: "string", int: "number", float: "number", bool: "boolean", dict: "object", list: "array"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +54,7 @@ class FeedbackSchema:
         self.answer = LABEL_FIELD if task == "classification" else VALUE_FIELD
 
     def parse(self, body: bytes, now: datetime) -> list[Feedback]:
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            # NaN, Infinity and huge numbers: orjson refuses them, the standard parser reads them so that the 422
-            # can name the item and field; its result only ever explains an error.
-            try:
-                explained = json.loads(body, parse_constant=float)
-            except (ValueError, RecursionError):
-                pass
-            else:
-                self.validate(explained, now)
-            raise MalformedJson(f"the body is not valid JSON: {exc}") from None
-        return self.validate(payload, now)
+        return self.validate(decode(body, partial(self.validate, now=now)), now)
 
     def validate(self, payload: Any, now: datetime) -> list[Feedback]:
         problems: list[Problem] = []
@@ -77,7 +63,7 @@ class FeedbackSchema:
         first_seen: dict[str, int | None] = {}
         for index, item in items:
             if type(item) is not dict:
-                problems.append(Problem(index, None, f"expected a feedback object, got {_json_type(item)}"))
+                problems.append(Problem(index, None, f"expected a feedback object, got {json_type(item)}"))
                 continue
             known = (ID_FIELD, self.answer)
             item_problems = [Problem(index, key, self._unknown(key)) for key in item if key not in known]
@@ -111,7 +97,7 @@ class FeedbackSchema:
             raise ValidationFailed(
                 f'the body must be a JSON object: {{"{ID_FIELD}": ..., "{self.answer}": ...}} '
                 f'or {{"{BATCH_FIELD}": [...]}}',
-                [Problem(None, None, f"expected an object, got {_json_type(payload)}")],
+                [Problem(None, None, f"expected an object, got {json_type(payload)}")],
             )
         if BATCH_FIELD not in payload:
             return [(None, payload)]
@@ -122,7 +108,7 @@ class FeedbackSchema:
         ]
         items = payload[BATCH_FIELD]
         if type(items) is not list:
-            got = _json_type(items)
+            got = json_type(items)
             problems.append(Problem(None, BATCH_FIELD, f"expected an array of feedback objects, got {got}"))
         elif not items:
             problems.append(Problem(None, BATCH_FIELD, f"empty: send 1 to {self.max_items} items"))
@@ -144,7 +130,7 @@ class FeedbackSchema:
         if raw is _ABSENT:
             return "", "missing: the prediction_id the prediction was served with"
         if type(raw) is not str:
-            return "", f"expected a string, got {_json_type(raw)}"
+            return "", f"expected a string, got {json_type(raw)}"
         try:
             served = prediction_time(raw)
         except InvalidPredictionId as exc:
@@ -160,9 +146,9 @@ class FeedbackSchema:
         if raw is _ABSENT:
             return None, f"missing: the true class, {expected}"
         if type(raw) is not str:
-            return None, f"expected a string, {expected}; got {_json_type(raw)}"
+            return None, f"expected a string, {expected}; got {json_type(raw)}"
         if raw not in self._known:
-            return None, f"unknown class {raw!r}: expected {expected}"
+            return None, f"unknown class {quote(raw)}: expected {expected}"
         return raw, None
 
 
@@ -170,7 +156,7 @@ def _value(raw: Any) -> tuple[float | None, str | None]:
     if raw is _ABSENT:
         return None, "missing: the true value, a number"
     if type(raw) is not int and type(raw) is not float:
-        return None, f"expected a number, got {_json_type(raw)}"
+        return None, f"expected a number, got {json_type(raw)}"
     try:
         value = float(raw)
     except OverflowError:
@@ -181,9 +167,3 @@ def _value(raw: Any) -> tuple[float | None, str | None]:
 
 
 _ABSENT: Any = object()
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return _JSON_TYPES.get(type(value), type(value).__name__)

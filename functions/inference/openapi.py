@@ -5,25 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from functions.common.bundle import MISSING_CATEGORY, Feature
-from functions.inference.errors import INTERNAL_ERROR, STATUS_CODES
+from functions.inference.errors import INTERNAL_ERROR, MAX_DETAILS, STATUS_CODES
 from functions.inference.model import Model
+from functions.inference.schema import FLOAT32_MAX
 
 DESCRIPTION = """\
 Predictions from the registry's champion model. Request rules:
 
 - `instances` holds 1 to {max_instances} objects; each has every feature and no other key.
 - A missing key is an error; an explicit `null` is a missing value, which the model was trained to handle.
-- Numeric features take JSON numbers only: not booleans, not numeric strings, not NaN or Infinity.
+- Numeric features take JSON numbers only: not booleans, not numeric strings, not NaN or Infinity, and within
+  the model's 32-bit float range (magnitude at most {float32_max}).
 - Categorical features take strings only (numbers are refused). A category not seen in training is accepted
   (the model ignores it) and reported in that prediction's `warnings`.
-- The body is JSON (`Content-Type: application/json`, UTF-8) of at most {max_body_bytes} bytes.
+- The body is JSON (`Content-Type: application/json`, UTF-8, not compressed) of at most {max_body_bytes} bytes.
 
-Every problem of a request is listed in one 422 response. Each prediction has a `prediction_id` to quote
-when reporting the true outcome later.
+Every problem of a request is counted in one 422 response (the first {max_details} are listed in `details`).
+Each prediction has a `prediction_id` to quote when reporting the true outcome later.
 
 Feedback (`POST /feedback`): one item `{{"prediction_id": ..., "{answer}": ...}}` or a batch
 `{{"feedback": [...]}}` of 1 to {max_instances} items. The id must be one this API served within the last
-{max_age_days} days; {answer_rule} Every problem is listed in one 422; a 202 means the feedback is recorded, a
+{max_age_days} days; {answer_rule} Every problem is counted in one 422; a 202 means the feedback is recorded, a
 503 `feedback_unavailable` that it is not and the same request should be sent again.
 """
 
@@ -33,12 +35,14 @@ ANSWER_RULES = {
 }
 
 ERROR_RESPONSES = {
-    400: "The body is not valid JSON.",
+    400: "The body is not valid JSON (a lone UTF-16 surrogate escape such as `\\ud800` included).",
     404: "No such route.",
     405: "The route does not accept this method.",
     413: "The body is too large.",
-    415: "The body is not declared as JSON (`application/json`, optionally with `charset=utf-8`).",
-    422: "The request does not match the model's schema: `details` lists every problem.",
+    415: "The body is not declared as JSON (`application/json`, optionally with `charset=utf-8`), or is compressed "
+    "(any `Content-Encoding` but `identity`).",
+    422: "The request does not match the model's schema: `details` lists the problems (the first "
+    f"{MAX_DETAILS}; `omitted` counts the others).",
     500: "The service failed unexpectedly: quote `correlation_id` when reporting it.",
     503: "No model is available (none configured, no champion yet, or the champion could not be loaded), or "
     "(`/feedback`) the feedback could not be recorded: send it again.",
@@ -54,6 +58,8 @@ def document(model: Model, max_instances: int, max_body_bytes: int, feedback_max
         answer=answer,
         answer_rule=ANSWER_RULES[model.task],
         max_age_days=feedback_max_age_days,
+        float32_max=FLOAT32_MAX,
+        max_details=MAX_DETAILS,
     )
     return {
         "openapi": "3.1.0",
@@ -153,7 +159,12 @@ def document(model: Model, max_instances: int, max_body_bytes: int, feedback_max
                     "properties": {
                         "error": {"enum": sorted({c.error for c in STATUS_CODES} | {INTERNAL_ERROR})},
                         "message": {"type": "string"},
-                        "details": {"type": "array", "items": _ref("Problem")},
+                        "details": {"type": "array", "items": _ref("Problem"), "maxItems": MAX_DETAILS},
+                        "omitted": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "description": "problems not listed in details (present only when there are some)",
+                        },
                         "correlation_id": {"type": "string", "description": "500 only: the id of the logged failure."},
                     },
                     "required": ["error", "message"],
@@ -209,7 +220,13 @@ def _feature(feature: Feature) -> dict[str, Any]:
         observed = ""
         if feature.minimum is not None and feature.maximum is not None:
             observed = f" Seen in training: {feature.minimum:g} to {feature.maximum:g} (not enforced)."
-        return {"type": ["number", "null"], "description": f"Numeric; null when missing.{observed}"}
+        return {
+            "type": ["number", "null"],
+            # The model's input is float32: a larger magnitude is refused (422), not rounded to infinity.
+            "minimum": -FLOAT32_MAX,
+            "maximum": FLOAT32_MAX,
+            "description": f"Numeric; null when missing.{observed}",
+        }
     known = [category for category in feature.categories if category != MISSING_CATEGORY]
     return {
         "description": "Categorical; null when missing. Known categories are listed; any other string is "
@@ -234,7 +251,10 @@ def _prediction(model: Model) -> dict[str, Any]:
         }
         required = ["prediction_id", "label", "probabilities"]
     else:
-        properties["value"] = {"type": "number"}
+        properties["value"] = {
+            "type": ["number", "null"],
+            "description": "null when the model's output is not a finite number (a warning says so)",
+        }
         required = ["prediction_id", "value"]
     return {"type": "object", "properties": properties, "required": required}
 

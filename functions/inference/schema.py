@@ -16,23 +16,22 @@ checks a whole column at once (type sets, one numpy conversion); per-value check
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from functools import partial
+from typing import Any
 
 import numpy as np
-import orjson
 
 from functions.common.bundle import MISSING_CATEGORY, Feature
-from functions.inference.errors import MalformedJson, Problem, ValidationFailed
+from functions.inference.body import decode, json_type
+from functions.inference.errors import Problem, ValidationFailed, quote
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 MISSING_FEATURE = "missing feature (send null for a missing value)"
 _ABSENT: Any = object()
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _TEXT_TYPES = frozenset({str, type(None)})
-_JSON_TYPES = {str: "string", int: "number", float: "number", bool: "boolean", dict: "object", list: "array"}
 
 
 @dataclass(frozen=True)
@@ -52,28 +51,14 @@ class RequestSchema:
         self._known = {f.name: frozenset(f.categories) | {MISSING_CATEGORY} for f in self.features}
 
     def parse(self, body: bytes, max_instances: int) -> Batch:
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            self._explain(body, exc, max_instances)
+        payload = decode(body, partial(self.validate, max_instances=max_instances))
         return self.validate(payload, max_instances)
-
-    def _explain(self, body: bytes, exc: orjson.JSONDecodeError, max_instances: int) -> NoReturn:
-        # orjson refuses NaN, Infinity and numbers beyond the float range; the standard parser reads them, so
-        # validation can say which instance and field hold one. Its result only ever explains an error.
-        try:
-            payload = json.loads(body, parse_constant=float)
-        except (ValueError, RecursionError):
-            payload = _ABSENT
-        if payload is not _ABSENT:
-            self.validate(payload, max_instances)
-        raise MalformedJson(f"the body is not valid JSON: {exc}") from None
 
     def validate(self, payload: Any, max_instances: int) -> Batch:
         instances, problems = _instances(payload, max_instances)
         for index, instance in enumerate(instances):
             if type(instance) is not dict:
-                problems.append(Problem(index, None, f"expected an object of features, got {_json_type(instance)}"))
+                problems.append(Problem(index, None, f"expected an object of features, got {json_type(instance)}"))
             elif instance.keys() != self.names:
                 problems += [Problem(index, name, "unknown feature") for name in instance if name not in self.names]
                 problems += [Problem(index, f.name, MISSING_FEATURE) for f in self.features if f.name not in instance]
@@ -102,7 +87,7 @@ class RequestSchema:
 def _instances(payload: Any, max_instances: int) -> tuple[list[Any], list[Problem]]:
     """The instances worth checking one by one, and the problems of the body itself."""
     if type(payload) is not dict:
-        got = _json_type(payload)
+        got = json_type(payload)
         raise ValidationFailed(
             'the body must be a JSON object: {"instances": [...]}',
             [Problem(None, None, f"expected an object, got {got}")],
@@ -114,7 +99,7 @@ def _instances(payload: Any, max_instances: int) -> tuple[list[Any], list[Proble
     if instances is _ABSENT:
         problems.append(Problem(None, "instances", 'missing: send {"instances": [{...}, ...]}'))
     elif type(instances) is not list:
-        problems.append(Problem(None, "instances", f"expected an array of instances, got {_json_type(instances)}"))
+        problems.append(Problem(None, "instances", f"expected an array of instances, got {json_type(instances)}"))
     elif not instances:
         problems.append(Problem(None, "instances", f"empty: send 1 to {max_instances} instances"))
     elif len(instances) > max_instances:
@@ -150,7 +135,7 @@ def _number_problem(value: Any) -> str | None:
         return f"out of range: the model takes 32-bit floats (magnitude at most {FLOAT32_MAX:.4g})"
     if value is None or value is _ABSENT:
         return None
-    return f"expected a number, got {_json_type(value)}"
+    return f"expected a number, got {json_type(value)}"
 
 
 def _categorical_column(
@@ -162,7 +147,7 @@ def _categorical_column(
 ) -> np.ndarray | None:
     if not _TEXT_TYPES.issuperset(map(type, values)):
         problems += [
-            Problem(index, name, f"expected a string (a category), got {_json_type(value)}")
+            Problem(index, name, f"expected a string (a category), got {json_type(value)}")
             for index, value in enumerate(values)
             if value is not None and value is not _ABSENT and type(value) is not str
         ]
@@ -172,12 +157,6 @@ def _categorical_column(
     if not known.issuperset(values):
         for index, value in enumerate(values):
             if value not in known:
-                problem = f"unknown category {value!r}: not seen in training, the model ignores it"
+                problem = f"unknown category {quote(value)}: not seen in training, the model ignores it"
                 warnings.setdefault(index, []).append({"field": name, "problem": problem})
     return np.array(values, dtype=object).reshape(-1, 1)
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return _JSON_TYPES.get(type(value), type(value).__name__)

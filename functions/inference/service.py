@@ -3,7 +3,8 @@
 Each served prediction gets an id (``functions.common.records.new_prediction_ids``: serving time, randomness and
 a checksum) that the client keeps to send ground truth later. The sampled predictions of a request go through
 the capture sink once; a capture failure is logged and counted, and the client still gets its predictions.
-Feedback goes through its own sink; if that fails the client gets a 503 and sends it again.
+Feedback goes through its own sink; if that fails the client gets a 503 and sends it again. Both kinds of record
+carry the request's caller (who sent it, as the HTTP adapter found it; None when unknown).
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids
+from functions.common.records import Caller, FeedbackRecord, PredictionRecord, new_prediction_ids
 from functions.inference import openapi
 from functions.inference.capture import NoCapture, Sampler, Sink, lost_records
 from functions.inference.errors import FeedbackUnavailable
 from functions.inference.feedback import FeedbackSchema
-from functions.inference.model import Classification, Model
+from functions.inference.model import Classification, Model, Regression
 from functions.inference.sources import ModelProvider
 from functions.inference.telemetry import RequestLog, Telemetry
+
+NOT_FINITE_WARNING = {
+    "field": "value",
+    "problem": "the model's output is not a finite number: the instance's features are far outside what it was "
+    "trained on",
+}
 
 
 class InferenceService:
@@ -51,7 +58,7 @@ class InferenceService:
         log.model_version = model.version
         return model
 
-    def predict(self, body: bytes, log: RequestLog) -> dict[str, Any]:
+    def predict(self, body: bytes, log: RequestLog, caller: Caller | None) -> dict[str, Any]:
         model = self.model(log)
         batch = model.schema.parse(body, self.max_instances)
         count = len(batch.instances)
@@ -73,9 +80,14 @@ class InferenceService:
             ]
         for index, warnings in batch.warnings.items():
             predictions[index]["warnings"] = warnings
+        if isinstance(result, Regression):
+            for index in result.not_finite:
+                predictions[index].setdefault("warnings", []).append(dict(NOT_FINITE_WARNING))
         if self._capturing:
             log.capture_failures = self._capture(
-                _prediction_records(model.version, now, batch.instances, predictions, self._sampler.pick(count), log)
+                _prediction_records(
+                    model.version, now, batch.instances, predictions, self._sampler.pick(count), log, caller
+                )
             )
         return {"model_version": model.version, "predictions": predictions}
 
@@ -96,14 +108,17 @@ class InferenceService:
             return lost
         return 0
 
-    def feedback(self, body: bytes, log: RequestLog) -> dict[str, Any]:
+    def feedback(self, body: bytes, log: RequestLog, caller: Caller | None) -> dict[str, Any]:
         model = self.model(log)
         schema = FeedbackSchema(model.task, model.metadata.classes, self.max_instances, self.feedback_max_age)
         now = datetime.now(UTC)
         items = schema.parse(body, now)
         log.feedback = len(items)
         received = now.isoformat(timespec="milliseconds")
-        records = [FeedbackRecord(item.prediction_id, received, label=item.label, value=item.value) for item in items]
+        records = [
+            FeedbackRecord(item.prediction_id, received, label=item.label, value=item.value, caller=caller)
+            for item in items
+        ]
         try:
             self._feedback_sink.write(records)
         except Exception as exc:
@@ -150,6 +165,7 @@ def _prediction_records(
     predictions: list[dict[str, Any]],
     picked: Sequence[int],
     log: RequestLog,
+    caller: Caller | None,
 ) -> list[PredictionRecord]:
     """The capture records of the picked predictions (the instances as sent, the answers as served)."""
     time = served.isoformat(timespec="milliseconds")
@@ -164,6 +180,7 @@ def _prediction_records(
             probabilities=predictions[index].get("probabilities"),
             value=predictions[index].get("value"),
             request_id=request_id,
+            caller=caller,
         )
         for index in picked
     ]

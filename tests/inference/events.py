@@ -28,8 +28,12 @@ def rest_event(
     headers: dict[str, str] | None = None,
     binary: bool = False,
     stage: str = "prod",
+    identity: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway REST API (v1) proxy integration event, as a ``{proxy+}`` resource delivers it."""
+    """An API Gateway REST API (v1) proxy integration event, as a ``{proxy+}`` resource delivers it.
+
+    ``identity`` overrides keys of ``requestContext.identity`` (an unsigned request without an API key by default).
+    """
     all_headers = {
         "Accept": "application/json",
         "Host": HOST,
@@ -80,7 +84,8 @@ def rest_event(
                 "userArn": None,
                 "userAgent": "pytest",
                 "user": None,
-            },
+            }
+            | (identity or {}),
             "domainName": HOST,
             "apiId": API_ID,
         },

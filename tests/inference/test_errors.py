@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from functions.inference.config import Config
+from functions.inference.errors import Problem
 from functions.inference.model import Model
 from tests.inference.conftest import Api, MakeApi, assert_valid_emf
 
@@ -235,3 +238,157 @@ def test_an_unexpected_exception_returns_500_with_a_correlation_id_and_logs_the_
     assert "Traceback" in logged["stack"]
     [request] = api.log_messages("request")
     assert (request["status"], request["ServerErrors"], request["error"]) == (500, 1, "internal_error")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        pytest.param("/predict", '{"instances": [], "\\ud800": 1}', id="predict key"),
+        pytest.param("/predict", '{"instances": [{"region": "\\udc00"}]}', id="predict value"),
+        pytest.param("/feedback", '{"prediction_id": "x", "\\ud800": 1}', id="feedback key"),
+        pytest.param("/feedback", '{"prediction_id": "x", "label": "a\\ud800b"}', id="feedback value"),
+    ],
+)
+def test_a_lone_surrogate_anywhere_in_the_body_returns_400_as_json(api: Api, path: str, body: str) -> None:
+    # The JSON text carries the escape itself: a lone UTF-16 surrogate is not a character, so the body is malformed.
+    assert "\\u" in body
+
+    reply = api.call("POST", path, body)
+
+    assert reply.status == 400, reply.body
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.json["error"] == "malformed_json"
+    assert "surrogate" in reply.json["message"]
+    [request] = api.log_messages("request")
+    assert (request["status"], request["ClientErrors"], request["ServerErrors"]) == (400, 1, 0)
+
+
+def test_a_nan_is_still_explained_by_field_but_a_lone_surrogate_beside_it_makes_the_body_malformed(
+    api: Api, rows: list[dict[str, Any]]
+) -> None:
+    rows[0]["age"] = "__NAN__"
+    body = json.dumps({"instances": rows}).replace('"__NAN__"', "NaN")
+
+    assert api.call("POST", "/predict", body).status == 422
+    assert api.call("POST", "/predict", body.replace('"north"', '"\\ud800"', 1)).status == 400
+
+
+def test_an_error_response_that_cannot_be_rendered_becomes_a_json_500_counted_in_server_errors(
+    api: Api, rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(self: Problem) -> dict[str, Any]:
+        raise RuntimeError("a problem that cannot be shown")
+
+    monkeypatch.setattr(Problem, "to_dict", explode)
+    rows[0]["age"] = "old"
+
+    reply = api.predict(rows)
+
+    assert reply.status == 500
+    assert reply.headers["content-type"] == "application/json"
+    assert reply.json["error"] == "internal_error"
+    assert reply.json["correlation_id"] == reply.event["requestContext"]["requestId"]
+    [failure] = api.log_messages("rendering an error response failed")
+    assert "RuntimeError: a problem that cannot be shown" in failure["stack"]
+    [request] = api.log_messages("request")
+    assert (request["status"], request["ServerErrors"], request["error"]) == (500, 1, "internal_error")
+
+
+def test_a_422_lists_the_first_20_problems_and_counts_the_others(api: Api, rows: list[dict[str, Any]]) -> None:
+    # A 1 MiB body of unknown fields: listing each would make a ~10 MB answer, over Lambda's 6 MB response limit.
+    unknown = {f"field_{index}": 1 for index in range(58_000)}
+    body = json.dumps({"instances": rows[:1], **unknown})
+    assert 1_000_000 < len(body) <= 1 << 20
+
+    reply = api.call("POST", "/predict", body)
+
+    assert reply.status == 422
+    answer = reply.json
+    assert details(reply) == [(None, f"field_{index}") for index in range(20)]
+    assert answer["omitted"] == 58_000 - 20
+    assert answer["message"] == (
+        "the request has 58000 problems: see details (the first 20 are listed, 57980 more are not)"
+    )
+    assert len(reply.body) < 4096
+
+
+def test_a_422_with_at_most_20_problems_lists_them_all_without_omitted(api: Api, rows: list[dict[str, Any]]) -> None:
+    reply = api.call("POST", "/predict", json.dumps({"instances": rows[:1], **{f"f{i}": 1 for i in range(20)}}))
+    assert len(reply.json["details"]) == 20
+    assert "omitted" not in reply.json
+
+
+LONG = "x" * 500_000
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "options"),
+    [
+        pytest.param("POST", "/predict", json.dumps({"instances": [{LONG: 1}]}), {}, id="unknown feature name"),
+        pytest.param("POST", "/predict", json.dumps({"instances": [{}], LONG: 1}), {}, id="unknown field name"),
+        pytest.param("POST", "/feedback", json.dumps({"prediction_id": "0" * 32, "label": LONG}), {}, id="label"),
+        pytest.param("GET", "/" + LONG[:8000], None, {}, id="path"),
+        pytest.param("POST", "/predict", "{}", {"content_type": "text/" + LONG[:8000]}, id="content type"),
+        pytest.param("POST", "/predict", "{}", {"headers": {"Content-Encoding": LONG[:8000]}}, id="content encoding"),
+    ],
+)
+def test_client_text_quoted_in_an_error_is_cut_so_the_answer_stays_small(
+    api: Api, method: str, path: str, body: str | None, options: dict[str, Any]
+) -> None:
+    reply = api.call(method, path, body, **options)
+
+    assert 400 <= reply.status < 500
+    assert len(reply.body) < 2048, reply.body[:200]
+    listed = reply.json.get("details", [])
+    quoted = [reply.json["message"], *(d["field"] or "" for d in listed), *(d["problem"] for d in listed)]
+    assert any("xxxxxxxx" in text for text in quoted), reply.body
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/predict/"),
+        ("POST", "/feedback/"),
+        ("GET", "/health/"),
+        ("GET", "/model/"),
+        ("GET", "/openapi.json/"),
+    ],
+)
+def test_a_route_with_a_trailing_slash_is_a_json_404_not_a_redirect(api: Api, method: str, path: str) -> None:
+    # A redirect would send the client to a URL without the API Gateway stage.
+    reply = api.call(method, path, "{}" if method == "POST" else None)
+    assert reply.status == 404
+    assert "location" not in reply.headers
+    assert reply.json["error"] == "not_found"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate", "GZIP", "gzip, identity"])
+@pytest.mark.parametrize("path", ["/predict", "/feedback"])
+def test_a_compressed_body_returns_415_naming_the_encoding(api: Api, path: str, encoding: str) -> None:
+    reply = api.call("POST", path, gzip.compress(b"{}"), headers={"Content-Encoding": encoding}, binary=True)
+    assert reply.status == 415
+    assert reply.json["error"] == "unsupported_media_type"
+    assert reply.json["message"] == (
+        f"the body must not be compressed: send it without Content-Encoding (got {encoding.lower()!r})"
+    )
+
+
+def test_an_identity_content_encoding_is_accepted(api: Api, rows: list[dict[str, Any]]) -> None:
+    assert api.predict(rows, headers={"Content-Encoding": "identity"}).status == 200
+
+
+def test_numeric_values_are_taken_up_to_the_float32_bound_the_openapi_document_declares(
+    api: Api, rows: list[dict[str, Any]]
+) -> None:
+    document = api.call("GET", "/openapi.json", content_type=None).json
+    age = document["components"]["schemas"]["Instance"]["properties"]["age"]
+    bound = age["maximum"]
+    assert (age["minimum"], bound) == (-3.4028234663852886e38, 3.4028234663852886e38)
+
+    rows[0]["age"], rows[1]["age"] = bound, -bound
+    assert api.predict(rows).status == 200
+
+    rows[0]["age"] = math.nextafter(bound, math.inf)
+    reply = api.predict(rows)
+    assert reply.status == 422
+    assert details(reply) == [(0, "age")]

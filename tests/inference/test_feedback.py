@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from functions.common.records import FeedbackRecord, new_prediction_ids
+from functions.common.records import Caller, FeedbackRecord, _check, new_prediction_ids, to_json_lines
 from functions.inference.capture import DeliveryFailed, Record
 from functions.inference.config import Config
 from tests.inference.conftest import TARGET, Api, FailingSink, MakeApi, RecordingSink, assert_valid_emf, instances
@@ -125,7 +125,7 @@ def test_an_id_with_a_bad_checksum_returns_422(api: Api, rows: list[dict[str, An
     ("prediction_id", "problem"),
     [
         ("abc", "a prediction id is 32 hex digits"),
-        ("z" * 32, "a prediction id is hex digits only"),
+        ("z" * 32, "a prediction id is lowercase hex digits only (0-9, a-f)"),
         (12, "expected a string, got number"),
     ],
 )
@@ -348,7 +348,8 @@ def test_without_a_feedback_stream_feedback_goes_to_the_log(
 
     [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert line["message"] == "feedback"
-    assert FeedbackRecord.from_dict(line) == FeedbackRecord(prediction_id, line["time"], label="0")
+    caller = Caller(source_ip="203.0.113.7")
+    assert FeedbackRecord.from_dict(line) == FeedbackRecord(prediction_id, line["time"], label="0", caller=caller)
 
 
 def test_the_openapi_document_describes_feedback_for_the_live_model(
@@ -368,3 +369,63 @@ def test_the_openapi_document_describes_feedback_for_the_live_model(
 
     regression = make_api(Config(model_dir=regression_bundle)).call("GET", "/openapi.json", content_type=None).json
     assert regression["components"]["schemas"]["FeedbackItem"]["required"] == ["prediction_id", "value"]
+
+
+def test_an_id_whose_time_is_past_year_9999_returns_422_naming_the_field(api: Api) -> None:
+    body = "ffffffffffff" + "0123456789ab"
+    forged = body + _check(body)  # a well-formed id: the checksum is not a secret
+
+    reply = api.feedback({"feedback": [{"prediction_id": forged, "label": "1"}]})
+
+    assert reply.status == 422, reply.body
+    assert details(reply) == [
+        (0, "prediction_id", "no prediction was served with this id (its time is past year 9999)")
+    ]
+
+
+def test_an_uppercase_id_returns_422_as_this_service_issues_lowercase_ids(
+    api: Api, feedback_sink: RecordingSink, rows: list[dict[str, Any]]
+) -> None:
+    [prediction_id] = served_ids(api, rows[:1])
+
+    reply = api.feedback({"prediction_id": prediction_id.upper(), "label": "1"})
+
+    assert reply.status == 422
+    assert details(reply) == [(None, "prediction_id", "a prediction id is lowercase hex digits only (0-9, a-f)")]
+    assert feedback_sink.batches == []
+
+
+SIGNED = {"userArn": "arn:aws:sts::123456789012:assumed-role/labeller/session-1", "caller": "AROAEXAMPLE:session-1"}
+
+
+@pytest.mark.parametrize(
+    ("identity", "caller"),
+    [
+        pytest.param(
+            SIGNED,
+            Caller(principal=SIGNED["userArn"], source_ip="203.0.113.7"),
+            id="IAM: the ARN",
+        ),
+        pytest.param(
+            {"caller": "AIDAEXAMPLE", "sourceIp": "198.51.100.4"},
+            Caller(principal="AIDAEXAMPLE", source_ip="198.51.100.4"),
+            id="IAM without an ARN: the principal id",
+        ),
+        pytest.param(
+            {"apiKeyId": "a1b2c3d4e5", "apiKey": "the-secret-key-value"},
+            Caller(api_key_id="a1b2c3d4e5", source_ip="203.0.113.7"),
+            id="API key: its id",
+        ),
+        pytest.param({}, Caller(source_ip="203.0.113.7"), id="neither: the source IP"),
+    ],
+)
+def test_feedback_records_carry_the_caller_api_gateway_identified(
+    api: Api, feedback_sink: RecordingSink, identity: dict[str, str], caller: Caller
+) -> None:
+    items = [{"prediction_id": i, "label": "1"} for i in new_prediction_ids(2, datetime.now(UTC))]
+
+    reply = api.feedback({"feedback": items}, identity=identity)
+
+    assert reply.status == 202, reply.body
+    assert [record.caller for record in feedback_sink.feedback] == [caller, caller]
+    assert "the-secret-key-value" not in to_json_lines(feedback_sink.feedback).decode()
