@@ -2,31 +2,34 @@
 
 Feature distributions come from every labelled training row; prediction distributions from the holdout,
 because predictions on rows the model was fitted on are over-confident and would not look like live traffic.
+A capped categorical (:mod:`training.feature_spec`) is summarised on the levels the model tells apart, the rest
+under ``OTHER_CATEGORY``, as the monitor counts live values outside the baseline: thousands of rare levels
+would only bloat the metadata.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from functions.common.bundle import FeatureType, Task
-from functions.common.distribution import Baseline, Summary, categorical_summary, numeric_summary
+from functions.common.bundle import MISSING_CATEGORY, Task
+from functions.common.distribution import OTHER_CATEGORY, Baseline, Summary, categorical_summary, numeric_summary
+from training.feature_spec import FeatureSpec
 
 
-def build_baseline(
-    inputs: pd.DataFrame,
-    feature_types: Mapping[str, FeatureType],
-    model: Any,
-    task: Task,
-    holdout: pd.DataFrame,
-) -> Baseline:
-    features: dict[str, Summary] = {
-        name: numeric_summary(inputs[name].to_numpy()) if kind == "numeric" else categorical_summary(inputs[name])
-        for name, kind in feature_types.items()
-    }
+def _summary(name: str, column: pd.Series, spec: FeatureSpec) -> Summary:
+    if spec.types[name] == "numeric":
+        return numeric_summary(column.to_numpy())
+    kept = spec.capped.get(name)
+    if kept is None:
+        return categorical_summary(column)
+    return categorical_summary(column.where(column.isin([*kept, MISSING_CATEGORY]), OTHER_CATEGORY))
+
+
+def build_baseline(inputs: pd.DataFrame, spec: FeatureSpec, model: Any, task: Task, holdout: pd.DataFrame) -> Baseline:
+    features = {name: _summary(name, inputs[name], spec) for name in spec.types}
     if task == "regression":
         return Baseline(len(inputs), features, numeric_summary(model.predict(holdout)), len(holdout))
     probabilities = model.predict_proba(holdout)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -19,11 +18,11 @@ from functions.common.bundle import (
     MISSING_CATEGORY,
     ONNX_FILE,
     Feature,
-    FeatureType,
     ModelMetadata,
     write_metadata,
 )
-from training.pipeline import PREPROCESS_STEP
+from training.feature_spec import FeatureSpec
+from training.pipeline import CAPPED_BRANCH, CATEGORICAL_BRANCH, PREPROCESS_STEP
 
 LIBRARIES = ("scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas")
 
@@ -37,26 +36,35 @@ def _finite_or_none(value: float) -> float | None:
     return float(str(np.float32(value))) if math.isfinite(value) else None
 
 
-def describe_features(
-    pipeline: Any, train_inputs: pd.DataFrame, feature_types: Mapping[str, FeatureType]
-) -> tuple[Feature, ...]:
-    """Categories as the fitted encoder knows them (without the missing token); numeric ranges as trained on."""
-    transformers = pipeline.named_steps[PREPROCESS_STEP].named_transformers_
-    categorical = [name for name, kind in feature_types.items() if kind == "categorical"]
-    known = dict(zip(categorical, transformers["categorical"].categories_, strict=True)) if categorical else {}
+def _encoded_categories(pipeline: Any) -> dict[str, Any]:
+    """Feature -> the categories its fitted one-hot encoder tells apart."""
+    preprocess = pipeline.named_steps[PREPROCESS_STEP]
+    known: dict[str, Any] = {}
+    for branch, _, columns in preprocess.transformers_:
+        if branch in (CATEGORICAL_BRANCH, CAPPED_BRANCH):
+            known.update(zip(columns, preprocess.named_transformers_[branch].categories_, strict=True))
+    return known
+
+
+def describe_features(pipeline: Any, train_inputs: pd.DataFrame, spec: FeatureSpec) -> tuple[Feature, ...]:
+    """Categories as the fitted encoders know them (without the missing token), or for a categorical the model
+    ignores, as trained on; numeric ranges as trained on; the ONNX input of each."""
+    known = _encoded_categories(pipeline)
     features = []
-    for name, kind in feature_types.items():
+    for name, kind in spec.types.items():
+        column = train_inputs[name]
         if kind == "categorical":
-            seen = tuple(str(c) for c in known[name] if c != MISSING_CATEGORY)
-            features.append(Feature(name=name, type="categorical", categories=seen))
+            levels = known[name] if name in known else column.unique()
+            seen = tuple(str(c) for c in levels if c != MISSING_CATEGORY)
+            features.append(Feature(name=name, type="categorical", categories=seen, onnx_input=spec.onnx_inputs[name]))
         else:
-            column = train_inputs[name]
             features.append(
                 Feature(
                     name=name,
                     type="numeric",
                     minimum=_finite_or_none(column.min()),
                     maximum=_finite_or_none(column.max()),
+                    onnx_input=spec.onnx_inputs[name],
                 )
             )
     return tuple(features)

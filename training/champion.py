@@ -1,4 +1,5 @@
-"""The optional ``champion`` channel: the live model, to be scored on the challenger's holdout.
+"""The optional ``champion`` channel: the live model, to be scored on the challenger's holdout, and the rows it
+was fitted on (absent from older bundles), which that holdout must leave out.
 
 The channel holds either a ``model.tar.gz`` (as the registry stores it) or an extracted bundle directory.
 A champion that is given but unusable fails the job: comparing against nothing would let any challenger
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 
-from functions.common.bundle import JOBLIB_FILE, METADATA_FILE, BundleError, ModelMetadata, open_bundle
+from functions.common.bundle import JOBLIB_FILE, METADATA_FILE, BundleError, ModelMetadata, open_bundle, read_fit_rows
 from training.errors import TrainingFailure
+from training.row_ids import fit_rows
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class Champion:
     metadata: ModelMetadata
     # The champion's fitted scikit-learn pipeline (model.joblib).
     model: Any
+    # The hashes of the rows it was fitted on (training.row_ids); None: its bundle records none (an older one).
+    fit_rows: np.ndarray | None
 
 
 def _bundle_source(channel: Path) -> Path | None:
@@ -50,6 +55,7 @@ def load_champion(channel: Path, work_dir: Path) -> Champion | None:
         return None
     try:
         bundle_dir, metadata = open_bundle(source, work_dir / "champion")
+        recorded = read_fit_rows(bundle_dir, metadata)
         model = joblib.load(bundle_dir / JOBLIB_FILE)
     except BundleError as exc:
         raise TrainingFailure(f"the champion model is unusable: {exc}") from exc
@@ -57,4 +63,4 @@ def load_champion(channel: Path, work_dir: Path) -> Champion | None:
         raise TrainingFailure(f"the champion model is unusable: cannot load {JOBLIB_FILE}: {exc!r}") from exc
     if not (hasattr(model, "predict_proba") if metadata.task == "classification" else hasattr(model, "predict")):
         raise TrainingFailure(f"the champion model is unusable: {JOBLIB_FILE} holds no fitted {metadata.task} model")
-    return Champion(metadata=metadata, model=model)
+    return Champion(metadata=metadata, model=model, fit_rows=None if recorded is None else fit_rows(recorded))

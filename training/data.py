@@ -2,12 +2,15 @@
 
 CSV cells are read as text (empty cell = missing), so the column types are decided once, by
 :mod:`training.validation`, for CSV and Parquet alike, and a stray value is reported instead of silently
-turning a numeric column into text.
+turning a numeric column into text. The ``missing_values`` tokens (e.g. ``?``) are missing too, wherever they
+are a whole text cell: every CSV cell, and the cells of Parquet's text columns (a Parquet number is never a
+token).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +54,18 @@ def _read(path: Path, name: str) -> pd.DataFrame:
         raise TrainingFailure(f"training file {name} cannot be read: {exc}") from exc
 
 
-def load_training_data(channel: Path) -> TrainingData:
+def blank_tokens(frame: pd.DataFrame, tokens: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with every text cell that equals one of ``tokens`` made missing."""
+    if not tokens:
+        return frame
+    blanked = frame.copy(deep=False)
+    for name, column in frame.items():
+        if pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column):
+            blanked[name] = column.mask(column.isin(tokens))
+    return blanked
+
+
+def load_training_data(channel: Path, missing_values: Sequence[str] = ()) -> TrainingData:
     if not channel.is_dir():
         raise TrainingFailure(f"the train channel is missing: no directory {channel}")
     paths = data_files(channel)
@@ -77,4 +91,4 @@ def load_training_data(channel: Path) -> TrainingData:
                 digest.update(chunk)
     # Reordering by the first file's columns: files may list the same columns in another order.
     frame = pd.concat([f[reference] for f in frames], ignore_index=True) if len(frames) > 1 else frames[0]
-    return TrainingData(frame=frame, files=names, sha256=digest.hexdigest())
+    return TrainingData(frame=blank_tokens(frame, missing_values), files=names, sha256=digest.hexdigest())

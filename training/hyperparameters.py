@@ -6,21 +6,23 @@ Unknown names are an error, so a typo never silently falls back to a default; Sa
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
+from functions.common import text_values
 from functions.common.bundle import TASKS, Task
-from functions.common.gate import CLASSIFICATION_METRICS, DEFAULT_METRIC, REGRESSION_METRICS, GateSettings
+from functions.common.gate import (
+    DEFAULT_MAX_TRUSTED_REGRESSION,
+    DEFAULT_MIN_SCORED_ROWS,
+    GATE_PARSERS,
+    GateError,
+    GateSettings,
+)
 from training.errors import TrainingFailure
 
 ALGORITHMS = ("logistic_regression", "random_forest", "gradient_boosting", "hist_gradient_boosting")
 DEFAULT_ALGORITHM = "random_forest"
-TASK_METRICS: dict[Task, tuple[str, ...]] = {
-    "classification": CLASSIFICATION_METRICS,
-    "regression": REGRESSION_METRICS,
-}
 
 Knob = int | float
 # The estimator knobs that apply to each (task, algorithm). logistic_regression's regression counterpart
@@ -46,86 +48,12 @@ DEFAULT_KNOBS: dict[str, dict[str, Knob]] = {
 }
 
 
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError("must be an integer") from None
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError("must be a number") from None
-
-
-def _positive_int(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise ValueError("must be an integer >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _number(text)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError("must be a finite number > 0")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _number(text)
-    if not 0 <= value <= 1:
-        raise ValueError("must be a number between 0 and 1")
-    return value
-
-
-def _open_fraction(text: str) -> float:
-    value = _number(text)
-    if not 0 < value < 1:
-        raise ValueError("must be a number strictly between 0 and 1")
-    return value
-
-
-def _finite(text: str) -> float:
-    value = _number(text)
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = _finite(text)
-    if value < 0:
-        raise ValueError("must be a finite number >= 0")
-    return value
-
-
-def _boolean(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise ValueError("must be true or false")
-
-
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"lists {', '.join(duplicates)} more than once")
     return names
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in options:
-            raise ValueError(f"must be one of {', '.join(options)}")
-        return text
-
-    return parse
 
 
 def _text(text: str) -> str:
@@ -135,30 +63,31 @@ def _text(text: str) -> str:
 
 
 KNOB_PARSERS: dict[str, Callable[[str], Knob]] = {
-    "n_estimators": _positive_int,
-    "max_depth": _positive_int,
-    "min_samples_leaf": _positive_int,
-    "max_iter": _positive_int,
-    "learning_rate": _positive_float,
-    "C": _positive_float,
+    "n_estimators": text_values.positive_int,
+    "max_depth": text_values.positive_int,
+    "min_samples_leaf": text_values.positive_int,
+    "max_iter": text_values.positive_int,
+    "learning_rate": text_values.positive_float,
+    "C": text_values.positive_float,
 }
 PARSERS: dict[str, Callable[[str], Any]] = {
     "target": _text,
-    "task": _choice(TASKS),
-    "algorithm": _choice(ALGORITHMS),
-    "test_size": _open_fraction,
-    "random_seed": _integer,
+    "task": text_values.choice(TASKS),
+    "algorithm": text_values.choice(ALGORITHMS),
+    "test_size": text_values.open_fraction,
+    "random_seed": text_values.integer,
     "numeric_features": _names,
     "categorical_features": _names,
     "drop_columns": _names,
-    "metric": _choice(CLASSIFICATION_METRICS + REGRESSION_METRICS),
-    "min_metric": _finite,
-    "min_improvement": _non_negative,
-    "min_rows": _positive_int,
-    "min_class_count": _positive_int,
-    "max_missing_fraction": _fraction,
+    "missing_values": _names,
+    "max_categories": text_values.positive_int,
+    "serving_memory_mb": text_values.positive_int,
+    "serving_timeout_seconds": text_values.positive_float,
+    "min_rows": text_values.positive_int,
+    "min_class_count": text_values.positive_int,
+    "max_missing_fraction": text_values.fraction,
     "champion_version": _text,
-    "allow_schema_change": _boolean,
+    **GATE_PARSERS,
     **KNOB_PARSERS,
 }
 
@@ -177,10 +106,19 @@ class Hyperparameters:
     numeric_features: tuple[str, ...] | None = None
     categorical_features: tuple[str, ...] | None = None
     drop_columns: tuple[str, ...] = ()
+    # Cell texts read as missing, besides empty cells and pandas' defaults (NA, n/a, null...).
+    missing_values: tuple[str, ...] = ()
+    # A categorical feature with more levels is one-hot encoded on its most frequent ones (training.feature_spec).
+    max_categories: int = 50
+    # The serving Lambda's memory and timeout: the bundle must load well within them (None: not checked).
+    serving_memory_mb: int | None = None
+    serving_timeout_seconds: float | None = None
     # None: gate.DEFAULT_METRIC for the task.
     metric: str | None = None
     min_metric: float | None = None
     min_improvement: float = 0.0
+    max_trusted_regression: float = DEFAULT_MAX_TRUSTED_REGRESSION
+    min_scored_rows: int = DEFAULT_MIN_SCORED_ROWS
     min_rows: int = 50
     # Also at least 2: a stratified holdout needs two examples of every class.
     min_class_count: int = 10
@@ -209,13 +147,18 @@ class Hyperparameters:
         return {**defaults, **self.knobs}
 
     def gate_settings(self, task: Task) -> GateSettings:
-        metric = self.metric or DEFAULT_METRIC[task]
-        if metric not in TASK_METRICS[task]:
-            raise TrainingFailure(
-                "invalid hyperparameters",
-                [f"hyperparameter 'metric'={metric!r} is not a {task} metric ({', '.join(TASK_METRICS[task])})"],
+        try:
+            return GateSettings.for_task(
+                task,
+                metric=self.metric,
+                min_metric=self.min_metric,
+                min_improvement=self.min_improvement,
+                max_trusted_regression=self.max_trusted_regression,
+                min_scored_rows=self.min_scored_rows,
+                allow_schema_change=self.allow_schema_change,
             )
-        return GateSettings(metric=metric, min_metric=self.min_metric, min_improvement=self.min_improvement)
+        except GateError as exc:
+            raise TrainingFailure("invalid hyperparameters", [str(exc)]) from exc
 
     def effective(self, task: Task) -> dict[str, str]:
         """Every setting the model was trained with, defaults included, as strings for the metadata."""
@@ -227,9 +170,15 @@ class Hyperparameters:
             "test_size": self.test_size,
             "random_seed": self.random_seed,
             "drop_columns": ",".join(self.drop_columns),
+            "missing_values": ",".join(self.missing_values),
+            "max_categories": self.max_categories,
+            "serving_memory_mb": self.serving_memory_mb,
+            "serving_timeout_seconds": self.serving_timeout_seconds,
             "metric": self.gate_settings(task).metric,
             "min_metric": self.min_metric,
             "min_improvement": self.min_improvement,
+            "max_trusted_regression": self.max_trusted_regression,
+            "min_scored_rows": self.min_scored_rows,
             "min_rows": self.min_rows,
             "min_class_count": self.min_class_count,
             "max_missing_fraction": self.max_missing_fraction,

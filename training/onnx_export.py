@@ -1,14 +1,22 @@
 """Convert the fitted pipeline to ONNX and prove the two agree before the bundle is written.
 
-The ONNX model has one input per feature, named exactly as the feature, shape [None, 1]: float32 for
-numeric features (NaN for missing), string for categorical ones (``MISSING_CATEGORY`` for missing).
-Its outputs have fixed names (:data:`functions.common.bundle.ONNX_OUTPUTS`): classifiers ``label`` (string [N])
-and ``probabilities`` (float [N, n_classes], columns in metadata.classes order, no zipmap); regressors
-``value`` (float [N, 1]).
+The ONNX model has one input per feature of the serving schema (those the model ignores too), named as
+:func:`training.feature_spec.onnx_input_names` says, shape [None, 1]: float32 for numeric features (NaN for
+missing), string for categorical ones (``MISSING_CATEGORY`` for missing). Its outputs have fixed names
+(:data:`functions.common.bundle.ONNX_OUTPUTS`): classifiers ``label`` (string [N]) and ``probabilities``
+(float [N, n_classes], columns in metadata.classes order, no zipmap); regressors ``value`` (float [N, 1]).
+
+ONNX tree ensembles hold float32 thresholds. scikit-learn's hist_gradient_boosting keeps float64 ones, and
+skl2onnx rounds them to the nearest float32, which can land on a data value and send it the other way (seen:
+every prediction of a model off). The model only ever sees float32 inputs (training rounds numbers to float32
+as serving sends them), and for a float32 ``x``, ``x <= t`` holds exactly when ``x <= t'``, ``t'`` the largest
+float32 not above ``t``. So the exported copy's thresholds are rounded down: the same model, exactly, in
+float32, with no looser parity tolerance. (skl2onnx does this itself for the other tree models.)
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +26,7 @@ import onnxruntime
 import pandas as pd
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from functions.common.bundle import (
     LABEL_OUTPUT,
@@ -29,7 +38,9 @@ from functions.common.bundle import (
     Task,
 )
 from training.errors import TrainingFailure
+from training.feature_spec import FeatureSpec
 from training.features import onnx_feeds
+from training.pipeline import ESTIMATOR_STEP
 
 # Upper bounds: skl2onnx uses the lowest opsets the graph needs, so the bundle runs on older runtimes too.
 TARGET_OPSET = {"": 18, "ai.onnx.ml": 3}
@@ -40,30 +51,64 @@ PROBE_ROWS = 25
 UNSEEN_CATEGORY = "__category_unseen_in_training__"
 
 
-def to_onnx(pipeline: Any, feature_types: Mapping[str, FeatureType], task: Task) -> onnx.ModelProto:
+def to_onnx(pipeline: Any, spec: FeatureSpec, task: Task) -> onnx.ModelProto:
+    exported = _float32_thresholds(pipeline)
+    # The converter matches the pipeline's column names against these; the inputs are renamed afterwards.
     initial_types = [
         (name, FloatTensorType([None, 1]) if kind == "numeric" else StringTensorType([None, 1]))
-        for name, kind in feature_types.items()
+        for name, kind in spec.types.items()
     ]
-    options = {id(pipeline): {"zipmap": False}} if task == "classification" else None
+    options = {id(exported): {"zipmap": False}} if task == "classification" else None
     model: onnx.ModelProto = convert_sklearn(
-        pipeline, initial_types=initial_types, options=options, target_opset=TARGET_OPSET
+        exported, initial_types=initial_types, options=options, target_opset=TARGET_OPSET
     )
-    _rename_outputs(model, ONNX_OUTPUTS[task])
+    inputs = [graph_input.name for graph_input in model.graph.input]
+    if len(inputs) != len(spec.types):
+        raise TrainingFailure(f"the ONNX converter produced {len(inputs)} inputs for {len(spec.types)} features")
+    _rename_values(model, dict(zip(inputs, spec.onnx_inputs.values(), strict=True)))
+    outputs = [output.name for output in model.graph.output]
+    if len(outputs) != len(ONNX_OUTPUTS[task]):
+        raise TrainingFailure(f"the ONNX converter produced outputs {outputs}, expected {len(ONNX_OUTPUTS[task])}")
+    _rename_values(model, dict(zip(outputs, ONNX_OUTPUTS[task], strict=True)))
     onnx.checker.check_model(model)
     return model
 
 
-def _rename_outputs(model: onnx.ModelProto, names: tuple[str, ...]) -> None:
-    produced = [output.name for output in model.graph.output]
-    if len(produced) != len(names):
-        raise TrainingFailure(f"the ONNX converter produced outputs {produced}, expected {len(names)}")
-    renamed = dict(zip(produced, names, strict=True))
-    for node in model.graph.node:
-        node.input[:] = [renamed.get(name, name) for name in node.input]
-        node.output[:] = [renamed.get(name, name) for name in node.output]
-    for output in model.graph.output:
-        output.name = renamed[output.name]
+def _float32_thresholds(pipeline: Any) -> Any:
+    """``pipeline``, or for hist_gradient_boosting a copy with its thresholds rounded down to float32."""
+    estimator = pipeline.named_steps[ESTIMATOR_STEP]
+    if not isinstance(estimator, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
+        return pipeline
+    exported = copy.deepcopy(pipeline)
+    for trees in exported.named_steps[ESTIMATOR_STEP]._predictors:
+        for tree in trees:
+            splits = tree.nodes["is_leaf"] == 0
+            thresholds = tree.nodes["num_threshold"][splits]
+            rounded = thresholds.astype(np.float32)
+            above = rounded.astype(np.float64) > thresholds
+            rounded[above] = np.nextafter(rounded[above], np.float32(-np.inf))
+            tree.nodes["num_threshold"][splits] = rounded
+    return exported
+
+
+def _rename_values(model: onnx.ModelProto, renames: Mapping[str, str]) -> None:
+    """Rename graph values everywhere they appear. An intermediate value already called by one of the new
+    names is renamed out of the way first, so a feature can be called anything the converter used inside."""
+    graph = model.graph
+    used = {name for node in graph.node for name in (*node.input, *node.output)}
+    used |= {value.name for value in (*graph.input, *graph.output, *graph.initializer, *graph.value_info)}
+    taken = used | set(renames.values())
+    mapping = dict(renames)
+    for name in renames.values():
+        if name in used and name not in renames:
+            fresh = next(f"{name}_{n}" for n in range(2, len(taken) + 3) if f"{name}_{n}" not in taken)
+            taken.add(fresh)
+            mapping[name] = fresh
+    for node in graph.node:
+        node.input[:] = [mapping.get(name, name) for name in node.input]
+        node.output[:] = [mapping.get(name, name) for name in node.output]
+    for value in (*graph.input, *graph.output, *graph.initializer, *graph.value_info):
+        value.name = mapping.get(value.name, value.name)
 
 
 def parity_probe(inputs: pd.DataFrame, feature_types: Mapping[str, FeatureType]) -> pd.DataFrame:
@@ -84,10 +129,11 @@ def session(model: onnx.ModelProto) -> onnxruntime.InferenceSession:
 
 
 def check_parity(
-    model: onnx.ModelProto, pipeline: Any, probe: pd.DataFrame, feature_types: Mapping[str, FeatureType], task: Task
+    model: onnx.ModelProto, pipeline: Any, probe: pd.DataFrame, spec: FeatureSpec, task: Task
 ) -> dict[str, Any]:
     """Run both models on ``probe`` fed as serving feeds ONNX; fail the job unless they agree."""
-    outputs = session(model).run(None, onnx_feeds(probe, feature_types))
+    feeds = {spec.onnx_inputs[name]: array for name, array in onnx_feeds(probe, spec.types).items()}
+    outputs = session(model).run(None, feeds)
     found = dict(zip(ONNX_OUTPUTS[task], outputs, strict=True))
     if task == "classification":
         return _classification_parity(pipeline, probe, found[LABEL_OUTPUT], found[PROBABILITIES_OUTPUT])

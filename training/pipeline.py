@@ -1,15 +1,22 @@
 """The scikit-learn pipeline: per-type preprocessing and one of four estimators.
 
-Numeric features: median imputation, then (for the linear models only) standard scaling. Categorical
-features arrive with
-``MISSING_CATEGORY`` already in place of nulls (:func:`training.features.model_inputs`, the same as
-serving feeds the ONNX model), then one-hot encoding that ignores categories unseen in training.
-Every step has an skl2onnx converter; the one-hot output is dense because the histogram-based
+Only the features the model uses (:attr:`training.feature_spec.FeatureSpec.model_types`) are selected;
+the pipeline ignores any other column it is given. Numeric features: median imputation, then (for the linear
+models only) standard scaling. Categorical features arrive with ``MISSING_CATEGORY`` already in place of
+nulls (:func:`training.features.model_inputs`, the same as serving feeds the ONNX model), then one-hot
+encoding that ignores categories unseen in training; a capped column (``FeatureSpec.capped``) is encoded on
+its kept levels only, so the others count as unseen. (scikit-learn's own ``max_categories`` has no ONNX
+converter.) Every step has an skl2onnx converter; the one-hot output is dense because the histogram-based
 estimators refuse sparse input.
 
 Why trees get no scaler: scaling cannot change a tree's splits, but it can break ONNX parity. ONNX scales
 in float32, scikit-learn in float64 before casting to float32 for the tree, and the one-ulp difference
 flips comparisons at split thresholds (seen: 0.04 probability differences on a quarter of the rows).
+
+Why hist_gradient_boosting gets its numbers cast to float32 first: it compares float64 values where the other
+trees cast to float32, so its median imputation would fill in a value ONNX (float32) cannot represent, and
+sit on the other side of a split threshold than ONNX's rounded copy. Cast first, the median is a float32
+already (the thresholds are dealt with by :mod:`training.onnx_export`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+from skl2onnx.sklapi import CastTransformer
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
     GradientBoostingClassifier,
@@ -31,11 +40,17 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from functions.common.bundle import FeatureType, Task
+from functions.common.bundle import Task
+from training.feature_spec import FeatureSpec
 from training.hyperparameters import Knob
 
 PREPROCESS_STEP = "preprocess"
+# The ColumnTransformer's branches: their names are how training.bundle_writer finds the encoders.
+NUMERIC_BRANCH = "numeric"
+CATEGORICAL_BRANCH = "categorical"
+CAPPED_BRANCH = "capped"
 SCALED_ALGORITHMS = frozenset({"logistic_regression"})
+FLOAT64_ALGORITHMS = frozenset({"hist_gradient_boosting"})
 ESTIMATOR_STEP = "estimator"
 
 
@@ -55,20 +70,29 @@ def build_estimator(task: Task, algorithm: str, knobs: Mapping[str, Knob], seed:
     return (classifier if task == "classification" else regressor)(random_state=seed, **params)
 
 
-def build_pipeline(
-    task: Task, algorithm: str, knobs: Mapping[str, Knob], feature_types: Mapping[str, FeatureType], seed: int
-) -> Pipeline:
-    numeric = [name for name, kind in feature_types.items() if kind == "numeric"]
-    categorical = [name for name, kind in feature_types.items() if kind == "categorical"]
+def _one_hot(categories: Any = "auto") -> OneHotEncoder:
+    return OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False)
+
+
+def build_pipeline(task: Task, algorithm: str, knobs: Mapping[str, Knob], spec: FeatureSpec, seed: int) -> Pipeline:
+    types = spec.model_types
+    numeric = [name for name, kind in types.items() if kind == "numeric"]
+    categorical = [name for name, kind in types.items() if kind == "categorical" and name not in spec.capped]
+    capped = [name for name, kind in types.items() if kind == "categorical" and name in spec.capped]
     branches: list[tuple[str, Any, list[str]]] = []
     if numeric:
+        steps: list[tuple[str, Any]] = []
+        if algorithm in FLOAT64_ALGORITHMS:
+            steps.append(("float32", CastTransformer(dtype=np.float32)))
         # keep_empty_features: an all-missing column must not vanish, or the ONNX inputs would not line up.
-        steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
+        steps.append(("impute", SimpleImputer(strategy="median", keep_empty_features=True)))
         if algorithm in SCALED_ALGORITHMS:
             steps.append(("scale", StandardScaler()))
-        branches.append(("numeric", Pipeline(steps), numeric))
+        branches.append((NUMERIC_BRANCH, Pipeline(steps), numeric))
     if categorical:
-        branches.append(("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical))
+        branches.append((CATEGORICAL_BRANCH, _one_hot(), categorical))
+    if capped:
+        branches.append((CAPPED_BRANCH, _one_hot([list(spec.capped[name]) for name in capped]), capped))
     return Pipeline(
         [
             (PREPROCESS_STEP, ColumnTransformer(branches)),

@@ -1,10 +1,11 @@
 """The training program: SageMaker's ``train`` entry point, runnable locally against any base directory.
 
 Steps: read the hyperparameters and the ``train`` (and optional ``champion``) channel, validate the data,
-fit the pipeline on a (stratified) split, score challenger and champion on the same holdout, check the
-ONNX export against scikit-learn, then write the bundle to ``model/`` and ``evaluation.json`` to
-``output/data/``. Any failure writes its reason to ``output/failure`` and exits non-zero. The gate verdict
-does not fail the job: the workflow reads it from ``evaluation.json``.
+fit the pipeline on a (stratified) split, score challenger and champion on the holdout rows the champion was
+never fitted on and on the trusted ones among them (training.holdout), check the ONNX export against
+scikit-learn, then write the bundle to ``model/`` and ``evaluation.json`` to ``output/data/``. Any failure
+writes its reason to ``output/failure`` and exits non-zero. The gate verdict does not fail the job: the
+workflow reads it from ``evaluation.json``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-from sklearn.model_selection import train_test_split
+import numpy as np
 
 from functions.common.bundle import ModelMetadata
-from functions.common.gate import EVALUATION_FILE, Evaluation, Verdict, decide
+from functions.common.gate import EVALUATION_FILE, Evaluation, decide
 from training.baseline import build_baseline
 from training.bundle_writer import describe_features, library_versions, utc_now, write_bundle
 from training.champion import Champion, load_champion
@@ -33,12 +33,15 @@ from training.contract import (
     base_dir_from_env,
     metric_line,
 )
-from training.data import load_training_data
+from training.data import TrainingData, load_training_data
 from training.errors import TrainingFailure
-from training.evaluation import holdout_metrics
+from training.evaluation import gate_scores, holdout_metrics
+from training.holdout import Rows, Split, labelled_rows, split
 from training.hyperparameters import Hyperparameters, parse_hyperparameters
 from training.onnx_export import check_parity, parity_probe, to_onnx
 from training.pipeline import build_pipeline
+from training.row_ids import write_fit_rows
+from training.serving_load import check_serving_load
 from training.validation import Dataset, validate
 
 
@@ -83,34 +86,31 @@ def check_job_config(layout: Layout) -> None:
         raise TrainingFailure("unsupported input data configuration", problems)
 
 
-def split(dataset: Dataset, hp: Hyperparameters) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
-    stratify = dataset.target if dataset.task == "classification" else None
-    try:
-        parts = train_test_split(
-            dataset.inputs, dataset.target, test_size=hp.test_size, random_state=hp.random_seed, stratify=stratify
-        )
-    except ValueError as exc:
-        raise TrainingFailure(f"cannot split off a holdout (test_size {hp.test_size}): {exc}") from exc
-    train_x, holdout_x, train_y, holdout_y = parts
-    return train_x, holdout_x, train_y, holdout_y
+def split_holdout(
+    layout: Layout, data: TrainingData, dataset: Dataset, hp: Hyperparameters, compared: Champion | None
+) -> tuple[Rows, Split]:
+    """The holdout, drawn from the rows the champion (when compared) was never fitted on first."""
+    rows = labelled_rows(data, layout.channel(TRAIN_CHANNEL), hp.target, dataset.feature_types, len(dataset.target))
+    seen = None if compared is None or compared.fit_rows is None else np.isin(rows.hashes, compared.fit_rows)
+    strata = dataset.target if dataset.task == "classification" else None
+    parts = split(seen, rows.feedback, strata, hp.test_size, hp.random_seed)
+    excluded = "no champion compared" if compared is None else "unknown" if seen is None else parts.champion_seen
+    say(
+        f"holdout: {len(parts.holdout)} rows; seen by the champion, not scored: {excluded}; "
+        f"scored: {len(parts.scored)}; trusted (not feedback): {len(parts.trusted)}"
+    )
+    return rows, parts
 
 
-def score_champion(champion: Champion, inputs: pd.DataFrame, target: pd.Series) -> dict[str, float]:
-    try:
-        return holdout_metrics(champion.model, champion.metadata.task, inputs, target)
-    except Exception as exc:  # a pickled model can fail in any way; each means "cannot compare"
-        raise TrainingFailure(f"the champion model cannot be scored on the holdout: {exc!r}") from exc
-
-
-def log_metrics(metrics: dict[str, float], prefix: str = "") -> None:
-    for name, value in metrics.items():
+def log_metrics(metrics: dict[str, float] | None, prefix: str = "") -> None:
+    for name, value in (metrics or {}).items():
         say(metric_line(f"{prefix}{name}", value))
 
 
 def train(layout: Layout, work_dir: Path) -> None:
     hp = read_hyperparameters(layout)
     check_job_config(layout)
-    data = load_training_data(layout.channel(TRAIN_CHANNEL))
+    data = load_training_data(layout.channel(TRAIN_CHANNEL), hp.missing_values)
     say(f"read {len(data.frame)} rows from {len(data.files)} file(s): {', '.join(data.files)}")
     champion = load_champion(layout.channel(CHAMPION_CHANNEL), work_dir)
     dataset = validate(data.frame, hp, champion.metadata if champion else None)
@@ -119,13 +119,17 @@ def train(layout: Layout, work_dir: Path) -> None:
     settings = hp.gate_settings(task)
     if dataset.rows_without_target:
         say(f"dropped {dataset.rows_without_target} row(s) without a target value")
+    for warning in dataset.warnings:
+        say(f"warning: {warning}")
     say(f"task {task}, algorithm {hp.algorithm} {knobs}, features {dataset.feature_types}")
 
-    train_x, holdout_x, train_y, holdout_y = split(dataset, hp)
-    pipeline = build_pipeline(task, hp.algorithm, knobs, dataset.feature_types, hp.random_seed)
+    compared = champion if champion is not None and dataset.schema_change is None else None
+    rows, parts = split_holdout(layout, data, dataset, hp, compared)
+    train_x, train_y = dataset.inputs.iloc[parts.train], dataset.target.iloc[parts.train]
+    holdout_x, holdout_y = dataset.inputs.iloc[parts.holdout], dataset.target.iloc[parts.holdout]
+    pipeline = build_pipeline(task, hp.algorithm, knobs, dataset.spec, hp.random_seed)
     pipeline.fit(train_x, train_y)
     challenger = holdout_metrics(pipeline, task, holdout_x, holdout_y)
-    log_metrics(challenger)
 
     details: dict[str, Any] = {
         "task": task,
@@ -133,30 +137,43 @@ def train(layout: Layout, work_dir: Path) -> None:
         "train_rows": len(train_x),
         "champion_algorithm": champion.metadata.algorithm if champion else None,
     }
-    champion_metrics = None
-    if champion is not None and dataset.schema_change is None:
-        champion_metrics = score_champion(champion, holdout_x, holdout_y)
-        log_metrics(champion_metrics, CHAMPION_PREFIX)
-    verdict = decide(settings, challenger, champion_metrics)
-    if dataset.schema_change:
-        details["champion_not_compared"] = dataset.schema_change
-        verdict = Verdict(verdict.passed, (*verdict.reasons, f"champion not compared: {dataset.schema_change}"))
+    scores = gate_scores(
+        pipeline,
+        None if compared is None else compared.model,
+        task,
+        dataset.inputs,
+        dataset.target,
+        parts,
+        champion_given=champion is not None,
+        champion_not_compared=dataset.schema_change,
+    )
+    # Both on the rows the gate scores, so the two series compare.
+    log_metrics(scores.challenger)
+    log_metrics(scores.champion, CHAMPION_PREFIX)
+    verdict = decide(settings, scores)
 
-    onnx_model = to_onnx(pipeline, dataset.feature_types, task)
+    onnx_model = to_onnx(pipeline, dataset.spec, task)
     details["onnx_parity"] = check_parity(
-        onnx_model, pipeline, parity_probe(holdout_x, dataset.feature_types), dataset.feature_types, task
+        onnx_model, pipeline, parity_probe(holdout_x, dataset.feature_types), dataset.spec, task
     )
     say(f"ONNX parity: {details['onnx_parity']}")
+    # Before model/ holds anything: a job that fails here leaves no bundle behind.
+    serving_load = check_serving_load(
+        onnx_model.SerializeToString(), work_dir, hp.serving_memory_mb, hp.serving_timeout_seconds
+    )
+    if serving_load:
+        details["serving_load"] = serving_load
+        say(f"serving load: {serving_load}")
 
     metadata = ModelMetadata(
         task=task,
         target=hp.target,
-        features=describe_features(pipeline, train_x, dataset.feature_types),
+        features=describe_features(pipeline, train_x, dataset.spec),
         classes=tuple(str(c) for c in pipeline.classes_) if task == "classification" else (),
         algorithm=hp.algorithm,
         primary_metric=settings.metric,
         metrics=challenger,
-        baseline=build_baseline(dataset.inputs, dataset.feature_types, pipeline, task, holdout_x).to_dict(),
+        baseline=build_baseline(dataset.inputs, dataset.spec, pipeline, task, holdout_x).to_dict(),
         training_data={
             "sha256": data.sha256,
             "files": list(data.files),
@@ -168,14 +185,16 @@ def train(layout: Layout, work_dir: Path) -> None:
         hyperparameters=hp.effective(task),
         libraries=library_versions(),
         created_at=utc_now(),
+        warnings=dataset.warnings,
     )
+    # Before write_bundle seals the bundle, which records this member's checksum.
+    write_fit_rows(layout.model_dir, rows.hashes[parts.train])
     write_bundle(layout.model_dir, pipeline, onnx_model, metadata)
     evaluation = Evaluation(
         settings=settings,
-        holdout_rows=len(holdout_x),
-        challenger=challenger,
+        scores=scores,
         verdict=verdict,
-        champion=champion_metrics,
+        task=task,
         champion_version=hp.champion_version,
         details=details,
     )

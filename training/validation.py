@@ -7,26 +7,41 @@ Without declared feature lists, every column but the target and ``drop_columns``
 :func:`training.features.infer_type`. With ``numeric_features`` and/or ``categorical_features`` declared,
 the features are exactly those columns.
 
+What does not fail the job but deserves a look becomes a warning (job log and bundle metadata): a column that
+looks like an identifier (a distinct integer, numbered densely or in row order, or a distinct text, on every
+row), dates or timestamps fed as such, a categorical column with more than ``max_categories`` levels (capped,
+see :mod:`training.feature_spec`), and a constant column (kept in the serving schema, ignored by the model).
+Every check is one pass of vectorised pandas per column: the whole frame is checked, not a sample.
+
 The task, when not set, is inferred: a target that is not entirely numeric, or that holds at most
 ``MAX_INFERRED_CLASSES`` distinct integers, is classification; otherwise regression.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from functions.common.bundle import LABEL_OUTPUT, PROBABILITIES_OUTPUT, VALUE_OUTPUT, FeatureType, ModelMetadata, Task
+from functions.common.bundle import MISSING_CATEGORY, FeatureType, ModelMetadata, Task
 from training.errors import TrainingFailure
+from training.feature_spec import FeatureSpec, onnx_input_names
 from training.features import infer_type, model_inputs, parse_numbers
 from training.hyperparameters import Hyperparameters
 
 MAX_INFERRED_CLASSES = 10
 SHOWN_VALUES = 5
-# A feature named like an ONNX output would collide with it in the graph.
-RESERVED_NAMES = (LABEL_OUTPUT, PROBABILITIES_OUTPUT, VALUE_OUTPUT)
+# Fewer rows than this say little about a column being unique per row.
+ID_MIN_ROWS = 20
+# ISO 8601 dates, with an optional time and offset: 2024-01-31, 2024-01-31T08:15:00Z, 2024-01-31 08:15.
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?")
+# A text column is date-like when this share of (up to DATE_SAMPLE of) its distinct values are ISO dates.
+DATE_SAMPLE = 1000
+DATE_SHARE = 0.9
+DROP_IDS = "if it is one, drop it (drop_columns): ids new rows bring were never seen in training"
+DERIVE_DATES = "derive numbers from it (e.g. days since an event, month) and drop it (drop_columns)"
 
 
 @dataclass(frozen=True)
@@ -36,11 +51,17 @@ class Dataset:
     # Classification: the labels as strings; regression: float64.
     target: pd.Series
     task: Task
-    feature_types: dict[str, FeatureType]
+    spec: FeatureSpec
     rows_without_target: int
     # Set when allow_schema_change let a schema different from the champion's through: why the champion
     # is not compared.
     schema_change: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def feature_types(self) -> dict[str, FeatureType]:
+        """Every feature of the serving schema (the model may ignore some: ``spec.ignored``)."""
+        return self.spec.types
 
 
 def _listing(values: list[str], limit: int = 20) -> str:
@@ -86,14 +107,69 @@ def _feature_types(frame: pd.DataFrame, hp: Hyperparameters, problems: list[str]
     return {str(name): infer_type(frame[name]) for name in frame.columns if name not in skipped}
 
 
-def _check_features(
+def _numeric_notes(name: str, column: pd.Series, problems: list[str], notes: list[str]) -> bool:
+    """Check a numeric feature; returns whether it is constant (one distinct value, missing ones aside).
+
+    Missing values do not make a numeric column informative: they are imputed with its one value.
+    """
+    numbers, bad = parse_numbers(column)
+    if bad.any():
+        shown = list(dict.fromkeys(column[bad].astype(str)))[:SHOWN_VALUES]
+        problems.append(
+            f"numeric column {name!r} has {int(bad.sum())} non-numeric value(s), e.g. {_listing(shown)} "
+            "(fix the data, or declare the column in categorical_features)"
+        )
+    if pd.api.types.is_datetime64_any_dtype(column):
+        notes.append(
+            f"column {name!r} holds timestamps, which the model sees as large numbers in float32 (to about two "
+            f"minutes); {DERIVE_DATES}"
+        )
+    present = numbers.dropna()
+    distinct = present.nunique()
+    # An identifier: distinct integers, numbered densely or in row order (not, say, incomes in dollars).
+    if len(present) >= ID_MIN_ROWS and distinct == len(present) and bool((present == np.round(present)).all()):
+        dense = present.max() - present.min() < 2 * len(present)
+        if dense or present.is_monotonic_increasing:
+            notes.append(f"column {name!r} looks like an identifier (a distinct integer on every row); {DROP_IDS}")
+    return distinct <= 1
+
+
+def _categorical_notes(
+    name: str, column: pd.Series, hp: Hyperparameters, notes: list[str], capped: dict[str, tuple[str, ...]]
+) -> bool:
+    """Check a categorical feature, capping its levels; returns whether it is constant (missing is a level)."""
+    raw_counts = column.value_counts(dropna=True)
+    raw_counts.index = raw_counts.index.map(str)
+    counts = raw_counts.groupby(level=0).sum()
+    missing = int(column.isna().sum())
+    present = len(column) - missing
+    if len(counts) + (missing > 0) <= 1:
+        return True
+    if present >= ID_MIN_ROWS and len(counts) == present:
+        notes.append(f"column {name!r} looks like an identifier (a distinct value on every row); {DROP_IDS}")
+    sample = [str(level) for level in counts.index[:DATE_SAMPLE]]
+    if sum(bool(ISO_DATE.fullmatch(level)) for level in sample) >= DATE_SHARE * len(sample):
+        notes.append(f"column {name!r} holds dates as text (e.g. {sample[0]!r}), each one a category; {DERIVE_DATES}")
+    if len(counts) > hp.max_categories:
+        # Most frequent first; equal counts in level order, so the choice is the same on every run.
+        ranked = counts.rename_axis("level").reset_index(name="rows")
+        ranked = ranked.sort_values(["rows", "level"], ascending=[False, True]).head(hp.max_categories)
+        kept = tuple(str(level) for level in ranked["level"])
+        capped[name] = (*kept, MISSING_CATEGORY) if missing else kept
+        notes.append(
+            f"categorical column {name!r} has {len(counts)} levels: the model tells apart its {len(kept)} most "
+            f"frequent ({int(ranked['rows'].sum()) / present:.0%} of the rows with a value), and encodes the others "
+            "like a category unseen in training (max_categories)"
+        )
+    return False
+
+
+def _feature_spec(
     frame: pd.DataFrame, feature_types: dict[str, FeatureType], hp: Hyperparameters, problems: list[str]
-) -> None:
-    if not feature_types:
-        problems.append("there are no feature columns left to train on")
-    reserved = [n for n in feature_types if n in RESERVED_NAMES]
-    if reserved:
-        problems.append(f"feature names reserved for the model's outputs: {_listing(reserved)}; rename them")
+) -> tuple[FeatureSpec, list[str]]:
+    """The feature spec, and what is worth a warning; the problems that fail the job go to ``problems``."""
+    notes: list[str] = []
+    capped: dict[str, tuple[str, ...]] = {}
     constant = []
     for name, kind in feature_types.items():
         column = frame[name]
@@ -102,20 +178,25 @@ def _check_features(
             problems.append(
                 f"column {name!r} is {missing:.1%} missing (max_missing_fraction {hp.max_missing_fraction})"
             )
-        elif column.nunique(dropna=True) <= 1 and len(column):
-            constant.append(name)
         if kind == "numeric":
-            _, bad = parse_numbers(column)
-            if bad.any():
-                shown = list(dict.fromkeys(column[bad].astype(str)))[:SHOWN_VALUES]
-                problems.append(
-                    f"numeric column {name!r} has {int(bad.sum())} non-numeric value(s), e.g. {_listing(shown)} "
-                    "(fix the data, or declare the column in categorical_features)"
-                )
-    if constant:
-        problems.append(
-            f"constant column(s), a single distinct value: {_listing(constant)} (remove them with drop_columns)"
+            is_constant = _numeric_notes(name, column, problems, notes)
+        else:
+            is_constant = _categorical_notes(name, column, hp, notes, capped)
+        if is_constant and len(column) and missing <= hp.max_missing_fraction:
+            constant.append(name)
+    if not feature_types:
+        problems.append("there are no feature columns left to train on")
+    elif len(constant) == len(feature_types):
+        problems.append(f"every feature is constant, a single value: {_listing(constant)}")
+    elif constant:
+        # A fresh data window may hold a column that happens not to vary: the API keeps taking it, so clients
+        # and the champion comparison are unaffected, and a later model can use it again.
+        notes.append(
+            f"constant column(s), a single value: {_listing(constant)}; the model ignores them (the API still "
+            "takes them)"
         )
+    spec = FeatureSpec(feature_types, onnx_input_names(feature_types), frozenset(constant), capped)
+    return spec, notes
 
 
 def _check_target(target: pd.Series, task: Task, hp: Hyperparameters, problems: list[str]) -> None:
@@ -177,7 +258,7 @@ def validate(frame: pd.DataFrame, hp: Hyperparameters, champion: ModelMetadata |
         )
     labelled = frame[frame[hp.target].notna()].reset_index(drop=True) if has_target else frame
     feature_types = _feature_types(labelled, hp, problems)
-    _check_features(labelled, feature_types, hp, problems)
+    spec, warnings = _feature_spec(labelled, feature_types, hp, problems)
     task: Task = hp.task or (infer_task(labelled[hp.target]) if has_target else "regression")
     if has_target:
         _check_target(labelled[hp.target], task, hp, problems)
@@ -201,7 +282,8 @@ def validate(frame: pd.DataFrame, hp: Hyperparameters, champion: ModelMetadata |
         inputs=model_inputs(labelled, feature_types),
         target=target.rename(hp.target),
         task=task,
-        feature_types=feature_types,
+        spec=spec,
         rows_without_target=rows_without_target,
         schema_change=schema_change,
+        warnings=tuple(warnings),
     )

@@ -5,7 +5,9 @@ A bundle is a directory (inside SageMaker's ``model.tar.gz``) holding:
 - ``model.onnx``: the whole preprocessing + estimator pipeline, one ONNX input per feature;
 - ``model.joblib``: the same scikit-learn pipeline, for analysis and re-scoring as a champion;
 - ``metadata.json``: what the model expects and how it was made (see :class:`ModelMetadata`),
-  including the sha256 of the two model files so a tampered or truncated bundle is refused.
+  including the sha256 of the two model files so a tampered or truncated bundle is refused;
+- ``fit_rows.u64`` (optional, absent from older bundles): the rows the model was fitted on, so that a later
+  challenger's gate scores it only on rows it never saw (see :data:`FIT_ROWS_FILE`). Serving never reads it.
 
 Standard library only: the inference and workflow Lambdas import this module.
 """
@@ -28,6 +30,11 @@ JOBLIB_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 ARCHIVE_FILE = "model.tar.gz"
 MODEL_FILES = (ONNX_FILE, JOBLIB_FILE)
+# The sorted unique 64-bit hashes of the rows of the fit split (training.row_ids.row_hashes defines the hash),
+# unsigned little-endian, 8 bytes each, no header. Sealed like the model files when present.
+FIT_ROWS_FILE = "fit_rows.u64"
+FIT_ROWS_DTYPE = "<u8"
+OPTIONAL_FILES = (FIT_ROWS_FILE,)
 
 Task = Literal["classification", "regression"]
 FeatureType = Literal["numeric", "categorical"]
@@ -36,8 +43,8 @@ TASKS: tuple[Task, ...] = ("classification", "regression")
 # A categorical value the client left out (null) reaches the model as this token, in training and serving alike.
 MISSING_CATEGORY = "__missing__"
 
-# model.onnx has one [None, 1] input per feature, named as the feature (float32, or string for categoricals), and
-# these fixed outputs. Classifiers: a string label per row and the class probabilities [N, n_classes] in the order
+# model.onnx has one [None, 1] input per feature, named by Feature.onnx_input (float32, or string for categoricals),
+# and these fixed outputs. Classifiers: a string label per row and the class probabilities [N, n_classes] in the order
 # of metadata.classes. Regressors: the prediction [N, 1].
 LABEL_OUTPUT = "label"
 PROBABILITIES_OUTPUT = "probabilities"
@@ -56,11 +63,19 @@ class BundleError(Exception):
 class Feature:
     name: str
     type: FeatureType
-    # Categorical: the categories seen in training (others are accepted and encoded as all-zero).
+    # Categorical: the categories the model tells apart, seen in training (others are accepted and encoded as
+    # all-zero).
     categories: tuple[str, ...] = ()
     # Numeric: the observed range in training (informational: serving does not reject outside it).
     minimum: float | None = None
     maximum: float | None = None
+    # The model.onnx input that takes this feature: a column name is any text, an ONNX name an identifier. Empty
+    # means the feature's own name, as in bundles written before names were mapped.
+    onnx_input: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.onnx_input:
+            object.__setattr__(self, "onnx_input", self.name)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Feature:
@@ -73,12 +88,14 @@ class Feature:
             categories=tuple(str(c) for c in data.get("categories", ())),
             minimum=data.get("minimum"),
             maximum=data.get("maximum"),
+            onnx_input=str(data.get("onnx_input") or ""),
         )
 
     def to_dict(self) -> dict[str, Any]:
+        common = {"name": self.name, "type": self.type, "onnx_input": self.onnx_input}
         if self.type == "categorical":
-            return {"name": self.name, "type": self.type, "categories": list(self.categories)}
-        return {"name": self.name, "type": self.type, "minimum": self.minimum, "maximum": self.maximum}
+            return {**common, "categories": list(self.categories)}
+        return {**common, "minimum": self.minimum, "maximum": self.maximum}
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,9 @@ class ModelMetadata:
     # sha256 of each model file, checked on every load.
     files: dict[str, str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    # What training noticed about the data and did not fail on (e.g. an id-like column, a constant column the model
+    # ignores), as shown in the job log.
+    warnings: tuple[str, ...] = ()
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -112,6 +132,7 @@ class ModelMetadata:
         data = asdict(self)
         data["features"] = [f.to_dict() for f in self.features]
         data["classes"] = list(self.classes)
+        data["warnings"] = list(self.warnings)
         return data
 
     @classmethod
@@ -138,6 +159,7 @@ class ModelMetadata:
                 created_at=str(data["created_at"]),
                 files={str(k): str(v) for k, v in data.get("files", {}).items()},
                 format_version=version,
+                warnings=tuple(str(w) for w in data.get("warnings", ())),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"metadata is malformed: {exc!r}") from exc
@@ -156,7 +178,8 @@ def write_metadata(bundle_dir: Path, metadata: ModelMetadata) -> ModelMetadata:
     missing = [name for name in MODEL_FILES if not (bundle_dir / name).is_file()]
     if missing:
         raise BundleError(f"cannot seal bundle in {bundle_dir}: missing {', '.join(missing)}")
-    files = {name: sha256_file(bundle_dir / name) for name in MODEL_FILES}
+    present = [name for name in OPTIONAL_FILES if (bundle_dir / name).is_file()]
+    files = {name: sha256_file(bundle_dir / name) for name in (*MODEL_FILES, *present)}
     sealed = replace(metadata, files=files)
     (bundle_dir / METADATA_FILE).write_text(json.dumps(sealed.to_dict(), indent=2, sort_keys=True))
     return sealed
@@ -179,16 +202,32 @@ def verify_bundle(bundle_dir: Path, *, require: tuple[str, ...] = MODEL_FILES) -
     """Read the metadata and check every required model file against its recorded sha256."""
     metadata = read_metadata(bundle_dir)
     for name in require:
-        expected = metadata.files.get(name)
-        if expected is None:
-            raise BundleError(f"metadata records no checksum for {name}")
-        path = bundle_dir / name
-        if not path.is_file():
-            raise BundleError(f"{name} is missing from the bundle")
-        actual = sha256_file(path)
-        if actual != expected:
-            raise BundleError(f"{name} checksum mismatch: expected {expected[:12]}…, found {actual[:12]}…")
+        _check_file(bundle_dir, metadata, name)
     return metadata
+
+
+def _check_file(bundle_dir: Path, metadata: ModelMetadata, name: str) -> Path:
+    expected = metadata.files.get(name)
+    if expected is None:
+        raise BundleError(f"metadata records no checksum for {name}")
+    path = bundle_dir / name
+    if not path.is_file():
+        raise BundleError(f"{name} is missing from the bundle")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise BundleError(f"{name} checksum mismatch: expected {expected[:12]}…, found {actual[:12]}…")
+    return path
+
+
+def read_fit_rows(bundle_dir: Path, metadata: ModelMetadata) -> bytes | None:
+    """The fit-rows member (format: :data:`FIT_ROWS_FILE`), checked against its sha256; None when the bundle
+    records none (an older bundle)."""
+    if FIT_ROWS_FILE not in metadata.files:
+        return None
+    data = _check_file(bundle_dir, metadata, FIT_ROWS_FILE).read_bytes()
+    if len(data) % 8:
+        raise BundleError(f"{FIT_ROWS_FILE} holds {len(data)} bytes, not a whole number of 8-byte row hashes")
+    return data
 
 
 def pack_archive(bundle_dir: Path, archive_path: Path) -> str:

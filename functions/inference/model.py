@@ -1,12 +1,12 @@
 """The served model: a verified bundle's ONNX graph in an onnxruntime session.
 
-The graph takes one input per feature (float32 or string, shape [N, 1]) and names its outputs as the bundle
-contract says (``functions.common.bundle.ONNX_OUTPUTS``).
+The graph takes one input per feature, named by ``Feature.onnx_input`` (float32 or string, shape [N, 1]), and
+names its outputs as the bundle contract says (``functions.common.bundle.ONNX_OUTPUTS``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,7 +35,10 @@ class Classification:
 
 @dataclass(frozen=True, slots=True)
 class Regression:
-    values: list[float]
+    # None where the graph's output is not finite: features far beyond the training range can overflow float32.
+    values: list[float | None]
+    # The indexes of those values (empty on the usual path).
+    not_finite: list[int] = field(default_factory=list)
 
 
 class Model:
@@ -47,16 +50,27 @@ class Model:
         self.schema = RequestSchema(metadata.features)
         self._session = session
         self._outputs = list(ONNX_OUTPUTS[metadata.task])
+        # Column names are free text; the graph's inputs carry sanitised names (Feature.onnx_input).
+        self._inputs = {feature.name: feature.onnx_input for feature in metadata.features}
 
     @property
     def task(self) -> str:
         return self.metadata.task
 
     def predict(self, columns: dict[str, np.ndarray]) -> Classification | Regression:
-        outputs = self._session.run(self._outputs, columns)
+        feeds = {self._inputs[name]: column for name, column in columns.items()}
+        outputs = self._session.run(self._outputs, feeds)
         if self.metadata.task == "classification":
             return Classification(outputs[0].ravel().tolist(), outputs[1].tolist())
-        return Regression(outputs[0].ravel().tolist())
+        values = outputs[0].ravel()
+        finite = np.isfinite(values)
+        if finite.all():
+            return Regression(values.tolist())
+        not_finite = np.flatnonzero(~finite).tolist()
+        answers: list[float | None] = values.tolist()
+        for index in not_finite:
+            answers[index] = None
+        return Regression(answers, not_finite)
 
 
 def load_model(bundle_dir: Path, source: str, version: str | None = None) -> Model:
@@ -89,7 +103,7 @@ def _session_options() -> ort.SessionOptions:
 
 def _check_signature(session: ort.InferenceSession, metadata: ModelMetadata) -> None:
     inputs = {node.name: node.type for node in session.get_inputs()}
-    expected = {feature.name: INPUT_TYPES[feature.type] for feature in metadata.features}
+    expected = {feature.onnx_input: INPUT_TYPES[feature.type] for feature in metadata.features}
     if inputs != expected:
         raise BundleError(f"{ONNX_FILE} inputs {inputs} do not match the metadata features {expected}")
     outputs = {node.name: node.type for node in session.get_outputs()}

@@ -1,51 +1,166 @@
+import json
 import math
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
-from functions.common.gate import Evaluation, GateError, GateSettings, Verdict, decide, higher_is_better
+from functions.common.gate import (
+    Evaluation,
+    GateError,
+    GateSettings,
+    Scores,
+    Verdict,
+    decide,
+    higher_is_better,
+    parse_gate_settings,
+    reassess,
+)
+
+# A champion scored on 300 unseen holdout rows (100 seen ones excluded), 200 of them trusted.
+COMPARED = Scores(
+    holdout_rows=400,
+    challenger={"roc_auc": 0.85},
+    trusted_rows=200,
+    challenger_trusted={"roc_auc": 0.84},
+    champion_given=True,
+    champion={"roc_auc": 0.83},
+    champion_trusted={"roc_auc": 0.84},
+    champion_seen_rows=100,
+)
+ALONE = Scores(holdout_rows=400, challenger={"f1": 0.1}, trusted_rows=400, challenger_trusted={"f1": 0.1})
 
 
 def test_challenger_that_beats_the_champion_by_the_required_margin_passes() -> None:
-    verdict = decide(GateSettings("roc_auc", min_improvement=0.01), {"roc_auc": 0.85}, {"roc_auc": 0.83})
+    verdict = decide(GateSettings("roc_auc", min_improvement=0.01), COMPARED)
     assert verdict.passed
-    assert "improvement +0.02" in verdict.reasons[0]
+    assert verdict.reasons == (
+        "100 of 400 holdout rows excluded: the champion was fitted on them",
+        "challenger roc_auc=0.85 vs champion 0.83 on the same 300 holdout rows: improvement +0.02 meets "
+        "min_improvement 0.01",
+        "on the 200 trusted holdout rows: challenger roc_auc=0.84 vs champion 0.84, regression +0 within "
+        "max_trusted_regression 0",
+    )
 
 
 def test_challenger_that_improves_less_than_the_margin_fails() -> None:
-    verdict = decide(GateSettings("roc_auc", min_improvement=0.05), {"roc_auc": 0.85}, {"roc_auc": 0.83})
+    verdict = decide(GateSettings("roc_auc", min_improvement=0.05), COMPARED)
     assert not verdict.passed
-    assert "is below min_improvement" in verdict.reasons[0]
+    assert "is below min_improvement" in verdict.reasons[1]
 
 
 def test_error_metrics_are_better_when_lower() -> None:
     assert not higher_is_better("rmse")
-    assert decide(GateSettings("rmse"), {"rmse": 1.0}, {"rmse": 1.2}).passed
-    assert not decide(GateSettings("rmse"), {"rmse": 1.3}, {"rmse": 1.2}).passed
+    scores = replace(COMPARED, challenger={"rmse": 1.0}, champion={"rmse": 1.2})
+    assert decide(
+        GateSettings("rmse"), replace(scores, challenger_trusted={"rmse": 1.0}, champion_trusted={"rmse": 1.1})
+    ).passed
+    assert not decide(
+        GateSettings("rmse"), replace(scores, challenger_trusted={"rmse": 1.2}, champion_trusted={"rmse": 1.1})
+    ).passed
 
 
 def test_min_metric_is_a_floor_even_without_a_champion() -> None:
-    verdict = decide(GateSettings("accuracy", min_metric=0.9), {"accuracy": 0.8}, None)
+    scores = Scores(
+        holdout_rows=400, challenger={"accuracy": 0.8}, trusted_rows=400, challenger_trusted={"accuracy": 0.8}
+    )
+    verdict = decide(GateSettings("accuracy", min_metric=0.9), scores)
     assert not verdict.passed
     assert verdict.reasons == (
         "challenger accuracy=0.8 fails min_metric (>= 0.9)",
         "no champion to compare with",
+        "challenger accuracy=0.8 on the 400 trusted holdout rows fails min_metric (>= 0.9)",
     )
 
 
 def test_min_metric_is_a_ceiling_for_error_metrics() -> None:
-    assert decide(GateSettings("mae", min_metric=2.0), {"mae": 1.5}, None).passed
-    assert not decide(GateSettings("mae", min_metric=1.0), {"mae": 1.5}, None).passed
+    scores = Scores(holdout_rows=400, challenger={"mae": 1.5}, trusted_rows=400, challenger_trusted={"mae": 1.5})
+    assert decide(GateSettings("mae", min_metric=2.0), scores).passed
+    assert not decide(GateSettings("mae", min_metric=1.0), scores).passed
 
 
 def test_without_a_champion_a_challenger_without_floor_passes() -> None:
-    assert decide(GateSettings("f1"), {"f1": 0.1}, None) == Verdict(True, ("no champion to compare with",))
+    assert decide(GateSettings("f1"), ALONE) == Verdict(
+        True,
+        ("no champion to compare with", "challenger f1=0.1 on the 400 trusted holdout rows (no min_metric to meet)"),
+    )
 
 
 def test_non_finite_challenger_metric_fails() -> None:
-    verdict = decide(GateSettings("log_loss"), {"log_loss": math.nan}, None)
+    verdict = decide(GateSettings("log_loss"), replace(ALONE, challenger={"log_loss": math.nan}))
     assert not verdict.passed
-    assert "not a finite number" in verdict.reasons[0]
+    assert verdict.reasons[0] == "challenger log_loss cannot be computed on the 400 scored holdout rows"
+
+
+def test_without_a_champion_the_floor_applies_to_trusted_rows_too() -> None:
+    # Feedback rows lift the holdout over the floor; the trusted rows alone stay below it.
+    scores = replace(ALONE, challenger={"f1": 0.9}, trusted_rows=120, challenger_trusted={"f1": 0.6})
+    verdict = decide(GateSettings("f1", min_metric=0.7), scores)
+    assert not verdict.passed
+    assert verdict.reasons[-1] == "challenger f1=0.6 on the 120 trusted holdout rows fails min_metric (>= 0.7)"
+
+
+def test_a_challenger_that_wins_on_the_holdout_but_regresses_on_trusted_rows_is_rejected() -> None:
+    scores = replace(COMPARED, challenger={"roc_auc": 0.95}, challenger_trusted={"roc_auc": 0.80})
+    verdict = decide(GateSettings("roc_auc", max_trusted_regression=0.01), scores)
+    assert not verdict.passed
+    assert "improvement +0.12 meets min_improvement" in verdict.reasons[1]
+    assert verdict.reasons[2] == (
+        "on the 200 trusted holdout rows: challenger roc_auc=0.8 vs champion 0.84, regression +0.04 exceeds "
+        "max_trusted_regression 0.01"
+    )
+
+
+def test_a_trusted_regression_within_the_tolerance_passes() -> None:
+    scores = replace(COMPARED, challenger_trusted={"roc_auc": 0.835})
+    assert not decide(GateSettings("roc_auc"), scores).passed
+    assert decide(GateSettings("roc_auc", max_trusted_regression=0.01), scores).passed
+
+
+def test_a_holdout_that_is_all_feedback_fails_the_gate() -> None:
+    for scores in (replace(COMPARED, trusted_rows=0, challenger_trusted=None, champion_trusted=None),
+                   replace(ALONE, trusted_rows=0, challenger_trusted=None)):  # fmt: skip
+        verdict = decide(GateSettings(next(iter(scores.challenger or {}))), scores)
+        assert not verdict.passed
+        assert verdict.reasons[-1] == (
+            "no trusted holdout rows (every scored row is feedback): the gate cannot rest on feedback alone"
+        )
+
+
+def test_too_few_unseen_rows_fail_the_gate_saying_so() -> None:
+    scores = replace(COMPARED, champion_seen_rows=390, trusted_rows=10)
+    verdict = decide(GateSettings("roc_auc", min_scored_rows=50), scores)
+    assert not verdict.passed
+    assert verdict.reasons[1] == (
+        "only 10 holdout rows the champion never saw (min_scored_rows 50): too few to compare the models"
+    )
+    assert verdict.reasons[2].startswith("only 10 trusted holdout rows (min_scored_rows 50): too few")
+
+
+def test_a_champion_without_recorded_fit_rows_is_compared_on_the_whole_holdout_and_says_so() -> None:
+    verdict = decide(GateSettings("roc_auc"), replace(COMPARED, champion_seen_rows=None))
+    assert verdict.passed
+    assert verdict.reasons[0].startswith("rows the champion was fitted on: unknown (its bundle records none")
+    assert "on the same 400 holdout rows" in verdict.reasons[1]
+
+
+def test_a_champion_not_compared_passes_only_when_schema_changes_are_allowed() -> None:
+    scores = replace(
+        COMPARED, champion=None, champion_trusted=None, champion_seen_rows=None, champion_not_compared="new features"
+    )
+    allowed = decide(GateSettings("roc_auc", allow_schema_change=True), scores)
+    assert allowed.passed
+    assert allowed.reasons[0] == "champion not compared: new features"
+    refused = decide(GateSettings("roc_auc"), scores)
+    assert not refused.passed
+    assert refused.reasons[0] == "champion not compared (new features) while allow_schema_change is false"
+
+
+def test_an_undefined_champion_metric_fails_instead_of_comparing() -> None:
+    verdict = decide(GateSettings("roc_auc"), replace(COMPARED, champion={}))
+    assert not verdict.passed
+    assert verdict.reasons[-2] == "champion roc_auc cannot be computed on the 300 scored holdout rows"
 
 
 @pytest.mark.parametrize(
@@ -54,6 +169,8 @@ def test_non_finite_challenger_metric_fails() -> None:
         (lambda: GateSettings("auc"), "unknown metric"),
         (lambda: GateSettings("r2", min_improvement=-0.1), "min_improvement"),
         (lambda: GateSettings("r2", min_improvement=math.inf), "min_improvement"),
+        (lambda: GateSettings("r2", max_trusted_regression=-0.1), "max_trusted_regression"),
+        (lambda: GateSettings("r2", min_scored_rows=0), "min_scored_rows"),
     ],
 )
 def test_invalid_gate_settings_are_refused(settings: Callable[[], GateSettings], message: str) -> None:
@@ -61,30 +178,126 @@ def test_invalid_gate_settings_are_refused(settings: Callable[[], GateSettings],
         settings()
 
 
-def test_metrics_without_the_gate_metric_are_an_error() -> None:
-    with pytest.raises(GateError, match="challenger"):
-        decide(GateSettings("r2"), {"rmse": 1.0}, None)
-    with pytest.raises(GateError, match="champion"):
-        decide(GateSettings("r2"), {"r2": 0.5}, {"rmse": 1.0})
-
-
-def test_evaluation_round_trips_through_its_dict_form() -> None:
-    settings = GateSettings("roc_auc", min_metric=0.7, min_improvement=0.01)
-    challenger = {"roc_auc": 0.9, "accuracy": 0.8}
-    champion = {"roc_auc": 0.85, "accuracy": 0.79}
-    evaluation = Evaluation(
-        settings=settings,
-        holdout_rows=400,
-        challenger=challenger,
-        verdict=decide(settings, challenger, champion),
-        champion=champion,
-        champion_version="7",
-        details={"task": "classification"},
+def test_gate_settings_are_parsed_from_hyperparameter_strings_ignoring_other_names() -> None:
+    settings = parse_gate_settings(
+        {
+            "target": "churned",
+            "min_metric": "0.7",
+            "min_improvement": "0.01",
+            "max_trusted_regression": "0.005",
+            "min_scored_rows": "80",
+            "allow_schema_change": "true",
+        },
+        "classification",
     )
-    data = evaluation.to_dict()
+    assert settings == GateSettings(
+        "roc_auc",
+        min_metric=0.7,
+        min_improvement=0.01,
+        max_trusted_regression=0.005,
+        min_scored_rows=80,
+        allow_schema_change=True,
+    )
+    assert parse_gate_settings({}, "regression") == GateSettings("rmse")
+
+
+def test_bad_gate_hyperparameters_are_all_reported() -> None:
+    with pytest.raises(GateError) as raised:
+        parse_gate_settings({"min_improvement": "-1", "min_scored_rows": "many", "metric": "auc"}, "classification")
+    assert str(raised.value) == (
+        "hyperparameter 'metric'='auc' must be one of accuracy, f1, roc_auc, log_loss, rmse, mae, r2; "
+        "hyperparameter 'min_improvement'='-1' must be a finite number >= 0; "
+        "hyperparameter 'min_scored_rows'='many' must be an integer >= 1"
+    )
+    with pytest.raises(GateError, match="'metric'='rmse' is not a classification metric"):
+        parse_gate_settings({"metric": "rmse"}, "classification")
+
+
+def evaluation_of(scores: Scores, settings: GateSettings, verdict: Verdict | None = None) -> Evaluation:
+    return Evaluation(
+        settings=settings,
+        scores=scores,
+        verdict=verdict or decide(settings, scores),
+        task="classification",
+        champion_version="7",
+        details={"algorithm": "random_forest"},
+    )
+
+
+def test_evaluation_round_trips_through_its_json_form() -> None:
+    evaluation = evaluation_of(COMPARED, GateSettings("roc_auc", min_metric=0.7, min_improvement=0.01))
+    data = json.loads(json.dumps(evaluation.to_dict()))
     assert data["passed"] is True
-    assert data["holdout_rows"] == 400
+    assert (data["holdout_rows"], data["champion_seen_rows"], data["scored_rows"], data["trusted_rows"]) == (
+        400,
+        100,
+        300,
+        200,
+    )
+    assert (data["challenger_trusted"], data["champion_trusted"]) == ({"roc_auc": 0.84}, {"roc_auc": 0.84})
     assert Evaluation.from_dict(data) == evaluation
+
+
+# evaluation.json as the training program wrote it before trusted rows and fit-row exclusions.
+OLDER_EVALUATION: dict[str, Any] = {
+    "metric": "roc_auc",
+    "min_metric": None,
+    "min_improvement": 0.0,
+    "holdout_rows": 400,
+    "challenger": {"roc_auc": 0.9},
+    "champion": {"roc_auc": 0.8},
+    "champion_version": "3",
+    "passed": True,
+    "reasons": ["challenger roc_auc=0.9 vs champion 0.8 on the same holdout: improvement +0.1 meets ..."],
+    "details": {"task": "classification", "algorithm": "random_forest"},
+}
+
+
+def test_an_older_evaluation_still_loads_and_fails_closed_when_reassessed() -> None:
+    evaluation = Evaluation.from_dict(OLDER_EVALUATION)
+    assert evaluation.verdict.passed
+    assert (evaluation.task, evaluation.scores.trusted_rows, evaluation.scores.champion_given) == (
+        "classification",
+        None,
+        True,
+    )
+    verdict = reassess(evaluation, {"target": "churned"})
+    assert not verdict.passed
+    assert verdict.reasons[-1] == (
+        "the evaluation records no trusted holdout rows and no rows excluded as seen by the champion "
+        "(written by an older training program): it cannot be judged"
+    )
+
+
+def test_reassess_disagrees_with_a_forged_verdict() -> None:
+    losing = replace(COMPARED, challenger={"roc_auc": 0.80})
+    forged = evaluation_of(losing, GateSettings("roc_auc"), verdict=Verdict(True, ("trust me",)))
+    data = json.loads(json.dumps(forged.to_dict()))
+    verdict = reassess(Evaluation.from_dict(data), {"min_improvement": "0"})
+    assert not verdict.passed
+    assert "improvement -0.03 is below min_improvement 0" in verdict.reasons[1]
+
+
+def test_reassess_applies_the_pinned_settings_not_the_recorded_ones() -> None:
+    # The job recorded a lax max_trusted_regression; the workflow's pinned default allows no regression.
+    regressing = replace(COMPARED, challenger_trusted={"roc_auc": 0.82})
+    lax = GateSettings("roc_auc", max_trusted_regression=0.05)
+    evaluation = evaluation_of(regressing, lax)
+    assert evaluation.verdict.passed
+    assert not reassess(evaluation, {}).passed
+    assert reassess(evaluation, {"max_trusted_regression": "0.05"}).passed
+
+
+def test_reassess_without_a_known_task_fails_closed() -> None:
+    evaluation = replace(evaluation_of(COMPARED, GateSettings("roc_auc")), task=None)
+    assert reassess(evaluation, {}) == Verdict(
+        False, ("the evaluation records no known task (None): it cannot be reassessed",)
+    )
+
+
+def test_reassess_refuses_invalid_pinned_settings() -> None:
+    with pytest.raises(GateError, match="'min_scored_rows'='0' must be an integer >= 1"):
+        reassess(evaluation_of(COMPARED, GateSettings("roc_auc")), {"min_scored_rows": "0"})
 
 
 def test_malformed_evaluation_is_refused() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,10 +15,14 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from starlette.applications import Starlette
+from starlette.types import Message
 
 from functions.common.bundle import JOBLIB_FILE, MISSING_CATEGORY, read_metadata
-from functions.common.records import prediction_time
+from functions.common.records import Caller, new_prediction_ids, prediction_time, to_json_lines
+from functions.inference.api import create_app
 from functions.inference.config import Config
+from functions.inference.telemetry import Telemetry
 from tests.inference.conftest import TARGET, Api, FailingSink, MakeApi, RecordingSink, instances
 
 
@@ -139,6 +146,29 @@ def test_predictions_through_the_api_equal_the_scikit_learn_pipeline(
     assert [p["label"] for p, keep in zip(served, decisive, strict=True) if keep] == list(expected_labels[decisive])
 
 
+def test_a_model_trained_on_column_names_onnx_cannot_spell_serves_them_by_their_own_names(
+    make_api: MakeApi, make_job: Callable[..., Path], churn_data: pd.DataFrame
+) -> None:
+    from training.program import run
+
+    renamed = {"tenure_months": "tenure (months)", "region": "Unnamed: 0", "contract": "contract type"}
+    frame = churn_data.head(600).rename(columns=renamed)
+    base = make_job({"target": TARGET, "algorithm": "logistic_regression"}, frame)
+    assert run(base) == 0, (base / "output" / "failure").read_text()
+    metadata = read_metadata(base / "model")
+    assert {f.name: f.onnx_input for f in metadata.features if f.name in renamed.values()} == {
+        "tenure (months)": "tenure_months",
+        "Unnamed: 0": "Unnamed_0",
+        "contract type": "contract_type",
+    }
+    api = make_api(Config(model_dir=base / "model"))
+
+    reply = api.predict(instances(frame, 3))
+
+    assert reply.status == 200, reply.body
+    assert [set(p) for p in reply.json["predictions"]] == [{"prediction_id", "label", "probabilities"}] * 3
+
+
 def test_the_missing_category_token_is_the_one_training_uses(trained_bundle: Path) -> None:
     from training.features import categories
 
@@ -197,3 +227,86 @@ def test_the_log_capture_sink_writes_one_json_line_per_prediction(
     assert [line["prediction_id"] for line in lines] == [p["prediction_id"] for p in served]
     assert {line["message"] for line in lines} == {"prediction"}
     assert lines[0]["features"] == rows[0]
+
+
+def test_capture_records_carry_the_caller_but_never_the_api_key_value(
+    api: Api, sink: RecordingSink, rows: list[dict[str, Any]]
+) -> None:
+    identity = {
+        "userArn": "arn:aws:iam::123456789012:user/scorer",
+        "apiKeyId": "k9y8x7w6v5",
+        "apiKey": "the-secret-key-value",
+        "sourceIp": "198.51.100.23",
+    }
+
+    assert api.predict(rows, identity=identity).status == 200
+
+    expected = Caller(principal=identity["userArn"], api_key_id="k9y8x7w6v5", source_ip="198.51.100.23")
+    assert {record.caller for record in sink.predictions} == {expected}
+    assert "the-secret-key-value" not in to_json_lines(sink.predictions).decode()
+
+
+def asgi_post(app: Starlette, path: str, body: bytes) -> int:
+    """One request as uvicorn hands it to the app: a plain ASGI scope, no API Gateway event."""
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("localhost", 8080),
+    }
+    asyncio.run(app(scope, receive, send))
+    status: int = sent[0]["status"]
+    return status
+
+
+def test_without_api_gateway_capture_and_feedback_records_have_no_caller(
+    trained_bundle: Path, sink: RecordingSink, feedback_sink: RecordingSink, rows: list[dict[str, Any]]
+) -> None:
+    # Locally (driftloop serve, uvicorn) nothing identifies the client: no caller rather than a guessed one.
+    app = create_app(
+        Config(model_dir=trained_bundle), sink=sink, feedback=feedback_sink, telemetry=Telemetry("t", io.StringIO())
+    )
+    [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
+
+    assert asgi_post(app, "/predict", json.dumps({"instances": rows}).encode()) == 200
+    assert asgi_post(app, "/feedback", json.dumps({"prediction_id": prediction_id, "label": "1"}).encode()) == 202
+
+    assert [record.caller for record in sink.predictions] == [None] * len(rows)
+    assert [record.caller for record in feedback_sink.feedback] == [None]
+
+
+def test_a_regression_output_that_overflows_is_null_with_a_warning_on_that_instance_only(
+    make_api: MakeApi, regression_bundle: Path, churn_data: pd.DataFrame, sink: RecordingSink
+) -> None:
+    api = make_api(Config(model_dir=regression_bundle), sink=sink)
+    rows = instances(churn_data, 3, drop=(TARGET, "monthly_charges"))
+    # Within float32, as the document allows, but far beyond training: the linear model's output overflows.
+    rows[1] |= {"tenure_months": 3.4e38, "data_usage_gb": 3.4e38, "support_calls": 3.4e38, "age": 3.4e38}
+    rows[1]["region"] = "atlantis"
+
+    reply = api.predict(rows)
+
+    assert reply.status == 200, reply.body
+    first, second, third = reply.json["predictions"]
+    assert isinstance(first["value"], float) and isinstance(third["value"], float)
+    assert "warnings" not in first and "warnings" not in third
+    assert second["value"] is None
+    assert [w["field"] for w in second["warnings"]] == ["region", "value"]
+    assert "not a finite number" in second["warnings"][1]["problem"]
+    assert [record.value is None for record in sink.predictions] == [False, True, False]

@@ -39,7 +39,7 @@ def test_every_algorithm_trains_a_regressor(algorithm: str, make_job: MakeJob, c
     assert set(bundle.metrics) == set(REGRESSION_METRICS)
     assert bundle.primary_metric == "rmse"
     # monthly_charges follows data usage closely: any working model explains much of it.
-    assert bundle.metrics["r2"] > 0.5
+    assert bundle.metrics["r2"] > 0.4
     assert bundle.baseline["prediction"]["type"] == "numeric"
     assert evaluation_json(base)["details"]["onnx_parity"]["max_relative_difference"] <= 1e-4
 

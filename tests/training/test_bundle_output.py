@@ -61,8 +61,9 @@ def test_metrics_in_the_bundle_are_the_holdout_metrics_of_the_evaluation(
 ) -> None:
     report = json.loads((trained_bundle.parent / "output" / "data" / EVALUATION_FILE).read_text())
     evaluation = Evaluation.from_dict(report)
-    assert bundle_metadata.metrics == evaluation.challenger
-    assert evaluation.holdout_rows == 400
+    assert bundle_metadata.metrics == evaluation.scores.challenger
+    assert evaluation.scores.holdout_rows == 400
+    assert evaluation.scores.trusted_rows == 400
     assert evaluation.verdict.passed
     assert report["champion"] is None
 
@@ -88,3 +89,16 @@ def test_baseline_summarises_every_feature_and_the_predictions(
     assert set(baseline.prediction.proportions) <= {"0", "1"}
     assert baseline.positive_probability is not None
     assert baseline.positive_probability.edges[0] > 0.0
+
+
+def test_a_bundle_written_before_onnx_inputs_and_warnings_were_recorded_still_loads(
+    bundle_metadata: ModelMetadata,
+) -> None:
+    older = bundle_metadata.to_dict()
+    del older["warnings"]
+    for feature in older["features"]:
+        del feature["onnx_input"]
+    metadata = ModelMetadata.from_dict(older)
+    assert [f.onnx_input for f in metadata.features] == list(metadata.feature_names)
+    assert metadata.warnings == ()
+    assert ModelMetadata.from_dict(bundle_metadata.to_dict()) == bundle_metadata

@@ -60,7 +60,12 @@ def test_a_run_writes_the_bundle_and_the_evaluation(make_job: MakeJob, churn_dat
     base = make_job(CHURN, churn_data.head(400))
     assert run(base) == 0
     layout = Layout(base)
-    assert sorted(p.name for p in layout.model_dir.iterdir()) == ["metadata.json", "model.joblib", "model.onnx"]
+    assert sorted(p.name for p in layout.model_dir.iterdir()) == [
+        "fit_rows.u64",
+        "metadata.json",
+        "model.joblib",
+        "model.onnx",
+    ]
     assert (layout.output_data_dir / EVALUATION_FILE).is_file()
     assert not layout.failure_file.exists()
 

@@ -2,6 +2,7 @@ import hashlib
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.conftest import MakeJob
 from tests.training.jobs import CHURN, failure, metadata
@@ -81,3 +82,32 @@ def test_parquet_and_csv_spell_class_labels_the_same(make_job: MakeJob, churn_da
         assert run(base) == 0, failure(base)
         classes.append(metadata(base).classes)
     assert classes == [("False", "True"), ("False", "True")]
+
+
+@pytest.mark.parametrize("file_name", ["data.csv", "data.parquet"])
+def test_declared_missing_value_tokens_are_missing_values_in_csv_and_parquet(
+    file_name: str, make_job: MakeJob, churn_data: pd.DataFrame
+) -> None:
+    # Ages as text, as a Parquet text column holding the tokens must be.
+    data = churn_data.head(300).assign(age=churn_data["age"].head(300).map(lambda v: None if pd.isna(v) else f"{v:g}"))
+    data.loc[data.index[:30], "age"] = "?"
+    data.loc[data.index[30:40], "age"] = "unknown"
+    data.loc[data.index[:20], "region"] = "?"
+    base = make_job({**CHURN, "missing_values": "?,unknown"}, {file_name: data})
+    assert run(base) == 0, failure(base)
+    bundle = metadata(base)
+    region = next(f for f in bundle.features if f.name == "region")
+    assert "?" not in region.categories
+    assert next(f for f in bundle.features if f.name == "age").type == "numeric"
+    assert bundle.baseline["features"]["age"]["missing"] == pytest.approx(
+        40 / 300 + churn_data["age"].iloc[40:300].isna().sum() / 300
+    )
+    assert bundle.baseline["features"]["region"]["missing"] == pytest.approx(20 / 300)
+    assert bundle.hyperparameters["missing_values"] == "?,unknown"
+
+
+def test_missing_value_tokens_leave_parquet_numbers_alone(tmp_path: Path) -> None:
+    pd.DataFrame({"code": ["-1", "?", "a"], "amount": [-1.0, 2.0, 3.0]}).to_parquet(tmp_path / "data.parquet")
+    frame = load_training_data(tmp_path, ["-1", "?"]).frame
+    assert frame["code"].isna().tolist() == [True, True, False]
+    assert frame["amount"].tolist() == [-1.0, 2.0, 3.0]

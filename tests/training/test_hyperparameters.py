@@ -84,7 +84,7 @@ def test_every_invalid_value_is_reported_together_and_named() -> None:
         }
     )
     assert problems == (
-        "hyperparameter 'n_estimators'='abc' must be an integer",
+        "hyperparameter 'n_estimators'='abc' must be an integer >= 1",
         "hyperparameter 'test_size'='1.5' must be a number strictly between 0 and 1",
         "hyperparameter 'allow_schema_change'='maybe' must be true or false",
         "hyperparameter 'algorithm'='svm' must be one of logistic_regression, random_forest, "
@@ -138,3 +138,40 @@ def test_effective_hyperparameters_are_all_strings_with_defaults_resolved() -> N
     assert effective["n_estimators"] == "200"
     assert effective["metric"] == "roc_auc"
     assert effective["min_metric"] == ""
+
+
+def test_data_and_serving_settings_are_parsed_and_default_to_no_tokens_a_cap_of_50_and_no_serving_check() -> None:
+    defaults = parse_hyperparameters({"target": "y"})
+    assert (defaults.missing_values, defaults.max_categories) == ((), 50)
+    assert (defaults.serving_memory_mb, defaults.serving_timeout_seconds) == (None, None)
+    hp = parse_hyperparameters(
+        {
+            "target": "y",
+            "missing_values": "?, n/a,-",
+            "max_categories": "20",
+            "serving_memory_mb": "1024",
+            "serving_timeout_seconds": "10",
+        }
+    )
+    assert (hp.missing_values, hp.max_categories) == (("?", "n/a", "-"), 20)
+    assert (hp.serving_memory_mb, hp.serving_timeout_seconds) == (1024, 10.0)
+    effective = hp.effective("classification")
+    assert (effective["serving_memory_mb"], effective["serving_timeout_seconds"]) == ("1024", "10.0")
+
+
+def test_invalid_data_and_serving_settings_are_named() -> None:
+    problems = problems_of(
+        {
+            "target": "y",
+            "missing_values": "?,?",
+            "max_categories": "0",
+            "serving_memory_mb": "1.5",
+            "serving_timeout_seconds": "0",
+        }
+    )
+    assert problems == (
+        "hyperparameter 'missing_values'='?,?' lists ? more than once",
+        "hyperparameter 'max_categories'='0' must be an integer >= 1",
+        "hyperparameter 'serving_memory_mb'='1.5' must be an integer >= 1",
+        "hyperparameter 'serving_timeout_seconds'='0' must be a finite number > 0",
+    )

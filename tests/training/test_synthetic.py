@@ -8,6 +8,7 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from functions.common.bundle import FeatureType
 from training import synthetic
+from training.feature_spec import FeatureSpec
 from training.features import infer_type, model_inputs
 from training.pipeline import build_pipeline
 
@@ -57,7 +58,7 @@ def forest() -> Forest:
     data = synthetic.generate(3000, seed=3)
     types = {c: infer_type(data[c]) for c in data.columns if c != synthetic.TARGET}
     knobs = {"n_estimators": 100, "min_samples_leaf": 5}
-    pipeline = build_pipeline("classification", "random_forest", knobs, types, 0)
+    pipeline = build_pipeline("classification", "random_forest", knobs, FeatureSpec.of(types), 0)
     return pipeline.fit(model_inputs(data, types), data[synthetic.TARGET]), types
 
 

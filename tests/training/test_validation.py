@@ -1,9 +1,16 @@
+from pathlib import Path
+from typing import Any
+
+import joblib
 import numpy as np
+import onnxruntime
 import pandas as pd
 import pytest
 
+from functions.common.bundle import JOBLIB_FILE, ONNX_FILE, PROBABILITIES_OUTPUT, verify_bundle
+from functions.common.distribution import OTHER_CATEGORY
 from tests.conftest import MakeJob
-from tests.training.jobs import CHURN, failure, metadata
+from tests.training.jobs import CHURN, evaluation_json, failure, metadata
 from training.contract import Layout
 from training.program import run
 
@@ -70,10 +77,16 @@ def test_infinite_values_count_as_non_numeric(make_job: MakeJob, churn: pd.DataF
     fails_with(make_job, churn, "numeric column 'monthly_charges' has 1 non-numeric value(s), e.g. 'inf'")
 
 
-def test_constant_columns_are_named(make_job: MakeJob, churn: pd.DataFrame) -> None:
+def test_when_every_feature_is_constant_the_job_fails_naming_them(make_job: MakeJob, churn: pd.DataFrame) -> None:
     churn["country"] = "nl"
     churn["version"] = 3
-    fails_with(make_job, churn, "constant column(s), a single distinct value: 'country', 'version'")
+    fails_with(
+        make_job,
+        churn,
+        "every feature is constant, a single value: 'version', 'country'",
+        numeric_features="version",
+        categorical_features="country",
+    )
 
 
 def test_declared_columns_absent_from_the_data_are_named(make_job: MakeJob, churn: pd.DataFrame) -> None:
@@ -87,8 +100,11 @@ def test_declared_columns_absent_from_the_data_are_named(make_job: MakeJob, chur
     )
 
 
-def test_a_feature_named_like_an_onnx_output_is_refused(make_job: MakeJob, churn: pd.DataFrame) -> None:
-    fails_with(make_job, churn.rename(columns={"region": "label"}), "reserved for the model's outputs: 'label'")
+def test_features_named_like_the_onnx_outputs_get_other_input_names(make_job: MakeJob, churn: pd.DataFrame) -> None:
+    base = make_job(CHURN, churn.rename(columns={"region": "label", "age": "value"}))
+    assert run(base) == 0, failure(base)
+    inputs = {f.name: f.onnx_input for f in metadata(base).features}
+    assert (inputs["label"], inputs["value"], inputs["contract"]) == ("label_2", "value_2", "contract")
 
 
 def test_a_non_numeric_regression_target_fails(make_job: MakeJob, churn: pd.DataFrame) -> None:
@@ -102,11 +118,12 @@ def test_a_non_numeric_regression_target_fails(make_job: MakeJob, churn: pd.Data
 
 
 def test_all_problems_are_reported_together(make_job: MakeJob, churn: pd.DataFrame) -> None:
-    churn["country"] = "nl"
+    churn["tenure_months"] = churn["tenure_months"].astype(object)
+    churn.loc[churn.index[0], "tenure_months"] = "new"
     churn.loc[churn.index[:200], "age"] = None
     reason = fails_with(make_job, churn.head(45), "training data validation failed (4 problems):\n- ")
     assert "\n- column 'age' is 100.0% missing" in reason
-    assert "\n- constant column(s), a single distinct value: 'country'" in reason
+    assert "\n- numeric column 'tenure_months' has 1 non-numeric value(s), e.g. 'new'" in reason
     assert "\n- only 45 rows" in reason
     assert "\n- class '1' has only 8 example(s)" in reason
 
@@ -163,3 +180,105 @@ def test_many_rare_classes_are_summarised_with_a_hint(make_job: MakeJob, churn: 
     )
     assert "set task=regression" in reason
     assert len(reason) < 1024
+
+
+def _onnx_predictions(bundle: Path, rows: list[dict[Any, Any]]) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(bundle / ONNX_FILE), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for feature in verify_bundle(bundle).features:
+        values = [[row[feature.name]] for row in rows]
+        feeds[feature.onnx_input] = np.array(values, dtype=np.float32 if feature.type == "numeric" else object)
+    probabilities: np.ndarray = session.run([PROBABILITIES_OUTPUT], feeds)[0]
+    return probabilities
+
+
+def test_a_constant_column_in_a_fresh_window_is_ignored_by_the_model_but_stays_in_the_serving_schema(
+    make_job: MakeJob, churn_data: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = churn_data.head(600).assign(country=np.where(np.arange(600) % 2, "nl", "be"), version=np.arange(600) % 3)
+    champion = make_job(CHURN, first)
+    assert run(champion) == 0, failure(champion)
+    fresh = churn_data.iloc[600:1200].assign(country="nl", version=3)
+    base = make_job(CHURN, fresh, champion=Layout(champion).model_dir)
+    capsys.readouterr()
+    assert run(base) == 0, failure(base)
+
+    warning = (
+        "constant column(s), a single value: 'country', 'version'; the model ignores them (the API still takes them)"
+    )
+    assert warning in metadata(base).warnings
+    assert f"warning: {warning}" in capsys.readouterr().out
+    features = {f.name: f for f in metadata(base).features}
+    assert features["country"].categories == ("nl",)
+    assert (features["version"].minimum, features["version"].maximum) == (3.0, 3.0)
+    # The champion is compared: the serving schema did not change.
+    assert evaluation_json(base)["champion"] is not None
+    rows = fresh.drop(columns="churned").head(5).to_dict("records")
+    other = [{**row, "country": "de", "version": 99} for row in rows]
+    model_dir = Layout(base).model_dir
+    np.testing.assert_array_equal(_onnx_predictions(model_dir, rows), _onnx_predictions(model_dir, other))
+
+
+def test_a_text_column_with_one_value_and_missing_ones_is_informative_a_numeric_one_is_not(
+    make_job: MakeJob, churn: pd.DataFrame
+) -> None:
+    churn["has_pet"] = ["yes" if i % 3 else None for i in range(len(churn))]
+    churn["pets"] = np.where(np.arange(len(churn)) % 3 != 0, 1.0, np.nan)
+    base = make_job(CHURN, churn)
+    assert run(base) == 0, failure(base)
+    constant = [w for w in metadata(base).warnings if w.startswith("constant column(s)")]
+    assert constant == ["constant column(s), a single value: 'pets'; the model ignores them (the API still takes them)"]
+
+
+def test_identifier_like_columns_are_warned_about(make_job: MakeJob, churn: pd.DataFrame) -> None:
+    rows = len(churn)
+    churn.insert(0, "Unnamed: 0", np.random.default_rng(0).permutation(rows))  # shuffled, but dense
+    churn["customer"] = [f"c-{i:05d}" for i in range(rows)]
+    churn["ticket"] = 100_000 + 37 * np.arange(rows)  # sparse, in row order
+    churn["income"] = np.random.default_rng(1).choice(np.arange(10_000, 200_000), rows, replace=False)
+    base = make_job(CHURN, churn)
+    assert run(base) == 0, failure(base)
+    ids = [w for w in metadata(base).warnings if "looks like an identifier" in w]
+    assert [w.split(" looks like")[0] for w in ids] == ["column 'Unnamed: 0'", "column 'customer'", "column 'ticket'"]
+    assert ids[0] == (
+        "column 'Unnamed: 0' looks like an identifier (a distinct integer on every row); if it is one, drop it "
+        "(drop_columns): ids new rows bring were never seen in training"
+    )
+
+
+def test_dates_as_iso_text_and_parquet_timestamps_are_warned_about(make_job: MakeJob, churn: pd.DataFrame) -> None:
+    days = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(churn)) % 90, unit="D")
+    churn["signed_up"] = days.strftime("%Y-%m-%d")
+    churn["last_seen"] = days + pd.Timedelta(hours=5)
+    base = make_job(CHURN, {"data.parquet": churn})
+    assert run(base) == 0, failure(base)
+    warnings = metadata(base).warnings
+    assert any(
+        w.startswith("column 'signed_up' holds dates as text (e.g. '2024-01-01'), each one a category")
+        for w in warnings
+    )
+    assert any(w.startswith("column 'last_seen' holds timestamps") for w in warnings)
+
+
+def test_a_high_cardinality_categorical_is_encoded_on_its_most_frequent_levels(
+    make_job: MakeJob, churn_data: pd.DataFrame
+) -> None:
+    data = churn_data.head(1000).copy()
+    rng = np.random.default_rng(0)
+    data["city"] = [f"city-{n:04d}" for n in rng.zipf(1.5, len(data)) % 3000]
+    base = make_job({**CHURN, "max_categories": "12"}, data)
+    assert run(base) == 0, failure(base)
+    bundle = metadata(base)
+    city = next(f for f in bundle.features if f.name == "city")
+    # The most frequent first, equal counts in name order.
+    ranked = sorted(data["city"].value_counts().items(), key=lambda level: (-level[1], level[0]))
+    assert city.categories == tuple(name for name, _ in ranked[:12])
+    warning = next(w for w in bundle.warnings if w.startswith("categorical column 'city'"))
+    assert f"has {data['city'].nunique()} levels: the model tells apart its 12 most frequent (" in warning
+    pipeline = joblib.load(Layout(base).model_dir / JOBLIB_FILE)
+    assert pipeline.named_steps["preprocess"].named_transformers_["capped"].transform(data[["city"]]).shape == (
+        1000,
+        12,
+    )
+    summary = bundle.baseline["features"]["city"]["proportions"]
+    assert set(summary) == {*city.categories, OTHER_CATEGORY}

@@ -1,0 +1,87 @@
+"""Parsers of settings given as text (SageMaker hyperparameters, Lambda environment variables).
+
+Each takes the text and returns the value, or raises ValueError saying what the value must be, for the caller to
+name the setting. Standard library only: the workflow Lambdas and the training program both use it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+
+def integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("must be an integer") from None
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("must be a number") from None
+
+
+def finite(text: str) -> float:
+    value = number(text)
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def non_negative(text: str) -> float:
+    value = number(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError("must be an integer >= 1")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = number(text)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("must be a finite number > 0")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = number(text)
+    if not 0 <= value <= 1:  # also refuses NaN
+        raise ValueError("must be a number between 0 and 1")
+    return value
+
+
+def open_fraction(text: str) -> float:
+    value = number(text)
+    if not 0 < value < 1:
+        raise ValueError("must be a number strictly between 0 and 1")
+    return value
+
+
+def boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return text
+
+    return parse
