@@ -14,6 +14,10 @@ Layout under ``<prefix>`` in the model bucket::
 Versions sort by creation time as strings. Objects are written with ``IfNoneMatch="*"`` (never overwritten)
 except ``champion.json``, which is replaced only with ``IfMatch=<etag the writer read>``: of two concurrent
 promotions exactly one wins and the loser learns it (:class:`PromotionConflict`).
+
+Retried workflow steps write nothing twice: registering a version again with the same archive returns the
+stored record (an object a failed attempt already wrote with the same bytes counts as written), and
+:meth:`Registry.record_once` finds a decision the same execution already recorded.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
 
 DEFAULT_PREFIX = "registry/"
 CHAMPION_FILE = "champion.json"
+VERSIONS_FOLDER = "versions/"
+DECISIONS_FOLDER = "decisions/"
 VERSION_FILE = "version.json"
 
 Action = Literal["registered", "promoted", "rejected", "rolled_back", "failed", "skipped", "triggered"]
@@ -131,7 +137,7 @@ class Registry:
     # -- keys -------------------------------------------------------------------------------------------------
 
     def version_key(self, version: str, name: str) -> str:
-        return f"{self.prefix}versions/{version}/{name}"
+        return f"{self.prefix}{VERSIONS_FOLDER}{version}/{name}"
 
     @property
     def champion_key(self) -> str:
@@ -147,7 +153,21 @@ class Registry:
         evaluation: Mapping[str, Any] | None = None,
         lineage: Mapping[str, Any] | None = None,
     ) -> VersionRecord:
-        """Validate a bundle archive and store it as an immutable version."""
+        """Validate a bundle archive and store it as an immutable version.
+
+        Registering a version again with the same archive (a retried step) returns the stored record; another
+        archive under an existing version is refused.
+        """
+        sha256 = sha256_file(archive_path)
+        existing = self._get_json(self.version_key(version, VERSION_FILE))
+        if existing is not None:
+            stored = VersionRecord.from_dict(existing)
+            if stored.sha256 != sha256:
+                raise RegistryError(
+                    f"version {version} is already registered with another archive (sha256 {stored.sha256[:12]}…, "
+                    f"this one {sha256[:12]}…); registry versions are immutable"
+                )
+            return stored
         try:
             with tempfile.TemporaryDirectory(prefix="driftloop-register-") as work:
                 _, metadata = open_bundle(archive_path, Path(work) / "bundle")
@@ -156,7 +176,7 @@ class Registry:
         record = VersionRecord(
             version=version,
             archive_key=self.version_key(version, ARCHIVE_FILE),
-            sha256=sha256_file(archive_path),
+            sha256=sha256,
             size=archive_path.stat().st_size,
             created_at=utc_now().isoformat(),
             task=metadata.task,
@@ -188,7 +208,7 @@ class Registry:
     def list_versions(self) -> list[VersionRecord]:
         records = [
             VersionRecord.from_dict(data)
-            for key in self._keys(self.prefix + "versions/")
+            for key in self._keys(self.prefix + VERSIONS_FOLDER)
             if key.endswith("/" + VERSION_FILE) and (data := self._get_json(key)) is not None
         ]
         return sorted(records, key=lambda record: record.version)
@@ -280,6 +300,43 @@ class Registry:
             details=dict(details or {}),
         )
 
+    def record_once(
+        self,
+        action: Action,
+        version: str | None,
+        reasons: tuple[str, ...] | list[str] = (),
+        details: Mapping[str, Any] | None = None,
+        *,
+        execution: str,
+        since: datetime,
+    ) -> Decision:
+        """Record a run's decision unless the run already did: a retried step gets the first attempt's decision.
+
+        The decision carries ``details["execution"]``; ``since`` (no later than the run's start) bounds the search.
+        """
+        earlier = self.run_decision(execution, version, (action,), since=since)
+        if earlier is not None:
+            return earlier
+        return self.record(action, version, reasons, {**(details or {}), "execution": execution})
+
+    def run_decision(
+        self, execution: str, version: str | None, actions: tuple[Action, ...], *, since: datetime
+    ) -> Decision | None:
+        """The first of ``execution``'s decisions for ``version`` with one of ``actions``, at or after ``since``."""
+        for decision in self.decisions(since=since):
+            if (
+                decision.action in actions
+                and decision.version == version
+                and decision.details.get("execution") == execution
+            ):
+                return decision
+        return None
+
+    def find_decision(self, decision_id: str, time: str) -> Decision | None:
+        """The decision with this id and time (as a champion pointer names it), if it was recorded."""
+        data = self._get_json(self._decision_key(time, decision_id))
+        return None if data is None else Decision.from_dict(data)
+
     def record(
         self,
         action: Action,
@@ -292,27 +349,35 @@ class Registry:
         return decision
 
     def append(self, decision: Decision) -> None:
-        stamp = decision.time.replace(":", "").replace("-", "").replace("+0000", "Z")
-        self._create(
-            f"{self.prefix}decisions/{stamp}-{decision.id}.json", _json(decision.to_dict()), "application/json"
-        )
+        self._create(self._decision_key(decision.time, decision.id), _json(decision.to_dict()), "application/json")
 
-    def decisions(self) -> list[Decision]:
-        return [
-            Decision.from_dict(data)
-            for key in sorted(self._keys(self.prefix + "decisions/"))
-            if (data := self._get_json(key)) is not None
-        ]
+    def decisions(self, *, since: datetime | None = None) -> list[Decision]:
+        """Every decision in time order; with ``since``, only those recorded at or after it (fewer keys read)."""
+        folder = self.prefix + DECISIONS_FOLDER
+        if since is None:
+            keys = self._keys(folder)
+        else:
+            # Keys start with the time to the second; listing from the second before reads every later one.
+            keys = self._keys(folder, start_after=folder + _stamp(since - timedelta(seconds=1))[:_STAMP_SECONDS])
+        decisions = [Decision.from_dict(data) for key in sorted(keys) if (data := self._get_json(key)) is not None]
+        if since is None:
+            return decisions
+        return [decision for decision in decisions if datetime.fromisoformat(decision.time) >= since]
+
+    def _decision_key(self, time: str, decision_id: str) -> str:
+        return f"{self.prefix}{DECISIONS_FOLDER}{_stamp(datetime.fromisoformat(time))}-{decision_id}.json"
 
     # -- S3 adapters ------------------------------------------------------------------------------------------
 
     def _create(self, key: str, body: bytes, content_type: str) -> None:
+        """Create ``key``; an object already there with the same bytes (a retry's earlier attempt) is kept."""
         try:
             self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*")
         except self._s3.exceptions.ClientError as exc:
-            if _code(exc) in ("PreconditionFailed", "412"):
+            if _code(exc) not in ("PreconditionFailed", "412"):
+                raise
+            if self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read() != body:
                 raise RegistryError(f"s3://{self.bucket}/{key} already exists; registry objects are immutable") from exc
-            raise
 
     def _get_json(self, key: str) -> Any:
         try:
@@ -323,11 +388,24 @@ class Registry:
             raise
         return json.loads(response["Body"].read())
 
-    def _keys(self, prefix: str) -> Iterator[str]:
+    def _keys(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
         paginator = self._s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+        pages = (
+            paginator.paginate(Bucket=self.bucket, Prefix=prefix, StartAfter=start_after)
+            if start_after
+            else paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+        )
+        for page in pages:
             for item in page.get("Contents", []):
                 yield item["Key"]
+
+
+# A decision key's time: ``20261127T111717.123456Z``; its first 15 characters are the second.
+_STAMP_SECONDS = len("20261127T111717")
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace(":", "").replace("-", "").replace("+0000", "Z")
 
 
 def _json(data: Any) -> bytes:

@@ -9,6 +9,14 @@
   captured value of each feature the base data has, the label in the target column, and an empty cell (a missing
   value) for a base column the capture lacks. Feedback without a capture is counted, never guessed.
 
+Feedback is capped (anti-poisoning: its labels come from API callers, not from the operator): at most
+``max_feedback_share`` of the training set's rows are feedback, i.e. feedback rows <= share * (base rows +
+feedback rows). When not every base row can be counted (Parquet files, or CSV beyond ``MAX_COUNTED_BYTES``),
+the cap is taken against the rows that were counted, a lower bound: the share is never exceeded, and no feedback
+is added when no base row was counted. Which joined feedback is kept when the cap bites is decided by
+:func:`select_feedback`: callers take turns, so a caller flooding feedback gets only what the others leave, and
+each caller's rows are ranked by a hash keyed with the run's version, so neither sending time nor chosen ids win.
+
 ``<assembled_prefix><version>.manifest.json`` (beside the run's folder, so not in the ``train`` channel) lists every
 object with its size and ETag, the fingerprint and the counts.
 
@@ -23,11 +31,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from fractions import Fraction
+from itertools import chain, islice, zip_longest
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from functions.common.records import (
@@ -51,7 +63,8 @@ MAX_COPY_BYTES = 5 * 1024**3
 # The first CSV file's header is read with a ranged GET of this many bytes (more if the header is longer).
 HEADER_BYTES = 64 * 1024
 # Base rows are counted by streaming the CSV files only up to this total size, to stay well inside the Lambda
-# timeout; above it the count is left to the training program (lineage.training_data.rows).
+# timeout; files past it are not counted (the count is then a lower bound: the exact one is the training program's,
+# lineage.training_data.rows).
 MAX_COUNTED_BYTES = 1024**3
 # The Lambda result lists at most this many objects (Step Functions state is limited to 256 KiB); the manifest
 # lists them all.
@@ -78,6 +91,8 @@ class AssemblyRequest:
     target: str | None
     include_feedback: bool
     feedback_max_age_days: int
+    # In (0, 1]: the most of the training set's rows that may be feedback.
+    max_feedback_share: float
     now: datetime
 
 
@@ -95,6 +110,11 @@ class FeedbackCounts:
     unlabelled: int = 0
     # Earlier feedback for the same prediction (the latest wins).
     superseded: int = 0
+    # The most feedback rows max_feedback_share allowed (None: no cap), and the joined ones it left out.
+    max_rows: int | None = None
+    capped: int = 0
+    # How many callers sent the joined feedback (records without a caller count as one).
+    callers: int = 0
     # Captured features the base data does not have (dropped), and base columns the captures lack (left empty).
     dropped_features: list[str] = field(default_factory=list)
     missing_columns: list[str] = field(default_factory=list)
@@ -139,7 +159,8 @@ def assemble(s3: S3Client, request: AssemblyRequest) -> dict[str, Any]:
         objects.append({"key": relative, "size": item["Size"], "etag": response["CopyObjectResult"]["ETag"]})
         fingerprint_entries.append((relative, item["ETag"]))
 
-    base_rows = _count_rows(s3, request.data_bucket, sources)
+    counted_rows, all_counted = _count_rows(s3, request.data_bucket, sources)
+    base_rows = counted_rows if all_counted else None
     counts: dict[str, Any] = {
         # Rows by source (None: not counted, see _count_rows), then the details of each source.
         "rows": {"base": base_rows, "feedback": 0},
@@ -151,6 +172,7 @@ def assemble(s3: S3Client, request: AssemblyRequest) -> dict[str, Any]:
         if header is None:
             feedback.skipped = "the base data has no CSV file to take the columns from"
         else:
+            feedback.max_rows = feedback_cap(counted_rows, request.max_feedback_share)
             rows = _joined_rows(s3, request, header, feedback)
             if rows:
                 body = _csv(header, rows)
@@ -160,7 +182,7 @@ def assemble(s3: S3Client, request: AssemblyRequest) -> dict[str, Any]:
                 objects.append({"key": FEEDBACK_FILE, "size": len(body), "etag": written["ETag"]})
                 fingerprint_entries.append((FEEDBACK_FILE, "sha256:" + hashlib.sha256(body).hexdigest()))
         counts["feedback"] = feedback.to_dict()
-        counts["rows"]["feedback"] = feedback.joined
+        counts["rows"]["feedback"] = feedback.joined - feedback.capped
     else:
         counts["feedback"] = {"skipped": "retraining.include_feedback is off"}
 
@@ -232,19 +254,69 @@ def _read_header(s3: S3Client, bucket: str, key: str) -> list[str]:
         size *= 4
 
 
-def _count_rows(s3: S3Client, bucket: str, sources: list[dict[str, Any]]) -> int | None:
-    """Data rows of the CSV files; None when there are Parquet files or too many bytes to stream."""
-    if any(not item["Key"].lower().endswith(CSV_SUFFIX) for item in sources):
-        return None
-    if sum(item["Size"] for item in sources) > MAX_COUNTED_BYTES:
-        return None
+def _count_rows(s3: S3Client, bucket: str, sources: list[dict[str, Any]]) -> tuple[int, bool]:
+    """Data rows of the CSV files streamed within ``MAX_COUNTED_BYTES``, and whether that is every row.
+
+    Parquet files and CSV files past the byte budget are not counted: the count is then a lower bound.
+    """
     rows = 0
+    budget = MAX_COUNTED_BYTES
+    complete = True
     for item in sources:
+        if not item["Key"].lower().endswith(CSV_SUFFIX) or item["Size"] > budget:
+            complete = False
+            continue
+        budget -= item["Size"]
         body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"]
         text = io.TextIOWrapper(cast(IO[bytes], body), encoding="utf-8", errors="replace", newline="")
         # Blank lines are not rows (pandas skips them too).
         rows += max(sum(1 for record in csv.reader(text) if record) - 1, 0)
-    return rows
+    return rows, complete
+
+
+def feedback_cap(base_rows: int, share: float) -> int | None:
+    """The most feedback rows beside ``base_rows`` with feedback <= share * (base + feedback); None: share 1.
+
+    The share is taken as written (0.3 is 3/10, not its binary approximation), so the bound is exact.
+    """
+    exact = Fraction(repr(share))
+    if exact >= 1:
+        return None
+    return math.floor(exact * base_rows / (1 - exact))
+
+
+def caller_of(record: Mapping[str, Any]) -> str:
+    """Who sent a feedback record, by the strongest identity it carries ("" for none: older records).
+
+    The IAM principal, else the API key id, else the source IP: a caller rotating IPs under one principal or
+    key stays one caller.
+    """
+    caller = record.get("caller")
+    if isinstance(caller, dict):
+        for name in ("principal", "api_key_id", "source_ip"):
+            value = caller.get(name)
+            if isinstance(value, str) and value:
+                return f"{name}:{value}"
+    return ""
+
+
+def select_feedback(callers: Mapping[str, str], limit: int, seed: str) -> set[str]:
+    """Which prediction ids' feedback to keep, at most ``limit``, from ``callers`` (prediction id -> caller).
+
+    Callers take turns, each giving its next row, until the limit: a caller with many rows gets only what the
+    others leave. Callers and each caller's rows are ordered by an HMAC keyed with ``seed`` (the run's version,
+    random and unknown before the run), so the choice is reproducible for the run but cannot be aimed at.
+    """
+
+    def rank(text: str) -> bytes:
+        return hmac.new(seed.encode(), text.encode(), hashlib.sha256).digest()
+
+    by_caller: dict[str, list[str]] = {}
+    for prediction_id, caller in callers.items():
+        by_caller.setdefault(caller, []).append(prediction_id)
+    queues = [sorted(by_caller[caller], key=rank) for caller in sorted(by_caller, key=rank)]
+    turns = (prediction_id for prediction_id in chain.from_iterable(zip_longest(*queues)) if prediction_id is not None)
+    return set(islice(turns, limit))
 
 
 def _read_records(s3: S3Client, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
@@ -286,32 +358,36 @@ def _joined_rows(
                 if isinstance(captured, str) and captured in wanted and captured not in captures:
                     captures[captured] = PredictionRecord.from_dict(data)
 
+    joined = {prediction_id: caller for prediction_id, (_, caller) in labels.items() if prediction_id in captures}
+    counts.unmatched = len(labels) - len(joined)
+    counts.joined = len(joined)
+    counts.callers = len(set(joined.values()))
+    kept = set(joined)
+    if counts.max_rows is not None and len(joined) > counts.max_rows:
+        kept = select_feedback(joined, counts.max_rows, request.version)
+        counts.capped = len(joined) - len(kept)
+
     columns = set(header)
     dropped: set[str] = set()
     covered: set[str] = set()
     rows = []
-    for prediction_id in sorted(labels):
-        capture = captures.get(prediction_id)
-        if capture is None:
-            counts.unmatched += 1
-            continue
-        features = dict(capture.features)
+    for prediction_id in sorted(kept):
+        features = dict(captures[prediction_id].features)
         dropped.update(name for name in features if name not in columns)
         covered.update(name for name in features if name in columns)
         row = {name: _cell(features.get(name)) for name in header}
-        row[str(request.target)] = labels[prediction_id]
+        row[str(request.target)] = labels[prediction_id][0]
         rows.append(row)
-    counts.joined = len(rows)
     counts.dropped_features = sorted(dropped)
     if rows:
         counts.missing_columns = sorted(columns - covered - {str(request.target)})
     return rows
 
 
-def _latest_feedback(s3: S3Client, request: AssemblyRequest, counts: FeedbackCounts) -> dict[str, str]:
-    """prediction id -> label (or value, as text) of its latest feedback in the window."""
+def _latest_feedback(s3: S3Client, request: AssemblyRequest, counts: FeedbackCounts) -> dict[str, tuple[str, str]]:
+    """prediction id -> (label (or value, as text), caller) of its latest feedback in the window."""
     start = request.now - timedelta(days=request.feedback_max_age_days)
-    latest: dict[str, FeedbackRecord] = {}
+    latest: dict[str, tuple[FeedbackRecord, str]] = {}
     for day in days_between(start, request.now):
         for data in _read_records(s3, request.data_bucket, feedback_day_prefix(request.feedback_prefix, day)):
             record = FeedbackRecord.from_dict(data)
@@ -322,12 +398,12 @@ def _latest_feedback(s3: S3Client, request: AssemblyRequest, counts: FeedbackCou
             earlier = latest.get(record.prediction_id)
             if earlier is not None:
                 counts.superseded += 1
-                if earlier.time > record.time:
+                if earlier[0].time > record.time:
                     continue
-            latest[record.prediction_id] = record
+            latest[record.prediction_id] = (record, caller_of(data))
     return {
-        prediction_id: _cell(record.label if record.label is not None else record.value)
-        for prediction_id, record in latest.items()
+        prediction_id: (_cell(record.label if record.label is not None else record.value), caller)
+        for prediction_id, (record, caller) in latest.items()
     }
 
 

@@ -16,6 +16,7 @@ from functions.workflow.settings import WorkflowSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
 
 logger = logging.getLogger("driftloop.workflow")
 logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
@@ -29,6 +30,11 @@ def _settings() -> WorkflowSettings:
 @cache
 def _s3() -> S3Client:
     return boto3.client("s3")
+
+
+@cache
+def _sns() -> SNSClient:
+    return boto3.client("sns")
 
 
 def _registry() -> Registry:
@@ -55,11 +61,20 @@ def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def register(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("register", steps.register(_s3(), _registry(), event))
+    return _log("register", steps.register(_settings(), _s3(), _registry(), event))
 
 
 def promote(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _log("promote", steps.promote(_registry(), event))
+
+
+def request_approval(event: dict[str, Any], context: Any) -> None:
+    """Input: ``{"token": $$.Task.Token, "state": $}`` (a ``.waitForTaskToken`` invoke): publish, return nothing.
+
+    The state machine waits for the operator's ``driftloop approve`` / ``deny``, which completes the task.
+    """
+    message_id = steps.request_approval(_settings(), _sns(), event)
+    _log("request_approval", {"message_id": message_id})
 
 
 def reject(event: dict[str, Any], context: Any) -> dict[str, Any]:

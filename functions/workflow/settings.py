@@ -12,6 +12,8 @@ from functions.common.registry import DEFAULT_PREFIX
 
 SettingsError = EnvError
 
+DEFAULT_MAX_FEEDBACK_SHARE = 0.3
+
 
 @dataclass(frozen=True)
 class WorkflowSettings:
@@ -28,10 +30,14 @@ class WorkflowSettings:
     feedback_prefix: str = "feedback/"
     include_feedback: bool = False
     feedback_max_age_days: int = 30
+    # At most this share of the training set's rows is feedback (API callers' labels are not trusted data).
+    max_feedback_share: float = DEFAULT_MAX_FEEDBACK_SHARE
     # Guardrails (Guard): no run starts within cooldown_minutes of the previous run's end, and a run lock older
     # than the state machine's timeout belongs to an execution that can no longer be running.
     cooldown_minutes: int = 0
     lock_timeout_seconds: int = 7200
+    # Manual approval (RequestApproval): the SNS topic operators hear approval requests on.
+    approval_topic_arn: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> WorkflowSettings:
@@ -56,6 +62,15 @@ class WorkflowSettings:
             feedback_prefix=read.required("DRIFTLOOP_FEEDBACK_PREFIX"),
             include_feedback=read.boolean("DRIFTLOOP_INCLUDE_FEEDBACK"),
             feedback_max_age_days=read.integer("DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", 1),
+            max_feedback_share=_share(read, "DRIFTLOOP_MAX_FEEDBACK_SHARE"),
             cooldown_minutes=read.integer("DRIFTLOOP_COOLDOWN_MINUTES", 0),
             lock_timeout_seconds=read.integer("DRIFTLOOP_LOCK_TIMEOUT_SECONDS", 1),
+            approval_topic_arn=read.optional("DRIFTLOOP_APPROVAL_TOPIC_ARN", "") or None,
         )
+
+
+def _share(read: Env, name: str) -> float:
+    value = read.number(name) if read.optional(name, "") else DEFAULT_MAX_FEEDBACK_SHARE
+    if not 0 < value <= 1:
+        raise SettingsError(f"environment variable {name} must be a fraction in (0, 1], got {value}")
+    return value

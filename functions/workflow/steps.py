@@ -7,32 +7,69 @@ path can release the run lock even when Guard's own result is missing.
 
 The version is named in one place, :func:`guard`, when the run acquires the lock: Assemble, Prepare and Register
 use ``$.guard.version``.
+
+Every step may run twice with the same input (the state machine retries transient Lambda errors, which may come
+after the function did its work) and then returns the same result without writing anything twice: Guard keeps
+its lock, Register finds the version it stored, and the decisions a run records (``registered``, ``promoted``,
+``rejected``, ``failed``) are looked up by the execution id from ``$.guard`` before one is written.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import shlex
 import tarfile
 import tempfile
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from functions.common.bundle import ARCHIVE_FILE
-from functions.common.gate import EVALUATION_FILE, Evaluation
-from functions.common.registry import PromotionConflict, Registry, RegistryError, new_version_id, utc_now
+from functions.common.gate import EVALUATION_FILE, Evaluation, Verdict, reassess
+from functions.common.registry import (
+    Action,
+    ChampionPointer,
+    Decision,
+    PromotionConflict,
+    Registry,
+    new_version_id,
+    utc_now,
+)
 from functions.workflow.assembly import AssemblyRequest, assemble
 from functions.workflow.lock import RunLock
 from functions.workflow.settings import WorkflowSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sns import SNSClient
 
 # SageMaker training job names: at most 63 characters.
 MAX_JOB_NAME = 63
 OUTPUT_ARCHIVE = "output.tar.gz"
+# What an execution's input may set in 'hyperparameters': the estimator, its knobs and the split (names of
+# training/hyperparameters.py, which the workflow Lambdas do not carry). Everything else (the target, the gate's
+# settings, validation thresholds, serving limits) is pinned by the deployed configuration: whoever may start a
+# run must not be able to lower the bar its model has to pass.
+OVERRIDABLE_HYPERPARAMETERS = (
+    "algorithm",
+    "n_estimators",
+    "max_depth",
+    "min_samples_leaf",
+    "learning_rate",
+    "max_iter",
+    "C",
+    "random_seed",
+    "test_size",
+)
+# The errors the approval state's Catch puts at $.approval: an operator's `driftloop deny`, or no answer in time.
+APPROVAL_DENIED = "driftloop.ApprovalDenied"
+APPROVAL_TIMEOUT = "States.Timeout"
+# Step Functions stamps the execution's start with its clock, the Lambdas stamp decisions with theirs: a run's
+# decisions are looked up from a little before its start.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class WorkflowError(Exception):
@@ -70,7 +107,10 @@ def guard(
     execution = str(event.get("execution_id") or "")
     if not execution:
         raise WorkflowError("Guard needs the execution id ($$.Execution.Id) as 'execution_id'")
-    trigger = trigger_of(event.get("state") or {})
+    state = event.get("state") or {}
+    trigger = trigger_of(state)
+    # Refused before the lock is taken: such a run must not start (RecordFailure records why).
+    run_hyperparameters(settings, state)
     started_at = _timestamp(event.get("started_at")) or now
     acquisition = run_lock(settings, s3).acquire(
         execution,
@@ -87,6 +127,7 @@ def guard(
         reason = acquisition.reason or "the run lock is not available"
         decision = registry.record("skipped", None, [reason], details)
         return {**result, "reason": reason, "decision_id": decision.id}
+    result["started_at"] = lock.started_at
     if previous is not None and previous.state == "held" and previous.execution == execution:
         # A retried Guard invocation: the lock (and the version it names) are this execution's already.
         return {**result, "trigger": lock.trigger, "version": lock.version, "decision_id": None}
@@ -112,6 +153,7 @@ def assemble_data(
         target=run_hyperparameters(settings, state).get("target"),
         include_feedback=settings.include_feedback,
         feedback_max_age_days=settings.feedback_max_age_days,
+        max_feedback_share=settings.max_feedback_share,
         now=now or utc_now(),
     )
     return assemble(s3, request)
@@ -151,11 +193,27 @@ def run_version(state: Mapping[str, Any]) -> str:
 
 
 def run_hyperparameters(settings: WorkflowSettings, state: Mapping[str, Any]) -> dict[str, str]:
-    """The configured defaults with the execution input's overrides (all strings, as SageMaker passes them)."""
-    overrides = state.get("hyperparameters") or {}
+    """The configured defaults with the execution input's overrides (all strings, as SageMaker passes them).
+
+    Only :data:`OVERRIDABLE_HYPERPARAMETERS` may be overridden; any other name fails the run.
+    """
+    overrides = state.get("hyperparameters")
+    if overrides is None:
+        return dict(settings.hyperparameters)
     if not isinstance(overrides, dict):
-        raise WorkflowError("execution input 'hyperparameters' must be an object of strings")
-    return {**settings.hyperparameters, **{str(k): str(v) for k, v in overrides.items()}}
+        raise WorkflowError(
+            f"execution input 'hyperparameters' must be an object of strings or numbers, got {overrides!r}"
+        )
+    pinned = sorted(name for name in overrides if name not in OVERRIDABLE_HYPERPARAMETERS)
+    if pinned:
+        raise WorkflowError(
+            f"execution input 'hyperparameters' may not set {', '.join(map(repr, pinned))} (pinned by the deployed "
+            f"configuration); only {', '.join(OVERRIDABLE_HYPERPARAMETERS)} may be overridden"
+        )
+    for name, value in overrides.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise WorkflowError(f"execution input hyperparameter {name!r} must be a string or a number, got {value!r}")
+    return {**settings.hyperparameters, **{name: str(value) for name, value in overrides.items()}}
 
 
 def trigger_of(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,8 +241,13 @@ def describe_trigger(trigger: Mapping[str, Any]) -> str:
     return " ".join(words[:1]) + (f" ({'; '.join(words[1:])})" if len(words) > 1 else "")
 
 
-def register(s3: S3Client, registry: Registry, state: Mapping[str, Any]) -> dict[str, Any]:
-    """Register the trained bundle as a new version, with its evaluation and lineage."""
+def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state: Mapping[str, Any]) -> dict[str, Any]:
+    """Register the trained bundle as a new version, with its evaluation and lineage.
+
+    The verdict is recomputed from the evaluation's metrics and counts under the pinned gate settings
+    (``settings.hyperparameters``), not taken from the job: the recomputed one decides, and a job verdict that
+    differs is recorded beside it.
+    """
     prepared = state["prepare"]
     training = state["training"]
     model_uri = training["ModelArtifacts"]["S3ModelArtifacts"]
@@ -194,6 +257,11 @@ def register(s3: S3Client, registry: Registry, state: Mapping[str, Any]) -> dict
         archive = Path(work) / ARCHIVE_FILE
         s3.download_file(bucket, model_key, str(archive))
         evaluation = _read_evaluation(s3, bucket, output_key)
+        verdict = reassess(evaluation, settings.hyperparameters)
+        job_verdict = None if evaluation.verdict == verdict else _verdict_dict(evaluation.verdict)
+        stored_evaluation = replace(evaluation, verdict=verdict).to_dict()
+        if job_verdict is not None:
+            stored_evaluation["job_verdict"] = job_verdict
         assembly = state.get("assembly") or {}
         lineage = {
             "training_job_name": training["TrainingJobName"],
@@ -211,27 +279,34 @@ def register(s3: S3Client, registry: Registry, state: Mapping[str, Any]) -> dict
             },
             "final_metrics": training.get("FinalMetricDataList", []),
         }
-        try:
-            record = registry.register(prepared["version"], archive, evaluation=evaluation.to_dict(), lineage=lineage)
-        except RegistryError as exc:
-            registry.record(
-                "failed", prepared["version"], [str(exc)], {"training_job_name": training["TrainingJobName"]}
-            )
-            raise
-    registry.record(
-        "registered",
-        record.version,
-        evaluation.verdict.reasons,
-        {"sha256": record.sha256, "training_job_name": training["TrainingJobName"], "metrics": record.metrics},
-    )
+        # A retry finds the version its first attempt stored (same archive) and gets that record back.
+        record = registry.register(prepared["version"], archive, evaluation=stored_evaluation, lineage=lineage)
+    reasons = list(verdict.reasons)
+    details: dict[str, Any] = {
+        "sha256": record.sha256,
+        "training_job_name": training["TrainingJobName"],
+        "metrics": record.metrics,
+        "passed": verdict.passed,
+    }
+    if job_verdict is not None:
+        reasons.append(
+            f"the training job's own verdict ({'passed' if evaluation.verdict.passed else 'not passed'}: "
+            f"{'; '.join(evaluation.verdict.reasons) or 'no reasons'}) differs from the verdict recomputed under "
+            "the pinned gate settings, which decides"
+        )
+        details["job_verdict"] = job_verdict
+    decision = _record_for_run(registry, state, "registered", record.version, reasons, details)
+    metric, scores = evaluation.settings.metric, evaluation.scores
     return {
         "version": record.version,
-        "passed": evaluation.verdict.passed,
-        "reasons": list(evaluation.verdict.reasons),
-        "metric": evaluation.settings.metric,
-        "challenger": evaluation.challenger.get(evaluation.settings.metric),
-        "champion": None if evaluation.champion is None else evaluation.champion.get(evaluation.settings.metric),
+        "passed": verdict.passed,
+        "reasons": list(verdict.reasons),
+        "job_verdict_differs": job_verdict is not None,
+        "metric": metric,
+        "challenger": None if scores.challenger is None else scores.challenger.get(metric),
+        "champion": None if scores.champion is None else scores.champion.get(metric),
         "champion_version": evaluation.champion_version,
+        "decision_id": decision.id,
     }
 
 
@@ -240,66 +315,94 @@ def promote(registry: Registry, state: Mapping[str, Any]) -> dict[str, Any]:
 
     A champion that changed during training (another run, a manual promotion or a rollback) supersedes this run:
     the version is recorded as ``rejected`` with the reason and the run ends cleanly (``promoted: false``), with
-    that one decision.
+    that one decision. With manual approval on, ``$.approval`` (the operator's answer) goes into the decision.
+    A retried Promote returns its first attempt's result.
     """
     registration = state["registration"]
     version = registration["version"]
     compared_with = registration.get("champion_version")
+    approval = _approval(state)
+    run = _run(state)
+    if run is not None:
+        earlier = registry.run_decision(run[0], version, ("promoted", "rejected"), since=run[1])
+        if earlier is not None:
+            return _promotion_result(earlier)
+    reasons = tuple(registration.get("reasons", ()))
+    details: dict[str, Any] = {
+        "metric": registration.get("metric"),
+        "challenger": registration.get("challenger"),
+        "champion": registration.get("champion"),
+        "previous_version": compared_with,
+        "execution": (state.get("guard") or {}).get("execution_id"),
+    }
+    if approval is not None:
+        details["approval"] = approval
+
+    def promotion(pointer: ChampionPointer) -> Decision:
+        """The decision recorded with ``pointer`` (it names the decision's id and time)."""
+        return Decision(pointer.decision_id, pointer.promoted_at, "promoted", version, reasons, details)
+
     current = registry.champion()
+    if current is not None and current.version == version and current.previous_version == compared_with:
+        # The first attempt moved the pointer but may not have recorded its decision.
+        decision = promotion(current)
+        if registry.find_decision(decision.id, decision.time) is None:
+            registry.append(decision)
+        return _promotion_result(decision)
     current_version = current.version if current else None
     if current_version != compared_with:
-        return _superseded(registry, version, compared_with, current_version)
+        return _superseded(registry, state, version, compared_with, current_version)
     try:
-        pointer = registry.promote(
-            version,
-            expected=current,
-            reasons=tuple(registration.get("reasons", ())),
-            details={
-                "metric": registration.get("metric"),
-                "challenger": registration.get("challenger"),
-                "champion": registration.get("champion"),
-                "previous_version": current_version,
-            },
-        )
+        pointer = registry.promote(version, expected=current, reasons=reasons, details=details)
     except PromotionConflict:
         live = registry.champion()
-        return _superseded(registry, version, compared_with, live.version if live else None)
-    return {
-        "promoted": True,
-        "version": pointer.version,
-        "previous_version": pointer.previous_version,
-        "decision_id": pointer.decision_id,
-    }
+        return _superseded(registry, state, version, compared_with, live.version if live else None)
+    return _promotion_result(promotion(pointer))
 
 
-def _superseded(registry: Registry, version: str, compared_with: str | None, live: str | None) -> dict[str, Any]:
+def _superseded(
+    registry: Registry, state: Mapping[str, Any], version: str, compared_with: str | None, live: str | None
+) -> dict[str, Any]:
     reason = (
         f"champion changed during training (gate compared with {compared_with or 'no champion'}, "
         f"live is now {live or 'no champion'}); {version} was not promoted"
     )
-    decision = registry.record("rejected", version, [reason], {"superseded_by": live, "compared_with": compared_with})
+    details = {"superseded_by": live, "compared_with": compared_with}
+    return _promotion_result(_record_for_run(registry, state, "rejected", version, [reason], details))
+
+
+def _promotion_result(decision: Decision) -> dict[str, Any]:
+    """Promote's result, from its decision: ``promoted``, or ``rejected`` when superseded."""
+    if decision.action == "promoted":
+        return {
+            "promoted": True,
+            "version": decision.version,
+            "previous_version": decision.details.get("previous_version"),
+            "decision_id": decision.id,
+        }
     return {
         "promoted": False,
         "superseded": True,
-        "version": version,
-        "live_version": live,
-        "reason": reason,
+        "version": decision.version,
+        "live_version": decision.details.get("superseded_by"),
+        "reason": decision.reasons[0],
         "decision_id": decision.id,
     }
 
 
 def reject(registry: Registry, state: Mapping[str, Any]) -> dict[str, Any]:
+    """Record the version as rejected: by the gate, or by the approval (denied, or no answer in time)."""
     registration = state["registration"]
-    decision = registry.record(
-        "rejected",
-        registration["version"],
-        registration.get("reasons", []),
-        {
-            "metric": registration.get("metric"),
-            "challenger": registration.get("challenger"),
-            "champion": registration.get("champion"),
-        },
-    )
+    approval = state.get("approval")
+    reasons = [*_approval_refusal(approval), *registration.get("reasons", [])]
+    details: dict[str, Any] = {
+        "metric": registration.get("metric"),
+        "challenger": registration.get("challenger"),
+        "champion": registration.get("champion"),
+    }
+    if approval is not None:
+        details["approval"] = approval
+    decision = _record_for_run(registry, state, "rejected", registration["version"], reasons, details)
     return {"version": registration["version"], "decision_id": decision.id, "reasons": list(decision.reasons)}
 
 
@@ -315,21 +418,56 @@ def record_failure(registry: Registry, state: Mapping[str, Any]) -> dict[str, An
         trigger = trigger_of(state)
     except WorkflowError:
         trigger = {"source": "invalid", "input": state.get("trigger")}
-    decision = registry.record(
-        "failed",
-        version,
-        reasons,
-        {
-            "training_job_name": prepared.get("training_job_name"),
-            "trigger": trigger,
-            "execution": guarded.get("execution_id"),
-        },
-    )
+    details = {"training_job_name": prepared.get("training_job_name"), "trigger": trigger}
+    decision = _record_for_run(registry, state, "failed", version, reasons, details)
     return {
         "decision_id": decision.id,
         "version": version,
-        "message": f"driftloop training run failed (version {version or 'not assigned'}): {reasons[0]}",
+        "message": f"driftloop training run failed (version {version or 'not assigned'}): {decision.reasons[0]}",
     }
+
+
+def approval_message(state: Mapping[str, Any], token: str) -> dict[str, str]:
+    """The approval request an operator reads (SNS subject and message): what the gate saw, and how to answer."""
+    registration = state["registration"]
+    version = registration["version"]
+    champion_version = registration.get("champion_version")
+    quoted = shlex.quote(token)
+    lines = [
+        f"driftloop asks for approval to promote {version}: it passed the gate.",
+        "",
+        f"Gate metric: {registration.get('metric')}",
+        f"Challenger {version}: {_number(registration.get('challenger'))}",
+        f"Champion {champion_version or '(none yet)'}: {_number(registration.get('champion'))}",
+        "Gate reasons:",
+        *(f"- {reason}" for reason in registration.get("reasons", ())),
+        "",
+        f"Trigger: {describe_trigger(trigger_of(state))}",
+        f"Training job: {(state.get('prepare') or {}).get('training_job_name')}",
+        f"Execution: {(state.get('guard') or {}).get('execution_id')}",
+        "",
+        "Approve (promotes it):",
+        f'  driftloop approve --token {quoted} --note "..."',
+        "Deny (rejects it, with your reason in the decision record):",
+        f'  driftloop deny --token {quoted} --reason "..."',
+        "Without an answer within the approval timeout the version is rejected.",
+    ]
+    return {"subject": f"driftloop: approve promoting {version}?", "message": "\n".join(lines)}
+
+
+def request_approval(settings: WorkflowSettings, sns: SNSClient, event: Mapping[str, Any]) -> str:
+    """Publish the approval request of ``{"token": $$.Task.Token, "state": $}``; returns the SNS message id.
+
+    The task waits for the token: the operator's ``driftloop approve`` or ``deny`` completes it.
+    """
+    token = event.get("token")
+    if not isinstance(token, str) or not token:
+        raise WorkflowError("RequestApproval needs the task token ($$.Task.Token) as 'token'")
+    if not settings.approval_topic_arn:
+        raise WorkflowError("RequestApproval needs the approvals topic: DRIFTLOOP_APPROVAL_TOPIC_ARN is not set")
+    message = approval_message(event.get("state") or {}, token)
+    response = sns.publish(TopicArn=settings.approval_topic_arn, Subject=message["subject"], Message=message["message"])
+    return response["MessageId"]
 
 
 def release(
@@ -381,6 +519,64 @@ def _read_evaluation(s3: S3Client, bucket: str, key: str) -> Evaluation:
             return Evaluation.from_dict(json.load(member))
     except (StopIteration, KeyError, tarfile.TarError, ValueError) as exc:
         raise WorkflowError(f"s3://{bucket}/{key} holds no readable {EVALUATION_FILE}: {exc}") from exc
+
+
+def _run(state: Mapping[str, Any]) -> tuple[str, datetime] | None:
+    """This run's execution id and the earliest time its decisions can carry, from Guard's result."""
+    guarded = state.get("guard") or {}
+    execution = guarded.get("execution_id")
+    started_at = _timestamp(guarded.get("started_at"))
+    if not isinstance(execution, str) or not execution or started_at is None:
+        return None
+    return execution, started_at - CLOCK_SKEW
+
+
+def _record_for_run(
+    registry: Registry,
+    state: Mapping[str, Any],
+    action: Action,
+    version: str | None,
+    reasons: list[str],
+    details: Mapping[str, Any],
+) -> Decision:
+    """Record this run's decision once: a retried step gets its first attempt's decision back.
+
+    Without Guard's result (Guard itself failed) there is no run to look up: the decision is simply recorded.
+    """
+    run = _run(state)
+    if run is None:
+        execution = (state.get("guard") or {}).get("execution_id")
+        return registry.record(action, version, reasons, {**details, "execution": execution})
+    return registry.record_once(action, version, reasons, details, execution=run[0], since=run[1])
+
+
+def _approval(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The operator's approval at ``$.approval``, if the run waited for one; Promote refuses anything else."""
+    approval = state.get("approval")
+    if approval is None:
+        return None
+    if not isinstance(approval, dict) or approval.get("approved") is not True:
+        raise WorkflowError(f"Promote runs only after an approval ($.approval.approved = true), got {approval!r}")
+    return approval
+
+
+def _approval_refusal(approval: Any) -> list[str]:
+    """Why the approval state sent the run to Reject (its Catch put the error at ``$.approval``), if it did."""
+    if not isinstance(approval, dict) or "Error" not in approval:
+        return []
+    if approval["Error"] == APPROVAL_DENIED:
+        return [f"denied by an operator: {_readable_cause(approval.get('Cause'))}"]
+    if approval["Error"] == APPROVAL_TIMEOUT:
+        return ["no approval within the approval timeout"]
+    return [f"not approved: {approval['Error']}: {_readable_cause(approval.get('Cause'))}"]
+
+
+def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
+    return {"passed": verdict.passed, "reasons": list(verdict.reasons)}
+
+
+def _number(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, (int, float)) else "n/a"
 
 
 def _timestamp(value: Any) -> datetime | None:

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import re
 import shutil
+import tarfile
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from functions.common.bundle import ONNX_FILE, pack_archive
+from functions.common import registry as registry_module
+from functions.common.bundle import ONNX_FILE, pack_archive, sha256_file
 from functions.common.registry import PromotionConflict, Registry, RegistryError, new_version_id
 from tests.plugins.aws import MODEL_BUCKET
 
@@ -33,8 +36,6 @@ def test_version_ids_are_unique_sortable_and_valid_job_name_suffixes() -> None:
     ids = [new_version_id() for _ in range(200)]
     assert len(set(ids)) == 200
     assert all(re.fullmatch(r"v\d{8}-\d{6}-[0-9a-f]{6}", version) for version in ids)
-    from datetime import UTC, datetime
-
     earlier = new_version_id(datetime(2026, 1, 1, tzinfo=UTC))
     later = new_version_id(datetime(2026, 1, 2, tzinfo=UTC))
     assert earlier < later
@@ -70,10 +71,60 @@ def test_register_refuses_a_bundle_whose_model_file_was_altered(
     assert registry.list_versions() == []
 
 
-def test_a_registered_version_cannot_be_overwritten(registry: Registry, archive: Path) -> None:
+def repacked(archive: Path, tmp_path: Path) -> Path:
+    """The same bundle in another valid archive (another compression level: other bytes, other sha256)."""
+    other = tmp_path / "repacked.tar.gz"
+    with tarfile.open(archive) as source, tarfile.open(other, "w:gz", compresslevel=1) as target:
+        for member in source.getmembers():
+            target.addfile(member, source.extractfile(member))
+    return other
+
+
+def test_registering_a_version_again_with_the_same_archive_returns_the_stored_record(
+    registry: Registry, archive: Path, s3: S3Client
+) -> None:
     version = register_new(registry, archive)
-    with pytest.raises(RegistryError, match="immutable"):
+    stored = registry.get_version(version)
+
+    again = registry.register(version, archive, evaluation={"passed": False}, lineage={"training_job_name": "job-2"})
+
+    assert again == stored
+    assert registry.get_version(version) == stored
+
+
+def test_another_archive_under_a_registered_version_is_refused(
+    registry: Registry, archive: Path, tmp_path: Path
+) -> None:
+    version = register_new(registry, archive)
+    other = repacked(archive, tmp_path)
+
+    with pytest.raises(RegistryError, match=f"{version} is already registered with another archive"):
+        registry.register(version, other)
+    assert registry.get_version(version).sha256 != sha256_file(other)
+
+
+def test_a_registration_retried_after_a_partial_write_completes_the_version(
+    registry: Registry, archive: Path, s3: S3Client
+) -> None:
+    # The first attempt stored the archive, then stopped before metadata.json and version.json.
+    version = new_version_id()
+    s3.put_object(Bucket=MODEL_BUCKET, Key=registry.version_key(version, "model.tar.gz"), Body=archive.read_bytes())
+
+    record = registry.register(version, archive)
+
+    assert registry.get_version(version) == record and record.sha256 == sha256_file(archive)
+
+
+def test_a_partial_version_with_another_archive_is_not_overwritten(
+    registry: Registry, archive: Path, tmp_path: Path, s3: S3Client
+) -> None:
+    version = new_version_id()
+    key = registry.version_key(version, "model.tar.gz")
+    s3.put_object(Bucket=MODEL_BUCKET, Key=key, Body=repacked(archive, tmp_path).read_bytes())
+
+    with pytest.raises(RegistryError, match="already exists; registry objects are immutable"):
         registry.register(version, archive)
+    assert registry.list_versions() == []
 
 
 def test_list_versions_returns_every_version_in_creation_order(registry: Registry, archive: Path) -> None:
@@ -170,3 +221,51 @@ def test_decisions_are_kept_in_order_with_their_reasons(registry: Registry) -> N
         ("failed", None, ("ValidationError: target missing",)),
     ]
     assert decisions[0].details == {"metric": "roc_auc"}
+
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 250000, tzinfo=UTC)
+
+
+def record_at(registry: Registry, monkeypatch: pytest.MonkeyPatch, moment: datetime, *args: Any, **kwargs: Any) -> Any:
+    monkeypatch.setattr(registry_module, "utc_now", lambda: moment)
+    return registry.record(*args, **kwargs)
+
+
+def test_decisions_since_a_time_are_those_recorded_at_or_after_it(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_at(registry, monkeypatch, T0 - timedelta(hours=1), "skipped", None, ["an hour before"])
+    record_at(registry, monkeypatch, T0 - timedelta(microseconds=1), "skipped", None, ["just before"])
+    # A whole second has no fraction in its time (nor in its key): it is found all the same.
+    record_at(registry, monkeypatch, T0.replace(microsecond=0) + timedelta(seconds=1), "failed", "v1", ["on time"])
+    record_at(registry, monkeypatch, T0, "triggered", "v1", ["at the start"])
+
+    since = registry.decisions(since=T0)
+
+    assert [d.reasons[0] for d in since] == ["at the start", "on time"]
+    assert len(registry.decisions()) == 4
+
+
+def test_record_once_gives_a_retried_step_the_decision_its_execution_already_recorded(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = record_at(registry, monkeypatch, T0, "rejected", "v1", ["worse"], {"execution": "exec-a"})
+    # The same action and version by another execution, or before ``since``, is not this run's.
+    record_at(registry, monkeypatch, T0, "rejected", "v1", ["worse"], {"execution": "exec-b"})
+
+    again = registry.record_once("rejected", "v1", ["worse"], execution="exec-a", since=T0)
+    later_start = registry.record_once("rejected", "v1", ["worse"], execution="exec-a", since=T0 + timedelta(seconds=1))
+
+    assert again == first
+    assert later_start != first and later_start.details == {"execution": "exec-a"}
+    assert len(registry.decisions()) == 3
+
+
+def test_find_decision_reads_the_one_a_champion_pointer_names(registry: Registry, archive: Path) -> None:
+    version = register_new(registry, archive)
+    pointer = registry.promote(version, expected=None, reasons=("first model",))
+
+    found = registry.find_decision(pointer.decision_id, pointer.promoted_at)
+
+    assert found is not None and (found.action, found.version) == ("promoted", version)
+    assert registry.find_decision("0" * 32, pointer.promoted_at) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from functions.common.registry import Registry, new_version_id
+from functions.common.registry import Registry, new_version_id, utc_now
 from functions.workflow import steps
 from functions.workflow.settings import WorkflowSettings
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
@@ -20,7 +20,8 @@ SETTINGS = WorkflowSettings(
     training_data_prefix="training-data/",
     artifact_prefix="training-jobs/",
     job_prefix="driftloop-test",
-    hyperparameters={"target": "churned", "algorithm": "random_forest"},
+    # The gate settings here are the pinned ones Register recomputes the verdict under.
+    hyperparameters={"target": "churned", "algorithm": "random_forest", "min_metric": "0.6", "min_improvement": "0.01"},
     assembled_prefix="assembled/",
     capture_prefix="captures/",
     feedback_prefix="feedback/",
@@ -41,7 +42,13 @@ def prepared_state(
     """The state Prepare leaves, as if Guard had taken the lock (the lock itself is tests/workflow/test_guard.py's)."""
     state: dict[str, Any] = dict(request or {})
     trigger = steps.trigger_of(state)
-    state["guard"] = {"acquired": True, "execution_id": execution, "trigger": trigger, "version": new_version_id()}
+    state["guard"] = {
+        "acquired": True,
+        "execution_id": execution,
+        "started_at": utc_now().isoformat(),
+        "trigger": trigger,
+        "version": new_version_id(),
+    }
     state["assembly"] = steps.assemble_data(SETTINGS, s3, state)
     state["prepare"] = steps.prepare(SETTINGS, registry, state)
     return state

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -45,8 +46,7 @@ def base_data(s3: S3Client) -> None:
 
 
 def run(s3: S3Client, version: str = "v20260302-093000-aaaaaa", **changes: Any) -> dict[str, Any]:
-    state = {"guard": {"version": version}, "hyperparameters": changes.pop("hyperparameters", {})}
-    return steps.assemble_data(settings(**changes), s3, state, now=NOW)
+    return steps.assemble_data(settings(**changes), s3, {"guard": {"version": version}}, now=NOW)
 
 
 def read(s3: S3Client, key: str) -> bytes:
@@ -112,7 +112,7 @@ def test_feedback_is_joined_with_its_captures_across_day_partitions_and_model_ve
     # A later correction for the same prediction wins; an id this service never issued is counted.
     feedback(s3, NOW, {old_ids[0]: "1", new_ids[0]: "0", "f" * 32: "1"})
 
-    result = run(s3, include_feedback=True)
+    result = run(s3, include_feedback=True, max_feedback_share=1.0)
 
     assert rows(read(s3, result["prefix"] + "feedback/feedback.csv")) == sorted(
         [
@@ -129,6 +129,9 @@ def test_feedback_is_joined_with_its_captures_across_day_partitions_and_model_ve
         "invalid_ids": 1,
         "unlabelled": 0,
         "superseded": 1,
+        "max_rows": None,
+        "capped": 0,
+        "callers": 1,
         "dropped_features": ["region"],
         "missing_columns": ["customer_id"],
         "skipped": None,
@@ -206,7 +209,7 @@ def test_a_header_longer_than_the_first_ranged_read_is_read_whole(
     [served] = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure, in months": 2, "contract": "monthly"}])
     feedback(s3, NOW, {served: "0"})
 
-    result = run(s3, include_feedback=True)
+    result = run(s3, include_feedback=True, max_feedback_share=1.0)
 
     body = read(s3, result["prefix"] + "feedback/feedback.csv")
     assert body == b'"tenure, in months",contract,churned\n2,monthly,0\n'
@@ -219,3 +222,124 @@ def test_parquet_base_data_is_copied_but_neither_counted_nor_joined(s3: S3Client
 
     assert result["counts"]["base"]["rows"] is None
     assert result["counts"]["feedback"]["skipped"] == "the base data has no CSV file to take the columns from"
+
+
+# -- the feedback cap ---------------------------------------------------------------------------------------------
+
+
+def feedback_from(s3: S3Client, caller: dict[str, str | None], labels: dict[str, str], name: str) -> None:
+    """Feedback as the API records it with its caller (helper A's ``caller`` object)."""
+    records = [
+        {**FeedbackRecord(pid, NOW.isoformat(), label=label).to_dict(), "caller": caller}
+        for pid, label in labels.items()
+    ]
+    put(
+        s3, feedback_day_prefix("feedback/", NOW.date()) + name, "".join(json.dumps(r) + "\n" for r in records).encode()
+    )
+
+
+def served(s3: S3Client, count: int, model_version: str = "v1") -> list[str]:
+    """``count`` captured predictions (one capture file per model version: call once per version)."""
+    return capture(s3, model_version, NOW - timedelta(hours=1), [{"tenure": 1, "contract": "monthly"}] * count)
+
+
+@pytest.mark.parametrize(
+    ("base_rows", "share", "cap"),
+    [(3, 0.4, 2), (7, 0.3, 3), (0, 0.3, 0), (10, 0.5, 10), (10, 1.0, None), (1000, 0.3, 428)],
+)
+def test_the_feedback_cap_is_the_most_rows_that_keep_feedback_within_its_share(
+    base_rows: int, share: float, cap: int | None
+) -> None:
+    assert assembly.feedback_cap(base_rows, share) == cap
+    if cap is not None:
+        exact = Fraction(str(share))
+        assert cap <= exact * (base_rows + cap) and cap + 1 > exact * (base_rows + cap + 1)
+
+
+def test_feedback_beyond_its_share_of_the_training_set_is_left_out_and_counted(s3: S3Client) -> None:
+    base_data(s3)  # 3 base rows
+    ids = served(s3, 6)
+    feedback(s3, NOW, dict.fromkeys(ids, "1"))
+
+    result = run(s3, include_feedback=True, max_feedback_share=0.4)
+
+    written = rows(read(s3, result["prefix"] + "feedback/feedback.csv"))
+    counts = result["counts"]
+    assert len(written) == 2 == counts["rows"]["feedback"]
+    assert (counts["feedback"]["joined"], counts["feedback"]["max_rows"], counts["feedback"]["capped"]) == (6, 2, 4)
+    base = counts["rows"]["base"]
+    assert counts["rows"]["feedback"] <= 0.4 * (base + counts["rows"]["feedback"])
+
+
+def test_a_caller_flooding_feedback_does_not_crowd_out_the_other_callers(s3: S3Client) -> None:
+    base_data(s3)  # 3 base rows; a share of 0.5 allows 3 feedback rows
+    flood, alice, bob = served(s3, 10, "v1"), served(s3, 1, "v2"), served(s3, 1, "v3")
+    feedback_from(s3, {"principal": "arn:aws:iam::1:user/alice", "source_ip": "10.0.0.1"}, {alice[0]: "1"}, "a.json")
+    feedback_from(s3, {"principal": None, "api_key_id": "key-bob", "source_ip": "10.0.0.2"}, {bob[0]: "0"}, "b.json")
+    # The flood comes from one API key through many addresses, and arrives last.
+    for index, prediction_id in enumerate(flood):
+        caller = {"principal": None, "api_key_id": "key-mallory", "source_ip": f"192.0.2.{index}"}
+        feedback_from(s3, caller, {prediction_id: "1"}, f"z-{index:02}.json")
+
+    result = run(s3, include_feedback=True, max_feedback_share=0.5)
+
+    labels = sorted(row["churned"] for row in rows(read(s3, result["prefix"] + "feedback/feedback.csv")))
+    assert labels == ["0", "1", "1"]  # bob's, alice's and one of the flood's
+    assert result["counts"]["feedback"]["callers"] == 3 and result["counts"]["feedback"]["capped"] == 9
+
+
+def test_the_feedback_kept_is_the_same_on_every_assembly_of_the_run(s3: S3Client) -> None:
+    base_data(s3)
+    feedback(s3, NOW, dict.fromkeys(served(s3, 8), "1"))
+
+    first = run(s3, "v20260302-093000-aaaaaa", include_feedback=True, max_feedback_share=0.5)
+    again = run(s3, "v20260302-093000-aaaaaa", include_feedback=True, max_feedback_share=0.5)
+
+    assert first["fingerprint"] == again["fingerprint"]
+
+
+def test_with_base_rows_not_all_countable_the_cap_counts_only_the_rows_read(s3: S3Client) -> None:
+    base_data(s3)  # 3 CSV rows, and a Parquet file whose rows are not counted
+    put(s3, "training-data/2026/mar.parquet", b"PAR1...PAR1")
+    feedback(s3, NOW, dict.fromkeys(served(s3, 5), "1"))
+
+    result = run(s3, include_feedback=True, max_feedback_share=0.5)
+
+    assert result["counts"]["base"]["rows"] is None
+    assert result["counts"]["feedback"]["max_rows"] == 3 and result["counts"]["rows"]["feedback"] == 3
+
+
+def test_csv_past_the_counting_budget_is_not_counted_and_the_cap_stays_within_the_share(
+    s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base_data(s3)
+    # Only feb.csv (1 row; listed first) fits the budget; jan.csv's 2 rows are not counted.
+    monkeypatch.setattr(assembly, "MAX_COUNTED_BYTES", len(BASE["training-data/2026/feb.csv"]))
+    feedback(s3, NOW, dict.fromkeys(served(s3, 5), "1"))
+
+    result = run(s3, include_feedback=True, max_feedback_share=0.5)
+
+    assert result["counts"]["base"]["rows"] is None
+    assert result["counts"]["feedback"]["max_rows"] == 1 and result["counts"]["rows"]["feedback"] == 1
+
+
+def test_the_strongest_identity_names_the_caller() -> None:
+    assert (
+        assembly.caller_of({"caller": {"principal": "arn:p", "api_key_id": "k", "source_ip": "ip"}})
+        == "principal:arn:p"
+    )
+    assert assembly.caller_of({"caller": {"principal": None, "api_key_id": "k", "source_ip": "ip"}}) == "api_key_id:k"
+    assert assembly.caller_of({"caller": {"source_ip": "ip"}}) == "source_ip:ip"
+    assert assembly.caller_of({"prediction_id": "p"}) == ""
+
+
+def test_the_selection_depends_on_the_seed_not_on_the_order_feedback_arrived_in() -> None:
+    callers = {f"{index:032x}": "" for index in range(40)}
+
+    kept = assembly.select_feedback(callers, 10, "v20260302-093000-aaaaaa")
+
+    assert len(kept) == 10
+    assert assembly.select_feedback(dict(reversed(callers.items())), 10, "v20260302-093000-aaaaaa") == kept
+    assert assembly.select_feedback(callers, 10, "v20260302-093000-bbbbbb") != kept
+    # Not "the first ids" either: a caller cannot pick ids that rank first without knowing the run's version.
+    assert kept != set(sorted(callers)[:10])

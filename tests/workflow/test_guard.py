@@ -235,3 +235,30 @@ def test_a_run_without_trigger_is_manual_and_a_malformed_trigger_is_refused(s3: 
 )
 def test_the_outcome_stamped_on_release_follows_the_path_taken(state: dict[str, Any], outcome: str) -> None:
     assert steps.run_outcome(state) == outcome
+
+
+def test_a_run_that_overrides_a_pinned_setting_fails_before_taking_the_lock_and_the_failure_names_it(
+    s3: S3Client, registry: Registry
+) -> None:
+    state = {"trigger": {"source": "manual"}, "hyperparameters": {"min_improvement": "-1"}}
+    event = {"execution_id": "exec-a", "started_at": T0.isoformat(), "state": state}
+
+    with pytest.raises(steps.WorkflowError) as raised:
+        steps.guard(NO_COOLDOWN, s3, registry, event, now=T0)
+    # The state machine's Catch hands the error to RecordFailure.
+    steps.record_failure(registry, {**state, "error": {"Error": "WorkflowError", "Cause": str(raised.value)}})
+
+    assert RunLock(s3, MODEL_BUCKET, "registry/", timeout=timedelta(hours=1)).read() is None
+    [decision] = registry.decisions()
+    assert decision.action == "failed" and decision.version is None
+    assert "may not set 'min_improvement'" in decision.reasons[0]
+    assert "only algorithm, n_estimators" in decision.reasons[0]
+
+
+def test_guard_returns_the_runs_start_for_the_steps_that_look_up_its_decisions(
+    s3: S3Client, registry: Registry
+) -> None:
+    first = guard(registry, s3, "exec-a", T0)
+    retried = guard(registry, s3, "exec-a", T0 + timedelta(seconds=3))
+
+    assert first["started_at"] == retried["started_at"] == T0.isoformat()

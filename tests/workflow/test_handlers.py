@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
 
-from functions.workflow import handlers
+from functions.workflow import handlers, steps
 from functions.workflow.settings import SettingsError, WorkflowSettings
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 
@@ -34,11 +37,14 @@ EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:driftloop-dev-train
 def lambda_env(monkeypatch: pytest.MonkeyPatch, s3: S3Client) -> Iterator[None]:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    handlers._settings.cache_clear()
-    handlers._s3.cache_clear()
+    clear_clients()
     yield
-    handlers._settings.cache_clear()
-    handlers._s3.cache_clear()
+    clear_clients()
+
+
+def clear_clients() -> None:
+    for cached in (handlers._settings, handlers._s3, handlers._sns):
+        cached.cache_clear()
 
 
 def test_a_run_through_the_handlers_takes_the_lock_assembles_prepares_and_releases(
@@ -80,8 +86,72 @@ def test_record_failure_handler_writes_a_failed_decision(lambda_env: None) -> No
         ("DRIFTLOOP_INCLUDE_FEEDBACK", "yes", "must be 'true' or 'false'"),
         ("DRIFTLOOP_COOLDOWN_MINUTES", "-1", "must be at least 0"),
         ("DRIFTLOOP_LOCK_TIMEOUT_SECONDS", "2h", "must be an integer"),
+        ("DRIFTLOOP_MAX_FEEDBACK_SHARE", "0", "DRIFTLOOP_MAX_FEEDBACK_SHARE must be a fraction in (0, 1], got 0.0"),
+        ("DRIFTLOOP_MAX_FEEDBACK_SHARE", "1.5", "must be a fraction in (0, 1], got 1.5"),
+        ("DRIFTLOOP_MAX_FEEDBACK_SHARE", "nan", "must be a fraction in (0, 1], got nan"),
+        ("DRIFTLOOP_MAX_FEEDBACK_SHARE", "a third", "DRIFTLOOP_MAX_FEEDBACK_SHARE must be a number"),
     ],
 )
 def test_settings_name_the_variable_that_is_wrong(name: str, value: str, problem: str) -> None:
-    with pytest.raises(SettingsError, match=problem):
+    with pytest.raises(SettingsError, match=re.escape(problem)):
         WorkflowSettings.from_env({**ENV, name: value})
+
+
+def test_the_feedback_share_defaults_to_three_tenths_and_the_approvals_topic_to_none() -> None:
+    assert WorkflowSettings.from_env(ENV).max_feedback_share == 0.3
+    assert WorkflowSettings.from_env(ENV).approval_topic_arn is None
+    assert WorkflowSettings.from_env({**ENV, "DRIFTLOOP_MAX_FEEDBACK_SHARE": "1"}).max_feedback_share == 1.0
+
+
+APPROVAL_STATE = {
+    "guard": {"execution_id": EXECUTION, "version": "v20260105-100000-abcdef"},
+    "prepare": {"training_job_name": "driftloop-dev-v20260105-100000-abcdef"},
+    "registration": {
+        "version": "v20260105-100000-abcdef",
+        "passed": True,
+        "reasons": ["no champion to compare with"],
+        "metric": "roc_auc",
+        "challenger": 0.91,
+        "champion": None,
+        "champion_version": None,
+    },
+}
+
+
+def test_request_approval_publishes_the_request_with_its_token_to_the_approvals_topic(
+    lambda_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="approvals")["TopicArn"]
+    queue = sqs.create_queue(QueueName="approvers")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    monkeypatch.setenv("DRIFTLOOP_APPROVAL_TOPIC_ARN", topic)
+
+    handlers.request_approval({"token": "task-token-1", "state": APPROVAL_STATE}, None)
+
+    [received] = sqs.receive_message(QueueUrl=queue)["Messages"]
+    notification = json.loads(received["Body"])
+    assert notification["Subject"] == "driftloop: approve promoting v20260105-100000-abcdef?"
+    assert "driftloop approve --token task-token-1" in notification["Message"]
+
+
+@pytest.mark.parametrize(
+    ("topic", "event", "problem"),
+    [
+        (None, {"token": "t", "state": APPROVAL_STATE}, "DRIFTLOOP_APPROVAL_TOPIC_ARN is not set"),
+        (
+            "arn:aws:sns:us-east-1:123456789012:approvals",
+            {"state": APPROVAL_STATE},
+            r"task token \(\$\$\.Task\.Token\)",
+        ),
+    ],
+)
+def test_request_approval_without_a_topic_or_a_token_says_which(
+    lambda_env: None, monkeypatch: pytest.MonkeyPatch, topic: str | None, event: dict[str, Any], problem: str
+) -> None:
+    if topic is not None:
+        monkeypatch.setenv("DRIFTLOOP_APPROVAL_TOPIC_ARN", topic)
+
+    with pytest.raises(steps.WorkflowError, match=problem):
+        handlers.request_approval(event, None)

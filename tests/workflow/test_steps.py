@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -9,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from functions.common.bundle import pack_archive
-from functions.common.gate import Evaluation, GateSettings, decide
-from functions.common.registry import PromotionConflict, Registry, new_version_id
+from functions.common.gate import GATE_PARSERS, Evaluation, GateSettings, Scores, Verdict, decide
+from functions.common.registry import Decision, PromotionConflict, Registry, RegistryError, new_version_id
 from functions.workflow import steps
 from functions.workflow.assembly import NoTrainingData
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
@@ -26,22 +27,42 @@ def training_data(s3: S3Client) -> None:
 
 
 def fake_training_job(
-    s3: S3Client, prepared: dict[str, Any], bundle: Path, tmp_path: Path, *, challenger: float, champion: float | None
+    s3: S3Client,
+    prepared: dict[str, Any],
+    bundle: Path,
+    tmp_path: Path,
+    *,
+    challenger: float,
+    champion: float | None,
+    verdict: Verdict | None = None,
 ) -> dict[str, Any]:
-    """Upload what SageMaker leaves after a job and return the .sync task's selected result."""
+    """Upload what SageMaker leaves after a job and return the .sync task's selected result.
+
+    ``verdict``: the job's own verdict in evaluation.json, instead of the gate's (a forged or buggy job).
+    """
     job = prepared["training_job_name"]
     prefix = f"{SETTINGS.artifact_prefix}{job}/output/"
     pack_archive(bundle, tmp_path / "model.tar.gz")
     s3.upload_file(str(tmp_path / "model.tar.gz"), MODEL_BUCKET, prefix + "model.tar.gz")
-    settings = GateSettings("roc_auc", min_metric=0.6, min_improvement=0.01)
+    settings = GateSettings.for_task("classification", min_metric=0.6, min_improvement=0.01)
     champion_metrics = None if champion is None else {"roc_auc": champion}
+    # Scored on 300 fresh holdout rows, all trusted: the same metrics on both sets.
+    scores = Scores(
+        holdout_rows=300,
+        challenger={"roc_auc": challenger},
+        trusted_rows=300,
+        challenger_trusted={"roc_auc": challenger},
+        champion_given=champion is not None,
+        champion=champion_metrics,
+        champion_trusted=champion_metrics,
+        champion_seen_rows=None if champion is None else 0,
+    )
     evaluation = Evaluation(
         settings=settings,
-        holdout_rows=400,
-        challenger={"roc_auc": challenger},
-        champion=champion_metrics,
+        scores=scores,
+        verdict=verdict or decide(settings, scores),
+        task="classification",
         champion_version=(prepared["champion"] or {}).get("version"),
-        verdict=decide(settings, {"roc_auc": challenger}, champion_metrics),
     )
     payload = json.dumps(evaluation.to_dict()).encode()
     buffer = io.BytesIO()
@@ -65,7 +86,7 @@ def run_to_registration(
     state["training"] = fake_training_job(
         s3, state["prepare"], bundle, tmp_path, challenger=challenger, champion=champion
     )
-    state["registration"] = steps.register(s3, registry, state)
+    state["registration"] = steps.register(SETTINGS, s3, registry, state)
     return state
 
 
@@ -89,7 +110,7 @@ def test_prepare_without_champion_trains_on_the_assembled_data_only(
     assert [channel["ChannelName"] for channel in prepared["input_data_config"]] == ["train"]
     train_uri = prepared["input_data_config"][0]["DataSource"]["S3DataSource"]["S3Uri"]
     assert train_uri == f"s3://{DATA_BUCKET}/assembled/{prepared['version']}/"
-    assert prepared["hyperparameters"] == {"target": "churned", "algorithm": "random_forest", "max_depth": "4"}
+    assert prepared["hyperparameters"] == {**SETTINGS.hyperparameters, "max_depth": "4"}
     assert prepared["output_path"] == f"s3://{MODEL_BUCKET}/training-jobs/"
     assert prepared["champion"] is None
     assert prepared["trigger"] == {"source": "manual"}
@@ -161,6 +182,9 @@ def test_a_run_superseded_by_a_champion_change_during_training_ends_cleanly_with
     assert decision.action == "rejected" and decision.version == version
     assert "champion changed during training" in decision.reasons[0]
     assert steps.run_outcome({**second, "promotion": result}) == "superseded"
+    # A retried Promote answers the same and records no second rejection.
+    assert steps.promote(registry, second) == result
+    assert registry.decisions()[before:] == [decision]
 
 
 def test_a_promotion_that_loses_the_compare_and_swap_race_is_superseded_too(
@@ -210,7 +234,7 @@ def test_register_without_evaluation_output_fails_and_registers_nothing(
     s3.delete_object(Bucket=MODEL_BUCKET, Key=f"training-jobs/{prepared['training_job_name']}/output/output.tar.gz")
 
     with pytest.raises(steps.WorkflowError, match=r"left no s3://.*output\.tar\.gz"):
-        steps.register(s3, registry, {"prepare": prepared, "training": training})
+        steps.register(SETTINGS, s3, registry, {"prepare": prepared, "training": training})
     assert registry.list_versions() == []
 
 
@@ -234,3 +258,272 @@ def test_record_failure_before_prepare_records_a_run_without_version(registry: R
     result = steps.record_failure(registry, {"error": {"Error": "NoTrainingData", "Cause": "no training data"}})
     assert result["version"] is None
     assert registry.decisions()[0].reasons == ("NoTrainingData: no training data",)
+
+
+# -- pinned settings: what an execution's input may override ------------------------------------------------------
+
+
+def test_every_overridable_hyperparameter_is_one_the_training_program_knows() -> None:
+    from training.hyperparameters import PARSERS
+
+    assert set(steps.OVERRIDABLE_HYPERPARAMETERS) <= set(PARSERS)
+
+
+def test_no_gate_setting_can_be_overridden_by_an_execution_input() -> None:
+    assert not set(steps.OVERRIDABLE_HYPERPARAMETERS) & set(GATE_PARSERS)
+
+
+def test_an_execution_input_may_override_the_estimator_its_knobs_and_the_split() -> None:
+    overrides = {"algorithm": "gradient_boosting", "n_estimators": 50, "learning_rate": 0.1, "test_size": "0.3"}
+
+    hyperparameters = steps.run_hyperparameters(SETTINGS, {"hyperparameters": overrides})
+
+    assert hyperparameters == {
+        **SETTINGS.hyperparameters,
+        "algorithm": "gradient_boosting",
+        "n_estimators": "50",
+        "learning_rate": "0.1",
+        "test_size": "0.3",
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "metric",
+        "min_metric",
+        "min_improvement",
+        "allow_schema_change",
+        "target",
+        "champion_version",
+        "serving_memory_mb",
+        "serving_timeout_seconds",
+        "missing_values",
+    ],
+)
+def test_an_execution_input_cannot_override_a_pinned_setting(
+    s3: S3Client, registry: Registry, training_data: None, name: str
+) -> None:
+    state = {"guard": {"version": new_version_id()}, "assembly": {"prefix": "assembled/v/"}}
+
+    with pytest.raises(steps.WorkflowError) as raised:
+        steps.prepare(SETTINGS, registry, {**state, "hyperparameters": {"max_depth": "3", name: "0"}})
+
+    message = str(raised.value)
+    assert f"may not set {name!r}" in message
+    assert "only algorithm, n_estimators, max_depth, min_samples_leaf, learning_rate, max_iter, C" in message
+
+
+def test_an_override_that_is_not_a_string_or_a_number_is_refused_by_name() -> None:
+    with pytest.raises(steps.WorkflowError, match="hyperparameter 'max_depth' must be a string or a number"):
+        steps.run_hyperparameters(SETTINGS, {"hyperparameters": {"max_depth": {"value": 3}}})
+
+
+# -- Register recomputes the verdict ------------------------------------------------------------------------------
+
+
+def test_a_job_verdict_that_the_pinned_gate_does_not_confirm_is_overruled_and_recorded(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> None:
+    # The job says "passed" for a challenger below the pinned min_metric (0.6).
+    state = prepared_state(s3, registry)
+    forged = Verdict(True, ("trust me",))
+    state["training"] = fake_training_job(
+        s3, state["prepare"], trained_bundle, tmp_path, challenger=0.55, champion=None, verdict=forged
+    )
+
+    registration = steps.register(SETTINGS, s3, registry, state)
+
+    assert registration["passed"] is False and registration["job_verdict_differs"] is True
+    assert any("fails min_metric" in reason for reason in registration["reasons"])
+    [decision] = registry.decisions()
+    assert decision.action == "registered" and decision.details["passed"] is False
+    assert decision.details["job_verdict"] == {"passed": True, "reasons": ["trust me"]}
+    assert "differs from the verdict recomputed under the pinned gate settings" in decision.reasons[-1]
+    stored = registry.get_version(registration["version"]).evaluation or {}
+    assert stored["passed"] is False and stored["job_verdict"] == {"passed": True, "reasons": ["trust me"]}
+
+
+def test_a_job_verdict_the_gate_confirms_is_registered_without_a_note(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> None:
+    registration = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)[
+        "registration"
+    ]
+
+    assert registration["passed"] is True and registration["job_verdict_differs"] is False
+    [decision] = registry.decisions()
+    assert "job_verdict" not in decision.details and decision.reasons == tuple(registration["reasons"])
+
+
+# -- retried steps ------------------------------------------------------------------------------------------------
+
+
+def test_a_retried_register_returns_the_same_result_and_records_one_registered_decision(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> None:
+    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+
+    again = steps.register(SETTINGS, s3, registry, state)
+
+    assert again == state["registration"]
+    assert [d.action for d in registry.decisions()] == ["registered"]
+    assert [record.version for record in registry.list_versions()] == [state["prepare"]["version"]]
+
+
+def test_register_refuses_another_archive_for_a_version_already_registered(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> None:
+    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    # The job's output changed since: another archive (same files, other bytes) under the same version.
+    bucket, key = steps.split_s3_uri(state["training"]["ModelArtifacts"]["S3ModelArtifacts"])
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(gzip.decompress(body), compresslevel=1))
+
+    with pytest.raises(RegistryError, match="already registered with another archive"):
+        steps.register(SETTINGS, s3, registry, state)
+    assert [d.action for d in registry.decisions()] == ["registered"]
+
+
+def test_a_retried_promote_returns_the_same_result_and_records_nothing_more(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> None:
+    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    first = steps.promote(registry, state)
+
+    again = steps.promote(registry, state)
+    # Even once another run has promoted its version since, the retry reports this run's promotion.
+    rival = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.95, champion=0.9)
+    steps.promote(registry, rival)
+    late = steps.promote(registry, state)
+
+    assert first["promoted"] is True and again == first == late
+    own = [(d.action, d.version) for d in registry.decisions() if d.details.get("execution") == "exec"]
+    assert own.count(("promoted", state["prepare"]["version"])) == 1
+    assert not any(d.action == "rejected" for d in registry.decisions())
+
+
+def test_a_promote_retried_after_moving_the_pointer_records_the_decision_the_pointer_names(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    trained_bundle: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+
+    def lost(decision: Decision) -> None:
+        raise TimeoutError("the Lambda timed out before the decision was written")
+
+    monkeypatch.setattr(registry, "append", lost)
+    with pytest.raises(TimeoutError):
+        steps.promote(registry, state)
+    monkeypatch.undo()
+
+    result = steps.promote(registry, state)
+
+    champion = registry.champion()
+    assert champion is not None and result["decision_id"] == champion.decision_id
+    [promoted] = [d for d in registry.decisions() if d.action == "promoted"]
+    assert (promoted.id, promoted.time) == (champion.decision_id, champion.promoted_at)
+    assert promoted.details["execution"] == "exec"
+    assert steps.promote(registry, state) == result
+
+
+def test_a_retried_reject_records_one_rejection(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> None:
+    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.5, champion=None)
+
+    first = steps.reject(registry, state)
+    again = steps.reject(registry, state)
+
+    assert again == first
+    assert [d.action for d in registry.decisions()] == ["registered", "rejected"]
+
+
+def test_a_retried_record_failure_records_one_failure(s3: S3Client, registry: Registry, training_data: None) -> None:
+    state = {**prepared_state(s3, registry), "error": {"Error": "States.TaskFailed", "Cause": "job failed"}}
+
+    first = steps.record_failure(registry, state)
+    again = steps.record_failure(registry, state)
+
+    assert again == first
+    assert [d.action for d in registry.decisions()] == ["failed"]
+
+
+# -- manual approval ----------------------------------------------------------------------------------------------
+
+
+def test_promote_after_an_approval_records_who_approved_in_the_decision(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> None:
+    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    approval = {"approved": True, "by": "arn:aws:sts::123456789012:assumed-role/ops/alice", "note": "looks good"}
+
+    result = steps.promote(registry, {**state, "approval": approval})
+
+    decision = registry.decisions()[-1]
+    assert (decision.action, decision.id) == ("promoted", result["decision_id"])
+    assert decision.details["approval"] == approval
+
+
+@pytest.mark.parametrize("approval", [{"approved": False}, {"Error": "driftloop.ApprovalDenied"}, "yes"])
+def test_promote_refuses_an_approval_that_does_not_say_approved(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path, approval: Any
+) -> None:
+    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+
+    with pytest.raises(steps.WorkflowError, match=r"\$\.approval\.approved = true"):
+        steps.promote(registry, {**state, "approval": approval})
+    assert registry.champion() is None
+
+
+@pytest.mark.parametrize(
+    ("approval", "reason"),
+    [
+        (
+            {"Error": "driftloop.ApprovalDenied", "Cause": "holdout too small"},
+            "denied by an operator: holdout too small",
+        ),
+        ({"Error": "States.Timeout", "Cause": ""}, "no approval within the approval timeout"),
+    ],
+)
+def test_a_version_the_approval_turned_down_is_rejected_with_the_approvals_reason_first(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    trained_bundle: Path,
+    tmp_path: Path,
+    approval: dict[str, str],
+    reason: str,
+) -> None:
+    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+
+    result = steps.reject(registry, {**state, "approval": approval})
+
+    assert result["reasons"] == [reason, *state["registration"]["reasons"]]
+    decision = registry.decisions()[-1]
+    assert decision.action == "rejected" and decision.details["approval"] == approval
+    assert registry.champion() is None
+
+
+def test_the_approval_message_shows_the_gate_and_the_commands_that_answer_it(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> None:
+    first = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.8, champion=None)
+    steps.promote(registry, first)
+    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.91234567, champion=0.8)
+    version, champion = state["prepare"]["version"], first["prepare"]["version"]
+
+    message = steps.approval_message(state, "AAAA+token/with=")
+
+    assert message["subject"] == f"driftloop: approve promoting {version}?" and len(message["subject"]) <= 100
+    text = message["message"]
+    assert f"Challenger {version}: 0.912346" in text and f"Champion {champion}: 0.8" in text
+    assert "Gate metric: roc_auc" in text
+    assert all(f"- {reason}" in text for reason in state["registration"]["reasons"])
+    assert "driftloop approve --token AAAA+token/with=" in text
+    assert "driftloop deny --token AAAA+token/with= --reason" in text
+    assert state["prepare"]["training_job_name"] in text
