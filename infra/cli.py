@@ -13,12 +13,14 @@ import re
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+
     from functions.common.registry import Decision
 
 DESCRIPTION = """\
@@ -38,6 +40,10 @@ Registry (the model bucket in S3; honours AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_
   driftloop register / promote       register a bundle archive, promote a version (compare-and-swap)
   driftloop rollback [--to V]        put the previous champion (or V) back live (compare-and-swap)
   driftloop unlock --execution ARN   release the run lock of an execution stopped by hand
+
+Approval (retraining.approval; the token is in the approval message; needs states:SendTaskSuccess/Failure):
+  driftloop approve --token T [--note N]     let the waiting run promote its version
+  driftloop deny --token T --reason R        reject it instead
 
 Local AWS (LocalStack without Docker, after `make local-setup`):
   driftloop local up / down / status / logs / env    start, stop and inspect it; `env` prints its variables
@@ -159,6 +165,25 @@ def build_parser() -> argparse.ArgumentParser:
     unlock.add_argument("--execution", required=True, metavar="EXECUTION", help="the execution ARN holding the lock")
     unlock.set_defaults(run=_unlock)
 
+    approve = _approval_command(
+        commands,
+        "approve",
+        _approve,
+        help="approve the promotion a training run is waiting for",
+        description="Answers the approval request of a training run (retraining.approval): the run promotes its "
+        "version, recording who approved (the caller's identity, from STS) and the note.",
+    )
+    approve.add_argument("--note", help="recorded with the promotion")
+    deny = _approval_command(
+        commands,
+        "deny",
+        _deny,
+        help="deny the promotion a training run is waiting for",
+        description="Answers the approval request of a training run: the run records the version as rejected, "
+        "with the reason.",
+    )
+    deny.add_argument("--reason", required=True, help="recorded with the rejection")
+
     demo = commands.add_parser(
         "demo",
         help="the closed loop on a local AWS: deploy, train, serve, drift, alarm, retrain, promote (narrated)",
@@ -167,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
     _local_commands(commands)
     return parser
+
+
+def _approval_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=help, description=description)
+    command.add_argument("--token", required=True, help="the task token from the approval message")
+    command.set_defaults(run=run)
+    return command
 
 
 def _registry_arguments(command: argparse.ArgumentParser) -> None:
@@ -446,6 +485,46 @@ def rollback_target(decisions: Sequence[Decision], current: str) -> str | None:
     if len(stack) >= 2 and stack[-1] == current:
         return stack[-2]
     return None
+
+
+# -- approval -----------------------------------------------------------------------------------------------------
+
+
+def _approve(args: argparse.Namespace) -> int:
+    import boto3
+
+    identity = boto3.client("sts").get_caller_identity()["Arn"]
+    output = {"approved": True, "by": identity, "note": args.note}
+    _answer_approval(lambda sfn: sfn.send_task_success(taskToken=args.token, output=json.dumps(output)))
+    print(f"approved by {identity}: the run promotes its version")
+    return 0
+
+
+def _deny(args: argparse.Namespace) -> int:
+    from functions.workflow.steps import APPROVAL_DENIED
+
+    if not args.reason.strip():
+        raise CommandError("--reason must say why: it is recorded with the rejection")
+    _answer_approval(lambda sfn: sfn.send_task_failure(taskToken=args.token, error=APPROVAL_DENIED, cause=args.reason))
+    print("denied: the run records the version as rejected")
+    return 0
+
+
+def _answer_approval(send: Callable[[SFNClient], object]) -> None:
+    """Send the answer; a token that is unknown, already answered or timed out is the user's to know about."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    try:
+        send(boto3.client("stepfunctions"))
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("InvalidToken", "TaskDoesNotExist", "TaskTimedOut"):
+            raise CommandError(
+                f"the approval request is no longer waiting ({code}): it was answered already, timed out, or the "
+                "token is not one of an approval message"
+            ) from exc
+        raise
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -43,6 +43,10 @@ MAX_LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
 # CloudWatch alarms evaluate at most 7 days of periods, and 1 day when the period is shorter than an hour.
 MAX_ALARM_SPAN_MINUTES = 7 * 24 * 60
 MAX_SHORT_PERIOD_ALARM_SPAN_MINUTES = 24 * 60
+# Training hyperparameters the workflow derives from serving.memory_mb and serving.timeout_seconds.
+SERVING_MEMORY_HYPERPARAMETER = "serving_memory_mb"
+SERVING_TIMEOUT_HYPERPARAMETER = "serving_timeout_seconds"
+DERIVED_HYPERPARAMETERS = (SERVING_MEMORY_HYPERPARAMETER, SERVING_TIMEOUT_HYPERPARAMETER)
 
 
 class ConfigError(ValueError):
@@ -96,6 +100,9 @@ class ServingConfig:
     refresh_seconds: int
     throttle_rate_limit: float
     throttle_burst_limit: int
+    # POST /feedback has its own, lower limits: labels feed training and the gate, so a flood is costlier.
+    feedback_throttle_rate_limit: float
+    feedback_throttle_burst_limit: int
     quota_per_day: int
     api_stage_name: str
     # Whether this app sets the region-wide API Gateway CloudWatch role that access and execution logs need.
@@ -147,6 +154,15 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True)
+class ApprovalConfig:
+    """A person approves each promotion the gate passed (``driftloop approve`` / ``driftloop deny``)."""
+
+    enabled: bool
+    # Without an answer within this time the version is rejected.
+    timeout_hours: int
+
+
+@dataclass(frozen=True)
 class RetrainingConfig:
     """What starts the training workflow, and the guardrails every start obeys."""
 
@@ -161,6 +177,9 @@ class RetrainingConfig:
     cooldown_minutes: int
     # Add captured predictions joined with their feedback labels to the base training data.
     include_feedback: bool
+    # At most this share of the assembled training set may come from feedback, in (0, 1].
+    max_feedback_share: float
+    approval: ApprovalConfig
 
 
 @dataclass(frozen=True)
@@ -199,6 +218,16 @@ class DriftloopConfig:
     @property
     def retain(self) -> bool:
         return self.removal == "retain"
+
+    @property
+    def workflow_hyperparameters(self) -> dict[str, str]:
+        """The configured hyperparameters plus what the serving Lambda can load, so that training refuses a
+        bundle that would not fit it."""
+        return {
+            **self.training.hyperparameters,
+            SERVING_MEMORY_HYPERPARAMETER: str(self.serving.memory_mb),
+            SERVING_TIMEOUT_HYPERPARAMETER: str(self.serving.timeout_seconds),
+        }
 
 
 def load_config(context: Callable[[str], Any]) -> DriftloopConfig:
@@ -249,7 +278,21 @@ def _parse(root: _Reader, stage: str) -> DriftloopConfig:
         retraining=_retraining(root.section("retraining")),
     )
     root.reject_unknown()
+    _check_approval_fits_the_workflow(root, config)
     return config
+
+
+def _check_approval_fits_the_workflow(root: _Reader, config: DriftloopConfig) -> None:
+    approval, training = config.retraining.approval, config.training
+    if (
+        approval.enabled
+        and training.workflow_timeout_seconds <= training.max_runtime_seconds + approval.timeout_hours * 3600
+    ):
+        raise ConfigError(
+            f"{root.key('training.workflow_timeout_seconds')} must exceed {root.key('training.max_runtime_seconds')} "
+            f"plus {root.key('retraining.approval.timeout_hours')} when approval is enabled: the run waits for the "
+            "approval inside the state machine's timeout"
+        )
 
 
 def _training(section: _Reader) -> TrainingConfig:
@@ -280,6 +323,11 @@ def _training(section: _Reader) -> TrainingConfig:
         step_memory_mb=section.integer("step_memory_mb", 128, 10240),
         step_timeout_seconds=section.integer("step_timeout_seconds", 1, 900),
     )
+    for name in DERIVED_HYPERPARAMETERS:
+        if name in training.hyperparameters:
+            raise ConfigError(
+                f"{section.key('hyperparameters')}.{name} must not be set: it is derived from the serving config"
+            )
     section.reject_unknown()
     return training
 
@@ -325,10 +373,16 @@ def _serving(section: _Reader) -> ServingConfig:
         refresh_seconds=section.integer("refresh_seconds", 1, 24 * 3600),
         throttle_rate_limit=section.number("throttle_rate_limit", 0.1, 10000),
         throttle_burst_limit=section.integer("throttle_burst_limit", 1, 5000),
+        feedback_throttle_rate_limit=section.number("feedback_throttle_rate_limit", 0.1, 10000),
+        feedback_throttle_burst_limit=section.integer("feedback_throttle_burst_limit", 1, 5000),
         quota_per_day=section.integer("quota_per_day", 1, 1_000_000_000),
         api_stage_name=section.name("api_stage_name"),
         manage_api_gateway_account=section.boolean("manage_api_gateway_account"),
     )
+    for kind in ("rate", "burst"):
+        feedback, stage = f"feedback_throttle_{kind}_limit", f"throttle_{kind}_limit"
+        if getattr(serving, feedback) > getattr(serving, stage):
+            raise ConfigError(f"{section.key(feedback)} must not exceed {section.key(stage)}")
     section.reject_unknown()
     return serving
 
@@ -396,9 +450,26 @@ def _retraining(section: _Reader) -> RetrainingConfig:
         on_new_data=section.boolean("on_new_data"),
         cooldown_minutes=section.integer("cooldown_minutes", 0, 30 * 24 * 60),
         include_feedback=section.boolean("include_feedback"),
+        max_feedback_share=section.number("max_feedback_share", 0.0, 1.0),
+        approval=_approval(section.section("approval")),
     )
+    if retraining.max_feedback_share == 0:
+        raise ConfigError(
+            f"{section.key('max_feedback_share')} must be greater than 0 (turn feedback off with "
+            f"{section.key('include_feedback')})"
+        )
     section.reject_unknown()
     return retraining
+
+
+def _approval(section: _Reader) -> ApprovalConfig:
+    approval = ApprovalConfig(
+        enabled=section.boolean("enabled"),
+        # Step Functions ends an execution after a year at most.
+        timeout_hours=section.integer("timeout_hours", 1, 365 * 24),
+    )
+    section.reject_unknown()
+    return approval
 
 
 def _deep_merge(base: Mapping[str, Any], override: Any, path: str) -> dict[str, Any]:

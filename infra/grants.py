@@ -37,6 +37,15 @@ def grant_prefix(grantee: iam.IGrantable, bucket: s3.IBucket, prefix: str, acces
         principal.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[objects_arn(bucket, prefix)]))
 
 
+def grant_object(
+    grantee: iam.IGrantable, bucket: s3.IBucket, key: str, access: Literal["read", "write", "read-write"]
+) -> None:
+    """Get and/or put exactly one key, such as the registry's champion pointer; nothing beside it."""
+    grantee.grant_principal.add_to_principal_policy(
+        iam.PolicyStatement(actions=_OBJECT_ACTIONS[access], resources=[bucket.arn_for_objects(key)])
+    )
+
+
 def grant_missing_key_lookups(grantee: iam.IGrantable, bucket: s3.IBucket) -> None:
     """Let a GetObject of a missing key fail with 404 (NoSuchKey) rather than 403.
 

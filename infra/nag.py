@@ -18,7 +18,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra.grants import objects_arn
-from infra.stacks.training_stack import decisions_prefix, run_lock_prefix
+from infra.registry_keys import decisions_prefix, run_lock_prefix, versions_prefix
 
 if TYPE_CHECKING:
     from infra.app import DriftloopStacks
@@ -100,7 +100,10 @@ def _acknowledge_function(function: PythonFunction, object_arns: Iterable[str]) 
     acknowledge(function.function, "L1", PINNED_RUNTIME)
     policy = _default_policy(function.role)
     acknowledge(policy, "IAM5", XRAY, ["Resource::*"])
-    acknowledge(policy, "IAM5", PREFIX_OBJECTS, [resource_finding(policy, arn) for arn in object_arns])
+    findings = [resource_finding(policy, arn) for arn in object_arns]
+    # No findings must not become an acknowledgement of the whole rule.
+    if findings:
+        acknowledge(policy, "IAM5", PREFIX_OBJECTS, findings)
 
 
 def _acknowledge_training(stacks: DriftloopStacks) -> None:
@@ -108,15 +111,26 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
     registry = objects_arn(training.model_bucket, data.registry_prefix)
     artifacts = objects_arn(training.model_bucket, data.artifact_prefix)
     assembled = objects_arn(training.data_bucket, data.assembled_prefix)
-    run_lock = objects_arn(training.model_bucket, run_lock_prefix(data.registry_prefix))
+    model, registry_prefix = training.model_bucket, data.registry_prefix
+    run_lock = objects_arn(model, run_lock_prefix(registry_prefix))
+    decisions = objects_arn(model, decisions_prefix(registry_prefix))
+    versions = objects_arn(model, versions_prefix(registry_prefix))
     steps = training.steps
-    for name in ("prepare", "promote", "reject", "record_failure"):
-        _acknowledge_function(steps[name], [registry])
-    _acknowledge_function(steps["register"], [registry, artifacts])
-    _acknowledge_function(
-        steps["guard"], [run_lock, objects_arn(training.model_bucket, decisions_prefix(data.registry_prefix))]
-    )
-    _acknowledge_function(steps["release"], [run_lock])
+    for name, arns in (
+        ("guard", [run_lock, decisions]),
+        ("prepare", []),
+        ("register", [artifacts, versions, decisions]),
+        ("promote", [versions, decisions]),
+        ("reject", [decisions]),
+        ("record_failure", [decisions]),
+        ("release", [run_lock]),
+    ):
+        _acknowledge_function(steps[name], arns)
+    functions = [step.function for step in steps.values()]
+    if training.approval is not None:
+        # It only publishes to the approvals topic: no object access to acknowledge.
+        _acknowledge_function(training.approval.function, [])
+        functions.append(training.approval.function.function)
     _acknowledge_function(
         steps["assemble"],
         [
@@ -159,7 +173,7 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
         "IAM5",
         "CDK's LambdaInvoke grants lambda:InvokeFunction on the function and on '<function ARN>:*' so that "
         "versions and aliases of the same function can be invoked; no other function is reachable.",
-        [resource_finding(machine_policy, f"{step.function.function_arn}:*") for step in steps.values()],
+        [resource_finding(machine_policy, f"{function.function_arn}:*") for function in functions],
     )
     acknowledge(
         machine_policy,
@@ -223,6 +237,12 @@ def _acknowledge_serving(stacks: DriftloopStacks) -> None:
 
 def _acknowledge_monitoring(stacks: DriftloopStacks) -> None:
     monitoring, data = stacks.monitoring, stacks.config.data
+    acknowledge(
+        monitoring.dead_letters.queue,
+        "SQS3",
+        "This queue is itself the dead-letter queue of every EventBridge rule target (cdk-nag recognises only "
+        "SQS redrive policies as DLQ use); an alarm tells the operations topic when a message lands in it.",
+    )
     function = monitoring.monitor.monitor
     acknowledge(function.function, "L1", PINNED_RUNTIME)
     policy = _default_policy(function.role)

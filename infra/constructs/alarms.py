@@ -18,6 +18,7 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -180,6 +181,10 @@ class OperationalTargets:
     state_machine: sfn.IStateMachine
     # Firehose delivery streams by a short label (e.g. "captures"), none when the serving stack has none.
     delivery_streams: Mapping[str, str]
+    # serving.reserved_concurrency (None: the account's unreserved pool), named in the throttles alarm.
+    inference_reserved_concurrency: int | None
+    # Where EventBridge puts the events it could not deliver to the monitor or the workflow.
+    event_dead_letters: sqs.IQueue
 
 
 class OperationalAlarms(Construct):
@@ -232,7 +237,7 @@ class OperationalAlarms(Construct):
             "InferenceThrottles",
             f"{prefix}-inference-throttles",
             targets.inference_function.metric_throttles(period=OPS_PERIOD, statistic="Sum"),
-            "The inference Lambda was throttled: raise its concurrency or lower the API throttling.",
+            _throttles_description(targets.inference_reserved_concurrency),
         )
         self._any(
             "CaptureFailures",
@@ -257,6 +262,15 @@ class OperationalAlarms(Construct):
             f"{prefix}-monitor-errors",
             targets.monitor_function.metric_errors(period=OPS_PERIOD, statistic="Sum"),
             "The drift monitor failed: while it fails, drift and quality are not measured and cannot alarm.",
+        )
+        self._any(
+            "EventDeliveryFailures",
+            f"{prefix}-event-delivery-failures",
+            targets.event_dead_letters.metric_approximate_number_of_messages_visible(
+                period=OPS_PERIOD, statistic="Maximum"
+            ),
+            "EventBridge could not deliver a monitor run or a retraining trigger after its retries: the event is "
+            "in the dead-letter queue (14 days). Read it, fix the cause, start what it was for by hand.",
         )
         for label, stream_name in sorted(targets.delivery_streams.items()):
             success = cw.Metric(
@@ -306,3 +320,16 @@ class OperationalAlarms(Construct):
             evaluation_periods=1,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
+
+
+def _throttles_description(reserved_concurrency: int | None) -> str:
+    limit = (
+        f"its reserved concurrency (serving.reserved_concurrency = {reserved_concurrency})"
+        if reserved_concurrency is not None
+        else "the account's unreserved concurrency (serving.reserved_concurrency is not set)"
+    )
+    return (
+        f"The inference Lambda was throttled: {limit} was reached. Size it as peak requests per second times the "
+        "function's p99 duration in seconds (its Duration metric), with headroom for serving.throttle_burst_limit; "
+        "or lower serving.throttle_rate_limit."
+    )

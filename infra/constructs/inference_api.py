@@ -1,11 +1,20 @@
-"""The REST API (API Gateway v1) in front of the inference Lambda."""
+"""The REST API (API Gateway v1) in front of the inference Lambda.
+
+Feedback labels flow into the training data and the gate, so ``POST /feedback`` trusts fewer callers than
+``/predict``: it always requires IAM (SigV4), whatever ``serving.auth_mode`` says (an API key that may predict may
+not label), and it has its own, lower throttle. Callers get ``execute-api:Invoke`` through one of two managed
+policies: the predict policy (iam mode) and the feedback policy.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import cast
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
@@ -14,6 +23,16 @@ from infra.constructs.log_group import log_group
 
 # (path, method): every route the inference app serves, all through one Lambda proxy integration.
 ROUTES = (("predict", "POST"), ("feedback", "POST"), ("health", "GET"), ("model", "GET"), ("openapi.json", "GET"))
+FEEDBACK_ROUTE = ("feedback", "POST")
+# What a predicting client calls: everything but feedback.
+PREDICT_ROUTES = tuple(route for route in ROUTES if route != FEEDBACK_ROUTE)
+# TLS 1.3 only, on the REGIONAL endpoint without a custom domain (edge-optimized endpoints take the *_EDGE
+# policies). An enhanced ("SecurityPolicy_...") policy requires an endpoint access mode; STRICT also refuses requests
+# whose TLS SNI does not match their Host header or that arrive through another endpoint type. Set on the
+# CloudFormation resource: the RestApi L2 has no such props, and apigw.SecurityPolicy (for DomainName) renders to
+# CloudFormation only through that L2, its Python value being the member name, not the policy name.
+SECURITY_POLICY = "SecurityPolicy_TLS13_1_3_2025_09"
+ENDPOINT_ACCESS_MODE = "STRICT"
 
 
 def _access_log_format() -> apigw.AccessLogFormat:
@@ -42,7 +61,8 @@ def _access_log_format() -> apigw.AccessLogFormat:
 
 
 class InferenceApi(Construct):
-    """IAM (SigV4) authorisation on every method, or API keys with a usage plan, as ``serving.auth_mode`` says."""
+    """IAM (SigV4) authorisation on every method, or API keys with a usage plan, as ``serving.auth_mode`` says;
+    ``POST /feedback`` always with IAM."""
 
     def __init__(
         self,
@@ -81,6 +101,12 @@ class InferenceApi(Construct):
                 # Execution logs for errors only, and never request bodies (they carry the callers' features).
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,
+                method_options={
+                    _method_path(*FEEDBACK_ROUTE): apigw.MethodDeploymentOptions(
+                        throttling_rate_limit=serving.feedback_throttle_rate_limit,
+                        throttling_burst_limit=serving.feedback_throttle_burst_limit,
+                    )
+                },
             ),
             default_method_options=(
                 apigw.MethodOptions(api_key_required=True)
@@ -88,10 +114,28 @@ class InferenceApi(Construct):
                 else apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM)
             ),
         )
+        rest_api = cast(apigw.CfnRestApi, self.api.node.default_child)
+        rest_api.security_policy = SECURITY_POLICY
+        rest_api.endpoint_access_mode = ENDPOINT_ACCESS_MODE
         # One integration for all routes; the console's test-invoke permission is not needed.
         integration = apigw.LambdaIntegration(handler, proxy=True, allow_test_invoke=False)
         for path, method in ROUTES:
-            self.api.root.add_resource(path).add_method(method, integration)
+            resource = self.api.root.add_resource(path)
+            if (path, method) == FEEDBACK_ROUTE:
+                resource.add_method(
+                    method, integration, authorization_type=apigw.AuthorizationType.IAM, api_key_required=False
+                )
+            else:
+                resource.add_method(method, integration)
+
+        self.feedback_policy = self._invoke_policy(
+            "FeedbackInvokePolicy", "May post ground-truth labels: POST /feedback only", [FEEDBACK_ROUTE]
+        )
+        self.predict_policy: iam.ManagedPolicy | None = None
+        if not api_key_mode:
+            self.predict_policy = self._invoke_policy(
+                "PredictInvokePolicy", "May call POST /predict and the read-only routes, not /feedback", PREDICT_ROUTES
+            )
 
         self.api_key: apigw.IApiKey | None = None
         if api_key_mode:
@@ -106,3 +150,25 @@ class InferenceApi(Construct):
                 api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
             )
             plan.add_api_key(self.api_key)
+
+    def _invoke_policy(
+        self, construct_id: str, description: str, routes: Sequence[tuple[str, str]]
+    ) -> iam.ManagedPolicy:
+        """``execute-api:Invoke`` on exactly ``routes`` of the deployed stage; attach it to the callers."""
+        stage = self.api.deployment_stage.stage_name
+        return iam.ManagedPolicy(
+            self,
+            construct_id,
+            description=description,
+            statements=[
+                iam.PolicyStatement(
+                    actions=["execute-api:Invoke"],
+                    resources=[self.api.arn_for_execute_api(method, f"/{path}", stage) for path, method in routes],
+                )
+            ],
+        )
+
+
+def _method_path(path: str, method: str) -> str:
+    """The key of a method's stage settings: ``/<resource path>/<HTTP method>``."""
+    return f"/{path}/{method}"

@@ -18,6 +18,7 @@ from constructs import Construct
 
 from infra.bundling import REPO_ROOT, PinnedRequirements
 from infra.config import METRIC_NAMESPACE, DriftloopConfig
+from infra.constructs.event_dead_letters import EventDeadLetters
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.grants import grant_missing_key_lookups, grant_prefix
 
@@ -70,6 +71,7 @@ class MonitorFunction(Construct):
         data_bucket: s3.IBucket,
         model_bucket: s3.IBucket,
         removal_policy: RemovalPolicy,
+        dead_letters: EventDeadLetters,
     ) -> None:
         super().__init__(scope, construct_id)
         data, monitoring = config.data, config.monitoring
@@ -123,5 +125,13 @@ class MonitorFunction(Construct):
             "Schedule",
             description=f"Runs the driftloop monitor every {monitoring.schedule_minutes} minutes",
             schedule=events.Schedule.rate(Duration.minutes(monitoring.schedule_minutes)),
-            targets=[targets.LambdaFunction(self.function, retry_attempts=RETRY_ATTEMPTS)],
+            targets=[
+                targets.LambdaFunction(
+                    self.function,
+                    # A run older than one period is superseded by the next one: give up on it and keep it.
+                    **dead_letters.target_options(
+                        retry_attempts=RETRY_ATTEMPTS, max_event_age=Duration.minutes(monitoring.schedule_minutes)
+                    ),
+                )
+            ],
         )

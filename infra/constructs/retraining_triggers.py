@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -21,9 +22,14 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import RetrainingConfig
+from infra.constructs.event_dead_letters import EventDeadLetters
 
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
 OBJECT_CREATED = "Object Created"
+# Starting an execution fails only on throttling or a service error: a few retries within an hour, then the
+# event goes to the dead-letter queue (and the alarm on it) rather than being dropped.
+RETRY_ATTEMPTS = 4
+MAX_EVENT_AGE = Duration.hours(1)
 
 
 def alarm_input() -> events.RuleTargetInput:
@@ -58,7 +64,8 @@ def new_data_input() -> events.RuleTargetInput:
 
 class RetrainingTriggers(Construct):
     """The enabled triggers (``retraining.on_alarm``, ``schedule_enabled``, ``on_new_data``); with none enabled,
-    nothing is created. Every rule starts ``state_machine`` through one role allowed exactly that."""
+    nothing is created. Every rule starts ``state_machine`` through one role allowed exactly that, and puts what it
+    could not deliver into the dead-letter queue."""
 
     def __init__(
         self,
@@ -71,9 +78,11 @@ class RetrainingTriggers(Construct):
         alarms: Sequence[cw.IAlarm],
         data_bucket_name: str,
         training_data_prefix: str,
+        dead_letters: EventDeadLetters,
     ) -> None:
         super().__init__(scope, construct_id)
         self._state_machine = state_machine
+        self._dead_letters = dead_letters
         self._role: iam.Role | None = None
         self.alarm_rule: events.Rule | None = None
         self.schedule_rule: events.Rule | None = None
@@ -137,4 +146,9 @@ class RetrainingTriggers(Construct):
                 description="Lets the retraining rules start the training workflow, and nothing else",
             )
             self._state_machine.grant_start_execution(self._role)
-        return targets.SfnStateMachine(self._state_machine, input=rule_input, role=self._role)
+        return targets.SfnStateMachine(
+            self._state_machine,
+            input=rule_input,
+            role=self._role,
+            **self._dead_letters.target_options(retry_attempts=RETRY_ATTEMPTS, max_event_age=MAX_EVENT_AGE),
+        )

@@ -2,6 +2,8 @@
 
     Guard -> Acquired? -> Assemble -> Prepare -> Train -> Register -> GatePassed? -> Promote | Reject
           -> Release -> Outcome -> Promoted | Superseded | Rejected
+    GatePassed? -> Approval -> Promote            (with retraining.approval: an operator approves, or the run is
+                            -> Reject              rejected when one denies or none answers in time)
     Guard -> Acquired? -> Skipped                 (lock held or cooldown; Guard recorded the "skipped" decision)
     any task fails -> RecordFailure -> ReleaseAfterFailure -> NotifyFailure -> TrainingFailed
 
@@ -23,6 +25,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from functions.workflow.steps import APPROVAL_DENIED, APPROVAL_TIMEOUT
 from infra.constructs.encrypted_topic import EncryptedTopic
 from infra.constructs.log_group import log_group
 
@@ -54,6 +57,15 @@ class WorkflowFunctions:
 
 
 @dataclass(frozen=True)
+class ApprovalSpec:
+    """A manual approval between a passed gate and Promote: ``function`` publishes the request with the task token
+    (``{"token": $$.Task.Token, "state": $}``); ``driftloop approve`` / ``deny`` answer it."""
+
+    function: lambda_.IFunction
+    timeout: Duration
+
+
+@dataclass(frozen=True)
 class TrainingJobSpec:
     """The static part of every CreateTrainingJob request; the rest comes from Prepare at run time."""
 
@@ -81,6 +93,7 @@ class TrainingWorkflow(Construct):
         timeout: Duration,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
+        approval: ApprovalSpec | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._job = job
@@ -151,10 +164,15 @@ class TrainingWorkflow(Construct):
             .otherwise(sfn.Succeed(self, "Superseded"))
         )
         release.next(outcome)
+        promote.next(release)
+        reject.next(release)
+        passed: sfn.IChainable = promote
+        if approval is not None:
+            passed = self._approval_state(approval, promote=promote, reject=reject, record_failure=record_failure)
         gate = (
             sfn.Choice(self, "GatePassed?")
-            .when(sfn.Condition.boolean_equals("$.registration.passed", True), promote.next(release))
-            .otherwise(reject.next(release))
+            .when(sfn.Condition.boolean_equals("$.registration.passed", True), passed)
+            .otherwise(reject)
         )
         acquired = (
             sfn.Choice(self, "Acquired?")
@@ -205,9 +223,28 @@ class TrainingWorkflow(Construct):
             retry_on_service_exceptions=False,
             result_path=result_path,
         )
-        task.add_retry(
-            errors=list(LAMBDA_TRANSIENT_ERRORS), interval=Duration.seconds(2), max_attempts=6, backoff_rate=2
+        _retry_transient_lambda_errors(task)
+        return task
+
+    def _approval_state(
+        self, approval: ApprovalSpec, *, promote: sfn.State, reject: sfn.State, record_failure: sfn.State
+    ) -> tasks.LambdaInvoke:
+        """Waits for ``driftloop approve`` (its output lands at ``$.approval``, then Promote) or ``deny``; a denial
+        or no answer within the timeout goes to Reject with the error at ``$.approval``."""
+        task = tasks.LambdaInvoke(
+            self,
+            "Approval",
+            lambda_function=approval.function,
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            payload=sfn.TaskInput.from_object({"token": sfn.JsonPath.task_token, "state": sfn.JsonPath.entire_payload}),
+            retry_on_service_exceptions=False,
+            result_path="$.approval",
+            task_timeout=sfn.Timeout.duration(approval.timeout),
         )
+        _retry_transient_lambda_errors(task)
+        task.add_catch(reject, errors=[APPROVAL_DENIED, APPROVAL_TIMEOUT], result_path="$.approval")
+        task.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+        task.next(promote)
         return task
 
     def _train_state(self) -> sfn.CustomState:
@@ -234,6 +271,9 @@ class TrainingWorkflow(Construct):
                     "VolumeSizeInGB": job.volume_size_gb,
                 },
                 "StoppingCondition": {"MaxRuntimeInSeconds": job.max_runtime_seconds},
+                # The training program reads only its channels and writes only /opt/ml (training/): the container
+                # gets no network at all, so a compromised dependency cannot send data out or fetch code.
+                "EnableNetworkIsolation": True,
                 "Tags": [
                     *({"Key": key, "Value": value} for key, value in job.tags.items()),
                     {"Key": "driftloop:version", "Value.$": "$.prepare.version"},
@@ -285,3 +325,7 @@ class TrainingWorkflow(Construct):
                 resources=[stack.format_arn(service="events", resource="rule", resource_name=SAGEMAKER_EVENTS_RULE)],
             )
         )
+
+
+def _retry_transient_lambda_errors(task: tasks.LambdaInvoke) -> None:
+    task.add_retry(errors=list(LAMBDA_TRANSIENT_ERRORS), interval=Duration.seconds(2), max_attempts=6, backoff_rate=2)

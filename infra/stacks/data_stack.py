@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.config import DriftloopConfig
 from infra.constructs.secure_bucket import SecureBucket
+from infra.registry_keys import history_prefixes
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,39 @@ class DataStack(Stack):
             ],
             **protections,
         ).bucket
+        self._protect_registry_history(config)
         self.shared_data_bucket = self._share("DataBucketName", self.data_bucket, config)
         self.shared_model_bucket = self._share("ModelBucketName", self.model_bucket, config)
+
+    def _protect_registry_history(self, config: DriftloopConfig) -> None:
+        """Versions and decisions are written once (``IfNoneMatch="*"``, functions/common/registry.py) and never
+        replaced: the bucket refuses any other write there, whatever the writer's IAM permissions."""
+        history = [
+            self.model_bucket.arn_for_objects(f"{prefix}*") for prefix in history_prefixes(config.data.registry_prefix)
+        ]
+        self.model_bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyUnconditionalWritesToRegistryHistory",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                # CompleteMultipartUpload is authorised as s3:PutObject and carries the same header.
+                actions=["s3:PutObject"],
+                resources=history,
+                conditions={"Null": {"s3:if-none-match": "true"}},
+            )
+        )
+        # Deleting and re-creating would rewrite history too. auto_delete_objects exists to empty the bucket on
+        # stack deletion, which this would block.
+        if not config.auto_delete_objects:
+            self.model_bucket.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="DenyDeletingRegistryHistory",
+                    effect=iam.Effect.DENY,
+                    principals=[iam.AnyPrincipal()],
+                    actions=["s3:DeleteObject", "s3:DeleteObjectVersion"],
+                    resources=history,
+                )
+            )
 
     def _share(self, output_id: str, bucket: s3.Bucket, config: DriftloopConfig) -> SharedBucket:
         shared = SharedBucket(f"{config.resource_prefix}-{output_id}")

@@ -15,6 +15,7 @@ from constructs import Construct
 from infra.config import DriftloopConfig
 from infra.constructs.alarms import AlarmTopic, ModelAlarms, OperationalAlarms, OperationalTargets
 from infra.constructs.dashboard import DashboardSources, MonitoringDashboard
+from infra.constructs.event_dead_letters import EventDeadLetters
 from infra.constructs.monitor_function import MonitorFunction
 from infra.constructs.retraining_triggers import RetrainingTriggers
 from infra.stacks.data_stack import SharedBucket
@@ -41,6 +42,7 @@ class MonitoringStack(Stack):
         self.data_bucket = data_bucket.import_into(self, "DataBucket")
         self.model_bucket = model_bucket.import_into(self, "ModelBucket")
 
+        self.dead_letters = EventDeadLetters(self, "EventDeadLetters", removal_policy=removal)
         self.monitor = MonitorFunction(
             self,
             "Monitor",
@@ -48,6 +50,7 @@ class MonitoringStack(Stack):
             data_bucket=self.data_bucket,
             model_bucket=self.model_bucket,
             removal_policy=removal,
+            dead_letters=self.dead_letters,
         )
         self.ops = AlarmTopic(
             self,
@@ -71,6 +74,8 @@ class MonitoringStack(Stack):
                 monitor_function=self.monitor.function,
                 state_machine=state_machine,
                 delivery_streams=dict(delivery_streams or {}),
+                inference_reserved_concurrency=config.serving.reserved_concurrency,
+                event_dead_letters=self.dead_letters.queue,
             ),
             monitoring=monitoring,
         )
@@ -86,6 +91,7 @@ class MonitoringStack(Stack):
             alarms=self.model_alarms.alarms,
             data_bucket_name=self.data_bucket.bucket_name,
             training_data_prefix=config.data.training_data_prefix,
+            dead_letters=self.dead_letters,
         )
         self.dashboard = MonitoringDashboard(
             self,
@@ -105,3 +111,4 @@ class MonitoringStack(Stack):
         CfnOutput(self, "OpsTopicArn", value=self.ops.topic.topic_arn)
         CfnOutput(self, "MonitorFunctionName", value=self.monitor.function.function_name)
         CfnOutput(self, "DashboardName", value=f"{prefix}-monitoring")
+        CfnOutput(self, "EventDeadLetterQueueUrl", value=self.dead_letters.queue.queue_url)

@@ -103,6 +103,19 @@ class ServingStack(Stack):
         self.api.api.node.try_remove_child("Endpoint")
         CfnOutput(self, "ApiUrl", value=self.api.api.url)
         CfnOutput(self, "FunctionName", value=self.function.function_name)
+        CfnOutput(
+            self,
+            "FeedbackPolicyArn",
+            value=self.api.feedback_policy.managed_policy_arn,
+            description="Attach to the callers that may post ground-truth labels (POST /feedback, SigV4)",
+        )
+        if self.api.predict_policy is not None:
+            CfnOutput(
+                self,
+                "PredictPolicyArn",
+                value=self.api.predict_policy.managed_policy_arn,
+                description="Attach to the callers that may predict: POST /predict and the GET routes, not /feedback",
+            )
         if self.api.api_key is not None:
             CfnOutput(
                 self,

@@ -8,6 +8,8 @@ which is the only data the SageMaker job reads.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
@@ -17,18 +19,27 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.workflow.lock import LOCK_KEY
 from infra.config import DriftloopConfig
 from infra.constructs.encrypted_topic import EncryptedTopic
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.constructs.sagemaker_role import SageMakerExecutionRole
 from infra.constructs.training_image import TrainingImage
-from infra.constructs.training_workflow import TrainingJobSpec, TrainingWorkflow, WorkflowFunctions
-from infra.grants import PrefixAccess, grant_missing_key_lookups, grant_prefix
+from infra.constructs.training_workflow import ApprovalSpec, TrainingJobSpec, TrainingWorkflow, WorkflowFunctions
+from infra.grants import PrefixAccess, grant_missing_key_lookups, grant_object, grant_prefix
+from infra.registry_keys import champion_key, decisions_prefix, run_lock_prefix, versions_prefix
 from infra.stacks.data_stack import SharedBucket
 
 WORKFLOW_SOURCES = ("functions/__init__.py", "functions/common", "functions/workflow")
 WORKFLOW_HANDLERS = "functions.workflow.handlers"
+
+
+@dataclass(frozen=True)
+class WorkflowApproval:
+    """The approval step (``retraining.approval``): its topic, its function and how the state machine uses it."""
+
+    topic: EncryptedTopic
+    function: PythonFunction
+    spec: ApprovalSpec
 
 
 class TrainingStack(Stack):
@@ -65,7 +76,9 @@ class TrainingStack(Stack):
         self.sagemaker_role: iam.IRole = self.sagemaker.role
         image.grant_pull(self.sagemaker_role)
 
+        self._code = bundled_code(WORKFLOW_SOURCES)
         self.steps = self._workflow_functions(config, removal)
+        self.approval = self._approval(config, removal)
         self.failure = EncryptedTopic(
             self, "FailureTopic", display_name=f"{config.resource_prefix} training failures", removal_policy=removal
         )
@@ -75,6 +88,7 @@ class TrainingStack(Stack):
             "Workflow",
             state_machine_name=config.state_machine_name,
             functions=WorkflowFunctions(**{name: step.function for name, step in self.steps.items()}),
+            approval=self.approval.spec if self.approval is not None else None,
             job=TrainingJobSpec(
                 image_uri=image.image_uri,
                 role=self.sagemaker_role,
@@ -95,27 +109,82 @@ class TrainingStack(Stack):
 
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         CfnOutput(self, "FailureTopicArn", value=self.failure_topic.topic_arn)
+        if self.approval is not None:
+            CfnOutput(
+                self,
+                "ApprovalTopicArn",
+                value=self.approval.topic.topic.topic_arn,
+                description="Subscribe the approvers: each message carries the task token for driftloop approve/deny",
+            )
 
-    def _workflow_functions(self, config: DriftloopConfig, removal: RemovalPolicy) -> dict[str, PythonFunction]:
+    def _approval(self, config: DriftloopConfig, removal: RemovalPolicy) -> WorkflowApproval | None:
+        approval = config.retraining.approval
+        if not approval.enabled:
+            return None
+        topic = EncryptedTopic(
+            self, "ApprovalTopic", display_name=f"{config.resource_prefix} promotion approvals", removal_policy=removal
+        )
+        function = self._step_function(
+            config,
+            removal,
+            "request_approval",
+            "Asks the approvers to approve or deny the promotion of a version the gate passed",
+            {**self._environment(config), "DRIFTLOOP_APPROVAL_TOPIC_ARN": topic.topic.topic_arn},
+        )
+        # Publishing is all it does: the answer comes from the operator CLI (states:SendTaskSuccess/Failure).
+        topic.grant_publish(function.role)
+        return WorkflowApproval(
+            topic=topic,
+            function=function,
+            spec=ApprovalSpec(function=function.function, timeout=Duration.hours(approval.timeout_hours)),
+        )
+
+    def _environment(self, config: DriftloopConfig) -> dict[str, str]:
         data, training = config.data, config.training
-        code = bundled_code(WORKFLOW_SOURCES)
-        environment = {
+        return {
             "DRIFTLOOP_MODEL_BUCKET": self.model_bucket.bucket_name,
             "DRIFTLOOP_REGISTRY_PREFIX": data.registry_prefix,
             "DRIFTLOOP_DATA_BUCKET": self.data_bucket.bucket_name,
             "DRIFTLOOP_TRAINING_DATA_PREFIX": data.training_data_prefix,
             "DRIFTLOOP_ARTIFACT_PREFIX": data.artifact_prefix,
             "DRIFTLOOP_JOB_PREFIX": config.job_prefix,
-            "DRIFTLOOP_HYPERPARAMETERS": json.dumps(dict(training.hyperparameters), sort_keys=True),
+            "DRIFTLOOP_HYPERPARAMETERS": json.dumps(config.workflow_hyperparameters, sort_keys=True),
             "DRIFTLOOP_ASSEMBLED_PREFIX": data.assembled_prefix,
             "DRIFTLOOP_CAPTURE_PREFIX": data.capture_prefix,
             "DRIFTLOOP_FEEDBACK_PREFIX": data.feedback_prefix,
             "DRIFTLOOP_INCLUDE_FEEDBACK": json.dumps(config.retraining.include_feedback),
+            "DRIFTLOOP_MAX_FEEDBACK_SHARE": repr(config.retraining.max_feedback_share),
             "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": str(config.capture.feedback_max_age_days),
             "DRIFTLOOP_COOLDOWN_MINUTES": str(config.retraining.cooldown_minutes),
             "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": str(training.workflow_timeout_seconds),
             "LOG_LEVEL": config.log_level,
         }
+
+    def _step_function(
+        self,
+        config: DriftloopConfig,
+        removal: RemovalPolicy,
+        name: str,
+        description: str,
+        environment: Mapping[str, str],
+    ) -> PythonFunction:
+        """The Lambda behind one state: ``functions.workflow.handlers.<name>``."""
+        return PythonFunction(
+            self,
+            "".join(part.title() for part in name.split("_")) + "Function",
+            code=self._code,
+            handler=f"{WORKFLOW_HANDLERS}.{name}",
+            description=description,
+            environment=environment,
+            memory_mb=config.training.step_memory_mb,
+            timeout=Duration.seconds(config.training.step_timeout_seconds),
+            log_retention_days=config.log_retention_days,
+            removal_policy=removal,
+        )
+
+    def _workflow_functions(self, config: DriftloopConfig, removal: RemovalPolicy) -> dict[str, PythonFunction]:
+        data = config.data
+        environment = self._environment(config)
         descriptions = {
             "guard": "Takes the run lock and checks the cooldown, or records why the run is skipped",
             "assemble": "Assembles the run's training set: base data plus captured predictions with feedback",
@@ -127,54 +196,43 @@ class TrainingStack(Stack):
             "release": "Releases the run lock and stamps the run's end",
         }
         steps = {
-            name: PythonFunction(
-                self,
-                "".join(part.title() for part in name.split("_")) + "Function",
-                code=code,
-                handler=f"{WORKFLOW_HANDLERS}.{name}",
-                description=description,
-                environment=environment,
-                memory_mb=training.step_memory_mb,
-                timeout=Duration.seconds(training.step_timeout_seconds),
-                log_retention_days=config.log_retention_days,
-                removal_policy=removal,
-            )
+            name: self._step_function(config, removal, name, description, environment)
             for name, description in descriptions.items()
         }
-        # What each step reads and writes (functions/workflow/steps.py); everything else is denied.
+        # What each step reads and writes (functions/workflow/steps.py, functions/common/registry.py); everything
+        # else is denied. Only Promote moves the champion; only Register creates versions. Steps that record
+        # decisions also read them (a retried step finds the decision its first attempt wrote); the model bucket's
+        # policy keeps versions and decisions create-only whatever these grants say.
         model, registry, bucket = self.model_bucket, data.registry_prefix, self.data_bucket
-        runs, decisions = run_lock_prefix(registry), decisions_prefix(registry)
+        runs, decisions, versions = run_lock_prefix(registry), decisions_prefix(registry), versions_prefix(registry)
         grants: dict[str, list[tuple[s3.IBucket, str, PrefixAccess]]] = {
-            "guard": [(model, runs, "read-write"), (model, decisions, "write")],
+            "guard": [(model, runs, "read-write"), (model, decisions, "read-write")],
             "assemble": [
                 (bucket, data.training_data_prefix, "read"),
                 (bucket, data.capture_prefix, "read"),
                 (bucket, data.feedback_prefix, "read"),
                 (bucket, data.assembled_prefix, "write"),
             ],
-            "prepare": [(model, registry, "read")],
-            "register": [(model, data.artifact_prefix, "read"), (model, registry, "read-write")],
-            "promote": [(model, registry, "read-write")],
-            "reject": [(model, registry, "read-write")],
-            "record_failure": [(model, registry, "write")],
+            "prepare": [],
+            "register": [
+                (model, data.artifact_prefix, "read"),
+                (model, versions, "read-write"),
+                (model, decisions, "read-write"),
+            ],
+            "promote": [(model, versions, "read"), (model, decisions, "read-write")],
+            "reject": [(model, decisions, "read-write")],
+            "record_failure": [(model, decisions, "read-write")],
             "release": [(model, runs, "read-write")],
         }
         for name, accesses in grants.items():
             for bucket, prefix, access in accesses:
                 grant_prefix(steps[name].role, bucket, prefix, access)
-        # The steps that read the registry must see a missing key (no champion, no run lock yet) as 404.
-        for name in ("guard", "prepare", "register", "promote", "reject", "release"):
+        grant_object(steps["prepare"].role, model, champion_key(registry), "read")
+        grant_object(steps["promote"].role, model, champion_key(registry), "read-write")
+        # The steps that read keys that may be missing (no champion, run lock, version or evaluation yet) need a 404.
+        for name in ("guard", "prepare", "register", "promote", "release"):
             grant_missing_key_lookups(steps[name].role, model)
         return steps
-
-
-def run_lock_prefix(registry_prefix: str) -> str:
-    """Where the run lock lives (functions/workflow/lock.py): the only registry keys Guard and Release change."""
-    return registry_prefix + LOCK_KEY.rsplit("/", 1)[0] + "/"
-
-
-def decisions_prefix(registry_prefix: str) -> str:
-    return registry_prefix + "decisions/"
 
 
 def _metric_definitions() -> list[dict[str, str]]:

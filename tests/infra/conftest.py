@@ -56,6 +56,18 @@ def api_key() -> DriftloopStacks:
     return build(cdk_context(overrides={"serving": {"auth_mode": "api_key"}}))
 
 
+# A manual approval of an hour, in a workflow long enough to hold it and the training job.
+APPROVAL = {
+    "retraining": {"approval": {"enabled": True, "timeout_hours": 1}},
+    "training": {"workflow_timeout_seconds": 9000},
+}
+
+
+@pytest.fixture(scope="session")
+def approval() -> DriftloopStacks:
+    return build(cdk_context(overrides=APPROVAL))
+
+
 @pytest.fixture(scope="session")
 def local() -> DriftloopStacks:
     return build(cdk_context("local"))
@@ -85,6 +97,7 @@ def api_key_serving_template(api_key: DriftloopStacks) -> Template:
 SYNTHESIZED = {
     "dev": cdk_context(),
     "dev-api-key": cdk_context(overrides={"serving": {"auth_mode": "api_key"}}),
+    "dev-approval": cdk_context(overrides=APPROVAL),
     "local": cdk_context("local"),
 }
 

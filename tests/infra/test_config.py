@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.config import LOG_RETENTION_DAYS, ConfigError, DriftloopConfig, load_config
+from infra.config import LOG_RETENTION_DAYS, ApprovalConfig, ConfigError, DriftloopConfig, load_config
 from infra.constructs.log_group import RETENTION
 from tests.infra.conftest import CDK_JSON
 
@@ -42,6 +42,10 @@ def test_cdk_json_dev_stage_loads_the_documented_defaults() -> None:
     assert dict(config.training.hyperparameters) == {"target": "churned", "algorithm": "random_forest"}
     assert config.data.registry_prefix == "registry/"
     assert config.serving.auth_mode == "iam"
+    assert config.serving.reserved_concurrency == 50
+    assert (config.serving.feedback_throttle_rate_limit, config.serving.feedback_throttle_burst_limit) == (10, 20)
+    assert config.retraining.max_feedback_share == 0.3
+    assert config.retraining.approval == ApprovalConfig(enabled=False, timeout_hours=24)
 
 
 def test_stage_defaults_to_dev_when_not_given() -> None:
@@ -191,3 +195,64 @@ def test_alarm_evaluation_span_must_fit_cloudwatch_limits() -> None:
         {"schedule_minutes": 60, "window_minutes": 60, "drift_evaluation_periods": 100}
     )
     assert load(ctx).monitoring.drift_evaluation_periods == 100
+
+
+@pytest.mark.parametrize("kind", ["rate", "burst"])
+def test_the_feedback_throttle_must_not_exceed_the_stage_throttle(kind: str) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=rf"driftloop\.serving\.feedback_throttle_{kind}_limit must not exceed .*serving\.throttle_{kind}_limit",
+    ):
+        ctx = context()
+        ctx["driftloop"]["serving"][f"feedback_throttle_{kind}_limit"] = 101
+        load(ctx)
+
+
+@pytest.mark.parametrize("share", [0, -0.1, 1.5, "0.3", True])
+def test_the_feedback_share_must_lie_above_zero_and_at_most_one(share: object) -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.retraining\.max_feedback_share must be"):
+        load(context(retraining__max_feedback_share=share))
+    assert load(context(retraining__max_feedback_share=1)).retraining.max_feedback_share == 1.0
+
+
+def test_approval_settings_are_checked_with_their_full_key() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key driftloop\.retraining\.approval\.timeout"):
+        load(context(retraining__approval={"enabled": True, "timeout_hours": 2, "timeout": 2}))
+    with pytest.raises(ConfigError, match=r"driftloop\.retraining\.approval\.enabled must be true or false"):
+        load(context(retraining__approval={"enabled": "yes", "timeout_hours": 2}))
+    with pytest.raises(ConfigError, match=r"driftloop\.retraining\.approval\.timeout_hours must be an integer"):
+        load(context(retraining__approval={"enabled": True, "timeout_hours": 0}))
+
+
+def test_an_enabled_approval_must_fit_in_the_workflow_timeout_with_the_training_job() -> None:
+    # 3600 s of training plus a day of waiting does not fit in 7200 s.
+    with pytest.raises(
+        ConfigError,
+        match=r"driftloop\.training\.workflow_timeout_seconds must exceed .*max_runtime_seconds "
+        r"plus driftloop\.retraining\.approval\.timeout_hours",
+    ):
+        load(context(retraining__approval={"enabled": True, "timeout_hours": 24}))
+    config = load(
+        context(retraining__approval={"enabled": True, "timeout_hours": 24}, training__workflow_timeout_seconds=93600)
+    )
+    assert config.retraining.approval.enabled
+    # Off, the timeout does not count.
+    assert not load(context(retraining__approval={"enabled": False, "timeout_hours": 24})).retraining.approval.enabled
+
+
+def test_the_workflow_hyperparameters_carry_what_the_serving_lambda_can_load() -> None:
+    config = load(context(serving__memory_mb=2048, serving__timeout_seconds=15))
+    assert config.workflow_hyperparameters == {
+        "target": "churned",
+        "algorithm": "random_forest",
+        "serving_memory_mb": "2048",
+        "serving_timeout_seconds": "15",
+    }
+
+
+@pytest.mark.parametrize("name", ["serving_memory_mb", "serving_timeout_seconds"])
+def test_the_serving_limits_cannot_be_configured_as_hyperparameters(name: str) -> None:
+    with pytest.raises(
+        ConfigError, match=rf"driftloop\.training\.hyperparameters\.{name} must not be set: it is derived"
+    ):
+        load(context(training__hyperparameters={"target": "churned", name: "4096"}))

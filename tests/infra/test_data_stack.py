@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
 from infra.app import DriftloopStacks
+from tests.infra.conftest import build, cdk_context
 
 BUCKETS = ("AccessLogBucket", "DataBucket", "ModelBucket")
 
@@ -143,3 +145,56 @@ def test_bucket_names_are_exported_under_fixed_names(data_template: Template) ->
     )
     assert bucket_ref.as_string() == bucket(data_template, "ModelBucket")["LogicalId"]
     data_template.has_output("DataBucketName", {"Export": {"Name": "driftloop-dev-DataBucketName"}})
+
+
+def model_bucket_statements(template: Template) -> dict[str, dict[str, Any]]:
+    """Sid -> statement of the model bucket's policy."""
+    [policy] = [
+        resource["Properties"]["PolicyDocument"]
+        for resource in template.find_resources("AWS::S3::BucketPolicy").values()
+        if resource["Properties"]["Bucket"] == {"Ref": bucket(template, "ModelBucket")["LogicalId"]}
+    ]
+    found = {}
+    for statement in policy["Statement"]:
+        statement = dict(statement)
+        if isinstance(statement["Resource"], list):
+            statement["Resource"] = sorted(statement["Resource"], key=json.dumps)
+        found[statement.pop("Sid", "")] = statement
+    return found
+
+
+def history_arns(template: Template) -> list[dict[str, Any]]:
+    model = bucket(template, "ModelBucket")["LogicalId"]
+    arns = [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [model, "Arn"]}, f"/registry/{folder}/*"]]}
+        for folder in ("versions", "decisions")
+    ]
+    return sorted(arns, key=json.dumps)
+
+
+def test_model_bucket_refuses_registry_history_writes_without_if_none_match(data_template: Template) -> None:
+    # Even a principal allowed s3:PutObject on the whole bucket cannot replace a version or a decision.
+    assert model_bucket_statements(data_template)["DenyUnconditionalWritesToRegistryHistory"] == {
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Action": "s3:PutObject",
+        "Resource": history_arns(data_template),
+        "Condition": {"Null": {"s3:if-none-match": "true"}},
+    }
+
+
+def test_model_bucket_refuses_deleting_registry_history_unless_it_empties_itself_on_delete(
+    data_template: Template,
+) -> None:
+    assert model_bucket_statements(data_template)["DenyDeletingRegistryHistory"] == {
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"],
+        "Resource": history_arns(data_template),
+    }
+    emptied = Template.from_stack(
+        build(cdk_context(overrides={"removal": "destroy", "auto_delete_objects": True})).data
+    )
+    statements = model_bucket_statements(emptied)
+    assert "DenyDeletingRegistryHistory" not in statements
+    assert "DenyUnconditionalWritesToRegistryHistory" in statements

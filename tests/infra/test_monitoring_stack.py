@@ -24,6 +24,7 @@ OPERATIONAL_ALARMS = (
     "driftloop-dev-capture-failures",
     "driftloop-dev-training-failures",
     "driftloop-dev-monitor-errors",
+    "driftloop-dev-event-delivery-failures",
     "driftloop-dev-captures-delivery-failures",
     "driftloop-dev-feedback-delivery-failures",
 )
@@ -510,3 +511,71 @@ def test_dashboard_has_the_widgets(template: Template) -> None:
         {"label": "inference p50", "stat": "p50"},
         {"label": "inference p99", "stat": "p99"},
     ]
+
+
+# -- undelivered events -------------------------------------------------------------------------------------------
+
+
+def dead_letter_queue(template: Template) -> tuple[str, dict[str, Any]]:
+    [(logical_id, queue)] = template.find_resources("AWS::SQS::Queue").items()
+    return logical_id, dict(queue)
+
+
+def test_every_rule_target_puts_undelivered_events_in_the_dead_letter_queue_after_bounded_retries(
+    custom_template: Template,
+) -> None:
+    queue_id, _ = dead_letter_queue(custom_template)
+    found = rules(custom_template)
+    # The monitor's schedule and all three retraining triggers.
+    assert len(found) == 4
+    for name, rule in found.items():
+        [target] = rule["Targets"]
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue_id, "Arn"]}}, name
+        policy = target["RetryPolicy"]
+        if name.startswith("driftloop-dev-retrain-"):
+            assert policy == {"MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 3600}, name
+        else:
+            # A monitor run older than one schedule period is superseded by the next one.
+            assert policy == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 30 * 60}, name
+
+
+def test_the_dead_letter_queue_is_encrypted_tls_only_keeps_messages_14_days_and_takes_only_these_rules(
+    custom_template: Template,
+) -> None:
+    queue_id, queue = dead_letter_queue(custom_template)
+    assert {key: value for key, value in queue["Properties"].items() if key != "Tags"} == {
+        "MessageRetentionPeriod": 14 * 24 * 3600,
+        "SqsManagedSseEnabled": True,
+    }
+    [policy] = custom_template.find_resources("AWS::SQS::QueuePolicy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert {
+        "Action": "sqs:*",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Resource": {"Fn::GetAtt": [queue_id, "Arn"]},
+    } in statements
+    senders = [s for s in statements if s["Effect"] == "Allow"]
+    assert senders and all(s["Principal"] == {"Service": "events.amazonaws.com"} for s in senders)
+    rule_ids = {logical_id for logical_id in custom_template.find_resources("AWS::Events::Rule")}
+    assert {s["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::GetAtt"][0] for s in senders} == rule_ids
+
+
+def test_an_undelivered_event_alarms_the_ops_topic_at_once(template: Template) -> None:
+    queue_id, _ = dead_letter_queue(template)
+    _, alarm = alarms(template)["driftloop-dev-event-delivery-failures"]
+    assert alarm["Namespace"] == "AWS/SQS"
+    assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}]
+    assert (alarm["Threshold"], alarm["EvaluationPeriods"]) == (1, 1)
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert "dead-letter queue" in alarm["AlarmDescription"]
+    assert "EventDeadLetterQueueUrl" in template.find_outputs("*")
+
+
+def test_the_throttles_alarm_says_how_to_size_the_reserved_concurrency(template: Template) -> None:
+    _, alarm = alarms(template)["driftloop-dev-inference-throttles"]
+    description = alarm["AlarmDescription"]
+    assert "serving.reserved_concurrency = 50" in description
+    assert "peak requests per second times the function's p99 duration" in description

@@ -11,7 +11,7 @@ from aws_cdk.assertions import Capture, Match, Template
 
 from functions.common import records
 from infra.app import DriftloopStacks
-from infra.constructs.inference_api import ROUTES
+from infra.constructs.inference_api import FEEDBACK_ROUTE, ROUTES
 from tests.infra.conftest import build, cdk_context
 
 MODEL_BUCKET = {"Fn::ImportValue": "driftloop-dev-ModelBucketName"}
@@ -73,7 +73,7 @@ def test_inference_function_settings(serving_template: Template) -> None:
                     "LOG_LEVEL": "INFO",
                 }
             },
-            "ReservedConcurrentExecutions": Match.absent(),
+            "ReservedConcurrentExecutions": 50,
         },
     )
 
@@ -121,30 +121,70 @@ def test_api_serves_every_route_through_the_lambda_proxy(serving_template: Templ
         assert properties["Integration"]["IntegrationHttpMethod"] == "POST"
 
 
-def test_feedback_is_a_post_route_with_the_same_auth_as_predict_in_both_modes(
+def test_feedback_requires_iam_in_both_modes_so_an_api_key_cannot_post_labels(
     serving_template: Template, api_key_serving_template: Template
 ) -> None:
     for template in (serving_template, api_key_serving_template):
-        found = methods(template)
-        feedback, predict = found[("feedback", "POST")], found[("predict", "POST")]
-        auth = ("AuthorizationType", "ApiKeyRequired")
-        assert {key: feedback.get(key) for key in auth} == {key: predict.get(key) for key in auth}
-    assert methods(serving_template)[("feedback", "POST")]["AuthorizationType"] == "AWS_IAM"
-    assert methods(api_key_serving_template)[("feedback", "POST")]["ApiKeyRequired"] is True
+        feedback = methods(template)[FEEDBACK_ROUTE]
+        assert feedback["AuthorizationType"] == "AWS_IAM"
+        assert feedback.get("ApiKeyRequired") in (None, False)
 
 
 def test_iam_mode_authorizes_every_method_with_iam(serving_template: Template) -> None:
     for properties in methods(serving_template).values():
         assert properties["AuthorizationType"] == "AWS_IAM"
-        assert "ApiKeyRequired" not in properties
+        assert not properties.get("ApiKeyRequired")
     serving_template.resource_count_is("AWS::ApiGateway::ApiKey", 0)
     serving_template.resource_count_is("AWS::ApiGateway::UsagePlan", 0)
 
 
-def test_api_key_mode_requires_a_key_on_every_method(api_key_serving_template: Template) -> None:
-    for properties in methods(api_key_serving_template).values():
-        assert properties["ApiKeyRequired"] is True
-        assert properties["AuthorizationType"] == "NONE"
+def test_api_key_mode_requires_a_key_on_every_method_but_feedback(api_key_serving_template: Template) -> None:
+    for route, properties in methods(api_key_serving_template).items():
+        if route != FEEDBACK_ROUTE:
+            assert properties["ApiKeyRequired"] is True, route
+            assert properties["AuthorizationType"] == "NONE", route
+
+
+def invoke_policies(template: Template) -> dict[str, set[str]]:
+    """Managed policy (by its logical id's prefix) -> the '<METHOD>/<path>' it may invoke, nothing else."""
+    found: dict[str, set[str]] = {}
+    for logical_id, resource in template.find_resources("AWS::IAM::ManagedPolicy").items():
+        [statement] = resource["Properties"]["PolicyDocument"]["Statement"]
+        assert (statement["Effect"], statement["Action"]) == ("Allow", "execute-api:Invoke")
+        arns = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        routes = set()
+        for arn in arns:
+            parts = arn["Fn::Join"][1]
+            # ...:<api id>/<stage>/<METHOD>/<path>: this API's deployed stage, one method and path.
+            assert parts[-4]["Ref"].startswith("InferenceApi") and parts[-2]["Ref"].startswith("InferenceApiDeploy")
+            routes.add(parts[-1].lstrip("/"))
+        found[logical_id.removeprefix("InferenceApi").split("InvokePolicy")[0]] = routes
+    return found
+
+
+def test_callers_get_invoke_on_predict_or_on_feedback_through_separate_managed_policies(
+    serving_template: Template, api_key_serving_template: Template
+) -> None:
+    assert invoke_policies(serving_template) == {
+        "Predict": {"POST/predict", "GET/health", "GET/model", "GET/openapi.json"},
+        "Feedback": {"POST/feedback"},
+    }
+    # API keys authorise predictions; only the feedback policy is needed.
+    assert invoke_policies(api_key_serving_template) == {"Feedback": {"POST/feedback"}}
+    assert set(serving_template.find_outputs("*")) >= {"PredictPolicyArn", "FeedbackPolicyArn"}
+    outputs = api_key_serving_template.find_outputs("*")
+    assert "FeedbackPolicyArn" in outputs and "PredictPolicyArn" not in outputs
+
+
+def test_the_api_accepts_only_tls_1_3_and_strict_endpoint_access(serving_template: Template) -> None:
+    serving_template.has_resource_properties(
+        "AWS::ApiGateway::RestApi",
+        {
+            "EndpointConfiguration": {"Types": ["REGIONAL"]},
+            "SecurityPolicy": "SecurityPolicy_TLS13_1_3_2025_09",
+            "EndpointAccessMode": "STRICT",
+        },
+    )
 
 
 def test_api_key_mode_meters_the_key_with_a_usage_plan(api_key_serving_template: Template) -> None:
@@ -163,7 +203,7 @@ def test_api_key_mode_meters_the_key_with_a_usage_plan(api_key_serving_template:
     api_key_serving_template.has_output("ApiKeyId", {})
 
 
-def test_stage_throttles_traces_and_records_metrics(serving_template: Template) -> None:
+def test_stage_throttles_feedback_lower_traces_and_records_metrics(serving_template: Template) -> None:
     serving_template.has_resource_properties(
         "AWS::ApiGateway::Stage",
         {
@@ -178,7 +218,15 @@ def test_stage_throttles_traces_and_records_metrics(serving_template: Template) 
                     "MetricsEnabled": True,
                     "LoggingLevel": "ERROR",
                     "DataTraceEnabled": False,
-                }
+                },
+                # Feedback has its own, lower limits (serving.feedback_throttle_*).
+                {
+                    "HttpMethod": "POST",
+                    "ResourcePath": "/~1feedback",
+                    "ThrottlingRateLimit": 10,
+                    "ThrottlingBurstLimit": 20,
+                    "DataTraceEnabled": False,
+                },
             ],
         },
     )
@@ -212,16 +260,26 @@ def test_lambda_permissions_are_scoped_to_each_route_of_the_stage(serving_templa
     assert suffixes == {f"/{method}/{path}" for path, method in ROUTES}
 
 
-def test_outputs_name_the_api_url_and_the_function(serving_template: Template) -> None:
+def test_outputs_name_the_api_url_the_function_and_the_invoke_policies(serving_template: Template) -> None:
     outputs = serving_template.find_outputs("*")
     # (CDK adds "ExportsOutput..." outputs of its own for stacks that reference this one.)
-    assert {name for name in outputs if not name.startswith("ExportsOutput")} == {"ApiUrl", "FunctionName"}
+    assert {name for name in outputs if not name.startswith("ExportsOutput")} == {
+        "ApiUrl",
+        "FunctionName",
+        "PredictPolicyArn",
+        "FeedbackPolicyArn",
+    }
     assert outputs["ApiUrl"]["Value"]["Fn::Join"][1][0] == "https://"
 
 
-def test_reserved_concurrency_is_set_when_configured() -> None:
+def test_reserved_concurrency_follows_the_config_and_null_leaves_the_function_unreserved() -> None:
     template = Template.from_stack(build(cdk_context(overrides={"serving": {"reserved_concurrency": 5}})).serving)
     template.has_resource_properties("AWS::Lambda::Function", {"ReservedConcurrentExecutions": 5})
+    # In the base config: jsii drops null members of context objects, so a stage override cannot unset it.
+    context = cdk_context()
+    context["driftloop"]["serving"]["reserved_concurrency"] = None
+    unreserved = Template.from_stack(build(context).serving)
+    unreserved.has_resource_properties("AWS::Lambda::Function", {"ReservedConcurrentExecutions": Match.absent()})
 
 
 # -- capture and feedback streams --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from aws_cdk import Stack, Stage
 from aws_cdk.assertions import Match, Template
 from aws_cdk.cx_api import CloudAssembly
 
+from functions.workflow.steps import APPROVAL_DENIED, APPROVAL_TIMEOUT
 from infra.app import DriftloopStacks
 from infra.constructs.training_workflow import FAILED_ERROR
 from training.contract import METRIC_DEFINITIONS
@@ -31,13 +32,17 @@ def _token(part: dict[str, Any]) -> str:
     return "<token>"
 
 
-@pytest.fixture(scope="module")
-def states(training_template: Template) -> dict[str, Any]:
-    [machine] = training_template.find_resources("AWS::StepFunctions::StateMachine").values()
+def definition_states(template: Template) -> dict[str, Any]:
+    [machine] = template.find_resources("AWS::StepFunctions::StateMachine").values()
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
     definition = json.loads("".join(part if isinstance(part, str) else _token(part) for part in parts))
     assert definition["StartAt"] == "Guard"
     return dict(definition["States"])
+
+
+@pytest.fixture(scope="module")
+def states(training_template: Template) -> dict[str, Any]:
+    return definition_states(training_template)
 
 
 def successors(state: dict[str, Any]) -> list[str]:
@@ -207,6 +212,8 @@ def test_train_runs_a_sagemaker_training_job_and_waits_for_it(states: dict[str, 
     assert parameters["RoleArn"].startswith("<SageMakerExecutionRole")
     assert parameters["ResourceConfig"] == {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10}
     assert parameters["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+    # The training program reads only its channels: the container gets no network.
+    assert parameters["EnableNetworkIsolation"] is True
     assert {"Key": "driftloop:version", "Value.$": "$.prepare.version"} in parameters["Tags"]
     algorithm = parameters["AlgorithmSpecification"]
     assert algorithm["TrainingInputMode"] == "File"
@@ -414,13 +421,21 @@ def test_workflow_function_settings(training_template: Template, name: str) -> N
                     "DRIFTLOOP_TRAINING_DATA_PREFIX": "training-data/",
                     "DRIFTLOOP_ARTIFACT_PREFIX": "training-jobs/",
                     "DRIFTLOOP_JOB_PREFIX": "driftloop-dev",
+                    # The serving Lambda's limits, so that training refuses a bundle it could not load.
                     "DRIFTLOOP_HYPERPARAMETERS": json.dumps(
-                        {"algorithm": "random_forest", "target": "churned"}, sort_keys=True
+                        {
+                            "algorithm": "random_forest",
+                            "target": "churned",
+                            "serving_memory_mb": "1024",
+                            "serving_timeout_seconds": "10",
+                        },
+                        sort_keys=True,
                     ),
                     "DRIFTLOOP_ASSEMBLED_PREFIX": "assembled/",
                     "DRIFTLOOP_CAPTURE_PREFIX": "captures/",
                     "DRIFTLOOP_FEEDBACK_PREFIX": "feedback/",
                     "DRIFTLOOP_INCLUDE_FEEDBACK": "true",
+                    "DRIFTLOOP_MAX_FEEDBACK_SHARE": "0.3",
                     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
                     "DRIFTLOOP_COOLDOWN_MINUTES": "360",
                     "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": "7200",
@@ -436,22 +451,70 @@ def test_workflow_functions_have_no_managed_policies(training_template: Template
         assert "ManagedPolicyArns" not in resource["Properties"]
 
 
-def test_prepare_only_reads_the_registry(training_template: Template) -> None:
-    policy = statements(training_template, "PrepareFunctionRole")
-    assert actions_on(training_template, "PrepareFunctionRole", object_arn(MODEL_BUCKET, "registry/")) == {
-        "s3:GetObject"
+CHAMPION = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", MODEL_BUCKET, "/registry/champion.json"]]}
+READ_WRITE = {"s3:GetObject", "s3:PutObject"}
+
+
+def object_actions(template: Template, role: str) -> dict[str, set[str]]:
+    """Every object ARN the role's policy names (as its key or prefix pattern, e.g. 'registry/decisions/*')
+    -> the actions allowed on it."""
+    found: dict[str, set[str]] = {}
+    for statement in statements(template, role):
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for resource in resources:
+            parts = resource.get("Fn::Join", ["", []])[1] if isinstance(resource, dict) else []
+            if parts and isinstance(parts[-1], str) and parts[-1].startswith("/"):
+                bucket = "model" if parts[-2] == MODEL_BUCKET else "data"
+                found.setdefault(f"{bucket}:{parts[-1][1:]}", set()).update(actions)
+    return found
+
+
+def test_prepare_reads_only_the_champion_pointer(training_template: Template) -> None:
+    assert object_actions(training_template, "PrepareFunctionRole") == {
+        "model:registry/champion.json": {"s3:GetObject"}
     }
-    assert "training-data/" not in json.dumps(policy)
-    assert "s3:PutObject" not in json.dumps(policy)
 
 
-def test_guard_reads_and_writes_the_run_lock_and_only_appends_decisions(training_template: Template) -> None:
+def test_only_promote_may_write_the_champion_pointer(training_template: Template) -> None:
+    assert object_actions(training_template, "PromoteFunctionRole") == {
+        "model:registry/champion.json": READ_WRITE,
+        "model:registry/versions/*": {"s3:GetObject"},
+        "model:registry/decisions/*": READ_WRITE,
+    }
+    writers = {
+        policy
+        for policy in training_template.find_resources("AWS::IAM::Policy")
+        for key, actions in object_actions(training_template, policy).items()
+        if "s3:PutObject" in actions and "registry/champion.json".startswith(key.split(":", 1)[1].rstrip("*"))
+    }
+    assert len(writers) == 1 and writers.pop().startswith("PromoteFunctionRole")
+
+
+def test_register_reads_training_outputs_and_creates_versions_and_decisions(training_template: Template) -> None:
+    # It reads back a version it may have stored already (a retried step) and the decisions it recorded.
+    assert object_actions(training_template, "RegisterFunctionRole") == {
+        "model:training-jobs/*": {"s3:GetObject"},
+        "model:registry/versions/*": READ_WRITE,
+        "model:registry/decisions/*": READ_WRITE,
+    }
+
+
+@pytest.mark.parametrize("role", ["RejectFunctionRole", "RecordFailureFunctionRole"])
+def test_reject_and_record_failure_touch_only_the_decision_record(training_template: Template, role: str) -> None:
+    assert object_actions(training_template, role) == {"model:registry/decisions/*": READ_WRITE}
+    # No ListBucket beyond the decisions prefix either.
+    listing = [s for s in statements(training_template, role) if s["Action"] == "s3:ListBucket"]
+    assert [s["Condition"] for s in listing] == [{"StringLike": {"s3:prefix": ["registry/decisions/*"]}}]
+
+
+def test_guard_reads_and_writes_the_run_lock_and_records_decisions(training_template: Template) -> None:
     role = "GuardFunctionRole"
     assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/runs/")) == {
         "s3:GetObject",
         "s3:PutObject",
     }
-    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/decisions/")) == {"s3:PutObject"}
+    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/decisions/")) == READ_WRITE
     # Not the champion pointer, not the versions.
     assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/")) == set()
     assert "DataBucketName" not in json.dumps(statements(training_template, role))
@@ -490,21 +553,6 @@ def test_assembled_data_sets_expire_with_the_training_outputs(data_template: Tem
     assert {"Id": "expire-assembled-data", "Prefix": "assembled/", "ExpirationInDays": 30, "Status": "Enabled"} in rules
 
 
-def test_register_reads_training_outputs_and_writes_the_registry(training_template: Template) -> None:
-    role = "RegisterFunctionRole"
-    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "training-jobs/")) == {"s3:GetObject"}
-    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/")) == {
-        "s3:GetObject",
-        "s3:PutObject",
-    }
-
-
-def test_record_failure_only_writes_the_registry(training_template: Template) -> None:
-    role = "RecordFailureFunctionRole"
-    assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "registry/")) == {"s3:PutObject"}
-    assert "s3:GetObject" not in json.dumps(statements(training_template, role))
-
-
 def test_training_image_context_holds_only_what_the_dockerfile_copies(dev: DriftloopStacks) -> None:
     assembly = assembly_of(dev.training)
     manifest = json.loads((Path(assembly.directory) / "driftloop-dev-training.assets.json").read_text())
@@ -531,3 +579,83 @@ def test_stack_exposes_what_later_stacks_build_on(dev: DriftloopStacks) -> None:
     assert dev.training.state_machine.state_machine_name
     assert dev.training.failure_topic.topic_arn
     assert dev.training.sagemaker_role.role_arn
+
+
+# -- manual approval (retraining.approval) ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def approval_template(approval: DriftloopStacks) -> Template:
+    return Template.from_stack(approval.training)
+
+
+@pytest.fixture(scope="module")
+def approval_states(approval_template: Template) -> dict[str, Any]:
+    return definition_states(approval_template)
+
+
+def test_without_approval_a_passed_gate_promotes_at_once_and_there_is_no_approvals_topic(
+    states: dict[str, Any], training_template: Template
+) -> None:
+    assert "Approval" not in states
+    assert "ApprovalTopicArn" not in training_template.find_outputs("*")
+    assert "request_approval" not in json.dumps(training_template.find_resources("AWS::Lambda::Function"))
+
+
+def test_with_approval_a_passed_gate_waits_for_a_task_token_then_promotes(approval_states: dict[str, Any]) -> None:
+    assert approval_states["GatePassed?"]["Choices"][0]["Next"] == "Approval"
+    assert approval_states["GatePassed?"]["Default"] == "Reject"
+    approval = approval_states["Approval"]
+    assert approval["Resource"] == "arn:<AWS::Partition>:states:::lambda:invoke.waitForTaskToken"
+    assert approval["Parameters"]["FunctionName"].startswith("<RequestApprovalFunction")
+    assert approval["Parameters"]["Payload"] == {"token.$": "$$.Task.Token", "state.$": "$"}
+    # The operator's answer ({"approved": true, "by", "note"}) is what Promote reads.
+    assert (approval["ResultPath"], approval["Next"]) == ("$.approval", "Promote")
+    assert approval["TimeoutSeconds"] == 3600
+
+
+def test_a_denied_or_unanswered_approval_is_rejected_with_the_error_at_approval(
+    approval_states: dict[str, Any],
+) -> None:
+    assert approval_states["Approval"]["Catch"] == [
+        {"ErrorEquals": [APPROVAL_DENIED, APPROVAL_TIMEOUT], "ResultPath": "$.approval", "Next": "Reject"},
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"},
+    ]
+    retried = {error for retry in approval_states["Approval"]["Retry"] for error in retry["ErrorEquals"]}
+    assert "Lambda.ServiceException" in retried and "States.ALL" not in retried
+
+
+def test_with_approval_every_run_still_releases_the_lock(approval_states: dict[str, Any]) -> None:
+    run_paths = [path for path in paths_from(approval_states, "Guard") if path[-1] != "Skipped"]
+    assert ["Approval", "Reject"] in [path[i : i + 2] for path in run_paths for i in range(len(path) - 1)]
+    for path in run_paths:
+        assert any(name in RELEASES for name in path), f"never released: {' -> '.join(path)}"
+
+
+def test_the_approval_function_only_publishes_to_the_encrypted_approvals_topic(
+    approval_template: Template,
+) -> None:
+    approval_template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "functions.workflow.handlers.request_approval",
+            "Environment": {
+                "Variables": Match.object_like(
+                    {"DRIFTLOOP_APPROVAL_TOPIC_ARN": {"Ref": Match.string_like_regexp("^ApprovalTopic")}}
+                )
+            },
+        },
+    )
+    policy = statements(approval_template, "RequestApprovalFunctionRole")
+    assert not [s for s in policy if "s3:" in json.dumps(s["Action"])]
+    [publish] = [s for s in policy if s["Action"] == "sns:Publish"]
+    assert publish["Resource"]["Ref"].startswith("ApprovalTopic")
+    approval_template.has_resource_properties(
+        "AWS::SNS::Topic", {"KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^ApprovalTopicKey"), "Arn"]}}
+    )
+    assert "ApprovalTopicArn" in approval_template.find_outputs("*")
+
+
+def test_the_state_machine_cannot_answer_approvals_itself(approval_template: Template) -> None:
+    # Only an operator (driftloop approve / deny) sends the task token back.
+    assert "states:SendTask" not in json.dumps(approval_template.find_resources("AWS::IAM::Policy"))
