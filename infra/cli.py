@@ -111,14 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--refresh-seconds", type=float, default=60.0, help="champion re-check interval")
     serve.set_defaults(run=_serve)
 
-    predict = commands.add_parser("predict", help="send a prediction request and print the answer")
-    predict.add_argument("--url", required=True, help="API base URL (local or the deployed stage URL)")
-    body = predict.add_mutually_exclusive_group(required=True)
-    body.add_argument("--json", help="request body, e.g. '{\"instances\": [{...}]}'")
-    body.add_argument("--file", type=Path, help="file holding the request body")
-    predict.add_argument("--api-key", default=os.environ.get("DRIFTLOOP_API_KEY"), help="for api_key auth mode")
-    predict.add_argument("--sign", action="store_true", help="sign with SigV4 (iam auth mode) using boto3 credentials")
-    predict.set_defaults(run=_predict)
+    for route, summary, example in (
+        ("predict", "send a prediction request and print the answer", '{"instances": [{...}]}'),
+        (
+            "feedback",
+            "send ground-truth labels for earlier predictions (SigV4)",
+            '{"prediction_id": "...", "label": "1"}',
+        ),
+    ):
+        command = commands.add_parser(route, help=summary)
+        command.add_argument("--url", required=True, help="API base URL (local or the deployed stage URL)")
+        body = command.add_mutually_exclusive_group(required=True)
+        body.add_argument("--json", help=f"request body, e.g. '{example}'")
+        body.add_argument("--file", type=Path, help="file holding the request body")
+        command.add_argument("--api-key", default=os.environ.get("DRIFTLOOP_API_KEY"), help="for api_key auth mode")
+        command.add_argument(
+            "--sign", action="store_true", help="sign with SigV4 (iam auth mode) using boto3 credentials"
+        )
+        command.set_defaults(run=_post_route, route=route)
 
     for name, handler, summary in (
         ("versions", _versions, "list registered versions"),
@@ -259,9 +269,9 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(args: argparse.Namespace) -> int:
+def _post_route(args: argparse.Namespace) -> int:
     body = args.json.encode() if args.json is not None else args.file.read_bytes()
-    status, answer = post_json(args.url.rstrip("/") + "/predict", body, api_key=args.api_key, sign=args.sign)
+    status, answer = post_json(f"{args.url.rstrip('/')}/{args.route}", body, api_key=args.api_key, sign=args.sign)
     print(f"HTTP {status}")
     print(json.dumps(answer, indent=2))
     return 0 if status < 400 else 1
