@@ -6,13 +6,13 @@ puzzling request failures. Having no model configured is not a setting error: th
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from functions.common import text_values
 from functions.common.registry import DEFAULT_PREFIX as DEFAULT_REGISTRY_PREFIX
 from functions.inference.capture import SINK_NAMES
 
@@ -67,15 +67,17 @@ class Config:
             model_dir=read("DRIFTLOOP_MODEL_DIR", Path, None),
             model_bucket=read("DRIFTLOOP_MODEL_BUCKET", str, None),
             registry_prefix=read("DRIFTLOOP_REGISTRY_PREFIX", str, cls.registry_prefix),
-            refresh_seconds=read("DRIFTLOOP_REFRESH_SECONDS", _seconds, cls.refresh_seconds),
+            refresh_seconds=read("DRIFTLOOP_REFRESH_SECONDS", text_values.non_negative, cls.refresh_seconds),
             work_dir=read("DRIFTLOOP_WORK_DIR", Path, cls.work_dir),
-            max_instances=read("DRIFTLOOP_MAX_INSTANCES", _positive_int, cls.max_instances),
-            max_body_bytes=read("DRIFTLOOP_MAX_BODY_BYTES", _positive_int, cls.max_body_bytes),
-            capture=read("DRIFTLOOP_CAPTURE", _sink_name, cls.capture),
+            max_instances=read("DRIFTLOOP_MAX_INSTANCES", text_values.positive_int, cls.max_instances),
+            max_body_bytes=read("DRIFTLOOP_MAX_BODY_BYTES", text_values.positive_int, cls.max_body_bytes),
+            capture=read("DRIFTLOOP_CAPTURE", text_values.choice(SINK_NAMES), cls.capture),
             capture_stream=read("DRIFTLOOP_CAPTURE_STREAM", str, None),
-            capture_sample_rate=read("DRIFTLOOP_CAPTURE_SAMPLE_RATE", _fraction, cls.capture_sample_rate),
+            capture_sample_rate=read("DRIFTLOOP_CAPTURE_SAMPLE_RATE", text_values.fraction, cls.capture_sample_rate),
             feedback_stream=read("DRIFTLOOP_FEEDBACK_STREAM", str, None),
-            feedback_max_age_days=read("DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", _positive_int, cls.feedback_max_age_days),
+            feedback_max_age_days=read(
+                "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", text_values.positive_int, cls.feedback_max_age_days
+            ),
             service=read("DRIFTLOOP_SERVICE_NAME", str, cls.service),
         )
         if config.capture == "firehose" and not config.capture_stream:
@@ -83,33 +85,3 @@ class Config:
         if problems:
             raise ConfigError("invalid inference settings:\n" + "\n".join(f"- {p}" for p in problems))
         return config
-
-
-def _seconds(raw: str) -> float:
-    value = float(raw)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError("expected a number of seconds >= 0")
-    return value
-
-
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError("expected a whole number >= 1") from None
-    if value < 1:
-        raise ValueError("expected a whole number >= 1")
-    return value
-
-
-def _fraction(raw: str) -> float:
-    value = float(raw)
-    if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise ValueError("expected a number from 0 to 1")
-    return value
-
-
-def _sink_name(raw: str) -> str:
-    if raw not in SINK_NAMES:
-        raise ValueError(f"expected one of {', '.join(SINK_NAMES)}")
-    return raw

@@ -131,10 +131,10 @@ def test_invalid_capture_settings_are_refused_with_every_problem() -> None:
             }
         )
     message = str(caught.value)
-    assert "DRIFTLOOP_CAPTURE_SAMPLE_RATE='1.5': expected a number from 0 to 1" in message
+    assert "DRIFTLOOP_CAPTURE_SAMPLE_RATE='1.5': must be a number between 0 and 1" in message
     assert "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS='0'" in message
     assert "DRIFTLOOP_CAPTURE=firehose needs DRIFTLOOP_CAPTURE_STREAM" in message
-    with pytest.raises(ConfigError, match="expected a number from 0 to 1"):
+    with pytest.raises(ConfigError, match="must be a number between 0 and 1"):
         Config.from_env({"DRIFTLOOP_CAPTURE_SAMPLE_RATE": "nan"})
 
 

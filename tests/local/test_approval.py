@@ -112,10 +112,13 @@ class Approvals:
         execution: str = self.sfn.start_execution(stateMachineArn=self.machine, input=json.dumps(STATE))["executionArn"]
         return execution
 
-    def request(self) -> dict[str, str]:
-        """The next approval message on the topic: its subject and text."""
+    def request(self, execution: str) -> dict[str, str]:
+        """The approval message ``execution`` published: its subject and text."""
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
+            described = self.sfn.describe_execution(executionArn=execution)
+            if described["status"] != "RUNNING":
+                raise AssertionError(f"the execution ended before asking for approval: {described}")
             received = self.sqs.receive_message(QueueUrl=self.queue, WaitTimeSeconds=2, MaxNumberOfMessages=1)
             for message in received.get("Messages", []):
                 self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
@@ -145,6 +148,7 @@ def workflow_environment(topic: str) -> dict[str, str]:
         "DRIFTLOOP_ASSEMBLED_PREFIX": "assembled/",
         "DRIFTLOOP_CAPTURE_PREFIX": "capture/",
         "DRIFTLOOP_FEEDBACK_PREFIX": "feedback/",
+        "DRIFTLOOP_INCLUDE_FEEDBACK": "false",
     }
 
 
@@ -163,7 +167,7 @@ def test_an_approved_run_goes_on_to_promote_with_who_approved_and_the_note(
     approvals: Approvals, capsys: pytest.CaptureFixture[str]
 ) -> None:
     execution = approvals.start()
-    request = approvals.request()
+    request = approvals.request(execution)
     assert request["subject"] == "driftloop: approve promoting v-20261205-0001?"
     assert "Champion v-20261201-0001: 0.88" in request["message"]
     arguments = command_in(request["message"], "approve")
@@ -183,7 +187,7 @@ def test_an_approved_run_goes_on_to_promote_with_who_approved_and_the_note(
 
 def test_a_denied_run_goes_to_reject_with_the_reason(approvals: Approvals) -> None:
     execution = approvals.start()
-    arguments = command_in(approvals.request()["message"], "deny")
+    arguments = command_in(approvals.request(execution)["message"], "deny")
     arguments[arguments.index("--reason") + 1] = "the holdout is too small this week"
 
     assert main(arguments) == 0
@@ -200,7 +204,7 @@ def test_answering_a_request_twice_is_a_clear_error_not_a_traceback(
     approvals: Approvals, capsys: pytest.CaptureFixture[str]
 ) -> None:
     execution = approvals.start()
-    arguments = command_in(approvals.request()["message"], "approve")
+    arguments = command_in(approvals.request(execution)["message"], "approve")
     assert main(arguments) == 0
     assert approvals.finished(execution)["status"] == "SUCCEEDED"
 
