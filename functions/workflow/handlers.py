@@ -82,7 +82,9 @@ def reject(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("record_failure", steps.record_failure(_registry(), event))
+    """Input: ``{"execution_id": $$.Execution.Id, "state": $}``."""
+    result = steps.record_failure(_registry(), event.get("state") or {}, event.get("execution_id"))
+    return _log("record_failure", result)
 
 
 def release(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -406,8 +406,11 @@ def reject(registry: Registry, state: Mapping[str, Any]) -> dict[str, Any]:
     return {"version": registration["version"], "decision_id": decision.id, "reasons": list(decision.reasons)}
 
 
-def record_failure(registry: Registry, state: Mapping[str, Any]) -> dict[str, Any]:
-    """Record a failed run with the error Step Functions caught; returns a message for the notification."""
+def record_failure(registry: Registry, state: Mapping[str, Any], execution_id: str | None = None) -> dict[str, Any]:
+    """Record a failed run with the error Step Functions caught; returns a message for the notification.
+
+    ``execution_id`` (from the context object) names the run even when Guard itself failed and left no result.
+    """
     error = state.get("error") or {}
     cause = _readable_cause(error.get("Cause"))
     prepared = state.get("prepare") or {}
@@ -419,7 +422,7 @@ def record_failure(registry: Registry, state: Mapping[str, Any]) -> dict[str, An
     except WorkflowError:
         trigger = {"source": "invalid", "input": state.get("trigger")}
     details = {"training_job_name": prepared.get("training_job_name"), "trigger": trigger}
-    decision = _record_for_run(registry, state, "failed", version, reasons, details)
+    decision = _record_for_run(registry, state, "failed", version, reasons, details, execution_id)
     return {
         "decision_id": decision.id,
         "version": version,
@@ -538,14 +541,16 @@ def _record_for_run(
     version: str | None,
     reasons: list[str],
     details: Mapping[str, Any],
+    execution_id: str | None = None,
 ) -> Decision:
     """Record this run's decision once: a retried step gets its first attempt's decision back.
 
-    Without Guard's result (Guard itself failed) there is no run to look up: the decision is simply recorded.
+    Without Guard's result (Guard itself failed) there is no run to look up: the decision is simply recorded,
+    under ``execution_id`` when the caller knows it.
     """
     run = _run(state)
     if run is None:
-        execution = (state.get("guard") or {}).get("execution_id")
+        execution = (state.get("guard") or {}).get("execution_id") or execution_id
         return registry.record(action, version, reasons, {**details, "execution": execution})
     return registry.record_once(action, version, reasons, details, execution=run[0], since=run[1])
 

@@ -98,11 +98,12 @@ class TrainingWorkflow(Construct):
         super().__init__(scope, construct_id)
         self._job = job
 
-        # Guard and Release get the execution's id from the context object, beside the whole state.
+        # Guard, RecordFailure and Release get the execution's id from the context object, beside the whole state:
+        # a failure is recorded under its execution even when Guard failed and left no result.
         execution = {"execution_id": sfn.JsonPath.execution_id, "state": sfn.JsonPath.entire_payload}
         release_payload = sfn.TaskInput.from_object(execution)
 
-        record_failure = self._invoke("RecordFailure", functions.record_failure, "$.failure")
+        record_failure = self._invoke("RecordFailure", functions.record_failure, "$.failure", payload=release_payload)
         release_after_failure = self._invoke(
             "ReleaseAfterFailure", functions.release, "$.release", payload=release_payload
         )

@@ -171,7 +171,9 @@ def test_every_task_state_catches_everything(states: dict[str, Any]) -> None:
         assert [catch["ErrorEquals"] for catch in states[name]["Catch"]] == [["States.ALL"]], name
 
 
-def test_guard_and_release_get_the_execution_id_from_the_context_object(states: dict[str, Any]) -> None:
+def test_guard_record_failure_and_release_get_the_execution_id_from_the_context_object(
+    states: dict[str, Any],
+) -> None:
     assert states["Guard"]["Parameters"] == {
         "execution_id.$": "$$.Execution.Id",
         "started_at.$": "$$.Execution.StartTime",
@@ -181,6 +183,7 @@ def test_guard_and_release_get_the_execution_id_from_the_context_object(states: 
         assert states[name]["Parameters"] == {"execution_id.$": "$$.Execution.Id", "state.$": "$"}
         assert states[name]["Resource"].startswith("<ReleaseFunction")
         assert states[name]["ResultPath"] == "$.release"
+    assert states["RecordFailure"]["Parameters"] == {"execution_id.$": "$$.Execution.Id", "state.$": "$"}
 
 
 def test_lambda_steps_put_their_results_where_the_next_steps_read_them(states: dict[str, Any]) -> None:
@@ -197,7 +200,7 @@ def test_lambda_steps_put_their_results_where_the_next_steps_read_them(states: d
         assert states[name]["ResultPath"] == result_path
         # The function ARN itself: the state's whole input is the payload and its return value the result.
         assert states[name]["Resource"].startswith(function)
-        if name != "Guard":
+        if name not in ("Guard", "RecordFailure"):
             assert "Parameters" not in states[name]
 
 

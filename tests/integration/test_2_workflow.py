@@ -1,10 +1,11 @@
 """The training workflow's paths, through real executions of the deployed state machine.
 
 The tests share the registry and the run lock, so they run in this file's order on purpose: a first champion,
-a challenger the gate rejects, invalid data, a job the training program refuses, two executions at once, and the
-cooldown. Each waits until no other execution runs before it starts its own, and reads the champion it compares
-with when it starts. Two runs promote (the first one and the lock holder of the one-at-a-time test, trained on the
-same data: a gain of 0 passes ``min_improvement`` 0), which the rollback tests use.
+a challenger the gate rejects, invalid data, an input overriding a pinned gate setting, a job the training
+program refuses, two executions at once, and the cooldown. Each waits until no other execution runs before it
+starts its own, and reads the champion it compares with when it starts. Two runs promote (the first one and the
+lock holder of the one-at-a-time test, trained on the same data: a gain of 0 passes ``min_improvement`` 0, and
+scored on the same rows the champion never saw), which the rollback tests use.
 """
 
 from __future__ import annotations
@@ -82,10 +83,10 @@ def test_a_challenger_below_the_gate_is_rejected_and_the_champion_stays(deployed
     before = deployed.champion()
     assert before is not None, "the previous test promotes a champion"
 
-    # No challenger beats the champion's ROC AUC by 0.5 on the same holdout.
-    run = deployed.run(
-        "it-reject", {"trigger": trigger("integration: gate"), "hyperparameters": {"min_improvement": "0.5"}}
-    )
+    # A one-stump forest (the model's knobs are all an execution may override) cannot match the champion's
+    # 200 trees on the rows the champion never saw.
+    weak = {"n_estimators": "1", "max_depth": "1"}
+    run = deployed.run("it-reject", {"trigger": trigger("integration: gate"), "hyperparameters": weak})
 
     assert run.status == "SUCCEEDED", run
     assert run.states == REJECTION_PATH
@@ -97,7 +98,7 @@ def test_a_challenger_below_the_gate_is_rejected_and_the_champion_stays(deployed
     assert [d.action for d in decisions] == ["triggered", "registered", "rejected"]
     rejected = decisions[-1]
     assert rejected.version == version
-    assert any("is below min_improvement 0.5" in reason for reason in rejected.reasons), rejected.reasons
+    assert any("exceeds max_trusted_regression 0" in reason for reason in rejected.reasons), rejected.reasons
     record = deployed.registry.get_version(version)
     assert record.evaluation is not None and record.evaluation["passed"] is False
     assert record.evaluation["champion_version"] == before.version
@@ -155,6 +156,25 @@ def test_a_failed_run_ends_with_the_error_of_the_step_that_failed_in_its_cause(i
     assert json.loads(cause).get("TrainingJobStatus") == "Failed"
 
 
+def test_an_execution_input_that_overrides_a_pinned_gate_setting_fails_at_guard_and_is_recorded(
+    deployed: Deployed,
+) -> None:
+    deployed.wait_until_idle()
+    before = deployed.champion()
+
+    run = deployed.run(
+        "it-pinned", {"trigger": trigger("integration: pinned"), "hyperparameters": {"min_improvement": "-1"}}
+    )
+
+    assert run.status == "FAILED", run
+    assert run.states == ["Guard", *FAILURE_PATH]
+    [failed] = deployed.decisions_of(run.arn)
+    assert failed.action == "failed"
+    assert "may not set 'min_improvement' (pinned by the deployed configuration)" in failed.reasons[0]
+    assert deployed.champion() == before
+    assert deployed.run_lock()["execution"] != run.arn
+
+
 def test_a_job_the_training_program_refuses_fails_with_its_reason_not_a_data_problem(
     deployed: Deployed, failure_notifications: Notifications
 ) -> None:
@@ -162,7 +182,7 @@ def test_a_job_the_training_program_refuses_fails_with_its_reason_not_a_data_pro
     before = deployed.champion()
 
     run = deployed.run(
-        "it-refused", {"trigger": trigger("integration: bad knob"), "hyperparameters": {"not_a_knob": "1"}}
+        "it-refused", {"trigger": trigger("integration: bad knob"), "hyperparameters": {"n_estimators": "0"}}
     )
 
     assert run.status == "FAILED", run
@@ -171,7 +191,7 @@ def test_a_job_the_training_program_refuses_fails_with_its_reason_not_a_data_pro
     decisions = deployed.decisions_of(run.arn)
     assert [d.action for d in decisions] == ["triggered", "failed"]
     reason = failure_reason(deployed, decisions[-1].details["training_job_name"])
-    assert reason.startswith("AlgorithmError: invalid hyperparameters: unknown hyperparameter 'not_a_knob' (known: ")
+    assert reason.startswith("AlgorithmError: invalid hyperparameters: hyperparameter 'n_estimators'='0' must be an ")
     assert reason.endswith(", exit code: 1")
     assert "validation" not in reason
     assert decisions[-1].reasons == (f"States.TaskFailed: {reason}",)

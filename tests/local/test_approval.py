@@ -149,6 +149,9 @@ def workflow_environment(topic: str) -> dict[str, str]:
         "DRIFTLOOP_CAPTURE_PREFIX": "capture/",
         "DRIFTLOOP_FEEDBACK_PREFIX": "feedback/",
         "DRIFTLOOP_INCLUDE_FEEDBACK": "false",
+        "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
+        "DRIFTLOOP_COOLDOWN_MINUTES": "0",
+        "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": "7200",
     }
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from functions.common.registry import Registry
 from functions.workflow import handlers, steps
 from functions.workflow.settings import SettingsError, WorkflowSettings
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
@@ -72,9 +73,15 @@ def test_a_run_through_the_handlers_takes_the_lock_assembles_prepares_and_releas
     assert skipped["acquired"] is False and skipped["reason"].startswith("cooldown")
 
 
-def test_record_failure_handler_writes_a_failed_decision(lambda_env: None) -> None:
-    result = handlers.record_failure({"error": {"Error": "States.Timeout", "Cause": "took too long"}}, None)
-    assert result["message"].endswith("States.Timeout: took too long")
+def test_record_failure_handler_writes_a_failed_decision_under_the_execution(lambda_env: None) -> None:
+    # Guard itself failed: the state holds no Guard result, only the error.
+    event = {"execution_id": EXECUTION, "state": {"error": {"Error": "WorkflowError", "Cause": "pinned"}}}
+
+    result = handlers.record_failure(event, None)
+
+    assert result["message"].endswith("WorkflowError: pinned")
+    [decision] = Registry(boto3.client("s3"), MODEL_BUCKET).decisions()
+    assert (decision.action, decision.details["execution"]) == ("failed", EXECUTION)
 
 
 @pytest.mark.parametrize(
