@@ -4,6 +4,7 @@ import gzip
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,21 @@ def run_to_registration(
     return state
 
 
+RegisteredRun = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def registered_run(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> RegisteredRun:
+    """Runs to registration on the training data, with the given challenger and champion scores."""
+
+    def run(*, challenger: float, champion: float | None) -> dict[str, Any]:
+        return run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=challenger, champion=champion)
+
+    return run
+
+
 def test_assemble_without_training_data_fails_with_the_location_to_fill(s3: S3Client) -> None:
     state = {"guard": {"version": new_version_id()}}
     with pytest.raises(NoTrainingData, match=f"s3://{DATA_BUCKET}/training-data/"):
@@ -117,9 +133,9 @@ def test_prepare_without_champion_trains_on_the_assembled_data_only(
 
 
 def test_first_model_is_registered_and_promoted(
-    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+    registered_run: RegisteredRun, s3: S3Client, registry: Registry
 ) -> None:
-    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    state = registered_run(challenger=0.9, champion=None)
     assert state["registration"]["passed"] is True
 
     promoted = steps.promote(registry, state)
@@ -140,12 +156,12 @@ def test_first_model_is_registered_and_promoted(
 
 
 def test_second_run_gets_the_champion_channel_and_a_worse_challenger_is_rejected(
-    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+    registered_run: RegisteredRun, s3: S3Client, registry: Registry
 ) -> None:
-    first = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    first = registered_run(challenger=0.9, champion=None)
     steps.promote(registry, first)
 
-    second = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.85, champion=0.9)
+    second = registered_run(challenger=0.85, champion=0.9)
     channels = {
         c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in second["prepare"]["input_data_config"]
     }
@@ -162,12 +178,12 @@ def test_second_run_gets_the_champion_channel_and_a_worse_challenger_is_rejected
 
 
 def test_a_run_superseded_by_a_champion_change_during_training_ends_cleanly_with_one_decision(
-    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+    registered_run: RegisteredRun, registry: Registry
 ) -> None:
-    first = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.8, champion=None)
+    first = registered_run(challenger=0.8, champion=None)
     steps.promote(registry, first)
-    second = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.95, champion=0.8)
-    third = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=0.8)
+    second = registered_run(challenger=0.95, champion=0.8)
+    third = registered_run(challenger=0.9, champion=0.8)
     steps.promote(registry, third)
     before = len(registry.decisions())
 
@@ -188,17 +204,12 @@ def test_a_run_superseded_by_a_champion_change_during_training_ends_cleanly_with
 
 
 def test_a_promotion_that_loses_the_compare_and_swap_race_is_superseded_too(
-    s3: S3Client,
-    registry: Registry,
-    training_data: None,
-    trained_bundle: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    registered_run: RegisteredRun, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.8, champion=None)
+    first = registered_run(challenger=0.8, champion=None)
     steps.promote(registry, first)
-    second = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.95, champion=0.8)
-    rival = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=0.8)
+    second = registered_run(challenger=0.95, champion=0.8)
+    rival = registered_run(challenger=0.9, champion=0.8)
     real_promote = registry.promote
 
     conflicts: list[PromotionConflict] = []
@@ -345,11 +356,9 @@ def test_a_job_verdict_that_the_pinned_gate_does_not_confirm_is_overruled_and_re
 
 
 def test_a_job_verdict_the_gate_confirms_is_registered_without_a_note(
-    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+    registered_run: RegisteredRun, registry: Registry
 ) -> None:
-    registration = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)[
-        "registration"
-    ]
+    registration = registered_run(challenger=0.9, champion=None)["registration"]
 
     assert registration["passed"] is True and registration["job_verdict_differs"] is False
     [decision] = registry.decisions()
@@ -360,9 +369,9 @@ def test_a_job_verdict_the_gate_confirms_is_registered_without_a_note(
 
 
 def test_a_retried_register_returns_the_same_result_and_records_one_registered_decision(
-    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+    registered_run: RegisteredRun, s3: S3Client, registry: Registry
 ) -> None:
-    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    state = registered_run(challenger=0.9, champion=None)
 
     again = steps.register(SETTINGS, s3, registry, state)
 
@@ -372,9 +381,9 @@ def test_a_retried_register_returns_the_same_result_and_records_one_registered_d
 
 
 def test_register_refuses_another_archive_for_a_version_already_registered(
-    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+    registered_run: RegisteredRun, s3: S3Client, registry: Registry
 ) -> None:
-    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    state = registered_run(challenger=0.9, champion=None)
     # The job's output changed since: another archive (same files, other bytes) under the same version.
     bucket, key = steps.split_s3_uri(state["training"]["ModelArtifacts"]["S3ModelArtifacts"])
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -386,14 +395,14 @@ def test_register_refuses_another_archive_for_a_version_already_registered(
 
 
 def test_a_retried_promote_returns_the_same_result_and_records_nothing_more(
-    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+    registered_run: RegisteredRun, registry: Registry
 ) -> None:
-    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    state = registered_run(challenger=0.9, champion=None)
     first = steps.promote(registry, state)
 
     again = steps.promote(registry, state)
     # Even once another run has promoted its version since, the retry reports this run's promotion.
-    rival = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.95, champion=0.9)
+    rival = registered_run(challenger=0.95, champion=0.9)
     steps.promote(registry, rival)
     late = steps.promote(registry, state)
 
@@ -404,14 +413,9 @@ def test_a_retried_promote_returns_the_same_result_and_records_nothing_more(
 
 
 def test_a_promote_retried_after_moving_the_pointer_records_the_decision_the_pointer_names(
-    s3: S3Client,
-    registry: Registry,
-    training_data: None,
-    trained_bundle: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    registered_run: RegisteredRun, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    state = registered_run(challenger=0.9, champion=None)
 
     def lost(decision: Decision) -> None:
         raise TimeoutError("the Lambda timed out before the decision was written")
@@ -431,10 +435,8 @@ def test_a_promote_retried_after_moving_the_pointer_records_the_decision_the_poi
     assert steps.promote(registry, state) == result
 
 
-def test_a_retried_reject_records_one_rejection(
-    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
-) -> None:
-    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.5, champion=None)
+def test_a_retried_reject_records_one_rejection(registered_run: RegisteredRun, registry: Registry) -> None:
+    state = registered_run(challenger=0.5, champion=None)
 
     first = steps.reject(registry, state)
     again = steps.reject(registry, state)
@@ -457,9 +459,9 @@ def test_a_retried_record_failure_records_one_failure(s3: S3Client, registry: Re
 
 
 def test_promote_after_an_approval_records_who_approved_in_the_decision(
-    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+    registered_run: RegisteredRun, s3: S3Client, registry: Registry, trained_bundle: Path, tmp_path: Path
 ) -> None:
-    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    state = registered_run(challenger=0.9, champion=None)
     approval = {"approved": True, "by": "arn:aws:sts::123456789012:assumed-role/ops/alice", "note": "looks good"}
 
     result = steps.promote(registry, {**state, "approval": approval})
@@ -471,9 +473,9 @@ def test_promote_after_an_approval_records_who_approved_in_the_decision(
 
 @pytest.mark.parametrize("approval", [{"approved": False}, {"Error": "driftloop.ApprovalDenied"}, "yes"])
 def test_promote_refuses_an_approval_that_does_not_say_approved(
-    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path, approval: Any
+    registered_run: RegisteredRun, registry: Registry, approval: Any
 ) -> None:
-    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    state = registered_run(challenger=0.9, champion=None)
 
     with pytest.raises(steps.WorkflowError, match=r"\$\.approval\.approved = true"):
         steps.promote(registry, {**state, "approval": approval})
@@ -491,15 +493,9 @@ def test_promote_refuses_an_approval_that_does_not_say_approved(
     ],
 )
 def test_a_version_the_approval_turned_down_is_rejected_with_the_approvals_reason_first(
-    s3: S3Client,
-    registry: Registry,
-    training_data: None,
-    trained_bundle: Path,
-    tmp_path: Path,
-    approval: dict[str, str],
-    reason: str,
+    registered_run: RegisteredRun, registry: Registry, approval: dict[str, str], reason: str
 ) -> None:
-    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.9, champion=None)
+    state = registered_run(challenger=0.9, champion=None)
 
     result = steps.reject(registry, {**state, "approval": approval})
 
@@ -510,11 +506,11 @@ def test_a_version_the_approval_turned_down_is_rejected_with_the_approvals_reaso
 
 
 def test_the_approval_message_shows_the_gate_and_the_commands_that_answer_it(
-    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+    registered_run: RegisteredRun, registry: Registry
 ) -> None:
-    first = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.8, champion=None)
+    first = registered_run(challenger=0.8, champion=None)
     steps.promote(registry, first)
-    state = run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=0.91234567, champion=0.8)
+    state = registered_run(challenger=0.91234567, champion=0.8)
     version, champion = state["prepare"]["version"], first["prepare"]["version"]
 
     message = steps.approval_message(state, "AAAA+token/with=")
