@@ -219,7 +219,10 @@ def closed_loop(narrator: Narrator, loop: Loop) -> None:
         v2 = champion_version(loop)
         for decision in loop.registry.decisions():
             if decision.action in ("promoted", "rejected") and decision.version != v1:
-                narrator.say(f"{decision.action}: {decision.version or '-'}: {'; '.join(decision.reasons)[:200]}")
+                # One reason per line: what the gate compared (rows left out, all scored rows, trusted rows).
+                narrator.say(f"{decision.action} {decision.version or '-'}:")
+                for reason in decision.reasons:
+                    narrator.say(f"  - {reason}")
         expect(v2 is not None and v2 != v1, f"the challenger was not promoted (champion still {v1})")
 
     with narrator.step("The API answers with version 2, without a redeploy"):
