@@ -79,6 +79,16 @@ class Caller:
     api_key_id: str | None = None
     source_ip: str | None = None
 
+    @property
+    def identity(self) -> str:
+        """The strongest identity known, as ``kind:value`` ("" when none is): the IAM principal, else the API key
+        id, else the source IP, so a caller rotating IPs under one principal or key stays one caller."""
+        for kind in ("principal", "api_key_id", "source_ip"):
+            value = getattr(self, kind)
+            if value:
+                return f"{kind}:{value}"
+        return ""
+
     @classmethod
     def from_dict(cls, data: Any) -> Caller | None:
         """The caller of a stored record's ``caller`` value (None: none recorded); TypeError when malformed."""

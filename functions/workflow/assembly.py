@@ -285,21 +285,6 @@ def feedback_cap(base_rows: int, share: float) -> int | None:
     return math.floor(exact * base_rows / (1 - exact))
 
 
-def caller_of(record: Mapping[str, Any]) -> str:
-    """Who sent a feedback record, by the strongest identity it carries ("" for none: older records).
-
-    The IAM principal, else the API key id, else the source IP: a caller rotating IPs under one principal or
-    key stays one caller.
-    """
-    caller = record.get("caller")
-    if isinstance(caller, dict):
-        for name in ("principal", "api_key_id", "source_ip"):
-            value = caller.get(name)
-            if isinstance(value, str) and value:
-                return f"{name}:{value}"
-    return ""
-
-
 def select_feedback(callers: Mapping[str, str], limit: int, seed: str) -> set[str]:
     """Which prediction ids' feedback to keep, at most ``limit``, from ``callers`` (prediction id -> caller).
 
@@ -400,7 +385,7 @@ def _latest_feedback(s3: S3Client, request: AssemblyRequest, counts: FeedbackCou
                 counts.superseded += 1
                 if earlier[0].time > record.time:
                     continue
-            latest[record.prediction_id] = (record, caller_of(data))
+            latest[record.prediction_id] = (record, record.caller.identity if record.caller else "")
     return {
         prediction_id: (_cell(record.label if record.label is not None else record.value), caller)
         for prediction_id, (record, caller) in latest.items()

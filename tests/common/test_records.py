@@ -97,3 +97,10 @@ def test_a_caller_that_is_not_an_object_is_a_malformed_record() -> None:
 def test_a_record_without_a_caller_is_written_with_a_null_caller() -> None:
     record = FeedbackRecord("d" * 32, "2026-01-02T00:00:00.000+00:00", label="1")
     assert json.loads(to_json_lines([record]))["caller"] is None
+
+
+def test_a_callers_identity_is_its_strongest_known_part() -> None:
+    assert Caller("arn:aws:iam::1:user/a", "key-1", "192.0.2.1").identity == "principal:arn:aws:iam::1:user/a"
+    assert Caller(None, "key-1", "192.0.2.1").identity == "api_key_id:key-1"
+    assert Caller(source_ip="192.0.2.1").identity == "source_ip:192.0.2.1"
+    assert Caller().identity == ""

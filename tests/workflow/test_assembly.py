@@ -323,16 +323,6 @@ def test_csv_past_the_counting_budget_is_not_counted_and_the_cap_stays_within_th
     assert result["counts"]["feedback"]["max_rows"] == 1 and result["counts"]["rows"]["feedback"] == 1
 
 
-def test_the_strongest_identity_names_the_caller() -> None:
-    assert (
-        assembly.caller_of({"caller": {"principal": "arn:p", "api_key_id": "k", "source_ip": "ip"}})
-        == "principal:arn:p"
-    )
-    assert assembly.caller_of({"caller": {"principal": None, "api_key_id": "k", "source_ip": "ip"}}) == "api_key_id:k"
-    assert assembly.caller_of({"caller": {"source_ip": "ip"}}) == "source_ip:ip"
-    assert assembly.caller_of({"prediction_id": "p"}) == ""
-
-
 def test_the_selection_depends_on_the_seed_not_on_the_order_feedback_arrived_in() -> None:
     callers = {f"{index:032x}": "" for index in range(40)}
 
