@@ -12,7 +12,7 @@ import boto3
 
 from functions.common.registry import Registry
 from functions.workflow import steps
-from functions.workflow.settings import WorkflowSettings
+from functions.workflow.settings import APPROVAL_TOPIC_VARIABLE, WorkflowSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -73,7 +73,8 @@ def request_approval(event: dict[str, Any], context: Any) -> None:
 
     The state machine waits for the operator's ``driftloop approve`` / ``deny``, which completes the task.
     """
-    message_id = steps.request_approval(_settings(), _sns(), event)
+    topic_arn = os.environ.get(APPROVAL_TOPIC_VARIABLE, "")
+    message_id = steps.request_approval(topic_arn, _sns(), event)
     _log("request_approval", {"message_id": message_id})
 
 

@@ -13,6 +13,8 @@ from functions.common.registry import DEFAULT_PREFIX
 SettingsError = EnvError
 
 DEFAULT_MAX_FEEDBACK_SHARE = 0.3
+# The one setting of the request_approval function, which only publishes to this topic.
+APPROVAL_TOPIC_VARIABLE = "DRIFTLOOP_APPROVAL_TOPIC_ARN"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,6 @@ class WorkflowSettings:
     cooldown_minutes: int = 0
     lock_timeout_seconds: int = 7200
     # Manual approval (RequestApproval): the SNS topic operators hear approval requests on.
-    approval_topic_arn: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> WorkflowSettings:
@@ -65,7 +66,6 @@ class WorkflowSettings:
             max_feedback_share=_share(read, "DRIFTLOOP_MAX_FEEDBACK_SHARE"),
             cooldown_minutes=read.integer("DRIFTLOOP_COOLDOWN_MINUTES", 0),
             lock_timeout_seconds=read.integer("DRIFTLOOP_LOCK_TIMEOUT_SECONDS", 1),
-            approval_topic_arn=read.optional("DRIFTLOOP_APPROVAL_TOPIC_ARN", "") or None,
         )
 
 

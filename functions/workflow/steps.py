@@ -40,7 +40,7 @@ from functions.common.registry import (
 )
 from functions.workflow.assembly import AssemblyRequest, assemble
 from functions.workflow.lock import RunLock
-from functions.workflow.settings import WorkflowSettings
+from functions.workflow.settings import APPROVAL_TOPIC_VARIABLE, WorkflowSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -458,7 +458,7 @@ def approval_message(state: Mapping[str, Any], token: str) -> dict[str, str]:
     return {"subject": f"driftloop: approve promoting {version}?", "message": "\n".join(lines)}
 
 
-def request_approval(settings: WorkflowSettings, sns: SNSClient, event: Mapping[str, Any]) -> str:
+def request_approval(topic_arn: str, sns: SNSClient, event: Mapping[str, Any]) -> str:
     """Publish the approval request of ``{"token": $$.Task.Token, "state": $}``; returns the SNS message id.
 
     The task waits for the token: the operator's ``driftloop approve`` or ``deny`` completes it.
@@ -466,10 +466,10 @@ def request_approval(settings: WorkflowSettings, sns: SNSClient, event: Mapping[
     token = event.get("token")
     if not isinstance(token, str) or not token:
         raise WorkflowError("RequestApproval needs the task token ($$.Task.Token) as 'token'")
-    if not settings.approval_topic_arn:
-        raise WorkflowError("RequestApproval needs the approvals topic: DRIFTLOOP_APPROVAL_TOPIC_ARN is not set")
+    if not topic_arn:
+        raise WorkflowError(f"RequestApproval needs the approvals topic: {APPROVAL_TOPIC_VARIABLE} is not set")
     message = approval_message(event.get("state") or {}, token)
-    response = sns.publish(TopicArn=settings.approval_topic_arn, Subject=message["subject"], Message=message["message"])
+    response = sns.publish(TopicArn=topic_arn, Subject=message["subject"], Message=message["message"])
     return response["MessageId"]
 
 

@@ -19,6 +19,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.workflow.settings import APPROVAL_TOPIC_VARIABLE
 from infra.config import DriftloopConfig
 from infra.constructs.encrypted_topic import EncryptedTopic
 from infra.constructs.python_function import PythonFunction, bundled_code
@@ -129,7 +130,7 @@ class TrainingStack(Stack):
             removal,
             "request_approval",
             "Asks the approvers to approve or deny the promotion of a version the gate passed",
-            {**self._environment(config), "DRIFTLOOP_APPROVAL_TOPIC_ARN": topic.topic.topic_arn},
+            {APPROVAL_TOPIC_VARIABLE: topic.topic.topic_arn, "LOG_LEVEL": config.log_level},
         )
         # Publishing is all it does: the answer comes from the operator CLI (states:SendTaskSuccess/Failure).
         topic.grant_publish(function.role)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from functions.workflow.settings import APPROVAL_TOPIC_VARIABLE
 from functions.workflow.steps import APPROVAL_DENIED, APPROVAL_TIMEOUT
 from infra.cli import main
 from infra.local.cloud import Cloud
@@ -99,7 +100,7 @@ class Approvals:
             Code={"ZipFile": functions_zip()},
             Timeout=30,
             MemorySize=256,
-            Environment={"Variables": workflow_environment(topic)},
+            Environment={"Variables": {APPROVAL_TOPIC_VARIABLE: topic}},
         )["FunctionArn"]
         lambda_.get_waiter("function_active_v2").wait(
             FunctionName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
@@ -134,25 +135,6 @@ class Approvals:
                 return described
             time.sleep(0.3)
         raise AssertionError(f"{execution} still running after {TIMEOUT:.0f} s")
-
-
-def workflow_environment(topic: str) -> dict[str, str]:
-    """What WorkflowSettings.from_env requires; only the topic matters to request_approval."""
-    return {
-        "DRIFTLOOP_APPROVAL_TOPIC_ARN": topic,
-        "DRIFTLOOP_MODEL_BUCKET": "unused",
-        "DRIFTLOOP_DATA_BUCKET": "unused",
-        "DRIFTLOOP_TRAINING_DATA_PREFIX": "training-data/",
-        "DRIFTLOOP_ARTIFACT_PREFIX": "training-jobs/",
-        "DRIFTLOOP_JOB_PREFIX": "driftloop",
-        "DRIFTLOOP_ASSEMBLED_PREFIX": "assembled/",
-        "DRIFTLOOP_CAPTURE_PREFIX": "capture/",
-        "DRIFTLOOP_FEEDBACK_PREFIX": "feedback/",
-        "DRIFTLOOP_INCLUDE_FEEDBACK": "false",
-        "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
-        "DRIFTLOOP_COOLDOWN_MINUTES": "0",
-        "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": "7200",
-    }
 
 
 @pytest.fixture(scope="module")

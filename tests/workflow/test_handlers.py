@@ -104,9 +104,8 @@ def test_settings_name_the_variable_that_is_wrong(name: str, value: str, problem
         WorkflowSettings.from_env({**ENV, name: value})
 
 
-def test_the_feedback_share_defaults_to_three_tenths_and_the_approvals_topic_to_none() -> None:
+def test_the_feedback_share_defaults_to_three_tenths() -> None:
     assert WorkflowSettings.from_env(ENV).max_feedback_share == 0.3
-    assert WorkflowSettings.from_env(ENV).approval_topic_arn is None
     assert WorkflowSettings.from_env({**ENV, "DRIFTLOOP_MAX_FEEDBACK_SHARE": "1"}).max_feedback_share == 1.0
 
 
