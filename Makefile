@@ -28,7 +28,7 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(SETUP_STAMP): $(UV) uv.lock pyproject.toml package.json package-lock.json
-	UV_PYTHON=$(PYTHON312) $(UV) sync --frozen --extra training --extra infra --extra local --extra monitor
+	UV_PYTHON=$(PYTHON312) $(UV) sync --frozen --extra training --extra infra --extra local --extra monitor --extra workflow
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
