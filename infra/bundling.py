@@ -14,10 +14,12 @@ import hashlib
 import importlib.util
 import os
 import py_compile
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -29,7 +31,6 @@ from aws_cdk import ILocalBundling
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_ROOT = REPO_ROOT / ".cache" / "lambda-deps"
-INFERENCE_REQUIREMENTS = REPO_ROOT / "functions" / "inference" / "requirements.txt"
 
 LAMBDA_PYTHON = (3, 12)
 # manylinux_2_28 first: with manylinux2014 alone pip silently settles for old releases and finds no onnxruntime.
@@ -83,11 +84,54 @@ class PinnedRequirements:
         return self.header + result.stdout
 
 
-INFERENCE = PinnedRequirements(
-    INFERENCE_REQUIREMENTS,
-    "inference Lambda",
-    tuple(arg for package in RUNTIME_PROVIDED for arg in ("--no-emit-package", package)),
+def _base_dependencies() -> list[str]:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    return [re.split(r"[^A-Za-z0-9._-]", spec, maxsplit=1)[0] for spec in project["dependencies"]]
+
+
+def _extra_export(extra: str, keep: tuple[str, ...]) -> tuple[str, ...]:
+    """``uv export`` options for an extra plus the project's own dependencies named in ``keep``; the others are
+    pruned with whatever only they need (boto3 and botocore among them: the Lambda runtime provides them)."""
+    pruned = [name for name in _base_dependencies() if name.lower() not in keep]
+    return ("--extra", extra, *(arg for name in pruned for arg in ("--prune", name)))
+
+
+@dataclass(frozen=True)
+class LambdaBundle:
+    """What one kind of Lambda is built from: its source folders and its pinned third-party packages."""
+
+    sources: tuple[str, ...]
+    requirements: PinnedRequirements
+
+
+# The inference Lambda: the serving set (the project's dependencies) less what the runtime provides.
+INFERENCE = LambdaBundle(
+    ("functions/__init__.py", "functions/common", "functions/inference"),
+    PinnedRequirements(
+        REPO_ROOT / "functions" / "inference" / "requirements.txt",
+        "inference Lambda",
+        tuple(arg for package in RUNTIME_PROVIDED for arg in ("--no-emit-package", package)),
+    ),
 )
+# The drift monitor: numpy of the serving set, and the ``monitor`` extra (matplotlib, Powertools).
+MONITOR = LambdaBundle(
+    ("functions/__init__.py", "functions/common", "functions/monitor"),
+    PinnedRequirements(
+        REPO_ROOT / "functions" / "monitor" / "requirements.txt",
+        "drift monitor Lambda",
+        _extra_export("monitor", ("numpy",)),
+    ),
+)
+# The training workflow's steps: the ``workflow`` extra (Powertools) only.
+WORKFLOW = LambdaBundle(
+    ("functions/__init__.py", "functions/common", "functions/workflow"),
+    PinnedRequirements(
+        REPO_ROOT / "functions" / "workflow" / "requirements.txt",
+        "training workflow Lambdas",
+        _extra_export("workflow", ()),
+    ),
+)
+BUNDLES = (INFERENCE, MONITOR, WORKFLOW)
 
 
 def _pip_command() -> list[str]:
@@ -217,12 +261,11 @@ class LocalPythonBundler:
 
 
 def main() -> None:
-    from infra.constructs.monitor_function import MONITOR
-
     uv = find_uv()
     if uv is None:
         raise SystemExit("uv not found: put it on PATH or set UV=/path/to/uv")
-    for pinned in (INFERENCE, MONITOR):
+    for bundle in BUNDLES:
+        pinned = bundle.requirements
         pinned.path.write_text(pinned.export(uv))
         print(f"wrote {pinned.path.relative_to(REPO_ROOT)}")
 

@@ -1,13 +1,10 @@
 """The drift monitor Lambda: its bundle, settings, least-privilege role and schedule.
 
 The bundle is ``functions/`` (common + monitor) and the ``monitor`` extra's wheels (numpy, matplotlib), pinned in
-``functions/monitor/requirements.txt``, exported from uv.lock by ``python -m infra.bundling``.
+``functions/monitor/requirements.txt``, both named in :data:`infra.bundling.MONITOR`.
 """
 
 from __future__ import annotations
-
-import re
-import tomllib
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
@@ -16,19 +13,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.bundling import REPO_ROOT, PinnedRequirements
+from infra.bundling import MONITOR
 from infra.config import METRIC_NAMESPACE, DriftloopConfig
 from infra.constructs.event_dead_letters import EventDeadLetters
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.grants import grant_missing_key_lookups, grant_prefix
 
-MONITOR_SOURCES = ("functions/__init__.py", "functions/common", "functions/monitor")
 MONITOR_HANDLER = "functions.monitor.handler.handler"
-MONITOR_REQUIREMENTS = REPO_ROOT / "functions" / "monitor" / "requirements.txt"
-MONITOR_EXTRA = "monitor"
-# Of the project's own dependencies (the serving set) the monitor needs only these; the rest are pruned from its
-# export, with whatever only they need (boto3 and botocore among them: the Lambda runtime provides them).
-MONITOR_BASE_PACKAGES = ("numpy",)
 # matplotlib and numpy load in about a second; a window of a few hundred thousand records fits in memory.
 MEMORY_MB = 1024
 TIMEOUT = Duration.minutes(5)
@@ -37,19 +28,6 @@ RETRY_ATTEMPTS = 2
 # The monitor's window ends this long after the capture stream's buffer interval before the run, so that records
 # still buffered when it runs are counted by the next run rather than never.
 DELIVERY_MARGIN_SECONDS = 60
-
-
-def _base_dependencies() -> list[str]:
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    return [re.split(r"[^A-Za-z0-9._-]", spec, maxsplit=1)[0] for spec in project["dependencies"]]
-
-
-_PRUNED = [name for name in _base_dependencies() if name.lower() not in MONITOR_BASE_PACKAGES]
-MONITOR = PinnedRequirements(
-    MONITOR_REQUIREMENTS,
-    "drift monitor Lambda",
-    ("--extra", MONITOR_EXTRA, *(arg for name in _PRUNED for arg in ("--prune", name))),
-)
 
 
 def window_lag_seconds(config: DriftloopConfig) -> int:
@@ -79,7 +57,7 @@ class MonitorFunction(Construct):
         self.monitor = PythonFunction(
             self,
             "Function",
-            code=bundled_code(MONITOR_SOURCES, MONITOR_REQUIREMENTS),
+            code=bundled_code(MONITOR),
             handler=MONITOR_HANDLER,
             description="driftloop monitor: drift and live quality of the champion, as metrics and a report",
             environment={

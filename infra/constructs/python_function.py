@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 
 from aws_cdk import AssetHashType, BundlingOptions, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.bundling import REPO_ROOT, LocalPythonBundler
+from infra.bundling import REPO_ROOT, LambdaBundle, LocalPythonBundler
 from infra.constructs.log_group import log_group
 
 
@@ -63,9 +62,9 @@ class PythonFunction(Construct):
         )
 
 
-def bundled_code(sources: Sequence[str], requirements: Path | None = None) -> lambda_.Code:
+def bundled_code(bundle: LambdaBundle) -> lambda_.Code:
     """A ZIP asset built by :class:`LocalPythonBundler`; the Docker image is named but never pulled."""
-    bundler = LocalPythonBundler(sources, requirements)
+    bundler = LocalPythonBundler(bundle.sources, bundle.requirements.path)
     return lambda_.Code.from_asset(
         str(REPO_ROOT),
         asset_hash=bundler.asset_hash(),

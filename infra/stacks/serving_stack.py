@@ -8,7 +8,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from constructs import Construct
 
-from infra.bundling import INFERENCE_REQUIREMENTS
+from infra.bundling import INFERENCE
 from infra.config import DriftloopConfig
 from infra.constructs.capture_streams import CaptureStreams, DeliveryStream
 from infra.constructs.inference_api import InferenceApi
@@ -16,7 +16,6 @@ from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.grants import grant_missing_key_lookups, grant_prefix
 from infra.stacks.data_stack import SharedBucket
 
-INFERENCE_SOURCES = ("functions/__init__.py", "functions/common", "functions/inference")
 INFERENCE_HANDLER = "functions.inference.app.handler"
 
 
@@ -61,7 +60,7 @@ class ServingStack(Stack):
         self.inference = PythonFunction(
             self,
             "InferenceFunction",
-            code=bundled_code(INFERENCE_SOURCES, INFERENCE_REQUIREMENTS),
+            code=bundled_code(INFERENCE),
             handler=INFERENCE_HANDLER,
             description="driftloop inference API: serves the registry's champion model with onnxruntime",
             environment={

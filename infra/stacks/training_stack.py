@@ -20,6 +20,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from functions.workflow.settings import APPROVAL_TOPIC_VARIABLE
+from infra.bundling import WORKFLOW
 from infra.config import DriftloopConfig
 from infra.constructs.encrypted_topic import EncryptedTopic
 from infra.constructs.python_function import PythonFunction, bundled_code
@@ -30,7 +31,6 @@ from infra.grants import PrefixAccess, grant_missing_key_lookups, grant_object, 
 from infra.registry_keys import champion_key, decisions_prefix, run_lock_prefix, versions_prefix
 from infra.stacks.data_stack import SharedBucket
 
-WORKFLOW_SOURCES = ("functions/__init__.py", "functions/common", "functions/workflow")
 WORKFLOW_HANDLERS = "functions.workflow.handlers"
 
 
@@ -77,7 +77,7 @@ class TrainingStack(Stack):
         self.sagemaker_role: iam.IRole = self.sagemaker.role
         image.grant_pull(self.sagemaker_role)
 
-        self._code = bundled_code(WORKFLOW_SOURCES)
+        self._code = bundled_code(WORKFLOW)
         self.steps = self._workflow_functions(config, removal)
         self.approval = self._approval(config, removal)
         self.failure = EncryptedTopic(

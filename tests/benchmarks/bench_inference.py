@@ -197,10 +197,9 @@ def bundle_sizes(work: Path) -> tuple[dict[str, float], str | None]:
     try:
         from importlib.metadata import version
 
-        from infra.bundling import INFERENCE_REQUIREMENTS, LocalPythonBundler
-        from infra.stacks.serving_stack import INFERENCE_SOURCES
+        from infra.bundling import INFERENCE, LocalPythonBundler
 
-        ours = LocalPythonBundler(INFERENCE_SOURCES, INFERENCE_REQUIREMENTS).dependencies()
+        ours = LocalPythonBundler(INFERENCE.sources, INFERENCE.requirements.path).dependencies()
         requirements = work / "reference-requirements.txt"
         requirements.write_text("".join(f"{name}=={version(name)}\n" for name in REFERENCE_PACKAGES))
         reference_app = "tests/benchmarks/reference_app.py"
@@ -209,7 +208,7 @@ def bundle_sizes(work: Path) -> tuple[dict[str, float], str | None]:
         ).dependencies()
     except Exception as exc:  # no network, no CDK: the timings still stand
         return {}, f"bundle sizes not measured: {type(exc).__name__}: {exc}"
-    code = sum(_mib(ROOT / source) for source in INFERENCE_SOURCES)
+    code = sum(_mib(ROOT / source) for source in INFERENCE.sources)
     return {"driftloop": code + _mib(ours), "reference": _mib(ROOT / reference_app) + _mib(theirs)}, None
 
 

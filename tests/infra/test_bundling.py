@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.bundling import INFERENCE, INFERENCE_REQUIREMENTS, REPO_ROOT, RUNTIME_PROVIDED, LocalPythonBundler, find_uv
-from infra.stacks.serving_stack import INFERENCE_SOURCES
-from infra.stacks.training_stack import WORKFLOW_SOURCES
+from infra.bundling import INFERENCE, REPO_ROOT, RUNTIME_PROVIDED, WORKFLOW, LocalPythonBundler, find_uv
+
+INFERENCE_REQUIREMENTS = INFERENCE.requirements.path
 
 MAX_BUNDLE_BYTES = 160 * 1024 * 1024
 # Training-only packages: in the inference Lambda they would blow the size limit and the cold start.
@@ -32,7 +32,7 @@ def test_requirements_pin_the_serving_stack_with_hashes() -> None:
     packages = pinned_packages(requirements)
     assert set(SERVING) <= packages
     assert "--hash=sha256:" in requirements
-    assert requirements.startswith(INFERENCE.header)
+    assert requirements.startswith(INFERENCE.requirements.header)
 
 
 def test_requirements_leave_out_what_the_lambda_runtime_provides_and_training_only_packages() -> None:
@@ -45,13 +45,13 @@ def test_committed_requirements_match_a_fresh_export_from_the_lock() -> None:
     uv = find_uv()
     if uv is None:
         pytest.skip("uv not found: put it on PATH or set UV")
-    assert INFERENCE_REQUIREMENTS.read_text() == INFERENCE.export(uv), (
+    assert INFERENCE_REQUIREMENTS.read_text() == INFERENCE.requirements.export(uv), (
         "functions/inference/requirements.txt is stale: run `python -m infra.bundling`"
     )
 
 
-def test_workflow_bundle_holds_only_its_packages_compiled_for_lambda(tmp_path: Path) -> None:
-    LocalPythonBundler(WORKFLOW_SOURCES).try_bundle(str(tmp_path))
+def test_workflow_bundle_sources_hold_only_their_packages_compiled_for_lambda(tmp_path: Path) -> None:
+    LocalPythonBundler(WORKFLOW.sources).try_bundle(str(tmp_path))
     assert {path.name for path in tmp_path.iterdir()} == {"functions"}
     assert {path.name for path in (tmp_path / "functions").iterdir()} == {
         "__init__.py",
@@ -88,7 +88,7 @@ def test_inference_bundle_imports_its_stack_without_training_packages_within_160
     """Bundles for real (pip install on the first run, then the cache under .cache/lambda-deps)."""
     bundle = tmp_path / "bundle"
     bundle.mkdir()
-    LocalPythonBundler(INFERENCE_SOURCES, INFERENCE_REQUIREMENTS).try_bundle(str(bundle))
+    LocalPythonBundler(INFERENCE.sources, INFERENCE_REQUIREMENTS).try_bundle(str(bundle))
 
     top_level = {path.name.split("-")[0].lower() for path in bundle.iterdir()}
     assert top_level.isdisjoint({"sklearn", "scikit_learn", "scipy", "pandas", "pyarrow", "boto3", "botocore"})

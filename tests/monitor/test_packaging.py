@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.bundling import REPO_ROOT, LocalPythonBundler, find_uv
-from infra.constructs.monitor_function import MONITOR, MONITOR_REQUIREMENTS, MONITOR_SOURCES
+from infra.bundling import MONITOR, REPO_ROOT, LocalPythonBundler, find_uv
+
+MONITOR_REQUIREMENTS = MONITOR.requirements.path
+MONITOR_SOURCES = MONITOR.sources
 
 # Serving and training packages have no place in the monitor; boto3 and botocore come with the Lambda runtime.
 EXCLUDED = ("onnxruntime", "starlette", "mangum", "orjson", "boto3", "botocore", "scikit-learn", "pandas", "scipy")
@@ -23,7 +25,7 @@ def pinned(requirements: str) -> set[str]:
 
 def test_requirements_pin_numpy_and_matplotlib_with_hashes_and_nothing_from_serving() -> None:
     requirements = MONITOR_REQUIREMENTS.read_text()
-    assert requirements.startswith(MONITOR.header)
+    assert requirements.startswith(MONITOR.requirements.header)
     assert {"numpy", "matplotlib"} <= pinned(requirements)
     assert pinned(requirements).isdisjoint(EXCLUDED)
     assert "--hash=sha256:" in requirements
@@ -33,7 +35,7 @@ def test_committed_requirements_match_a_fresh_export_from_the_lock() -> None:
     uv = find_uv()
     if uv is None:
         pytest.skip("uv not found: put it on PATH or set UV")
-    assert MONITOR_REQUIREMENTS.read_text() == MONITOR.export(uv), (
+    assert MONITOR_REQUIREMENTS.read_text() == MONITOR.requirements.export(uv), (
         "functions/monitor/requirements.txt is stale: run `python -m infra.bundling`"
     )
 
