@@ -42,7 +42,7 @@ lint: setup ## ruff (lint + format check)
 	$(BIN)/ruff format --check .
 
 typecheck: setup ## mypy, strict
-	$(BIN)/mypy infra functions training tests
+	$(BIN)/mypy infra functions training localcloud tests
 
 unit: setup ## unit and stack tests
 	$(BIN)/pytest -m "not integration"
@@ -63,7 +63,7 @@ bench: setup ## inference benchmark: driftloop vs a FastAPI + scikit-learn + pan
 synth: setup ## cdk synth (offline, no Docker)
 	npx cdk synth
 
-# -- local AWS: LocalStack without Docker (infra/local/) --------------------------------------------------------
+# -- local AWS: LocalStack without Docker (localcloud/) ---------------------------------------------------------------
 # LocalStack 2026.3.0 needs Python 3.13 and pins its own boto3: it gets its own venv, installed from the lock file
 # with verified hashes, plus driftloop's extension (editable: code changes apply at the next start). Lambda
 # functions run in a Python 3.12 venv with awslambdaric and the boto3 of uv.lock. Only PyPI is used, at install.
@@ -71,7 +71,7 @@ synth: setup ## cdk synth (offline, no Docker)
 # sources at every start (about 10 s instead of 3).
 PYTHON313 ?= $(shell for py in python3.13 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13.*/bin/python 2>/dev/null | sort -V -r); do \
 	$$py -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null && { command -v $$py; break; }; done)
-LOCAL := infra/local
+LOCAL := localcloud
 LOCALSTACK_VENV := .cache/localstack-venv
 LAMBDA_RUNTIME_VENV := .cache/lambda-runtime-venv
 LOCAL_STAMP := $(LOCALSTACK_VENV)/.driftloop-setup
@@ -95,7 +95,7 @@ local-up: setup local-setup ## start the local AWS (LocalStack, no Docker) and p
 local-down: setup ## stop the local AWS
 	$(BIN)/driftloop local down
 
-local-lock: $(UV) ## re-resolve infra/local's lock files (after editing its *.in files, or when uv.lock changes boto3)
+local-lock: $(UV) ## re-resolve localcloud's lock files (after editing its *.in files, or when uv.lock changes boto3)
 	cd $(LOCAL) && $(UV) pip compile --quiet --python-version 3.13 --generate-hashes \
 		--custom-compile-command "make local-lock" requirements.in -c constraints.txt -o requirements.txt
 	mkdir -p .cache/local-lock

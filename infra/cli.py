@@ -543,7 +543,7 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.run(keep=args.keep)
 
 
-# -- local AWS (infra/local/cloud.py) -----------------------------------------------------------------------------
+# -- local AWS (localcloud/cloud.py) -----------------------------------------------------------------------------
 
 
 def _local_commands(commands: Any) -> None:
@@ -581,7 +581,7 @@ def _local_commands(commands: Any) -> None:
 
 
 def _local_up(args: argparse.Namespace) -> int:
-    from infra.local import cloud
+    from localcloud import cloud
 
     services = [part.strip() for part in args.services.split(",")] if args.services else None
     try:
@@ -596,7 +596,7 @@ def _local_up(args: argparse.Namespace) -> int:
 
 
 def _local_deploy(args: argparse.Namespace) -> int:
-    from infra.local import cloud, deploy
+    from localcloud import cloud, deploy
 
     running = cloud.status(args.name).cloud
     if running is None:
@@ -610,7 +610,7 @@ def _local_deploy(args: argparse.Namespace) -> int:
 
 
 def _local_down(args: argparse.Namespace) -> int:
-    from infra.local import cloud
+    from localcloud import cloud
 
     try:
         stopped = cloud.stop(args.name, grace=args.grace)
@@ -625,7 +625,7 @@ def _local_down(args: argparse.Namespace) -> int:
 def _local_status(args: argparse.Namespace) -> int:
     import time
 
-    from infra.local import cloud
+    from localcloud import cloud
 
     names = cloud.instance_names() if args.all else [args.name]
     if not names:
@@ -654,7 +654,7 @@ def _local_status(args: argparse.Namespace) -> int:
 def _local_logs(args: argparse.Namespace) -> int:
     import time
 
-    from infra.local import cloud
+    from localcloud import cloud
 
     log = cloud.Layout().instance(args.name).log_file
     if not log.exists():
@@ -677,7 +677,7 @@ def _local_logs(args: argparse.Namespace) -> int:
 
 
 def _local_env(args: argparse.Namespace) -> int:
-    from infra.local import cloud
+    from localcloud import cloud
 
     state = cloud.status(args.name)
     if state.cloud is None or state.state not in ("running", "external"):

@@ -25,8 +25,8 @@ import pandas as pd
 
 from functions.common.registry import Registry
 from infra.cli import get_json, post_json
-from infra.local import cloud as local_cloud
-from infra.local.deploy import Deployment, deploy
+from localcloud import cloud as local_cloud
+from localcloud.deploy import Deployment, deploy
 from training import synthetic
 
 INSTANCE = "demo"

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from infra.local import cloud
-from infra.local.deploy import DeployError, Deployment, deploy
+from localcloud import cloud
+from localcloud.deploy import DeployError, Deployment, deploy
 from tests.integration.support import Deployed, wait_for
 
 TRAINING_DATA_KEY = "training-data/base.csv"

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from functions.common.records import parse_json_lines
 from functions.common.registry import ChampionPointer, Decision, Registry
 from functions.workflow.lock import LOCK_KEY
-from infra.local.cloud import Cloud
-from infra.local.deploy import Deployment
+from localcloud.cloud import Cloud
+from localcloud.deploy import Deployment
 from tests.plugins.local_cloud import boto3_client, unique
 
 if TYPE_CHECKING:

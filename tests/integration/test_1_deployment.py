@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from infra.local import cloud
-from infra.local.deploy import ACCOUNT, outputs_file
+from localcloud import cloud
+from localcloud.deploy import ACCOUNT, outputs_file
 from tests.integration.support import Deployed
 
 pytestmark = pytest.mark.integration

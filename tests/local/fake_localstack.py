@@ -1,4 +1,4 @@
-"""A stand-in for ``python -m localstack.runtime.main`` in the unit tests of infra/local/cloud.py.
+"""A stand-in for ``python -m localstack.runtime.main`` in the unit tests of localcloud/cloud.py.
 
 Run as ``fake_localstack.py -m localstack.runtime.main`` (so its command line looks like LocalStack's); listens on
 GATEWAY_LISTEN and answers the endpoints cloud.py waits for. FAKE_MODE picks the behaviour:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.cloud import Cloud
+from localcloud.cloud import Cloud
 from tests.plugins.local_cloud import unique
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ import pytest
 from functions.workflow.settings import APPROVAL_TOPIC_VARIABLE
 from functions.workflow.steps import APPROVAL_DENIED, APPROVAL_TIMEOUT
 from infra.cli import main
-from infra.local.cloud import Cloud
+from localcloud.cloud import Cloud
 from tests.plugins.local_cloud import boto3_client, unique
 
 # The operator's shell: the CLI's boto3 clients reach the local cloud through the environment.

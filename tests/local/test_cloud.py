@@ -1,4 +1,4 @@
-"""infra/local/cloud.py without LocalStack: its helpers, and the whole start/status/stop cycle against a stand-in
+"""localcloud/cloud.py without LocalStack: its helpers, and the whole start/status/stop cycle against a stand-in
 process (tests/local/fake_localstack.py) that answers the endpoints cloud.py waits for."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local import cloud
+from localcloud import cloud
 
 FAKE = Path(__file__).with_name("fake_localstack.py")
 

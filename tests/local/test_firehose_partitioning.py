@@ -37,7 +37,7 @@ from functions.common.records import (
 )
 from functions.monitor.adapters import CaptureStore
 from infra.bundling import REPO_ROOT
-from infra.local.cloud import Cloud
+from localcloud.cloud import Cloud
 from tests.plugins.local_cloud import unique
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from infra.local import cloud
+from localcloud import cloud
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from infra.local import cloud
+from localcloud import cloud
 from tests.plugins.local_cloud import boto3_client
 
 pytestmark = pytest.mark.integration

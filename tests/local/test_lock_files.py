@@ -1,4 +1,4 @@
-"""The local AWS's lock files (infra/local/*.txt): exact, hashed, and in step with uv.lock."""
+"""The local AWS's lock files (localcloud/*.txt): exact, hashed, and in step with uv.lock."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import re
 import tomllib
 from pathlib import Path
 
-LOCAL = Path(__file__).resolve().parents[2] / "infra" / "local"
-UV_LOCK = LOCAL.parents[1] / "uv.lock"
+LOCAL = Path(__file__).resolve().parents[2] / "localcloud"
+UV_LOCK = LOCAL.parent / "uv.lock"
 REQUIREMENT = re.compile(r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)")
 
 

@@ -21,7 +21,7 @@ from driftloop_localstack.runtime_process import (
     runtime_environment,
 )
 
-from infra.local.cloud import Layout
+from localcloud.cloud import Layout
 
 LAMBDA_PYTHON = Layout().lambda_python
 

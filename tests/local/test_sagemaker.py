@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from infra.local.cloud import Cloud
+from localcloud.cloud import Cloud
 from tests.plugins.local_cloud import boto3_client, unique
 from training.contract import METRIC_DEFINITIONS
 

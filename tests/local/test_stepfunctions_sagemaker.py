@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from infra.local.cloud import Cloud
+from localcloud.cloud import Cloud
 from tests.plugins.local_cloud import boto3_client, unique
 from training.contract import METRIC_DEFINITIONS
 from training.synthetic import generate

@@ -1,8 +1,8 @@
-"""Fixtures for tests against a real local AWS (LocalStack without Docker, ``infra/local/cloud.py``).
+"""Fixtures for tests against a real local AWS (LocalStack without Docker, ``localcloud/cloud.py``).
 
 - ``local_cloud`` (session): ONE managed LocalStack instance for the whole test session, started on first use on a
   free port with its own directory (``.cache/localstack/pytest-<pid>``), stopped and removed at the end (set
-  ``DRIFTLOOP_KEEP_LOCAL_CLOUD=1`` to keep its directory and log). It is a :class:`infra.local.cloud.Cloud`:
+  ``DRIFTLOOP_KEEP_LOCAL_CLOUD=1`` to keep its directory and log). It is a :class:`localcloud.cloud.Cloud`:
   ``endpoint``, ``port``, ``pid``, ``dir``, ``log_file``, ``client_env()``. Skipped, not failed, when the LocalStack
   venv is absent (``make local-setup`` builds it); with ``DRIFTLOOP_LOCAL_ENDPOINT`` set it is that external
   endpoint instead (``managed`` is False: nothing is started, and tests of driftloop's extension skip).
@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from infra.local import cloud
+from localcloud import cloud
 
 KEEP_VARIABLE = "DRIFTLOOP_KEEP_LOCAL_CLOUD"
 START_TIMEOUT_SECONDS = 120.0

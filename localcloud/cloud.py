@@ -1,8 +1,8 @@
 """A managed local AWS: LocalStack's open-source runtime as a plain process, without Docker.
 
 LocalStack runs from its own Python 3.13 venv (``.cache/localstack-venv``, built by ``make local-setup`` from the
-lock file ``infra/local/requirements.txt``) with driftloop's extension installed into it
-(``infra/local/extension``): Python zip Lambdas run as local processes under AWS's Runtime Interface Client
+lock file ``localcloud/requirements.txt``) with driftloop's extension installed into it
+(``localcloud/extension``): Python zip Lambdas run as local processes under AWS's Runtime Interface Client
 (``.cache/lambda-runtime-venv``), and S3 object bytes stay under the instance's own directory.
 
 Each instance has a name and its own directory, ``.cache/localstack/<name>/``::
@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 ENDPOINT_VARIABLE = "DRIFTLOOP_LOCAL_ENDPOINT"
 SERVICES_VARIABLE = "DRIFTLOOP_LOCAL_SERVICES"
@@ -73,7 +73,7 @@ DEFAULT_SERVICES = (
     "sagemaker",
     "kms",
 )
-# The extension's plugins (infra/local/extension/pyproject.toml), selected per service.
+# The extension's plugins (localcloud/extension/pyproject.toml), selected per service.
 LAMBDA_EXECUTOR = "driftloop-process"
 PROVIDER_OVERRIDES: Mapping[str, str] = {"s3": "driftloop"}
 INFO_PATH = "/_localstack/driftloop"

@@ -57,7 +57,7 @@ LOG = logging.getLogger(__name__)
 
 SERVICE = "sagemaker"
 
-# Optional settings from LocalStack's environment (infra/local/cloud.py passes on only the DRIFTLOOP_* variables it
+# Optional settings from LocalStack's environment (localcloud/cloud.py passes on only the DRIFTLOOP_* variables it
 # sets itself); the defaults suit the extension's editable install in a checkout of the repository.
 ENV_REPO_ROOT = "DRIFTLOOP_REPO_ROOT"  # the repository whose training/ package runs
 ENV_TRAINING_PYTHON = "DRIFTLOOP_TRAINING_PYTHON"  # default: <repo>/.venv/bin/python

@@ -1,6 +1,6 @@
 """``GET /_localstack/driftloop``: what the driftloop extension contributes to this LocalStack instance.
 
-``infra/local/cloud.py`` reads it after start-up to refuse an instance where the extension is missing (LocalStack
+``localcloud/cloud.py`` reads it after start-up to refuse an instance where the extension is missing (LocalStack
 silently falls back to its ``docker`` Lambda executor for an unknown ``LAMBDA_RUNTIME_EXECUTOR``), and the tests
 read it as evidence. Registered by an ``on_infra_start`` hook (entry point group ``localstack.hooks.on_infra_start``).
 """

@@ -2,7 +2,7 @@
 
 The hooks patch LocalStack internals; on any other version, provider or signature they refuse to install and
 abort LocalStack's start-up, rather than change its behaviour silently. Bump the version only together with the
-lock file (infra/local/requirements.txt) and after the integration tests pass on the new one.
+lock file (localcloud/requirements.txt) and after the integration tests pass on the new one.
 """
 
 from __future__ import annotations

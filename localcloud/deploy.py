@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from infra.local.cloud import DEFAULT_REGION, REPO, Cloud, LocalCloudError
+from localcloud.cloud import DEFAULT_REGION, REPO, Cloud, LocalCloudError
 
 STAGE = "local"
 ACCOUNT = "000000000000"

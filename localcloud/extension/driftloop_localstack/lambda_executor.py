@@ -1,6 +1,6 @@
 """A LocalStack Lambda runtime executor that runs Python zip functions as local processes, without Docker.
 
-Selected with ``LAMBDA_RUNTIME_EXECUTOR=driftloop-process`` (``infra/local/cloud.py`` sets it). LocalStack's
+Selected with ``LAMBDA_RUNTIME_EXECUTOR=driftloop-process`` (``localcloud/cloud.py`` sets it). LocalStack's
 Lambda service keeps doing everything else (API, versions, concurrency, event source mappings, CloudWatch logs and
 metrics); this class only replaces the container: each execution environment is one
 :class:`~.runtime_process.RuntimeProcess` (awslambdaric in the Python 3.12 runtime venv, talking to its own
@@ -34,8 +34,8 @@ from .runtime_process import EnvironmentStopped, FunctionSpec, InitError, Runtim
 LOG = logging.getLogger(__name__)
 
 EXECUTOR_NAME = "driftloop-process"
-# The runtime interpreter (awslambdaric + boto3): set by infra/local/cloud.py; the default finds the repository's
-# venv from this package's (editable) location: <repo>/infra/local/extension/driftloop_localstack/.
+# The runtime interpreter (awslambdaric + boto3): set by localcloud/cloud.py; the default finds the repository's
+# venv from this package's (editable) location: <repo>/localcloud/extension/driftloop_localstack/.
 PYTHON_VARIABLE = "DRIFTLOOP_LAMBDA_PYTHON"
 LOCAL_HOST = "127.0.0.1"
 
@@ -44,7 +44,7 @@ def lambda_python() -> Path:
     configured = os.environ.get(PYTHON_VARIABLE)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[4] / ".cache" / "lambda-runtime-venv" / "bin" / "python"
+    return Path(__file__).resolve().parents[3] / ".cache" / "lambda-runtime-venv" / "bin" / "python"
 
 
 def work_root() -> Path:

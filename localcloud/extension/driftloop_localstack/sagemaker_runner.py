@@ -519,7 +519,7 @@ class TrainingJobRunner:
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
-                    # Stays in LocalStack's process group: whoever kills that group (infra/local/cloud.py after
+                    # Stays in LocalStack's process group: whoever kills that group (localcloud/cloud.py after
                     # its grace period) kills running jobs too, none outlives the instance.
                 )
             except OSError as exc:

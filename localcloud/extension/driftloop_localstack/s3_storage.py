@@ -6,7 +6,7 @@ see each other's bucket directories, and stopping one deletes the other's. This 
 provider with its own storage root, as an alternative S3 provider (plux entry point ``s3:driftloop`` in the group
 ``localstack.aws.provider``), selected with ``PROVIDER_OVERRIDE_S3=driftloop``.
 
-The root is ``DRIFTLOOP_S3_STORAGE_DIR`` (``infra/local/cloud.py`` sets ``<instance>/s3``) or else
+The root is ``DRIFTLOOP_S3_STORAGE_DIR`` (``localcloud/cloud.py`` sets ``<instance>/s3``) or else
 ``s3-storage`` under LocalStack's own per-instance temporary directory (``config.dirs.tmp``).
 """
 
