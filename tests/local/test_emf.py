@@ -163,6 +163,12 @@ def test_every_emf_line_of_an_output_is_extracted_and_other_lines_are_skipped() 
     assert extraction.problems == ()
 
 
+def test_lines_end_at_newlines_only() -> None:
+    document = emf([directive([{"Name": "A"}])], Service="line\u2028separator", A=1)
+    extraction = extract(json.dumps(document, ensure_ascii=False) + "\r\n")
+    assert [datum.dimensions for datum in extraction.data] == [(("Service", "line\u2028separator"),)]
+
+
 # -- invalid documents yield nothing ------------------------------------------------------------------------------
 
 
