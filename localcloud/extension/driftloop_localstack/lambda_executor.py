@@ -4,7 +4,8 @@ Selected with ``LAMBDA_RUNTIME_EXECUTOR=driftloop-process`` (``localcloud/cloud.
 Lambda service keeps doing everything else (API, versions, concurrency, event source mappings, CloudWatch logs and
 metrics); this class only replaces the container: each execution environment is one
 :class:`~.runtime_process.RuntimeProcess` (awslambdaric in the Python 3.12 runtime venv, talking to its own
-Runtime API server).
+Runtime API server). What the function writes in the Embedded Metric Format also becomes CloudWatch metrics
+(:mod:`.emf`), which LocalStack's CloudWatch Logs does not do.
 
 Versus the ``docker`` executor: nothing is downloaded (no runtime-init binary from GitHub, no image pull; that
 happens only in the docker executor's ``prepare_version``), handlers run unsandboxed on the host, and only Python
@@ -28,6 +29,7 @@ from localstack.services.lambda_.invocation.lambda_models import FunctionVersion
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 from localstack.services.lambda_.invocation.runtime_executor import RuntimeExecutor
 
+from . import emf
 from .runtime_api import error_document
 from .runtime_process import EnvironmentStopped, FunctionSpec, InitError, RuntimeProcess
 
@@ -112,6 +114,7 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
         except InitError as exc:
             if exc.logs:
                 LOG.info("Init logs of %s:\n%s", function_version.qualified_arn, exc.logs.rstrip())
+                self._publish_metrics(exc.logs)
             raise StatusErrorException("Environment startup failed", payload=exc.payload) from exc
         LOG.debug(
             "Started %s (environment %s) as process %s", function_version.qualified_arn, self.id, self._process.pid
@@ -131,9 +134,15 @@ class ProcessRuntimeExecutor(RuntimeExecutor):
             trace_id=payload.get("trace-id"),
             client_context=_client_context(payload),
         )
+        self._publish_metrics(result.logs)
         return InvocationResult(
             request_id=result.request_id, payload=result.payload, is_error=result.is_error, logs=result.logs
         )
+
+    def _publish_metrics(self, logs: str) -> None:
+        """The function's EMF log lines become CloudWatch metrics, as CloudWatch Logs makes them on AWS."""
+        version = self.function_version
+        emf.publish(logs, account_id=version.id.account, region=version.id.region, source=version.qualified_arn)
 
     def get_logs(self) -> str:
         return self._process.logs() if self._process is not None else ""
