@@ -1,16 +1,31 @@
 """The one typed configuration of the CDK app, read from the ``cdk.json`` context.
 
 ``driftloop`` holds the base settings, ``driftloop:stages`` the per-stage overrides (deep-merged onto the base),
-and ``stage`` (``-c stage=NAME``, default ``dev``) picks the stage. Every error names the offending key.
+and ``stage`` (``-c stage=NAME``, default ``dev``) picks the stage. The settings are frozen pydantic models: each
+field's annotation says what its key must be, each model's ``_rules`` how its keys must agree. Every problem is
+reported at once as one :class:`ConfigError` that names the full key, as the user wrote it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, Self, get_args
+
+from annotated_types import GroupedMetadata, Interval, MinLen
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    PrivateAttr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 CONTEXT_KEY = "driftloop"
 STAGES_KEY = "driftloop:stages"
@@ -50,153 +65,347 @@ DERIVED_HYPERPARAMETERS = (SERVING_MEMORY_HYPERPARAMETER, SERVING_TIMEOUT_HYPERP
 
 
 class ConfigError(ValueError):
-    """The CDK context does not describe a valid driftloop deployment."""
+    """The CDK context does not describe a valid driftloop deployment; ``problems`` names each broken key."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = problems
+        if len(problems) == 1:
+            super().__init__(problems[0])
+        else:
+            super().__init__(f"{len(problems)} problems in the CDK context:" + "".join(f"\n  {p}" for p in problems))
+
+
+class _ErrorType:
+    """The pydantic error types this module raises."""
+
+    REFUSED = "driftloop_refused"  # a value its field refuses
+    BROKEN = "driftloop_broken"  # a rule between keys
 
 
 @dataclass(frozen=True)
-class TrainingConfig:
+class _MustBe(GroupedMetadata):
+    """A field's constraints and, whichever of them a value fails, the one message saying what the key must be."""
+
+    what: str
+    constraints: tuple[object, ...] = ()
+    # "one of a, b; got c" reads better than "one of a, b, got c".
+    separator: str = ","
+
+    def __iter__(self) -> Iterator[object]:
+        yield from self.constraints
+        yield WrapValidator(self._refuse)
+
+    def _refuse(self, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            message = f"must be {self.what}{self.separator} got {value!r}"
+            raise PydanticCustomError(_ErrorType.REFUSED, "{message}", {"message": message}) from None
+
+
+def _satisfying(predicate: Callable[[Any], bool]) -> AfterValidator:
+    def check(value: Any) -> Any:
+        if not predicate(value):
+            raise ValueError("refused")  # _MustBe says what the key must be instead
+        return value
+
+    return AfterValidator(check)
+
+
+def _matching(pattern: re.Pattern[str], what: str) -> _MustBe:
+    return _MustBe(what, (_satisfying(lambda value: pattern.fullmatch(value) is not None),))
+
+
+def _integer(low: int, high: int) -> _MustBe:
+    return _MustBe(f"an integer from {low} to {high}", (Interval(ge=low, le=high),))
+
+
+def _number(low: float, high: float) -> _MustBe:
+    return _MustBe(f"a number from {low} to {high}", (Interval(ge=low, le=high),))
+
+
+def _one_of(options: Collection[object]) -> _MustBe:
+    return _MustBe(
+        f"one of {', '.join(map(str, options))}", (_satisfying(lambda value: value in options),), separator=";"
+    )
+
+
+Flag = Annotated[bool, _MustBe("true or false")]
+Text = Annotated[str, _MustBe("a non-empty string", (MinLen(1),))]
+Name = Annotated[str, _matching(_NAME, "lowercase letters, digits and '-'")]
+Prefix = Annotated[str, _matching(_PREFIX, "an S3 key prefix ending in '/' like 'registry/'")]
+# SageMaker passes every hyperparameter to the container as a string; a number here would be rejected.
+Hyperparameter = Annotated[str, _MustBe("a string (SageMaker hyperparameters are strings)")]
+
+
+def _broken(key: str, message: str, *refs: str) -> InitErrorDetails:
+    """A rule broken at ``key`` (dotted, relative to the model checking it); each ``{}`` in ``message`` is filled
+    with the full name of the matching ``refs`` key (relative to the same model)."""
+    loc = tuple(key.split("."))
+    context = {"message": message, "refs": refs, "depth": len(loc)}
+    return InitErrorDetails(type=PydanticCustomError(_ErrorType.BROKEN, "{message}", context), loc=loc, input=None)
+
+
+class _Model(BaseModel):
+    # Strict: a bool is not an integer and "5" is not a number. Null and absent are the same for optional keys:
+    # context objects crossing into Python through jsii lose their null keys.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> Self:
+        broken = list(self._rules())
+        if broken:
+            raise ValidationError.from_exception_data(type(self).__name__, broken)
+        return self
+
+    def _rules(self) -> Iterator[InitErrorDetails]:
+        """The rules between this model's keys, checked once each key is valid on its own."""
+        return iter(())
+
+
+class TrainingConfig(_Model):
     # An ECR image URI, or None to build training/Dockerfile as a CDK image asset.
-    image_uri: str | None
-    instance_type: str
-    instance_count: int
-    volume_size_gb: int
-    max_runtime_seconds: int
+    image_uri: (
+        Annotated[
+            str,
+            _matching(
+                ECR_IMAGE_URI,
+                "an ECR image URI (<account>.dkr.ecr.<region>.amazonaws.com/<repository>[:tag|@digest]) or null",
+            ),
+        ]
+        | None
+    ) = None
+    instance_type: Annotated[
+        str, _MustBe("a SageMaker instance type (ml.*)", (_satisfying(lambda value: value.startswith("ml.")),))
+    ]
+    instance_count: Annotated[int, _integer(1, 100)]
+    volume_size_gb: Annotated[int, _integer(1, 16384)]
+    max_runtime_seconds: Annotated[int, _integer(60, 28 * 24 * 3600)]
     # The whole state machine; must leave room for the job and the Lambda steps around it.
-    workflow_timeout_seconds: int
-    hyperparameters: Mapping[str, str]
+    workflow_timeout_seconds: Annotated[int, _integer(1, 365 * 24 * 3600)]
+    # Read-only: the config is shared by every stack.
+    hyperparameters: Annotated[Mapping[str, Hyperparameter], AfterValidator(MappingProxyType)]
     # The workflow Lambdas (guard, assemble, prepare, register, promote, reject, record_failure, release).
-    step_memory_mb: int
-    step_timeout_seconds: int
+    step_memory_mb: Annotated[int, _integer(128, 10240)]
+    step_timeout_seconds: Annotated[int, _integer(1, 900)]
+
+    def _rules(self) -> Iterator[InitErrorDetails]:
+        if self.workflow_timeout_seconds <= self.max_runtime_seconds:
+            yield _broken(
+                "workflow_timeout_seconds",
+                "must exceed {} so a job that runs to its limit still ends in RecordFailure, not a state machine "
+                "timeout",
+                "max_runtime_seconds",
+            )
+        for name in DERIVED_HYPERPARAMETERS:
+            if name in self.hyperparameters:
+                yield _broken(f"hyperparameters.{name}", "must not be set: it is derived from the serving config")
 
 
-@dataclass(frozen=True)
-class DataConfig:
+DATA_PREFIXES = (
+    "training_data_prefix",
+    "capture_prefix",
+    "feedback_prefix",
+    "report_prefix",
+    "assembled_prefix",
+    "artifact_prefix",
+    "registry_prefix",
+)
+
+
+class DataConfig(_Model):
     # In the data bucket: labelled data, captured predictions, ground-truth feedback, drift reports, and the
     # data sets the workflow assembles for each run.
-    training_data_prefix: str
-    capture_prefix: str
-    feedback_prefix: str
-    report_prefix: str
-    assembled_prefix: str
+    training_data_prefix: Prefix
+    capture_prefix: Prefix
+    feedback_prefix: Prefix
+    report_prefix: Prefix
+    assembled_prefix: Prefix
     # In the model bucket: SageMaker outputs and the registry.
-    artifact_prefix: str
-    registry_prefix: str
-    artifact_expiry_days: int
-    noncurrent_version_expiry_days: int
-    incomplete_upload_expiry_days: int
-    access_log_expiry_days: int
+    artifact_prefix: Prefix
+    registry_prefix: Prefix
+    artifact_expiry_days: Annotated[int, _integer(1, 3650)]
+    noncurrent_version_expiry_days: Annotated[int, _integer(1, 3650)]
+    incomplete_upload_expiry_days: Annotated[int, _integer(1, 365)]
+    access_log_expiry_days: Annotated[int, _integer(1, 3650)]
     # Captured predictions, feedback and reports expire after this many days; assembled data sets with artifacts.
-    capture_expiry_days: int
+    capture_expiry_days: Annotated[int, _integer(1, 3650)]
+
+    def _rules(self) -> Iterator[InitErrorDetails]:
+        for key in DATA_PREFIXES:
+            for other_key in DATA_PREFIXES:
+                if key != other_key and getattr(self, other_key).startswith(getattr(self, key)):
+                    # Lifecycle rules and IAM grants are per prefix: nesting would leak one into the other.
+                    yield _broken(other_key, "must not lie under {}", key)
 
 
-@dataclass(frozen=True)
-class ServingConfig:
-    auth_mode: AuthMode
-    memory_mb: int
-    timeout_seconds: int
-    reserved_concurrency: int | None
-    max_instances: int
-    max_body_bytes: int
-    refresh_seconds: int
-    throttle_rate_limit: float
-    throttle_burst_limit: int
+class ServingConfig(_Model):
+    auth_mode: Annotated[AuthMode, _one_of(get_args(AuthMode))]
+    memory_mb: Annotated[int, _integer(128, 10240)]
+    timeout_seconds: Annotated[int, _integer(1, MAX_API_TIMEOUT_SECONDS)]
+    reserved_concurrency: Annotated[int, _integer(1, 10000)] | None = None
+    max_instances: Annotated[int, _integer(1, 100_000)]
+    max_body_bytes: Annotated[int, _integer(1, MAX_LAMBDA_PAYLOAD_BYTES)]
+    refresh_seconds: Annotated[int, _integer(1, 24 * 3600)]
+    throttle_rate_limit: Annotated[float, _number(0.1, 10000)]
+    throttle_burst_limit: Annotated[int, _integer(1, 5000)]
     # POST /feedback has its own, lower limits: labels feed training and the gate, so a flood is costlier.
-    feedback_throttle_rate_limit: float
-    feedback_throttle_burst_limit: int
-    quota_per_day: int
-    api_stage_name: str
+    feedback_throttle_rate_limit: Annotated[float, _number(0.1, 10000)]
+    feedback_throttle_burst_limit: Annotated[int, _integer(1, 5000)]
+    quota_per_day: Annotated[int, _integer(1, 1_000_000_000)]
+    api_stage_name: Name
     # Whether this app sets the region-wide API Gateway CloudWatch role that access and execution logs need.
-    manage_api_gateway_account: bool
+    manage_api_gateway_account: Flag
+
+    def _rules(self) -> Iterator[InitErrorDetails]:
+        for kind in ("rate", "burst"):
+            feedback, stage = f"feedback_throttle_{kind}_limit", f"throttle_{kind}_limit"
+            if getattr(self, feedback) > getattr(self, stage):
+                yield _broken(feedback, "must not exceed {}", stage)
 
 
-@dataclass(frozen=True)
-class CaptureConfig:
+class CaptureConfig(_Model):
     """Prediction capture and ground-truth feedback, delivered to the data bucket by Kinesis Data Firehose."""
 
-    enabled: bool
+    enabled: Flag
     # Fraction of predictions captured, 0 to 1 (feedback is always recorded).
-    sample_rate: float
+    sample_rate: Annotated[float, _number(0.0, 1.0)]
     # Firehose buffering before it writes an S3 object.
-    buffer_seconds: int
-    buffer_mb: int
+    buffer_seconds: Annotated[int, _integer(60, 900)]
+    # Firehose's dynamic partitioning (by model version) needs a buffer of at least 64 MiB.
+    buffer_mb: Annotated[int, _integer(64, 128)]
     # Feedback for predictions older than this is refused (their captures are no longer joined).
-    feedback_max_age_days: int
+    feedback_max_age_days: Annotated[int, _integer(1, 3650)]
 
 
-@dataclass(frozen=True)
-class MonitoringConfig:
+class MonitoringConfig(_Model):
     """The scheduled monitor and the alarms it feeds."""
 
-    schedule_minutes: int
+    schedule_minutes: Annotated[int, _integer(1, 24 * 60)]
     # The capture window each run reads, ending at the run's time.
-    window_minutes: int
+    window_minutes: Annotated[int, _integer(1, 7 * 24 * 60)]
     # How long before the run the window ends, so records still in Firehose's buffer are read by the next run.
     # None: the capture buffer interval plus a delivery margin.
-    window_lag_seconds: int | None
+    window_lag_seconds: Annotated[int, _integer(0, 24 * 3600)] | None = None
     # Fewer captured predictions than this: the window is reported as insufficient, no drift metric is published.
-    min_records: int
+    min_records: Annotated[int, _integer(1, 10_000_000)]
     # Fewer labelled predictions than this: no live-quality metric is published.
-    min_feedback: int
+    min_feedback: Annotated[int, _integer(1, 10_000_000)]
     # Data drift alarm: max per-feature PSI above this for M of N monitor periods.
-    drift_threshold: float
-    drift_datapoints_to_alarm: int
-    drift_evaluation_periods: int
+    drift_threshold: Annotated[float, _number(0.0, 100.0)]
+    drift_datapoints_to_alarm: Annotated[int, _integer(1, 100)]
+    drift_evaluation_periods: Annotated[int, _integer(1, 100)]
     # Live quality alarm: classification accuracy (or regression RMSE, above) worse than this for M of N periods.
-    quality_threshold: float
-    regression_quality_threshold: float
-    quality_datapoints_to_alarm: int
-    quality_evaluation_periods: int
+    quality_threshold: Annotated[float, _number(0.0, 1.0)]
+    regression_quality_threshold: Annotated[float, _number(0.0, 1e12)]
+    quality_datapoints_to_alarm: Annotated[int, _integer(1, 100)]
+    quality_evaluation_periods: Annotated[int, _integer(1, 100)]
     # Operational alarms (they notify, never retrain).
-    api_5xx_rate_percent: float
-    api_p99_latency_ms: int
+    api_5xx_rate_percent: Annotated[float, _number(0.0, 100.0)]
+    api_p99_latency_ms: Annotated[int, _integer(1, 30_000)]
     # Optional e-mail subscription for the operations topic.
-    alarm_email: str | None
+    alarm_email: Text | None = None
+
+    def _rules(self) -> Iterator[InitErrorDetails]:
+        for kind in ("drift", "quality"):
+            datapoints, periods = f"{kind}_datapoints_to_alarm", f"{kind}_evaluation_periods"
+            if getattr(self, datapoints) > getattr(self, periods):
+                yield _broken(datapoints, "must not exceed {}", periods)
+            # The alarm's period is the monitor's schedule; CloudWatch limits how far back an alarm may look.
+            span = self.schedule_minutes * getattr(self, periods)
+            limit = MAX_ALARM_SPAN_MINUTES if self.schedule_minutes >= 60 else MAX_SHORT_PERIOD_ALARM_SPAN_MINUTES
+            if span > limit:
+                yield _broken(
+                    periods,
+                    f"times {{}} must stay within {limit} minutes (CloudWatch's limit on what an alarm evaluates), "
+                    f"got {span}",
+                    "schedule_minutes",
+                )
+        if self.window_minutes < self.schedule_minutes:
+            yield _broken(
+                "window_minutes",
+                "must be at least {}: otherwise captured predictions between two runs are never looked at",
+                "schedule_minutes",
+            )
 
 
-@dataclass(frozen=True)
-class ApprovalConfig:
+class ApprovalConfig(_Model):
     """A person approves each promotion the gate passed (``driftloop approve`` / ``driftloop deny``)."""
 
-    enabled: bool
-    # Without an answer within this time the version is rejected.
-    timeout_hours: int
+    enabled: Flag
+    # Without an answer within this time the version is rejected. Step Functions ends an execution after a year.
+    timeout_hours: Annotated[int, _integer(1, 365 * 24)]
 
 
-@dataclass(frozen=True)
-class RetrainingConfig:
+class RetrainingConfig(_Model):
     """What starts the training workflow, and the guardrails every start obeys."""
 
     # Drift and quality alarms start a run (the main loop).
-    on_alarm: bool
+    on_alarm: Flag
     # A fixed schedule, off by default; an EventBridge schedule expression such as "rate(7 days)".
-    schedule_enabled: bool
-    schedule_expression: str
+    schedule_enabled: Flag
+    schedule_expression: Annotated[str, _matching(re.compile(r"(rate|cron)\(.+\)"), "rate(...) or cron(...)")]
     # New objects under the training data prefix start a run, off by default.
-    on_new_data: bool
+    on_new_data: Flag
     # No new run within this many minutes of the last run's end (the lock already keeps runs one at a time).
-    cooldown_minutes: int
+    cooldown_minutes: Annotated[int, _integer(0, 30 * 24 * 60)]
     # Add captured predictions joined with their feedback labels to the base training data.
-    include_feedback: bool
+    include_feedback: Flag
     # At most this share of the assembled training set may come from feedback, in (0, 1].
-    max_feedback_share: float
+    max_feedback_share: Annotated[float, _number(0.0, 1.0)]
     approval: ApprovalConfig
 
+    def _rules(self) -> Iterator[InitErrorDetails]:
+        if self.max_feedback_share == 0:
+            yield _broken(
+                "max_feedback_share", "must be greater than 0 (turn feedback off with {})", "include_feedback"
+            )
 
-@dataclass(frozen=True)
-class DriftloopConfig:
-    stage: str
-    name_prefix: str
-    log_level: str
-    log_retention_days: int
-    removal: Removal
+
+class DriftloopConfig(_Model):
+    name_prefix: Name
+    log_level: Annotated[str, _one_of(LOG_LEVELS)]
+    log_retention_days: Annotated[int, _one_of(LOG_RETENTION_DAYS)]
+    removal: Annotated[Removal, _one_of(get_args(Removal))]
     # Only with removal=destroy: empty the buckets on delete (needs CDK's Node.js custom resource).
-    auto_delete_objects: bool
+    auto_delete_objects: Flag
     training: TrainingConfig
     data: DataConfig
     serving: ServingConfig
     capture: CaptureConfig
     monitoring: MonitoringConfig
     retraining: RetrainingConfig
+    # Picked with `-c stage=NAME`, not written under `driftloop`: load_config passes it as the validation context.
+    _stage: str = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._stage = context[STAGE_KEY]
+
+    def _rules(self) -> Iterator[InitErrorDetails]:
+        if self.auto_delete_objects and self.removal != "destroy":
+            yield _broken("auto_delete_objects", "requires {} = 'destroy'", "removal")
+        if len(self.resource_prefix) > MAX_JOB_PREFIX_LENGTH:
+            yield _broken(
+                "name_prefix",
+                f"and the stage together must stay within {MAX_JOB_PREFIX_LENGTH} characters: training job names "
+                "are built from them",
+            )
+        approval, training = self.retraining.approval, self.training
+        if (
+            approval.enabled
+            and training.workflow_timeout_seconds <= training.max_runtime_seconds + approval.timeout_hours * 3600
+        ):
+            yield _broken(
+                "training.workflow_timeout_seconds",
+                "must exceed {} plus {} when approval is enabled: the run waits for the approval inside the state "
+                "machine's timeout",
+                "training.max_runtime_seconds",
+                "retraining.approval.timeout_hours",
+            )
+
+    @property
+    def stage(self) -> str:
+        return self._stage
 
     @property
     def resource_prefix(self) -> str:
@@ -248,338 +457,69 @@ def load_config(context: Callable[[str], Any]) -> DriftloopConfig:
         raise ConfigError(
             f"unknown stage {stage!r}: add it under context key {STAGES_KEY!r} (known: {', '.join(sorted(stages))})"
         )
-    merged = _deep_merge(_Reader(base, CONTEXT_KEY).mapping_value(), stages[stage], f"{STAGES_KEY}.{stage}")
-    return _parse(_Reader(merged, CONTEXT_KEY), stage)
-
-
-def _parse(root: _Reader, stage: str) -> DriftloopConfig:
-    removal = cast(Removal, root.choice("removal", ("retain", "destroy")))
-    auto_delete = root.boolean("auto_delete_objects")
-    if auto_delete and removal != "destroy":
-        raise ConfigError(f"{root.key('auto_delete_objects')} requires {root.key('removal')} = 'destroy'")
-    name_prefix = root.name("name_prefix")
-    if len(f"{name_prefix}-{stage}") > MAX_JOB_PREFIX_LENGTH:
-        raise ConfigError(
-            f"{root.key('name_prefix')} and the stage together must stay within {MAX_JOB_PREFIX_LENGTH} "
-            "characters: training job names are built from them"
-        )
-    config = DriftloopConfig(
-        stage=stage,
-        name_prefix=name_prefix,
-        log_level=root.choice("log_level", LOG_LEVELS),
-        log_retention_days=root.integer_in("log_retention_days", LOG_RETENTION_DAYS),
-        removal=removal,
-        auto_delete_objects=auto_delete,
-        training=_training(root.section("training")),
-        data=_data(root.section("data")),
-        serving=_serving(root.section("serving")),
-        capture=_capture(root.section("capture")),
-        monitoring=_monitoring(root.section("monitoring")),
-        retraining=_retraining(root.section("retraining")),
-    )
-    root.reject_unknown()
-    _check_approval_fits_the_workflow(root, config)
-    return config
-
-
-def _check_approval_fits_the_workflow(root: _Reader, config: DriftloopConfig) -> None:
-    approval, training = config.retraining.approval, config.training
-    if (
-        approval.enabled
-        and training.workflow_timeout_seconds <= training.max_runtime_seconds + approval.timeout_hours * 3600
-    ):
-        raise ConfigError(
-            f"{root.key('training.workflow_timeout_seconds')} must exceed {root.key('training.max_runtime_seconds')} "
-            f"plus {root.key('retraining.approval.timeout_hours')} when approval is enabled: the run waits for the "
-            "approval inside the state machine's timeout"
-        )
-
-
-def _training(section: _Reader) -> TrainingConfig:
-    image_uri = section.optional_string("image_uri")
-    if image_uri is not None and not ECR_IMAGE_URI.fullmatch(image_uri):
-        raise ConfigError(
-            f"{section.key('image_uri')} must be an ECR image URI "
-            f"(<account>.dkr.ecr.<region>.amazonaws.com/<repository>[:tag|@digest]) or null, got {image_uri!r}"
-        )
-    instance_type = section.string("instance_type")
-    if not instance_type.startswith("ml."):
-        raise ConfigError(f"{section.key('instance_type')} must be a SageMaker instance type (ml.*)")
-    max_runtime = section.integer("max_runtime_seconds", 60, 28 * 24 * 3600)
-    workflow_timeout = section.integer("workflow_timeout_seconds", 1, 365 * 24 * 3600)
-    if workflow_timeout <= max_runtime:
-        raise ConfigError(
-            f"{section.key('workflow_timeout_seconds')} must exceed {section.key('max_runtime_seconds')} "
-            "so a job that runs to its limit still ends in RecordFailure, not a state machine timeout"
-        )
-    training = TrainingConfig(
-        image_uri=image_uri,
-        instance_type=instance_type,
-        instance_count=section.integer("instance_count", 1, 100),
-        volume_size_gb=section.integer("volume_size_gb", 1, 16384),
-        max_runtime_seconds=max_runtime,
-        workflow_timeout_seconds=workflow_timeout,
-        hyperparameters=MappingProxyType(section.string_map("hyperparameters")),
-        step_memory_mb=section.integer("step_memory_mb", 128, 10240),
-        step_timeout_seconds=section.integer("step_timeout_seconds", 1, 900),
-    )
-    for name in DERIVED_HYPERPARAMETERS:
-        if name in training.hyperparameters:
-            raise ConfigError(
-                f"{section.key('hyperparameters')}.{name} must not be set: it is derived from the serving config"
-            )
-    section.reject_unknown()
-    return training
-
-
-DATA_PREFIXES = (
-    "training_data_prefix",
-    "capture_prefix",
-    "feedback_prefix",
-    "report_prefix",
-    "assembled_prefix",
-    "artifact_prefix",
-    "registry_prefix",
-)
-
-
-def _data(section: _Reader) -> DataConfig:
-    prefixes = {key: section.prefix(key) for key in DATA_PREFIXES}
-    for key, prefix in prefixes.items():
-        for other_key, other in prefixes.items():
-            if key != other_key and other.startswith(prefix):
-                # Lifecycle rules and IAM grants are per prefix: nesting would leak one into the other.
-                raise ConfigError(f"{section.key(other_key)} must not lie under {section.key(key)}")
-    data = DataConfig(
-        **prefixes,
-        artifact_expiry_days=section.integer("artifact_expiry_days", 1, 3650),
-        noncurrent_version_expiry_days=section.integer("noncurrent_version_expiry_days", 1, 3650),
-        incomplete_upload_expiry_days=section.integer("incomplete_upload_expiry_days", 1, 365),
-        access_log_expiry_days=section.integer("access_log_expiry_days", 1, 3650),
-        capture_expiry_days=section.integer("capture_expiry_days", 1, 3650),
-    )
-    section.reject_unknown()
-    return data
-
-
-def _serving(section: _Reader) -> ServingConfig:
-    serving = ServingConfig(
-        auth_mode=cast(AuthMode, section.choice("auth_mode", ("iam", "api_key"))),
-        memory_mb=section.integer("memory_mb", 128, 10240),
-        timeout_seconds=section.integer("timeout_seconds", 1, MAX_API_TIMEOUT_SECONDS),
-        reserved_concurrency=section.optional_integer("reserved_concurrency", 1, 10000),
-        max_instances=section.integer("max_instances", 1, 100_000),
-        max_body_bytes=section.integer("max_body_bytes", 1, MAX_LAMBDA_PAYLOAD_BYTES),
-        refresh_seconds=section.integer("refresh_seconds", 1, 24 * 3600),
-        throttle_rate_limit=section.number("throttle_rate_limit", 0.1, 10000),
-        throttle_burst_limit=section.integer("throttle_burst_limit", 1, 5000),
-        feedback_throttle_rate_limit=section.number("feedback_throttle_rate_limit", 0.1, 10000),
-        feedback_throttle_burst_limit=section.integer("feedback_throttle_burst_limit", 1, 5000),
-        quota_per_day=section.integer("quota_per_day", 1, 1_000_000_000),
-        api_stage_name=section.name("api_stage_name"),
-        manage_api_gateway_account=section.boolean("manage_api_gateway_account"),
-    )
-    for kind in ("rate", "burst"):
-        feedback, stage = f"feedback_throttle_{kind}_limit", f"throttle_{kind}_limit"
-        if getattr(serving, feedback) > getattr(serving, stage):
-            raise ConfigError(f"{section.key(feedback)} must not exceed {section.key(stage)}")
-    section.reject_unknown()
-    return serving
-
-
-def _capture(section: _Reader) -> CaptureConfig:
-    capture = CaptureConfig(
-        enabled=section.boolean("enabled"),
-        sample_rate=section.number("sample_rate", 0.0, 1.0),
-        buffer_seconds=section.integer("buffer_seconds", 60, 900),
-        # Firehose's dynamic partitioning (by model version) needs a buffer of at least 64 MiB.
-        buffer_mb=section.integer("buffer_mb", 64, 128),
-        feedback_max_age_days=section.integer("feedback_max_age_days", 1, 3650),
-    )
-    section.reject_unknown()
-    return capture
-
-
-def _monitoring(section: _Reader) -> MonitoringConfig:
-    monitoring = MonitoringConfig(
-        schedule_minutes=section.integer("schedule_minutes", 1, 24 * 60),
-        window_minutes=section.integer("window_minutes", 1, 7 * 24 * 60),
-        window_lag_seconds=section.optional_integer("window_lag_seconds", 0, 24 * 3600),
-        min_records=section.integer("min_records", 1, 10_000_000),
-        min_feedback=section.integer("min_feedback", 1, 10_000_000),
-        drift_threshold=section.number("drift_threshold", 0.0, 100.0),
-        drift_datapoints_to_alarm=section.integer("drift_datapoints_to_alarm", 1, 100),
-        drift_evaluation_periods=section.integer("drift_evaluation_periods", 1, 100),
-        quality_threshold=section.number("quality_threshold", 0.0, 1.0),
-        regression_quality_threshold=section.number("regression_quality_threshold", 0.0, 1e12),
-        quality_datapoints_to_alarm=section.integer("quality_datapoints_to_alarm", 1, 100),
-        quality_evaluation_periods=section.integer("quality_evaluation_periods", 1, 100),
-        api_5xx_rate_percent=section.number("api_5xx_rate_percent", 0.0, 100.0),
-        api_p99_latency_ms=section.integer("api_p99_latency_ms", 1, 30_000),
-        alarm_email=section.optional_string("alarm_email"),
-    )
-    for kind in ("drift", "quality"):
-        datapoints, periods = f"{kind}_datapoints_to_alarm", f"{kind}_evaluation_periods"
-        if getattr(monitoring, datapoints) > getattr(monitoring, periods):
-            raise ConfigError(f"{section.key(datapoints)} must not exceed {section.key(periods)}")
-        # The alarm's period is the monitor's schedule; CloudWatch limits how far back an alarm may look.
-        span = monitoring.schedule_minutes * getattr(monitoring, periods)
-        limit = MAX_ALARM_SPAN_MINUTES if monitoring.schedule_minutes >= 60 else MAX_SHORT_PERIOD_ALARM_SPAN_MINUTES
-        if span > limit:
-            raise ConfigError(
-                f"{section.key(periods)} times {section.key('schedule_minutes')} must stay within {limit} minutes "
-                f"(CloudWatch's limit on what an alarm evaluates), got {span}"
-            )
-    if monitoring.window_minutes < monitoring.schedule_minutes:
-        raise ConfigError(
-            f"{section.key('window_minutes')} must be at least {section.key('schedule_minutes')}: "
-            "otherwise captured predictions between two runs are never looked at"
-        )
-    section.reject_unknown()
-    return monitoring
-
-
-def _retraining(section: _Reader) -> RetrainingConfig:
-    expression = section.string("schedule_expression")
-    if not re.fullmatch(r"(rate|cron)\(.+\)", expression):
-        raise ConfigError(f"{section.key('schedule_expression')} must be rate(...) or cron(...), got {expression!r}")
-    retraining = RetrainingConfig(
-        on_alarm=section.boolean("on_alarm"),
-        schedule_enabled=section.boolean("schedule_enabled"),
-        schedule_expression=expression,
-        on_new_data=section.boolean("on_new_data"),
-        cooldown_minutes=section.integer("cooldown_minutes", 0, 30 * 24 * 60),
-        include_feedback=section.boolean("include_feedback"),
-        max_feedback_share=section.number("max_feedback_share", 0.0, 1.0),
-        approval=_approval(section.section("approval")),
-    )
-    if retraining.max_feedback_share == 0:
-        raise ConfigError(
-            f"{section.key('max_feedback_share')} must be greater than 0 (turn feedback off with "
-            f"{section.key('include_feedback')})"
-        )
-    section.reject_unknown()
-    return retraining
-
-
-def _approval(section: _Reader) -> ApprovalConfig:
-    approval = ApprovalConfig(
-        enabled=section.boolean("enabled"),
-        # Step Functions ends an execution after a year at most.
-        timeout_hours=section.integer("timeout_hours", 1, 365 * 24),
-    )
-    section.reject_unknown()
-    return approval
-
-
-def _deep_merge(base: Mapping[str, Any], override: Any, path: str) -> dict[str, Any]:
+    if not isinstance(base, Mapping):
+        raise ConfigError(f"{CONTEXT_KEY} must be an object, got {type(base).__name__}")
+    override, override_key = stages[stage], f"{STAGES_KEY}.{stage}"
     if not isinstance(override, Mapping):
-        raise ConfigError(f"{path} must be an object, got {type(override).__name__}")
+        raise ConfigError(f"{override_key} must be an object, got {type(override).__name__}")
+    try:
+        return DriftloopConfig.model_validate(_deep_merge(base, override), context={STAGE_KEY: stage})
+    except ValidationError as exc:
+        name = _KeyNames(override, override_key)
+        raise ConfigError(*(_describe(error, name) for error in exc.errors())) from exc
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _deep_merge(merged[key], value, f"{path}.{key}")
+            merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
 
 
-class _Reader:
-    """Typed access to one object of the context that names the full key in every error."""
+Loc = Sequence[int | str]
 
-    def __init__(self, value: Any, path: str) -> None:
-        self._value = value
-        self._path = path
-        self._seen: set[str] = set()
 
-    def key(self, name: str) -> str:
-        return f"{self._path}.{name}"
+@dataclass(frozen=True)
+class _KeyNames:
+    """The full name of a key of the merged settings: under the stage's overrides if they set it, else the base."""
 
-    def mapping_value(self) -> Mapping[str, Any]:
-        if not isinstance(self._value, Mapping):
-            raise ConfigError(f"{self._path} must be an object, got {type(self._value).__name__}")
-        return self._value
+    override: Mapping[str, Any]
+    override_key: str
 
-    def _get(self, name: str) -> Any:
-        values = self.mapping_value()
-        if name not in values:
-            raise ConfigError(f"{self.key(name)} is required")
-        self._seen.add(name)
-        return values[name]
+    def __call__(self, loc: Loc) -> str:
+        node: Any = self.override
+        for part in loc:
+            if not isinstance(node, Mapping) or part not in node:
+                return ".".join(map(str, (CONTEXT_KEY, *loc)))
+            node = node[part]
+        return ".".join(map(str, (self.override_key, *loc)))
 
-    def section(self, name: str) -> _Reader:
-        return _Reader(self._get(name), self.key(name))
 
-    def reject_unknown(self) -> None:
-        unknown = sorted(set(self.mapping_value()) - self._seen)
-        if unknown:
-            raise ConfigError(f"unknown key {self.key(unknown[0])} (known: {', '.join(sorted(self._seen))})")
+def _describe(error: ErrorDetails, name: _KeyNames) -> str:
+    """One line per problem, starting with (or naming) the full key."""
+    loc, context = error["loc"], error.get("ctx", {})
+    match error["type"]:
+        case "missing":
+            return f"{name(loc)} is required"
+        case "extra_forbidden":
+            return f"unknown key {name(loc)} (known: {', '.join(sorted(_model_at(loc[:-1]).model_fields))})"
+        case "model_type" | "dict_type":
+            return f"{name(loc)} must be an object, got {type(error['input']).__name__}"
+        case _ErrorType.REFUSED:
+            return f"{name(loc)} {context['message']}"
+        case _ErrorType.BROKEN:
+            model_loc = loc[: len(loc) - context["depth"]]
+            refs = (name((*model_loc, *ref.split("."))) for ref in context["refs"])
+            return f"{name(loc)} {context['message'].format(*refs)}"
+        case _:
+            return f"{name(loc)}: {error['msg']}"
 
-    def string(self, name: str) -> str:
-        value = self._get(name)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{self.key(name)} must be a non-empty string, got {value!r}")
-        return value
 
-    def _is_null(self, name: str) -> bool:
-        # Null and absent are the same: context objects crossing into Python through jsii lose their null keys.
-        self._seen.add(name)
-        return self.mapping_value().get(name) is None
-
-    def optional_string(self, name: str) -> str | None:
-        return None if self._is_null(name) else self.string(name)
-
-    def name(self, name: str) -> str:
-        value = self.string(name)
-        if not _NAME.fullmatch(value):
-            raise ConfigError(f"{self.key(name)} must be lowercase letters, digits and '-', got {value!r}")
-        return value
-
-    def prefix(self, name: str) -> str:
-        value = self.string(name)
-        if not _PREFIX.fullmatch(value):
-            raise ConfigError(
-                f"{self.key(name)} must be an S3 key prefix ending in '/' like 'registry/', got {value!r}"
-            )
-        return value
-
-    def choice(self, name: str, options: tuple[str, ...]) -> str:
-        value = self._get(name)
-        if value not in options:
-            raise ConfigError(f"{self.key(name)} must be one of {', '.join(options)}; got {value!r}")
-        return cast(str, value)
-
-    def boolean(self, name: str) -> bool:
-        value = self._get(name)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{self.key(name)} must be true or false, got {value!r}")
-        return value
-
-    def integer(self, name: str, low: int, high: int) -> int:
-        value = self._get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ConfigError(f"{self.key(name)} must be an integer from {low} to {high}, got {value!r}")
-        return value
-
-    def optional_integer(self, name: str, low: int, high: int) -> int | None:
-        return None if self._is_null(name) else self.integer(name, low, high)
-
-    def integer_in(self, name: str, allowed: tuple[int, ...]) -> int:
-        value = self._get(name)
-        if isinstance(value, bool) or value not in allowed:
-            raise ConfigError(f"{self.key(name)} must be one of {', '.join(map(str, allowed))}; got {value!r}")
-        return cast(int, value)
-
-    def number(self, name: str, low: float, high: float) -> float:
-        value = self._get(name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise ConfigError(f"{self.key(name)} must be a number from {low} to {high}, got {value!r}")
-        return float(value)
-
-    def string_map(self, name: str) -> dict[str, str]:
-        values = self.section(name).mapping_value()
-        for key, value in values.items():
-            # SageMaker passes every hyperparameter to the container as a string; a number here would be rejected.
-            if not isinstance(value, str):
-                raise ConfigError(f"{self.key(name)}.{key} must be a string (SageMaker hyperparameters are strings)")
-        return dict(values)
+def _model_at(loc: Loc) -> type[BaseModel]:
+    model: type[BaseModel] = DriftloopConfig
+    for part in loc:
+        model = model.model_fields[str(part)].annotation  # type: ignore[assignment]  # a section: a model
+    return model

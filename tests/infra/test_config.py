@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from infra.config import LOG_RETENTION_DAYS, ApprovalConfig, ConfigError, DriftloopConfig, load_config
 from infra.constructs.log_group import RETENTION
@@ -150,7 +150,7 @@ def test_nullable_keys_may_be_omitted() -> None:
 
 def test_config_is_immutable() -> None:
     config = load(context())
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         config.stage = "prod"  # type: ignore[misc]
     with pytest.raises(TypeError):
         config.training.hyperparameters["target"] = "other"  # type: ignore[index]
@@ -256,3 +256,60 @@ def test_the_serving_limits_cannot_be_configured_as_hyperparameters(name: str) -
         ConfigError, match=rf"driftloop\.training\.hyperparameters\.{name} must not be set: it is derived"
     ):
         load(context(training__hyperparameters={"target": "churned", name: "4096"}))
+
+
+def test_every_problem_is_reported_at_once_each_with_its_full_key() -> None:
+    ctx = context(serving__memory_mb=64, capture__enabled="yes", monitoring__window_minutes=30, training="ml.m5")
+    ctx["driftloop"]["data"]["registry"] = "registry/"
+    del ctx["driftloop"]["retraining"]["on_alarm"]
+    with pytest.raises(ConfigError) as raised:
+        load(ctx)
+    assert raised.value.problems == (
+        "driftloop.training must be an object, got str",
+        "unknown key driftloop.data.registry (known: access_log_expiry_days, artifact_expiry_days, artifact_prefix, "
+        "assembled_prefix, capture_expiry_days, capture_prefix, feedback_prefix, incomplete_upload_expiry_days, "
+        "noncurrent_version_expiry_days, registry_prefix, report_prefix, training_data_prefix)",
+        "driftloop.serving.memory_mb must be an integer from 128 to 10240, got 64",
+        "driftloop.capture.enabled must be true or false, got 'yes'",
+        "driftloop.monitoring.window_minutes must be at least driftloop.monitoring.schedule_minutes: otherwise "
+        "captured predictions between two runs are never looked at",
+        "driftloop.retraining.on_alarm is required",
+    )
+    assert str(raised.value).startswith("6 problems in the CDK context:\n  driftloop.training must be an object")
+
+
+def test_a_stage_override_error_names_each_key_where_it_was_written() -> None:
+    ctx = context("local")
+    local = ctx["driftloop:stages"]["local"]
+    local["serving"]["memory_mb"] = 64
+    local["serving"]["memory"] = 512
+    local["data"] = {"artifact_prefix": "registry/jobs/"}
+    local["monitoring"]["drift_datapoints_to_alarm"] = 2
+    with pytest.raises(ConfigError) as raised:
+        load(ctx)
+    assert raised.value.problems[0] == (
+        "driftloop:stages.local.data.artifact_prefix must not lie under driftloop.data.registry_prefix"
+    )
+    assert raised.value.problems[1] == (
+        "driftloop:stages.local.serving.memory_mb must be an integer from 128 to 10240, got 64"
+    )
+    assert raised.value.problems[2].startswith("unknown key driftloop:stages.local.serving.memory (known: ")
+    assert raised.value.problems[3] == (
+        "driftloop:stages.local.monitoring.drift_datapoints_to_alarm must not exceed "
+        "driftloop:stages.local.monitoring.drift_evaluation_periods"
+    )
+    assert len(raised.value.problems) == 4
+
+
+def test_rules_between_keys_of_one_section_are_all_reported() -> None:
+    ctx = context()
+    ctx["driftloop"]["monitoring"].update(
+        {"drift_datapoints_to_alarm": 4, "quality_datapoints_to_alarm": 4, "window_minutes": 30}
+    )
+    with pytest.raises(ConfigError) as raised:
+        load(ctx)
+    assert [problem.split(" must ")[0] for problem in raised.value.problems] == [
+        "driftloop.monitoring.drift_datapoints_to_alarm",
+        "driftloop.monitoring.quality_datapoints_to_alarm",
+        "driftloop.monitoring.window_minutes",
+    ]
