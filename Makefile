@@ -42,7 +42,7 @@ lint: setup ## ruff (lint + format check)
 	$(BIN)/ruff format --check .
 
 typecheck: setup ## mypy, strict
-	$(BIN)/mypy infra functions training localcloud tests
+	$(BIN)/mypy infra functions training cli localcloud tests
 
 unit: setup ## unit and stack tests
 	$(BIN)/pytest -m "not integration"

@@ -21,8 +21,8 @@ from infra.grants import objects_arn
 from infra.registry_keys import decisions_prefix, run_lock_prefix, versions_prefix
 
 if TYPE_CHECKING:
-    from infra.app import DriftloopStacks
     from infra.constructs.python_function import PythonFunction
+    from infra.stacks.wiring import DriftloopStacks
 
 PACK = "AwsSolutions"
 

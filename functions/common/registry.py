@@ -23,10 +23,11 @@ stored record (an object a failed attempt already wrote with the same bytes coun
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,10 +123,40 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# The version id: ``v``, the creation time to the second, 6 random hex digits. Generated and recognised only here.
+_VERSION_ID = re.compile(r"v\d{8}-\d{6}-[0-9a-f]{6}")
+
+
 def new_version_id(now: datetime | None = None) -> str:
     """Unique and sortable: ``v20261127-111717-3f9a2c`` (also a valid SageMaker job name suffix)."""
     moment = (now or utc_now()).astimezone(UTC)
     return f"v{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def is_version_id(text: str) -> bool:
+    """Whether ``text`` has the form :func:`new_version_id` gives."""
+    return _VERSION_ID.fullmatch(text) is not None
+
+
+def champion_before(decisions: Sequence[Decision], current: str) -> str | None:
+    """The champion before ``current``, replaying promotions and rollbacks in order.
+
+    A promotion pushes its version; a rollback to a version on the stack pops back to it (what was rolled back is
+    not a candidate any more), otherwise it pushes it. The answer is the entry below ``current`` when it is on top.
+    """
+    stack: list[str] = []
+    for decision in decisions:
+        if decision.action == "promoted" and decision.version:
+            if not stack or stack[-1] != decision.version:
+                stack.append(decision.version)
+        elif decision.action == "rolled_back" and decision.version:
+            if decision.version in stack:
+                del stack[stack.index(decision.version) + 1 :]
+            else:
+                stack.append(decision.version)
+    if len(stack) >= 2 and stack[-1] == current:
+        return stack[-2]
+    return None
 
 
 class Registry:
@@ -281,6 +312,11 @@ class Registry:
             raise
         self.append(decision)
         return ChampionPointer(**pointer.to_dict(), etag=response["ETag"])
+
+    def rollback_target(self, champion: ChampionPointer) -> str | None:
+        """The version a rollback from ``champion`` puts back live: the champion before it by the decision record
+        (so rolling back twice goes two champions back), else the pointer's ``previous_version``."""
+        return champion_before(self.decisions(), champion.version) or champion.previous_version
 
     # -- decisions --------------------------------------------------------------------------------------------
 

@@ -12,7 +12,14 @@ import pytest
 
 from functions.common import registry as registry_module
 from functions.common.bundle import ONNX_FILE, pack_archive, sha256_file
-from functions.common.registry import PromotionConflict, Registry, RegistryError, new_version_id
+from functions.common.registry import (
+    PromotionConflict,
+    Registry,
+    RegistryError,
+    champion_before,
+    is_version_id,
+    new_version_id,
+)
 from tests.plugins.aws import MODEL_BUCKET
 
 if TYPE_CHECKING:
@@ -39,6 +46,13 @@ def test_version_ids_are_unique_sortable_and_valid_job_name_suffixes() -> None:
     earlier = new_version_id(datetime(2026, 1, 1, tzinfo=UTC))
     later = new_version_id(datetime(2026, 1, 2, tzinfo=UTC))
     assert earlier < later
+
+
+def test_only_ids_of_the_generated_form_are_version_ids() -> None:
+    assert all(is_version_id(new_version_id()) for _ in range(20))
+    assert is_version_id("v20261127-111717-3f9a2c")
+    for text in ("latest", "v20261127-111717-3F9A2C", "v20261127-111717-3f9a2", "v20261127-111717-3f9a2c-x", ""):
+        assert not is_version_id(text), text
 
 
 def test_register_stores_archive_metadata_and_record_under_the_version(
@@ -204,6 +218,34 @@ def test_promotion_refuses_an_archive_altered_after_registration(
         registry.promote(version, expected=None)
     assert registry.champion() is None
     assert registry.decisions() == []
+
+
+def test_the_champion_before_the_current_one_replays_promotions_and_rollbacks() -> None:
+    new = Registry.new_decision
+    history = [new("promoted", "a"), new("promoted", "b"), new("rolled_back", "a")]
+    assert champion_before(history, "a") is None
+    history += [new("promoted", "c"), new("promoted", "c"), new("promoted", "d")]
+    assert champion_before(history, "d") == "c"
+    assert champion_before([*history, new("rolled_back", "a")], "a") is None
+    assert champion_before([*history, new("rolled_back", "b")], "b") == "d"
+    assert champion_before([new("rejected", "x")], "x") is None
+
+
+def test_the_rollback_target_is_the_champion_before_by_the_record_else_the_pointers_previous_version(
+    registry: Registry, archive: Path, s3: S3Client
+) -> None:
+    v1, v2, v3 = (register_new(registry, archive) for _ in range(3))
+    for version in (v1, v2, v3):
+        registry.promote(version, expected=registry.champion())
+    registry.promote(v2, expected=registry.champion(), action="rolled_back")
+    champion = registry.champion()
+    assert champion is not None and champion.previous_version == v3
+
+    assert registry.rollback_target(champion) == v1
+
+    for item in s3.list_objects_v2(Bucket=MODEL_BUCKET, Prefix="registry/decisions/")["Contents"]:
+        s3.delete_object(Bucket=MODEL_BUCKET, Key=item["Key"])
+    assert registry.rollback_target(champion) == v3
 
 
 def test_promoting_an_unknown_version_is_refused(registry: Registry) -> None:

@@ -20,9 +20,10 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 from aws_cdk import App
 from aws_cdk.assertions import Template
 
-from infra.app import DriftloopStacks, build_stacks, create_app
+from infra.app import create_app
 from infra.bundling import REPO_ROOT
 from infra.config import load_config
+from infra.stacks.wiring import DriftloopStacks, build_stacks
 
 CDK_JSON = REPO_ROOT / "cdk.json"
 

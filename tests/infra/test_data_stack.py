@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
-from infra.app import DriftloopStacks
+from infra.stacks.wiring import DriftloopStacks
 from tests.infra.conftest import build, cdk_context
 
 BUCKETS = ("AccessLogBucket", "DataBucket", "ModelBucket")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from infra.app import DriftloopStacks
+from infra.stacks.wiring import DriftloopStacks
 from tests.infra.conftest import build, cdk_context
 
 DATA_BUCKET = {"Fn::ImportValue": "driftloop-dev-DataBucketName"}

@@ -14,9 +14,9 @@ import pytest
 from aws_cdk import App, CfnResource, Stack, Validations
 from constructs import IConstruct
 
-from infra.app import build_stacks
 from infra.config import load_config
 from infra.nag import acknowledge_findings, add_checks, flatten_reference
+from infra.stacks.wiring import build_stacks
 from tests.infra.conftest import SYNTHESIZED, Synthesized
 
 RULE_ID = re.compile(r"^(?:annotation::)?AwsSolutions-(?P<rule>[A-Z]+\d+)(?P<finding>\[.+\])?$", re.IGNORECASE)

@@ -10,8 +10,8 @@ from typing import Any
 from aws_cdk.assertions import Capture, Match, Template
 
 from functions.common import records
-from infra.app import DriftloopStacks
 from infra.constructs.inference_api import FEEDBACK_ROUTE, ROUTES
+from infra.stacks.wiring import DriftloopStacks
 from tests.infra.conftest import build, cdk_context
 
 MODEL_BUCKET = {"Fn::ImportValue": "driftloop-dev-ModelBucketName"}

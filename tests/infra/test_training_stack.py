@@ -12,8 +12,8 @@ from aws_cdk.assertions import Match, Template
 from aws_cdk.cx_api import CloudAssembly
 
 from functions.workflow.steps import APPROVAL_DENIED, APPROVAL_TIMEOUT
-from infra.app import DriftloopStacks
 from infra.constructs.training_workflow import FAILED_ERROR
+from infra.stacks.wiring import DriftloopStacks
 from training.contract import METRIC_DEFINITIONS
 
 # Every task of a run catches everything into RecordFailure.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from infra.cli import main
+from cli.main import main
 from tests.integration.support import REFRESH_TIMEOUT, Deployed, as_instances, wait_for
 
 pytestmark = pytest.mark.integration

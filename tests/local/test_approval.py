@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from cli.main import main
 from functions.workflow.settings import APPROVAL_TOPIC_VARIABLE
 from functions.workflow.steps import APPROVAL_DENIED, APPROVAL_TIMEOUT
-from infra.cli import main
 from localcloud.cloud import Cloud
 from tests.plugins.local_cloud import boto3_client, unique
 

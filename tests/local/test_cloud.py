@@ -230,7 +230,7 @@ def test_external_endpoint_is_used_as_is(layout: cloud.Layout, monkeypatch: pyte
 
 
 def test_cli_status_and_env_of_a_stopped_instance(capsys: pytest.CaptureFixture[str]) -> None:
-    from infra.cli import main
+    from cli.main import main
 
     assert main(["local", "status", "--name", "never-started"]) == 1
     assert capsys.readouterr().out.strip() == "never-started: stopped"
@@ -244,7 +244,7 @@ def test_cli_status_and_env_of_a_stopped_instance(capsys: pytest.CaptureFixture[
 def test_cli_env_of_an_external_endpoint(
     layout: cloud.Layout, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from infra.cli import main
+    from cli.main import main
 
     running = start(layout, "remote")
     monkeypatch.setenv(cloud.ENDPOINT_VARIABLE, running.endpoint)

@@ -23,8 +23,8 @@ from typing import Any
 import boto3
 import pandas as pd
 
+from cli.client import get_json, post_json
 from functions.common.registry import Registry
-from infra.cli import get_json, post_json
 from localcloud import cloud as local_cloud
 from localcloud.deploy import Deployment, deploy
 from training import synthetic

@@ -1,24 +1,17 @@
-"""The driftloop CLI's registry commands, in-process against moto (rollback, history, unlock), and its approval
-commands against stubbed AWS clients, and its API calls against a local HTTP server."""
+"""The registry commands, in-process against moto: rollback, history, unlock."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import boto3
-import botocore.session
 import pytest
-from botocore.stub import Stubber
 
+from cli.main import main
 from functions.common.bundle import pack_archive
 from functions.common.registry import Registry, new_version_id
 from functions.workflow.lock import RunLock
-from functions.workflow.steps import APPROVAL_DENIED
-from infra.cli import main, rollback_target
 from tests.plugins.aws import MODEL_BUCKET
 
 if TYPE_CHECKING:
@@ -171,17 +164,6 @@ def test_history_shows_triggers_skips_and_rollbacks(
     assert lines[-1].split(maxsplit=1)[1] == f"rolled_back {v2:<24} [was {v3}] rolled back by hand"
 
 
-def test_the_rollback_target_replays_promotions_and_rollbacks() -> None:
-    new = Registry.new_decision
-    history = [new("promoted", "a"), new("promoted", "b"), new("rolled_back", "a")]
-    assert rollback_target(history, "a") is None
-    history += [new("promoted", "c"), new("promoted", "c"), new("promoted", "d")]
-    assert rollback_target(history, "d") == "c"
-    assert rollback_target([*history, new("rolled_back", "a")], "a") is None
-    assert rollback_target([*history, new("rolled_back", "b")], "b") == "d"
-    assert rollback_target([new("rejected", "x")], "x") is None
-
-
 def test_unlock_releases_the_lock_of_a_stopped_execution_and_only_that_one(
     s3: S3Client, registry: Registry, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -202,123 +184,3 @@ def test_unlock_releases_the_lock_of_a_stopped_execution_and_only_that_one(
     assert released is not None
     assert (released.state, released.outcome) == ("released", "released by hand")
     assert f"released by {STOPPED}" in capsys.readouterr().out
-
-
-# -- approval -----------------------------------------------------------------------------------------------------
-
-OPERATOR = "arn:aws:sts::000000000000:assumed-role/operators/alice"
-
-
-@pytest.fixture
-def approval_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Stubber]]:
-    """Stubbed STS and Step Functions clients, as the CLI's boto3.client returns them."""
-    session = botocore.session.get_session()
-    clients = {
-        name: session.create_client(
-            name, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-        )
-        for name in ("sts", "stepfunctions")
-    }
-    monkeypatch.setattr(boto3, "client", lambda name, **_: clients[name])
-    stubs = {name: Stubber(client) for name, client in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
-    yield stubs
-    for stub in stubs.values():
-        stub.assert_no_pending_responses()
-
-
-def test_approve_sends_task_success_naming_the_caller_and_the_note(
-    approval_api: dict[str, Stubber], capsys: pytest.CaptureFixture[str]
-) -> None:
-    approval_api["sts"].add_response(
-        "get_caller_identity", {"Arn": OPERATOR, "Account": "000000000000", "UserId": "AIDEXAMPLE"}
-    )
-    approval_api["stepfunctions"].add_response(
-        "send_task_success",
-        {},
-        {"taskToken": "token-1", "output": json.dumps({"approved": True, "by": OPERATOR, "note": "looks good"})},
-    )
-    assert main(["approve", "--token", "token-1", "--note", "looks good"]) == 0
-    assert f"approved by {OPERATOR}" in capsys.readouterr().out
-
-
-def test_deny_fails_the_task_with_the_approval_denied_error_and_the_reason(approval_api: dict[str, Stubber]) -> None:
-    approval_api["stepfunctions"].add_response(
-        "send_task_failure",
-        {},
-        {"taskToken": "token-2", "error": APPROVAL_DENIED, "cause": "recall dropped on the holdout"},
-    )
-    assert main(["deny", "--token", "token-2", "--reason", "recall dropped on the holdout"]) == 0
-
-
-def test_deny_refuses_a_blank_reason_and_sends_nothing(
-    approval_api: dict[str, Stubber], capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["deny", "--token", "token-2", "--reason", "  "]) == 1
-    assert "--reason must say why" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("code", ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"])
-def test_answering_a_request_that_no_longer_waits_says_so(
-    approval_api: dict[str, Stubber], capsys: pytest.CaptureFixture[str], code: str
-) -> None:
-    approval_api["stepfunctions"].add_client_error("send_task_failure", service_error_code=code)
-    assert main(["deny", "--token", "stale", "--reason", "too late"]) == 1
-    assert f"no longer waiting ({code})" in capsys.readouterr().err
-
-
-# -- API calls ------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def api_server() -> Iterator[tuple[str, list[dict[str, object]]]]:
-    """An HTTP server that records each POST (path, headers, body) and answers 202."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    received: list[dict[str, object]] = []
-
-    class Recorder(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
-            answer = json.dumps({"accepted": 1}).encode()
-            self.send_response(202)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1/", received
-    server.shutdown()
-    thread.join()
-
-
-def test_feedback_posts_the_labels_signed_with_sigv4_to_the_feedback_route(
-    api_server: tuple[str, list[dict[str, object]]],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    url, received = api_server
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    labels = {"prediction_id": "0123456789abcdef0123456789abcdef", "label": "1"}
-
-    assert main(["feedback", "--url", url, "--json", json.dumps(labels), "--sign"]) == 0
-
-    [request] = received
-    assert request["path"] == "/v1/feedback"
-    assert request["body"] == labels
-    headers = request["headers"]
-    assert isinstance(headers, dict)
-    assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
-    assert "/eu-west-1/execute-api/aws4_request" in headers["Authorization"]
-    assert "HTTP 202" in capsys.readouterr().out

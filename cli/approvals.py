@@ -1,0 +1,85 @@
+"""``driftloop approve`` and ``deny``: answer the approval request a training run waits for (retraining.approval)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from cli.command import CommandError, Commands
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+
+
+def add_commands(commands: Commands) -> None:
+    approve = _approval_command(
+        commands,
+        "approve",
+        _approve,
+        help="approve the promotion a training run is waiting for",
+        description="Answers the approval request of a training run (retraining.approval): the run promotes its "
+        "version, recording who approved (the caller's identity, from STS) and the note.",
+    )
+    approve.add_argument("--note", help="recorded with the promotion")
+    deny = _approval_command(
+        commands,
+        "deny",
+        _deny,
+        help="deny the promotion a training run is waiting for",
+        description="Answers the approval request of a training run: the run records the version as rejected, "
+        "with the reason.",
+    )
+    deny.add_argument("--reason", required=True, help="recorded with the rejection")
+
+
+def _approval_command(
+    commands: Commands,
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=help, description=description)
+    command.add_argument("--token", required=True, help="the task token from the approval message")
+    command.set_defaults(run=run)
+    return command
+
+
+def _approve(args: argparse.Namespace) -> int:
+    import boto3
+
+    identity = boto3.client("sts").get_caller_identity()["Arn"]
+    output = {"approved": True, "by": identity, "note": args.note}
+    _answer_approval(lambda sfn: sfn.send_task_success(taskToken=args.token, output=json.dumps(output)))
+    print(f"approved by {identity}: the run promotes its version")
+    return 0
+
+
+def _deny(args: argparse.Namespace) -> int:
+    from functions.workflow.steps import APPROVAL_DENIED
+
+    if not args.reason.strip():
+        raise CommandError("--reason must say why: it is recorded with the rejection")
+    _answer_approval(lambda sfn: sfn.send_task_failure(taskToken=args.token, error=APPROVAL_DENIED, cause=args.reason))
+    print("denied: the run records the version as rejected")
+    return 0
+
+
+def _answer_approval(send: Callable[[SFNClient], object]) -> None:
+    """Send the answer; a token that is unknown, already answered or timed out is the user's to know about."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    try:
+        send(boto3.client("stepfunctions"))
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("InvalidToken", "TaskDoesNotExist", "TaskTimedOut"):
+            raise CommandError(
+                f"the approval request is no longer waiting ({code}): it was answered already, timed out, or the "
+                "token is not one of an approval message"
+            ) from exc
+        raise
