@@ -2,7 +2,7 @@
 
 The gate must compare the challenger with the champion on rows neither was fitted on, and must never rest on
 feedback alone (labels API callers sent: they may be wrong or malicious). So each labelled row carries two facts:
-whether it is feedback (by the ``train`` channel file it came from, :func:`functions.common.trainset.is_feedback`)
+whether it is feedback (by the ``train`` channel file it came from, :func:`functions.common.layout.is_feedback`)
 and whether the champion was fitted on it (its hash, :mod:`training.row_ids`, is in the champion's fit rows).
 The holdout is drawn from the rows the champion never saw first, so the gate scores as many rows as ``test_size``
 allows; only when there are too few are rows it saw held out too, and those are not scored.
@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
-from functions.common.trainset import is_feedback
+from functions.common.layout import is_feedback
 from training.data import PARQUET_SUFFIXES, TrainingData
 from training.errors import TrainingFailure
 from training.row_ids import hashed_columns, row_hashes

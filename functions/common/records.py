@@ -1,4 +1,4 @@
-"""Captured predictions and ground-truth feedback: their ids, their shapes, and where they land in S3.
+"""Captured predictions and ground-truth feedback: their ids and their shapes.
 
 The inference API writes both (through Kinesis Data Firehose), the monitor reads them to measure drift and live
 quality, and the training workflow joins them into retraining data. This module is the one place that knows:
@@ -10,9 +10,10 @@ quality, and the training workflow joins them into retraining data. This module 
 - who sent a request (:class:`Caller`, in both record kinds): the identity API Gateway saw, so that feedback labels,
   which flow into training data, can be traced to and limited per sender. Records written before callers were
   recorded, and requests that did not come through API Gateway (``driftloop serve``, uvicorn: nothing there
-  authenticates the client), have no caller: ``caller`` is null or absent, and readers must accept both;
-- the keys: ``<capture_prefix>model_version=<v>/date=<YYYY-MM-DD>/...`` and ``<feedback_prefix>date=<YYYY-MM-DD>/...``
-  (Firehose dynamic partitioning writes them; :func:`capture_day_prefix` and :func:`feedback_day_prefix` read them).
+  authenticates the client), have no caller: ``caller`` is null or absent, and readers must accept both.
+
+Where the records lie in S3 is :mod:`functions.common.layout`'s; how the monitor and Assemble join them,
+:mod:`functions.common.labelled`'s.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 PREDICTION_ID_LENGTH = 32
@@ -170,23 +171,3 @@ def parse_json_lines(body: bytes) -> Iterator[dict[str, Any]]:
         record, position = decoder.raw_decode(text, position)
         if isinstance(record, dict):
             yield record
-
-
-# -- S3 layout --------------------------------------------------------------------------------------------------
-
-MODEL_VERSION_PARTITION = "model_version"
-DATE_PARTITION = "date"
-
-
-def capture_day_prefix(capture_prefix: str, model_version: str, day: date) -> str:
-    return f"{capture_prefix}{MODEL_VERSION_PARTITION}={model_version}/{DATE_PARTITION}={day:%Y-%m-%d}/"
-
-
-def feedback_day_prefix(feedback_prefix: str, day: date) -> str:
-    return f"{feedback_prefix}{DATE_PARTITION}={day:%Y-%m-%d}/"
-
-
-def days_between(start: datetime, end: datetime) -> list[date]:
-    """Every UTC day a window touches, oldest first."""
-    first, last = start.astimezone(UTC).date(), end.astimezone(UTC).date()
-    return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]

@@ -2,7 +2,7 @@
 training baseline, measures its accuracy where ground truth arrived, and publishes CloudWatch metrics and a report.
 
 - :mod:`.drift`: population stability index, per feature and for the predictions (numpy only);
-- :mod:`.quality`: joining feedback with captured predictions, accuracy, F1, RMSE, MAE;
+- :mod:`.quality`: accuracy, F1, RMSE, MAE over the pairs of the one join (:mod:`functions.common.labelled`);
 - :mod:`.report`: one monitoring window evaluated into a report, and the metrics it publishes;
 - :mod:`.chart`: the PNG bar chart of the most drifted features (matplotlib, imported lazily);
 - :mod:`.adapters`: S3 (captures, feedback, reports) and CloudWatch (metrics);

@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from functions.common.bundle import TASKS, Task
+from functions.common.labelled import join, plan_join
 from functions.common.registry import Registry
-from functions.monitor.adapters import CaptureStore, MetricPublisher, ReportStore, capture_days
+from functions.monitor.adapters import CaptureStore, MetricPublisher, ReportStore
 from functions.monitor.drift import most_drifted
 from functions.monitor.metrics import metric_data
-from functions.monitor.quality import join, plan_join
 from functions.monitor.report import FeedbackCounts, Limits, WindowReport, evaluate
 from functions.monitor.settings import MonitorSettings
 
@@ -56,8 +56,8 @@ def run_monitor(
     captures = store.predictions(version, start, end)
     feedback = store.feedback(start, end)
     max_age = timedelta(days=settings.feedback_max_age_days)
-    plan = plan_join(feedback, cast(Task, task), end, max_age, capture_days)
-    joined = join(plan, store.predictions_by_id(version, plan.days))
+    plan = plan_join(feedback, cast(Task, task), end, max_age)
+    joined = join(plan, store.captures([version], plan.days))
 
     report = evaluate(
         version=version,

@@ -3,11 +3,13 @@
 - ``base/``: every object under the training data prefix, copied server-side (``CopyObject``, conditional on the
   ETag listed, so the copy is the object that was fingerprinted);
 - ``feedback/feedback.csv`` (when feedback is included): captured predictions joined with their ground-truth
-  labels. Feedback is read from the day partitions of the last ``feedback_max_age_days`` days; each prediction's
-  capture is found in the capture partition of the day its id says it was served, under any model version. The
-  CSV has exactly the base data's columns (the training program requires every file to have the same): the
-  captured value of each feature the base data has, the label in the target column, and an empty cell (a missing
-  value) for a base column the capture lacks. Feedback without a capture is counted, never guessed.
+  labels by the one join of captures and feedback (:mod:`functions.common.labelled`: the latest feedback wins,
+  feedback about a prediction older than ``feedback_max_age_days`` is dropped, a label must fit the task of the
+  model that served the prediction). Feedback is read from the day partitions of the last ``feedback_max_age_days``
+  days, captures from the partitions the prediction ids point at, under any model version. The CSV has exactly
+  the base data's columns (the training program requires every file to have the same): the captured value of
+  each feature the base data has, the label in the target column, and an empty cell (a missing value) for a base
+  column the capture lacks. Feedback without a capture is counted, never guessed.
 
 Feedback is capped (anti-poisoning: its labels come from API callers, not from the operator): at most
 ``max_feedback_share`` of the training set's rows are feedback, i.e. feedback rows <= share * (base rows +
@@ -17,8 +19,8 @@ is added when no base row was counted. Which joined feedback is kept when the ca
 :func:`select_feedback`: callers take turns, so a caller flooding feedback gets only what the others leave, and
 each caller's rows are ranked by a hash keyed with the run's version, so neither sending time nor chosen ids win.
 
-``<assembled_prefix><version>.manifest.json`` (beside the run's folder, so not in the ``train`` channel) lists every
-object with its size and ETag, the fingerprint and the counts.
+The run's manifest (:func:`functions.common.layout.assembled_manifest_key`: beside the run's folder, so not in the
+``train`` channel) lists every object with its size and ETag, the fingerprint and the counts.
 
 The fingerprint is the sha256 over the sorted keys (relative to the run's folder) and, per key, the source
 object's ETag (for the feedback file, the sha256 of its content): the same data gives the same fingerprint in
@@ -36,24 +38,20 @@ import io
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from fractions import Fraction
 from itertools import chain, islice, zip_longest
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from functions.common.records import (
-    MODEL_VERSION_PARTITION,
-    FeedbackRecord,
-    InvalidPredictionId,
-    PredictionRecord,
-    capture_day_prefix,
+from functions.common.labelled import CaptureReader, join, plan_join
+from functions.common.layout import (
+    BASE_FOLDER,
+    FEEDBACK_FILE,
+    assembled_folder,
+    assembled_manifest_key,
     days_between,
-    feedback_day_prefix,
-    parse_json_lines,
-    prediction_time,
 )
-from functions.common.trainset import BASE_FOLDER, FEEDBACK_FILE
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -104,12 +102,15 @@ class FeedbackCounts:
     joined: int = 0
     # Feedback whose prediction has no capture (not sampled, expired, or never served by this API).
     unmatched: int = 0
-    # Prediction ids this service did not issue (checksum mismatch).
+    # Dropped before the join (functions.common.labelled.Dropped): prediction ids this service did not issue,
+    # feedback with neither a label nor a value, earlier feedback for the same prediction (the latest wins), and
+    # feedback about a prediction served longer than feedback_max_age_days ago.
     invalid_ids: int = 0
-    # Feedback with neither a label nor a value.
     unlabelled: int = 0
-    # Earlier feedback for the same prediction (the latest wins).
     superseded: int = 0
+    expired: int = 0
+    # Feedback whose truth does not fit the task of the model that served its prediction.
+    misfits: int = 0
     # The most feedback rows max_feedback_share allowed (None: no cap), and the joined ones it left out.
     max_rows: int | None = None
     capped: int = 0
@@ -118,6 +119,8 @@ class FeedbackCounts:
     # Captured features the base data does not have (dropped), and base columns the captures lack (left empty).
     dropped_features: list[str] = field(default_factory=list)
     missing_columns: list[str] = field(default_factory=list)
+    # Feedback and capture objects read, and those (or their records) that were not records of their kind.
+    reads: dict[str, int] = field(default_factory=dict)
     skipped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +128,7 @@ class FeedbackCounts:
 
 
 def assemble(s3: S3Client, request: AssemblyRequest) -> dict[str, Any]:
-    folder = f"{request.assembled_prefix}{request.version}/"
+    folder = assembled_folder(request.assembled_prefix, request.version)
     sources = list(_objects(s3, request.data_bucket, request.training_data_prefix))
     if not sources:
         raise NoTrainingData(
@@ -187,7 +190,7 @@ def assemble(s3: S3Client, request: AssemblyRequest) -> dict[str, Any]:
         counts["feedback"] = {"skipped": "retraining.include_feedback is off"}
 
     digest = fingerprint(fingerprint_entries)
-    manifest_key = f"{request.assembled_prefix}{request.version}.manifest.json"
+    manifest_key = assembled_manifest_key(request.assembled_prefix, request.version)
     manifest = {"version": request.version, "fingerprint": digest, "counts": counts, "objects": objects}
     s3.put_object(
         Bucket=request.data_bucket,
@@ -225,15 +228,6 @@ def _objects(s3: S3Client, bucket: str, prefix: str) -> Iterator[dict[str, Any]]
         for item in page.get("Contents", []):
             if not item["Key"].endswith("/"):
                 yield {"Key": item["Key"], "Size": item["Size"], "ETag": item["ETag"]}
-
-
-def _common_prefixes(s3: S3Client, bucket: str, prefix: str) -> list[str]:
-    paginator = s3.get_paginator("list_objects_v2")
-    return [
-        entry["Prefix"]
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/")
-        for entry in page.get("CommonPrefixes", [])
-    ]
 
 
 def _read_header(s3: S3Client, bucket: str, key: str) -> list[str]:
@@ -304,92 +298,58 @@ def select_feedback(callers: Mapping[str, str], limit: int, seed: str) -> set[st
     return set(islice(turns, limit))
 
 
-def _read_records(s3: S3Client, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
-    for item in _objects(s3, bucket, prefix):
-        body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-        yield from parse_json_lines(body)
-
-
 # -- the feedback join --------------------------------------------------------------------------------------------
 
 
 def _joined_rows(
     s3: S3Client, request: AssemblyRequest, header: list[str], counts: FeedbackCounts
 ) -> list[dict[str, str]]:
-    labels = _latest_feedback(s3, request, counts)
-    # Which capture day partitions hold the predictions, from the ids alone.
-    by_day: dict[date, set[str]] = {}
-    for prediction_id in list(labels):
-        try:
-            served = prediction_time(prediction_id)
-        except InvalidPredictionId:
-            counts.invalid_ids += 1
-            del labels[prediction_id]
-            continue
-        by_day.setdefault(served.date(), set()).add(prediction_id)
+    reader = CaptureReader(s3, request.data_bucket, request.capture_prefix, request.feedback_prefix)
+    max_age = timedelta(days=request.feedback_max_age_days)
+    # Feedback that arrived before the age limit is about a prediction served before it: it would be dropped.
+    feedback = list(reader.feedback_records(days_between(request.now - max_age, request.now)))
+    # No task is given: Assemble joins the captures of several versions and reads no model's metadata, so each
+    # label must fit the task of the model that served its prediction, as its capture tells.
+    plan = plan_join(feedback, None, request.now, max_age)
+    # Every model version's captures, not only the champion's: a training row is a captured feature row and its
+    # true label, which is as valid whichever model served the prediction (and a rollback or promotion during the
+    # feedback age limit must not discard labels already given).
+    joined = join(plan, reader.captures(reader.model_versions(), plan.days))
 
-    captures: dict[str, PredictionRecord] = {}
-    version_prefixes = [
-        prefix
-        for prefix in _common_prefixes(s3, request.data_bucket, request.capture_prefix)
-        if prefix[len(request.capture_prefix) :].startswith(f"{MODEL_VERSION_PARTITION}=")
-    ]
-    for day, wanted in sorted(by_day.items()):
-        for version_prefix in version_prefixes:
-            model_version = version_prefix[len(request.capture_prefix) + len(MODEL_VERSION_PARTITION) + 1 : -1]
-            prefix = capture_day_prefix(request.capture_prefix, model_version, day)
-            for data in _read_records(s3, request.data_bucket, prefix):
-                captured = data.get("prediction_id")
-                if isinstance(captured, str) and captured in wanted and captured not in captures:
-                    captures[captured] = PredictionRecord.from_dict(data)
-
-    joined = {prediction_id: caller for prediction_id, (_, caller) in labels.items() if prediction_id in captures}
-    counts.unmatched = len(labels) - len(joined)
-    counts.joined = len(joined)
-    counts.callers = len(set(joined.values()))
-    kept = set(joined)
-    if counts.max_rows is not None and len(joined) > counts.max_rows:
-        kept = select_feedback(joined, counts.max_rows, request.version)
-        counts.capped = len(joined) - len(kept)
+    counts.records = len(feedback)
+    counts.invalid_ids = plan.dropped.invalid_ids
+    counts.unlabelled = plan.dropped.unlabelled
+    counts.superseded = plan.dropped.superseded
+    counts.expired = plan.dropped.expired
+    counts.unmatched, counts.misfits = joined.unmatched, joined.misfits
+    callers = {
+        capture.prediction_id: record.caller.identity if record.caller else "" for capture, record in joined.pairs
+    }
+    counts.joined = len(callers)
+    counts.callers = len(set(callers.values()))
+    kept = set(callers)
+    if counts.max_rows is not None and len(callers) > counts.max_rows:
+        kept = select_feedback(callers, counts.max_rows, request.version)
+        counts.capped = len(callers) - len(kept)
 
     columns = set(header)
     dropped: set[str] = set()
     covered: set[str] = set()
     rows = []
-    for prediction_id in sorted(kept):
-        features = dict(captures[prediction_id].features)
+    for capture, _ in joined.pairs:
+        if capture.prediction_id not in kept:
+            continue
+        features = dict(capture.features)
         dropped.update(name for name in features if name not in columns)
         covered.update(name for name in features if name in columns)
         row = {name: _cell(features.get(name)) for name in header}
-        row[str(request.target)] = labels[prediction_id][0]
+        row[str(request.target)] = _cell(joined.truths[capture.prediction_id])
         rows.append(row)
     counts.dropped_features = sorted(dropped)
     if rows:
         counts.missing_columns = sorted(columns - covered - {str(request.target)})
+    counts.reads = asdict(reader.counts)
     return rows
-
-
-def _latest_feedback(s3: S3Client, request: AssemblyRequest, counts: FeedbackCounts) -> dict[str, tuple[str, str]]:
-    """prediction id -> (label (or value, as text), caller) of its latest feedback in the window."""
-    start = request.now - timedelta(days=request.feedback_max_age_days)
-    latest: dict[str, tuple[FeedbackRecord, str]] = {}
-    for day in days_between(start, request.now):
-        for data in _read_records(s3, request.data_bucket, feedback_day_prefix(request.feedback_prefix, day)):
-            record = FeedbackRecord.from_dict(data)
-            counts.records += 1
-            if record.label is None and record.value is None:
-                counts.unlabelled += 1
-                continue
-            earlier = latest.get(record.prediction_id)
-            if earlier is not None:
-                counts.superseded += 1
-                if earlier[0].time > record.time:
-                    continue
-            latest[record.prediction_id] = (record, record.caller.identity if record.caller else "")
-    return {
-        prediction_id: (_cell(record.label if record.label is not None else record.value), caller)
-        for prediction_id, (record, caller) in latest.items()
-    }
 
 
 def _cell(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Kinesis Data Firehose delivery streams for captured predictions and ground-truth feedback.
 
 Both are DirectPut streams (the inference Lambda calls ``PutRecordBatch``) that write the JSON lines of
-``functions.common.records`` into the data bucket under the layout that module owns:
+``functions.common.records`` into the data bucket under the keys ``functions.common.layout`` owns (the prefix
+expressions are built there):
 
 - captures: ``<capture_prefix>model_version=<v>/date=<YYYY-MM-DD>/``, the version taken from each record by
   dynamic partitioning (JQ ``.model_version``), the date from the record's arrival time;
@@ -23,31 +24,19 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from functions.common.records import DATE_PARTITION, MODEL_VERSION_PARTITION
+from functions.common.layout import (
+    CAPTURE_PARTITION_KEYS,
+    firehose_capture_prefix,
+    firehose_error_prefix,
+    firehose_feedback_prefix,
+)
 from infra.config import CaptureConfig, DataConfig
 from infra.constructs.log_group import log_group
 from infra.grants import grant_prefix, objects_arn
 
-ARRIVAL_DATE = "!{timestamp:yyyy-MM-dd}"
-ERROR_TYPE = "!{firehose:error-output-type}"
 # How long Firehose retries a record whose partition key cannot be extracted before it goes to the error prefix.
 PARTITIONING_RETRY_SECONDS = 300
 DELIVERY_LOG_STREAM = "S3Delivery"
-
-
-def capture_key_prefix(capture_prefix: str) -> str:
-    return (
-        f"{capture_prefix}{MODEL_VERSION_PARTITION}=!{{partitionKeyFromQuery:{MODEL_VERSION_PARTITION}}}/"
-        f"{DATE_PARTITION}={ARRIVAL_DATE}/"
-    )
-
-
-def feedback_key_prefix(feedback_prefix: str) -> str:
-    return f"{feedback_prefix}{DATE_PARTITION}={ARRIVAL_DATE}/"
-
-
-def error_key_prefix(prefix: str) -> str:
-    return f"{prefix}errors/{ERROR_TYPE}/{DATE_PARTITION}={ARRIVAL_DATE}/"
 
 
 @dataclass(frozen=True)
@@ -118,7 +107,7 @@ class DeliveryStream(Construct):
                 bucket_arn=bucket.bucket_arn,
                 role_arn=self.role.role_arn,
                 prefix=settings.key_prefix,
-                error_output_prefix=error_key_prefix(settings.prefix),
+                error_output_prefix=firehose_error_prefix(settings.prefix),
                 # Plain JSON lines: the monitor and the workflow read them as records.parse_json_lines does.
                 compression_format="UNCOMPRESSED",
                 buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
@@ -210,8 +199,8 @@ class CaptureStreams(Construct):
                 StreamSettings(
                     name=f"{name_prefix}-captures",
                     prefix=data.capture_prefix,
-                    key_prefix=capture_key_prefix(data.capture_prefix),
-                    partition_keys={MODEL_VERSION_PARTITION: f".{MODEL_VERSION_PARTITION}"},
+                    key_prefix=firehose_capture_prefix(data.capture_prefix),
+                    partition_keys=CAPTURE_PARTITION_KEYS,
                 ),
             )
         self.feedback = stream(
@@ -219,7 +208,7 @@ class CaptureStreams(Construct):
             StreamSettings(
                 name=f"{name_prefix}-feedback",
                 prefix=data.feedback_prefix,
-                key_prefix=feedback_key_prefix(data.feedback_prefix),
+                key_prefix=firehose_feedback_prefix(data.feedback_prefix),
                 partition_keys={},
             ),
         )

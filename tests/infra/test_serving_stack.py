@@ -9,7 +9,7 @@ from typing import Any
 
 from aws_cdk.assertions import Capture, Match, Template
 
-from functions.common import records
+from functions.common import layout
 from infra.constructs.inference_api import FEEDBACK_ROUTE, ROUTES
 from infra.stacks.wiring import DriftloopStacks
 from tests.infra.conftest import build, cdk_context
@@ -321,7 +321,7 @@ def test_two_encrypted_direct_put_streams_deliver_uncompressed_json_lines_to_the
         assert config["BufferingHints"] == {"IntervalInSeconds": 60, "SizeInMBs": 64}
 
 
-def test_captures_are_partitioned_by_model_version_and_arrival_date_as_records_py_lays_them_out(
+def test_captures_are_partitioned_by_model_version_and_arrival_date_as_layout_py_lays_them_out(
     serving_template: Template,
 ) -> None:
     config = destination(serving_template, "driftloop-dev-captures")
@@ -344,7 +344,7 @@ def test_captures_are_partitioned_by_model_version_and_arrival_date_as_records_p
         .replace("!{partitionKeyFromQuery:model_version}", "v1")
         .replace("!{timestamp:yyyy-MM-dd}", "2026-03-01")
     )
-    assert expanded == records.capture_day_prefix("captures/", "v1", date(2026, 3, 1))
+    assert expanded == layout.capture_day_prefix("captures/", "v1", date(2026, 3, 1))
 
 
 def test_feedback_is_partitioned_by_arrival_date(serving_template: Template) -> None:
@@ -354,7 +354,26 @@ def test_feedback_is_partitioned_by_arrival_date(serving_template: Template) -> 
     assert config["ErrorOutputPrefix"] == "feedback/errors/!{firehose:error-output-type}/date=!{timestamp:yyyy-MM-dd}/"
     assert "DynamicPartitioningConfiguration" not in config and "ProcessingConfiguration" not in config
     expanded = config["Prefix"].replace("!{timestamp:yyyy-MM-dd}", "2026-03-01")
-    assert expanded == records.feedback_day_prefix("feedback/", date(2026, 3, 1))
+    assert expanded == layout.feedback_day_prefix("feedback/", date(2026, 3, 1))
+
+
+def test_the_synthesized_prefixes_are_the_layouts_for_any_stage_and_the_readers_find_what_they_write() -> None:
+    data = {"capture_prefix": "stage/captured/", "feedback_prefix": "stage/labels/"}
+    template = Template.from_stack(build(cdk_context(overrides={"data": data})).serving)
+    captures, feedback = (destination(template, name) for name in ("driftloop-dev-captures", "driftloop-dev-feedback"))
+
+    assert captures["Prefix"] == layout.firehose_capture_prefix("stage/captured/")
+    assert feedback["Prefix"] == layout.firehose_feedback_prefix("stage/labels/")
+    assert captures["ErrorOutputPrefix"] == layout.firehose_error_prefix("stage/captured/")
+    [processor] = captures["ProcessingConfiguration"]["Processors"]
+    query = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}["MetadataExtractionQuery"]
+    assert query == "{" + ",".join(f"{key}:{path}" for key, path in layout.CAPTURE_PARTITION_KEYS.items()) + "}"
+    # Evaluated as Firehose does for a record of version v7 arriving on 2026-03-01, the partition the readers list;
+    # the readers find its version in the folder name.
+    written = captures["Prefix"].replace(layout.FIREHOSE_MODEL_VERSION, "v7")
+    written = written.replace(layout.FIREHOSE_ARRIVAL_DATE, "2026-03-01")
+    assert written == layout.capture_day_prefix("stage/captured/", "v7", date(2026, 3, 1))
+    assert layout.capture_model_version("stage/captured/", written.split("date=")[0]) == "v7"
 
 
 def test_buffering_follows_the_config() -> None:

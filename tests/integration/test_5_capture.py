@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from functions.common.records import capture_day_prefix, days_between, feedback_day_prefix
+from functions.common.layout import capture_day_prefix, days_between, feedback_day_prefix
 from tests.integration.support import DELIVERY_TIMEOUT, Deployed, as_instances, wait_for
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from functions.common.records import capture_day_prefix
+from functions.common.layout import capture_day_prefix
 from functions.monitor import metrics as names
 from tests.integration.support import DELIVERY_TIMEOUT, Deployed, as_instances, wait_for
 

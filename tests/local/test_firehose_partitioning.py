@@ -27,14 +27,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from functions.common.records import (
-    FeedbackRecord,
-    PredictionRecord,
-    capture_day_prefix,
-    feedback_day_prefix,
-    new_prediction_ids,
-    to_json_lines,
-)
+from functions.common.layout import capture_day_prefix, feedback_day_prefix
+from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.monitor.adapters import CaptureStore
 from infra.bundling import REPO_ROOT
 from localcloud.cloud import Cloud

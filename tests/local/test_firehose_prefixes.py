@@ -27,7 +27,7 @@ from driftloop_localstack.firehose_prefixes import (
     new_random_string,
 )
 
-from functions.common.records import capture_day_prefix, feedback_day_prefix
+from functions.common.layout import capture_day_prefix, feedback_day_prefix
 
 # The serving stack's streams (tests/infra/test_serving_stack.py asserts the construct declares these).
 CAPTURE_PREFIX = "captures/model_version=!{partitionKeyFromQuery:model_version}/date=!{timestamp:yyyy-MM-dd}/"

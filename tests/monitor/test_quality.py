@@ -1,15 +1,15 @@
-"""Live quality: the feedback join and the metrics, with values worked out by hand."""
+"""Live quality: the metrics over labelled predictions, with values worked out by hand."""
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids
-from functions.monitor.quality import accuracy, f1, join, live_quality, mae, plan_join, rmse
+from functions.monitor.quality import accuracy, f1, live_quality, mae, rmse
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -55,70 +55,6 @@ def test_metrics_of_no_pairs_are_refused() -> None:
     for metric in (accuracy, rmse, mae):
         with pytest.raises(ValueError):
             metric([], [])
-
-
-def test_the_join_locates_each_prediction_by_the_day_its_id_names() -> None:
-    today, three_days_ago = (
-        new_prediction_ids(1, NOW - timedelta(hours=1)),
-        new_prediction_ids(2, NOW - timedelta(days=3)),
-    )
-    plan = plan_join(
-        [feedback(pid, label="yes") for pid in today + three_days_ago], "classification", NOW, timedelta(days=30)
-    )
-    assert plan.days == {
-        (NOW - timedelta(hours=1)).date(): set(today),
-        (NOW - timedelta(days=3)).date(): set(three_days_ago),
-    }
-    assert plan.rejected == 0
-
-
-def test_the_latest_feedback_for_a_prediction_wins() -> None:
-    [pid] = new_prediction_ids(1, NOW - timedelta(hours=1))
-    plan = plan_join(
-        [
-            feedback(pid, "2026-11-27T11:40:00Z", label="no"),
-            feedback(pid, "2026-11-27T11:10:00Z", label="maybe"),
-            feedback(pid, "2026-11-27T11:20:00Z", label="yes"),
-        ],
-        "classification",
-        NOW,
-        timedelta(days=30),
-    )
-    assert plan.feedback[pid].label == "no"
-    assert plan.rejected == 2
-
-
-def test_feedback_without_truth_a_forged_id_or_too_old_is_rejected() -> None:
-    [fresh] = new_prediction_ids(1, NOW - timedelta(hours=1))
-    [old] = new_prediction_ids(1, NOW - timedelta(days=40))
-    forged = fresh[:-1] + ("0" if fresh[-1] != "0" else "1")
-    plan = plan_join(
-        [feedback(fresh), feedback(old, label="yes"), feedback(forged, label="yes"), feedback("nonsense", label="yes")],
-        "classification",
-        NOW,
-        timedelta(days=30),
-    )
-    assert plan.feedback == {}
-    assert plan.rejected == 4
-
-
-def test_regression_feedback_needs_a_finite_value() -> None:
-    ids = new_prediction_ids(3, NOW - timedelta(hours=1))
-    plan = plan_join(
-        [feedback(ids[0], value=1.5), feedback(ids[1], value=math.nan), feedback(ids[2], label="1.5")],
-        "regression",
-        NOW,
-        timedelta(days=30),
-    )
-    assert set(plan.feedback) == {ids[0]}
-
-
-def test_feedback_whose_prediction_was_not_captured_is_unmatched() -> None:
-    ids = new_prediction_ids(3, NOW - timedelta(hours=1))
-    plan = plan_join([feedback(pid, label="yes") for pid in ids], "classification", NOW, timedelta(days=30))
-    joined = join(plan, {ids[0]: prediction(ids[0], label="yes"), ids[2]: prediction(ids[2], label="no")})
-    assert [p.prediction_id for p, _ in joined.pairs] == sorted([ids[0], ids[2]])
-    assert joined.unmatched == 1
 
 
 def test_live_quality_of_a_classifier() -> None:

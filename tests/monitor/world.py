@@ -10,14 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from functions.common.bundle import METADATA_FILE
 from functions.common.distribution import Baseline, categorical_summary, numeric_summary
-from functions.common.records import (
-    FeedbackRecord,
-    PredictionRecord,
-    capture_day_prefix,
-    feedback_day_prefix,
-    new_prediction_ids,
-    to_json_lines,
-)
+from functions.common.layout import capture_day_prefix, feedback_day_prefix
+from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.common.registry import Registry
 from functions.monitor.report import Limits
 from functions.monitor.settings import MonitorSettings

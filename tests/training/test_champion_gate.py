@@ -18,7 +18,7 @@ from functions.common.bundle import (
     write_metadata,
 )
 from functions.common.gate import reassess
-from functions.common.trainset import FEEDBACK_FILE
+from functions.common.layout import FEEDBACK_FILE
 from tests.conftest import MakeJob
 from tests.training.jobs import CHURN, evaluation, evaluation_json, failure, metadata
 from training.data import load_training_data

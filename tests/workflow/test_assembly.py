@@ -11,14 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from functions.common.records import (
-    FeedbackRecord,
-    PredictionRecord,
-    capture_day_prefix,
-    feedback_day_prefix,
-    new_prediction_ids,
-    to_json_lines,
-)
+from functions.common.layout import capture_day_prefix, feedback_day_prefix
+from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.workflow import assembly, steps
 from functions.workflow.assembly import AssemblyError
 from tests.plugins.aws import DATA_BUCKET
@@ -53,14 +47,24 @@ def read(s3: S3Client, key: str) -> bytes:
     return s3.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read()
 
 
-def capture(s3: S3Client, model_version: str, served: datetime, features: list[dict[str, Any]]) -> list[str]:
-    """Captured predictions served at ``served``, in their day partition; returns their ids."""
+def capture(
+    s3: S3Client,
+    model_version: str,
+    served: datetime,
+    features: list[dict[str, Any]],
+    *,
+    arrived: datetime | None = None,
+    answer: dict[str, Any] | None = None,
+) -> list[str]:
+    """Captured predictions served at ``served`` (by a classifier unless ``answer`` says otherwise), in the day
+    partition of their arrival (default: when served); returns their ids."""
     ids = new_prediction_ids(len(features), served)
     records = [
-        PredictionRecord(prediction_id, served.isoformat(), model_version, instance, label="1")
+        PredictionRecord(prediction_id, served.isoformat(), model_version, instance, **(answer or {"label": "1"}))
         for prediction_id, instance in zip(ids, features, strict=True)
     ]
-    put(s3, capture_day_prefix("captures/", model_version, served.date()) + "part-1.json", to_json_lines(records))
+    day = (arrived or served).date()
+    put(s3, capture_day_prefix("captures/", model_version, day) + "part-1.json", to_json_lines(records))
     return ids
 
 
@@ -129,11 +133,15 @@ def test_feedback_is_joined_with_its_captures_across_day_partitions_and_model_ve
         "invalid_ids": 1,
         "unlabelled": 0,
         "superseded": 1,
+        "expired": 0,
+        "misfits": 0,
         "max_rows": None,
         "capped": 0,
         "callers": 1,
         "dropped_features": ["region"],
         "missing_columns": ["customer_id"],
+        # Two feedback objects, and the two capture objects of the days the ids name (of four partitions read).
+        "reads": {"objects": 4, "malformed_objects": 0, "malformed_records": 0},
         "skipped": None,
     }
     assert result["counts"]["rows"] == {"base": 3, "feedback": 3}
@@ -143,7 +151,11 @@ def test_feedback_is_joined_with_its_captures_across_day_partitions_and_model_ve
 
 def test_feedback_older_than_the_max_age_is_not_read_and_regression_values_fill_the_target(s3: S3Client) -> None:
     base_data(s3)
-    [recent, old] = capture(s3, "v1", NOW - timedelta(days=40), [{"tenure": 1, "contract": "monthly"}] * 2)
+    # A regressor's predictions, served within the age limit (a label must fit the task of the model that served
+    # it, and feedback about a prediction older than the limit is dropped: see the tests below).
+    [recent, old] = capture(
+        s3, "v1", NOW - timedelta(days=29), [{"tenure": 1, "contract": "monthly"}] * 2, answer={"value": 0.5}
+    )
     feedback(s3, NOW - timedelta(days=31), {old: 1.0})
     feedback(s3, NOW - timedelta(days=2), {recent: 0.25})
 
@@ -152,6 +164,60 @@ def test_feedback_older_than_the_max_age_is_not_read_and_regression_values_fill_
     [row] = rows(read(s3, result["prefix"] + "feedback/feedback.csv"))
     assert row["churned"] == "0.25"
     assert result["counts"]["feedback"]["records"] == 1
+
+
+def test_a_label_for_a_prediction_served_longer_ago_than_the_age_limit_is_not_trained_on(s3: S3Client) -> None:
+    base_data(s3)
+    [old] = capture(s3, "v1", NOW - timedelta(days=31), [{"tenure": 1, "contract": "monthly"}])
+    feedback(s3, NOW - timedelta(days=2), {old: "1"})
+
+    result = run(s3, include_feedback=True, feedback_max_age_days=30, max_feedback_share=1.0)
+
+    counts = result["counts"]["feedback"]
+    assert (counts["records"], counts["expired"], counts["joined"]) == (1, 1, 0)
+    assert result["counts"]["rows"]["feedback"] == 0 and result["object_count"] == 2
+
+
+def test_a_label_that_does_not_fit_the_task_of_the_model_that_served_the_prediction_is_not_trained_on(
+    s3: S3Client,
+) -> None:
+    base_data(s3)
+    classified = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure": 1, "contract": "monthly"}] * 2)
+    [estimated] = capture(
+        s3, "v2", NOW - timedelta(hours=2), [{"tenure": 2, "contract": "yearly"}], answer={"value": 3.0}
+    )
+    # A number for a classifier's prediction, a label for a regressor's: neither is a training label.
+    feedback(s3, NOW, {classified[0]: 0.25, estimated: "1", classified[1]: "0"})
+
+    result = run(s3, include_feedback=True, max_feedback_share=1.0)
+
+    [row] = rows(read(s3, result["prefix"] + "feedback/feedback.csv"))
+    assert (row["tenure"], row["churned"]) == ("1", "0")
+    assert (result["counts"]["feedback"]["misfits"], result["counts"]["feedback"]["joined"]) == (2, 1)
+
+
+def test_a_prediction_served_before_midnight_that_reached_the_next_days_partition_is_joined(s3: S3Client) -> None:
+    base_data(s3)
+    served = datetime(2026, 3, 1, 23, 59, 58, tzinfo=UTC)
+    [late] = capture(s3, "v1", served, [{"tenure": 4, "contract": "monthly"}], arrived=served + timedelta(seconds=5))
+    feedback(s3, NOW, {late: "1"})
+
+    result = run(s3, include_feedback=True, max_feedback_share=1.0)
+
+    assert [row["tenure"] for row in rows(read(s3, result["prefix"] + "feedback/feedback.csv"))] == ["4"]
+    assert result["counts"]["feedback"]["unmatched"] == 0
+
+
+def test_a_malformed_feedback_record_is_counted_and_the_rest_still_joined(s3: S3Client) -> None:
+    base_data(s3)
+    [served] = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure": 2, "contract": "monthly"}])
+    feedback(s3, NOW, {served: "1"})
+    put(s3, feedback_day_prefix("feedback/", NOW.date()) + "part-2.json", b'{"label": "1"}\n')
+
+    result = run(s3, include_feedback=True, max_feedback_share=1.0)
+
+    assert result["counts"]["feedback"]["joined"] == 1
+    assert result["counts"]["feedback"]["reads"]["malformed_records"] == 1
 
 
 def test_the_fingerprint_is_stable_and_changes_with_the_data(s3: S3Client) -> None:

@@ -1,0 +1,70 @@
+"""The data bucket's layout: what Firehose's prefix expressions evaluate to is what the readers list."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from functions.common import layout
+
+DAY = date(2026, 3, 1)
+
+
+def evaluate(expression: str, model_version: str, day: date, error_type: str = "processing-failed") -> str:
+    """A prefix expression as Firehose evaluates it for a record of ``model_version`` arriving on ``day``."""
+    return (
+        expression.replace(layout.FIREHOSE_MODEL_VERSION, model_version)
+        .replace(layout.FIREHOSE_ARRIVAL_DATE, f"{day:%Y-%m-%d}")
+        .replace(layout.FIREHOSE_ERROR_TYPE, error_type)
+    )
+
+
+def test_the_capture_stream_writes_the_partition_the_readers_list() -> None:
+    written = evaluate(layout.firehose_capture_prefix("captures/"), "v20261127-111717-3f9a2c", DAY)
+
+    assert written == "captures/model_version=v20261127-111717-3f9a2c/date=2026-03-01/"
+    assert written == layout.capture_day_prefix("captures/", "v20261127-111717-3f9a2c", DAY)
+    assert layout.capture_model_version("captures/", written.rsplit("date=", 1)[0]) == "v20261127-111717-3f9a2c"
+
+
+def test_the_capture_partition_key_is_the_one_the_prefix_expression_names() -> None:
+    assert list(layout.CAPTURE_PARTITION_KEYS) == [layout.MODEL_VERSION_PARTITION]
+    assert f"partitionKeyFromQuery:{layout.MODEL_VERSION_PARTITION}" in layout.FIREHOSE_MODEL_VERSION
+
+
+def test_the_feedback_stream_writes_the_partition_the_readers_list() -> None:
+    written = evaluate(layout.firehose_feedback_prefix("feedback/"), "", DAY)
+
+    assert written == "feedback/date=2026-03-01/" == layout.feedback_day_prefix("feedback/", DAY)
+
+
+def test_what_firehose_fails_to_deliver_lies_below_the_streams_prefix_but_in_no_partition_the_readers_list() -> None:
+    failed = {prefix: evaluate(layout.firehose_error_prefix(prefix), "", DAY) for prefix in ("captures/", "feedback/")}
+
+    assert failed == {
+        "captures/": "captures/errors/processing-failed/date=2026-03-01/",
+        "feedback/": "feedback/errors/processing-failed/date=2026-03-01/",
+    }
+    assert layout.capture_model_version("captures/", "captures/errors/") is None
+    assert not failed["feedback/"].startswith(layout.feedback_day_prefix("feedback/", DAY))
+
+
+def test_only_a_model_version_folder_names_a_model_version() -> None:
+    assert layout.capture_model_version("captures/", "captures/model_version=v1/") == "v1"
+    for folder in ("captures/model_version=/", "captures/model_version=v1", "other/model_version=v1/"):
+        assert layout.capture_model_version("captures/", folder) is None
+
+
+def test_a_window_touches_every_utc_day_partition_and_a_late_prediction_the_next_one() -> None:
+    start, end = datetime(2026, 3, 1, 23, 0, tzinfo=UTC), datetime(2026, 3, 3, 1, 0, tzinfo=UTC)
+    assert layout.days_between(start, end) == [DAY, date(2026, 3, 2), date(2026, 3, 3)]
+    assert layout.capture_days(datetime(2026, 3, 1, 23, 50, tzinfo=UTC)) == (DAY, date(2026, 3, 2))
+    assert layout.capture_days(datetime(2026, 3, 1, 12, 0, tzinfo=UTC)) == (DAY,)
+
+
+def test_report_and_assembled_keys() -> None:
+    moment = datetime(2026, 11, 27, 11, 17, 17, tzinfo=UTC)
+    assert layout.report_key("monitoring/", "v1", moment, "json") == "monitoring/v1/20261127T111717Z.json"
+    assert layout.assembled_folder("assembled/", "v1") == "assembled/v1/"
+    assert layout.assembled_manifest_key("assembled/", "v1") == "assembled/v1.manifest.json"
+    assert not layout.assembled_manifest_key("assembled/", "v1").startswith(layout.assembled_folder("assembled/", "v1"))
+    assert layout.is_feedback(layout.FEEDBACK_FILE) and not layout.is_feedback(layout.BASE_FOLDER + "data.csv")
