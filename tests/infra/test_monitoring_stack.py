@@ -11,6 +11,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from functions.common.metrics import NAMESPACE, Dimension, InferenceMetric, MonitorMetric
+from functions.monitor.settings import MonitorSettings
 from infra.app import DriftloopStacks
 from tests.infra.conftest import build, cdk_context
 
@@ -137,14 +138,28 @@ def test_monitor_function_settings(template: Template) -> None:
                     "DRIFTLOOP_MIN_FEEDBACK": "50",
                     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
                     "DRIFTLOOP_DRIFT_THRESHOLD": "0.2",
-                    "DRIFTLOOP_METRIC_NAMESPACE": "driftloop",
-                    "DRIFTLOOP_SERVICE": "driftloop-dev-monitor",
-                    "MPLCONFIGDIR": "/tmp/matplotlib",
-                    "LOG_LEVEL": "INFO",
+                    "POWERTOOLS_SERVICE_NAME": "driftloop-dev-monitor",
+                    "POWERTOOLS_LOG_LEVEL": "INFO",
                 }
             },
         },
     )
+
+
+def monitor_environment(template: Template) -> dict[str, Any]:
+    [function] = template.find_resources("AWS::Lambda::Function").values()
+    return dict(function["Properties"]["Environment"]["Variables"])
+
+
+def test_the_monitor_environment_is_its_contract_and_reads_back(template: Template) -> None:
+    environment = monitor_environment(template)
+    assert set(environment) == set(MonitorSettings.variables().values())
+    # The bucket names are references to the data stack's exports: any name reads back.
+    settings = MonitorSettings.from_env(
+        {name: value if isinstance(value, str) else "bucket" for name, value in environment.items()}
+    )
+    assert (settings.service, settings.log_level) == ("driftloop-dev-monitor", "INFO")
+    assert (settings.window_minutes, settings.window_lag_seconds, settings.drift_threshold) == (60, 120, 0.2)
 
 
 def test_monitor_runs_every_schedule_minutes(template: Template, custom_template: Template) -> None:
@@ -181,15 +196,9 @@ def test_monitor_reads_captures_feedback_and_registry_and_writes_only_reports(te
     assert listed == ["captures/*", "feedback/*", "registry/*"]
 
 
-def test_monitor_publishes_metrics_only_in_the_driftloop_namespace(template: Template) -> None:
-    [statement] = [s for s in monitor_statements(template) if "cloudwatch:PutMetricData" in actions(s)]
-    assert statement == {
-        "Action": "cloudwatch:PutMetricData",
-        "Condition": {"StringEquals": {"cloudwatch:namespace": "driftloop"}},
-        "Effect": "Allow",
-        "Resource": "*",
-    }
+def test_monitor_may_not_call_cloudwatch_its_metrics_are_lines_in_its_logs(template: Template) -> None:
     everything = {a for s in monitor_statements(template) for a in actions(s)}
+    assert not any(a.startswith("cloudwatch:") for a in everything)
     assert not any(a.startswith(("states:", "sns:", "kms:", "lambda:")) for a in everything)
 
 
