@@ -31,8 +31,6 @@ CONTEXT_KEY = "driftloop"
 STAGES_KEY = "driftloop:stages"
 STAGE_KEY = "stage"
 DEFAULT_STAGE = "dev"
-# Every driftloop metric (inference EMF, monitor) lives here, told apart by the Service dimension.
-METRIC_NAMESPACE = "driftloop"
 
 AuthMode = Literal["iam", "api_key"]
 Removal = Literal["retain", "destroy"]

@@ -1,4 +1,4 @@
-"""The monitor's AWS adapters: captured predictions and feedback in S3, reports to S3, metrics to CloudWatch.
+"""The monitor's AWS adapters: captured predictions and feedback in S3, reports to S3, metrics to CloudWatch (EMF).
 
 A window's records are read by the layout of :mod:`functions.common.layout`: a window touches one partition per UTC
 day, and only objects written since the window began can hold records of it (Firehose writes an object after the
@@ -14,18 +14,16 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.metrics import EphemeralMetrics
+
 from functions.common.labelled import CaptureReader
 from functions.common.layout import ARRIVAL_SLACK, days_between, report_key
+from functions.common.metrics import NAMESPACE
 from functions.common.records import FeedbackRecord, PredictionRecord
-from functions.monitor.metrics import Datum
+from functions.monitor.metrics import MetricSet
 
 if TYPE_CHECKING:
-    from mypy_boto3_cloudwatch import CloudWatchClient
-    from mypy_boto3_cloudwatch.type_defs import MetricDatumTypeDef
     from mypy_boto3_s3 import S3Client
-
-# PutMetricData accepts up to 1000 metrics (and 1 MB) per request.
-METRICS_PER_REQUEST = 500
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -79,23 +77,23 @@ class ReportStore:
         return keys
 
 
-class MetricPublisher:
-    def __init__(self, cloudwatch: CloudWatchClient, namespace: str) -> None:
-        self._cloudwatch = cloudwatch
-        self.namespace = namespace
-
-    def publish(self, data: Sequence[Datum], timestamp: datetime) -> None:
-        items: list[MetricDatumTypeDef] = [
-            {
-                "MetricName": datum.name,
-                "Dimensions": [{"Name": name, "Value": value} for name, value in datum.dimensions],
-                "Value": datum.value,
-                "Unit": datum.unit,
-                "Timestamp": timestamp,
-            }
-            for datum in data
-        ]
-        for first in range(0, len(items), METRICS_PER_REQUEST):
-            self._cloudwatch.put_metric_data(
-                Namespace=self.namespace, MetricData=items[first : first + METRICS_PER_REQUEST]
-            )
+def publish_metrics(sets: Sequence[MetricSet], timestamp: datetime) -> None:
+    """Metrics as CloudWatch embedded metric format (EMF): one line on stdout per :class:`MetricSet`, which the
+    function's log group turns into metrics, so the monitor makes no CloudWatch call. A set holds a handful of
+    metrics, far below EMF's 100 per line; each feature's drift is a line of its own (a line has one value per
+    dimension)."""
+    for metric_set in sets:
+        # service="": Powertools would add its own lower-case ``service`` dimension (from POWERTOOLS_SERVICE_NAME)
+        # to the first dimension set; the contract's is ``Service``, added here.
+        emf = EphemeralMetrics(namespace=NAMESPACE, service="")
+        first, *others = metric_set.dimension_sets
+        for dimension in first:
+            emf.add_dimension(name=dimension, value=metric_set.dimensions[dimension])
+        for dimensions in others:
+            emf.add_dimensions(**{dimension: metric_set.dimensions[dimension] for dimension in dimensions})
+        for name, value in metric_set.values.items():
+            emf.add_metric(name=name, unit=name.unit, value=value)
+        # The run's time (a scheduled run's scheduled time), not the time of writing: a retried run's points land
+        # where the first attempt's would have.
+        emf.set_timestamp(timestamp)
+        emf.flush_metrics()

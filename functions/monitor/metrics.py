@@ -1,72 +1,85 @@
-"""The monitor's CloudWatch metrics: their names and dimensions (the alarms and the dashboard use these names).
-
-Namespace ``driftloop`` (``infra.config.METRIC_NAMESPACE``), ``Service`` = ``<prefix>-<stage>-monitor``:
+"""What one monitor run publishes, in the terms of the metrics contract (:mod:`functions.common.metrics`).
 
 - every metric with ``[Service]`` alone: stable across model versions, so an alarm on it survives a promotion;
-- and again with ``[Service, ModelVersion]``, for per-version views on the dashboard.
+- and again with ``[Service, ModelVersion]``, for per-version views on the dashboard;
 - ``FeatureDrift`` with ``[Service, Feature]`` and ``[Service, ModelVersion, Feature]``.
 
 What is published when: ``CapturedRecords`` and ``LabelledRecords`` on every run with a champion;
 ``MaxFeatureDrift``, ``PredictionDrift`` and ``FeatureDrift`` only for a sufficient window; ``LiveAccuracy`` and
 ``LiveF1`` (classification) or ``LiveRMSE`` and ``LiveMAE`` (regression) only with ``min_feedback`` labels.
-Standard library only: the CDK app imports this module for the names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+
+from functions.common.metrics import QUALITY_METRICS, Dimension, MonitorMetric, Unit
 
 if TYPE_CHECKING:
     from functions.monitor.report import WindowReport
 
-SERVICE = "Service"
-MODEL_VERSION = "ModelVersion"
-FEATURE = "Feature"
-
-MAX_FEATURE_DRIFT = "MaxFeatureDrift"
-PREDICTION_DRIFT = "PredictionDrift"
-FEATURE_DRIFT = "FeatureDrift"
-LIVE_ACCURACY = "LiveAccuracy"
-LIVE_F1 = "LiveF1"
-LIVE_RMSE = "LiveRMSE"
-LIVE_MAE = "LiveMAE"
-CAPTURED_RECORDS = "CapturedRecords"
-LABELLED_RECORDS = "LabelledRecords"
-
-Unit = Literal["Count", "None"]
-
-QUALITY_METRICS = {"accuracy": LIVE_ACCURACY, "f1": LIVE_F1, "rmse": LIVE_RMSE, "mae": LIVE_MAE}
+SERVICE_SETS = ((Dimension.SERVICE,), (Dimension.SERVICE, Dimension.MODEL_VERSION))
+FEATURE_SETS = tuple((*dimensions, Dimension.FEATURE) for dimensions in SERVICE_SETS)
 
 
 @dataclass(frozen=True)
 class Datum:
-    name: str
+    """One value of one metric under one set of dimensions: one CloudWatch data point."""
+
+    name: MonitorMetric
     value: float
-    unit: Unit
-    dimensions: tuple[tuple[str, str], ...]
+    dimensions: tuple[tuple[Dimension, str], ...]
+
+    @property
+    def unit(self) -> Unit:
+        return self.name.unit
 
 
-def metric_data(report: WindowReport, service: str) -> list[Datum]:
-    """Every datum one run publishes for ``report`` (see the module docstring)."""
-    values: list[tuple[str, float, Unit]] = [
-        (CAPTURED_RECORDS, report.captured, "Count"),
-        (LABELLED_RECORDS, report.labelled, "Count"),
-    ]
+@dataclass(frozen=True)
+class MetricSet:
+    """Metrics that share the values of their dimensions, each published under every one of ``dimension_sets``
+    (every dimension a set names has its value in ``dimensions``)."""
+
+    values: Mapping[MonitorMetric, float]
+    dimensions: Mapping[Dimension, str]
+    dimension_sets: tuple[tuple[Dimension, ...], ...]
+
+    def data(self) -> list[Datum]:
+        return [
+            Datum(name, value, tuple((dimension, self.dimensions[dimension]) for dimension in dimensions))
+            for name, value in self.values.items()
+            for dimensions in self.dimension_sets
+        ]
+
+
+def metric_sets(report: WindowReport, service: str) -> list[MetricSet]:
+    """Every metric one run publishes for ``report`` (see the module docstring): the window's metrics, then one
+    set per feature (each has its own ``Feature``)."""
+    values = {
+        MonitorMetric.CAPTURED_RECORDS: float(report.captured),
+        MonitorMetric.LABELLED_RECORDS: float(report.labelled),
+    }
     top = report.max_feature_drift
     if report.status == "ok" and top is not None:
-        values.append((MAX_FEATURE_DRIFT, top[1], "None"))
+        values[MonitorMetric.MAX_FEATURE_DRIFT] = float(top[1])
     if report.status == "ok" and (prediction := report.prediction_drift) is not None:
-        values.append((PREDICTION_DRIFT, prediction, "None"))
-    values += [(QUALITY_METRICS[name], value, "None") for name, value in sorted(report.quality.items())]
+        values[MonitorMetric.PREDICTION_DRIFT] = float(prediction)
+    values |= {QUALITY_METRICS[name]: float(value) for name, value in sorted(report.quality.items())}
 
-    overall = ((SERVICE, service),)
-    per_version = (*overall, (MODEL_VERSION, report.version))
-    data = [Datum(name, float(value), unit, dims) for name, value, unit in values for dims in (overall, per_version)]
+    window = {Dimension.SERVICE: service, Dimension.MODEL_VERSION: report.version}
+    sets = [MetricSet(values, window, SERVICE_SETS)]
     if report.status == "ok":
-        data += [
-            Datum(FEATURE_DRIFT, score.psi, "None", (*dims, (FEATURE, feature)))
+        sets += [
+            MetricSet(
+                {MonitorMetric.FEATURE_DRIFT: float(score.psi)}, {**window, Dimension.FEATURE: feature}, FEATURE_SETS
+            )
             for feature, score in sorted(report.features.items())
-            for dims in (overall, per_version)
         ]
-    return data
+    return sets
+
+
+def metric_data(sets: list[MetricSet]) -> list[Datum]:
+    """The data points ``sets`` make in CloudWatch."""
+    return [datum for metric_set in sets for datum in metric_set.data()]

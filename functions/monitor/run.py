@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any, cast
 from functions.common.bundle import TASKS, Task
 from functions.common.labelled import join, plan_join
 from functions.common.registry import Registry
-from functions.monitor.adapters import CaptureStore, MetricPublisher, ReportStore
+from functions.monitor.adapters import CaptureStore, ReportStore, publish_metrics
 from functions.monitor.drift import most_drifted
-from functions.monitor.metrics import metric_data
+from functions.monitor.metrics import metric_data, metric_sets
 from functions.monitor.report import FeedbackCounts, Limits, WindowReport, evaluate
 from functions.monitor.settings import MonitorSettings
 
 if TYPE_CHECKING:
-    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_s3 import S3Client
 
 ChartRenderer = Callable[..., bytes]
@@ -36,7 +35,6 @@ def run_monitor(
     settings: MonitorSettings,
     now: datetime,
     s3: S3Client,
-    cloudwatch: CloudWatchClient,
     render_chart: ChartRenderer = _render_chart,
 ) -> dict[str, Any]:
     """Evaluate the window ending at ``now`` (minus the lag) for the current champion; returns a summary."""
@@ -70,8 +68,9 @@ def run_monitor(
         feedback=FeedbackCounts(len(feedback), plan.rejected, joined.unmatched),
         limits=Limits(settings.min_records, settings.min_feedback, settings.drift_threshold),
     )
-    data = metric_data(report, settings.service)
-    MetricPublisher(cloudwatch, settings.namespace).publish(data, now)
+    sets = metric_sets(report, settings.service)
+    publish_metrics(sets, now)
+    data = metric_data(sets)
 
     document = report.to_dict()
     document["metrics"] = sorted({datum.name for datum in data})

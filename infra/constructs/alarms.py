@@ -22,8 +22,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.monitor import metrics as names
-from infra.config import METRIC_NAMESPACE, MonitoringConfig
+from functions.common.metrics import NAMESPACE, Dimension, InferenceMetric, MonitorMetric
+from infra.config import MonitoringConfig
 from infra.constructs.encrypted_topic import EncryptedTopic
 
 # Operational alarms look at five-minute periods. Sustained conditions (error rate, latency) must breach in two of
@@ -31,8 +31,6 @@ from infra.constructs.encrypted_topic import EncryptedTopic
 OPS_PERIOD = Duration.minutes(5)
 SUSTAINED_DATAPOINTS, SUSTAINED_PERIODS = 2, 3
 CLOUDWATCH = iam.ServicePrincipal("cloudwatch.amazonaws.com")
-# The inference EMF metrics (functions/inference/telemetry.py).
-CAPTURE_FAILURES = "CaptureFailures"
 
 
 class AlarmTopic(Construct):
@@ -84,14 +82,17 @@ class AlarmTopic(Construct):
         alarm.add_ok_action(self.action)
 
 
-def monitor_metric(name: str, service: str, statistic: str, period: Duration) -> cw.Metric:
-    """A monitor metric with the Service dimension only: it keeps its identity across model versions."""
+def service_metric(
+    name: InferenceMetric | MonitorMetric, service: str, statistic: str, period: Duration, label: str | None = None
+) -> cw.Metric:
+    """A driftloop metric with the Service dimension only: it keeps its identity across model versions."""
     return cw.Metric(
-        namespace=METRIC_NAMESPACE,
+        namespace=NAMESPACE,
         metric_name=name,
-        dimensions_map={names.SERVICE: service},
+        dimensions_map={Dimension.SERVICE: service},
         statistic=statistic,
         period=period,
+        label=label,
     )
 
 
@@ -115,7 +116,7 @@ class ModelAlarms(Construct):
             f"The champion's live features drifted: the largest per-feature PSI exceeded "
             f"{monitoring.drift_threshold:g} in {drift_runs[0]} of {drift_runs[1]} monitor runs "
             "(monitoring.drift_threshold).",
-            monitor_metric(names.MAX_FEATURE_DRIFT, service, "Maximum", period),
+            service_metric(MonitorMetric.MAX_FEATURE_DRIFT, service, "Maximum", period),
             monitoring.drift_threshold,
             cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             drift_runs,
@@ -125,7 +126,7 @@ class ModelAlarms(Construct):
             f"{prefix}-live-accuracy",
             f"A classification champion's live accuracy fell below {monitoring.quality_threshold:g} in "
             f"{quality_runs[0]} of {quality_runs[1]} monitor runs (monitoring.quality_threshold).",
-            monitor_metric(names.LIVE_ACCURACY, service, "Minimum", period),
+            service_metric(MonitorMetric.LIVE_ACCURACY, service, "Minimum", period),
             monitoring.quality_threshold,
             cw.ComparisonOperator.LESS_THAN_THRESHOLD,
             quality_runs,
@@ -135,7 +136,7 @@ class ModelAlarms(Construct):
             f"{prefix}-live-rmse",
             f"A regression champion's live RMSE exceeded {monitoring.regression_quality_threshold:g} in "
             f"{quality_runs[0]} of {quality_runs[1]} monitor runs (monitoring.regression_quality_threshold).",
-            monitor_metric(names.LIVE_RMSE, service, "Maximum", period),
+            service_metric(MonitorMetric.LIVE_RMSE, service, "Maximum", period),
             monitoring.regression_quality_threshold,
             cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             quality_runs,
@@ -242,13 +243,7 @@ class OperationalAlarms(Construct):
         self._any(
             "CaptureFailures",
             f"{prefix}-capture-failures",
-            cw.Metric(
-                namespace=METRIC_NAMESPACE,
-                metric_name=CAPTURE_FAILURES,
-                dimensions_map={names.SERVICE: targets.inference_service},
-                statistic="Sum",
-                period=OPS_PERIOD,
-            ),
+            service_metric(InferenceMetric.CAPTURE_FAILURES, targets.inference_service, "Sum", OPS_PERIOD),
             "Predictions were served but could not be captured: drift and quality miss them.",
         )
         self._any(

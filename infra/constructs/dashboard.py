@@ -12,9 +12,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.monitor import metrics as names
-from infra.config import METRIC_NAMESPACE, MonitoringConfig
-from infra.constructs.alarms import monitor_metric
+from functions.common.metrics import NAMESPACE, Dimension, InferenceMetric, MonitorMetric
+from infra.config import MonitoringConfig
+from infra.constructs.alarms import service_metric
 
 SERVING_PERIOD = Duration.minutes(5)
 WIDTH = 8
@@ -31,16 +31,18 @@ class DashboardSources:
     alarms: Sequence[cw.IAlarm]
 
 
-def _search(schema: str, metric: str, service: str, statistic: str, period: Duration, label: str) -> cw.MathExpression:
-    """A search expression (one line per dimension value, e.g. per feature or model version)."""
+def _search(
+    by: Dimension, metric: InferenceMetric | MonitorMetric, service: str, statistic: str, period: Duration
+) -> cw.MathExpression:
+    """A search expression: one line per value of the dimension ``by`` (e.g. per feature or model version)."""
     seconds = int(period.to_seconds())
     return cw.MathExpression(
         expression=(
-            f'SEARCH(\'{{{METRIC_NAMESPACE},{schema}}} MetricName="{metric}" '
-            f"{names.SERVICE}=\"{service}\"', '{statistic}', {seconds})"
+            f'SEARCH(\'{{{NAMESPACE},{by},{Dimension.SERVICE}}} MetricName="{metric}" '
+            f"{Dimension.SERVICE}=\"{service}\"', '{statistic}', {seconds})"
         ),
         using_metrics={},
-        label=label,
+        label=f"${{PROP('Dim.{by}')}}",
         period=period,
     )
 
@@ -59,18 +61,11 @@ class MonitoringDashboard(Construct):
         api, inference, monitor = sources.api, sources.inference_service, sources.monitor_service
         run_period = Duration.minutes(monitoring.schedule_minutes)
 
-        def serving(metric: str, statistic: str, label: str) -> cw.Metric:
-            return cw.Metric(
-                namespace=METRIC_NAMESPACE,
-                metric_name=metric,
-                dimensions_map={names.SERVICE: inference},
-                statistic=statistic,
-                period=SERVING_PERIOD,
-                label=label,
-            )
+        def serving(metric: InferenceMetric, statistic: str, label: str) -> cw.Metric:
+            return service_metric(metric, inference, statistic, SERVING_PERIOD, label)
 
-        def monitored(metric: str, statistic: str, label: str) -> cw.Metric:
-            return monitor_metric(metric, monitor, statistic, run_period).with_(label=label)
+        def monitored(metric: MonitorMetric, statistic: str, label: str) -> cw.Metric:
+            return service_metric(metric, monitor, statistic, run_period, label)
 
         def graph(
             title: str,
@@ -115,15 +110,15 @@ class MonitoringDashboard(Construct):
                 graph(
                     "Predictions",
                     [
-                        serving("Predictions", "Sum", "predictions"),
+                        serving(InferenceMetric.PREDICTIONS, "Sum", "predictions"),
                         api.metric_count(period=SERVING_PERIOD, label="API requests"),
                     ],
                 ),
                 graph(
                     "Latency (ms)",
                     [
-                        serving("Latency", "p50", "inference p50"),
-                        serving("Latency", "p99", "inference p99"),
+                        serving(InferenceMetric.LATENCY, "p50", "inference p50"),
+                        serving(InferenceMetric.LATENCY, "p99", "inference p99"),
                         api.metric_latency(period=SERVING_PERIOD, statistic="p99", label="API p99"),
                     ],
                     left_annotations=[line(monitoring.api_p99_latency_ms, "p99 alarm")],
@@ -131,9 +126,9 @@ class MonitoringDashboard(Construct):
                 graph(
                     "Client and server errors",
                     [
-                        serving("ClientErrors", "Sum", "client errors (4XX)"),
-                        serving("ServerErrors", "Sum", "server errors (5XX)"),
-                        serving("CaptureFailures", "Sum", "capture failures"),
+                        serving(InferenceMetric.CLIENT_ERRORS, "Sum", "client errors (4XX)"),
+                        serving(InferenceMetric.SERVER_ERRORS, "Sum", "server errors (5XX)"),
+                        serving(InferenceMetric.CAPTURE_FAILURES, "Sum", "capture failures"),
                     ],
                 ),
             ]
@@ -142,44 +137,43 @@ class MonitoringDashboard(Construct):
             [  # drift
                 graph(
                     "Max feature drift (PSI)",
-                    [monitored(names.MAX_FEATURE_DRIFT, "Maximum", "max feature PSI")],
+                    [monitored(MonitorMetric.MAX_FEATURE_DRIFT, "Maximum", "max feature PSI")],
                     left_annotations=[line(monitoring.drift_threshold, "drift alarm")],
                 ),
                 graph(
                     "Drift per feature (PSI)",
-                    [
-                        _search(
-                            f"{names.FEATURE},{names.SERVICE}",
-                            names.FEATURE_DRIFT,
-                            monitor,
-                            "Maximum",
-                            run_period,
-                            "${PROP('Dim.Feature')}",
-                        )
-                    ],
+                    [_search(Dimension.FEATURE, MonitorMetric.FEATURE_DRIFT, monitor, "Maximum", run_period)],
                     left_annotations=[line(monitoring.drift_threshold, "drift alarm")],
                 ),
-                graph("Prediction drift (PSI)", [monitored(names.PREDICTION_DRIFT, "Maximum", "prediction PSI")]),
+                graph(
+                    "Prediction drift (PSI)", [monitored(MonitorMetric.PREDICTION_DRIFT, "Maximum", "prediction PSI")]
+                ),
             ]
         )
         rows.append(
             [  # live quality and the data behind it
                 graph(
                     "Live quality: classification",
-                    [monitored(names.LIVE_ACCURACY, "Minimum", "accuracy"), monitored(names.LIVE_F1, "Minimum", "F1")],
+                    [
+                        monitored(MonitorMetric.LIVE_ACCURACY, "Minimum", "accuracy"),
+                        monitored(MonitorMetric.LIVE_F1, "Minimum", "F1"),
+                    ],
                     left_annotations=[line(monitoring.quality_threshold, "accuracy alarm")],
                     left_y_axis=cw.YAxisProps(min=0, max=1),
                 ),
                 graph(
                     "Live quality: regression",
-                    [monitored(names.LIVE_RMSE, "Maximum", "RMSE"), monitored(names.LIVE_MAE, "Maximum", "MAE")],
+                    [
+                        monitored(MonitorMetric.LIVE_RMSE, "Maximum", "RMSE"),
+                        monitored(MonitorMetric.LIVE_MAE, "Maximum", "MAE"),
+                    ],
                     left_annotations=[line(monitoring.regression_quality_threshold, "RMSE alarm")],
                 ),
                 graph(
                     "Captured and labelled predictions per run",
                     [
-                        monitored(names.CAPTURED_RECORDS, "Maximum", "captured"),
-                        monitored(names.LABELLED_RECORDS, "Maximum", "labelled"),
+                        monitored(MonitorMetric.CAPTURED_RECORDS, "Maximum", "captured"),
+                        monitored(MonitorMetric.LABELLED_RECORDS, "Maximum", "labelled"),
                     ],
                     left_annotations=[line(monitoring.min_records, "min records for drift")],
                 ),
@@ -189,16 +183,7 @@ class MonitoringDashboard(Construct):
             [  # the champion and the training runs
                 graph(
                     "Champion: predictions by model version",
-                    [
-                        _search(
-                            f"{names.MODEL_VERSION},{names.SERVICE}",
-                            "Predictions",
-                            inference,
-                            "Sum",
-                            SERVING_PERIOD,
-                            "${PROP('Dim.ModelVersion')}",
-                        )
-                    ],
+                    [_search(Dimension.MODEL_VERSION, InferenceMetric.PREDICTIONS, inference, "Sum", SERVING_PERIOD)],
                     stacked=True,
                 ),
                 cw.LogQueryWidget(

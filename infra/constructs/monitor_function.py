@@ -1,7 +1,8 @@
 """The drift monitor Lambda: its bundle, settings, least-privilege role and schedule.
 
-The bundle is ``functions/`` (common + monitor) and the ``monitor`` extra's wheels (numpy, matplotlib), pinned in
-``functions/monitor/requirements.txt``, both named in :data:`infra.bundling.MONITOR`.
+Its environment is :class:`functions.monitor.settings.MonitorSettings`. The bundle is ``functions/`` (common +
+monitor) and the ``monitor`` extra's wheels (numpy, matplotlib), pinned in ``functions/monitor/requirements.txt``,
+both named in :data:`infra.bundling.MONITOR`.
 """
 
 from __future__ import annotations
@@ -9,12 +10,12 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from functions.monitor.settings import MonitorSettings
 from infra.bundling import MONITOR
-from infra.config import METRIC_NAMESPACE, DriftloopConfig
+from infra.config import DriftloopConfig
 from infra.constructs.event_dead_letters import EventDeadLetters
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.grants import grant_missing_key_lookups, grant_prefix
@@ -37,8 +38,7 @@ def window_lag_seconds(config: DriftloopConfig) -> int:
 
 class MonitorFunction(Construct):
     """The monitor, run every ``monitoring.schedule_minutes``. It reads the champion from the registry and the
-    captures and feedback prefixes, writes under the report prefix, and publishes metrics in the driftloop
-    namespace only."""
+    captures and feedback prefixes, writes under the report prefix, and publishes its metrics through its logs."""
 
     def __init__(
         self,
@@ -60,24 +60,22 @@ class MonitorFunction(Construct):
             code=bundled_code(MONITOR),
             handler=MONITOR_HANDLER,
             description="driftloop monitor: drift and live quality of the champion, as metrics and a report",
-            environment={
-                "DRIFTLOOP_DATA_BUCKET": data_bucket.bucket_name,
-                "DRIFTLOOP_CAPTURE_PREFIX": data.capture_prefix,
-                "DRIFTLOOP_FEEDBACK_PREFIX": data.feedback_prefix,
-                "DRIFTLOOP_REPORT_PREFIX": data.report_prefix,
-                "DRIFTLOOP_MODEL_BUCKET": model_bucket.bucket_name,
-                "DRIFTLOOP_REGISTRY_PREFIX": data.registry_prefix,
-                "DRIFTLOOP_WINDOW_MINUTES": str(monitoring.window_minutes),
-                "DRIFTLOOP_WINDOW_LAG_SECONDS": str(window_lag_seconds(config)),
-                "DRIFTLOOP_MIN_RECORDS": str(monitoring.min_records),
-                "DRIFTLOOP_MIN_FEEDBACK": str(monitoring.min_feedback),
-                "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": str(config.capture.feedback_max_age_days),
-                "DRIFTLOOP_DRIFT_THRESHOLD": repr(monitoring.drift_threshold),
-                "DRIFTLOOP_METRIC_NAMESPACE": METRIC_NAMESPACE,
-                "DRIFTLOOP_SERVICE": self.service,
-                "MPLCONFIGDIR": "/tmp/matplotlib",  # noqa: S108 - the only writable place in Lambda
-                "LOG_LEVEL": config.log_level,
-            },
+            environment=MonitorSettings(
+                service=self.service,
+                log_level=config.log_level,
+                data_bucket=data_bucket.bucket_name,
+                capture_prefix=data.capture_prefix,
+                feedback_prefix=data.feedback_prefix,
+                report_prefix=data.report_prefix,
+                model_bucket=model_bucket.bucket_name,
+                registry_prefix=data.registry_prefix,
+                window_minutes=monitoring.window_minutes,
+                window_lag_seconds=window_lag_seconds(config),
+                min_records=monitoring.min_records,
+                min_feedback=monitoring.min_feedback,
+                feedback_max_age_days=config.capture.feedback_max_age_days,
+                drift_threshold=monitoring.drift_threshold,
+            ).to_env(),
             memory_mb=MEMORY_MB,
             timeout=TIMEOUT,
             log_retention_days=config.log_retention_days,
@@ -91,13 +89,7 @@ class MonitorFunction(Construct):
         grant_prefix(self.role, model_bucket, data.registry_prefix, "read")
         # No champion yet reads as a 404 on champion.json, not a 403.
         grant_missing_key_lookups(self.role, model_bucket)
-        self.role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}},
-            )
-        )
+        # No CloudWatch permission: the monitor's metrics are embedded metric format lines in its own log group.
         self.schedule = events.Rule(
             self,
             "Schedule",

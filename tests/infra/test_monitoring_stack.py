@@ -4,17 +4,25 @@ the other retraining triggers, the operations topic and the dashboard."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from functions.common.metrics import NAMESPACE, Dimension, InferenceMetric, MonitorMetric
+from functions.monitor.settings import MonitorSettings
 from infra.stacks.wiring import DriftloopStacks
 from tests.infra.conftest import build, cdk_context
 
 DATA_BUCKET = {"Fn::ImportValue": "driftloop-dev-DataBucketName"}
 MODEL_BUCKET = {"Fn::ImportValue": "driftloop-dev-ModelBucketName"}
 MONITOR_SERVICE = [{"Name": "Service", "Value": "driftloop-dev-monitor"}]
+# The Service dimension of each publisher in the dev stage, and the metrics the contract lets it publish.
+SERVICE_METRICS: dict[str, set[str]] = {
+    "driftloop-dev-inference": set(InferenceMetric),
+    "driftloop-dev-monitor": set(MonitorMetric),
+}
 MODEL_ALARMS = ("driftloop-dev-data-drift", "driftloop-dev-live-accuracy", "driftloop-dev-live-rmse")
 OPERATIONAL_ALARMS = (
     "driftloop-dev-api-5xx-rate",
@@ -130,14 +138,28 @@ def test_monitor_function_settings(template: Template) -> None:
                     "DRIFTLOOP_MIN_FEEDBACK": "50",
                     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
                     "DRIFTLOOP_DRIFT_THRESHOLD": "0.2",
-                    "DRIFTLOOP_METRIC_NAMESPACE": "driftloop",
-                    "DRIFTLOOP_SERVICE": "driftloop-dev-monitor",
-                    "MPLCONFIGDIR": "/tmp/matplotlib",
-                    "LOG_LEVEL": "INFO",
+                    "POWERTOOLS_SERVICE_NAME": "driftloop-dev-monitor",
+                    "POWERTOOLS_LOG_LEVEL": "INFO",
                 }
             },
         },
     )
+
+
+def monitor_environment(template: Template) -> dict[str, Any]:
+    [function] = template.find_resources("AWS::Lambda::Function").values()
+    return dict(function["Properties"]["Environment"]["Variables"])
+
+
+def test_the_monitor_environment_is_its_contract_and_reads_back(template: Template) -> None:
+    environment = monitor_environment(template)
+    assert set(environment) == set(MonitorSettings.variables().values())
+    # The bucket names are references to the data stack's exports: any name reads back.
+    settings = MonitorSettings.from_env(
+        {name: value if isinstance(value, str) else "bucket" for name, value in environment.items()}
+    )
+    assert (settings.service, settings.log_level) == ("driftloop-dev-monitor", "INFO")
+    assert (settings.window_minutes, settings.window_lag_seconds, settings.drift_threshold) == (60, 120, 0.2)
 
 
 def test_monitor_runs_every_schedule_minutes(template: Template, custom_template: Template) -> None:
@@ -174,15 +196,9 @@ def test_monitor_reads_captures_feedback_and_registry_and_writes_only_reports(te
     assert listed == ["captures/*", "feedback/*", "registry/*"]
 
 
-def test_monitor_publishes_metrics_only_in_the_driftloop_namespace(template: Template) -> None:
-    [statement] = [s for s in monitor_statements(template) if "cloudwatch:PutMetricData" in actions(s)]
-    assert statement == {
-        "Action": "cloudwatch:PutMetricData",
-        "Condition": {"StringEquals": {"cloudwatch:namespace": "driftloop"}},
-        "Effect": "Allow",
-        "Resource": "*",
-    }
+def test_monitor_may_not_call_cloudwatch_its_metrics_are_lines_in_its_logs(template: Template) -> None:
     everything = {a for s in monitor_statements(template) for a in actions(s)}
+    assert not any(a.startswith("cloudwatch:") for a in everything)
     assert not any(a.startswith(("states:", "sns:", "kms:", "lambda:")) for a in everything)
 
 
@@ -579,3 +595,58 @@ def test_the_throttles_alarm_says_how_to_size_the_reserved_concurrency(template:
     description = alarm["AlarmDescription"]
     assert "serving.reserved_concurrency = 50" in description
     assert "peak requests per second times the function's p99 duration" in description
+
+
+# -- the metrics contract ---------------------------------------------------------------------------------------
+
+
+SEARCH = re.compile(r"\{([^}]*)\} MetricName=\"(\w+)\" Service=\"([^\"]+)\"")
+
+
+def watched_metrics(template: Template) -> set[tuple[str, str, tuple[str, ...]]]:
+    """(metric, Service, dimension names) of every metric in driftloop's namespace an alarm or a dashboard widget
+    names: alarms on a metric or on metric math, graphs of a metric or of a search expression."""
+    found: set[tuple[str, str, tuple[str, ...]]] = set()
+
+    def add(namespace: str, name: str, dimensions: dict[str, Any]) -> None:
+        if namespace == NAMESPACE:
+            found.add((name, dimensions.get(Dimension.SERVICE, ""), tuple(sorted(dimensions))))
+
+    for alarm in template.find_resources("AWS::CloudWatch::Alarm").values():
+        properties = alarm["Properties"]
+        stats = [properties] + [m["MetricStat"]["Metric"] for m in properties.get("Metrics", []) if "MetricStat" in m]
+        for stat in stats:
+            if "MetricName" in stat:
+                dimensions = {d["Name"]: d["Value"] for d in stat.get("Dimensions", [])}
+                add(stat["Namespace"], stat["MetricName"], dimensions)
+    if template.find_resources("AWS::CloudWatch::Dashboard"):
+        for widget in dashboard_body(template)["widgets"]:
+            for metric in widget["properties"].get("metrics", []):
+                if isinstance(metric[0], dict):  # [{"expression": ..., "label": ...}]
+                    for schema, name, service in SEARCH.findall(metric[0].get("expression", "")):
+                        namespace, *dimensions = schema.split(",")
+                        add(namespace, name, dict.fromkeys(dimensions, "") | {Dimension.SERVICE: service})
+                else:  # [namespace, name, dimension, value, ..., {options}]
+                    fields = [part for part in metric if isinstance(part, str)]
+                    add(fields[0], fields[1], dict(zip(fields[2::2], fields[3::2], strict=True)))
+    return found
+
+
+def test_every_metric_an_alarm_or_the_dashboard_watches_is_declared_in_the_metrics_contract(
+    dev: DriftloopStacks,
+) -> None:
+    stacks = (dev.data, dev.training, dev.serving, dev.monitoring)
+    watched = {metric for stack in stacks for metric in watched_metrics(Template.from_stack(stack))}
+    # Not vacuous: the alarms and graphs of both publishers, and both search expressions, were read.
+    assert {("CaptureFailures", "driftloop-dev-inference"), ("MaxFeatureDrift", "driftloop-dev-monitor")} <= {
+        (name, service) for name, service, _ in watched
+    }
+    assert {dimensions for _, _, dimensions in watched} == {
+        ("Service",),
+        ("Feature", "Service"),
+        ("ModelVersion", "Service"),
+    }
+    for name, service, dimensions in watched:
+        assert service in SERVICE_METRICS, f"{name} is watched for an unknown Service {service!r}"
+        assert name in SERVICE_METRICS[service], f"{name} is watched for {service} but not in its contract"
+        assert set(dimensions) <= set(Dimension), dimensions

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from functions.common.layout import capture_day_prefix
-from functions.monitor import metrics as names
+from functions.common.metrics import NAMESPACE, Dimension, MonitorMetric
+from functions.monitor.settings import MonitorSettings
 from tests.integration.support import DELIVERY_TIMEOUT, Deployed, as_instances, wait_for
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,6 @@ pytestmark = pytest.mark.integration
 DRIFTED_ROWS = 300
 BATCH = 150
 LABELLED_ROWS = 80
-NAMESPACE = "driftloop"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -59,15 +59,15 @@ def monitor_run(deployed: Deployed, served_champion: str) -> MonitorRun:
         interval=1.0,
         seen=lambda: deployed.keys("captures/")[-3:],
     )
-    environment = deployed.environment(deployed.deployment.monitor_function)
+    settings = MonitorSettings.from_env(deployed.environment(deployed.deployment.monitor_function))
     invoked_at = datetime.now(UTC)
     summary, error = deployed.invoke(deployed.deployment.monitor_function, {})
     assert error is None, summary
     return MonitorRun(
         version=served_champion,
         summary=dict(summary),
-        service=environment["DRIFTLOOP_SERVICE"],
-        threshold=float(environment["DRIFTLOOP_DRIFT_THRESHOLD"]),
+        service=settings.service,
+        threshold=settings.drift_threshold,
         invoked_at=invoked_at,
     )
 
@@ -96,32 +96,33 @@ def test_the_monitor_writes_its_report_and_chart_under_the_champions_version(
     report = json.loads(deployed.s3.get_object(Bucket=bucket, Key=report_key)["Body"].read())
     assert report["version"] == monitor_run.version
     assert report["status"] == "ok"
-    assert names.MAX_FEATURE_DRIFT in report["metrics"]
-    assert names.LIVE_ACCURACY in report["metrics"]
+    assert MonitorMetric.MAX_FEATURE_DRIFT in report["metrics"]
+    assert MonitorMetric.LIVE_ACCURACY in report["metrics"]
     assert deployed.s3.get_object(Bucket=bucket, Key=chart_key)["Body"].read().startswith(PNG)
 
 
 def test_the_monitor_publishes_its_metrics_with_the_service_dimension(
     deployed: Deployed, monitor_run: MonitorRun
 ) -> None:
-    service = [{"Name": names.SERVICE, "Value": monitor_run.service}]
+    service = [{"Name": Dimension.SERVICE, "Value": monitor_run.service}]
     listed = deployed.cloudwatch.list_metrics(Namespace=NAMESPACE, Dimensions=service)["Metrics"]
     published = {metric["MetricName"] for metric in listed}
     assert {
-        names.MAX_FEATURE_DRIFT, names.PREDICTION_DRIFT, names.FEATURE_DRIFT, names.LIVE_ACCURACY, names.LIVE_F1,
-        names.CAPTURED_RECORDS, names.LABELLED_RECORDS,
+        MonitorMetric.MAX_FEATURE_DRIFT, MonitorMetric.PREDICTION_DRIFT, MonitorMetric.FEATURE_DRIFT,
+        MonitorMetric.LIVE_ACCURACY, MonitorMetric.LIVE_F1, MonitorMetric.CAPTURED_RECORDS,
+        MonitorMetric.LABELLED_RECORDS,
     } <= published  # fmt: skip
     drifted = monitor_run.summary["max_drift_feature"]
     assert any(
-        {"Name": names.FEATURE, "Value": drifted} in metric["Dimensions"]
+        {"Name": Dimension.FEATURE, "Value": drifted} in metric["Dimensions"]
         for metric in listed
-        if metric["MetricName"] == names.FEATURE_DRIFT
+        if metric["MetricName"] == MonitorMetric.FEATURE_DRIFT
     ), listed
 
-    for dimensions in (service, [*service, {"Name": names.MODEL_VERSION, "Value": monitor_run.version}]):
+    for dimensions in (service, [*service, {"Name": Dimension.MODEL_VERSION, "Value": monitor_run.version}]):
         statistics = deployed.cloudwatch.get_metric_statistics(
             Namespace=NAMESPACE,
-            MetricName=names.MAX_FEATURE_DRIFT,
+            MetricName=MonitorMetric.MAX_FEATURE_DRIFT,
             Dimensions=dimensions,
             StartTime=monitor_run.invoked_at - timedelta(minutes=2),
             EndTime=monitor_run.invoked_at + timedelta(minutes=2),

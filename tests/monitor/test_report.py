@@ -1,4 +1,4 @@
-"""Evaluating a window and the metrics it publishes, without AWS."""
+"""Evaluating a window, the metrics it publishes and their EMF lines, and the settings, without AWS."""
 
 from __future__ import annotations
 
@@ -7,11 +7,25 @@ from typing import Any
 
 import pytest
 
+from functions.common.env import EnvError
+from functions.common.metrics import NAMESPACE, Dimension, MonitorMetric
 from functions.common.records import FeedbackRecord
-from functions.monitor.metrics import metric_data
+from functions.monitor.adapters import publish_metrics
+from functions.monitor.metrics import metric_data, metric_sets
 from functions.monitor.report import FeedbackCounts, WindowReport, evaluate
-from functions.monitor.settings import MonitorSettings, SettingsError
-from tests.monitor.world import LIMITS, SERVICE, churn_rows, classification_metadata, iso, predictions
+from functions.monitor.settings import MonitorSettings
+from tests.monitor.world import (
+    LIMITS,
+    SERVICE,
+    SETTINGS,
+    churn_rows,
+    classification_metadata,
+    emf_documents,
+    emf_published,
+    iso,
+    predictions,
+    regression_metadata,
+)
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
 START = NOW - timedelta(hours=1)
@@ -37,7 +51,7 @@ def report(metadata: dict[str, Any], captured: int, labelled: int = 0) -> Window
 
 def by_dimensions(report: WindowReport) -> dict[tuple[tuple[str, str], ...], set[str]]:
     found: dict[tuple[tuple[str, str], ...], set[str]] = {}
-    for datum in metric_data(report, SERVICE):
+    for datum in metric_data(metric_sets(report, SERVICE)):
         found.setdefault(datum.dimensions, set()).add(datum.name)
     return found
 
@@ -80,7 +94,7 @@ def test_a_model_without_a_baseline_is_reported_and_measures_no_drift() -> None:
     metadata = {key: value for key, value in classification_metadata().items() if key != "baseline"}
     result = report(metadata, captured=30)
     assert result.status == "no_baseline"
-    assert {datum.name for datum in metric_data(result, SERVICE)} == {"CapturedRecords", "LabelledRecords"}
+    assert {datum.name for datum in metric_data(metric_sets(result, SERVICE))} == {"CapturedRecords", "LabelledRecords"}
 
 
 def test_a_model_without_a_task_is_refused() -> None:
@@ -89,7 +103,7 @@ def test_a_model_without_a_task_is_refused() -> None:
 
 
 def test_settings_name_the_missing_or_malformed_variable() -> None:
-    with pytest.raises(SettingsError, match="DRIFTLOOP_DATA_BUCKET is required"):
+    with pytest.raises(EnvError, match="DRIFTLOOP_DATA_BUCKET is required"):
         MonitorSettings.from_env({})
     env = {
         "DRIFTLOOP_DATA_BUCKET": "d",
@@ -99,5 +113,82 @@ def test_settings_name_the_missing_or_malformed_variable() -> None:
         "DRIFTLOOP_MODEL_BUCKET": "m",
         "DRIFTLOOP_WINDOW_MINUTES": "sixty",
     }
-    with pytest.raises(SettingsError, match="DRIFTLOOP_WINDOW_MINUTES must be an integer"):
+    with pytest.raises(EnvError, match="DRIFTLOOP_WINDOW_MINUTES='sixty': must be an integer"):
         MonitorSettings.from_env(env)
+
+
+def test_the_settings_read_back_from_the_environment_they_render() -> None:
+    rendered = SETTINGS.to_env()
+    assert rendered["POWERTOOLS_SERVICE_NAME"] == SERVICE
+    assert MonitorSettings.from_env(rendered) == SETTINGS
+
+
+# -- the EMF lines ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lambda_stdout(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> pytest.CaptureFixture[str]:
+    """stdout, where the EMF lines go, with the environment of the Lambda, whose service Powertools would read."""
+    for name, value in SETTINGS.to_env().items():
+        monkeypatch.setenv(name, value)
+    return capsys
+
+
+def regression_report() -> WindowReport:
+    served = predictions("v1", NOW - timedelta(minutes=5), [{"tenure": i} for i in range(30)], value=50.0)
+    pairs = [(record, FeedbackRecord(record.prediction_id, iso(NOW), value=40.0)) for record in served[:10]]
+    return evaluate(
+        version="v1",
+        metadata=regression_metadata(),
+        time=NOW,
+        start=START,
+        end=NOW,
+        captures=served,
+        labelled=pairs,
+        feedback=FeedbackCounts(received=10),
+        limits=LIMITS,
+    )
+
+
+def published_lines(result: WindowReport, capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    publish_metrics(metric_sets(result, SERVICE), NOW)
+    return emf_documents(capsys.readouterr().out)
+
+
+def test_every_metric_the_monitor_publishes_is_named_and_measured_as_the_contract_says(
+    lambda_stdout: pytest.CaptureFixture[str],
+) -> None:
+    documents = [
+        *published_lines(report(classification_metadata(), captured=30, labelled=10), lambda_stdout),
+        *published_lines(regression_report(), lambda_stdout),
+    ]
+    directives = [directive for document in documents for directive in document["_aws"]["CloudWatchMetrics"]]
+    assert {directive["Namespace"] for directive in directives} == {NAMESPACE}
+    assert {name for d in directives for names in d["Dimensions"] for name in names} <= set(Dimension)
+    units = {metric["Name"]: metric["Unit"] for directive in directives for metric in directive["Metrics"]}
+    # Between a classification and a regression champion, every monitor metric of the contract, with its unit.
+    assert units == {metric.value: metric.unit.value for metric in MonitorMetric}
+    # No dimension but the contract's: Powertools' own lower-case "service" would split every metric in two.
+    assert all(set(document) - {"_aws"} <= set(Dimension) | set(MonitorMetric) for document in documents)
+
+
+def test_each_emf_line_names_the_dimension_sets_of_its_metrics(lambda_stdout: pytest.CaptureFixture[str]) -> None:
+    window, *features = published_lines(report(classification_metadata(), captured=30, labelled=10), lambda_stdout)
+
+    [directive] = window["_aws"]["CloudWatchMetrics"]
+    assert directive["Dimensions"] == [["Service"], ["Service", "ModelVersion"]]
+    assert (window["Service"], window["ModelVersion"]) == (SERVICE, "v1")
+    assert [document["Feature"] for document in features] == ["plan", "tenure"]
+    for document in features:
+        [directive] = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Dimensions"] == [["Service", "Feature"], ["Service", "ModelVersion", "Feature"]]
+        assert directive["Metrics"] == [{"Name": "FeatureDrift", "Unit": "None"}]
+
+
+def test_the_emf_lines_make_exactly_the_data_points_the_report_lists(lambda_stdout: pytest.CaptureFixture[str]) -> None:
+    sets = metric_sets(report(classification_metadata(), captured=30, labelled=10), SERVICE)
+
+    publish_metrics(sets, NOW)
+
+    expected = {(datum.name.value, tuple(sorted(datum.dimensions))): datum.value for datum in metric_data(sets)}
+    assert emf_published(lambda_stdout.readouterr().out, NOW) == expected

@@ -1,24 +1,32 @@
-"""A monitor run against moto: S3 captures and feedback in the records layout -> CloudWatch metrics and reports."""
+"""A monitor run against moto: S3 captures and feedback in the records layout -> EMF metric lines and reports."""
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 
 from functions.common.records import FeedbackRecord, PredictionRecord, to_json_lines
 from functions.monitor import handler as handler_module
 from functions.monitor.run import run_monitor
+from infra.bundling import REPO_ROOT
 from tests.monitor.world import (
     SERVICE,
     SETTINGS,
+    Published,
     churn_rows,
     classification_metadata,
+    emf_documents,
+    emf_published,
     iso,
     predictions,
     publish_champion,
@@ -29,7 +37,6 @@ from tests.monitor.world import (
 from tests.plugins.aws import DATA_BUCKET
 
 if TYPE_CHECKING:
-    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_s3 import S3Client
 
 VERSION = "v20261127-100000-abcdef"
@@ -37,32 +44,12 @@ VERSION = "v20261127-100000-abcdef"
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-@pytest.fixture
-def cloudwatch(aws: None) -> CloudWatchClient:
-    return boto3.client("cloudwatch", region_name="us-east-1")
+def published(capsys: pytest.CaptureFixture[str]) -> Published:
+    """(metric name, sorted dimensions) -> the value the run published, read from its EMF lines."""
+    return emf_published(capsys.readouterr().out, NOW)
 
 
-def published(cloudwatch: CloudWatchClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """(metric name, sorted dimensions) -> the maximum published in the last hour."""
-    found = {}
-    for metric in cloudwatch.list_metrics(Namespace="driftloop")["Metrics"]:
-        dimensions = metric.get("Dimensions", [])
-        stats = cloudwatch.get_metric_statistics(
-            Namespace="driftloop",
-            MetricName=metric["MetricName"],
-            Dimensions=dimensions,
-            StartTime=NOW - timedelta(hours=1),
-            EndTime=NOW + timedelta(hours=1),
-            Period=60,
-            Statistics=["Maximum"],
-        )
-        [point] = stats["Datapoints"]
-        key = tuple(sorted((d["Name"], d["Value"]) for d in dimensions))
-        found[(metric["MetricName"], key)] = point["Maximum"]
-    return found
-
-
-def service_only(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
+def service_only(metrics: Published) -> dict[str, float]:
     return {name: value for (name, dims), value in metrics.items() if dims == (("Service", SERVICE),)}
 
 
@@ -102,15 +89,15 @@ def drifted_world(s3: S3Client) -> dict[str, list[PredictionRecord]]:
 
 
 def test_a_drifted_window_publishes_drift_quality_and_counts(
-    s3: S3Client, cloudwatch: CloudWatchClient, drifted_world: dict[str, Any]
+    s3: S3Client, capsys: pytest.CaptureFixture[str], drifted_world: dict[str, Any]
 ) -> None:
-    summary = run_monitor(SETTINGS, NOW, s3, cloudwatch)
+    summary = run_monitor(SETTINGS, NOW, s3)
 
     assert summary["status"] == "ok"
     assert summary["model_version"] == VERSION
     assert (summary["captured"], summary["labelled"]) == (40, 8)
     assert summary["max_drift_feature"] == "tenure"
-    metrics = published(cloudwatch)
+    metrics = published(capsys)
     overall = service_only(metrics)
     assert set(overall) == {
         "CapturedRecords",
@@ -135,10 +122,8 @@ def test_a_drifted_window_publishes_drift_quality_and_counts(
     assert per_version == set(overall) | {"FeatureDrift"}
 
 
-def test_the_report_and_its_chart_are_written_under_the_version(
-    s3: S3Client, cloudwatch: CloudWatchClient, drifted_world: dict[str, Any]
-) -> None:
-    summary = run_monitor(SETTINGS, NOW, s3, cloudwatch)
+def test_the_report_and_its_chart_are_written_under_the_version(s3: S3Client, drifted_world: dict[str, Any]) -> None:
+    summary = run_monitor(SETTINGS, NOW, s3)
 
     stamp = f"{NOW:%Y%m%dT%H%M%SZ}"
     json_key, png_key = f"monitoring/{VERSION}/{stamp}.json", f"monitoring/{VERSION}/{stamp}.png"
@@ -160,15 +145,15 @@ def test_the_report_and_its_chart_are_written_under_the_version(
     assert "MaxFeatureDrift" in report["metrics"]
 
 
-def test_an_insufficient_window_publishes_only_the_counts(s3: S3Client, cloudwatch: CloudWatchClient) -> None:
+def test_an_insufficient_window_publishes_only_the_counts(s3: S3Client, capsys: pytest.CaptureFixture[str]) -> None:
     publish_champion(s3, VERSION, classification_metadata())
     write_captures(s3, predictions(VERSION, NOW - timedelta(minutes=5), churn_rows(5, shifted=True), label="yes"))
 
-    summary = run_monitor(SETTINGS, NOW, s3, cloudwatch)
+    summary = run_monitor(SETTINGS, NOW, s3)
 
     assert summary["status"] == "insufficient_data"
     assert summary["max_feature_drift"] is None
-    metrics = published(cloudwatch)
+    metrics = published(capsys)
     assert {name for name, _ in metrics} == {"CapturedRecords", "LabelledRecords"}
     assert service_only(metrics) == {"CapturedRecords": 5, "LabelledRecords": 0}
     objects = report_objects(s3)
@@ -179,16 +164,18 @@ def test_an_insufficient_window_publishes_only_the_counts(s3: S3Client, cloudwat
     assert any("fewer than 20" in note for note in report["notes"])
 
 
-def test_an_empty_window_is_reported_as_zero_records_not_zero_drift(s3: S3Client, cloudwatch: CloudWatchClient) -> None:
+def test_an_empty_window_is_reported_as_zero_records_not_zero_drift(
+    s3: S3Client, capsys: pytest.CaptureFixture[str]
+) -> None:
     publish_champion(s3, VERSION, classification_metadata())
 
-    summary = run_monitor(SETTINGS, NOW, s3, cloudwatch)
+    summary = run_monitor(SETTINGS, NOW, s3)
 
     assert summary["status"] == "insufficient_data"
-    assert service_only(published(cloudwatch)) == {"CapturedRecords": 0, "LabelledRecords": 0}
+    assert service_only(published(capsys)) == {"CapturedRecords": 0, "LabelledRecords": 0}
 
 
-def test_a_regression_champion_gets_rmse_mae_and_value_drift(s3: S3Client, cloudwatch: CloudWatchClient) -> None:
+def test_a_regression_champion_gets_rmse_mae_and_value_drift(s3: S3Client, capsys: pytest.CaptureFixture[str]) -> None:
     publish_champion(s3, VERSION, regression_metadata())
     rows = [{"tenure": (i * 7) % 100} for i in range(30)]
     served = predictions(VERSION, NOW - timedelta(minutes=15), rows, value=50.0)
@@ -200,10 +187,10 @@ def test_a_regression_champion_gets_rmse_mae_and_value_drift(s3: S3Client, cloud
         [FeedbackRecord(r.prediction_id, received, value=40.0 if i < 3 else 60.0) for i, r in enumerate(served[:6])],
     )
 
-    summary = run_monitor(SETTINGS, NOW, s3, cloudwatch)
+    summary = run_monitor(SETTINGS, NOW, s3)
 
     assert summary["status"] == "ok"
-    overall = service_only(published(cloudwatch))
+    overall = service_only(published(capsys))
     assert set(overall) == {
         "CapturedRecords",
         "LabelledRecords",
@@ -219,37 +206,35 @@ def test_a_regression_champion_gets_rmse_mae_and_value_drift(s3: S3Client, cloud
     assert overall["MaxFeatureDrift"] < 0.1
 
 
-def test_fewer_labels_than_min_feedback_publish_no_quality(s3: S3Client, cloudwatch: CloudWatchClient) -> None:
+def test_fewer_labels_than_min_feedback_publish_no_quality(s3: S3Client, capsys: pytest.CaptureFixture[str]) -> None:
     publish_champion(s3, VERSION, classification_metadata())
     served = predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(25, shifted=False), label="no")
     write_captures(s3, served)
     write_feedback(s3, [FeedbackRecord(r.prediction_id, iso(NOW), label="no") for r in served[:4]])
 
-    run_monitor(SETTINGS, NOW, s3, cloudwatch)
+    run_monitor(SETTINGS, NOW, s3)
 
-    overall = service_only(published(cloudwatch))
+    overall = service_only(published(capsys))
     assert overall["LabelledRecords"] == 4
     assert not {"LiveAccuracy", "LiveF1"} & set(overall)
 
 
-def test_without_a_champion_nothing_is_published(s3: S3Client, cloudwatch: CloudWatchClient) -> None:
-    assert run_monitor(SETTINGS, NOW, s3, cloudwatch)["status"] == "no_champion"
-    assert cloudwatch.list_metrics(Namespace="driftloop")["Metrics"] == []
+def test_without_a_champion_nothing_is_published(s3: S3Client, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_monitor(SETTINGS, NOW, s3)["status"] == "no_champion"
+    assert emf_documents(capsys.readouterr().out) == []
     assert report_objects(s3) == {}
 
 
-def test_records_still_in_the_capture_buffer_are_left_to_the_next_run(
-    s3: S3Client, cloudwatch: CloudWatchClient
-) -> None:
+def test_records_still_in_the_capture_buffer_are_left_to_the_next_run(s3: S3Client) -> None:
     publish_champion(s3, VERSION, classification_metadata())
     write_captures(s3, predictions(VERSION, NOW - timedelta(minutes=1), churn_rows(25, shifted=False), label="no"))
     lagged = dataclasses.replace(SETTINGS, window_lag_seconds=120)
 
-    assert run_monitor(lagged, NOW, s3, cloudwatch)["captured"] == 0
-    assert run_monitor(SETTINGS, NOW, s3, cloudwatch)["captured"] == 25
+    assert run_monitor(lagged, NOW, s3)["captured"] == 0
+    assert run_monitor(SETTINGS, NOW, s3)["captured"] == 25
 
 
-def test_gzipped_objects_are_read_and_malformed_ones_counted(s3: S3Client, cloudwatch: CloudWatchClient) -> None:
+def test_gzipped_objects_are_read_and_malformed_ones_counted(s3: S3Client) -> None:
     publish_champion(s3, VERSION, classification_metadata())
     served = predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(25, shifted=False), label="no")
     write_captures(s3, served, "part-1.gz", compress=True)
@@ -257,7 +242,7 @@ def test_gzipped_objects_are_read_and_malformed_ones_counted(s3: S3Client, cloud
     s3.put_object(Bucket=DATA_BUCKET, Key=prefix + "part-2", Body=b"{not json")
     s3.put_object(Bucket=DATA_BUCKET, Key=prefix + "part-3", Body=b'{"prediction_id": "x"}\n')
 
-    summary = run_monitor(SETTINGS, NOW, s3, cloudwatch)
+    summary = run_monitor(SETTINGS, NOW, s3)
 
     assert summary["captured"] == 25
     report = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=summary["report"])["Body"].read())
@@ -265,62 +250,76 @@ def test_gzipped_objects_are_read_and_malformed_ones_counted(s3: S3Client, cloud
 
 
 def test_a_chart_that_fails_to_render_is_noted_and_the_run_succeeds(
-    s3: S3Client, cloudwatch: CloudWatchClient, drifted_world: dict[str, Any]
+    s3: S3Client, capsys: pytest.CaptureFixture[str], drifted_world: dict[str, Any]
 ) -> None:
     def broken(*args: Any, **kwargs: Any) -> bytes:
         raise RuntimeError("no fonts")
 
-    summary = run_monitor(SETTINGS, NOW, s3, cloudwatch, render_chart=broken)
+    summary = run_monitor(SETTINGS, NOW, s3, render_chart=broken)
 
     assert "chart" not in summary
     report = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=summary["report"])["Body"].read())
     assert any("no fonts" in note for note in report["notes"])
-    assert "MaxFeatureDrift" in service_only(published(cloudwatch))
+    assert "MaxFeatureDrift" in service_only(published(capsys))
+
+
+@dataclass(frozen=True)
+class LambdaContext:
+    function_name: str = "driftloop-test-monitor"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:driftloop-test-monitor"
+    aws_request_id: str = "request-1"
 
 
 @pytest.fixture
 def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    env = {
-        "DRIFTLOOP_DATA_BUCKET": SETTINGS.data_bucket,
-        "DRIFTLOOP_CAPTURE_PREFIX": SETTINGS.capture_prefix,
-        "DRIFTLOOP_FEEDBACK_PREFIX": SETTINGS.feedback_prefix,
-        "DRIFTLOOP_REPORT_PREFIX": SETTINGS.report_prefix,
-        "DRIFTLOOP_MODEL_BUCKET": SETTINGS.model_bucket,
-        "DRIFTLOOP_REGISTRY_PREFIX": SETTINGS.registry_prefix,
-        "DRIFTLOOP_WINDOW_MINUTES": "60",
-        "DRIFTLOOP_WINDOW_LAG_SECONDS": "0",
-        "DRIFTLOOP_MIN_RECORDS": "20",
-        "DRIFTLOOP_MIN_FEEDBACK": "5",
-        "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
-        "DRIFTLOOP_DRIFT_THRESHOLD": "0.2",
-        "DRIFTLOOP_METRIC_NAMESPACE": "driftloop",
-        "DRIFTLOOP_SERVICE": SERVICE,
-    }
-    for name, value in env.items():
+    for name, value in SETTINGS.to_env().items():
         monkeypatch.setenv(name, value)
-    for cached in (handler_module._settings, handler_module._s3, handler_module._cloudwatch):
+    for cached in (handler_module._settings, handler_module._s3):
         cached.cache_clear()
     yield
-    for cached in (handler_module._settings, handler_module._s3, handler_module._cloudwatch):
+    for cached in (handler_module._settings, handler_module._s3):
         cached.cache_clear()
+
+
+@pytest.fixture
+def log(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """What the handler's logger writes (it holds the stdout of when it was created, not pytest's)."""
+    stream = io.StringIO()
+    monkeypatch.setattr(handler_module.logger.registered_handler, "stream", stream)
+    return stream
 
 
 def test_the_handler_evaluates_the_window_ending_at_the_scheduled_time(
     s3: S3Client,
-    cloudwatch: CloudWatchClient,
     drifted_world: dict[str, Any],
     lambda_env: None,
+    log: io.StringIO,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     event = {"source": "aws.events", "detail-type": "Scheduled Event", "time": iso(NOW)}
 
-    summary = handler_module.handler(event, None)
+    summary = handler_module.handler(event, LambdaContext())
 
     assert summary["status"] == "ok"
     assert summary["report"] == f"monitoring/{VERSION}/{NOW:%Y%m%dT%H%M%SZ}.json"
-    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    line = json.loads(log.getvalue().strip().splitlines()[-1])
     assert line["message"] == "monitor run"
     assert line["model_version"] == VERSION
+    # A Powertools line: the Lambda request it belongs to, and the summary fields the dashboard's table reads.
+    assert (line["level"], line["function_request_id"]) == ("INFO", "request-1")
+    assert line["quality"] == pytest.approx({"accuracy": 0.75, "f1": 0.8})
+    assert service_only(published(capsys))["CapturedRecords"] == 40
+
+
+def test_the_handler_gives_matplotlib_a_writable_cache_directory() -> None:
+    """Lambda's file system is read-only outside /tmp: without MPLCONFIGDIR, matplotlib would fail to cache fonts."""
+    environment = {name: value for name, value in os.environ.items() if name != "MPLCONFIGDIR"}
+    probe = "import os, functions.monitor.handler; print(os.environ['MPLCONFIGDIR'])"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "/tmp/matplotlib"
 
 
 def test_the_handler_runs_now_without_a_scheduled_time() -> None:
@@ -329,9 +328,9 @@ def test_the_handler_runs_now_without_a_scheduled_time() -> None:
     assert handler_module.run_time({"time": "2026-11-27T11:00:00Z"}) == datetime(2026, 11, 27, 11, tzinfo=UTC)
 
 
-def test_records_that_reached_the_next_days_partition_are_still_read(
-    s3: S3Client, cloudwatch: CloudWatchClient
-) -> None:
+# Its fixed date is more than 14 days old, so Powertools warns that CloudWatch would drop the metrics.
+@pytest.mark.filterwarnings("ignore:This metric doesn't meet the requirements")
+def test_records_that_reached_the_next_days_partition_are_still_read(s3: S3Client) -> None:
     """Firehose partitions by arrival: a prediction served just before midnight may sit in the next day's folder."""
     publish_champion(s3, VERSION, classification_metadata())
     now = datetime(2026, 11, 20, 0, 5, tzinfo=UTC)
@@ -346,7 +345,7 @@ def test_records_that_reached_the_next_days_partition_are_still_read(
         s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=to_json_lines(records))
     write_feedback(s3, [FeedbackRecord(r.prediction_id, iso(now - timedelta(minutes=1)), label="no") for r in earlier])
 
-    summary = run_monitor(SETTINGS, now, s3, cloudwatch)
+    summary = run_monitor(SETTINGS, now, s3)
 
     assert (summary["captured"], summary["labelled"]) == (20, 5)
     assert summary["quality"] == {"accuracy": 1.0, "f1": 0.0}

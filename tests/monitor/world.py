@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from functions.common.bundle import METADATA_FILE
 from functions.common.distribution import Baseline, categorical_summary, numeric_summary
 from functions.common.layout import capture_day_prefix, feedback_day_prefix
+from functions.common.metrics import NAMESPACE
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.common.registry import Registry
 from functions.monitor.report import Limits
@@ -35,10 +36,36 @@ SETTINGS = MonitorSettings(
     min_feedback=LIMITS.min_feedback,
     feedback_max_age_days=30,
     drift_threshold=LIMITS.drift_threshold,
-    namespace="driftloop",
     service=SERVICE,
 )
 CLASSES = ["no", "yes"]
+
+# (metric name, sorted (dimension, value) pairs) -> value
+Published = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def emf_documents(stdout: str) -> list[dict[str, Any]]:
+    """The embedded metric format documents among the lines a run printed."""
+    documents = [json.loads(line) for line in stdout.splitlines() if line.startswith('{"_aws"')]
+    return [document for document in documents if isinstance(document, dict)]
+
+
+def emf_published(stdout: str, time: datetime) -> Published:
+    """The data points CloudWatch makes of the EMF lines in ``stdout`` (in driftloop's namespace), checking that
+    each has one value, taken at ``time``, and none repeats."""
+    found: Published = {}
+    for document in emf_documents(stdout):
+        assert document["_aws"]["Timestamp"] == int(time.timestamp() * 1000)
+        for directive in document["_aws"]["CloudWatchMetrics"]:
+            if directive["Namespace"] != NAMESPACE:
+                continue
+            for dimensions in directive["Dimensions"]:
+                key = tuple(sorted((name, document[name]) for name in dimensions))
+                for metric in directive["Metrics"]:
+                    [value] = document[metric["Name"]]
+                    assert (metric["Name"], key) not in found, (metric["Name"], key)
+                    found[(metric["Name"], key)] = value
+    return found
 
 
 def iso(moment: datetime) -> str:
