@@ -37,7 +37,7 @@ class WorkflowSettings(EnvContract):
 
     def validate(self) -> None:
         if self.max_feedback_share == 0:
-            # No share at all is include_feedback off, said where it is meant.
+            # The codec allows 0, which would silently drop all feedback: that is include_feedback=false.
             raise ValueError(
                 f"DRIFTLOOP_MAX_FEEDBACK_SHARE must be a fraction in (0, 1], got {self.max_feedback_share!r}"
             )
