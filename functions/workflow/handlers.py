@@ -1,30 +1,38 @@
-"""Lambda entry points of the training state machine: parse, call the step, return JSON."""
+"""Lambda entry points of the training state machine: parse the event, call the step, log and return its JSON.
+
+Powertools' Logger writes structured JSON; its service and level come from the environment contract
+(``POWERTOOLS_SERVICE_NAME``, ``POWERTOOLS_LOG_LEVEL``), which it reads itself. The workflow publishes no metric:
+its record is the registry's decisions.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from aws_lambda_powertools import Logger
 
 from functions.common.registry import Registry
 from functions.workflow import steps
-from functions.workflow.settings import APPROVAL_TOPIC_VARIABLE, WorkflowSettings
+from functions.workflow.settings import ApprovalSettings, WorkflowSettings
+from functions.workflow.state import ApprovalEvent, RunState, StepEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
 
-logger = logging.getLogger("driftloop.workflow")
-logger.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
+logger = Logger()
 
 
 @cache
 def _settings() -> WorkflowSettings:
     return WorkflowSettings.from_env()
+
+
+@cache
+def _approval_settings() -> ApprovalSettings:
+    return ApprovalSettings.from_env()
 
 
 @cache
@@ -43,51 +51,47 @@ def _registry() -> Registry:
 
 
 def _log(step: str, result: dict[str, Any]) -> dict[str, Any]:
-    logger.info(json.dumps({"step": step, "result": result}, default=str))
+    logger.info("step finished", step=step, result=result)
     return result
 
 
 def guard(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Input: ``{"execution_id": $$.Execution.Id, "started_at": $$.Execution.StartTime, "state": $}``."""
-    return _log("guard", steps.guard(_settings(), _s3(), _registry(), event))
+    result = steps.guard(_settings(), _s3(), _registry(), StepEvent.parse(event))
+    return _log("guard", result.to_json())
 
 
 def assemble(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("assemble", steps.assemble_data(_settings(), _s3(), event))
+    return _log("assemble", steps.assemble_data(_settings(), _s3(), RunState.parse(event)))
 
 
 def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("prepare", steps.prepare(_settings(), _registry(), event))
+    return _log("prepare", steps.prepare(_settings(), _registry(), RunState.parse(event)).to_json())
 
 
 def register(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("register", steps.register(_settings(), _s3(), _registry(), event))
+    return _log("register", steps.register(_settings(), _s3(), _registry(), RunState.parse(event)).to_json())
 
 
 def promote(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("promote", steps.promote(_registry(), event))
+    return _log("promote", steps.promote(_registry(), RunState.parse(event)).to_json())
 
 
 def request_approval(event: dict[str, Any], context: Any) -> None:
-    """Input: ``{"token": $$.Task.Token, "state": $}`` (a ``.waitForTaskToken`` invoke): publish, return nothing.
-
-    The state machine waits for the operator's ``driftloop approve`` / ``deny``, which completes the task.
-    """
-    topic_arn = os.environ.get(APPROVAL_TOPIC_VARIABLE, "")
-    message_id = steps.request_approval(topic_arn, _sns(), event)
+    """A ``.waitForTaskToken`` invoke: publish, return nothing. The state machine waits for the operator's
+    ``driftloop approve`` / ``deny``, which completes the task."""
+    request = ApprovalEvent.parse(event)
+    message_id = steps.request_approval(_approval_settings().topic_arn, _sns(), request)
     _log("request_approval", {"message_id": message_id})
 
 
 def reject(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("reject", steps.reject(_registry(), event))
+    return _log("reject", steps.reject(_registry(), RunState.parse(event)).to_json())
 
 
 def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Input: ``{"execution_id": $$.Execution.Id, "state": $}``."""
-    result = steps.record_failure(_registry(), event.get("state") or {}, event.get("execution_id"))
-    return _log("record_failure", result)
+    failed = StepEvent.parse(event)
+    return _log("record_failure", steps.record_failure(_registry(), failed.state, failed.execution_id).to_json())
 
 
 def release(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Input: ``{"execution_id": $$.Execution.Id, "state": $}``."""
-    return _log("release", steps.release(_settings(), _s3(), event))
+    return _log("release", steps.release(_settings(), _s3(), StepEvent.parse(event)).to_json())

@@ -1,9 +1,6 @@
 """What starts the training workflow: model alarms, a schedule, new labelled data. EventBridge rules, each with
-an input transformer that tells the workflow why it runs::
-
-    {"trigger": {"source": "alarm", "alarm_name": ..., "reason": ..., "time": ...}}
-    {"trigger": {"source": "schedule", "time": ...}}
-    {"trigger": {"source": "new_data", "bucket": ..., "key": ..., "time": ...}}
+an input transformer that tells the workflow why it runs: the trigger shapes of ``functions/workflow/triggers.py``
+(:func:`~functions.workflow.triggers.rule_input`), which Guard parses back.
 
 The rules fire freely: the workflow's guard runs one execution at a time and enforces the cooldown
 (``retraining.cooldown_minutes``), recording every skipped trigger as a decision.
@@ -21,6 +18,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.workflow import triggers
 from infra.config import RetrainingConfig
 from infra.constructs.event_dead_letters import EventDeadLetters
 
@@ -32,34 +30,9 @@ RETRY_ATTEMPTS = 4
 MAX_EVENT_AGE = Duration.hours(1)
 
 
-def alarm_input() -> events.RuleTargetInput:
-    return events.RuleTargetInput.from_object(
-        {
-            "trigger": {
-                "source": "alarm",
-                "alarm_name": events.EventField.from_path("$.detail.alarmName"),
-                "reason": events.EventField.from_path("$.detail.state.reason"),
-                "time": events.EventField.time,
-            }
-        }
-    )
-
-
-def schedule_input() -> events.RuleTargetInput:
-    return events.RuleTargetInput.from_object({"trigger": {"source": "schedule", "time": events.EventField.time}})
-
-
-def new_data_input() -> events.RuleTargetInput:
-    return events.RuleTargetInput.from_object(
-        {
-            "trigger": {
-                "source": "new_data",
-                "bucket": events.EventField.from_path("$.detail.bucket.name"),
-                "key": events.EventField.from_path("$.detail.object.key"),
-                "time": events.EventField.time,
-            }
-        }
-    )
+def trigger_input(source: str) -> events.RuleTargetInput:
+    """The execution input of the rule for ``source`` (``triggers.ALARM``, ``SCHEDULE`` or ``NEW_DATA``)."""
+    return events.RuleTargetInput.from_object(triggers.rule_input(source, events.EventField.from_path))
 
 
 class RetrainingTriggers(Construct):
@@ -101,7 +74,7 @@ class RetrainingTriggers(Construct):
                     detail={"state": {"value": ["ALARM"]}},
                 ),
             )
-            self.alarm_rule.add_target(self._target(alarm_input()))
+            self.alarm_rule.add_target(self._target(trigger_input(triggers.ALARM)))
         if retraining.schedule_enabled:
             self.schedule_rule = events.Rule(
                 self,
@@ -110,7 +83,7 @@ class RetrainingTriggers(Construct):
                 description=f"Starts the training workflow on {retraining.schedule_expression}",
                 schedule=events.Schedule.expression(retraining.schedule_expression),
             )
-            self.schedule_rule.add_target(self._target(schedule_input()))
+            self.schedule_rule.add_target(self._target(trigger_input(triggers.SCHEDULE)))
         if retraining.on_new_data:
             # Needs EventBridge notifications on the data bucket (the data stack turns them on with this flag).
             self.new_data_rule = events.Rule(
@@ -127,7 +100,7 @@ class RetrainingTriggers(Construct):
                     },
                 ),
             )
-            self.new_data_rule.add_target(self._target(new_data_input()))
+            self.new_data_rule.add_target(self._target(trigger_input(triggers.NEW_DATA)))
 
     @property
     def rules(self) -> list[events.Rule]:

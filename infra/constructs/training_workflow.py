@@ -25,7 +25,27 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from functions.workflow.steps import APPROVAL_DENIED, APPROVAL_TIMEOUT
+from functions.workflow.state import (
+    APPROVAL_DENIED,
+    APPROVAL_TIMEOUT,
+    NOTIFY_FAILURE_ERROR,
+    RECORD_FAILURE_ERROR,
+    RELEASE_ERROR,
+    Approval,
+    ApprovalEvent,
+    AssemblyResult,
+    FailureResult,
+    GuardResult,
+    PrepareResult,
+    PromotionResult,
+    RegistrationResult,
+    RejectionResult,
+    ReleaseResult,
+    StepError,
+    StepEvent,
+    TrainingResult,
+    path,
+)
 from infra.constructs.encrypted_topic import EncryptedTopic
 from infra.constructs.log_group import log_group
 
@@ -100,12 +120,16 @@ class TrainingWorkflow(Construct):
 
         # Guard, RecordFailure and Release get the execution's id from the context object, beside the whole state:
         # a failure is recorded under its execution even when Guard failed and left no result.
-        execution = {"execution_id": sfn.JsonPath.execution_id, "state": sfn.JsonPath.entire_payload}
-        release_payload = sfn.TaskInput.from_object(execution)
+        release_payload = sfn.TaskInput.from_object(
+            StepEvent.payload(sfn.JsonPath.execution_id, sfn.JsonPath.entire_payload)
+        )
+        error, cause = StepError.path(StepError.NAME), StepError.path(StepError.CAUSE)
 
-        record_failure = self._invoke("RecordFailure", functions.record_failure, "$.failure", payload=release_payload)
+        record_failure = self._invoke(
+            "RecordFailure", functions.record_failure, FailureResult.path(), payload=release_payload
+        )
         release_after_failure = self._invoke(
-            "ReleaseAfterFailure", functions.release, "$.release", payload=release_payload
+            "ReleaseAfterFailure", functions.release, ReleaseResult.path(), payload=release_payload
         )
         notify_failure = tasks.SnsPublish(
             self,
@@ -116,8 +140,8 @@ class TrainingWorkflow(Construct):
                 {
                     "state_machine": state_machine_name,
                     "execution": sfn.JsonPath.execution_id,
-                    "error": sfn.JsonPath.string_at("$.error.Error"),
-                    "cause": sfn.JsonPath.string_at("$.error.Cause"),
+                    "error": sfn.JsonPath.string_at(error),
+                    "cause": sfn.JsonPath.string_at(cause),
                 }
             ),
             result_path=sfn.JsonPath.DISCARD,
@@ -129,38 +153,40 @@ class TrainingWorkflow(Construct):
             self,
             "TrainingFailed",
             error=FAILED_ERROR,
-            cause_path=sfn.JsonPath.format(
-                "{}: {}", sfn.JsonPath.string_at("$.error.Error"), sfn.JsonPath.string_at("$.error.Cause")
-            ),
+            cause_path=sfn.JsonPath.format("{}: {}", sfn.JsonPath.string_at(error), sfn.JsonPath.string_at(cause)),
         )
         notify_failure.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(5), max_attempts=3)
-        notify_failure.add_catch(failed, errors=["States.ALL"], result_path="$.notify_failure_error")
-        release_after_failure.add_catch(notify_failure, errors=["States.ALL"], result_path="$.release_error")
-        record_failure.add_catch(release_after_failure, errors=["States.ALL"], result_path="$.record_failure_error")
+        notify_failure.add_catch(failed, errors=["States.ALL"], result_path=path(NOTIFY_FAILURE_ERROR))
+        release_after_failure.add_catch(notify_failure, errors=["States.ALL"], result_path=path(RELEASE_ERROR))
+        record_failure.add_catch(release_after_failure, errors=["States.ALL"], result_path=path(RECORD_FAILURE_ERROR))
         record_failure.next(release_after_failure).next(notify_failure).next(failed)
 
         guard = self._invoke(
             "Guard",
             functions.guard,
-            "$.guard",
-            payload=sfn.TaskInput.from_object({**execution, "started_at": sfn.JsonPath.execution_start_time}),
+            GuardResult.path(),
+            payload=sfn.TaskInput.from_object(
+                StepEvent.payload(
+                    sfn.JsonPath.execution_id, sfn.JsonPath.entire_payload, sfn.JsonPath.execution_start_time
+                )
+            ),
         )
-        assemble = self._invoke("Assemble", functions.assemble, "$.assembly")
-        prepare = self._invoke("Prepare", functions.prepare, "$.prepare")
+        assemble = self._invoke("Assemble", functions.assemble, AssemblyResult.path())
+        prepare = self._invoke("Prepare", functions.prepare, PrepareResult.path())
         train = self._train_state()
-        register = self._invoke("Register", functions.register, "$.registration")
-        promote = self._invoke("Promote", functions.promote, "$.promotion")
-        reject = self._invoke("Reject", functions.reject, "$.rejection")
-        release = self._invoke("Release", functions.release, "$.release", payload=release_payload)
+        register = self._invoke("Register", functions.register, RegistrationResult.path())
+        promote = self._invoke("Promote", functions.promote, PromotionResult.path())
+        reject = self._invoke("Reject", functions.reject, RejectionResult.path())
+        release = self._invoke("Release", functions.release, ReleaseResult.path(), payload=release_payload)
         for task in (guard, assemble, prepare, train, register, promote, reject, release):
-            task.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+            task.add_catch(record_failure, errors=["States.ALL"], result_path=StepError.path())
 
         # A Choice rule on a path that does not exist is a run-time error, so the first rule tells the paths apart
         # and the second reads $.promotion only on Promote's path, where it is always set.
         outcome = (
             sfn.Choice(self, "Outcome")
-            .when(sfn.Condition.is_present("$.rejection"), sfn.Succeed(self, "Rejected"))
-            .when(sfn.Condition.boolean_equals("$.promotion.promoted", True), sfn.Succeed(self, "Promoted"))
+            .when(sfn.Condition.is_present(RejectionResult.path()), sfn.Succeed(self, "Rejected"))
+            .when(sfn.Condition.boolean_equals(PromotionResult.path("promoted"), True), sfn.Succeed(self, "Promoted"))
             # Promote found the champion changed during training: recorded as rejected, the run ends cleanly.
             .otherwise(sfn.Succeed(self, "Superseded"))
         )
@@ -172,13 +198,13 @@ class TrainingWorkflow(Construct):
             passed = self._approval_state(approval, promote=promote, reject=reject, record_failure=record_failure)
         gate = (
             sfn.Choice(self, "GatePassed?")
-            .when(sfn.Condition.boolean_equals("$.registration.passed", True), passed)
+            .when(sfn.Condition.boolean_equals(RegistrationResult.path("passed"), True), passed)
             .otherwise(reject)
         )
         acquired = (
             sfn.Choice(self, "Acquired?")
             .when(
-                sfn.Condition.boolean_equals("$.guard.acquired", True),
+                sfn.Condition.boolean_equals(GuardResult.path("acquired"), True),
                 assemble.next(prepare).next(train).next(register).next(gate),
             )
             # Another run holds the lock, or the cooldown has not passed: Guard recorded a "skipped" decision.
@@ -237,14 +263,16 @@ class TrainingWorkflow(Construct):
             "Approval",
             lambda_function=approval.function,
             integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
-            payload=sfn.TaskInput.from_object({"token": sfn.JsonPath.task_token, "state": sfn.JsonPath.entire_payload}),
+            payload=sfn.TaskInput.from_object(
+                ApprovalEvent.payload(sfn.JsonPath.task_token, sfn.JsonPath.entire_payload)
+            ),
             retry_on_service_exceptions=False,
-            result_path="$.approval",
+            result_path=Approval.path(),
             task_timeout=sfn.Timeout.duration(approval.timeout),
         )
         _retry_transient_lambda_errors(task)
-        task.add_catch(reject, errors=[APPROVAL_DENIED, APPROVAL_TIMEOUT], result_path="$.approval")
-        task.add_catch(record_failure, errors=["States.ALL"], result_path="$.error")
+        task.add_catch(reject, errors=[APPROVAL_DENIED, APPROVAL_TIMEOUT], result_path=Approval.path())
+        task.add_catch(record_failure, errors=["States.ALL"], result_path=StepError.path())
         task.next(promote)
         return task
 
@@ -256,10 +284,10 @@ class TrainingWorkflow(Construct):
             "Type": "Task",
             "Resource": f"arn:{Aws.PARTITION}:states:::sagemaker:createTrainingJob.sync",
             "Parameters": {
-                "TrainingJobName.$": "$.prepare.training_job_name",
-                "HyperParameters.$": "$.prepare.hyperparameters",
-                "InputDataConfig.$": "$.prepare.input_data_config",
-                "OutputDataConfig": {"S3OutputPath.$": "$.prepare.output_path"},
+                "TrainingJobName.$": PrepareResult.path("training_job_name"),
+                "HyperParameters.$": PrepareResult.path("hyperparameters"),
+                "InputDataConfig.$": PrepareResult.path("input_data_config"),
+                "OutputDataConfig": {"S3OutputPath.$": PrepareResult.path("output_path")},
                 "AlgorithmSpecification": {
                     "TrainingImage": job.image_uri,
                     "TrainingInputMode": "File",
@@ -277,16 +305,11 @@ class TrainingWorkflow(Construct):
                 "EnableNetworkIsolation": True,
                 "Tags": [
                     *({"Key": key, "Value": value} for key, value in job.tags.items()),
-                    {"Key": "driftloop:version", "Value.$": "$.prepare.version"},
+                    {"Key": "driftloop:version", "Value.$": PrepareResult.path("version")},
                 ],
             },
-            "ResultSelector": {
-                "TrainingJobName.$": "$.TrainingJobName",
-                "TrainingJobStatus.$": "$.TrainingJobStatus",
-                "ModelArtifacts": {"S3ModelArtifacts.$": "$.ModelArtifacts.S3ModelArtifacts"},
-                "FinalMetricDataList.$": "$.FinalMetricDataList",
-            },
-            "ResultPath": "$.training",
+            "ResultSelector": TrainingResult.SELECTOR,
+            "ResultPath": TrainingResult.path(),
         }
         train = sfn.CustomState(self, "Train", state_json=state)
         train.add_retry(

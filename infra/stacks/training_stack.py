@@ -7,7 +7,6 @@ which is the only data the SageMaker job reads.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.workflow.settings import APPROVAL_TOPIC_VARIABLE
+from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from infra.bundling import WORKFLOW
 from infra.config import DriftloopConfig
 from infra.constructs.encrypted_topic import EncryptedTopic
@@ -32,6 +31,8 @@ from infra.registry_keys import champion_key, decisions_prefix, run_lock_prefix,
 from infra.stacks.data_stack import SharedBucket
 
 WORKFLOW_HANDLERS = "functions.workflow.handlers"
+# The Service of the workflow Lambdas' log lines: one component, whichever step wrote the line.
+SERVICE = "workflow"
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,9 @@ class TrainingStack(Stack):
             removal,
             "request_approval",
             "Asks the approvers to approve or deny the promotion of a version the gate passed",
-            {APPROVAL_TOPIC_VARIABLE: topic.topic.topic_arn, "LOG_LEVEL": config.log_level},
+            ApprovalSettings(
+                service=config.service_name(SERVICE), log_level=config.log_level, topic_arn=topic.topic.topic_arn
+            ).to_env(),
         )
         # Publishing is all it does: the answer comes from the operator CLI (states:SendTaskSuccess/Failure).
         topic.grant_publish(function.role)
@@ -140,26 +143,28 @@ class TrainingStack(Stack):
             spec=ApprovalSpec(function=function.function, timeout=Duration.hours(approval.timeout_hours)),
         )
 
-    def _environment(self, config: DriftloopConfig) -> dict[str, str]:
-        data, training = config.data, config.training
-        return {
-            "DRIFTLOOP_MODEL_BUCKET": self.model_bucket.bucket_name,
-            "DRIFTLOOP_REGISTRY_PREFIX": data.registry_prefix,
-            "DRIFTLOOP_DATA_BUCKET": self.data_bucket.bucket_name,
-            "DRIFTLOOP_TRAINING_DATA_PREFIX": data.training_data_prefix,
-            "DRIFTLOOP_ARTIFACT_PREFIX": data.artifact_prefix,
-            "DRIFTLOOP_JOB_PREFIX": config.job_prefix,
-            "DRIFTLOOP_HYPERPARAMETERS": json.dumps(config.workflow_hyperparameters, sort_keys=True),
-            "DRIFTLOOP_ASSEMBLED_PREFIX": data.assembled_prefix,
-            "DRIFTLOOP_CAPTURE_PREFIX": data.capture_prefix,
-            "DRIFTLOOP_FEEDBACK_PREFIX": data.feedback_prefix,
-            "DRIFTLOOP_INCLUDE_FEEDBACK": json.dumps(config.retraining.include_feedback),
-            "DRIFTLOOP_MAX_FEEDBACK_SHARE": repr(config.retraining.max_feedback_share),
-            "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": str(config.capture.feedback_max_age_days),
-            "DRIFTLOOP_COOLDOWN_MINUTES": str(config.retraining.cooldown_minutes),
-            "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": str(training.workflow_timeout_seconds),
-            "LOG_LEVEL": config.log_level,
-        }
+    def _settings(self, config: DriftloopConfig) -> WorkflowSettings:
+        data, retraining = config.data, config.retraining
+        return WorkflowSettings(
+            service=config.service_name(SERVICE),
+            log_level=config.log_level,
+            model_bucket=self.model_bucket.bucket_name,
+            registry_prefix=data.registry_prefix,
+            data_bucket=self.data_bucket.bucket_name,
+            training_data_prefix=data.training_data_prefix,
+            artifact_prefix=data.artifact_prefix,
+            job_prefix=config.job_prefix,
+            hyperparameters=config.workflow_hyperparameters,
+            assembled_prefix=data.assembled_prefix,
+            capture_prefix=data.capture_prefix,
+            feedback_prefix=data.feedback_prefix,
+            include_feedback=retraining.include_feedback,
+            max_feedback_share=retraining.max_feedback_share,
+            feedback_max_age_days=config.capture.feedback_max_age_days,
+            cooldown_minutes=retraining.cooldown_minutes,
+            # A lock older than the state machine's timeout belongs to an execution that can no longer run.
+            lock_timeout_seconds=config.training.workflow_timeout_seconds,
+        )
 
     def _step_function(
         self,
@@ -185,7 +190,7 @@ class TrainingStack(Stack):
 
     def _workflow_functions(self, config: DriftloopConfig, removal: RemovalPolicy) -> dict[str, PythonFunction]:
         data = config.data
-        environment = self._environment(config)
+        environment = self._settings(config).to_env()
         descriptions = {
             "guard": "Takes the run lock and checks the cooldown, or records why the run is skipped",
             "assemble": "Assembles the run's training set: base data plus captured predictions with feedback",
@@ -200,7 +205,7 @@ class TrainingStack(Stack):
             name: self._step_function(config, removal, name, description, environment)
             for name, description in descriptions.items()
         }
-        # What each step reads and writes (functions/workflow/steps.py, functions/common/registry.py); everything
+        # What each step reads and writes (functions/workflow/steps/, functions/common/registry.py); everything
         # else is denied. Only Promote moves the champion; only Register creates versions. Steps that record
         # decisions also read them (a retried step finds the decision its first attempt wrote); the model bucket's
         # policy keeps versions and decisions create-only whatever these grants say.

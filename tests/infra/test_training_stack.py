@@ -11,7 +11,8 @@ from aws_cdk import Stack, Stage
 from aws_cdk.assertions import Match, Template
 from aws_cdk.cx_api import CloudAssembly
 
-from functions.workflow.steps import APPROVAL_DENIED, APPROVAL_TIMEOUT
+from functions.workflow.settings import ApprovalSettings, WorkflowSettings
+from functions.workflow.state import APPROVAL_DENIED, APPROVAL_TIMEOUT
 from infra.constructs.training_workflow import FAILED_ERROR
 from infra.stacks.wiring import DriftloopStacks
 from training.contract import METRIC_DEFINITIONS
@@ -442,11 +443,43 @@ def test_workflow_function_settings(training_template: Template, name: str) -> N
                     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
                     "DRIFTLOOP_COOLDOWN_MINUTES": "360",
                     "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": "7200",
-                    "LOG_LEVEL": "INFO",
+                    "POWERTOOLS_SERVICE_NAME": "driftloop-dev-workflow",
+                    "POWERTOOLS_LOG_LEVEL": "INFO",
                 }
             },
         },
     )
+
+
+def function_environments(template: Template, handler: str) -> list[dict[str, Any]]:
+    """The environment of every function whose handler is ``functions.workflow.handlers.<handler>``."""
+    return [
+        function["Properties"]["Environment"]["Variables"]
+        for function in template.find_resources("AWS::Lambda::Function").values()
+        if function["Properties"]["Handler"] == f"functions.workflow.handlers.{handler}"
+    ]
+
+
+def resolved(environment: dict[str, Any]) -> dict[str, str]:
+    """The environment as the function sees it, with each CloudFormation token standing in as its JSON."""
+    return {name: value if isinstance(value, str) else json.dumps(value) for name, value in environment.items()}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_every_workflow_function_gets_exactly_the_workflow_contract_and_reads_it_back(
+    training_template: Template, name: str
+) -> None:
+    handler = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+    [environment] = function_environments(training_template, handler)
+
+    assert set(environment) == set(WorkflowSettings.variables().values())
+    settings = WorkflowSettings.from_env(resolved(environment))
+    assert (settings.service, settings.registry_prefix, settings.lock_timeout_seconds) == (
+        "driftloop-dev-workflow",
+        "registry/",
+        7200,
+    )
+    assert settings.model_bucket == json.dumps(MODEL_BUCKET) and settings.include_feedback is True
 
 
 def test_workflow_functions_have_no_managed_policies(training_template: Template) -> None:
@@ -657,6 +690,17 @@ def test_the_approval_function_only_publishes_to_the_encrypted_approvals_topic(
         "AWS::SNS::Topic", {"KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("^ApprovalTopicKey"), "Arn"]}}
     )
     assert "ApprovalTopicArn" in approval_template.find_outputs("*")
+
+
+def test_the_approval_function_gets_exactly_the_approval_contract_and_reads_it_back(
+    approval_template: Template,
+) -> None:
+    [environment] = function_environments(approval_template, "request_approval")
+
+    assert set(environment) == set(ApprovalSettings.variables().values())
+    settings = ApprovalSettings.from_env(resolved(environment))
+    assert settings.service == "driftloop-dev-workflow" and settings.log_level == "INFO"
+    assert json.loads(settings.topic_arn)["Ref"].startswith("ApprovalTopic")
 
 
 def test_the_state_machine_cannot_answer_approvals_itself(approval_template: Template) -> None:

@@ -12,6 +12,7 @@ import io
 import json
 import re
 import shlex
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -20,8 +21,9 @@ from typing import Any
 import pytest
 
 from cli.main import main
-from functions.workflow.settings import APPROVAL_TOPIC_VARIABLE
-from functions.workflow.steps import APPROVAL_DENIED, APPROVAL_TIMEOUT
+from functions.workflow.settings import ApprovalSettings
+from functions.workflow.state import APPROVAL_DENIED, APPROVAL_TIMEOUT
+from infra.bundling import WORKFLOW, LocalPythonBundler
 from localcloud.cloud import Cloud
 from tests.plugins.local_cloud import boto3_client, unique
 
@@ -29,7 +31,6 @@ from tests.plugins.local_cloud import boto3_client, unique
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_aws_env")]
 
 ROLE = "arn:aws:iam::000000000000:role/driftloop-test-approval"
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 120.0
 STATE = {
     "guard": {"execution_id": "arn:aws:states:us-east-1:000000000000:execution:driftloop-training:run-1"},
@@ -48,10 +49,13 @@ STATE = {
 
 
 def functions_zip() -> bytes:
+    """The workflow Lambdas' bundle as the stack deploys it: the sources and their pinned packages (Powertools)."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted((ROOT / "functions").rglob("*.py")):
-            archive.write(path, path.relative_to(ROOT).as_posix())
+    with tempfile.TemporaryDirectory() as built, zipfile.ZipFile(buffer, "w") as archive:
+        LocalPythonBundler(WORKFLOW.sources, WORKFLOW.requirements.path).try_bundle(built)
+        for path in sorted(Path(built).rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(built).as_posix())
     return buffer.getvalue()
 
 
@@ -100,7 +104,7 @@ class Approvals:
             Code={"ZipFile": functions_zip()},
             Timeout=30,
             MemorySize=256,
-            Environment={"Variables": {APPROVAL_TOPIC_VARIABLE: topic}},
+            Environment={"Variables": ApprovalSettings(service="driftloop-test-approval", topic_arn=topic).to_env()},
         )["FunctionArn"]
         lambda_.get_waiter("function_active_v2").wait(
             FunctionName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 from functions.common.registry import Registry, new_version_id, utc_now
 from functions.workflow import steps
 from functions.workflow.settings import WorkflowSettings
+from functions.workflow.state import RunState
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 SETTINGS = WorkflowSettings(
+    service="driftloop-test-workflow",
     model_bucket=MODEL_BUCKET,
     registry_prefix="registry/",
     data_bucket=DATA_BUCKET,
@@ -27,6 +29,7 @@ SETTINGS = WorkflowSettings(
     feedback_prefix="feedback/",
     include_feedback=False,
     feedback_max_age_days=30,
+    max_feedback_share=0.3,
     cooldown_minutes=0,
     lock_timeout_seconds=7200,
 )
@@ -41,7 +44,7 @@ def prepared_state(
 ) -> dict[str, Any]:
     """The state Prepare leaves, as if Guard had taken the lock (the lock itself is tests/workflow/test_guard.py's)."""
     state: dict[str, Any] = dict(request or {})
-    trigger = steps.trigger_of(state)
+    trigger = RunState.parse(state).trigger().to_json()
     state["guard"] = {
         "acquired": True,
         "execution_id": execution,
@@ -49,6 +52,6 @@ def prepared_state(
         "trigger": trigger,
         "version": new_version_id(),
     }
-    state["assembly"] = steps.assemble_data(SETTINGS, s3, state)
-    state["prepare"] = steps.prepare(SETTINGS, registry, state)
+    state["assembly"] = steps.assemble_data(SETTINGS, s3, RunState.parse(state))
+    state["prepare"] = steps.prepare(SETTINGS, registry, RunState.parse(state)).to_json()
     return state

@@ -15,6 +15,7 @@ from functions.common.layout import capture_day_prefix, feedback_day_prefix
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.workflow import assembly, steps
 from functions.workflow.assembly import AssemblyError
+from functions.workflow.state import RunState
 from tests.plugins.aws import DATA_BUCKET
 from tests.workflow.support import settings
 
@@ -40,7 +41,7 @@ def base_data(s3: S3Client) -> None:
 
 
 def run(s3: S3Client, version: str = "v20260302-093000-aaaaaa", **changes: Any) -> dict[str, Any]:
-    return steps.assemble_data(settings(**changes), s3, {"guard": {"version": version}}, now=NOW)
+    return steps.assemble_data(settings(**changes), s3, RunState.parse({"guard": {"version": version}}), now=NOW)
 
 
 def read(s3: S3Client, key: str) -> bytes:

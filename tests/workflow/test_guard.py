@@ -12,6 +12,7 @@ import pytest
 from functions.common.registry import Registry
 from functions.workflow import steps
 from functions.workflow.lock import LOCK_KEY, RunLock
+from functions.workflow.state import RunState, StepEvent
 from tests.plugins.aws import MODEL_BUCKET
 from tests.workflow.support import settings
 
@@ -34,12 +35,14 @@ def guard(
 ) -> dict[str, Any]:
     state = {} if trigger is None else {"trigger": trigger}
     event = {"execution_id": execution, "started_at": at.isoformat().replace("+00:00", "Z"), "state": state}
-    return steps.guard(settings(**changes) if changes else NO_COOLDOWN, s3, registry, event, now=at)
+    return steps.guard(
+        settings(**changes) if changes else NO_COOLDOWN, s3, registry, StepEvent.parse(event), now=at
+    ).to_json()
 
 
 def release(s3: S3Client, execution: str, at: datetime, state: dict[str, Any] | None = None) -> dict[str, Any]:
     event = {"execution_id": execution, "state": state if state is not None else {"rejection": {"version": "v"}}}
-    return steps.release(NO_COOLDOWN, s3, event, now=at)
+    return steps.release(NO_COOLDOWN, s3, StepEvent.parse(event), now=at).to_json()
 
 
 def lock_object(s3: S3Client) -> dict[str, Any]:
@@ -234,7 +237,7 @@ def test_a_run_without_trigger_is_manual_and_a_malformed_trigger_is_refused(s3: 
     ],
 )
 def test_the_outcome_stamped_on_release_follows_the_path_taken(state: dict[str, Any], outcome: str) -> None:
-    assert steps.run_outcome(state) == outcome
+    assert steps.run_outcome(RunState.parse(state)) == outcome
 
 
 def test_a_run_that_overrides_a_pinned_setting_fails_before_taking_the_lock_and_the_failure_names_it(
@@ -244,9 +247,11 @@ def test_a_run_that_overrides_a_pinned_setting_fails_before_taking_the_lock_and_
     event = {"execution_id": "exec-a", "started_at": T0.isoformat(), "state": state}
 
     with pytest.raises(steps.WorkflowError) as raised:
-        steps.guard(NO_COOLDOWN, s3, registry, event, now=T0)
+        steps.guard(NO_COOLDOWN, s3, registry, StepEvent.parse(event), now=T0).to_json()
     # The state machine's Catch hands the error to RecordFailure.
-    steps.record_failure(registry, {**state, "error": {"Error": "WorkflowError", "Cause": str(raised.value)}})
+    steps.record_failure(
+        registry, RunState.parse({**state, "error": {"Error": "WorkflowError", "Cause": str(raised.value)}})
+    ).to_json()
 
     assert RunLock(s3, MODEL_BUCKET, "registry/", timeout=timedelta(hours=1)).read() is None
     [decision] = registry.decisions()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -8,16 +9,19 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from functions.common.env import EnvError
 from functions.common.registry import Registry
 from functions.workflow import handlers, steps
-from functions.workflow.settings import SettingsError, WorkflowSettings
+from functions.workflow.settings import WorkflowSettings
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 ENV = {
+    "POWERTOOLS_SERVICE_NAME": "driftloop-dev-workflow",
     "DRIFTLOOP_MODEL_BUCKET": MODEL_BUCKET,
+    "DRIFTLOOP_REGISTRY_PREFIX": "registry/",
     "DRIFTLOOP_DATA_BUCKET": DATA_BUCKET,
     "DRIFTLOOP_TRAINING_DATA_PREFIX": "training-data/",
     "DRIFTLOOP_ARTIFACT_PREFIX": "training-jobs/",
@@ -28,6 +32,7 @@ ENV = {
     "DRIFTLOOP_FEEDBACK_PREFIX": "feedback/",
     "DRIFTLOOP_INCLUDE_FEEDBACK": "false",
     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
+    "DRIFTLOOP_MAX_FEEDBACK_SHARE": "0.3",
     "DRIFTLOOP_COOLDOWN_MINUTES": "60",
     "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": "7200",
 }
@@ -44,7 +49,7 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch, s3: S3Client) -> Iterator[None]:
 
 
 def clear_clients() -> None:
-    for cached in (handlers._settings, handlers._s3, handlers._sns):
+    for cached in (handlers._settings, handlers._approval_settings, handlers._s3, handlers._sns):
         cached.cache_clear()
 
 
@@ -88,23 +93,27 @@ def test_record_failure_handler_writes_a_failed_decision_under_the_execution(lam
     ("name", "value", "problem"),
     [
         ("DRIFTLOOP_MODEL_BUCKET", "", "DRIFTLOOP_MODEL_BUCKET is required"),
-        ("DRIFTLOOP_HYPERPARAMETERS", "{not json", "DRIFTLOOP_HYPERPARAMETERS is not JSON"),
+        ("DRIFTLOOP_HYPERPARAMETERS", "{not json", "DRIFTLOOP_HYPERPARAMETERS='{not json': must be a JSON object"),
         ("DRIFTLOOP_HYPERPARAMETERS", "[1]", "must be a JSON object"),
-        ("DRIFTLOOP_INCLUDE_FEEDBACK", "yes", "must be 'true' or 'false'"),
-        ("DRIFTLOOP_COOLDOWN_MINUTES", "-1", "must be at least 0"),
+        ("DRIFTLOOP_INCLUDE_FEEDBACK", "maybe", "DRIFTLOOP_INCLUDE_FEEDBACK='maybe': must be true or false"),
+        ("DRIFTLOOP_COOLDOWN_MINUTES", "-1", "DRIFTLOOP_COOLDOWN_MINUTES='-1': must be an integer >= 0"),
         ("DRIFTLOOP_LOCK_TIMEOUT_SECONDS", "2h", "must be an integer"),
         ("DRIFTLOOP_MAX_FEEDBACK_SHARE", "0", "DRIFTLOOP_MAX_FEEDBACK_SHARE must be a fraction in (0, 1], got 0.0"),
-        ("DRIFTLOOP_MAX_FEEDBACK_SHARE", "1.5", "must be a fraction in (0, 1], got 1.5"),
-        ("DRIFTLOOP_MAX_FEEDBACK_SHARE", "nan", "must be a fraction in (0, 1], got nan"),
-        ("DRIFTLOOP_MAX_FEEDBACK_SHARE", "a third", "DRIFTLOOP_MAX_FEEDBACK_SHARE must be a number"),
+        ("DRIFTLOOP_MAX_FEEDBACK_SHARE", "1.5", "DRIFTLOOP_MAX_FEEDBACK_SHARE='1.5': must be a number between 0 and 1"),
+        ("DRIFTLOOP_MAX_FEEDBACK_SHARE", "nan", "DRIFTLOOP_MAX_FEEDBACK_SHARE='nan': must be a number between 0 and 1"),
+        ("DRIFTLOOP_MAX_FEEDBACK_SHARE", "a third", "DRIFTLOOP_MAX_FEEDBACK_SHARE='a third': must be a number"),
     ],
 )
 def test_settings_name_the_variable_that_is_wrong(name: str, value: str, problem: str) -> None:
-    with pytest.raises(SettingsError, match=re.escape(problem)):
+    with pytest.raises(EnvError, match=re.escape(problem)):
         WorkflowSettings.from_env({**ENV, name: value})
 
 
-def test_the_feedback_share_defaults_to_three_tenths() -> None:
+def test_the_feedback_share_is_required_and_may_be_the_whole_training_set() -> None:
+    # The stack always renders it: a default here could never apply.
+    absent = {name: value for name, value in ENV.items() if name != "DRIFTLOOP_MAX_FEEDBACK_SHARE"}
+    with pytest.raises(EnvError, match="DRIFTLOOP_MAX_FEEDBACK_SHARE is required"):
+        WorkflowSettings.from_env(absent)
     assert WorkflowSettings.from_env(ENV).max_feedback_share == 0.3
     assert WorkflowSettings.from_env({**ENV, "DRIFTLOOP_MAX_FEEDBACK_SHARE": "1"}).max_feedback_share == 1.0
 
@@ -142,22 +151,25 @@ def test_request_approval_publishes_the_request_with_its_token_to_the_approvals_
     assert "driftloop approve --token task-token-1" in notification["Message"]
 
 
-@pytest.mark.parametrize(
-    ("topic", "event", "problem"),
-    [
-        (None, {"token": "t", "state": APPROVAL_STATE}, "DRIFTLOOP_APPROVAL_TOPIC_ARN is not set"),
-        (
-            "arn:aws:sns:us-east-1:123456789012:approvals",
-            {"state": APPROVAL_STATE},
-            r"task token \(\$\$\.Task\.Token\)",
-        ),
-    ],
-)
-def test_request_approval_without_a_topic_or_a_token_says_which(
-    lambda_env: None, monkeypatch: pytest.MonkeyPatch, topic: str | None, event: dict[str, Any], problem: str
-) -> None:
-    if topic is not None:
-        monkeypatch.setenv("DRIFTLOOP_APPROVAL_TOPIC_ARN", topic)
+def test_request_approval_without_a_topic_names_the_variable(lambda_env: None) -> None:
+    with pytest.raises(EnvError, match="DRIFTLOOP_APPROVAL_TOPIC_ARN is required"):
+        handlers.request_approval({"token": "t", "state": APPROVAL_STATE}, None)
 
-    with pytest.raises(steps.WorkflowError, match=problem):
-        handlers.request_approval(event, None)
+
+def test_request_approval_without_a_token_says_which(lambda_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTLOOP_APPROVAL_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:approvals")
+
+    with pytest.raises(steps.WorkflowError, match=r"task token \(\$\$\.Task\.Token\)"):
+        handlers.request_approval({"state": APPROVAL_STATE}, None)
+
+
+def test_a_step_logs_its_result_as_one_structured_json_line(lambda_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = io.StringIO()
+    monkeypatch.setattr(handlers.logger.registered_handler, "stream", written)
+    event = {"execution_id": EXECUTION, "state": {"error": {"Error": "WorkflowError", "Cause": "pinned"}}}
+
+    result = handlers.record_failure(event, None)
+
+    [line] = [json.loads(line) for line in written.getvalue().splitlines()]
+    assert (line["level"], line["message"], line["step"]) == ("INFO", "step finished", "record_failure")
+    assert line["result"] == result and "service" in line

@@ -15,6 +15,7 @@ from functions.common.gate import GATE_PARSERS, Evaluation, GateSettings, Scores
 from functions.common.registry import Decision, PromotionConflict, Registry, RegistryError, new_version_id
 from functions.workflow import steps
 from functions.workflow.assembly import NoTrainingData
+from functions.workflow.state import ExecutionInput, RunState
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 from tests.workflow.support import SETTINGS, prepared_state
 
@@ -87,7 +88,7 @@ def run_to_registration(
     state["training"] = fake_training_job(
         s3, state["prepare"], bundle, tmp_path, challenger=challenger, champion=champion
     )
-    state["registration"] = steps.register(SETTINGS, s3, registry, state)
+    state["registration"] = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
     return state
 
 
@@ -109,12 +110,12 @@ def registered_run(
 def test_assemble_without_training_data_fails_with_the_location_to_fill(s3: S3Client) -> None:
     state = {"guard": {"version": new_version_id()}}
     with pytest.raises(NoTrainingData, match=f"s3://{DATA_BUCKET}/training-data/"):
-        steps.assemble_data(SETTINGS, s3, state)
+        steps.assemble_data(SETTINGS, s3, RunState.parse(state))
 
 
 def test_prepare_without_a_version_from_guard_refuses_to_name_a_job(registry: Registry) -> None:
     with pytest.raises(steps.WorkflowError, match=r"\$\.guard\.version"):
-        steps.prepare(SETTINGS, registry, {"assembly": {"prefix": "assembled/v1/"}})
+        steps.prepare(SETTINGS, registry, RunState.parse({"assembly": {"prefix": "assembled/v1/"}})).to_json()
 
 
 def test_prepare_without_champion_trains_on_the_assembled_data_only(
@@ -138,7 +139,7 @@ def test_first_model_is_registered_and_promoted(
     state = registered_run(challenger=0.9, champion=None)
     assert state["registration"]["passed"] is True
 
-    promoted = steps.promote(registry, state)
+    promoted = steps.promote(registry, RunState.parse(state)).to_json()
 
     champion = registry.champion()
     assert champion is not None and champion.version == promoted["version"] == state["prepare"]["version"]
@@ -159,7 +160,7 @@ def test_second_run_gets_the_champion_channel_and_a_worse_challenger_is_rejected
     registered_run: RegisteredRun, s3: S3Client, registry: Registry
 ) -> None:
     first = registered_run(challenger=0.9, champion=None)
-    steps.promote(registry, first)
+    steps.promote(registry, RunState.parse(first)).to_json()
 
     second = registered_run(challenger=0.85, champion=0.9)
     channels = {
@@ -169,7 +170,7 @@ def test_second_run_gets_the_champion_channel_and_a_worse_challenger_is_rejected
     assert second["prepare"]["hyperparameters"]["champion_version"] == first["prepare"]["version"]
     assert second["registration"]["passed"] is False
 
-    rejected = steps.reject(registry, second)
+    rejected = steps.reject(registry, RunState.parse(second)).to_json()
 
     champion = registry.champion()
     assert champion is not None and champion.version == first["prepare"]["version"]
@@ -181,13 +182,13 @@ def test_a_run_superseded_by_a_champion_change_during_training_ends_cleanly_with
     registered_run: RegisteredRun, registry: Registry
 ) -> None:
     first = registered_run(challenger=0.8, champion=None)
-    steps.promote(registry, first)
+    steps.promote(registry, RunState.parse(first)).to_json()
     second = registered_run(challenger=0.95, champion=0.8)
     third = registered_run(challenger=0.9, champion=0.8)
-    steps.promote(registry, third)
+    steps.promote(registry, RunState.parse(third)).to_json()
     before = len(registry.decisions())
 
-    result = steps.promote(registry, second)
+    result = steps.promote(registry, RunState.parse(second)).to_json()
 
     version = second["prepare"]["version"]
     assert result["promoted"] is False and result["superseded"] is True
@@ -197,9 +198,9 @@ def test_a_run_superseded_by_a_champion_change_during_training_ends_cleanly_with
     [decision] = registry.decisions()[before:]
     assert decision.action == "rejected" and decision.version == version
     assert "champion changed during training" in decision.reasons[0]
-    assert steps.run_outcome({**second, "promotion": result}) == "superseded"
+    assert steps.run_outcome(RunState.parse({**second, "promotion": result})) == "superseded"
     # A retried Promote answers the same and records no second rejection.
-    assert steps.promote(registry, second) == result
+    assert steps.promote(registry, RunState.parse(second)).to_json() == result
     assert registry.decisions()[before:] == [decision]
 
 
@@ -207,7 +208,7 @@ def test_a_promotion_that_loses_the_compare_and_swap_race_is_superseded_too(
     registered_run: RegisteredRun, registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = registered_run(challenger=0.8, champion=None)
-    steps.promote(registry, first)
+    steps.promote(registry, RunState.parse(first)).to_json()
     second = registered_run(challenger=0.95, champion=0.8)
     rival = registered_run(challenger=0.9, champion=0.8)
     real_promote = registry.promote
@@ -227,7 +228,7 @@ def test_a_promotion_that_loses_the_compare_and_swap_race_is_superseded_too(
     monkeypatch.setattr(registry, "promote", promote_after_a_rival)
     before = len(registry.decisions())
 
-    result = steps.promote(registry, second)
+    result = steps.promote(registry, RunState.parse(second)).to_json()
 
     assert result["promoted"] is False and result["live_version"] == rival["prepare"]["version"]
     assert [(d.action, d.version) for d in registry.decisions()[before:]] == [
@@ -245,7 +246,7 @@ def test_register_without_evaluation_output_fails_and_registers_nothing(
     s3.delete_object(Bucket=MODEL_BUCKET, Key=f"training-jobs/{prepared['training_job_name']}/output/output.tar.gz")
 
     with pytest.raises(steps.WorkflowError, match=r"left no s3://.*output\.tar\.gz"):
-        steps.register(SETTINGS, s3, registry, {"prepare": prepared, "training": training})
+        steps.register(SETTINGS, s3, registry, RunState.parse({"prepare": prepared, "training": training})).to_json()
     assert registry.list_versions() == []
 
 
@@ -255,7 +256,9 @@ def test_record_failure_keeps_the_error_message_from_the_lambda_cause(
     state = prepared_state(s3, registry, {"trigger": {"source": "alarm", "alarm_name": "drift"}})
     cause = json.dumps({"errorMessage": "the training job left no output", "errorType": "WorkflowError"})
 
-    result = steps.record_failure(registry, {**state, "error": {"Error": "WorkflowError", "Cause": cause}})
+    result = steps.record_failure(
+        registry, RunState.parse({**state, "error": {"Error": "WorkflowError", "Cause": cause}})
+    ).to_json()
 
     [decision] = registry.decisions()
     assert decision.action == "failed" and decision.version == state["prepare"]["version"]
@@ -266,7 +269,9 @@ def test_record_failure_keeps_the_error_message_from_the_lambda_cause(
 
 
 def test_record_failure_before_prepare_records_a_run_without_version(registry: Registry) -> None:
-    result = steps.record_failure(registry, {"error": {"Error": "NoTrainingData", "Cause": "no training data"}})
+    result = steps.record_failure(
+        registry, RunState.parse({"error": {"Error": "NoTrainingData", "Cause": "no training data"}})
+    ).to_json()
     assert result["version"] is None
     assert registry.decisions()[0].reasons == ("NoTrainingData: no training data",)
 
@@ -287,7 +292,7 @@ def test_no_gate_setting_can_be_overridden_by_an_execution_input() -> None:
 def test_an_execution_input_may_override_the_estimator_its_knobs_and_the_split() -> None:
     overrides = {"algorithm": "gradient_boosting", "n_estimators": 50, "learning_rate": 0.1, "test_size": "0.3"}
 
-    hyperparameters = steps.run_hyperparameters(SETTINGS, {"hyperparameters": overrides})
+    hyperparameters = steps.run_hyperparameters(SETTINGS, ExecutionInput.parse({"hyperparameters": overrides}))
 
     assert hyperparameters == {
         **SETTINGS.hyperparameters,
@@ -318,7 +323,9 @@ def test_an_execution_input_cannot_override_a_pinned_setting(
     state = {"guard": {"version": new_version_id()}, "assembly": {"prefix": "assembled/v/"}}
 
     with pytest.raises(steps.WorkflowError) as raised:
-        steps.prepare(SETTINGS, registry, {**state, "hyperparameters": {"max_depth": "3", name: "0"}})
+        steps.prepare(
+            SETTINGS, registry, RunState.parse({**state, "hyperparameters": {"max_depth": "3", name: "0"}})
+        ).to_json()
 
     message = str(raised.value)
     assert f"may not set {name!r}" in message
@@ -327,7 +334,7 @@ def test_an_execution_input_cannot_override_a_pinned_setting(
 
 def test_an_override_that_is_not_a_string_or_a_number_is_refused_by_name() -> None:
     with pytest.raises(steps.WorkflowError, match="hyperparameter 'max_depth' must be a string or a number"):
-        steps.run_hyperparameters(SETTINGS, {"hyperparameters": {"max_depth": {"value": 3}}})
+        steps.run_hyperparameters(SETTINGS, ExecutionInput.parse({"hyperparameters": {"max_depth": {"value": 3}}}))
 
 
 # -- Register recomputes the verdict ------------------------------------------------------------------------------
@@ -343,7 +350,7 @@ def test_a_job_verdict_that_the_pinned_gate_does_not_confirm_is_overruled_and_re
         s3, state["prepare"], trained_bundle, tmp_path, challenger=0.55, champion=None, verdict=forged
     )
 
-    registration = steps.register(SETTINGS, s3, registry, state)
+    registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
 
     assert registration["passed"] is False and registration["job_verdict_differs"] is True
     assert any("fails min_metric" in reason for reason in registration["reasons"])
@@ -373,7 +380,7 @@ def test_a_retried_register_returns_the_same_result_and_records_one_registered_d
 ) -> None:
     state = registered_run(challenger=0.9, champion=None)
 
-    again = steps.register(SETTINGS, s3, registry, state)
+    again = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
 
     assert again == state["registration"]
     assert [d.action for d in registry.decisions()] == ["registered"]
@@ -390,7 +397,7 @@ def test_register_refuses_another_archive_for_a_version_already_registered(
     s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(gzip.decompress(body), compresslevel=1))
 
     with pytest.raises(RegistryError, match="already registered with another archive"):
-        steps.register(SETTINGS, s3, registry, state)
+        steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
     assert [d.action for d in registry.decisions()] == ["registered"]
 
 
@@ -398,13 +405,13 @@ def test_a_retried_promote_returns_the_same_result_and_records_nothing_more(
     registered_run: RegisteredRun, registry: Registry
 ) -> None:
     state = registered_run(challenger=0.9, champion=None)
-    first = steps.promote(registry, state)
+    first = steps.promote(registry, RunState.parse(state)).to_json()
 
-    again = steps.promote(registry, state)
+    again = steps.promote(registry, RunState.parse(state)).to_json()
     # Even once another run has promoted its version since, the retry reports this run's promotion.
     rival = registered_run(challenger=0.95, champion=0.9)
-    steps.promote(registry, rival)
-    late = steps.promote(registry, state)
+    steps.promote(registry, RunState.parse(rival)).to_json()
+    late = steps.promote(registry, RunState.parse(state)).to_json()
 
     assert first["promoted"] is True and again == first == late
     own = [(d.action, d.version) for d in registry.decisions() if d.details.get("execution") == "exec"]
@@ -422,24 +429,24 @@ def test_a_promote_retried_after_moving_the_pointer_records_the_decision_the_poi
 
     monkeypatch.setattr(registry, "append", lost)
     with pytest.raises(TimeoutError):
-        steps.promote(registry, state)
+        steps.promote(registry, RunState.parse(state)).to_json()
     monkeypatch.undo()
 
-    result = steps.promote(registry, state)
+    result = steps.promote(registry, RunState.parse(state)).to_json()
 
     champion = registry.champion()
     assert champion is not None and result["decision_id"] == champion.decision_id
     [promoted] = [d for d in registry.decisions() if d.action == "promoted"]
     assert (promoted.id, promoted.time) == (champion.decision_id, champion.promoted_at)
     assert promoted.details["execution"] == "exec"
-    assert steps.promote(registry, state) == result
+    assert steps.promote(registry, RunState.parse(state)).to_json() == result
 
 
 def test_a_retried_reject_records_one_rejection(registered_run: RegisteredRun, registry: Registry) -> None:
     state = registered_run(challenger=0.5, champion=None)
 
-    first = steps.reject(registry, state)
-    again = steps.reject(registry, state)
+    first = steps.reject(registry, RunState.parse(state)).to_json()
+    again = steps.reject(registry, RunState.parse(state)).to_json()
 
     assert again == first
     assert [d.action for d in registry.decisions()] == ["registered", "rejected"]
@@ -448,8 +455,8 @@ def test_a_retried_reject_records_one_rejection(registered_run: RegisteredRun, r
 def test_a_retried_record_failure_records_one_failure(s3: S3Client, registry: Registry, training_data: None) -> None:
     state = {**prepared_state(s3, registry), "error": {"Error": "States.TaskFailed", "Cause": "job failed"}}
 
-    first = steps.record_failure(registry, state)
-    again = steps.record_failure(registry, state)
+    first = steps.record_failure(registry, RunState.parse(state)).to_json()
+    again = steps.record_failure(registry, RunState.parse(state)).to_json()
 
     assert again == first
     assert [d.action for d in registry.decisions()] == ["failed"]
@@ -464,7 +471,7 @@ def test_promote_after_an_approval_records_who_approved_in_the_decision(
     state = registered_run(challenger=0.9, champion=None)
     approval = {"approved": True, "by": "arn:aws:sts::123456789012:assumed-role/ops/alice", "note": "looks good"}
 
-    result = steps.promote(registry, {**state, "approval": approval})
+    result = steps.promote(registry, RunState.parse({**state, "approval": approval})).to_json()
 
     decision = registry.decisions()[-1]
     assert (decision.action, decision.id) == ("promoted", result["decision_id"])
@@ -478,7 +485,7 @@ def test_promote_refuses_an_approval_that_does_not_say_approved(
     state = registered_run(challenger=0.9, champion=None)
 
     with pytest.raises(steps.WorkflowError, match=r"\$\.approval\.approved = true"):
-        steps.promote(registry, {**state, "approval": approval})
+        steps.promote(registry, RunState.parse({**state, "approval": approval})).to_json()
     assert registry.champion() is None
 
 
@@ -497,7 +504,7 @@ def test_a_version_the_approval_turned_down_is_rejected_with_the_approvals_reaso
 ) -> None:
     state = registered_run(challenger=0.9, champion=None)
 
-    result = steps.reject(registry, {**state, "approval": approval})
+    result = steps.reject(registry, RunState.parse({**state, "approval": approval})).to_json()
 
     assert result["reasons"] == [reason, *state["registration"]["reasons"]]
     decision = registry.decisions()[-1]
@@ -509,11 +516,11 @@ def test_the_approval_message_shows_the_gate_and_the_commands_that_answer_it(
     registered_run: RegisteredRun, registry: Registry
 ) -> None:
     first = registered_run(challenger=0.8, champion=None)
-    steps.promote(registry, first)
+    steps.promote(registry, RunState.parse(first)).to_json()
     state = registered_run(challenger=0.91234567, champion=0.8)
     version, champion = state["prepare"]["version"], first["prepare"]["version"]
 
-    message = steps.approval_message(state, "AAAA+token/with=")
+    message = steps.approval_message(RunState.parse(state), "AAAA+token/with=")
 
     assert message["subject"] == f"driftloop: approve promoting {version}?" and len(message["subject"]) <= 100
     text = message["message"]

@@ -1,0 +1,55 @@
+"""The approval request (retraining.approval): what an operator reads, published with the task token."""
+
+from __future__ import annotations
+
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from functions.workflow.errors import WorkflowError
+from functions.workflow.state import ApprovalEvent, RegistrationResult, RunState
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+
+
+def approval_message(state: RunState, token: str) -> dict[str, str]:
+    """The SNS subject and message: what the gate saw, and how to answer."""
+    registration = state.registration
+    if registration is None:
+        raise WorkflowError(f"no registration in the state ({RegistrationResult.path()}): nothing to approve")
+    version = registration.version
+    quoted = shlex.quote(token)
+    lines = [
+        f"driftloop asks for approval to promote {version}: it passed the gate.",
+        "",
+        f"Gate metric: {registration.metric}",
+        f"Challenger {version}: {_number(registration.challenger)}",
+        f"Champion {registration.champion_version or '(none yet)'}: {_number(registration.champion)}",
+        "Gate reasons:",
+        *(f"- {reason}" for reason in registration.reasons),
+        "",
+        f"Trigger: {state.trigger().describe()}",
+        f"Training job: {None if state.prepare is None else state.prepare.training_job_name}",
+        f"Execution: {state.execution_id}",
+        "",
+        "Approve (promotes it):",
+        f'  driftloop approve --token {quoted} --note "..."',
+        "Deny (rejects it, with your reason in the decision record):",
+        f'  driftloop deny --token {quoted} --reason "..."',
+        "Without an answer within the approval timeout the version is rejected.",
+    ]
+    return {"subject": f"driftloop: approve promoting {version}?", "message": "\n".join(lines)}
+
+
+def request_approval(topic_arn: str, sns: SNSClient, event: ApprovalEvent) -> str:
+    """Publish the approval request; returns the SNS message id.
+
+    The task waits for the token: the operator's ``driftloop approve`` or ``deny`` completes it.
+    """
+    message = approval_message(event.state, event.token)
+    response = sns.publish(TopicArn=topic_arn, Subject=message["subject"], Message=message["message"])
+    return response["MessageId"]
+
+
+def _number(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, (int, float)) else "n/a"

@@ -1,0 +1,135 @@
+"""The end of a gated version: Promote makes it the champion, Reject records why it is not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.common.registry import ChampionPointer, Decision, PromotionConflict, Registry
+from functions.workflow.errors import WorkflowError
+from functions.workflow.state import (
+    APPROVAL_DENIED,
+    APPROVAL_TIMEOUT,
+    Approval,
+    PromotionResult,
+    RegistrationResult,
+    RejectionResult,
+    RunState,
+)
+from functions.workflow.steps.decisions import readable_cause, record_for_run, run_of
+
+
+def promote(registry: Registry, state: RunState) -> PromotionResult:
+    """Make the gated version the champion, unless the champion it was compared with has since changed.
+
+    A champion that changed during training (another run, a manual promotion or a rollback) supersedes this run:
+    the version is recorded as ``rejected`` with the reason and the run ends cleanly (``promoted: false``), with
+    that one decision. With manual approval on, ``$.approval`` (the operator's answer) goes into the decision.
+    A retried Promote returns its first attempt's result.
+    """
+    registration = _registration(state)
+    version = registration.version
+    compared_with = registration.champion_version
+    approval = state.approval
+    if approval is not None and not approval.approved:
+        raise WorkflowError(
+            f"Promote runs only after an approval ({Approval.path()}.approved = true), got {approval.recorded!r}"
+        )
+    run = run_of(state)
+    if run is not None:
+        earlier = registry.run_decision(run[0], version, ("promoted", "rejected"), since=run[1])
+        if earlier is not None:
+            return _promotion_result(earlier)
+    reasons = registration.reasons
+    details: dict[str, Any] = {
+        "metric": registration.metric,
+        "challenger": registration.challenger,
+        "champion": registration.champion,
+        "previous_version": compared_with,
+        "execution": state.execution_id,
+    }
+    if approval is not None:
+        details["approval"] = approval.recorded
+
+    def promotion(pointer: ChampionPointer) -> Decision:
+        """The decision recorded with ``pointer`` (it names the decision's id and time)."""
+        return Decision(pointer.decision_id, pointer.promoted_at, "promoted", version, reasons, details)
+
+    current = registry.champion()
+    if current is not None and current.version == version and current.previous_version == compared_with:
+        # The first attempt moved the pointer but may not have recorded its decision.
+        decision = promotion(current)
+        if registry.find_decision(decision.id, decision.time) is None:
+            registry.append(decision)
+        return _promotion_result(decision)
+    current_version = current.version if current else None
+    if current_version != compared_with:
+        return _superseded(registry, state, version, compared_with, current_version)
+    try:
+        pointer = registry.promote(version, expected=current, reasons=reasons, details=details)
+    except PromotionConflict:
+        live = registry.champion()
+        return _superseded(registry, state, version, compared_with, live.version if live else None)
+    return _promotion_result(promotion(pointer))
+
+
+def reject(registry: Registry, state: RunState) -> RejectionResult:
+    """Record the version as rejected: by the gate, or by the approval (denied, or no answer in time)."""
+    registration = _registration(state)
+    approval = state.approval
+    reasons = [*_approval_refusal(approval), *registration.reasons]
+    details: dict[str, Any] = {
+        "metric": registration.metric,
+        "challenger": registration.challenger,
+        "champion": registration.champion,
+    }
+    if approval is not None:
+        details["approval"] = approval.recorded
+    decision = record_for_run(registry, state, "rejected", registration.version, reasons, details)
+    return RejectionResult(registration.version, decision.id, decision.reasons)
+
+
+def _registration(state: RunState) -> RegistrationResult:
+    if state.registration is None:
+        raise WorkflowError(f"no registration in the state ({RegistrationResult.path()}): Register must run first")
+    return state.registration
+
+
+def _superseded(
+    registry: Registry, state: RunState, version: str, compared_with: str | None, live: str | None
+) -> PromotionResult:
+    reason = (
+        f"champion changed during training (gate compared with {compared_with or 'no champion'}, "
+        f"live is now {live or 'no champion'}); {version} was not promoted"
+    )
+    details = {"superseded_by": live, "compared_with": compared_with}
+    return _promotion_result(record_for_run(registry, state, "rejected", version, [reason], details))
+
+
+def _promotion_result(decision: Decision) -> PromotionResult:
+    """Promote's result, from its decision: ``promoted``, or ``rejected`` when superseded."""
+    if decision.action == "promoted":
+        return PromotionResult(
+            promoted=True,
+            version=decision.version,
+            previous_version=decision.details.get("previous_version"),
+            decision_id=decision.id,
+        )
+    return PromotionResult(
+        promoted=False,
+        version=decision.version,
+        live_version=decision.details.get("superseded_by"),
+        reason=decision.reasons[0],
+        decision_id=decision.id,
+    )
+
+
+def _approval_refusal(approval: Approval | None) -> list[str]:
+    """Why the approval state sent the run to Reject (its Catch put the error at ``$.approval``), if it did."""
+    error = None if approval is None else approval.error
+    if error is None:
+        return []
+    if error.error == APPROVAL_DENIED:
+        return [f"denied by an operator: {readable_cause(error.cause)}"]
+    if error.error == APPROVAL_TIMEOUT:
+        return ["no approval within the approval timeout"]
+    return [f"not approved: {error.error}: {readable_cause(error.cause)}"]

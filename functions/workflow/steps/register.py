@@ -1,0 +1,123 @@
+"""Register: the trained bundle becomes a new version, with its evaluation and lineage."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from functions.common.bundle import ARCHIVE_FILE
+from functions.common.gate import EVALUATION_FILE, Evaluation, Verdict, reassess
+from functions.common.registry import Registry
+from functions.workflow.errors import WorkflowError
+from functions.workflow.settings import WorkflowSettings
+from functions.workflow.state import AssemblyResult, PrepareResult, RegistrationResult, RunState, TrainingResult
+from functions.workflow.steps.decisions import record_for_run
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+OUTPUT_ARCHIVE = "output.tar.gz"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise WorkflowError(f"not an s3://bucket/key URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key
+
+
+def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state: RunState) -> RegistrationResult:
+    """The verdict is recomputed from the evaluation's metrics and counts under the pinned gate settings
+    (``settings.hyperparameters``), not taken from the job: the recomputed one decides, and a job verdict that
+    differs is recorded beside it.
+    """
+    prepared, training = state.prepare, state.training
+    if prepared is None or not prepared.version or training is None:
+        raise WorkflowError(
+            f"Register needs {PrepareResult.path('version')} and {TrainingResult.path()} in the state: "
+            "Prepare and Train must run first"
+        )
+    version = prepared.version
+    bucket, model_key = split_s3_uri(training.model_artifacts)
+    output_key = model_key.rsplit("/", 1)[0] + "/" + OUTPUT_ARCHIVE
+    with tempfile.TemporaryDirectory(prefix="driftloop-register-") as work:
+        archive = Path(work) / ARCHIVE_FILE
+        s3.download_file(bucket, model_key, str(archive))
+        evaluation = _read_evaluation(s3, bucket, output_key)
+        verdict = reassess(evaluation, settings.hyperparameters)
+        job_verdict = None if evaluation.verdict == verdict else _verdict_dict(evaluation.verdict)
+        stored_evaluation = replace(evaluation, verdict=verdict).to_dict()
+        if job_verdict is not None:
+            stored_evaluation["job_verdict"] = job_verdict
+        assembly = state.assembly or AssemblyResult(prefix=None)
+        lineage = {
+            "training_job_name": training.training_job_name,
+            "model_artifacts": training.model_artifacts,
+            "hyperparameters": prepared.hyperparameters,
+            "champion_at_training": None if prepared.champion is None else prepared.champion.to_json(),
+            "trigger": None if prepared.trigger is None else prepared.trigger.to_json(),
+            "execution": state.execution_id,
+            "data": {
+                "uri": assembly.uri,
+                "manifest": assembly.manifest,
+                "fingerprint": assembly.fingerprint,
+                "objects": assembly.object_count,
+                "counts": assembly.counts,
+            },
+            "final_metrics": training.final_metrics,
+        }
+        # A retry finds the version its first attempt stored (same archive) and gets that record back.
+        record = registry.register(version, archive, evaluation=stored_evaluation, lineage=lineage)
+    reasons = list(verdict.reasons)
+    details: dict[str, Any] = {
+        "sha256": record.sha256,
+        "training_job_name": training.training_job_name,
+        "metrics": record.metrics,
+        "passed": verdict.passed,
+    }
+    if job_verdict is not None:
+        reasons.append(
+            f"the training job's own verdict ({'passed' if evaluation.verdict.passed else 'not passed'}: "
+            f"{'; '.join(evaluation.verdict.reasons) or 'no reasons'}) differs from the verdict recomputed under "
+            "the pinned gate settings, which decides"
+        )
+        details["job_verdict"] = job_verdict
+    decision = record_for_run(registry, state, "registered", record.version, reasons, details)
+    metric, scores = evaluation.settings.metric, evaluation.scores
+    return RegistrationResult(
+        version=record.version,
+        passed=verdict.passed,
+        reasons=tuple(verdict.reasons),
+        job_verdict_differs=job_verdict is not None,
+        metric=metric,
+        challenger=None if scores.challenger is None else scores.challenger.get(metric),
+        champion=None if scores.champion is None else scores.champion.get(metric),
+        champion_version=evaluation.champion_version,
+        decision_id=decision.id,
+    )
+
+
+def _read_evaluation(s3: S3Client, bucket: str, key: str) -> Evaluation:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey as exc:
+        raise WorkflowError(f"the training job left no s3://{bucket}/{key}: it holds {EVALUATION_FILE}") from exc
+    try:
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+            # SageMaker tars output/data/ itself; members may be named "evaluation.json" or "./evaluation.json".
+            info = next(m for m in archive.getmembers() if m.isfile() and Path(m.name).name == EVALUATION_FILE)
+            member = archive.extractfile(info)
+            if member is None:
+                raise KeyError(EVALUATION_FILE)
+            return Evaluation.from_dict(json.load(member))
+    except (StopIteration, KeyError, tarfile.TarError, ValueError) as exc:
+        raise WorkflowError(f"s3://{bucket}/{key} holds no readable {EVALUATION_FILE}: {exc}") from exc
+
+
+def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
+    return {"passed": verdict.passed, "reasons": list(verdict.reasons)}
