@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from mangum import Mangum
 
+from functions.common.metrics import InferenceMetric
 from functions.common.records import FeedbackRecord, PredictionRecord
 from functions.inference.api import create_app
 from functions.inference.capture import Record, Sink
@@ -115,6 +116,7 @@ def assert_valid_emf(line: dict[str, Any]) -> None:
         assert set(metric) <= {"Name", "Unit", "StorageResolution"}
         assert isinstance(line[metric["Name"]], int | float), metric["Name"]
         assert metric["Unit"] in {"Milliseconds", "Count"}
+        assert metric["Unit"] == InferenceMetric(metric["Name"]).unit, metric["Name"]
 
 
 MakeApi = Callable[..., Api]
