@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from mangum import Mangum
 
 from functions.common.metrics import NAMESPACE, InferenceMetric
+from functions.inference.api import create_app
+from functions.inference.settings import InferenceSettings
 from functions.inference.telemetry import RequestLog, Telemetry
 from tests.inference.conftest import Api, assert_valid_emf
 
@@ -95,3 +99,16 @@ def test_the_log_level_filters_events_but_never_a_line_that_carries_metrics(leve
     write_every_kind_of_line(Telemetry("svc", stream, level=level))
 
     assert [line["message"] for line in lines(stream)] == [*events, "request", "model load failed"]
+
+
+def test_the_app_logs_at_the_level_its_settings_name(
+    trained_bundle: Path, rows: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for level in ("INFO", "WARNING"):
+        settings = InferenceSettings(service="svc", log_level=level, model_dir=trained_bundle)
+        api = Api(Mangum(create_app(settings), lifespan="off"), io.StringIO())
+        api.predict(rows)
+        written = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        loaded = ["model loaded"] if level == "INFO" else []
+        assert [line["message"] for line in written] == [*loaded, "request"]
+        assert {line["Service"] for line in written} == {"svc"}
