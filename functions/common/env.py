@@ -112,6 +112,7 @@ class EnvContract:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         problems: list[str] = []
+        missing = False
         for field in dataclasses.fields(cls):
             name, codec = field.metadata["variable"], field.metadata["codec"]
             raw = environ.get(name, "").strip()
@@ -119,16 +120,22 @@ class EnvContract:
                 optional = field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
                 if not optional:
                     problems.append(f"{name} is required")
+                    missing = True
                 continue
             try:
                 values[field.name] = codec.parse(raw)
             except ValueError as exc:
                 problems.append(f"{name}={raw!r}: {exc}")
-        if not problems:
+        # Relations are checked beside malformed variables too (those take their defaults), so that one error
+        # lists every problem.
+        if not missing:
             try:
-                return cls(**values)
+                contract = cls(**values)
             except ValueError as exc:
                 problems.append(str(exc))
+            else:
+                if not problems:
+                    return contract
         raise EnvError(f"invalid {cls.description} environment:\n" + "\n".join(f"- {p}" for p in problems))
 
     def __post_init__(self) -> None:

@@ -29,7 +29,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from functions.common.records import Caller
 from functions.inference.capture import Sampler, Sink, capture_sink, feedback_sink
-from functions.inference.config import Config
 from functions.inference.errors import (
     BodyTooLarge,
     MethodNotAllowed,
@@ -40,6 +39,7 @@ from functions.inference.errors import (
     quote,
 )
 from functions.inference.service import InferenceService
+from functions.inference.settings import InferenceSettings
 from functions.inference.sources import ModelProvider, model_source
 from functions.inference.telemetry import RequestLog, Telemetry
 
@@ -50,7 +50,7 @@ LOG_KEY = "driftloop.log"
 
 
 def create_app(
-    config: Config,
+    settings: InferenceSettings,
     *,
     sink: Sink | None = None,
     feedback: Sink | None = None,
@@ -61,23 +61,23 @@ def create_app(
     """Build the app and load the model now: in Lambda that is the init phase, not the first request.
 
     A model that cannot be loaded does not stop the app: it answers 503 and retries at the next refresh.
-    ``sink`` and ``feedback`` replace the sinks the config names; ``rng`` drives capture sampling.
+    ``sink`` and ``feedback`` replace the sinks the settings name; ``rng`` drives capture sampling.
     """
-    telemetry = telemetry or Telemetry(config.service)
-    provider = ModelProvider(model_source(config), config.refresh_seconds, telemetry, clock)
+    telemetry = telemetry or Telemetry(settings.service, level=settings.log_level)
+    provider = ModelProvider(model_source(settings), settings.refresh_seconds, telemetry, clock)
     provider.refresh()
-    capture = sink or capture_sink(config.capture, config.capture_stream)
-    feedback = feedback or feedback_sink(config.feedback_stream)
+    capture = sink or capture_sink(settings.capture, settings.capture_stream)
+    feedback = feedback or feedback_sink(settings.feedback_stream)
     _warm_up(capture, feedback, telemetry=telemetry)
     service = InferenceService(
         provider,
         capture=capture,
-        sampler=Sampler(config.capture_sample_rate, rng),
+        sampler=Sampler(settings.sample_rate, rng),
         feedback=feedback,
         telemetry=telemetry,
-        max_instances=config.max_instances,
-        max_body_bytes=config.max_body_bytes,
-        feedback_max_age=timedelta(days=config.feedback_max_age_days),
+        max_instances=settings.max_instances,
+        max_body_bytes=settings.max_body_bytes,
+        feedback_max_age=timedelta(days=settings.feedback_max_age_days),
     )
     endpoints = _Endpoints(service)
     routes = [

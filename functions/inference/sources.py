@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from functions.common.bundle import ARCHIVE_FILE, extract_archive
-from functions.inference.config import Config
 from functions.inference.errors import ModelUnavailable
 from functions.inference.model import Model, load_model
+from functions.inference.settings import InferenceSettings
 from functions.inference.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from functions.common.registry import Registry
 
-NO_SOURCE = "no model is configured: set DRIFTLOOP_MODEL_DIR or DRIFTLOOP_MODEL_BUCKET"
+_VARIABLES = InferenceSettings.variables()
+NO_SOURCE = f"no model is configured: set {_VARIABLES['model_dir']} or {_VARIABLES['model_bucket']}"
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,11 @@ class RegistrySource:
         return model
 
 
-def model_source(config: Config) -> ModelSource | None:
-    if config.model_dir is not None:
-        return DirectorySource(config.model_dir)
-    if config.model_bucket:
-        return RegistrySource(config.model_bucket, config.registry_prefix, config.work_dir)
+def model_source(settings: InferenceSettings) -> ModelSource | None:
+    if settings.model_dir is not None:
+        return DirectorySource(settings.model_dir)
+    if settings.model_bucket:
+        return RegistrySource(settings.model_bucket, settings.registry_prefix, settings.models_dir)
     return None
 
 

@@ -2,8 +2,12 @@
 
 In Lambda, whatever goes to stdout lands in CloudWatch Logs, and a log line carrying an ``_aws`` block becomes
 metrics as well: no API call, no agent. Each request writes exactly one line that is both its log record and
-its metrics. Metrics go to namespace ``driftloop`` with two dimension sets, (Service, ModelVersion) and
-(Service): per-version views for comparing models, service-wide ones for alarms.
+its metrics. Names, units, namespace and dimensions are the metrics contract's (``functions.common.metrics``),
+with two dimension sets, (Service, ModelVersion) and (Service): per-version views for comparing models,
+service-wide ones for alarms.
+
+The log level (``POWERTOOLS_LOG_LEVEL``) filters the events (``event``, ``exception``); a line that carries
+metrics (each request's, a refused model's) is always written, or the metric would be lost with it.
 """
 
 from __future__ import annotations
@@ -16,19 +20,12 @@ from typing import Any, TextIO
 
 import orjson
 
-NAMESPACE = "driftloop"
-DIMENSIONS = [["Service", "ModelVersion"], ["Service"]]
-UNITS = {
-    "Latency": "Milliseconds",
-    "BatchSize": "Count",
-    "Predictions": "Count",
-    "ClientErrors": "Count",
-    "ServerErrors": "Count",
-    "CaptureFailures": "Count",
-    "Feedback": "Count",
-    "FeedbackFailures": "Count",
-    "ModelLoadFailures": "Count",
-}
+from functions.common.env import LOG_LEVELS
+from functions.common.metrics import NAMESPACE, Dimension, InferenceMetric
+
+SERVICE = Dimension.SERVICE.value
+MODEL_VERSION = Dimension.MODEL_VERSION.value
+DIMENSIONS = [[SERVICE, MODEL_VERSION], [SERVICE]]
 NO_MODEL = "none"
 
 
@@ -54,26 +51,31 @@ class RequestLog:
     error: str | None = None
 
 
+# Hand-written, not Powertools as in the monitor and workflow Lambdas: `make bench` measured the first request
+# line at cold start, imports included, at 18-27 ms with this module and 60-85 ms with Powertools Logger + Metrics,
+# which would add 42-57 ms (about 5%) to the inference cold start, and import botocore besides.
 class Telemetry:
-    def __init__(self, service: str, stream: TextIO | None = None) -> None:
+    def __init__(self, service: str, stream: TextIO | None = None, *, level: str = "INFO") -> None:
         self.service = service
         # None: whatever sys.stdout is at write time (the Lambda runtime's, or a test's capture).
         self._stream = stream
+        # The events written: those of this level and above (LOG_LEVELS runs from the least severe).
+        self._levels = frozenset(LOG_LEVELS[LOG_LEVELS.index(level) :])
 
     def request(self, log: RequestLog, *, predict: bool) -> None:
-        metrics: dict[str, float] = {
-            "ClientErrors": 1 if 400 <= log.status < 500 else 0,
-            "ServerErrors": 1 if log.status >= 500 else 0,
+        metrics: dict[InferenceMetric, float] = {
+            InferenceMetric.CLIENT_ERRORS: 1 if 400 <= log.status < 500 else 0,
+            InferenceMetric.SERVER_ERRORS: 1 if log.status >= 500 else 0,
         }
         if predict:
-            metrics["Latency"] = round(log.latency_ms, 3)
+            metrics[InferenceMetric.LATENCY] = round(log.latency_ms, 3)
             if log.batch_size is not None and log.status < 400:
-                metrics["BatchSize"] = log.batch_size
-                metrics["Predictions"] = log.batch_size
-                metrics["CaptureFailures"] = log.capture_failures
+                metrics[InferenceMetric.BATCH_SIZE] = log.batch_size
+                metrics[InferenceMetric.PREDICTIONS] = log.batch_size
+                metrics[InferenceMetric.CAPTURE_FAILURES] = log.capture_failures
         if log.feedback is not None:
-            metrics["Feedback"] = log.feedback - log.feedback_failures
-            metrics["FeedbackFailures"] = log.feedback_failures
+            metrics[InferenceMetric.FEEDBACK] = log.feedback - log.feedback_failures
+            metrics[InferenceMetric.FEEDBACK_FAILURES] = log.feedback_failures
         level = "ERROR" if log.status >= 500 else "WARNING" if log.status >= 400 else "INFO"
         fields = {
             "method": log.method,
@@ -91,16 +93,22 @@ class Telemetry:
 
     def model_load_failed(self, what: str, exc: BaseException) -> None:
         fields = {"model": what, "exception": _describe(exc), "stack": _stack(exc)}
-        self._write(self._emf("model load failed", "ERROR", None, {"ModelLoadFailures": 1}, fields))
+        self._write(self._emf("model load failed", "ERROR", None, {InferenceMetric.MODEL_LOAD_FAILURES: 1}, fields))
 
     def exception(self, message: str, exc: BaseException, **fields: Any) -> None:
         self.event("ERROR", message, exception=_describe(exc), stack=_stack(exc), **fields)
 
     def event(self, level: str, message: str, **fields: Any) -> None:
-        self._write({"level": level, "message": message, "Service": self.service, "timestamp": time.time(), **fields})
+        if level in self._levels:
+            self._write({"level": level, "message": message, SERVICE: self.service, "timestamp": time.time(), **fields})
 
     def _emf(
-        self, message: str, level: str, version: str | None, metrics: dict[str, float], fields: dict[str, Any]
+        self,
+        message: str,
+        level: str,
+        version: str | None,
+        metrics: dict[InferenceMetric, float],
+        fields: dict[str, Any],
     ) -> dict[str, Any]:
         return {
             "_aws": {
@@ -109,16 +117,16 @@ class Telemetry:
                     {
                         "Namespace": NAMESPACE,
                         "Dimensions": DIMENSIONS,
-                        "Metrics": [{"Name": name, "Unit": UNITS[name]} for name in metrics],
+                        "Metrics": [{"Name": metric.value, "Unit": metric.unit.value} for metric in metrics],
                     }
                 ],
             },
             "level": level,
             "message": message,
-            "Service": self.service,
-            "ModelVersion": version or NO_MODEL,
+            SERVICE: self.service,
+            MODEL_VERSION: version or NO_MODEL,
             **fields,
-            **metrics,
+            **{metric.value: value for metric, value in metrics.items()},
         }
 
     def _write(self, document: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from constructs import Construct
 
+from functions.inference.settings import InferenceSettings
 from infra.bundling import INFERENCE
 from infra.config import DriftloopConfig
 from infra.constructs.capture_streams import CaptureStreams, DeliveryStream
@@ -49,13 +50,22 @@ class ServingStack(Stack):
         )
         self.capture_stream: DeliveryStream | None = self.streams.capture
         self.feedback_stream: DeliveryStream = self.streams.feedback
-        capture_environment = {"DRIFTLOOP_CAPTURE": "none"}
-        if self.capture_stream is not None:
-            capture_environment = {
-                "DRIFTLOOP_CAPTURE": "firehose",
-                "DRIFTLOOP_CAPTURE_STREAM": self.capture_stream.stream_name,
-                "DRIFTLOOP_CAPTURE_SAMPLE_RATE": repr(config.capture.sample_rate),
-            }
+        # Without capture the function gets neither a capture stream nor a sampling rate.
+        capture = self.capture_stream
+        settings = InferenceSettings(
+            service=config.service_name("inference"),
+            log_level=config.log_level,
+            model_bucket=self.model_bucket.bucket_name,
+            registry_prefix=registry,
+            refresh_seconds=serving.refresh_seconds,
+            max_instances=serving.max_instances,
+            max_body_bytes=serving.max_body_bytes,
+            capture="none" if capture is None else "firehose",
+            capture_stream=None if capture is None else capture.stream_name,
+            capture_sample_rate=None if capture is None else config.capture.sample_rate,
+            feedback_stream=self.feedback_stream.stream_name,
+            feedback_max_age_days=config.capture.feedback_max_age_days,
+        )
 
         self.inference = PythonFunction(
             self,
@@ -63,18 +73,7 @@ class ServingStack(Stack):
             code=bundled_code(INFERENCE),
             handler=INFERENCE_HANDLER,
             description="driftloop inference API: serves the registry's champion model with onnxruntime",
-            environment={
-                "DRIFTLOOP_MODEL_BUCKET": self.model_bucket.bucket_name,
-                "DRIFTLOOP_REGISTRY_PREFIX": registry,
-                "DRIFTLOOP_REFRESH_SECONDS": str(serving.refresh_seconds),
-                "DRIFTLOOP_MAX_INSTANCES": str(serving.max_instances),
-                "DRIFTLOOP_MAX_BODY_BYTES": str(serving.max_body_bytes),
-                **capture_environment,
-                "DRIFTLOOP_FEEDBACK_STREAM": self.feedback_stream.stream_name,
-                "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": str(config.capture.feedback_max_age_days),
-                "DRIFTLOOP_SERVICE_NAME": config.service_name("inference"),
-                "LOG_LEVEL": config.log_level,
-            },
+            environment=settings.to_env(),
             memory_mb=serving.memory_mb,
             timeout=Duration.seconds(serving.timeout_seconds),
             log_retention_days=config.log_retention_days,

@@ -5,6 +5,9 @@ Run with ``python -m tests.benchmarks.bench_inference`` (``make bench``). In one
 - two models trained by the real training program on synthetic churn data: a 100-tree random forest and a
   logistic regression;
 - cold start: a fresh process importing the handler module, which loads the model (median of several runs);
+- the telemetry's share of it: a fresh process writing one request's log and metrics line, imports included,
+  with the inference Lambda's hand-written EMF and with Powertools Logger + Metrics (tests/benchmarks/
+  telemetry_probes.py), as ratios to the reference's cold start;
 - warm latency p50/p99 through each Lambda handler with API Gateway REST proxy events, 1 row and 100 rows;
 - peak RSS of the process that served the warm requests;
 - the unzipped Lambda bundle, built as the deployment builds it (infra.bundling), for each stack.
@@ -32,6 +35,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = {"driftloop": "functions.inference.app", "reference": "tests.benchmarks.reference_app"}
+PROBE_NAMES = {"emf": "hand-written EMF", "powertools": "Powertools Logger + Metrics"}
 MODELS = {
     "forest": {"target": "churned", "algorithm": "random_forest", "n_estimators": "100", "max_depth": "10"},
     "logistic": {"target": "churned", "algorithm": "logistic_regression"},
@@ -61,6 +65,9 @@ class BenchmarkError(RuntimeError):
 
 
 def child(stack: str, events_path: Path, out_path: Path, warm: bool) -> None:
+    if stack in PROBE_NAMES:
+        probe_child(stack, out_path)
+        return
     started = time.perf_counter()
     module = importlib.import_module(STACKS[stack])  # imports the stack and loads the model
     result: dict[str, Any] = {"cold_seconds": time.perf_counter() - started}
@@ -76,6 +83,16 @@ def child(stack: str, events_path: Path, out_path: Path, warm: bool) -> None:
             result[name] = _sample(handler, event, context, *SAMPLING[name])
     result["rss_mib"] = _peak_rss_mib()
     out_path.write_text(json.dumps(result))
+
+
+def probe_child(probe: str, out_path: Path) -> None:
+    from tests.benchmarks import telemetry_probes
+
+    for module in telemetry_probes.APP_STACK:
+        importlib.import_module(module)
+    started = time.perf_counter()
+    telemetry_probes.PROBES[probe]()
+    out_path.write_text(json.dumps({"cold_seconds": time.perf_counter() - started}))
 
 
 def _peak_rss_mib() -> float:
@@ -175,12 +192,15 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 
 def measure_model(bundle: Path, events: Path, work: Path) -> dict[str, dict[str, float]]:
-    """Per stack: cold start median (s), p50/p99 per batch size (us), peak RSS (MiB)."""
-    cold: dict[str, list[float]] = {stack: [] for stack in STACKS}
-    for _ in range(COLD_RUNS):  # interleaved, so a slow spell of the machine hits both stacks
-        for stack in STACKS:
-            cold[stack].append(run_child(stack, bundle, events, work)["cold_seconds"])
-    results: dict[str, dict[str, float]] = {}
+    """Per stack: cold start median (s), p50/p99 per batch size (us), peak RSS (MiB); per telemetry probe: its
+    cold start median (s)."""
+    cold: dict[str, list[float]] = {name: [] for name in [*STACKS, *PROBE_NAMES]}
+    for _ in range(COLD_RUNS):  # interleaved, so a slow spell of the machine hits every stack and probe
+        for name in cold:
+            cold[name].append(run_child(name, bundle, events, work)["cold_seconds"])
+    results: dict[str, dict[str, float]] = {
+        probe: {"cold_start": statistics.median(cold[probe])} for probe in PROBE_NAMES
+    }
     for stack in STACKS:
         warm = run_child(stack, bundle, events, work, warm=True)
         results[stack] = {"cold_start": statistics.median(cold[stack]), "rss_mib": warm["rss_mib"]}
@@ -241,9 +261,27 @@ def report(results: dict[str, dict[str, dict[str, float]]], sizes: dict[str, flo
         lines.append(
             _row("bundle", "unzipped", _mebi(ours_mib), _mebi(theirs_mib), ours_mib / theirs_mib, goal, verdict)
         )
+    lines += ["", *telemetry_report(results)]
     if note:
         lines.append(note)
     return "\n".join(lines)
+
+
+def telemetry_report(results: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """What writing the first request line costs at cold start, imports included, each way (see
+    telemetry_probes.py), against the reference's cold start for that model in this run."""
+    lines = [f"telemetry at cold start: one request line, imports included (median {COLD_RUNS})"]
+    for model, measured in results.items():
+        reference = measured["reference"]["cold_start"]
+        for probe, label in PROBE_NAMES.items():
+            cold = measured[probe]["cold_start"]
+            lines.append(f"{model:<9} {label:<27} {_seconds_ms(cold):>9}  {cold / reference:.3f}x reference cold start")
+        extra = measured["powertools"]["cold_start"] - measured["emf"]["cold_start"]
+        share = extra / measured["driftloop"]["cold_start"]
+        lines.append(
+            f"{model:<9} {'Powertools costs':<27} {_seconds_ms(extra):>9}  {share:.1%} of driftloop's cold start"
+        )
+    return lines
 
 
 def _row(model: str, label: str, ours: str, theirs: str, ratio: float, goal: str, verdict: str) -> str:
@@ -258,6 +296,10 @@ def _seconds(value: float) -> str:
     return f"{value * 1000:.0f} ms"
 
 
+def _seconds_ms(value: float) -> str:
+    return f"{value * 1000:.1f} ms"
+
+
 def _micros(value: float) -> str:
     return f"{value:.0f} us" if value < 10_000 else f"{value / 1000:.1f} ms"
 
@@ -270,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.benchmarks.bench_inference", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--child", choices=sorted(STACKS), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=sorted([*STACKS, *PROBE_NAMES]), help=argparse.SUPPRESS)
     parser.add_argument("--events", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
@@ -286,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             bundles = train(work)
             events = work / "events.json"
             write_events(events)
-            for stack in STACKS:  # fills the bytecode cache: a deployed bundle ships its .pyc files
-                run_child(stack, bundles["logistic"], events, work)
+            for name in [*STACKS, *PROBE_NAMES]:  # fills the bytecode cache: a deployed bundle ships its .pyc files
+                run_child(name, bundles["logistic"], events, work)
             results = {}
             for model, bundle in bundles.items():
                 print(f"measuring the {model} ...", flush=True)

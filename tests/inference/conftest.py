@@ -17,10 +17,11 @@ import pandas as pd
 import pytest
 from mangum import Mangum
 
+from functions.common.metrics import InferenceMetric
 from functions.common.records import FeedbackRecord, PredictionRecord
 from functions.inference.api import create_app
 from functions.inference.capture import Record, Sink
-from functions.inference.config import Config
+from functions.inference.settings import InferenceSettings
 from functions.inference.telemetry import Telemetry
 from tests.inference.events import LambdaContext, rest_event
 
@@ -115,6 +116,7 @@ def assert_valid_emf(line: dict[str, Any]) -> None:
         assert set(metric) <= {"Name", "Unit", "StorageResolution"}
         assert isinstance(line[metric["Name"]], int | float), metric["Name"]
         assert metric["Unit"] in {"Milliseconds", "Count"}
+        assert metric["Unit"] == InferenceMetric(metric["Name"]).unit, metric["Name"]
 
 
 MakeApi = Callable[..., Api]
@@ -123,7 +125,7 @@ MakeApi = Callable[..., Api]
 @pytest.fixture
 def make_api() -> MakeApi:
     def make(
-        config: Config,
+        settings: InferenceSettings,
         sink: Sink | None = None,
         clock: Callable[[], float] = time.monotonic,
         *,
@@ -132,7 +134,7 @@ def make_api() -> MakeApi:
     ) -> Api:
         log = io.StringIO()
         app = create_app(
-            config,
+            settings,
             sink=sink,
             feedback=feedback,
             rng=rng,
@@ -156,7 +158,9 @@ def feedback_sink() -> RecordingSink:
 
 @pytest.fixture
 def api(make_api: MakeApi, trained_bundle: Path, sink: RecordingSink, feedback_sink: RecordingSink) -> Api:
-    return make_api(Config(model_dir=trained_bundle), sink=sink, feedback=feedback_sink)
+    # A batch limit of 100: small enough for the tests to exceed cheaply.
+    settings = InferenceSettings(model_dir=trained_bundle, max_instances=100)
+    return make_api(settings, sink=sink, feedback=feedback_sink)
 
 
 @pytest.fixture(scope="session")

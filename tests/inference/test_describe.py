@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.common.bundle import read_metadata
-from functions.inference.config import Config
+from functions.inference.settings import InferenceSettings
 from tests.inference.conftest import Api, MakeApi
 
 
@@ -75,6 +75,8 @@ def test_openapi_document_describes_the_live_feature_schema(api: Api, trained_bu
 
 
 def test_openapi_document_for_a_regressor_describes_values(make_api: MakeApi, regression_bundle: Path) -> None:
-    document = make_api(Config(model_dir=regression_bundle)).call("GET", "/openapi.json", content_type=None).json
+    document = (
+        make_api(InferenceSettings(model_dir=regression_bundle)).call("GET", "/openapi.json", content_type=None).json
+    )
     prediction = document["components"]["schemas"]["Prediction"]
     assert prediction["required"] == ["prediction_id", "value"]

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -19,8 +20,9 @@ from typing import Any
 import pytest
 import uvicorn
 
+from functions.common.env import EnvError
 from functions.inference.api import create_app
-from functions.inference.config import Config, ConfigError
+from functions.inference.settings import InferenceSettings
 from functions.inference.telemetry import Telemetry
 from tests.inference.events import LambdaContext, rest_event
 
@@ -29,7 +31,7 @@ HEAVY = ("boto3", "botocore", "sklearn", "scipy", "pandas", "joblib", "fastapi",
 
 
 def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLOOP_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DRIFTLOOP_", "POWERTOOLS_"))}
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120
     )
@@ -70,8 +72,8 @@ print(json.dumps(handler(json.loads({json.dumps(event)!r}), None)))
 
 
 def test_invalid_settings_stop_the_start_listing_every_problem() -> None:
-    with pytest.raises(ConfigError) as caught:
-        Config.from_env(
+    with pytest.raises(EnvError) as caught:
+        InferenceSettings.from_env(
             {
                 "DRIFTLOOP_REFRESH_SECONDS": "soon",
                 "DRIFTLOOP_MAX_INSTANCES": "0",
@@ -85,8 +87,8 @@ def test_invalid_settings_stop_the_start_listing_every_problem() -> None:
 
 
 def test_settings_are_read_from_the_environment_with_defaults() -> None:
-    assert Config.from_env({}) == Config()
-    config = Config.from_env(
+    assert InferenceSettings.from_env({}) == InferenceSettings()
+    settings = InferenceSettings.from_env(
         {
             "DRIFTLOOP_MODEL_BUCKET": "models",
             "DRIFTLOOP_REGISTRY_PREFIX": "team/registry/",
@@ -96,34 +98,40 @@ def test_settings_are_read_from_the_environment_with_defaults() -> None:
             "DRIFTLOOP_MODEL_DIR": "",
         }
     )
-    assert (config.model_bucket, config.registry_prefix, config.refresh_seconds) == ("models", "team/registry/", 5.0)
-    assert (config.max_instances, config.capture, config.model_dir) == (10, "log", None)
+    assert (settings.model_bucket, settings.registry_prefix, settings.refresh_seconds) == (
+        "models",
+        "team/registry/",
+        5.0,
+    )
+    assert (settings.max_instances, settings.capture, settings.model_dir) == (10, "log", None)
 
 
 def test_capture_and_feedback_settings_are_read_from_the_environment() -> None:
-    config = Config.from_env(
+    settings = InferenceSettings.from_env(
         {
             "DRIFTLOOP_CAPTURE": "firehose",
             "DRIFTLOOP_CAPTURE_STREAM": "driftloop-dev-captures",
             "DRIFTLOOP_CAPTURE_SAMPLE_RATE": "0.25",
             "DRIFTLOOP_FEEDBACK_STREAM": "driftloop-dev-feedback",
             "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "14",
-            "DRIFTLOOP_SERVICE_NAME": "driftloop-dev-inference",
+            "POWERTOOLS_SERVICE_NAME": "driftloop-dev-inference",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
     )
-    assert (config.capture, config.capture_stream, config.capture_sample_rate) == (
+    assert (settings.capture, settings.capture_stream, settings.sample_rate) == (
         "firehose",
         "driftloop-dev-captures",
         0.25,
     )
-    assert (config.feedback_stream, config.feedback_max_age_days) == ("driftloop-dev-feedback", 14)
-    assert config.service == "driftloop-dev-inference"
-    assert (Config().capture_sample_rate, Config().feedback_stream, Config().feedback_max_age_days) == (1.0, None, 30)
+    assert (settings.feedback_stream, settings.feedback_max_age_days) == ("driftloop-dev-feedback", 14)
+    assert (settings.service, settings.log_level) == ("driftloop-dev-inference", "WARNING")
+    defaults = InferenceSettings()
+    assert (defaults.sample_rate, defaults.feedback_stream, defaults.feedback_max_age_days) == (1.0, None, 30)
 
 
 def test_invalid_capture_settings_are_refused_with_every_problem() -> None:
-    with pytest.raises(ConfigError) as caught:
-        Config.from_env(
+    with pytest.raises(EnvError) as caught:
+        InferenceSettings.from_env(
             {
                 "DRIFTLOOP_CAPTURE": "firehose",
                 "DRIFTLOOP_CAPTURE_SAMPLE_RATE": "1.5",
@@ -134,14 +142,28 @@ def test_invalid_capture_settings_are_refused_with_every_problem() -> None:
     assert "DRIFTLOOP_CAPTURE_SAMPLE_RATE='1.5': must be a number between 0 and 1" in message
     assert "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS='0'" in message
     assert "DRIFTLOOP_CAPTURE=firehose needs DRIFTLOOP_CAPTURE_STREAM" in message
-    with pytest.raises(ConfigError, match="must be a number between 0 and 1"):
-        Config.from_env({"DRIFTLOOP_CAPTURE_SAMPLE_RATE": "nan"})
+    with pytest.raises(EnvError, match="must be a number between 0 and 1"):
+        InferenceSettings.from_env({"DRIFTLOOP_CAPTURE_SAMPLE_RATE": "nan"})
+
+
+def test_the_work_dir_is_resolved_where_the_function_runs_never_rendered_by_the_stack(tmp_path: Path) -> None:
+    defaults = InferenceSettings()
+    assert "DRIFTLOOP_WORK_DIR" not in defaults.to_env()
+    assert defaults.models_dir == Path(tempfile.gettempdir()) / "driftloop-models"
+    assert InferenceSettings.from_env({"DRIFTLOOP_WORK_DIR": str(tmp_path)}).models_dir == tmp_path
+
+
+def test_without_capture_the_rendered_environment_has_no_sampling_rate_and_reads_back_the_same() -> None:
+    settings = InferenceSettings(service="svc", model_bucket="models", feedback_stream="feedback")
+    rendered = settings.to_env()
+    assert "DRIFTLOOP_CAPTURE_SAMPLE_RATE" not in rendered and rendered["DRIFTLOOP_CAPTURE"] == "none"
+    assert InferenceSettings.from_env(rendered) == settings
 
 
 def test_the_default_registry_prefix_is_the_registry_s_own() -> None:
     from functions.common.registry import DEFAULT_PREFIX
 
-    assert Config().registry_prefix == DEFAULT_PREFIX
+    assert InferenceSettings().registry_prefix == DEFAULT_PREFIX
 
 
 def test_the_handler_answers_a_lambda_invocation_with_a_context(
@@ -149,14 +171,14 @@ def test_the_handler_answers_a_lambda_invocation_with_a_context(
 ) -> None:
     from mangum import Mangum
 
-    handler = Mangum(create_app(Config(model_dir=trained_bundle)), lifespan="off")
+    handler = Mangum(create_app(InferenceSettings(model_dir=trained_bundle)), lifespan="off")
     response = handler(rest_event("POST", "/predict", json.dumps({"instances": rows})), LambdaContext())
     assert response["statusCode"] == 200
 
 
 @pytest.fixture
 def http_server(trained_bundle: Path) -> Iterator[str]:
-    app = create_app(Config(model_dir=trained_bundle), telemetry=Telemetry("driftloop-test", io.StringIO()))
+    app = create_app(InferenceSettings(model_dir=trained_bundle), telemetry=Telemetry("driftloop-test", io.StringIO()))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

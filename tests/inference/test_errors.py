@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from functions.inference.config import Config
 from functions.inference.errors import Problem
 from functions.inference.model import Model
+from functions.inference.settings import InferenceSettings
 from tests.inference.conftest import Api, MakeApi, assert_valid_emf
 
 
@@ -54,7 +54,7 @@ def test_a_body_not_declared_as_utf8_json_returns_415(
 def test_a_body_over_the_size_limit_returns_413(
     make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]]
 ) -> None:
-    api = make_api(Config(model_dir=trained_bundle, max_body_bytes=512))
+    api = make_api(InferenceSettings(model_dir=trained_bundle, max_body_bytes=512))
     reply = api.predict(rows * 3)
     assert reply.status == 413
     assert reply.json["error"] == "body_too_large"
@@ -170,7 +170,7 @@ def test_an_unknown_top_level_field_is_reported_with_the_instance_problems(
 
 
 def test_the_batch_limit_is_configurable(make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]]) -> None:
-    api = make_api(Config(model_dir=trained_bundle, max_instances=2))
+    api = make_api(InferenceSettings(model_dir=trained_bundle, max_instances=2))
     assert api.predict(rows[:2]).status == 200
     assert api.predict(rows[:3]).status == 422
 
@@ -181,7 +181,7 @@ def test_the_batch_limit_is_configurable(make_api: MakeApi, trained_bundle: Path
 def test_without_a_model_every_route_returns_503_with_a_clear_message(
     make_api: MakeApi, rows: list[dict[str, Any]], method: str, path: str
 ) -> None:
-    api = make_api(Config())
+    api = make_api(InferenceSettings())
     reply = api.call(method, path, json.dumps({"instances": rows}) if method == "POST" else None)
     assert reply.status == 503
     assert reply.json["error"] == "model_unavailable"
@@ -189,7 +189,7 @@ def test_without_a_model_every_route_returns_503_with_a_clear_message(
 
 
 def test_a_model_directory_that_does_not_exist_returns_503_saying_so(make_api: MakeApi, tmp_path: Path) -> None:
-    reply = make_api(Config(model_dir=tmp_path / "nowhere")).call("GET", "/health", content_type=None)
+    reply = make_api(InferenceSettings(model_dir=tmp_path / "nowhere")).call("GET", "/health", content_type=None)
     assert reply.status == 503
     assert reply.json["message"] == "no model available: the model directory does not exist"
 
@@ -204,7 +204,7 @@ def test_a_directory_bundle_that_fails_verification_is_refused_with_503(
     with (broken / "model.onnx").open("ab") as stream:
         stream.write(b"\0")
 
-    api = make_api(Config(model_dir=broken))
+    api = make_api(InferenceSettings(model_dir=broken))
 
     reply = api.call("GET", "/health")
     assert reply.status == 503

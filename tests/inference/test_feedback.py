@@ -13,7 +13,7 @@ import pytest
 
 from functions.common.records import Caller, FeedbackRecord, _check, new_prediction_ids, to_json_lines
 from functions.inference.capture import DeliveryFailed, Record
-from functions.inference.config import Config
+from functions.inference.settings import InferenceSettings
 from tests.inference.conftest import TARGET, Api, FailingSink, MakeApi, RecordingSink, assert_valid_emf, instances
 
 
@@ -64,7 +64,7 @@ def test_feedback_for_a_regression_model_takes_a_finite_number_as_value(
     make_api: MakeApi, regression_bundle: Path, churn_data: pd.DataFrame
 ) -> None:
     sink = RecordingSink()
-    api = make_api(Config(model_dir=regression_bundle), feedback=sink)
+    api = make_api(InferenceSettings(model_dir=regression_bundle), feedback=sink)
     ids = served_ids(api, instances(churn_data, 3, drop=(TARGET, "monthly_charges")))
 
     reply = api.feedback(
@@ -87,7 +87,7 @@ def test_feedback_for_a_regression_model_takes_a_finite_number_as_value(
 def test_a_regression_value_that_is_not_a_number_returns_422(
     make_api: MakeApi, regression_bundle: Path, value: Any, problem: str
 ) -> None:
-    api = make_api(Config(model_dir=regression_bundle), feedback=RecordingSink())
+    api = make_api(InferenceSettings(model_dir=regression_bundle), feedback=RecordingSink())
     [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
 
     reply = api.feedback({"prediction_id": prediction_id, "value": value})
@@ -100,7 +100,7 @@ def test_a_regression_value_that_is_not_a_number_returns_422(
 def test_a_non_finite_regression_value_returns_422_naming_the_item(
     make_api: MakeApi, regression_bundle: Path, token: str
 ) -> None:
-    api = make_api(Config(model_dir=regression_bundle), feedback=RecordingSink())
+    api = make_api(InferenceSettings(model_dir=regression_bundle), feedback=RecordingSink())
     ids = new_prediction_ids(2, datetime.now(UTC))
     body = json.dumps({"feedback": [{"prediction_id": ids[0], "value": 1.0}, {"prediction_id": ids[1], "value": 0}]})
 
@@ -147,7 +147,7 @@ def test_an_id_from_the_future_returns_422(api: Api) -> None:
 
 
 def test_an_id_older_than_the_maximum_age_returns_422(make_api: MakeApi, trained_bundle: Path) -> None:
-    api = make_api(Config(model_dir=trained_bundle, feedback_max_age_days=7), feedback=RecordingSink())
+    api = make_api(InferenceSettings(model_dir=trained_bundle, feedback_max_age_days=7), feedback=RecordingSink())
     now = datetime.now(UTC)
     old, recent = new_prediction_ids(1, now - timedelta(days=7, minutes=1)) + new_prediction_ids(
         1, now - timedelta(days=6)
@@ -242,7 +242,7 @@ def test_a_body_that_is_neither_an_item_nor_a_batch_returns_422(
 
 
 def test_the_batch_limit_is_the_prediction_batch_limit(make_api: MakeApi, trained_bundle: Path) -> None:
-    api = make_api(Config(model_dir=trained_bundle, max_instances=2), feedback=RecordingSink())
+    api = make_api(InferenceSettings(model_dir=trained_bundle, max_instances=2), feedback=RecordingSink())
     items = [{"prediction_id": i, "label": "0"} for i in new_prediction_ids(3, datetime.now(UTC))]
     assert api.feedback({"feedback": items[:2]}).status == 202
     assert api.feedback({"feedback": items}).status == 422
@@ -262,7 +262,7 @@ def test_a_body_not_declared_as_utf8_json_returns_415(api: Api, content_type: st
 
 
 def test_a_body_over_the_size_limit_returns_413(make_api: MakeApi, trained_bundle: Path) -> None:
-    api = make_api(Config(model_dir=trained_bundle, max_body_bytes=256), feedback=RecordingSink())
+    api = make_api(InferenceSettings(model_dir=trained_bundle, max_body_bytes=256), feedback=RecordingSink())
     items = [{"prediction_id": i, "label": "0"} for i in new_prediction_ids(5, datetime.now(UTC))]
     reply = api.feedback({"feedback": items})
     assert reply.status == 413
@@ -277,7 +277,9 @@ def test_feedback_only_takes_post(api: Api) -> None:
 
 def test_without_a_model_feedback_returns_503(make_api: MakeApi) -> None:
     [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
-    reply = make_api(Config(), feedback=RecordingSink()).feedback({"prediction_id": prediction_id, "label": "1"})
+    reply = make_api(InferenceSettings(), feedback=RecordingSink()).feedback(
+        {"prediction_id": prediction_id, "label": "1"}
+    )
     assert reply.status == 503
     assert reply.json["error"] == "model_unavailable"
 
@@ -285,7 +287,7 @@ def test_without_a_model_feedback_returns_503(make_api: MakeApi) -> None:
 def test_a_feedback_sink_failure_returns_503_asking_to_retry_and_is_logged_and_counted(
     make_api: MakeApi, trained_bundle: Path
 ) -> None:
-    api = make_api(Config(model_dir=trained_bundle), feedback=FailingSink())
+    api = make_api(InferenceSettings(model_dir=trained_bundle), feedback=FailingSink())
     items = [{"prediction_id": i, "label": "1"} for i in new_prediction_ids(3, datetime.now(UTC))]
 
     reply = api.feedback({"feedback": items})
@@ -315,7 +317,7 @@ class PartlyFailingSink:
 
 
 def test_a_partial_feedback_failure_returns_503_naming_how_many_failed(make_api: MakeApi, trained_bundle: Path) -> None:
-    api = make_api(Config(model_dir=trained_bundle), feedback=PartlyFailingSink())
+    api = make_api(InferenceSettings(model_dir=trained_bundle), feedback=PartlyFailingSink())
     items = [{"prediction_id": i, "label": "0"} for i in new_prediction_ids(2, datetime.now(UTC))]
 
     reply = api.feedback({"feedback": items})
@@ -341,7 +343,7 @@ def test_accepted_feedback_is_counted_in_the_request_metrics(api: Api) -> None:
 def test_without_a_feedback_stream_feedback_goes_to_the_log(
     make_api: MakeApi, trained_bundle: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    api = make_api(Config(model_dir=trained_bundle))
+    api = make_api(InferenceSettings(model_dir=trained_bundle))
     [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
 
     assert api.feedback({"prediction_id": prediction_id, "label": "0"}).status == 202
@@ -367,7 +369,9 @@ def test_the_openapi_document_describes_feedback_for_the_live_model(
     assert "feedback_unavailable" in schemas["Error"]["properties"]["error"]["enum"]
     assert "30 days" in document["info"]["description"]
 
-    regression = make_api(Config(model_dir=regression_bundle)).call("GET", "/openapi.json", content_type=None).json
+    regression = (
+        make_api(InferenceSettings(model_dir=regression_bundle)).call("GET", "/openapi.json", content_type=None).json
+    )
     assert regression["components"]["schemas"]["FeedbackItem"]["required"] == ["prediction_id", "value"]
 
 

@@ -34,7 +34,7 @@ from functions.inference.capture import (
     encode,
     feedback_sink,
 )
-from functions.inference.config import Config
+from functions.inference.settings import InferenceSettings
 from tests.inference.conftest import MakeApi, instances
 from tests.plugins.aws import DATA_BUCKET
 
@@ -75,7 +75,7 @@ def delivered(s3: S3Client, prefix: str, *, remove: bool = False) -> list[list[d
     return objects
 
 
-def firehose_config(bundle: Path, **settings: Any) -> Config:
+def firehose_settings(bundle: Path, **settings: Any) -> InferenceSettings:
     options: dict[str, Any] = {
         "model_dir": bundle,
         "capture": "firehose",
@@ -84,7 +84,7 @@ def firehose_config(bundle: Path, **settings: Any) -> Config:
         "max_instances": 2000,
         "max_body_bytes": 6 * 1024 * 1024,
     }
-    return Config(**(options | settings))
+    return InferenceSettings(**(options | settings))
 
 
 def served(reply: Any) -> list[dict[str, Any]]:
@@ -96,7 +96,7 @@ def served(reply: Any) -> list[dict[str, Any]]:
 def test_every_prediction_lands_in_the_bucket_as_a_prediction_record_at_sample_rate_1(
     firehose: S3Client, make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]]
 ) -> None:
-    api = make_api(firehose_config(trained_bundle))
+    api = make_api(firehose_settings(trained_bundle))
 
     reply = api.predict(rows)
 
@@ -115,7 +115,7 @@ def test_every_prediction_lands_in_the_bucket_as_a_prediction_record_at_sample_r
 def test_nothing_is_sent_at_sample_rate_0(
     firehose: S3Client, make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]]
 ) -> None:
-    api = make_api(firehose_config(trained_bundle, capture_sample_rate=0.0))
+    api = make_api(firehose_settings(trained_bundle, capture_sample_rate=0.0))
 
     served(api.predict(rows))
 
@@ -128,7 +128,7 @@ def test_at_sample_rate_half_each_prediction_is_drawn_independently_and_reproduc
     rows = instances(churn_data, 400)
     picks = []
     for _ in range(2):
-        api = make_api(firehose_config(trained_bundle, capture_sample_rate=0.5), rng=random.Random(42))
+        api = make_api(firehose_settings(trained_bundle, capture_sample_rate=0.5), rng=random.Random(42))
         positions = {p["prediction_id"]: index for index, p in enumerate(served(api.predict(rows)))}
         [objects] = delivered(firehose, CAPTURE_PREFIX, remove=True)
         picks.append([positions[line["prediction_id"]] for line in objects])
@@ -144,7 +144,7 @@ def test_at_sample_rate_half_each_prediction_is_drawn_independently_and_reproduc
 def test_more_than_500_records_are_sent_in_chunks_of_at_most_500(
     firehose: S3Client, make_api: MakeApi, trained_bundle: Path, churn_data: pd.DataFrame
 ) -> None:
-    api = make_api(firehose_config(trained_bundle))
+    api = make_api(firehose_settings(trained_bundle))
     rows = instances(churn_data, 1201)
 
     predictions = served(api.predict(rows))
@@ -167,7 +167,7 @@ def test_chunks_stay_within_4_mib_per_call() -> None:
 def test_a_failing_firehose_call_never_fails_the_prediction_and_is_counted(
     firehose: S3Client, make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]]
 ) -> None:
-    api = make_api(firehose_config(trained_bundle, capture_stream="no-such-stream"))
+    api = make_api(firehose_settings(trained_bundle, capture_stream="no-such-stream"))
 
     reply = api.predict(rows)
 
@@ -204,7 +204,7 @@ def test_records_firehose_rejects_are_counted_as_capture_failures(
     responses = [{"RecordId": "a"}, {"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "slow down"}]
     responses += [{"RecordId": "b"}, {"ErrorCode": "ServiceUnavailableException"}, {"ErrorCode": "InternalFailure"}]
     fake = FakeFirehose({"FailedPutCount": 3, "RequestResponses": responses})
-    api = make_api(Config(model_dir=trained_bundle), sink=FirehoseSink("captures", client=fake))
+    api = make_api(InferenceSettings(model_dir=trained_bundle), sink=FirehoseSink("captures", client=fake))
 
     reply = api.predict(rows)
 
@@ -280,7 +280,7 @@ def test_the_sinks_follow_the_settings() -> None:
 def test_feedback_lands_in_the_bucket_as_feedback_records(
     firehose: S3Client, make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]]
 ) -> None:
-    api = make_api(firehose_config(trained_bundle))
+    api = make_api(firehose_settings(trained_bundle))
     ids = [p["prediction_id"] for p in served(api.predict(rows[:2]))]
 
     reply = api.feedback(
@@ -296,7 +296,7 @@ def test_feedback_lands_in_the_bucket_as_feedback_records(
 def test_a_firehose_failure_for_feedback_returns_503(
     firehose: S3Client, make_api: MakeApi, trained_bundle: Path
 ) -> None:
-    api = make_api(firehose_config(trained_bundle, feedback_stream="no-such-stream"))
+    api = make_api(firehose_settings(trained_bundle, feedback_stream="no-such-stream"))
     [pid] = new_prediction_ids(1, datetime.now(UTC))
 
     reply = api.feedback({"prediction_id": pid, "label": "1"})
@@ -311,7 +311,7 @@ def test_the_app_creates_the_firehose_clients_at_start(
 ) -> None:
     capture, feedback = FirehoseSink(CAPTURE_STREAM), FirehoseSink(FEEDBACK_STREAM)
 
-    api = make_api(Config(model_dir=trained_bundle), sink=capture, feedback=feedback)
+    api = make_api(InferenceSettings(model_dir=trained_bundle), sink=capture, feedback=feedback)
 
     assert capture._client is not None and feedback._client is not None
     served(api.predict(rows))

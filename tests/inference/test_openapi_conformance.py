@@ -28,7 +28,7 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.schemas import APIOperation
 
 from functions.inference.api import FEEDBACK_PATH, create_app
-from functions.inference.config import Config
+from functions.inference.settings import InferenceSettings
 from functions.inference.telemetry import Telemetry
 from tests.inference.conftest import RecordingSink
 
@@ -41,7 +41,7 @@ def test_every_operation_answers_as_the_openapi_document_says(
     bundle: str, mode: GenerationMode, request: pytest.FixtureRequest
 ) -> None:
     app = create_app(
-        Config(model_dir=request.getfixturevalue(bundle)),
+        InferenceSettings(model_dir=request.getfixturevalue(bundle)),
         sink=RecordingSink(),
         feedback=RecordingSink(),
         telemetry=Telemetry("driftloop-test", io.StringIO()),

@@ -21,7 +21,7 @@ from starlette.types import Message
 from functions.common.bundle import JOBLIB_FILE, MISSING_CATEGORY, read_metadata
 from functions.common.records import Caller, new_prediction_ids, prediction_time, to_json_lines
 from functions.inference.api import create_app
-from functions.inference.config import Config
+from functions.inference.settings import InferenceSettings
 from functions.inference.telemetry import Telemetry
 from tests.inference.conftest import TARGET, Api, FailingSink, MakeApi, RecordingSink, instances
 
@@ -70,15 +70,15 @@ def test_prediction_ids_are_unique_across_requests(api: Api, rows: list[dict[str
 def test_directory_model_version_is_stable_across_loads(
     make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]]
 ) -> None:
-    first = make_api(Config(model_dir=trained_bundle)).predict(rows).json["model_version"]
-    second = make_api(Config(model_dir=trained_bundle)).predict(rows).json["model_version"]
+    first = make_api(InferenceSettings(model_dir=trained_bundle)).predict(rows).json["model_version"]
+    second = make_api(InferenceSettings(model_dir=trained_bundle)).predict(rows).json["model_version"]
     assert first == second == f"local-{read_metadata(trained_bundle).files['model.onnx'][:12]}"
 
 
 def test_predict_regression_returns_a_value_per_instance(
     make_api: MakeApi, regression_bundle: Path, churn_data: pd.DataFrame
 ) -> None:
-    api = make_api(Config(model_dir=regression_bundle))
+    api = make_api(InferenceSettings(model_dir=regression_bundle))
     rows = instances(churn_data, 4, drop=(TARGET, "monthly_charges"))
 
     reply = api.predict(rows)
@@ -133,7 +133,7 @@ def test_predictions_through_the_api_equal_the_scikit_learn_pipeline(
     bundle: Path = request.getfixturevalue(bundle_fixture)
     metadata = read_metadata(bundle)
     frame = churn_data.sample(100, random_state=3)
-    api = make_api(Config(model_dir=bundle))
+    api = make_api(InferenceSettings(model_dir=bundle))
 
     served = api.predict(instances(frame, 100)).json["predictions"]
 
@@ -161,7 +161,7 @@ def test_a_model_trained_on_column_names_onnx_cannot_spell_serves_them_by_their_
         "Unnamed: 0": "Unnamed_0",
         "contract type": "contract_type",
     }
-    api = make_api(Config(model_dir=base / "model"))
+    api = make_api(InferenceSettings(model_dir=base / "model"))
 
     reply = api.predict(instances(frame, 3))
 
@@ -202,7 +202,7 @@ def test_requests_that_fail_capture_nothing(api: Api, sink: RecordingSink, rows:
 def test_a_capture_failure_does_not_fail_the_request_and_is_logged_and_counted(
     make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]]
 ) -> None:
-    api = make_api(Config(model_dir=trained_bundle), sink=FailingSink())
+    api = make_api(InferenceSettings(model_dir=trained_bundle), sink=FailingSink())
 
     reply = api.predict(rows)
 
@@ -219,7 +219,7 @@ def test_a_capture_failure_does_not_fail_the_request_and_is_logged_and_counted(
 def test_the_log_capture_sink_writes_one_json_line_per_prediction(
     make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    api = make_api(Config(model_dir=trained_bundle, capture="log"))
+    api = make_api(InferenceSettings(model_dir=trained_bundle, capture="log"))
 
     served = api.predict(rows).json["predictions"]
 
@@ -280,7 +280,10 @@ def test_without_api_gateway_capture_and_feedback_records_have_no_caller(
 ) -> None:
     # Locally (driftloop serve, uvicorn) nothing identifies the client: no caller rather than a guessed one.
     app = create_app(
-        Config(model_dir=trained_bundle), sink=sink, feedback=feedback_sink, telemetry=Telemetry("t", io.StringIO())
+        InferenceSettings(model_dir=trained_bundle),
+        sink=sink,
+        feedback=feedback_sink,
+        telemetry=Telemetry("t", io.StringIO()),
     )
     [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
 
@@ -294,7 +297,7 @@ def test_without_api_gateway_capture_and_feedback_records_have_no_caller(
 def test_a_regression_output_that_overflows_is_null_with_a_warning_on_that_instance_only(
     make_api: MakeApi, regression_bundle: Path, churn_data: pd.DataFrame, sink: RecordingSink
 ) -> None:
-    api = make_api(Config(model_dir=regression_bundle), sink=sink)
+    api = make_api(InferenceSettings(model_dir=regression_bundle), sink=sink)
     rows = instances(churn_data, 3, drop=(TARGET, "monthly_charges"))
     # Within float32, as the document allows, but far beyond training: the linear model's output overflows.
     rows[1] |= {"tenure_months": 3.4e38, "data_usage_gb": 3.4e38, "support_calls": 3.4e38, "age": 3.4e38}

@@ -14,7 +14,7 @@ import pytest
 
 from functions.common.bundle import METADATA_FILE, ONNX_FILE, pack_archive, read_metadata, write_metadata
 from functions.common.registry import VERSION_FILE, Registry, new_version_id
-from functions.inference.config import Config
+from functions.inference.settings import InferenceSettings
 from tests.inference.conftest import Api, Clock, MakeApi
 from tests.plugins.aws import MODEL_BUCKET
 
@@ -47,8 +47,8 @@ def clock() -> Clock:
 @pytest.fixture
 def serve(make_api: MakeApi, clock: Clock, tmp_path: Path, s3: S3Client) -> Callable[[], Api]:
     def serve() -> Api:
-        config = Config(model_bucket=MODEL_BUCKET, refresh_seconds=REFRESH, work_dir=tmp_path / "work")
-        return make_api(config, clock=clock)
+        settings = InferenceSettings(model_bucket=MODEL_BUCKET, refresh_seconds=REFRESH, work_dir=tmp_path / "work")
+        return make_api(settings, clock=clock)
 
     return serve
 
@@ -230,7 +230,7 @@ def test_a_refused_version_is_retried_only_once_per_refresh_interval(
 
 
 def test_an_unreadable_registry_returns_503_and_is_logged(make_api: MakeApi, s3: S3Client, tmp_path: Path) -> None:
-    api = make_api(Config(model_bucket="no-such-bucket", work_dir=tmp_path))
+    api = make_api(InferenceSettings(model_bucket="no-such-bucket", work_dir=tmp_path))
 
     reply = api.call("GET", "/health", content_type=None)
 

@@ -10,6 +10,8 @@ from typing import Any
 from aws_cdk.assertions import Capture, Match, Template
 
 from functions.common import layout
+from functions.inference.settings import InferenceSettings
+from infra.config import load_config
 from infra.constructs.inference_api import FEEDBACK_ROUTE, ROUTES
 from infra.stacks.wiring import DriftloopStacks
 from tests.infra.conftest import build, cdk_context
@@ -69,12 +71,46 @@ def test_inference_function_settings(serving_template: Template) -> None:
                     "DRIFTLOOP_CAPTURE_SAMPLE_RATE": "1.0",
                     "DRIFTLOOP_FEEDBACK_STREAM": "driftloop-dev-feedback",
                     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
-                    "DRIFTLOOP_SERVICE_NAME": "driftloop-dev-inference",
-                    "LOG_LEVEL": "INFO",
+                    "POWERTOOLS_SERVICE_NAME": "driftloop-dev-inference",
+                    "POWERTOOLS_LOG_LEVEL": "INFO",
                 }
             },
             "ReservedConcurrentExecutions": 50,
         },
+    )
+
+
+def test_the_inference_environment_reads_back_through_its_contract_and_holds_exactly_its_variables(
+    serving_template: Template,
+) -> None:
+    [function] = serving_template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "functions.inference.app.handler"}}
+    ).values()
+    variables = function["Properties"]["Environment"]["Variables"]
+    # CDK tokens (the bucket's import) stand for text the function gets at deploy time.
+    text = {name: value if isinstance(value, str) else f"<{name}>" for name, value in variables.items()}
+
+    settings = InferenceSettings.from_env(text)
+
+    assert set(settings.to_env()) == set(variables)
+    assert (settings.service, settings.log_level) == ("driftloop-dev-inference", "INFO")
+    assert (settings.model_bucket, settings.capture_stream) == ("<DRIFTLOOP_MODEL_BUCKET>", "driftloop-dev-captures")
+
+
+def test_the_inference_defaults_for_local_runs_agree_with_cdk_json() -> None:
+    config = load_config(cdk_context().get)
+    defaults = InferenceSettings()
+
+    assert defaults.log_level == config.log_level
+    assert defaults.registry_prefix == config.data.registry_prefix
+    assert (defaults.refresh_seconds, defaults.max_instances, defaults.max_body_bytes) == (
+        config.serving.refresh_seconds,
+        config.serving.max_instances,
+        config.serving.max_body_bytes,
+    )
+    assert (defaults.sample_rate, defaults.feedback_max_age_days) == (
+        config.capture.sample_rate,
+        config.capture.feedback_max_age_days,
     )
 
 
