@@ -51,15 +51,17 @@ def _approval_command(
 def _approve(args: argparse.Namespace) -> int:
     import boto3
 
+    from functions.workflow.state import Approval
+
     identity = boto3.client("sts").get_caller_identity()["Arn"]
-    output = {"approved": True, "by": identity, "note": args.note}
+    output = Approval.answer(identity, args.note)
     _answer_approval(lambda sfn: sfn.send_task_success(taskToken=args.token, output=json.dumps(output)))
     print(f"approved by {identity}: the run promotes its version")
     return 0
 
 
 def _deny(args: argparse.Namespace) -> int:
-    from functions.workflow.steps import APPROVAL_DENIED
+    from functions.workflow.state import APPROVAL_DENIED
 
     if not args.reason.strip():
         raise CommandError("--reason must say why: it is recorded with the rejection")

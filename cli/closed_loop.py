@@ -25,6 +25,7 @@ import pandas as pd
 
 from cli.client import get_json, post_json
 from functions.common.registry import Registry
+from functions.workflow import state, triggers
 from localcloud import cloud as local_cloud
 from localcloud.deploy import Deployment, deploy
 from training import synthetic
@@ -154,7 +155,7 @@ def closed_loop(narrator: Narrator, loop: Loop) -> None:
     api = loop.deployment.api_url
     with narrator.step("Upload labelled data and let the state machine train version 1 for real"):
         loop.upload("training-data/history.csv", synthetic.generate(TRAINING_ROWS, seed=1))
-        first = start_and_finish(narrator, loop, {"trigger": {"source": "manual", "by": "make demo"}})
+        first = start_and_finish(narrator, loop, {triggers.INPUT_KEY: {"source": triggers.MANUAL, "by": "make demo"}})
         v1 = champion_version(loop)
         if first["status"] != "SUCCEEDED" or v1 is None:
             raise DemoFailed(f"the first training run ended {first['status']}: {first.get('cause', '')[:500]}")
@@ -244,11 +245,11 @@ def start_and_finish(narrator: Narrator, loop: Loop, payload: dict[str, Any]) ->
 
 def final_state(outcome: dict[str, Any]) -> str:
     output = json.loads(outcome.get("output") or "{}")
-    for key, label in (("promotion", "promoted"), ("rejection", "rejected")):
+    for key, label in ((state.PROMOTION, "promoted"), (state.REJECTION, "rejected")):
         if isinstance(output.get(key), dict):
             return f"{label} {output[key].get('version')}"
-    if isinstance(output.get("guard"), dict) and not output["guard"].get("acquired", True):
-        return f"skipped: {output['guard'].get('reason', '')}"
+    if isinstance(output.get(state.GUARD), dict) and not output[state.GUARD].get("acquired", True):
+        return f"skipped: {output[state.GUARD].get('reason', '')}"
     return outcome.get("error") or "done"
 
 
@@ -315,8 +316,8 @@ def summarise(narrator: Narrator, loop: Loop) -> None:
         )
     narrator.say("decisions:")
     for decision in loop.registry.decisions():
-        trigger = decision.details.get("trigger") or {}
-        source = f" [{trigger.get('source')}]" if isinstance(trigger, dict) and trigger.get("source") else ""
+        trigger = triggers.Trigger.from_decision(decision.details)
+        source = f" [{trigger.source}]" if trigger is not None else ""
         narrator.say(f"  {decision.time[11:19]} {decision.action:<11} {decision.version or '-'}{source}")
     status, health = get_json(loop.deployment.api_url + "/health")
     narrator.say(f"GET /health -> {status}: {health}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cli.command import CommandError, Commands
+from functions.workflow.triggers import Trigger
 
 if TYPE_CHECKING:
     from functions.common.registry import Decision, Registry
@@ -122,10 +123,9 @@ def format_decision(decision: Decision) -> str:
     """One line: time, action, version, then what started the run or what was replaced, then the reasons."""
     details = decision.details
     context = []
-    trigger = details.get("trigger")
-    if isinstance(trigger, dict):
-        source = str(trigger.get("source", "unknown"))
-        context.append(f"[{source}{' ' + str(trigger['alarm_name']) if trigger.get('alarm_name') else ''}]")
+    trigger = Trigger.from_decision(details)
+    if trigger is not None:
+        context.append(f"[{trigger.label}]")
     if decision.action in ("promoted", "rolled_back") and details.get("previous_version"):
         context.append(f"[was {details['previous_version']}]")
     text = " ".join([*context, "; ".join(decision.reasons)]).strip()

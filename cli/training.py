@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from cli.command import CommandError, Commands
@@ -80,12 +81,18 @@ def _key_value(item: str) -> tuple[str, str]:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    # The inference app's settings (functions/inference/config.py) are read from the environment it starts in.
+    from functions.common.env import EnvError
+    from functions.inference.settings import InferenceSettings
+
+    # The app reads its settings from the environment it starts in: this one's, with the model given here.
+    try:
+        settings = InferenceSettings.from_env()
+    except EnvError as exc:
+        raise CommandError(str(exc)) from exc
     if args.model_dir is not None:
-        os.environ["DRIFTLOOP_MODEL_DIR"] = str(args.model_dir.resolve())
+        settings = replace(settings, model_dir=args.model_dir.resolve())
     else:
-        os.environ["DRIFTLOOP_MODEL_BUCKET"] = args.bucket
-        os.environ["DRIFTLOOP_REGISTRY_PREFIX"] = args.prefix
-    os.environ["DRIFTLOOP_REFRESH_SECONDS"] = str(args.refresh_seconds)
+        settings = replace(settings, model_dir=None, model_bucket=args.bucket, registry_prefix=args.prefix)
+    os.environ.update(replace(settings, refresh_seconds=args.refresh_seconds).to_env())
     uvicorn.run("functions.inference.app:app", host=args.host, port=args.port, log_level="warning")
     return 0

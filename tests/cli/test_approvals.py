@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import Stubber
 
 from cli.main import main
-from functions.workflow.steps import APPROVAL_DENIED
+from functions.workflow.state import APPROVAL_DENIED
 
 OPERATOR = "arn:aws:sts::000000000000:assumed-role/operators/alice"
 

@@ -15,7 +15,6 @@ its lock, Register finds the version it stored, and the decisions a run records 
 """
 
 from functions.workflow.errors import WorkflowError
-from functions.workflow.state import APPROVAL_DENIED, APPROVAL_TIMEOUT
 from functions.workflow.steps.approval import approval_message, request_approval
 from functions.workflow.steps.assemble import assemble_data
 from functions.workflow.steps.failure import record_failure
@@ -26,9 +25,6 @@ from functions.workflow.steps.promotion import promote, reject
 from functions.workflow.steps.register import register, split_s3_uri
 
 __all__ = [
-    # The approval errors' owner is functions.workflow.state; the CLI (driftloop deny) still imports them here.
-    "APPROVAL_DENIED",
-    "APPROVAL_TIMEOUT",
     "OVERRIDABLE_HYPERPARAMETERS",
     "WorkflowError",
     "approval_message",

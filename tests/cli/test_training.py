@@ -1,0 +1,58 @@
+"""``driftloop serve``: the app it starts reads the model it was given through the inference settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from cli.main import main
+from functions.inference.settings import InferenceSettings
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[InferenceSettings]]:
+    """Stands in for uvicorn: records the settings the app would read when it starts. The command sets them in
+    this process's environment, which is put back afterwards."""
+    saved = dict(os.environ)
+    for name in InferenceSettings.variables().values():
+        os.environ.pop(name, None)
+    seen: list[InferenceSettings] = []
+
+    def run(app: str, **_options: Any) -> None:
+        assert app == "functions.inference.app:app"
+        seen.append(InferenceSettings.from_env(dict(os.environ)))
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    yield seen
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_serve_gives_the_app_the_bundle_folder_and_keeps_the_callers_other_settings(
+    started: list[InferenceSettings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DRIFTLOOP_MAX_INSTANCES", "7")
+    assert main(["serve", "--model-dir", str(tmp_path), "--refresh-seconds", "5"]) == 0
+    [settings] = started
+    assert (settings.model_dir, settings.model_bucket, settings.refresh_seconds) == (tmp_path.resolve(), None, 5.0)
+    assert settings.max_instances == 7
+
+
+def test_serve_from_a_bucket_gives_the_app_the_registry(started: list[InferenceSettings]) -> None:
+    assert main(["serve", "--bucket", "models", "--prefix", "reg/"]) == 0
+    [settings] = started
+    assert (settings.model_dir, settings.model_bucket, settings.registry_prefix) == (None, "models", "reg/")
+
+
+def test_serve_with_a_bad_setting_in_the_environment_names_it_and_starts_nothing(
+    started: list[InferenceSettings], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DRIFTLOOP_MAX_INSTANCES", "many")
+    assert main(["serve", "--bucket", "models"]) != 0
+    assert "DRIFTLOOP_MAX_INSTANCES='many'" in capsys.readouterr().err
+    assert started == []
