@@ -112,23 +112,23 @@ class EnvContract:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         problems: list[str] = []
-        missing = False
+        required = set()
         for field in dataclasses.fields(cls):
             name, codec = field.metadata["variable"], field.metadata["codec"]
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                required.add(field.name)
             raw = environ.get(name, "").strip()
             if not raw:
-                optional = field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
-                if not optional:
+                if field.name in required:
                     problems.append(f"{name} is required")
-                    missing = True
                 continue
             try:
                 values[field.name] = codec.parse(raw)
             except ValueError as exc:
                 problems.append(f"{name}={raw!r}: {exc}")
-        # Relations are checked beside malformed variables too (those take their defaults), so that one error
-        # lists every problem.
-        if not missing:
+        # Relations are checked beside malformed optional variables too (those take their defaults), so that one
+        # error lists every problem; without a required value there is nothing to relate.
+        if required <= values.keys():
             try:
                 contract = cls(**values)
             except ValueError as exc:
@@ -144,42 +144,3 @@ class EnvContract:
     def validate(self) -> None:
         """Check relations between fields; raise ValueError naming the variables. Fields alone are checked by
         their codecs."""
-
-
-@dataclass(frozen=True)
-class Env:
-    """The former reader, kept until the monitor and workflow settings move to :class:`EnvContract`."""
-
-    values: Mapping[str, str]
-
-    def required(self, name: str) -> str:
-        value = self.values.get(name, "").strip()
-        if not value:
-            raise EnvError(f"environment variable {name} is required")
-        return value
-
-    def optional(self, name: str, default: str) -> str:
-        return self.values.get(name, "").strip() or default
-
-    def integer(self, name: str, minimum: int) -> int:
-        raw = self.required(name)
-        try:
-            value = int(raw)
-        except ValueError:
-            raise EnvError(f"environment variable {name} must be an integer, got {raw!r}") from None
-        if value < minimum:
-            raise EnvError(f"environment variable {name} must be at least {minimum}, got {value}")
-        return value
-
-    def number(self, name: str) -> float:
-        raw = self.required(name)
-        try:
-            return float(raw)
-        except ValueError:
-            raise EnvError(f"environment variable {name} must be a number, got {raw!r}") from None
-
-    def boolean(self, name: str) -> bool:
-        raw = self.required(name).lower()
-        if raw not in ("true", "false"):
-            raise EnvError(f"environment variable {name} must be 'true' or 'false', got {raw!r}")
-        return raw == "true"

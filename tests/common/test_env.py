@@ -81,3 +81,24 @@ def test_a_relation_between_fields_is_checked_when_rendering() -> None:
 def test_variables_maps_each_field_to_its_variable() -> None:
     assert ExampleSettings.variables()["batch"] == "EXAMPLE_BATCH"
     assert ExampleSettings.variables()["service"] == "POWERTOOLS_SERVICE_NAME"
+
+
+def test_a_malformed_required_variable_is_an_env_error_naming_it() -> None:
+    with pytest.raises(EnvError) as caught:
+        ExampleSettings.from_env({"POWERTOOLS_SERVICE_NAME": "s", "EXAMPLE_BUCKET": "b", "EXAMPLE_BATCH": "x"})
+    assert "EXAMPLE_BATCH='x': must be an integer >= 1" in str(caught.value)
+
+
+def test_a_relation_is_reported_beside_a_malformed_optional_variable() -> None:
+    with pytest.raises(EnvError) as caught:
+        ExampleSettings.from_env(
+            {
+                "POWERTOOLS_SERVICE_NAME": "s",
+                "EXAMPLE_BUCKET": "b",
+                "EXAMPLE_BATCH": "1",
+                "EXAMPLE_ENABLED": "true",
+                "EXAMPLE_SHARE": "2",
+            }
+        )
+    assert "EXAMPLE_SHARE='2'" in str(caught.value)
+    assert "EXAMPLE_ENABLED=true needs EXAMPLE_WORK_DIR" in str(caught.value)
