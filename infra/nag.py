@@ -17,8 +17,8 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from functions.common.registry import RegistryLayout
 from infra.grants import objects_arn
-from infra.registry_keys import decisions_prefix, run_lock_prefix, versions_prefix
 
 if TYPE_CHECKING:
     from infra.constructs.python_function import PythonFunction
@@ -112,9 +112,10 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
     artifacts = objects_arn(training.model_bucket, data.artifact_prefix)
     assembled = objects_arn(training.data_bucket, data.assembled_prefix)
     model, registry_prefix = training.model_bucket, data.registry_prefix
-    run_lock = objects_arn(model, run_lock_prefix(registry_prefix))
-    decisions = objects_arn(model, decisions_prefix(registry_prefix))
-    versions = objects_arn(model, versions_prefix(registry_prefix))
+    layout = RegistryLayout(registry_prefix)
+    run_lock = objects_arn(model, layout.runs_prefix)
+    decisions = objects_arn(model, layout.decisions_prefix)
+    versions = objects_arn(model, layout.versions_prefix)
     steps = training.steps
     for name, arns in (
         ("guard", [run_lock, decisions]),

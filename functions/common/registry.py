@@ -40,9 +40,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 DEFAULT_PREFIX = "registry/"
-CHAMPION_FILE = "champion.json"
-VERSIONS_FOLDER = "versions/"
-DECISIONS_FOLDER = "decisions/"
 VERSION_FILE = "version.json"
 
 Action = Literal["registered", "promoted", "rejected", "rolled_back", "failed", "skipped", "triggered"]
@@ -159,20 +156,66 @@ def champion_before(decisions: Sequence[Decision], current: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class RegistryLayout:
+    """Where each kind of registry object lives under the registry prefix: the Lambdas, the CLI and the IAM grants
+    of the stacks all take their keys from here."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if self.prefix and not self.prefix.endswith("/"):
+            object.__setattr__(self, "prefix", self.prefix + "/")
+
+    @property
+    def champion_key(self) -> str:
+        """The champion pointer: replaced by compare-and-swap, by Promote and the operator CLI only."""
+        return self.prefix + "champion.json"
+
+    @property
+    def versions_prefix(self) -> str:
+        """Immutable versions, created by Register (and ``driftloop register``)."""
+        return self.prefix + "versions/"
+
+    @property
+    def decisions_prefix(self) -> str:
+        """The append-only decision record."""
+        return self.prefix + "decisions/"
+
+    @property
+    def runs_prefix(self) -> str:
+        """The run lock's folder: the only registry keys Guard and Release change."""
+        return self.prefix + "runs/"
+
+    @property
+    def lock_key(self) -> str:
+        return self.runs_prefix + "lock.json"
+
+    @property
+    def history_prefixes(self) -> tuple[str, ...]:
+        """The prefixes whose objects are written once and never replaced."""
+        return self.versions_prefix, self.decisions_prefix
+
+    def version_key(self, version: str, name: str) -> str:
+        return f"{self.versions_prefix}{version}/{name}"
+
+    def decision_key(self, time: datetime, decision_id: str) -> str:
+        return f"{self.decisions_prefix}{_stamp(time)}-{decision_id}.json"
+
+
 class Registry:
     def __init__(self, s3: S3Client, bucket: str, prefix: str = DEFAULT_PREFIX) -> None:
         self._s3 = s3
         self.bucket = bucket
-        self.prefix = prefix if prefix.endswith("/") or not prefix else prefix + "/"
-
-    # -- keys -------------------------------------------------------------------------------------------------
+        self.layout = RegistryLayout(prefix)
+        self.prefix = self.layout.prefix
 
     def version_key(self, version: str, name: str) -> str:
-        return f"{self.prefix}{VERSIONS_FOLDER}{version}/{name}"
+        return self.layout.version_key(version, name)
 
     @property
     def champion_key(self) -> str:
-        return self.prefix + CHAMPION_FILE
+        return self.layout.champion_key
 
     # -- versions ---------------------------------------------------------------------------------------------
 
@@ -239,7 +282,7 @@ class Registry:
     def list_versions(self) -> list[VersionRecord]:
         records = [
             VersionRecord.from_dict(data)
-            for key in self._keys(self.prefix + VERSIONS_FOLDER)
+            for key in self._keys(self.layout.versions_prefix)
             if key.endswith("/" + VERSION_FILE) and (data := self._get_json(key)) is not None
         ]
         return sorted(records, key=lambda record: record.version)
@@ -389,7 +432,7 @@ class Registry:
 
     def decisions(self, *, since: datetime | None = None) -> list[Decision]:
         """Every decision in time order; with ``since``, only those recorded at or after it (fewer keys read)."""
-        folder = self.prefix + DECISIONS_FOLDER
+        folder = self.layout.decisions_prefix
         if since is None:
             keys = self._keys(folder)
         else:
@@ -401,7 +444,7 @@ class Registry:
         return [decision for decision in decisions if datetime.fromisoformat(decision.time) >= since]
 
     def _decision_key(self, time: str, decision_id: str) -> str:
-        return f"{self.prefix}{DECISIONS_FOLDER}{_stamp(datetime.fromisoformat(time))}-{decision_id}.json"
+        return self.layout.decision_key(datetime.fromisoformat(time), decision_id)
 
     # -- S3 adapters ------------------------------------------------------------------------------------------
 

@@ -22,11 +22,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from functions.common.registry import RegistryLayout
+
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
     from mypy_boto3_s3 import S3Client
 
-LOCK_KEY = "runs/lock.json"
 LOST_RACE_CODES = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 
 LockState = Literal["held", "released"]
@@ -77,8 +78,7 @@ class RunLock:
     def __init__(self, s3: S3Client, bucket: str, registry_prefix: str, *, timeout: timedelta) -> None:
         self._s3 = s3
         self.bucket = bucket
-        prefix = registry_prefix if registry_prefix.endswith("/") or not registry_prefix else registry_prefix + "/"
-        self.key = prefix + LOCK_KEY
+        self.key = RegistryLayout(registry_prefix).lock_key
         self.timeout = timeout
 
     def read(self) -> Lock | None:

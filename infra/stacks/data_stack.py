@@ -10,9 +10,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from functions.common.registry import RegistryLayout
 from infra.config import DriftloopConfig
 from infra.constructs.secure_bucket import SecureBucket
-from infra.registry_keys import history_prefixes
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,8 @@ class DataStack(Stack):
         """Versions and decisions are written once (``IfNoneMatch="*"``, functions/common/registry.py) and never
         replaced: the bucket refuses any other write there, whatever the writer's IAM permissions."""
         history = [
-            self.model_bucket.arn_for_objects(f"{prefix}*") for prefix in history_prefixes(config.data.registry_prefix)
+            self.model_bucket.arn_for_objects(f"{prefix}*")
+            for prefix in RegistryLayout(config.data.registry_prefix).history_prefixes
         ]
         self.model_bucket.add_to_resource_policy(
             iam.PolicyStatement(

@@ -18,6 +18,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.common.registry import RegistryLayout
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from infra.bundling import WORKFLOW
 from infra.config import DriftloopConfig
@@ -27,7 +28,6 @@ from infra.constructs.sagemaker_role import SageMakerExecutionRole
 from infra.constructs.training_image import TrainingImage
 from infra.constructs.training_workflow import ApprovalSpec, TrainingJobSpec, TrainingWorkflow, WorkflowFunctions
 from infra.grants import PrefixAccess, grant_missing_key_lookups, grant_object, grant_prefix
-from infra.registry_keys import champion_key, decisions_prefix, run_lock_prefix, versions_prefix
 from infra.stacks.data_stack import SharedBucket
 
 WORKFLOW_HANDLERS = "functions.workflow.handlers"
@@ -210,7 +210,8 @@ class TrainingStack(Stack):
         # decisions also read them (a retried step finds the decision its first attempt wrote); the model bucket's
         # policy keeps versions and decisions create-only whatever these grants say.
         model, registry, bucket = self.model_bucket, data.registry_prefix, self.data_bucket
-        runs, decisions, versions = run_lock_prefix(registry), decisions_prefix(registry), versions_prefix(registry)
+        layout = RegistryLayout(registry)
+        runs, decisions, versions = layout.runs_prefix, layout.decisions_prefix, layout.versions_prefix
         grants: dict[str, list[tuple[s3.IBucket, str, PrefixAccess]]] = {
             "guard": [(model, runs, "read-write"), (model, decisions, "read-write")],
             "assemble": [
@@ -233,8 +234,8 @@ class TrainingStack(Stack):
         for name, accesses in grants.items():
             for bucket, prefix, access in accesses:
                 grant_prefix(steps[name].role, bucket, prefix, access)
-        grant_object(steps["prepare"].role, model, champion_key(registry), "read")
-        grant_object(steps["promote"].role, model, champion_key(registry), "read-write")
+        grant_object(steps["prepare"].role, model, layout.champion_key, "read")
+        grant_object(steps["promote"].role, model, layout.champion_key, "read-write")
         # The steps that read keys that may be missing (no champion, run lock, version or evaluation yet) need a 404.
         for name in ("guard", "prepare", "register", "promote", "release"):
             grant_missing_key_lookups(steps[name].role, model)

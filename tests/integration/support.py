@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from functions.common.records import parse_json_lines
 from functions.common.registry import ChampionPointer, Decision, Registry
-from functions.workflow.lock import LOCK_KEY
 from localcloud.cloud import Cloud
 from localcloud.deploy import Deployment
 from tests.plugins.local_cloud import boto3_client, unique
@@ -286,7 +285,7 @@ class Deployed:
         return [d for d in decisions if d.details.get("execution") == execution_arn or d.version in versions]
 
     def run_lock(self) -> dict[str, Any]:
-        key = self.registry.prefix + LOCK_KEY
+        key = self.registry.layout.lock_key
         return dict(json.loads(self.s3.get_object(Bucket=self.deployment.model_bucket, Key=key)["Body"].read()))
 
     # -- the data bucket -------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from functions.common.registry import Registry
+from functions.common.registry import Registry, RegistryLayout
 from functions.workflow import steps
-from functions.workflow.lock import LOCK_KEY, RunLock
+from functions.workflow.lock import RunLock
 from functions.workflow.state import RunState, StepEvent
 from tests.plugins.aws import MODEL_BUCKET
 from tests.workflow.support import settings
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-LOCK = "registry/" + LOCK_KEY
+LOCK = RegistryLayout("registry/").lock_key
 NO_COOLDOWN = settings(cooldown_minutes=0, lock_timeout_seconds=7200)
 ALARM = {"source": "alarm", "alarm_name": "driftloop-dev-drift", "reason": "PSI 0.31 > 0.2"}
 
