@@ -28,6 +28,14 @@ from infra.stacks.wiring import DriftloopStacks, build_stacks
 CDK_JSON = REPO_ROOT / "cdk.json"
 
 
+def function_environment(template: Template, handler: str) -> dict[str, str]:
+    """The environment of the one function with ``handler``, as the function sees it: each CloudFormation token
+    (a bucket's import, a topic's ARN) stands in as its JSON text, as some name would at deploy time."""
+    [function] = template.find_resources("AWS::Lambda::Function", {"Properties": {"Handler": handler}}).values()
+    variables = function["Properties"]["Environment"]["Variables"]
+    return {name: value if isinstance(value, str) else json.dumps(value) for name, value in variables.items()}
+
+
 def cdk_context(stage: str = "dev", overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """cdk.json's context for ``stage``, with ``overrides`` deep-merged into that stage; Lambda bundling off."""
     context: dict[str, Any] = copy.deepcopy(json.loads(CDK_JSON.read_text())["context"])

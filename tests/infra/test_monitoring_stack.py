@@ -12,8 +12,9 @@ from aws_cdk.assertions import Match, Template
 
 from functions.common.metrics import NAMESPACE, Dimension, InferenceMetric, MonitorMetric
 from functions.monitor.settings import MonitorSettings
+from infra.constructs.monitor_function import MONITOR_HANDLER
 from infra.stacks.wiring import DriftloopStacks
-from tests.infra.conftest import build, cdk_context
+from tests.infra.conftest import build, cdk_context, function_environment
 
 DATA_BUCKET = {"Fn::ImportValue": "driftloop-dev-DataBucketName"}
 MODEL_BUCKET = {"Fn::ImportValue": "driftloop-dev-ModelBucketName"}
@@ -146,18 +147,10 @@ def test_monitor_function_settings(template: Template) -> None:
     )
 
 
-def monitor_environment(template: Template) -> dict[str, Any]:
-    [function] = template.find_resources("AWS::Lambda::Function").values()
-    return dict(function["Properties"]["Environment"]["Variables"])
-
-
 def test_the_monitor_environment_is_its_contract_and_reads_back(template: Template) -> None:
-    environment = monitor_environment(template)
+    environment = function_environment(template, MONITOR_HANDLER)
     assert set(environment) == set(MonitorSettings.variables().values())
-    # The bucket names are references to the data stack's exports: any name reads back.
-    settings = MonitorSettings.from_env(
-        {name: value if isinstance(value, str) else "bucket" for name, value in environment.items()}
-    )
+    settings = MonitorSettings.from_env(environment)
     assert (settings.service, settings.log_level) == ("driftloop-dev-monitor", "INFO")
     assert (settings.window_minutes, settings.window_lag_seconds, settings.drift_threshold) == (60, 120, 0.2)
 

@@ -14,7 +14,7 @@ from functions.inference.settings import InferenceSettings
 from infra.config import load_config
 from infra.constructs.inference_api import FEEDBACK_ROUTE, ROUTES
 from infra.stacks.wiring import DriftloopStacks
-from tests.infra.conftest import build, cdk_context
+from tests.infra.conftest import build, cdk_context, function_environment
 
 MODEL_BUCKET = {"Fn::ImportValue": "driftloop-dev-ModelBucketName"}
 REGISTRY_OBJECTS = {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", MODEL_BUCKET, "/registry/*"]]}
@@ -83,18 +83,14 @@ def test_inference_function_settings(serving_template: Template) -> None:
 def test_the_inference_environment_reads_back_through_its_contract_and_holds_exactly_its_variables(
     serving_template: Template,
 ) -> None:
-    [function] = serving_template.find_resources(
-        "AWS::Lambda::Function", {"Properties": {"Handler": "functions.inference.app.handler"}}
-    ).values()
-    variables = function["Properties"]["Environment"]["Variables"]
-    # CDK tokens (the bucket's import) stand for text the function gets at deploy time.
-    text = {name: value if isinstance(value, str) else f"<{name}>" for name, value in variables.items()}
+    variables = function_environment(serving_template, "functions.inference.app.handler")
 
-    settings = InferenceSettings.from_env(text)
+    settings = InferenceSettings.from_env(variables)
 
     assert set(settings.to_env()) == set(variables)
     assert (settings.service, settings.log_level) == ("driftloop-dev-inference", "INFO")
-    assert (settings.model_bucket, settings.capture_stream) == ("<DRIFTLOOP_MODEL_BUCKET>", "driftloop-dev-captures")
+    assert json.loads(settings.model_bucket or "") == MODEL_BUCKET
+    assert settings.capture_stream == "driftloop-dev-captures"
 
 
 def test_the_inference_defaults_for_local_runs_agree_with_cdk_json() -> None:

@@ -15,6 +15,7 @@ from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from functions.workflow.state import APPROVAL_DENIED, APPROVAL_TIMEOUT
 from infra.constructs.training_workflow import FAILED_ERROR
 from infra.stacks.wiring import DriftloopStacks
+from tests.infra.conftest import function_environment
 from training.contract import METRIC_DEFINITIONS
 
 # Every task of a run catches everything into RecordFailure.
@@ -451,29 +452,15 @@ def test_workflow_function_settings(training_template: Template, name: str) -> N
     )
 
 
-def function_environments(template: Template, handler: str) -> list[dict[str, Any]]:
-    """The environment of every function whose handler is ``functions.workflow.handlers.<handler>``."""
-    return [
-        function["Properties"]["Environment"]["Variables"]
-        for function in template.find_resources("AWS::Lambda::Function").values()
-        if function["Properties"]["Handler"] == f"functions.workflow.handlers.{handler}"
-    ]
-
-
-def resolved(environment: dict[str, Any]) -> dict[str, str]:
-    """The environment as the function sees it, with each CloudFormation token standing in as its JSON."""
-    return {name: value if isinstance(value, str) else json.dumps(value) for name, value in environment.items()}
-
-
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_every_workflow_function_gets_exactly_the_workflow_contract_and_reads_it_back(
     training_template: Template, name: str
 ) -> None:
     handler = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
-    [environment] = function_environments(training_template, handler)
+    environment = function_environment(training_template, f"functions.workflow.handlers.{handler}")
 
     assert set(environment) == set(WorkflowSettings.variables().values())
-    settings = WorkflowSettings.from_env(resolved(environment))
+    settings = WorkflowSettings.from_env(environment)
     assert (settings.service, settings.registry_prefix, settings.lock_timeout_seconds) == (
         "driftloop-dev-workflow",
         "registry/",
@@ -695,10 +682,10 @@ def test_the_approval_function_only_publishes_to_the_encrypted_approvals_topic(
 def test_the_approval_function_gets_exactly_the_approval_contract_and_reads_it_back(
     approval_template: Template,
 ) -> None:
-    [environment] = function_environments(approval_template, "request_approval")
+    environment = function_environment(approval_template, "functions.workflow.handlers.request_approval")
 
     assert set(environment) == set(ApprovalSettings.variables().values())
-    settings = ApprovalSettings.from_env(resolved(environment))
+    settings = ApprovalSettings.from_env(environment)
     assert settings.service == "driftloop-dev-workflow" and settings.log_level == "INFO"
     assert json.loads(settings.topic_arn)["Ref"].startswith("ApprovalTopic")
 

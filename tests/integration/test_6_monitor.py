@@ -24,6 +24,7 @@ DRIFTED_ROWS = 300
 BATCH = 150
 LABELLED_ROWS = 80
 PNG = b"\x89PNG\r\n\x1a\n"
+METRICS_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -105,18 +106,32 @@ def test_the_monitor_publishes_its_metrics_with_the_service_dimension(
     deployed: Deployed, monitor_run: MonitorRun
 ) -> None:
     service = [{"Name": Dimension.SERVICE, "Value": monitor_run.service}]
-    listed = deployed.cloudwatch.list_metrics(Namespace=NAMESPACE, Dimensions=service)["Metrics"]
-    published = {metric["MetricName"] for metric in listed}
-    assert {
+    expected = {
         MonitorMetric.MAX_FEATURE_DRIFT, MonitorMetric.PREDICTION_DRIFT, MonitorMetric.FEATURE_DRIFT,
         MonitorMetric.LIVE_ACCURACY, MonitorMetric.LIVE_F1, MonitorMetric.CAPTURED_RECORDS,
         MonitorMetric.LABELLED_RECORDS,
-    } <= published  # fmt: skip
-    drifted = monitor_run.summary["max_drift_feature"]
+    }  # fmt: skip
+
+    def listed_metrics() -> list[Any]:
+        return list(deployed.cloudwatch.list_metrics(Namespace=NAMESPACE, Dimensions=service)["Metrics"])
+
+    drifted = {"Name": Dimension.FEATURE, "Value": monitor_run.summary["max_drift_feature"]}
+
+    def all_published() -> list[Any] | None:
+        metrics = listed_metrics()
+        names = {metric["MetricName"] for metric in metrics}
+        return metrics if expected <= names and any(drifted in m["Dimensions"] for m in metrics) else None
+
+    # The metrics are lines in the monitor's log (EMF), which CloudWatch turns into metrics after the invocation.
+    listed = wait_for(
+        "the monitor's metrics in CloudWatch",
+        all_published,
+        timeout=METRICS_TIMEOUT,
+        interval=1.0,
+        seen=lambda: sorted({m["MetricName"] for m in listed_metrics()}),
+    )
     assert any(
-        {"Name": Dimension.FEATURE, "Value": drifted} in metric["Dimensions"]
-        for metric in listed
-        if metric["MetricName"] == MonitorMetric.FEATURE_DRIFT
+        drifted in metric["Dimensions"] for metric in listed if metric["MetricName"] == MonitorMetric.FEATURE_DRIFT
     ), listed
 
     for dimensions in (service, [*service, {"Name": Dimension.MODEL_VERSION, "Value": monitor_run.version}]):
