@@ -44,7 +44,7 @@ from fractions import Fraction
 from itertools import chain, islice, zip_longest
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from functions.common.labelled import CaptureReader, join, plan_join
+from functions.common.labelled import CaptureReader, Dropped, join, plan_join
 from functions.common.layout import (
     BASE_FOLDER,
     FEEDBACK_FILE,
@@ -102,13 +102,8 @@ class FeedbackCounts:
     joined: int = 0
     # Feedback whose prediction has no capture (not sampled, expired, or never served by this API).
     unmatched: int = 0
-    # Dropped before the join (functions.common.labelled.Dropped): prediction ids this service did not issue,
-    # feedback with neither a label nor a value, earlier feedback for the same prediction (the latest wins), and
-    # feedback about a prediction served longer than feedback_max_age_days ago.
-    invalid_ids: int = 0
-    unlabelled: int = 0
-    superseded: int = 0
-    expired: int = 0
+    # Dropped before the join, by the join's rules.
+    dropped: Dropped = field(default_factory=Dropped)
     # Feedback whose truth does not fit the task of the model that served its prediction.
     misfits: int = 0
     # The most feedback rows max_feedback_share allowed (None: no cap), and the joined ones it left out.
@@ -124,7 +119,9 @@ class FeedbackCounts:
     skipped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """Flat, the reasons for dropping beside the other counts."""
+        counts = dict(self.__dict__)
+        return {**asdict(counts.pop("dropped")), **counts}
 
 
 def assemble(s3: S3Client, request: AssemblyRequest) -> dict[str, Any]:
@@ -317,10 +314,7 @@ def _joined_rows(
     joined = join(plan, reader.captures(reader.model_versions(), plan.days))
 
     counts.records = len(feedback)
-    counts.invalid_ids = plan.dropped.invalid_ids
-    counts.unlabelled = plan.dropped.unlabelled
-    counts.superseded = plan.dropped.superseded
-    counts.expired = plan.dropped.expired
+    counts.dropped = plan.dropped
     counts.unmatched, counts.misfits = joined.unmatched, joined.misfits
     callers = {
         capture.prediction_id: record.caller.identity if record.caller else "" for capture, record in joined.pairs
