@@ -271,8 +271,9 @@ class OperationalAlarms(Construct):
             "MonitorBlind",
             alarm_name=f"{prefix}-monitor-blind",
             alarm_description="Drift detection is blind: a monitor run failed or could not cover its window (its "
-            "report's notes say why), or no run reported at all (a timeout or out of memory writes nothing; so does "
-            "a stopped schedule). Until a run covers its window, drift and quality cannot alarm or retrain.",
+            "report's notes or its 'monitor run' log line say why), or no run reported at all (a timeout or out of "
+            "memory writes nothing; so does a stopped schedule). Until a run covers its window, drift and quality "
+            "cannot alarm or retrain.",
             # Minimum: a window counts as covered when any attempt of its run (retries share its time) covered it.
             metric=service_metric(
                 MonitorMetric.UNCOVERED_WINDOWS,
@@ -283,7 +284,9 @@ class OperationalAlarms(Construct):
             threshold=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=1,
-            # Every run that ends publishes its outcome, so a period without one is a run that died or never ran.
+            # Every run that ends publishes its outcome, so no outcome is runs that died or never ran. CloudWatch
+            # applies this only when the evaluation range holds no point at all (it skips gaps otherwise): a single
+            # run that timed out is monitor-errors' to report.
             treat_missing_data=cw.TreatMissingData.BREACHING,
         )
         self._any(
