@@ -46,7 +46,8 @@ class InferenceMetric(StrEnum):
 
 class MonitorMetric(StrEnum):
     """Published by the monitor for each window, with ``[Service]`` and ``[Service, ModelVersion]``;
-    ``FeatureDrift`` adds ``Feature`` to both."""
+    ``FeatureDrift`` adds ``Feature`` to both. ``UncoveredWindows`` is the run's own outcome, with ``[Service]``
+    alone, on every run (failed ones too): 0 when it covered its window, 1 when it failed or could not."""
 
     CAPTURED_RECORDS = "CapturedRecords"
     LABELLED_RECORDS = "LabelledRecords"
@@ -57,10 +58,11 @@ class MonitorMetric(StrEnum):
     LIVE_F1 = "LiveF1"
     LIVE_RMSE = "LiveRMSE"
     LIVE_MAE = "LiveMAE"
+    UNCOVERED_WINDOWS = "UncoveredWindows"
 
     @property
     def unit(self) -> Unit:
-        counts = (MonitorMetric.CAPTURED_RECORDS, MonitorMetric.LABELLED_RECORDS)
+        counts = (MonitorMetric.CAPTURED_RECORDS, MonitorMetric.LABELLED_RECORDS, MonitorMetric.UNCOVERED_WINDOWS)
         return Unit.COUNT if self in counts else Unit.NONE
 
 

@@ -1,4 +1,10 @@
-"""Lambda entry point of the scheduled monitor: read the run time from the event, run, log one summary line."""
+"""Lambda entry point of the scheduled monitor: read the run time from the event, run, log one summary line.
+
+A run that raises publishes its failure (``UncoveredWindows`` = 1) and logs it before the function fails as
+before, so Lambda's ``Errors`` metric and the asynchronous retries are unchanged. What cannot be published here
+(a timeout, running out of memory, an environment that does not parse) is seen by its absence: the alarm treats a
+missing ``UncoveredWindows`` as a window not covered.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from aws_lambda_powertools import Logger
 
-from functions.monitor.adapters import parse_time
+from functions.monitor.adapters import parse_time, publish_metrics
+from functions.monitor.metrics import Outcome, outcome_set
 from functions.monitor.run import run_monitor
 from functions.monitor.settings import MonitorSettings
 
@@ -42,7 +49,13 @@ def run_time(event: Any) -> datetime:
 
 @logger.inject_lambda_context
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    summary = run_monitor(_settings(), run_time(event), _s3())
+    settings, now = _settings(), run_time(event)
     # The dashboard's "Monitor runs" table queries these lines by their message and the summary's keys.
+    try:
+        summary = run_monitor(settings, now, _s3())
+    except Exception:
+        publish_metrics([outcome_set(Outcome.FAILED, settings.service)], now)
+        logger.exception("monitor run", extra={"status": "failed", "outcome": Outcome.FAILED, "time": now.isoformat()})
+        raise
     logger.info("monitor run", extra=summary)
     return summary

@@ -6,13 +6,16 @@
 
 What is published when: ``CapturedRecords`` and ``LabelledRecords`` on every run with a champion;
 ``MaxFeatureDrift``, ``PredictionDrift`` and ``FeatureDrift`` only for a sufficient window; ``LiveAccuracy`` and
-``LiveF1`` (classification) or ``LiveRMSE`` and ``LiveMAE`` (regression) only with ``min_feedback`` labels.
+``LiveF1`` (classification) or ``LiveRMSE`` and ``LiveMAE`` (regression) only with ``min_feedback`` labels;
+``UncoveredWindows``, the run's :class:`Outcome`, with ``[Service]`` alone on every run, failed or without a champion
+too (:func:`outcome_set`): the alarm that watches it treats a run that reported nothing as one that failed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from functions.common.metrics import QUALITY_METRICS, Dimension, MonitorMetric, Unit
@@ -22,6 +25,17 @@ if TYPE_CHECKING:
 
 SERVICE_SETS = ((Dimension.SERVICE,), (Dimension.SERVICE, Dimension.MODEL_VERSION))
 FEATURE_SETS = tuple((*dimensions, Dimension.FEATURE) for dimensions in SERVICE_SETS)
+
+
+class Outcome(StrEnum):
+    """How a run went. Not covering its window is not a lack of traffic (an insufficient window is covered: too
+    few predictions were read in full); it is a window whose drift the run could not measure."""
+
+    COVERED = "covered"
+    # Finished, but part of the window could not be read, or drift cannot be measured for this champion.
+    NOT_COVERED = "not_covered"
+    # Raised: published before the function fails (Lambda's Errors metric and retries see the failure as before).
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,13 @@ def metric_sets(report: WindowReport, service: str) -> list[MetricSet]:
             for feature, score in sorted(report.features.items())
         ]
     return sets
+
+
+def outcome_set(outcome: Outcome, service: str) -> MetricSet:
+    """``UncoveredWindows``: 0 for a covered window, 1 otherwise. A retried run publishes at the same time (the
+    scheduled one), so the alarm's ``Minimum`` is 0 as soon as one attempt covered the window."""
+    uncovered = 0.0 if outcome is Outcome.COVERED else 1.0
+    return MetricSet({MonitorMetric.UNCOVERED_WINDOWS: uncovered}, {Dimension.SERVICE: service}, SERVICE_SETS[:1])
 
 
 def metric_data(sets: list[MetricSet]) -> list[Datum]:

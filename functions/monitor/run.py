@@ -1,7 +1,8 @@
 """One monitor run: the champion's window of captures and feedback -> report, metrics, report objects.
 
 Metrics are published before the report objects are written, and a chart that fails to render is noted in the
-report rather than failing the run: the alarms depend on the metrics, nothing depends on the picture.
+report rather than failing the run: the alarms depend on the metrics, nothing depends on the picture. Every run
+publishes its :class:`~functions.monitor.metrics.Outcome`; the handler publishes a run that raised.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from functions.common.bundle import TASKS, Task
-from functions.common.labelled import join, plan_join
+from functions.common.labelled import ReadCounts, join, plan_join
 from functions.common.registry import Registry
 from functions.monitor.adapters import CaptureStore, ReportStore, publish_metrics
 from functions.monitor.drift import most_drifted
-from functions.monitor.metrics import metric_data, metric_sets
+from functions.monitor.metrics import Outcome, metric_data, metric_sets, outcome_set
 from functions.monitor.report import FeedbackCounts, Limits, WindowReport, evaluate
 from functions.monitor.settings import MonitorSettings
 
@@ -41,7 +42,9 @@ def run_monitor(
     registry = Registry(s3, settings.model_bucket, settings.registry_prefix)
     champion = registry.champion()
     if champion is None:
-        return {"status": "no_champion", "time": now.isoformat()}
+        # Nothing to watch is not a blind monitor.
+        publish_metrics([outcome_set(Outcome.COVERED, settings.service)], now)
+        return {"status": "no_champion", "outcome": Outcome.COVERED, "time": now.isoformat()}
     version = champion.version
     metadata = registry.get_metadata(version)
     task = metadata.get("task")
@@ -68,11 +71,15 @@ def run_monitor(
         feedback=FeedbackCounts(len(feedback), plan.rejected, joined.unmatched),
         limits=Limits(settings.min_records, settings.min_feedback, settings.drift_threshold),
     )
-    sets = metric_sets(report, settings.service)
+    gaps = _gaps(report, store.counts)
+    outcome = Outcome.NOT_COVERED if gaps else Outcome.COVERED
+    sets = [*metric_sets(report, settings.service), outcome_set(outcome, settings.service)]
     publish_metrics(sets, now)
     data = metric_data(sets)
 
     document = report.to_dict()
+    document["outcome"] = outcome
+    document["notes"] += gaps
     document["metrics"] = sorted({datum.name for datum in data})
     document["reads"] = {
         "objects": store.counts.objects,
@@ -81,7 +88,17 @@ def run_monitor(
     }
     chart = _chart(report, render_chart, document)
     keys = ReportStore(s3, settings.data_bucket, settings.report_prefix).write(version, now, document, chart)
-    return _summary(report, keys, len(data))
+    return _summary(report, outcome, keys, len(data))
+
+
+def _gaps(report: WindowReport, counts: ReadCounts) -> list[str]:
+    """Why the run did not cover its window: none when it did."""
+    gaps = []
+    if report.status == "no_baseline":
+        gaps.append("window not covered: drift cannot be measured without the champion's baseline")
+    if counts.malformed_objects:
+        gaps.append(f"window not covered: {counts.malformed_objects} objects could not be read")
+    return gaps
 
 
 def _chart(report: WindowReport, render_chart: ChartRenderer, document: dict[str, Any]) -> bytes | None:
@@ -95,10 +112,11 @@ def _chart(report: WindowReport, render_chart: ChartRenderer, document: dict[str
         return None
 
 
-def _summary(report: WindowReport, keys: dict[str, str], metric_count: int) -> dict[str, Any]:
+def _summary(report: WindowReport, outcome: Outcome, keys: dict[str, str], metric_count: int) -> dict[str, Any]:
     top = report.max_feature_drift
     return {
         "status": report.status,
+        "outcome": outcome,
         "model_version": report.version,
         "time": report.time.isoformat(),
         "captured": report.captured,

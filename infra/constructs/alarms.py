@@ -1,9 +1,9 @@
 """The alarms: model alarms (data drift, live quality) that may start retraining, operational alarms that only
 notify, and the operations topic they notify.
 
-Every alarm treats missing data as not breaching: the monitor publishes no drift for an insufficient window and
-no quality without enough labels, and an idle API publishes nothing, so silence must never raise an alarm (the
-``monitor-errors`` alarm reports a monitor that stopped working).
+Missing data is chosen per alarm: the model alarms leave it missing (:class:`ModelAlarms`); operational alarms on
+events (errors, throttles, failures) treat it as not breaching, since an idle system publishes nothing; the
+``monitor-blind`` alarm treats it as breaching, since every monitor run that gets to the end publishes its outcome.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ class ModelAlarms(Construct):
     """Data drift and live quality, evaluated over the monitor's periods (one run per period).
 
     Each takes the worst value of its period: the largest drift, the lowest accuracy, the largest RMSE. Both
-    quality alarms exist whatever the champion's task: the one for the other task never gets data.
+    quality alarms exist whatever the champion's task: the one for the other task never gets data (and stays in
+    INSUFFICIENT_DATA).
     """
 
     def __init__(
@@ -152,6 +153,12 @@ class ModelAlarms(Construct):
         comparison: cw.ComparisonOperator,
         m_of_n: tuple[int, int],
     ) -> cw.Alarm:
+        # Missing data stays missing. By design the monitor publishes no drift for an insufficient window and no
+        # quality without enough labels, and it publishes nothing when it fails: silence measures nothing, so it
+        # must neither retrain ("breaching" would start a run on every quiet night) nor give an all-clear nobody
+        # measured ("notBreaching" turns a drift ALARM into OK when the monitor goes blind). Missing points are
+        # skipped; with no data in its evaluation range the alarm goes to INSUFFICIENT_DATA, which starts and
+        # notifies nothing. A monitor that fails or stops is the monitor-blind alarm's to report.
         return cw.Alarm(
             self,
             construct_id,
@@ -162,7 +169,7 @@ class ModelAlarms(Construct):
             comparison_operator=comparison,
             datapoints_to_alarm=m_of_n[0],
             evaluation_periods=m_of_n[1],
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            treat_missing_data=cw.TreatMissingData.MISSING,
         )
 
     @property
@@ -179,6 +186,7 @@ class OperationalTargets:
     inference_function: lambda_.IFunction
     inference_service: str
     monitor_function: lambda_.IFunction
+    monitor_service: str
     state_machine: sfn.IStateMachine
     # Firehose delivery streams by a short label (e.g. "captures"), none when the serving stack has none.
     delivery_streams: Mapping[str, str]
@@ -257,6 +265,29 @@ class OperationalAlarms(Construct):
             f"{prefix}-monitor-errors",
             targets.monitor_function.metric_errors(period=OPS_PERIOD, statistic="Sum"),
             "The drift monitor failed: while it fails, drift and quality are not measured and cannot alarm.",
+        )
+        self.alarms["MonitorBlind"] = cw.Alarm(
+            self,
+            "MonitorBlind",
+            alarm_name=f"{prefix}-monitor-blind",
+            alarm_description="Drift detection is blind: a monitor run failed or could not cover its window (its "
+            "report's notes or its 'monitor run' log line say why), or no run reported at all (a timeout or out of "
+            "memory writes nothing; so does a stopped schedule). Until a run covers its window, drift and quality "
+            "cannot alarm or retrain.",
+            # Minimum: a window counts as covered when any attempt of its run (retries share its time) covered it.
+            metric=service_metric(
+                MonitorMetric.UNCOVERED_WINDOWS,
+                targets.monitor_service,
+                "Minimum",
+                Duration.minutes(monitoring.schedule_minutes),
+            ),
+            threshold=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            # Every run that ends publishes its outcome, so no outcome is runs that died or never ran. CloudWatch
+            # applies this only when the evaluation range holds no point at all (it skips gaps otherwise): a single
+            # run that timed out is monitor-errors' to report.
+            treat_missing_data=cw.TreatMissingData.BREACHING,
         )
         self._any(
             "EventDeliveryFailures",

@@ -190,7 +190,7 @@ class MonitoringDashboard(Construct):
                     title="Monitor runs (latest first)",
                     log_group_names=[sources.monitor_log_group.log_group_name],
                     query_lines=[
-                        "fields @timestamp, model_version, status, max_feature_drift, max_drift_feature, "
+                        "fields @timestamp, model_version, status, outcome, max_feature_drift, max_drift_feature, "
                         "captured, labelled, quality.accuracy, quality.rmse, report",
                         'filter message = "monitor run"',
                         "sort @timestamp desc",

@@ -72,6 +72,7 @@ class MonitoringStack(Stack):
                 inference_function=inference_function,
                 inference_service=config.service_name("inference"),
                 monitor_function=self.monitor.function,
+                monitor_service=self.monitor.service,
                 state_machine=state_machine,
                 delivery_streams=dict(delivery_streams or {}),
                 inference_reserved_concurrency=config.serving.reserved_concurrency,

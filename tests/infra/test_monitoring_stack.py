@@ -33,6 +33,7 @@ OPERATIONAL_ALARMS = (
     "driftloop-dev-capture-failures",
     "driftloop-dev-training-failures",
     "driftloop-dev-monitor-errors",
+    "driftloop-dev-monitor-blind",
     "driftloop-dev-event-delivery-failures",
     "driftloop-dev-captures-delivery-failures",
     "driftloop-dev-feedback-delivery-failures",
@@ -210,7 +211,8 @@ def test_alarm_properties_follow_the_config(template: Template, custom_template:
         "ComparisonOperator": "GreaterThanThreshold",
         "DatapointsToAlarm": 2,
         "EvaluationPeriods": 3,
-        "TreatMissingData": "notBreaching",
+        # Neither breaching (an insufficient window must not retrain) nor an all-clear nobody measured.
+        "TreatMissingData": "missing",
     }
     assert {key: drift[key] for key in expected} == expected
     _, custom_drift = alarms(custom_template)["driftloop-dev-data-drift"]
@@ -228,7 +230,7 @@ def test_live_quality_alarms_for_both_tasks(template: Template) -> None:
         "Period": 3600,
         "DatapointsToAlarm": 2,
         "EvaluationPeriods": 3,
-        "TreatMissingData": "notBreaching",
+        "TreatMissingData": "missing",
     }
     assert {key: accuracy[key] for key in common} == common
     assert {key: rmse[key] for key in common} == common
@@ -426,6 +428,32 @@ def test_operational_alarm_metrics(
         assert alarm["Statistic"] == statistic
 
 
+def test_a_monitor_run_that_failed_uncovered_or_reported_nothing_alarms_the_ops_topic(
+    template: Template, custom_template: Template
+) -> None:
+    logical_id, alarm = alarms(template)["driftloop-dev-monitor-blind"]
+    expected = {
+        "Namespace": "driftloop",
+        "MetricName": "UncoveredWindows",
+        "Dimensions": MONITOR_SERVICE,
+        # Covered when any attempt of the run covered it (a retry publishes at the run's time).
+        "Statistic": "Minimum",
+        # One monitor run per period: a period without its outcome is a run that died (timeout, out of memory)
+        # or never ran.
+        "Period": 3600,
+        "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "EvaluationPeriods": 1,
+        "TreatMissingData": "breaching",
+        "AlarmActions": [topic_ref(template)],
+        "OKActions": [topic_ref(template)],
+    }
+    assert {key: alarm.get(key) for key in expected} == expected
+    assert alarms(custom_template)["driftloop-dev-monitor-blind"][1]["Period"] == 30 * 60
+    retraining = json.dumps([rule.get("EventPattern") for rule in rules(template).values()])
+    assert logical_id not in retraining
+
+
 def test_capture_failures_alarm_watches_the_inference_service(template: Template) -> None:
     _, alarm = alarms(template)["driftloop-dev-capture-failures"]
     assert alarm["Dimensions"] == [{"Name": "Service", "Value": "driftloop-dev-inference"}]
@@ -515,6 +543,8 @@ def test_dashboard_has_the_widgets(template: Template) -> None:
     # Per-feature drift and the champion come from search expressions over the Feature and ModelVersion dimensions.
     assert '{driftloop,Feature,Service} MetricName=\\"FeatureDrift\\"' in text
     assert '{driftloop,ModelVersion,Service} MetricName=\\"Predictions\\"' in text
+    [runs] = [w for w in widgets if w["properties"].get("title") == "Monitor runs (latest first)"]
+    assert "status, outcome," in runs["properties"]["query"]
     [latency] = [w for w in widgets if w["properties"].get("title") == "Latency (ms)"]
     assert [m[-1] for m in latency["properties"]["metrics"]][:2] == [
         {"label": "inference p50", "stat": "p50"},

@@ -25,7 +25,6 @@ from tests.monitor.world import (
     Published,
     churn_rows,
     classification_metadata,
-    emf_documents,
     emf_published,
     iso,
     predictions,
@@ -93,7 +92,7 @@ def test_a_drifted_window_publishes_drift_quality_and_counts(
 ) -> None:
     summary = run_monitor(SETTINGS, NOW, s3)
 
-    assert summary["status"] == "ok"
+    assert (summary["status"], summary["outcome"]) == ("ok", "covered")
     assert summary["model_version"] == VERSION
     assert (summary["captured"], summary["labelled"]) == (40, 8)
     assert summary["max_drift_feature"] == "tenure"
@@ -106,7 +105,9 @@ def test_a_drifted_window_publishes_drift_quality_and_counts(
         "PredictionDrift",
         "LiveAccuracy",
         "LiveF1",
+        "UncoveredWindows",
     }
+    assert overall["UncoveredWindows"] == 0
     assert overall["CapturedRecords"] == 40
     assert overall["LabelledRecords"] == 8
     assert overall["MaxFeatureDrift"] == pytest.approx(summary["max_feature_drift"])
@@ -118,8 +119,9 @@ def test_a_drifted_window_publishes_drift_quality_and_counts(
     feature = ("FeatureDrift", (("Feature", "tenure"), ("Service", SERVICE)))
     assert metrics[feature] == pytest.approx(summary["max_feature_drift"])
     assert ("FeatureDrift", (("Feature", "plan"), ("Service", SERVICE))) in metrics
+    # The run's outcome is the Service's alone: the alarm on it must not depend on the champion.
     per_version = {name for (name, dims), _ in metrics.items() if ("ModelVersion", VERSION) in dims}
-    assert per_version == set(overall) | {"FeatureDrift"}
+    assert per_version == set(overall) - {"UncoveredWindows"} | {"FeatureDrift"}
 
 
 def test_the_report_and_its_chart_are_written_under_the_version(s3: S3Client, drifted_world: dict[str, Any]) -> None:
@@ -151,11 +153,12 @@ def test_an_insufficient_window_publishes_only_the_counts(s3: S3Client, capsys: 
 
     summary = run_monitor(SETTINGS, NOW, s3)
 
-    assert summary["status"] == "insufficient_data"
+    # Too little traffic is no failure of the monitor: the window was read whole, it is covered.
+    assert (summary["status"], summary["outcome"]) == ("insufficient_data", "covered")
     assert summary["max_feature_drift"] is None
     metrics = published(capsys)
-    assert {name for name, _ in metrics} == {"CapturedRecords", "LabelledRecords"}
-    assert service_only(metrics) == {"CapturedRecords": 5, "LabelledRecords": 0}
+    assert {name for name, _ in metrics} == {"CapturedRecords", "LabelledRecords", "UncoveredWindows"}
+    assert service_only(metrics) == {"CapturedRecords": 5, "LabelledRecords": 0, "UncoveredWindows": 0}
     objects = report_objects(s3)
     [key] = objects
     report = json.loads(objects[key])
@@ -172,7 +175,7 @@ def test_an_empty_window_is_reported_as_zero_records_not_zero_drift(
     summary = run_monitor(SETTINGS, NOW, s3)
 
     assert summary["status"] == "insufficient_data"
-    assert service_only(published(capsys)) == {"CapturedRecords": 0, "LabelledRecords": 0}
+    assert service_only(published(capsys)) == {"CapturedRecords": 0, "LabelledRecords": 0, "UncoveredWindows": 0}
 
 
 def test_a_regression_champion_gets_rmse_mae_and_value_drift(s3: S3Client, capsys: pytest.CaptureFixture[str]) -> None:
@@ -198,6 +201,7 @@ def test_a_regression_champion_gets_rmse_mae_and_value_drift(s3: S3Client, capsy
         "PredictionDrift",
         "LiveRMSE",
         "LiveMAE",
+        "UncoveredWindows",
     }
     assert overall["LiveRMSE"] == pytest.approx(10.0)
     assert overall["LiveMAE"] == pytest.approx(10.0)
@@ -219,10 +223,50 @@ def test_fewer_labels_than_min_feedback_publish_no_quality(s3: S3Client, capsys:
     assert not {"LiveAccuracy", "LiveF1"} & set(overall)
 
 
-def test_without_a_champion_nothing_is_published(s3: S3Client, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_monitor(SETTINGS, NOW, s3)["status"] == "no_champion"
-    assert emf_documents(capsys.readouterr().out) == []
+def test_without_a_champion_only_a_covered_window_is_published(
+    s3: S3Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing to watch is not a blind monitor: a new deployment must not raise the monitor-blind alarm."""
+    summary = run_monitor(SETTINGS, NOW, s3)
+
+    assert (summary["status"], summary["outcome"]) == ("no_champion", "covered")
+    assert published(capsys) == {("UncoveredWindows", (("Service", SERVICE),)): 0}
     assert report_objects(s3) == {}
+
+
+def test_a_champion_without_a_drift_baseline_leaves_its_window_uncovered(
+    s3: S3Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    metadata = {key: value for key, value in classification_metadata().items() if key != "baseline"}
+    publish_champion(s3, VERSION, metadata)
+    write_captures(s3, predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(25, shifted=True), label="no"))
+
+    summary = run_monitor(SETTINGS, NOW, s3)
+
+    assert (summary["status"], summary["outcome"]) == ("no_baseline", "not_covered")
+    assert service_only(published(capsys))["UncoveredWindows"] == 1
+    report = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=summary["report"])["Body"].read())
+    assert report["outcome"] == "not_covered"
+    assert any(note.startswith("window not covered: drift cannot be measured") for note in report["notes"])
+
+
+def test_objects_that_cannot_be_read_leave_the_window_uncovered(
+    s3: S3Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish_champion(s3, VERSION, classification_metadata())
+    write_captures(s3, predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(25, shifted=False), label="no"))
+    prefix = f"captures/model_version={VERSION}/date={NOW - timedelta(minutes=15):%Y-%m-%d}/"
+    s3.put_object(Bucket=DATA_BUCKET, Key=prefix + "part-2.gz", Body=b"\x1f\x8b truncated")
+
+    summary = run_monitor(SETTINGS, NOW, s3)
+
+    # What was read is still measured and published; the alarm learns that it is not the whole window.
+    assert (summary["status"], summary["outcome"]) == ("ok", "not_covered")
+    overall = service_only(published(capsys))
+    assert (overall["UncoveredWindows"], overall["CapturedRecords"]) == (1, 25)
+    assert "MaxFeatureDrift" in overall
+    report = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=summary["report"])["Body"].read())
+    assert "window not covered: 1 objects could not be read" in report["notes"]
 
 
 def test_records_still_in_the_capture_buffer_are_left_to_the_next_run(s3: S3Client) -> None:
@@ -305,11 +349,34 @@ def test_the_handler_evaluates_the_window_ending_at_the_scheduled_time(
     assert summary["report"] == f"monitoring/{VERSION}/{NOW:%Y%m%dT%H%M%SZ}.json"
     line = json.loads(log.getvalue().strip().splitlines()[-1])
     assert line["message"] == "monitor run"
-    assert line["model_version"] == VERSION
+    assert (line["model_version"], line["outcome"]) == (VERSION, "covered")
     # A Powertools line: the Lambda request it belongs to, and the summary fields the dashboard's table reads.
     assert (line["level"], line["function_request_id"]) == ("INFO", "request-1")
     assert line["quality"] == pytest.approx({"accuracy": 0.75, "f1": 0.8})
     assert service_only(published(capsys))["CapturedRecords"] == 40
+
+
+def test_a_run_that_raises_publishes_its_failure_and_the_handler_still_fails(
+    s3: S3Client, lambda_env: None, log: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish_champion(s3, VERSION, {**classification_metadata(), "task": "ranking"})
+    event = {"source": "aws.events", "detail-type": "Scheduled Event", "time": iso(NOW)}
+
+    # Raised again, as before: Lambda counts the error and retries the event.
+    with pytest.raises(ValueError, match="no valid task"):
+        handler_module.handler(event, LambdaContext())
+
+    # Published at the scheduled time, where a retry that covers the window would publish 0.
+    assert published(capsys) == {("UncoveredWindows", (("Service", SERVICE),)): 1}
+    line = json.loads(log.getvalue().strip().splitlines()[-1])
+    assert (line["message"], line["level"], line["status"], line["outcome"]) == (
+        "monitor run",
+        "ERROR",
+        "failed",
+        "failed",
+    )
+    assert "no valid task" in line["exception"]
+    assert report_objects(s3) == {}
 
 
 def test_the_handler_gives_matplotlib_a_writable_cache_directory() -> None:
