@@ -12,6 +12,8 @@ Summarise lists the inputs, reads the results and writes the summary. Keys: ``fu
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -201,7 +203,7 @@ class BatchScoring(Construct):
         # (CDK adds the Map's own policy: start, describe and stop this state machine's child executions.)
 
     def _invoke(
-        self, construct_id: str, function: lambda_.IFunction, payload: dict[str, str], result_path: str | None = None
+        self, construct_id: str, function: lambda_.IFunction, payload: dict[str, Any], result_path: str | None = None
     ) -> tasks.LambdaInvoke:
         task = tasks.LambdaInvoke(
             self,

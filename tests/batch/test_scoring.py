@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from functions.batch.scoring import Capture, ObjectCounts, ObjectRefused, score_stream
+from functions.common.records import PredictionRecord
 from functions.inference.capture import DeliveryFailed, Record
 from functions.inference.model import Model
 from functions.inference.service import answer
@@ -21,13 +22,13 @@ from tests.batch.conftest import TARGET, csv_bytes
 
 class RecordingSink:
     def __init__(self, fail: bool = False) -> None:
-        self.records: list[Record] = []
+        self.records: list[PredictionRecord] = []
         self.fail = fail
 
     def write(self, records: Sequence[Record]) -> None:
         if self.fail:
             raise DeliveryFailed("stream down", len(records))
-        self.records.extend(records)
+        self.records.extend(record for record in records if isinstance(record, PredictionRecord))
 
 
 def score(
