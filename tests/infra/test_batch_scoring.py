@@ -10,6 +10,7 @@ from aws_cdk.assertions import Template
 
 from functions.batch.layout import BATCH
 from infra.constructs.batch_scoring import FAILED_ERROR, MAX_CONCURRENCY
+from tests.infra.conftest import build, cdk_context, function_environment
 from tests.infra.test_serving_stack import role_policy
 
 DATA_BUCKET = {"Fn::ImportValue": "driftloop-dev-DataBucketName"}
@@ -107,3 +108,9 @@ def test_the_score_function_has_the_serving_memory_and_lambdas_longest_timeout(s
         "AWS::Lambda::Function",
         {"Handler": "functions.batch.handlers.score_handler", "MemorySize": 1024, "Timeout": 900},
     )
+
+
+def test_without_capture_the_score_function_has_no_stream_to_capture_to() -> None:
+    template = Template.from_stack(build(cdk_context(overrides={"capture": {"enabled": False}})).serving)
+    assert "DRIFTLOOP_CAPTURE_STREAM" not in function_environment(template, "functions.batch.handlers.score_handler")
+    assert resources_of(role_policy(template, "BatchScoringScoreRole"), "firehose:PutRecordBatch") == []

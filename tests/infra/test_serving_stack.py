@@ -503,8 +503,7 @@ def test_without_capture_there_is_only_the_feedback_stream_and_the_function_capt
     template.resource_count_is("AWS::KinesisFirehose::DeliveryStream", 1)
     feedback, _ = stream(template, "driftloop-dev-feedback")
     assert stacks.serving.capture_stream is None
-    [function] = template.find_resources("AWS::Lambda::Function").values()
-    variables = function["Properties"]["Environment"]["Variables"]
+    variables = function_environment(template, "functions.inference.app.handler")
     assert variables["DRIFTLOOP_CAPTURE"] == "none"
     assert "DRIFTLOOP_CAPTURE_STREAM" not in variables and "DRIFTLOOP_CAPTURE_SAMPLE_RATE" not in variables
     assert variables["DRIFTLOOP_FEEDBACK_STREAM"] == "driftloop-dev-feedback"
