@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import boto3
 import pandas as pd
 import pytest
 
@@ -16,6 +17,7 @@ from functions.batch.layout import BATCH
 from functions.common.bundle import pack_archive
 from functions.common.registry import Registry, RegistryError, new_version_id
 from tests.batch.conftest import csv_bytes
+from tests.inference.test_firehose import CAPTURE_PREFIX, CAPTURE_STREAM, delivered
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 
 if TYPE_CHECKING:
@@ -153,3 +155,35 @@ def test_a_request_that_cannot_run_is_refused_before_any_object_is_read(
 def test_without_a_champion_a_version_must_be_named(environment: None) -> None:
     with pytest.raises(BatchRefused, match="no champion"):
         handlers.resolve_handler({"request": {"input": f"s3://{DATA_BUCKET}/{PREFIX}"}, "run": "r"}, None)
+
+
+@pytest.fixture
+def capture_stream(s3: S3Client, monkeypatch: pytest.MonkeyPatch) -> S3Client:
+    """A DirectPut stream into the data bucket's capture prefix, named in the batch environment."""
+    boto3.client("firehose", region_name="us-east-1").create_delivery_stream(
+        DeliveryStreamName=CAPTURE_STREAM,
+        DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": "arn:aws:iam::123456789012:role/driftloop-test-delivery",
+            "BucketARN": f"arn:aws:s3:::{DATA_BUCKET}",
+            "Prefix": CAPTURE_PREFIX,
+        },
+    )
+    monkeypatch.setenv("DRIFTLOOP_CAPTURE_STREAM", CAPTURE_STREAM)
+    return s3
+
+
+def test_a_capturing_run_delivers_every_scored_row_to_the_capture_stream(
+    environment: None,
+    capture_stream: S3Client,
+    publish: Callable[[bool], str],
+    rows: pd.DataFrame,
+) -> None:
+    champion = publish(True)
+    capture_stream.put_object(Bucket=DATA_BUCKET, Key=PREFIX + "a.csv", Body=csv_bytes(rows.head(5)))
+    summary, _ = run(capture_stream, {"input": f"s3://{DATA_BUCKET}/{PREFIX}", "capture": True}, name="run-c")
+    assert (summary["captured"], summary["capture_lost"]) == (5, 0)
+    records = [record for batch in delivered(capture_stream, CAPTURE_PREFIX) for record in batch]
+    ids = [line["prediction_id"] for line in output_lines(capture_stream, PREFIX + "a.csv")]
+    assert sorted(record["prediction_id"] for record in records) == sorted(ids)
+    assert {(record["model_version"], record["request_id"]) for record in records} == {(champion, "batch/run-c")}
