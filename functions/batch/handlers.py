@@ -103,7 +103,8 @@ def score_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
             s3.upload_file(output.name, job.bucket, output_key, ExtraArgs={"ContentType": "application/x-ndjson"})
     except (ObjectRefused, s3.exceptions.NoSuchKey) as exc:
         result.update(status="failed", error=str(exc))
-    except Exception as exc:
+    except Exception as exc:  # recorded for the summary, then raised as ObjectFailed with the trace logged
+        logger.exception("scoring %s failed", key)
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     else:
         result.update(status="scored", output_key=output_key, **counts.to_dict())

@@ -3,8 +3,8 @@ every object's result after it.
 
 The run's verdict is the summary's, from the objects listed under the prefix and the result each scoring wrote:
 an object without a result failed (its scoring raised, timed out, or the Map stopped before it). The run fails
-when the failed share of the scored-format objects exceeds the tolerated percentage (the Map stops early at the
-same share).
+when the failed share of the CSV objects exceeds the tolerated percentage. (The Map stops early at that share of
+all its items, where skipped objects count as successes: a stopped run always fails the summary's test too.)
 """
 
 from __future__ import annotations

@@ -83,7 +83,8 @@ def score_stream(
         if header is None:
             raise ObjectRefused("the object is empty: a header row naming the features is needed")
         columns = _columns(header, model.metadata.features)
-        counts = ObjectCounts(ignored_columns=[name for name in header if name not in columns])
+        used = set(columns.values())
+        counts = ObjectCounts(ignored_columns=[name for index, name in enumerate(header) if index not in used])
         rows = enumerate(reader, start=1)
         while chunk := list(itertools.islice(rows, chunk_rows)):
             _score_chunk(model, chunk, columns, len(header), output, counts, capture)
