@@ -2,7 +2,7 @@
 batch scoring state machine, wait for it, and print its counts and failures (README, "Batch scoring").
 
 Exit status: 0 when every CSV object was scored (bad rows do not count: they are reported), 1 when any object
-failed or the run did.
+failed, the run did, or the prefix held nothing.
 """
 
 from __future__ import annotations
@@ -106,6 +106,9 @@ def report(execution: Mapping[str, Any]) -> int:
         print(f"  its summary, when it got that far: s3://<data bucket>/{BATCH.summary_key(run)}")
         return 1
     summary = json.loads(execution["output"])
+    if not summary["objects"]:
+        print(f"nothing to score: no object under {summary['input']}")
+        return 1
     print(summary["message"])
     print(f"model version {summary['model_version']}; predictions under {summary['output']}")
     for failure in summary["failures"]:

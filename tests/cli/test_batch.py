@@ -18,6 +18,8 @@ EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:driftloop-dev-batch
 def summary(**overrides: Any) -> dict[str, Any]:
     return {
         "run": "batch-1",
+        "input": "s3://data/batch/input/june/",
+        "objects": 2,
         "message": "2 of 2 objects scored, 0 failed (0.0%, tolerated 10%), 0 skipped; 12 of 13 rows scored, 1 bad",
         "model_version": "v1",
         "output": "s3://data/batch/output/june/",
@@ -80,3 +82,9 @@ def test_a_failed_run_prints_its_cause_and_where_its_summary_is(capsys: pytest.C
     printed = capsys.readouterr().out
     assert "driftloop.BatchFailed: 0 of 2 objects scored" in printed
     assert "batch/runs/batch-1/summary.json" in printed
+
+
+def test_an_empty_prefix_is_an_error_not_a_clean_run(capsys: pytest.CaptureFixture[str]) -> None:
+    output = summary(objects=0, message="0 of 0 objects scored")
+    assert batch.report({"executionArn": EXECUTION, "status": "SUCCEEDED", "output": json.dumps(output)}) == 1
+    assert "nothing to score: no object under s3://data/batch/input/june/" in capsys.readouterr().out
