@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import approvals, client, demo, local, registry, training
+from cli import approvals, batch, client, demo, local, registry, training
 from cli.command import CommandError
 
 DESCRIPTION = """\
@@ -17,6 +17,9 @@ Local (no AWS account needed):
   driftloop train --data data/train.csv --out runs/v1    train like SageMaker would, locally
   driftloop serve --model-dir runs/v1/model              serve the bundle over HTTP (same app as Lambda)
   driftloop predict --url http://127.0.0.1:8080 --json '{"instances": [...]}'
+
+Batch scoring (the serving stack's batch state machine; CSV objects under s3://<data bucket>/batch/input/):
+  driftloop batch --input s3://B/batch/input/june/ [--version V] [--capture]   predictions beside each object
 
 Registry (the model bucket in S3; honours AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL):
   driftloop versions --bucket B      every registered version with its metrics
@@ -41,6 +44,7 @@ Local AWS (LocalStack without Docker, after `make local-setup`):
 ADD_COMMANDS = (
     training.add_commands,
     client.add_commands,
+    batch.add_commands,
     registry.add_commands,
     approvals.add_commands,
     demo.add_commands,

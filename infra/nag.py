@@ -17,6 +17,7 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from functions.batch.layout import BATCH
 from functions.common.registry import RegistryLayout
 from infra.grants import objects_arn
 
@@ -198,6 +199,8 @@ def _acknowledge_serving(stacks: DriftloopStacks) -> None:
             [resource_finding(delivery_policy, objects_arn(serving.data_bucket, stream.prefix))],
         )
 
+    _acknowledge_batch(stacks)
+
     api = serving.api.api
     acknowledge(
         api,
@@ -234,6 +237,52 @@ def _acknowledge_serving(stacks: DriftloopStacks) -> None:
             "defines and maintains for exactly this role (it writes API Gateway's own log groups).",
             ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"],
         )
+
+
+def _acknowledge_batch(stacks: DriftloopStacks) -> None:
+    serving, registry = stacks.serving, stacks.config.data.registry_prefix
+    batch, data = serving.batch, serving.data_bucket
+    registry_objects = objects_arn(serving.model_bucket, registry)
+    _acknowledge_function(batch.resolve, [registry_objects])
+    _acknowledge_function(
+        batch.score,
+        [
+            registry_objects,
+            *(objects_arn(data, prefix) for prefix in (BATCH.input_prefix, BATCH.output_prefix, BATCH.runs_prefix)),
+        ],
+    )
+    _acknowledge_function(batch.summarise, [objects_arn(data, BATCH.runs_prefix)])
+    policy = _default_policy(batch.role)
+    acknowledge(
+        policy,
+        "IAM5",
+        "Step Functions' CloudWatch Logs delivery actions (logs:CreateLogDelivery, logs:PutResourcePolicy, ...) "
+        "and X-Ray tracing actions support no resource-level permissions.",
+        ["Resource::*"],
+    )
+    acknowledge(
+        policy,
+        "IAM5",
+        "The Distributed Map's result writer names its files by map run (<prefix><map run id>/...), so it may "
+        "write below the batch runs' map prefix of the data bucket, and nowhere else.",
+        [resource_finding(policy, objects_arn(data, BATCH.map_results_prefix))],
+    )
+    children = batch.state_machine.node.find_child("DistributedMapPolicy")
+    statements = Stack.of(children).resolve(children.node.default_child.policy_document)["Statement"]  # type: ignore[union-attr]
+    acknowledge(
+        children,
+        "IAM5",
+        "A Distributed Map's children are executions of the same state machine, named at run time: CDK's policy "
+        "lets the state machine describe, stop and redrive only its own executions.",
+        sorted(
+            {
+                f"Resource::{flatten_reference(resource)}"
+                for statement in statements
+                if statement["Action"] != "states:StartExecution"
+                for resource in [statement["Resource"]]
+            }
+        ),
+    )
 
 
 def _acknowledge_monitoring(stacks: DriftloopStacks) -> None:

@@ -19,6 +19,7 @@ from functions.inference.capture import NoCapture, Sampler, Sink, lost_records
 from functions.inference.errors import FeedbackUnavailable
 from functions.inference.feedback import FeedbackSchema
 from functions.inference.model import Classification, Model, Regression
+from functions.inference.schema import Batch
 from functions.inference.sources import ModelProvider
 from functions.inference.telemetry import RequestLog, Telemetry
 
@@ -63,30 +64,12 @@ class InferenceService:
         batch = model.schema.parse(body, self.max_instances)
         count = len(batch.instances)
         log.batch_size = count
-        result = model.predict(batch.columns)
         now = datetime.now(UTC)
-        ids = new_prediction_ids(count, now)
-        predictions: list[dict[str, Any]]
-        if isinstance(result, Classification):
-            classes = model.metadata.classes
-            probabilities = [dict(zip(classes, row, strict=True)) for row in result.probabilities]
-            predictions = [
-                {"prediction_id": pid, "label": label, "probabilities": probs}
-                for pid, label, probs in zip(ids, result.labels, probabilities, strict=True)
-            ]
-        else:
-            predictions = [
-                {"prediction_id": pid, "value": value} for pid, value in zip(ids, result.values, strict=True)
-            ]
-        for index, warnings in batch.warnings.items():
-            predictions[index]["warnings"] = warnings
-        if isinstance(result, Regression):
-            for index in result.not_finite:
-                predictions[index].setdefault("warnings", []).append(dict(NOT_FINITE_WARNING))
+        predictions = answer(model, batch, now)
         if self._capturing:
             log.capture_failures = self._capture(
-                _prediction_records(
-                    model.version, now, batch.instances, predictions, self._sampler.pick(count), log, caller
+                prediction_records(
+                    model.version, now, batch.instances, predictions, self._sampler.pick(count), log.request_id, caller
                 )
             )
         return {"model_version": model.version, "predictions": predictions}
@@ -158,18 +141,40 @@ class InferenceService:
         return openapi.document(self.model(log), self.max_instances, self.max_body_bytes, self.feedback_max_age.days)
 
 
-def _prediction_records(
+def answer(model: Model, batch: Batch, now: datetime) -> list[dict[str, Any]]:
+    """The model's answers to a validated batch, one per instance, each with a fresh prediction id: what /predict
+    returns (and batch scoring writes)."""
+    result = model.predict(batch.columns)
+    ids = new_prediction_ids(len(batch.instances), now)
+    predictions: list[dict[str, Any]]
+    if isinstance(result, Classification):
+        classes = model.metadata.classes
+        probabilities = [dict(zip(classes, row, strict=True)) for row in result.probabilities]
+        predictions = [
+            {"prediction_id": pid, "label": label, "probabilities": probs}
+            for pid, label, probs in zip(ids, result.labels, probabilities, strict=True)
+        ]
+    else:
+        predictions = [{"prediction_id": pid, "value": value} for pid, value in zip(ids, result.values, strict=True)]
+    for index, warnings in batch.warnings.items():
+        predictions[index]["warnings"] = warnings
+    if isinstance(result, Regression):
+        for index in result.not_finite:
+            predictions[index].setdefault("warnings", []).append(dict(NOT_FINITE_WARNING))
+    return predictions
+
+
+def prediction_records(
     version: str,
     served: datetime,
-    instances: list[dict[str, Any]],
-    predictions: list[dict[str, Any]],
+    instances: Sequence[dict[str, Any]],
+    predictions: Sequence[dict[str, Any]],
     picked: Sequence[int],
-    log: RequestLog,
+    request_id: str | None,
     caller: Caller | None,
 ) -> list[PredictionRecord]:
     """The capture records of the picked predictions (the instances as sent, the answers as served)."""
     time = served.isoformat(timespec="milliseconds")
-    request_id = log.request_id
     return [
         PredictionRecord(
             predictions[index]["prediction_id"],

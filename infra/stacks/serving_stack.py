@@ -1,5 +1,6 @@
-"""Serving: the inference Lambda (ZIP, bundled locally) behind a REST API, and the Firehose streams that carry its
-captured predictions and ground-truth feedback to the data bucket."""
+"""Serving: the inference Lambda (ZIP, bundled locally) behind a REST API, the Firehose streams that carry its
+captured predictions and ground-truth feedback to the data bucket, and batch scoring (the champion's other way of
+serving, deployed and changed with the inference code it reuses)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from constructs import Construct
 
+from functions.batch.settings import BatchSettings
 from functions.inference.settings import InferenceSettings
 from infra.bundling import INFERENCE
 from infra.config import DriftloopConfig
+from infra.constructs.batch_scoring import BatchScoring
 from infra.constructs.capture_streams import CaptureStreams, DeliveryStream
 from infra.constructs.inference_api import InferenceApi
 from infra.constructs.python_function import PythonFunction, bundled_code
@@ -88,6 +91,28 @@ class ServingStack(Stack):
         for stream in self.streams.streams:
             stream.grant_put(self.inference.role)
 
+        self.batch = BatchScoring(
+            self,
+            "BatchScoring",
+            state_machine_name=f"{config.resource_prefix}-batch",
+            settings=BatchSettings(
+                service=config.service_name("batch"),
+                log_level=config.log_level,
+                model_bucket=self.model_bucket.bucket_name,
+                registry_prefix=registry,
+                data_bucket=self.data_bucket.bucket_name,
+                capture_stream=None if capture is None else capture.stream_name,
+            ),
+            model_bucket=self.model_bucket,
+            data_bucket=self.data_bucket,
+            registry_prefix=registry,
+            capture_stream=capture,
+            # The serving-load check at training guarantees the model fits the serving function's memory.
+            score_memory_mb=serving.memory_mb,
+            log_retention_days=config.log_retention_days,
+            removal_policy=removal,
+        )
+
         self.api = InferenceApi(
             self,
             "InferenceApi",
@@ -101,6 +126,12 @@ class ServingStack(Stack):
         self.api.api.node.try_remove_child("Endpoint")
         CfnOutput(self, "ApiUrl", value=self.api.api.url)
         CfnOutput(self, "FunctionName", value=self.function.function_name)
+        CfnOutput(
+            self,
+            "BatchStateMachineArn",
+            value=self.batch.state_machine.state_machine_arn,
+            description="driftloop batch --state-machine <arn> --input s3://<data bucket>/batch/input/<name>/",
+        )
         CfnOutput(
             self,
             "FeedbackPolicyArn",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from aws_cdk.assertions import Template
 
+from functions.batch.settings import BatchSettings
 from functions.common.env import EnvContract
 from functions.inference.settings import InferenceSettings
 from functions.monitor.settings import MonitorSettings
@@ -22,6 +23,7 @@ CONTRACTS: dict[str, type[EnvContract]] = {
     "functions.inference.app.handler": InferenceSettings,
     "functions.monitor.handler.handler": MonitorSettings,
     WORKFLOW_HANDLERS + "request_approval": ApprovalSettings,
+    **{f"functions.batch.handlers.{name}_handler": BatchSettings for name in ("resolve", "score", "summarise")},
 }
 
 

@@ -292,7 +292,9 @@ def test_lambda_permissions_are_scoped_to_each_route_of_the_stage(serving_templa
     assert suffixes == {f"/{method}/{path}" for path, method in ROUTES}
 
 
-def test_outputs_name_the_api_url_the_function_and_the_invoke_policies(serving_template: Template) -> None:
+def test_outputs_name_the_api_url_the_function_the_invoke_policies_and_batch_scoring(
+    serving_template: Template,
+) -> None:
     outputs = serving_template.find_outputs("*")
     # (CDK adds "ExportsOutput..." outputs of its own for stacks that reference this one.)
     assert {name for name in outputs if not name.startswith("ExportsOutput")} == {
@@ -300,6 +302,7 @@ def test_outputs_name_the_api_url_the_function_and_the_invoke_policies(serving_t
         "FunctionName",
         "PredictPolicyArn",
         "FeedbackPolicyArn",
+        "BatchStateMachineArn",
     }
     assert outputs["ApiUrl"]["Value"]["Fn::Join"][1][0] == "https://"
 
@@ -500,8 +503,7 @@ def test_without_capture_there_is_only_the_feedback_stream_and_the_function_capt
     template.resource_count_is("AWS::KinesisFirehose::DeliveryStream", 1)
     feedback, _ = stream(template, "driftloop-dev-feedback")
     assert stacks.serving.capture_stream is None
-    [function] = template.find_resources("AWS::Lambda::Function").values()
-    variables = function["Properties"]["Environment"]["Variables"]
+    variables = function_environment(template, "functions.inference.app.handler")
     assert variables["DRIFTLOOP_CAPTURE"] == "none"
     assert "DRIFTLOOP_CAPTURE_STREAM" not in variables and "DRIFTLOOP_CAPTURE_SAMPLE_RATE" not in variables
     assert variables["DRIFTLOOP_FEEDBACK_STREAM"] == "driftloop-dev-feedback"
