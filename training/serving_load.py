@@ -14,6 +14,9 @@ A child process, so the measurement is the model's alone, not the training progr
 ``VmHWM`` from ``/proc/self/status`` (Linux, as the training image is): unlike ``ru_maxrss``, it starts afresh
 at ``exec`` instead of inheriting the forking training process's size. Run as
 ``python -m training.serving_load FILE`` it prints its measurement as JSON.
+
+This check, on the finished model, is the final word; training.serving_estimate runs it on a model fitted on a
+sample before the full fit, to refuse early what cannot fit.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +52,23 @@ def load_like_serving(model_file: Path) -> dict[str, float]:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    libraries_kib = _status_kib("VmRSS")
     started = time.perf_counter()
     ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
     seconds = time.perf_counter() - started
-    return {"peak_rss_mb": round(_peak_rss_kib() / 1024, 1), "load_seconds": round(seconds, 4)}
+    return {
+        "peak_rss_mb": round(_status_kib("VmHWM") / 1024, 1),
+        "load_seconds": round(seconds, 4),
+        # Before the session: the part of the peak that does not grow with the model (training.serving_estimate).
+        "libraries_rss_mb": round(libraries_kib / 1024, 1),
+    }
 
 
-def _peak_rss_kib() -> int:
+def _status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError("/proc/self/status has no VmHWM line")
+    raise RuntimeError(f"/proc/self/status has no {field} line")
 
 
 def measure(model_file: Path, timeout_seconds: float | None) -> dict[str, float]:
@@ -83,31 +93,63 @@ def measure(model_file: Path, timeout_seconds: float | None) -> dict[str, float]
     return measured
 
 
+@dataclass(frozen=True)
+class ServingLimits:
+    """The serving Lambda's memory and timeout (None: not checked), and the share of each a model's load may take."""
+
+    memory_mb: int | None
+    timeout_seconds: float | None
+
+    @property
+    def checked(self) -> bool:
+        return self.memory_mb is not None or self.timeout_seconds is not None
+
+    @property
+    def memory_limit_mb(self) -> float | None:
+        return None if self.memory_mb is None else MEMORY_FRACTION * self.memory_mb
+
+    @property
+    def load_limit_seconds(self) -> float | None:
+        return None if self.timeout_seconds is None else TIME_FRACTION * self.timeout_seconds
+
+    def judge(self, load: dict[str, Any], verb: str = "takes") -> tuple[dict[str, Any], list[str]]:
+        """``load`` (measured, or estimated: then ``verb`` says so) with the limits added, and how it exceeds them."""
+        report = dict(load)
+        checks = (
+            ("memory_limit_mb", self.memory_limit_mb, "peak_rss_mb", "MiB at peak", MEMORY_FRACTION,
+             "serving_memory_mb", self.memory_mb, "the Lambda loads a new model beside the one it serves"),
+            ("load_limit_seconds", self.load_limit_seconds, "load_seconds", "s", TIME_FRACTION,
+             "serving_timeout_seconds", self.timeout_seconds, "a model refresh runs inside a request"),
+        )  # fmt: skip
+        problems = []
+        for limit_key, limit, measured_key, unit, fraction, name, setting, why in checks:
+            if limit is None or setting is None:
+                continue
+            report[limit_key] = limit
+            if report[measured_key] > limit:
+                problems.append(
+                    f"loading it {verb} {report[measured_key]:g} {unit}, over {fraction:.0%} of {name} {setting:g} "
+                    f"({why})"
+                )
+        return report, problems
+
+
+def measure_model(model: bytes, work_dir: Path, limits: ServingLimits) -> dict[str, float]:
+    """:func:`measure` the serialized ``model``, written to ``work_dir``."""
+    model_file = work_dir / ONNX_FILE
+    model_file.write_bytes(model)
+    return measure(model_file, limits.timeout_seconds)
+
+
 def check_serving_load(
     model: bytes, work_dir: Path, memory_mb: int | None, timeout_seconds: float | None
 ) -> dict[str, Any]:
     """Measure loading the serialized ``model`` and fail the job if it does not fit; the measurement and the
     limits, for the evaluation (empty when neither limit is set)."""
-    if memory_mb is None and timeout_seconds is None:
+    limits = ServingLimits(memory_mb, timeout_seconds)
+    if not limits.checked:
         return {}
-    model_file = work_dir / ONNX_FILE
-    model_file.write_bytes(model)
-    report: dict[str, Any] = measure(model_file, timeout_seconds)
-    limits = (
-        ("memory_limit_mb", "peak_rss_mb", MEMORY_FRACTION, memory_mb, "MiB at peak", "serving_memory_mb",
-         "the Lambda loads a new model beside the one it serves"),
-        ("load_limit_seconds", "load_seconds", TIME_FRACTION, timeout_seconds, "s", "serving_timeout_seconds",
-         "a model refresh runs inside a request"),
-    )  # fmt: skip
-    problems = []
-    for limit_key, measured_key, fraction, setting, unit, name, why in limits:
-        if setting is None:
-            continue
-        report[limit_key] = fraction * setting
-        if report[measured_key] > report[limit_key]:
-            problems.append(
-                f"loading it takes {report[measured_key]:g} {unit}, over {fraction:.0%} of {name} {setting:g} ({why})"
-            )
+    report, problems = limits.judge(measure_model(model, work_dir, limits))
     if problems:
         raise TrainingFailure("the model is too big for the serving Lambda", problems)
     return report
