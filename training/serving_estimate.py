@@ -17,9 +17,9 @@ leaves has 2L - 1 nodes. For the full fit:
   ``min_samples_leaf``). Trees that stopped early on clean data grow less: the estimate errs on the large side;
 - a linear model's size does not depend on the rows.
 
-The sample's peak memory above what the interpreter and libraries hold before the session (``libraries_rss_mb``)
-and its load time are scaled by the ratio of nodes; fixed costs scaled with them also err on the large side. The
-check after the full fit (training.serving_load) stays the final word.
+The sample's peak memory above what does not grow with the model (``fixed_rss_mb``: the interpreter, the libraries
+and onnxruntime's one-time costs of a session) and its load time are scaled by the ratio of nodes. The check after
+the full fit (training.serving_load) stays the final word.
 
 When the estimate exceeds a limit, the failure names the knobs that would bring it within them, each on its own
 with the others unchanged, at ``SUGGESTION_MARGIN`` of the limits since the estimate is an estimate.
@@ -135,12 +135,17 @@ def sample_positions(target: pd.Series, rows: int, seed: int, task: Task) -> np.
     return np.sort(chosen)
 
 
+def _model_mb(measured: dict[str, float]) -> float:
+    """The part of a measured load's peak memory that grows with the model."""
+    return max(measured["peak_rss_mb"] - measured["fixed_rss_mb"], 0.0)
+
+
 def _node_budget(measured: dict[str, float], trees: TreeGrowth, limits: ServingLimits) -> float:
     """The most nodes whose load stays within ``SUGGESTION_MARGIN`` of the limits, at the sample's cost per node."""
     budgets = [math.inf]
-    model_mb = max(measured["peak_rss_mb"] - measured["libraries_rss_mb"], 0.0)
+    model_mb = _model_mb(measured)
     if limits.memory_limit_mb is not None and model_mb > 0:
-        room = SUGGESTION_MARGIN * limits.memory_limit_mb - measured["libraries_rss_mb"]
+        room = SUGGESTION_MARGIN * limits.memory_limit_mb - measured["fixed_rss_mb"]
         budgets.append(room / (model_mb / trees.sample_nodes))
     if limits.load_limit_seconds is not None and measured["load_seconds"] > 0:
         budgets.append(SUGGESTION_MARGIN * limits.load_limit_seconds / (measured["load_seconds"] / trees.sample_nodes))
@@ -197,12 +202,11 @@ def estimate_serving_load(
     measured = measure_model(to_onnx(pipeline, spec, task).SerializeToString(), work_dir, limits)
     trees = project(pipeline.named_steps[ESTIMATOR_STEP], len(positions), len(inputs))
     growth = 1.0 if trees is None else trees.growth
-    model_mb = max(measured["peak_rss_mb"] - measured["libraries_rss_mb"], 0.0)
     estimate = {
         "sample_rows": len(positions),
         "train_rows": len(inputs),
         "growth": round(float(growth), 2),
-        "peak_rss_mb": round(float(measured["libraries_rss_mb"] + model_mb * growth), 1),
+        "peak_rss_mb": round(float(measured["fixed_rss_mb"] + _model_mb(measured) * growth), 1),
         "load_seconds": round(float(measured["load_seconds"] * growth), 4),
         "sample": measured,
     }
