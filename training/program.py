@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -133,13 +134,17 @@ def train(layout: Layout, work_dir: Path) -> None:
         say(f"serving load estimated from a fit on {estimate['sample_rows']} rows: {estimate}")
     pipeline = build_pipeline(task, hp.algorithm, knobs, dataset.spec, hp.random_seed)
     say(f"fitting on {len(train_x)} rows: {parallelism()}")
+    started = time.monotonic()
     pipeline.fit(train_x, train_y)
+    fit_seconds = round(time.monotonic() - started, 1)
+    say(f"fitted in {fit_seconds} s")
     challenger = holdout_metrics(pipeline, task, holdout_x, holdout_y)
 
     details: dict[str, Any] = {
         "task": task,
         "algorithm": hp.algorithm,
         "train_rows": len(train_x),
+        "fit_seconds": fit_seconds,
         "champion_algorithm": champion.metadata.algorithm if champion else None,
     }
     if estimate:
