@@ -9,8 +9,8 @@ How much bigger: an ONNX tree ensemble's memory and load time grow with its node
 leaves has 2L - 1 nodes. For the full fit:
 
 - trees: a forest and gradient boosting fit ``n_estimators`` iterations (boosting: of one tree per class when there
-  are more than two), as the sample did; hist_gradient_boosting's early stopping (on from 10,000 rows) may stop the full fit sooner or later than the
-  sample's, so ``max_iter`` iterations are assumed, which bounds it;
+  are more than two), as the sample did; hist_gradient_boosting's early stopping (on from 10,000 rows) may stop the
+  full fit sooner or later than the sample's, so ``max_iter`` iterations are assumed, which bounds it;
 - leaves per tree: a tree splits until its leaves are pure or hold ``min_samples_leaf`` rows, so on noisy data its
   leaves grow in proportion to the rows it is fitted on: the sample's mean times full rows / sample rows, capped by
   what the knobs allow (``2 ** max_depth``, ``max_leaf_nodes``: 31 for hist_gradient_boosting; rows /
