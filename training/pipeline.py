@@ -21,10 +21,10 @@ already (the thresholds are dealt with by :mod:`training.onnx_export`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
+import joblib
 import numpy as np
 from skl2onnx.sklapi import CastTransformer
 from sklearn.compose import ColumnTransformer
@@ -77,9 +77,9 @@ def build_estimator(task: Task, algorithm: str, knobs: Mapping[str, Knob], seed:
 
 
 def parallelism() -> str:
-    """The cores this process may use, and the OpenMP threads hist_gradient_boosting will use (as it computes them:
-    OMP_NUM_THREADS would cap them, and nothing sets it), for the job's log."""
-    return f"{len(os.sched_getaffinity(0))} cores, {_openmp_effective_n_threads()} OpenMP threads"
+    """The cores a forest's ``n_jobs=-1`` resolves to, and the OpenMP threads hist_gradient_boosting will use (as it
+    computes them: OMP_NUM_THREADS would cap them, and nothing sets it), for the job's log."""
+    return f"{joblib.cpu_count()} cores, {_openmp_effective_n_threads()} OpenMP threads"
 
 
 def _one_hot(categories: Any = "auto") -> OneHotEncoder:
