@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import joblib
 import numpy as np
 from skl2onnx.sklapi import CastTransformer
 from sklearn.compose import ColumnTransformer
@@ -39,6 +40,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
 from functions.common.bundle import Task
 from training.feature_spec import FeatureSpec
@@ -67,7 +69,17 @@ def build_estimator(task: Task, algorithm: str, knobs: Mapping[str, Knob], seed:
         "hist_gradient_boosting": (HistGradientBoostingClassifier, HistGradientBoostingRegressor),
     }
     classifier, regressor = estimators[algorithm]
+    if algorithm == "random_forest":
+        # Trees are fitted in parallel on every core (hist_gradient_boosting uses them all through OpenMP; classic
+        # gradient boosting cannot: each tree fits the previous ones' errors).
+        params["n_jobs"] = -1
     return (classifier if task == "classification" else regressor)(random_state=seed, **params)
+
+
+def parallelism() -> str:
+    """The cores a forest's ``n_jobs=-1`` resolves to, and the OpenMP threads hist_gradient_boosting will use (as it
+    computes them: OMP_NUM_THREADS would cap them, and nothing sets it), for the job's log."""
+    return f"{joblib.cpu_count()} cores, {_openmp_effective_n_threads()} OpenMP threads"
 
 
 def _one_hot(categories: Any = "auto") -> OneHotEncoder:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,9 @@ from training.evaluation import gate_scores, holdout_metrics
 from training.holdout import Rows, Split, labelled_rows, split
 from training.hyperparameters import Hyperparameters, parse_hyperparameters
 from training.onnx_export import check_parity, parity_probe, to_onnx
-from training.pipeline import build_pipeline
+from training.pipeline import build_pipeline, parallelism
 from training.row_ids import write_fit_rows
+from training.serving_estimate import estimate_serving_load
 from training.serving_load import check_serving_load
 from training.validation import Dataset, validate
 
@@ -127,16 +129,26 @@ def train(layout: Layout, work_dir: Path) -> None:
     rows, parts = split_holdout(layout, data, dataset, hp, compared)
     train_x, train_y = dataset.inputs.iloc[parts.train], dataset.target.iloc[parts.train]
     holdout_x, holdout_y = dataset.inputs.iloc[parts.holdout], dataset.target.iloc[parts.holdout]
+    estimate = estimate_serving_load(hp, task, knobs, dataset.spec, train_x, train_y, work_dir)
+    if estimate:
+        say(f"serving load estimated from a fit on {estimate['sample_rows']} rows: {estimate}")
     pipeline = build_pipeline(task, hp.algorithm, knobs, dataset.spec, hp.random_seed)
+    say(f"fitting on {len(train_x)} rows: {parallelism()}")
+    started = time.monotonic()
     pipeline.fit(train_x, train_y)
+    fit_seconds = round(time.monotonic() - started, 1)
+    say(f"fitted in {fit_seconds} s")
     challenger = holdout_metrics(pipeline, task, holdout_x, holdout_y)
 
     details: dict[str, Any] = {
         "task": task,
         "algorithm": hp.algorithm,
         "train_rows": len(train_x),
+        "fit_seconds": fit_seconds,
         "champion_algorithm": champion.metadata.algorithm if champion else None,
     }
+    if estimate:
+        details["serving_estimate"] = estimate
     scores = gate_scores(
         pipeline,
         None if compared is None else compared.model,

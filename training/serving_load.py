@@ -2,8 +2,9 @@
 
 With ``serving_memory_mb`` and/or ``serving_timeout_seconds`` set (the workflow pins them from the serving
 configuration), a child process loads ``model.onnx`` the way the inference Lambda does (numpy and onnxruntime
-imported, one ``InferenceSession`` from the file, with the Lambda's session options) and reports its peak RSS
-(the interpreter and libraries included, as in the Lambda) and the session's load time. The job fails when:
+imported, a warm-up session, then one ``InferenceSession`` from the file, with the Lambda's session options) and
+reports its peak RSS (the interpreter and libraries included, as in the Lambda) and the session's load time. The job
+fails when:
 
 - the peak RSS exceeds ``MEMORY_FRACTION`` of the memory: the Lambda loads a new model beside the one it is
   serving (the swap comes after the load), and also holds its web stack and the request batches;
@@ -13,7 +14,10 @@ imported, one ``InferenceSession`` from the file, with the Lambda's session opti
 A child process, so the measurement is the model's alone, not the training program's memory. The peak is
 ``VmHWM`` from ``/proc/self/status`` (Linux, as the training image is): unlike ``ru_maxrss``, it starts afresh
 at ``exec`` instead of inheriting the forking training process's size. Run as
-``python -m training.serving_load FILE`` it prints its measurement as JSON.
+``python -m training.serving_load FILE WARM_UP_FILE`` it prints its measurement as JSON.
+
+This check, on the finished model, is the final word; training.serving_estimate runs it on a model fitted on a
+sample before the full fit, to refuse early what cannot fit.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import onnx
 
 from functions.common.bundle import ONNX_FILE
 from training.errors import TrainingFailure
@@ -36,10 +43,15 @@ STARTUP_SECONDS = 60.0
 # Without a timeout to check, how long the load may take before the child is given up on.
 UNTIMED_LOAD_SECONDS = 600.0
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WARM_UP_FILE = "warm-up.onnx"
 
 
-def load_like_serving(model_file: Path) -> dict[str, float]:
-    """Load ``model_file`` as functions.inference.model does; peak RSS (MiB) and session load time (s)."""
+def load_like_serving(model_file: Path, warm_up_file: Path) -> dict[str, float]:
+    """Load ``model_file`` as functions.inference.model does; peak RSS (MiB) and session load time (s).
+
+    A session on ``warm_up_file`` (:func:`write_warm_up_model`) comes first: it pays onnxruntime's one-time costs
+    (about 8 MiB), as the Lambda has for the model it serves when it loads the next one. The RSS after it,
+    ``fixed_rss_mb``, is the part of the peak that does not grow with the model (training.serving_estimate)."""
     import numpy  # noqa: F401  (the Lambda imports it beside onnxruntime: part of its memory)
     import onnxruntime as ort
 
@@ -48,17 +60,37 @@ def load_like_serving(model_file: Path) -> dict[str, float]:
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    ort.InferenceSession(str(warm_up_file), options, providers=["CPUExecutionProvider"])
+    fixed_kib = _status_kib("VmRSS")
     started = time.perf_counter()
     ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
     seconds = time.perf_counter() - started
-    return {"peak_rss_mb": round(_peak_rss_kib() / 1024, 1), "load_seconds": round(seconds, 4)}
+    return {
+        "peak_rss_mb": round(_status_kib("VmHWM") / 1024, 1),
+        "load_seconds": round(seconds, 4),
+        "fixed_rss_mb": round(fixed_kib / 1024, 1),
+    }
 
 
-def _peak_rss_kib() -> int:
+def write_warm_up_model(path: Path) -> Path:
+    """The smallest model a session loads: one Identity node."""
+    tensor = onnx.helper.make_tensor_value_info
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "warm_up",
+        [tensor("x", onnx.TensorProto.FLOAT, [1])],
+        [tensor("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)])
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError("/proc/self/status has no VmHWM line")
+    raise RuntimeError(f"/proc/self/status has no {field} line")
 
 
 def measure(model_file: Path, timeout_seconds: float | None) -> dict[str, float]:
@@ -66,8 +98,9 @@ def measure(model_file: Path, timeout_seconds: float | None) -> dict[str, float]
     limit = STARTUP_SECONDS + (UNTIMED_LOAD_SECONDS if timeout_seconds is None else timeout_seconds)
     path = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
     try:
+        warm_up = write_warm_up_model(model_file.with_name(WARM_UP_FILE))
         child = subprocess.run(
-            [sys.executable, "-m", "training.serving_load", str(model_file)],
+            [sys.executable, "-m", "training.serving_load", str(model_file), str(warm_up)],
             capture_output=True,
             text=True,
             timeout=limit,
@@ -83,35 +116,67 @@ def measure(model_file: Path, timeout_seconds: float | None) -> dict[str, float]
     return measured
 
 
+@dataclass(frozen=True)
+class ServingLimits:
+    """The serving Lambda's memory and timeout (None: not checked), and the share of each a model's load may take."""
+
+    memory_mb: int | None
+    timeout_seconds: float | None
+
+    @property
+    def checked(self) -> bool:
+        return self.memory_mb is not None or self.timeout_seconds is not None
+
+    @property
+    def memory_limit_mb(self) -> float | None:
+        return None if self.memory_mb is None else MEMORY_FRACTION * self.memory_mb
+
+    @property
+    def load_limit_seconds(self) -> float | None:
+        return None if self.timeout_seconds is None else TIME_FRACTION * self.timeout_seconds
+
+    def judge(self, load: dict[str, Any], verb: str = "takes") -> tuple[dict[str, Any], list[str]]:
+        """``load`` (measured, or estimated: then ``verb`` says so) with the limits added, and how it exceeds them."""
+        report = dict(load)
+        checks = (
+            ("memory_limit_mb", self.memory_limit_mb, "peak_rss_mb", "MiB at peak", MEMORY_FRACTION,
+             "serving_memory_mb", self.memory_mb, "the Lambda loads a new model beside the one it serves"),
+            ("load_limit_seconds", self.load_limit_seconds, "load_seconds", "s", TIME_FRACTION,
+             "serving_timeout_seconds", self.timeout_seconds, "a model refresh runs inside a request"),
+        )  # fmt: skip
+        problems = []
+        for limit_key, limit, measured_key, unit, fraction, name, setting, why in checks:
+            if limit is None or setting is None:
+                continue
+            report[limit_key] = limit
+            if report[measured_key] > limit:
+                problems.append(
+                    f"loading it {verb} {report[measured_key]:g} {unit}, over {fraction:.0%} of {name} {setting:g} "
+                    f"({why})"
+                )
+        return report, problems
+
+
+def measure_model(model: bytes, work_dir: Path, limits: ServingLimits) -> dict[str, float]:
+    """:func:`measure` the serialized ``model``, written to ``work_dir``."""
+    model_file = work_dir / ONNX_FILE
+    model_file.write_bytes(model)
+    return measure(model_file, limits.timeout_seconds)
+
+
 def check_serving_load(
     model: bytes, work_dir: Path, memory_mb: int | None, timeout_seconds: float | None
 ) -> dict[str, Any]:
     """Measure loading the serialized ``model`` and fail the job if it does not fit; the measurement and the
     limits, for the evaluation (empty when neither limit is set)."""
-    if memory_mb is None and timeout_seconds is None:
+    limits = ServingLimits(memory_mb, timeout_seconds)
+    if not limits.checked:
         return {}
-    model_file = work_dir / ONNX_FILE
-    model_file.write_bytes(model)
-    report: dict[str, Any] = measure(model_file, timeout_seconds)
-    limits = (
-        ("memory_limit_mb", "peak_rss_mb", MEMORY_FRACTION, memory_mb, "MiB at peak", "serving_memory_mb",
-         "the Lambda loads a new model beside the one it serves"),
-        ("load_limit_seconds", "load_seconds", TIME_FRACTION, timeout_seconds, "s", "serving_timeout_seconds",
-         "a model refresh runs inside a request"),
-    )  # fmt: skip
-    problems = []
-    for limit_key, measured_key, fraction, setting, unit, name, why in limits:
-        if setting is None:
-            continue
-        report[limit_key] = fraction * setting
-        if report[measured_key] > report[limit_key]:
-            problems.append(
-                f"loading it takes {report[measured_key]:g} {unit}, over {fraction:.0%} of {name} {setting:g} ({why})"
-            )
+    report, problems = limits.judge(measure_model(model, work_dir, limits))
     if problems:
         raise TrainingFailure("the model is too big for the serving Lambda", problems)
     return report
 
 
 if __name__ == "__main__":
-    print(json.dumps(load_like_serving(Path(sys.argv[1]))))
+    print(json.dumps(load_like_serving(Path(sys.argv[1]), Path(sys.argv[2]))))

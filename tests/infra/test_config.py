@@ -39,7 +39,7 @@ def test_cdk_json_dev_stage_loads_the_documented_defaults() -> None:
     assert config.state_machine_name == "driftloop-dev-training"
     assert config.removal == "retain"
     assert config.training.image_uri is None
-    assert dict(config.training.hyperparameters) == {"target": "churned", "algorithm": "random_forest"}
+    assert dict(config.training.hyperparameters) == {"target": "churned", "algorithm": "hist_gradient_boosting"}
     assert config.data.registry_prefix == "registry/"
     assert config.serving.auth_mode == "iam"
     assert config.serving.reserved_concurrency == 50
@@ -244,7 +244,7 @@ def test_the_workflow_hyperparameters_carry_what_the_serving_lambda_can_load() -
     config = load(context(serving__memory_mb=2048, serving__timeout_seconds=15))
     assert config.workflow_hyperparameters == {
         "target": "churned",
-        "algorithm": "random_forest",
+        "algorithm": "hist_gradient_boosting",
         "serving_memory_mb": "2048",
         "serving_timeout_seconds": "15",
     }

@@ -429,7 +429,7 @@ def test_workflow_function_settings(training_template: Template, name: str) -> N
                     # The serving Lambda's limits, so that training refuses a bundle it could not load.
                     "DRIFTLOOP_HYPERPARAMETERS": json.dumps(
                         {
-                            "algorithm": "random_forest",
+                            "algorithm": "hist_gradient_boosting",
                             "target": "churned",
                             "serving_memory_mb": "1024",
                             "serving_timeout_seconds": "10",

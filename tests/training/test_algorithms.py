@@ -1,9 +1,11 @@
 import pandas as pd
 import pytest
 
+from functions.common.bundle import Task
 from functions.common.gate import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from tests.conftest import MakeJob
 from tests.training.jobs import evaluation_json, failure, metadata
+from training.pipeline import build_estimator
 from training.program import run
 
 # Small and fast: every algorithm with its knobs set low.
@@ -56,3 +58,8 @@ def test_a_multiclass_target_gets_macro_f1_and_one_vs_rest_auc(
     assert 0.0 <= bundle.metrics["roc_auc"] <= 1.0
     assert bundle.baseline["prediction"]["type"] == "categorical"
     assert "positive_probability" not in bundle.baseline
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_a_forest_fits_its_trees_on_every_core(task: Task) -> None:
+    assert build_estimator(task, "random_forest", {"n_estimators": 10}, 0).n_jobs == -1

@@ -14,7 +14,7 @@ def test_only_target_is_required_and_everything_else_has_a_default() -> None:
     hp = parse_hyperparameters({"target": "churned"})
     assert hp == Hyperparameters(target="churned")
     assert (hp.algorithm, hp.test_size, hp.random_seed, hp.min_rows, hp.min_class_count) == (
-        "random_forest",
+        "hist_gradient_boosting",
         0.2,
         42,
         50,
@@ -120,7 +120,7 @@ def test_ridge_takes_c_but_not_max_iter() -> None:
 
 
 def test_algorithm_defaults_are_applied_under_the_user_knobs() -> None:
-    hp = parse_hyperparameters({"target": "y", "n_estimators": "15"})
+    hp = parse_hyperparameters({"target": "y", "algorithm": "random_forest", "n_estimators": "15"})
     assert hp.knobs_for("classification") == {"n_estimators": 15, "min_samples_leaf": 2}
 
 
