@@ -26,7 +26,7 @@ from functions.batch.layout import BATCH
 from functions.batch.settings import BatchSettings
 from infra.bundling import BATCH as BATCH_BUNDLE
 from infra.constructs.capture_streams import DeliveryStream
-from infra.constructs.log_group import log_group
+from infra.constructs.log_group import state_machine_log_group
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.constructs.training_workflow import LAMBDA_TRANSIENT_ERRORS
 from infra.grants import grant_missing_key_lookups, grant_prefix, objects_arn
@@ -144,10 +144,10 @@ class BatchScoring(Construct):
             )
             .otherwise(sfn.Succeed(self, "Scored", output_path="$.summary"))
         )
-        self.log_group = log_group(
+        self.log_group = state_machine_log_group(
             self,
             "Logs",
-            name=f"/aws/vendedlogs/states/{state_machine_name}",
+            state_machine_name=state_machine_name,
             retention_days=log_retention_days,
             removal_policy=removal_policy,
         )

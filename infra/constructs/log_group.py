@@ -48,3 +48,17 @@ def log_group(
         retention=RETENTION[retention_days],
         removal_policy=removal_policy,
     )
+
+
+def state_machine_log_group(
+    scope: Construct, construct_id: str, *, state_machine_name: str, retention_days: int, removal_policy: RemovalPolicy
+) -> logs.LogGroup:
+    """A state machine's log group. The vendedlogs prefix keeps CloudWatch Logs' resource policy from growing with
+    every state machine."""
+    return log_group(
+        scope,
+        construct_id,
+        name=f"/aws/vendedlogs/states/{state_machine_name}",
+        retention_days=retention_days,
+        removal_policy=removal_policy,
+    )

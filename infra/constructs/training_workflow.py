@@ -47,7 +47,7 @@ from functions.workflow.state import (
     path,
 )
 from infra.constructs.encrypted_topic import EncryptedTopic
-from infra.constructs.log_group import log_group
+from infra.constructs.log_group import state_machine_log_group
 
 # Transient Lambda service errors and throttling; errors raised by the function itself are not retried.
 LAMBDA_TRANSIENT_ERRORS = (
@@ -211,11 +211,10 @@ class TrainingWorkflow(Construct):
             .otherwise(sfn.Succeed(self, "Skipped"))
         )
 
-        self.log_group = log_group(
+        self.log_group = state_machine_log_group(
             self,
             "Logs",
-            # The vendedlogs prefix keeps CloudWatch Logs' resource policy from growing with every state machine.
-            name=f"/aws/vendedlogs/states/{state_machine_name}",
+            state_machine_name=state_machine_name,
             retention_days=log_retention_days,
             removal_policy=removal_policy,
         )
