@@ -83,9 +83,9 @@ def test_a_challenger_below_the_gate_is_rejected_and_the_champion_stays(deployed
     before = deployed.champion()
     assert before is not None, "the previous test promotes a champion"
 
-    # A one-stump forest (the model's knobs are all an execution may override) cannot match the champion's
-    # 200 trees on the rows the champion never saw.
-    weak = {"n_estimators": "1", "max_depth": "1"}
+    # A one-stump forest (the algorithm and its knobs are all an execution may override) cannot match the
+    # champion's boosted trees on the rows the champion never saw.
+    weak = {"algorithm": "random_forest", "n_estimators": "1", "max_depth": "1"}
     run = deployed.run("it-reject", {"trigger": trigger("integration: gate"), "hyperparameters": weak})
 
     assert run.status == "SUCCEEDED", run
