@@ -224,7 +224,8 @@ class AthenaProvider(ServiceLifecycleHook):
             clients.s3.put_object(Bucket=bucket, Key=key, Body=result_csv(names, result.rows).encode())
             clients.s3.put_object(Bucket=bucket, Key=key + ".metadata", Body=result_metadata(result.column_info))
             with execution.lock:
-                execution.column_info, execution.rows, execution.scanned = result.column_info, result.rows, result.scanned_bytes
+                execution.column_info, execution.rows = result.column_info, result.rows
+                execution.scanned = result.scanned_bytes
             execution.finish(SUCCEEDED)
         except QueryError as exc:
             execution.finish(FAILED, str(exc))

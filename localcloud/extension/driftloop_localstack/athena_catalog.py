@@ -148,10 +148,10 @@ def projected_values(spec: TableSpec, key: Column, now: datetime) -> list[str] |
     if kind == "enum":
         return [value.strip() for value in str(setting(prefix + "values") or "").split(",") if value.strip()]
     if kind == "integer":
-        low, high = (int(bound) for bound in str(setting(prefix + "range")).split(","))
+        first, last = (int(bound) for bound in str(setting(prefix + "range")).split(","))
         step = int(setting(prefix + "interval") or 1)
         digits = int(setting(prefix + "digits") or 0)
-        return [str(value).zfill(digits) for value in range(low, high + 1, step)]
+        return [str(value).zfill(digits) for value in range(first, last + 1, step)]
     if kind == "date":
         java = str(setting(prefix + "format") or "")
         python = _strftime(java)

@@ -12,19 +12,20 @@ downloaded at run time, and autoloading is switched off.
 from __future__ import annotations
 
 import gzip
-import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import duckdb
-import sqlglot
+import duckdb  # type: ignore[import-not-found]  # LocalStack's venv only
+import sqlglot  # type: ignore[import-not-found]
 from sqlglot import exp
 
 from driftloop_localstack.athena_catalog import (
     CSV,
     JSON,
+    Column,
     Predicate,
     QueryError,
     TableSpec,
@@ -74,7 +75,7 @@ class Plan:
 
 def translate(sql: str) -> str:
     """Athena SQL as DuckDB SQL (no catalog: table names kept), the path every query takes through sqlglot."""
-    return _parse(sql).sql(dialect="duckdb")
+    return str(_parse(sql).sql(dialect="duckdb"))
 
 
 def _parse(sql: str) -> exp.Expression:
@@ -183,14 +184,24 @@ def objects(read: TableRead, list_objects: ListObjects) -> Objects:
     if len(buckets) != 1:
         raise QueryError("NOT_SUPPORTED: a storage.location.template spanning buckets is not supported locally")
     bucket = buckets.pop()
-    common = os.path.commonprefix([split_s3_uri(prefix)[1] for prefix in wanted])
-    common = common[: common.rfind("/") + 1]
+    common = _common_folder([split_s3_uri(prefix)[1] for prefix in wanted])
     entries = []
     for key, size in list_objects(bucket, common):
         values = next((wanted[p] for p in _prefixes(bucket, key) if p in wanted), None)
         if values is not None and is_data_object(key, size):
             entries.append((key, size, values))
     return Objects(bucket, entries)
+
+
+def _common_folder(keys: list[str]) -> str:
+    """The longest ``a/b/`` every key starts with (partitions' prefixes end with ``/``)."""
+    folders = [key.split("/")[:-1] for key in keys]
+    common: list[str] = []
+    for parts in zip(*folders, strict=False):
+        if len(set(parts)) != 1:
+            break
+        common.append(parts[0])
+    return "".join(part + "/" for part in common)
 
 
 def _prefixes(bucket: str, key: str) -> Iterator[str]:
@@ -211,6 +222,10 @@ def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _cast(value: str, column: Column) -> str:
+    return f"CAST({value} AS {duckdb_type(column.type)}) AS {_identifier(column.name)}"
+
+
 def _reader(spec: TableSpec, files: list[str]) -> str:
     """DuckDB's table function reading ``files`` with the table's columns (plus the file name, to join partitions)."""
     paths = "[" + ", ".join(_literal(path) for path in files) + "]"
@@ -229,7 +244,7 @@ def _reader(spec: TableSpec, files: list[str]) -> str:
 
 
 def create_view(
-    connection: duckdb.DuckDBPyConnection, read: TableRead, found: Objects, get_object: GetObject, work_dir: str
+    connection: duckdb.DuckDBPyConnection, read: TableRead, found: Objects, get_object: GetObject, work_dir: Path
 ) -> None:
     """A view named ``read.view`` with the table's columns then its partition keys, over the fetched objects."""
     spec = read.spec
@@ -238,28 +253,27 @@ def create_view(
         body = get_object(found.bucket, key)
         if body[:2] == b"\x1f\x8b":  # Athena reads gzip objects (by their .gz name) transparently
             body = gzip.decompress(body)
-        path = os.path.join(work_dir, f"{read.view}-{index}")
-        with open(path, "wb") as handle:
-            handle.write(body)
-        files.append(path)
-        partition_rows.append((path, values))
-    data = [f"CAST(r.{_identifier(c.name)} AS {duckdb_type(c.type)}) AS {_identifier(c.name)}" for c in spec.columns]
-    keys = [f"CAST(p.{_identifier(k.name)} AS {duckdb_type(k.type)}) AS {_identifier(k.name)}" for k in spec.partition_keys]
+        path = work_dir / f"{read.view}-{index}"
+        path.write_bytes(body)
+        files.append(str(path))
+        partition_rows.append((str(path), values))
+    # Every name in the SQL below is quoted by _identifier, every value by _literal or passed as a parameter.
+    data = [_cast(f"r.{_identifier(c.name)}", c) for c in spec.columns]
+    keys = [_cast(f"p.{_identifier(k.name)}", k) for k in spec.partition_keys]
     if not files:
-        nulls = [f"CAST(NULL AS {duckdb_type(c.type)}) AS {_identifier(c.name)}" for c in (*spec.columns, *spec.partition_keys)]
+        nulls = [_cast("NULL", c) for c in (*spec.columns, *spec.partition_keys)]
         connection.execute(f"CREATE TEMP VIEW {_identifier(read.view)} AS SELECT {', '.join(nulls)} WHERE false")
         return
     partition_table = _identifier(read.view + "_partitions")
     key_columns = "".join(f", {_identifier(k.name)} VARCHAR" for k in spec.partition_keys)
     connection.execute(f"CREATE TEMP TABLE {partition_table} (__driftloop_file VARCHAR{key_columns})")
     connection.executemany(
-        f"INSERT INTO {partition_table} VALUES ({', '.join('?' * (1 + len(spec.partition_keys)))})",
+        f"INSERT INTO {partition_table} VALUES ({', '.join('?' * (1 + len(spec.partition_keys)))})",  # noqa: S608
         [[path, *(values[k.name] for k in spec.partition_keys)] for path, values in partition_rows],
     )
-    connection.execute(
-        f"CREATE TEMP VIEW {_identifier(read.view)} AS SELECT {', '.join(data + keys)} "
-        f"FROM {_reader(spec, files)} AS r JOIN {partition_table} AS p USING (__driftloop_file)"
-    )
+    columns = ", ".join(data + keys)
+    source = f"{_reader(spec, files)} AS r JOIN {partition_table} AS p USING (__driftloop_file)"
+    connection.execute(f"CREATE TEMP VIEW {_identifier(read.view)} AS SELECT {columns} FROM {source}")  # noqa: S608
 
 
 def connect() -> duckdb.DuckDBPyConnection:
@@ -291,7 +305,7 @@ def run(
         for read in query.reads:
             found = objects(read, list_objects)
             scanned += found.scanned_bytes
-            create_view(connection, read, found, get_object, work_dir)
+            create_view(connection, read, found, get_object, Path(work_dir))
         try:
             relation = connection.sql(query.sql)
             names, types = relation.columns, [str(t) for t in relation.types]
