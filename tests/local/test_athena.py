@@ -255,3 +255,8 @@ def test_partition_predicates_prune_only_the_table_they_qualify(engine: Any) -> 
     )
     assert answer["rows"] == [["1"]]
     assert answer["scanned"] == len(HOUR_11) + (len(HOUR_10) + len(HOUR_11))
+
+
+def test_integer_division_truncates_as_in_athena(engine: Any) -> None:
+    answer = engine("SELECT COUNT(*) / 2 AS half, -7 / 2 AS negative, 7.0 / 2 AS exact FROM db.captures")
+    assert answer["rows"] == [["2", "-3", "3.5"]]

@@ -277,9 +277,15 @@ def create_view(
 
 
 def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that never downloads an extension (json and parquet are built into the wheel)."""
+    """An in-memory DuckDB that never downloads an extension (json and parquet are built into the wheel) and
+    divides integers as Trino does (sqlglot leaves ``/`` alone: DuckDB's own would give 3.5 for 7 / 2)."""
     return duckdb.connect(
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "threads": 2}
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "integer_division": True,
+            "threads": 2,
+        }
     )
 
 
