@@ -156,14 +156,23 @@ def test_unload_is_refused_with_a_clear_error(local_client: Client, captures: di
     assert "UNLOAD" in status["StateChangeReason"]
 
 
-def test_stopped_query_is_cancelled(local_client: Client, captures: dict[str, Any]) -> None:
-    athena = local_client("athena")
+def test_stopped_running_query_is_cancelled_and_writes_no_results(
+    local_client: Client, captures: dict[str, Any]
+) -> None:
+    athena, s3 = local_client("athena"), local_client("s3")
     query_id = athena.start_query_execution(
-        QueryString="SELECT COUNT(*) FROM range(1000000000) AS a(x), range(1000) AS b(y)",
+        QueryString="SELECT SUM(a.x * b.y) FROM range(100000000) AS a(x), range(1000) AS b(y)",
         ResultConfiguration={"OutputLocation": f"s3://{captures['bucket']}/results/"},
     )["QueryExecutionId"]
+    deadline = time.monotonic() + 20
+    while athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]["State"] == "QUEUED":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
     athena.stop_query_execution(QueryExecutionId=query_id)
     status = wait_until_done(athena, query_id, timeout=20)["Status"]
+    time.sleep(0.5)
 
     assert status["State"] == "CANCELLED"
+    assert athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]["State"] == "CANCELLED"
+    assert "Contents" not in s3.list_objects_v2(Bucket=captures["bucket"], Prefix=f"results/{query_id}")
