@@ -192,15 +192,18 @@ def engine() -> Any:
         pytest.skip("LocalStack's venv with duckdb and sqlglot is missing: make local-setup")
     parameters = {**HOURLY, "projection.hour.range": "2026/12/01/00,2026/12/01/23"}
 
-    def run(sql: str) -> dict[str, Any]:
+    def run(sql: str, tables: dict[str, Any] | None = None, objects: dict[str, bytes] | None = None) -> dict[str, Any]:
+        """``sql`` over db.captures (two hours of JSON lines, one gzip) plus ``tables`` and ``objects``."""
+        objects = {
+            "bucket/captures/2026/12/01/10/part-0.json.gz": HOUR_10,
+            "bucket/captures/2026/12/01/11/part-0.json": HOUR_11,
+            "bucket/captures/2026/12/01/11/_SUCCESS": b"x",
+            **(objects or {}),
+        }
         document = {
             "sql": sql,
-            "tables": {"db.captures": glue_table(parameters)},
-            "objects": {
-                "bucket/captures/2026/12/01/10/part-0.json.gz": HOUR_10.hex(),
-                "bucket/captures/2026/12/01/11/part-0.json": HOUR_11.hex(),
-                "bucket/captures/2026/12/01/11/_SUCCESS": b"x".hex(),
-            },
+            "tables": {"db.captures": glue_table(parameters), **(tables or {})},
+            "objects": {key: body.hex() for key, body in objects.items()},
         }
         done = subprocess.run(
             [str(python), "-c", ENGINE], input=json.dumps(document), capture_output=True, text=True, check=False
@@ -260,3 +263,44 @@ def test_partition_predicates_prune_only_the_table_they_qualify(engine: Any) -> 
 def test_integer_division_truncates_as_in_athena(engine: Any) -> None:
     answer = engine("SELECT COUNT(*) / 2 AS half, -7 / 2 AS negative, 7.0 / 2 AS exact FROM db.captures")
     assert answer["rows"] == [["2", "-3", "3.5"]]
+
+
+def unpartitioned(name: str, serde: dict[str, Any], parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    table = glue_table(parameters or {}, keys=())
+    table["Name"] = name
+    table["StorageDescriptor"]["Location"] = f"s3://bucket/{name}/"
+    table["StorageDescriptor"]["SerdeInfo"] = serde
+    return table
+
+
+def test_parquet_and_csv_tables_are_read_with_their_glue_columns(engine: Any) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    table = pa.table({"prediction_id": ["p"], "prediction": [1], "features": ["{}"], "extra": [0.5]})
+    pq.write_table(table, sink)
+    parquet = unpartitioned(
+        "scores", {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"}
+    )
+    csv = unpartitioned(
+        "labels",
+        {
+            "SerializationLibrary": "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe",
+            "Parameters": {"field.delim": "|"},
+        },
+        {"skip.header.line.count": "1"},
+    )
+
+    answer = engine(
+        "SELECT s.prediction_id, s.prediction + l.prediction AS total, l.features FROM scores s "
+        "JOIN labels l ON s.prediction_id = l.prediction_id",
+        tables={"db.scores": parquet, "db.labels": csv},
+        objects={
+            "bucket/scores/part-0.parquet": sink.getvalue().to_pybytes(),
+            "bucket/labels/part-0.csv": b"prediction_id|prediction|features\np|2|a,b\n",
+        },
+    )
+
+    assert answer.get("error") is None, answer
+    assert answer["rows"] == [["p", "3", "a,b"]]
