@@ -169,8 +169,10 @@ class AthenaProvider(ServiceLifecycleHook):
 
     def _cancel(self, execution: Execution, reason: str) -> None:
         execution.cancel.set()
-        if execution.finish(CANCELLED, reason) and execution.connection is not None:
-            execution.connection.interrupt()
+        if execution.finish(CANCELLED, reason):
+            with execution.lock:  # the runner closes the connection under the same lock
+                if execution.connection is not None:
+                    execution.connection.interrupt()
 
     @handler("GetQueryResults", expand=False)
     def get_query_results(self, context: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
@@ -236,7 +238,7 @@ class AthenaProvider(ServiceLifecycleHook):
         finally:
             with execution.lock:
                 execution.connection = None
-            connection.close()
+                connection.close()
 
 
 def _get_table(clients: Any, database: str, name: str) -> TableSpec:
