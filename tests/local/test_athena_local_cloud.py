@@ -176,3 +176,24 @@ def test_stopped_running_query_is_cancelled_and_writes_no_results(
     assert status["State"] == "CANCELLED"
     assert athena.get_query_execution(QueryExecutionId=query_id)["QueryExecution"]["Status"]["State"] == "CANCELLED"
     assert "Contents" not in s3.list_objects_v2(Bucket=captures["bucket"], Prefix=f"results/{query_id}")
+
+
+def test_work_groups_output_location_is_used_when_the_call_names_none(
+    local_client: Client, captures: dict[str, Any]
+) -> None:
+    athena, s3 = local_client("athena"), local_client("s3")
+    work_group = unique("wg")
+    athena.create_work_group(
+        Name=work_group,
+        Configuration={"ResultConfiguration": {"OutputLocation": f"s3://{captures['bucket']}/wg-results/"}},
+    )
+    query_id = athena.start_query_execution(QueryString="SELECT 1 AS one", WorkGroup=work_group)["QueryExecutionId"]
+
+    execution = wait_until_done(athena, query_id)
+
+    assert execution["Status"]["State"] == "SUCCEEDED", execution["Status"]
+    assert execution["ResultConfiguration"]["OutputLocation"] == f"s3://{captures['bucket']}/wg-results/{query_id}.csv"
+    body = s3.get_object(Bucket=captures["bucket"], Key=f"wg-results/{query_id}.csv")["Body"].read()
+    assert body == b'"one"\n"1"\n'
+    with pytest.raises(athena.exceptions.InvalidRequestException, match="No output location"):
+        athena.start_query_execution(QueryString="SELECT 1")

@@ -136,25 +136,19 @@ class AthenaProvider(ServiceLifecycleHook):
 
     @handler("StartQueryExecution", expand=False)
     def start_query_execution(self, context: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
-        output = (request.get("ResultConfiguration") or {}).get("OutputLocation")
-        if not output:
-            raise _invalid(
-                "No output location provided. An output location is required either through the Workgroup result "
-                "configuration setting or as an API input. (The local Athena reads only the API input.)"
-            )
-        if not str(output).startswith("s3://"):
-            raise _invalid(f"OutputLocation must be an s3:// URI, not {output!r}")
+        clients = self._clients(context.account_id, context.region)
+        work_group = str(request.get("WorkGroup") or "primary")
+        output = _output_location(clients, work_group, request.get("ResultConfiguration") or {})
         query_id = str(uuid.uuid4())
         execution = Execution(
             id=query_id,
             query=str(request.get("QueryString") or ""),
             database=(request.get("QueryExecutionContext") or {}).get("Database"),
-            output=str(output).rstrip("/") + f"/{query_id}.csv",
-            work_group=str(request.get("WorkGroup") or "primary"),
+            output=output.rstrip("/") + f"/{query_id}.csv",
+            work_group=work_group,
         )
         with self._lock:
             self._executions.setdefault((context.account_id, context.region), {})[query_id] = execution
-        clients = self._clients(context.account_id, context.region)
         threading.Thread(target=self._run, args=(execution, clients), name=f"athena-{query_id}", daemon=True).start()
         return {"QueryExecutionId": query_id}
 
@@ -239,6 +233,26 @@ class AthenaProvider(ServiceLifecycleHook):
             with execution.lock:
                 execution.connection = None
                 connection.close()
+
+
+def _output_location(clients: Any, work_group: str, given: dict[str, Any]) -> str:
+    """The call's OutputLocation, unless the work group (moto's record of it) has one it enforces or the call
+    has none; the work group's other settings are not applied."""
+    found = clients.athena.get_work_group(WorkGroup=work_group).get("WorkGroup")
+    if found is None and work_group != "primary":
+        raise _invalid(f"WorkGroup {work_group} is not found.")
+    configuration = (found or {}).get("Configuration") or {}
+    own = (configuration.get("ResultConfiguration") or {}).get("OutputLocation")
+    enforced = configuration.get("EnforceWorkGroupConfiguration", True)
+    output = own if own and (enforced or not given.get("OutputLocation")) else given.get("OutputLocation")
+    if not output:
+        raise _invalid(
+            "No output location provided. An output location is required either through the Workgroup result "
+            "configuration setting or as an API input."
+        )
+    if not str(output).startswith("s3://"):
+        raise _invalid(f"OutputLocation must be an s3:// URI, not {output!r}")
+    return str(output)
 
 
 def _get_table(clients: Any, database: str, name: str) -> TableSpec:
