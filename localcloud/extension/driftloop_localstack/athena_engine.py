@@ -74,7 +74,8 @@ class Plan:
 
 
 def translate(sql: str) -> str:
-    """Athena SQL as DuckDB SQL (no catalog: table names kept), the path every query takes through sqlglot."""
+    """Athena SQL as DuckDB SQL, tables as named: what :func:`plan` makes of a query before it swaps in the views
+    (for tests and for reading what DuckDB runs)."""
     return str(_parse(sql).sql(dialect="duckdb"))
 
 
