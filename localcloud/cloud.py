@@ -53,7 +53,7 @@ DEFAULT_NAME = "default"
 DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-# What driftloop uses. Names LocalStack does not emulate (sagemaker, until the extension provides it) are ignored.
+# What driftloop uses. sagemaker, athena and glue are the extension's providers (stock LocalStack has none).
 DEFAULT_SERVICES = (
     "s3",
     "iam",
@@ -72,6 +72,8 @@ DEFAULT_SERVICES = (
     "apigateway",
     "sagemaker",
     "kms",
+    "athena",
+    "glue",
 )
 # The extension's plugins (localcloud/extension/pyproject.toml), selected per service.
 LAMBDA_EXECUTOR = "driftloop-process"
