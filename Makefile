@@ -105,7 +105,7 @@ local-lock: $(UV) ## re-resolve localcloud's lock files (after editing its *.in 
 	$(UV) export --quiet --frozen --no-dev --no-hashes --no-emit-project --no-header --format requirements-txt \
 		-o .cache/local-lock/uv-constraints.txt
 	cd $(LOCAL) && $(UV) pip compile --quiet --python-version 3.12 --generate-hashes \
-		--custom-compile-command "make local-lock" lambda-runtime.in -c ../../.cache/local-lock/uv-constraints.txt \
+		--custom-compile-command "make local-lock" lambda-runtime.in -c ../.cache/local-lock/uv-constraints.txt \
 		-o lambda-runtime.txt
 
 clean: ## remove generated files (keeps the environment)
