@@ -13,7 +13,6 @@ Queries run one thread each, QUEUED -> RUNNING -> SUCCEEDED / FAILED / CANCELLED
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import uuid
@@ -27,6 +26,7 @@ from localstack.aws.skeleton import DispatchTable, create_dispatch_table
 from localstack.aws.spec import load_service
 from localstack.services.plugins import Service, ServiceLifecycleHook, aws_provider
 
+from driftloop_localstack import pagination
 from driftloop_localstack.athena_catalog import (
     QueryError,
     TableSpec,
@@ -180,7 +180,10 @@ class AthenaProvider(ServiceLifecycleHook):
         size = int(request.get("MaxResults") or MAX_RESULTS)
         if not 1 <= size <= MAX_RESULTS:
             raise _invalid(f"MaxResults must be between 1 and {MAX_RESULTS}")
-        start = _decode_token(request.get("NextToken"))
+        try:
+            start = pagination.offset_of(request.get("NextToken"))
+        except pagination.InvalidToken as exc:
+            raise _invalid(str(exc)) from exc
         header = [[info["Name"] for info in execution.column_info]]
         rows = header + execution.rows  # the header is the first row of the first page, as in Athena
         page = rows[start : start + size]
@@ -192,7 +195,7 @@ class AthenaProvider(ServiceLifecycleHook):
             "UpdateCount": 0,
         }
         if start + size < len(rows):
-            response["NextToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+            response["NextToken"] = pagination.next_token(start + size)
         return response
 
     def _run(self, execution: Execution, clients: Any) -> None:
@@ -268,15 +271,6 @@ def _list_objects(s3: Any, bucket: str, prefix: str) -> list[tuple[str, int]]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         found += [(item["Key"], int(item["Size"])) for item in page.get("Contents") or []]
     return found
-
-
-def _decode_token(token: Any) -> int:
-    if not token:
-        return 0
-    try:
-        return max(0, int(base64.urlsafe_b64decode(str(token).encode()).decode()))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _invalid("Invalid pagination token") from exc
 
 
 def _internal_clients(account_id: str, region: str) -> Any:

@@ -23,7 +23,6 @@ Jobs live in memory: they are lost when LocalStack stops (running ones are termi
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import re
@@ -39,6 +38,7 @@ from localstack.aws.skeleton import DispatchTable, create_dispatch_table
 from localstack.aws.spec import load_service
 from localstack.services.plugins import Service, ServiceLifecycleHook, aws_provider
 
+from driftloop_localstack import pagination
 from driftloop_localstack.sagemaker_runner import (
     IN_PROGRESS,
     STOPPED,
@@ -300,12 +300,15 @@ class SageMakerProvider(ServiceLifecycleHook):
             key=sort_key.get(request.get("SortBy") or "CreationTime", sort_key["CreationTime"]),
             reverse=request.get("SortOrder") == "Descending",
         )
-        start = _decode_token(request.get("NextToken"))
+        try:
+            start = pagination.offset_of(request.get("NextToken"))
+        except pagination.InvalidToken as exc:
+            raise _validation(str(exc)) from exc
         size = max(1, min(int(request.get("MaxResults") or 10), 100))
         page = summaries[start : start + size]
         response: dict[str, Any] = {"TrainingJobSummaries": page}
         if start + size < len(summaries):
-            response["NextToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+            response["NextToken"] = pagination.next_token(start + size)
         return response
 
     # -- tags of training jobs (other resources: moto) ----------------------------------------------------
@@ -351,15 +354,6 @@ def _aware(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     raise _validation(f"invalid timestamp {value!r}")
-
-
-def _decode_token(token: Any) -> int:
-    if not token:
-        return 0
-    try:
-        return max(0, int(base64.urlsafe_b64decode(str(token).encode()).decode()))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _validation("Invalid pagination token") from exc
 
 
 def dispatch_table(provider: SageMakerProvider) -> DispatchTable:
