@@ -2,7 +2,8 @@
 
 ``athena_catalog`` is standard library: imported here. The engine (sqlglot + DuckDB) exists only in LocalStack's
 venv, so its tests run each query through ``athena_engine.run`` there, in a subprocess fed from a fake catalog and
-S3 (skipped, like the integration tests, when ``make local-setup`` has not built that venv).
+S3; they are marked ``integration`` because that venv is built by ``make local-setup``, which ``make integration``
+runs first (and skipped when it is missing).
 """
 
 from __future__ import annotations
@@ -187,8 +188,7 @@ HOUR_11 = lines({"prediction_id": "d", "prediction": 0, "features": {"tenure (mo
 @pytest.fixture(scope="module")
 def engine() -> Any:
     python = Layout().localstack_python
-    probe = subprocess.run([str(python), "-c", "import duckdb, sqlglot"], capture_output=True, check=False)
-    if not python.exists() or probe.returncode:
+    if not python.exists() or subprocess.run([str(python), "-c", "import duckdb, sqlglot"], check=False).returncode:
         pytest.skip("LocalStack's venv with duckdb and sqlglot is missing: make local-setup")
     parameters = {**HOURLY, "projection.hour.range": "2026/12/01/00,2026/12/01/23"}
 
@@ -218,6 +218,7 @@ def engine() -> Any:
 TENURE = """TRY_CAST(json_extract_scalar(features, '$["tenure (months)"]') AS DOUBLE)"""
 
 
+@pytest.mark.integration
 def test_binning_query_of_the_monitor_runs_on_duckdb_over_the_pruned_partition(engine: Any) -> None:
     answer = engine(
         f"SELECT CASE WHEN {TENURE} IS NULL THEN -1 WHEN {TENURE} < 10 THEN 0 ELSE 1 END AS bin, COUNT(*) AS n "
@@ -230,12 +231,14 @@ def test_binning_query_of_the_monitor_runs_on_duckdb_over_the_pruned_partition(e
     assert "->>" in answer["translated"] or "JSON_EXTRACT" in answer["translated"].upper()
 
 
+@pytest.mark.integration
 def test_query_without_partition_predicates_reads_every_partition_but_no_marker_files(engine: Any) -> None:
     answer = engine("SELECT hour, COUNT(*) AS n FROM captures c GROUP BY c.hour ORDER BY hour")
     assert answer["rows"] == [["2026/12/01/10", "3"], ["2026/12/01/11", "1"]]
     assert answer["scanned"] == len(HOUR_10) + len(HOUR_11)
 
 
+@pytest.mark.integration
 def test_quoted_identifiers_holding_quotes_backticks_and_semicolons_survive_translation(engine: Any) -> None:
     answer = engine(
         """SELECT json_extract_scalar(features, '$["odd \\"name`;"]') AS "odd ""name`;" """
@@ -246,12 +249,14 @@ def test_quoted_identifiers_holding_quotes_backticks_and_semicolons_survive_tran
     assert answer["scanned"] == len(HOUR_10)  # the partition predicate still prunes beside another one
 
 
+@pytest.mark.integration
 def test_unload_and_ctas_are_refused_and_engine_errors_name_the_problem(engine: Any) -> None:
     assert "UNLOAD" in engine("UNLOAD (SELECT 1) TO 's3://bucket/out/' WITH (format = 'PARQUET')")["error"]
     assert "NOT_SUPPORTED" in engine("CREATE TABLE db.t2 AS SELECT * FROM db.captures")["error"]
     assert "missing_column" in engine("SELECT missing_column FROM db.captures")["error"]
 
 
+@pytest.mark.integration
 def test_partition_predicates_prune_only_the_table_they_qualify(engine: Any) -> None:
     answer = engine(
         "SELECT COUNT(*) AS n FROM db.captures a JOIN captures b ON a.prediction_id = b.prediction_id "
@@ -261,6 +266,7 @@ def test_partition_predicates_prune_only_the_table_they_qualify(engine: Any) -> 
     assert answer["scanned"] == len(HOUR_11) + (len(HOUR_10) + len(HOUR_11))
 
 
+@pytest.mark.integration
 def test_integer_division_truncates_as_in_athena(engine: Any) -> None:
     answer = engine("SELECT COUNT(*) / 2 AS half, -7 / 2 AS negative, 7.0 / 2 AS exact FROM db.captures")
     assert answer["rows"] == [["2", "-3", "3.5"]]
@@ -274,6 +280,7 @@ def unpartitioned(name: str, serde: dict[str, Any], parameters: dict[str, str] |
     return table
 
 
+@pytest.mark.integration
 def test_parquet_and_csv_tables_are_read_with_their_glue_columns(engine: Any) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
