@@ -1,13 +1,27 @@
-"""Parsers of settings given as text (SageMaker hyperparameters, Lambda environment variables).
+"""Parsers of values given as text (SageMaker hyperparameters, Lambda environment variables, times in records).
 
-Each takes the text and returns the value, or raises ValueError saying what the value must be, for the caller to
-name the setting. Standard library only: the workflow Lambdas and the training program both use it.
+Each setting parser takes the text and returns the value, or raises ValueError saying what the value must be, for
+the caller to name the setting. :func:`parse_time` returns None instead, for times that may be absent. Standard
+library only: the Lambdas and the training program all use it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time as an aware UTC datetime (naive times are UTC); None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def integer(text: str) -> int:

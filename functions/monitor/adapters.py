@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics
@@ -20,21 +20,11 @@ from functions.common.labelled import CaptureReader
 from functions.common.layout import ARRIVAL_SLACK, days_between, report_key
 from functions.common.metrics import NAMESPACE
 from functions.common.records import FeedbackRecord, PredictionRecord
+from functions.common.text_values import parse_time
 from functions.monitor.metrics import MetricSet
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 time as an aware UTC datetime (naive times are UTC); None if it is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class CaptureStore(CaptureReader):

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from aws_lambda_powertools import Logger
 
-from functions.monitor.adapters import parse_time, publish_metrics
+from functions.common.text_values import parse_time
+from functions.monitor.adapters import publish_metrics
 from functions.monitor.metrics import Outcome, outcome_set
 from functions.monitor.run import run_monitor
 from functions.monitor.settings import MonitorSettings

@@ -21,9 +21,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
+from functions.common.text_values import parse_time
 from functions.workflow.errors import WorkflowError
 from functions.workflow.triggers import INPUT_KEY as TRIGGER_KEY
 from functions.workflow.triggers import Trigger
@@ -576,7 +577,7 @@ class StepEvent:
         return cls(
             execution_id=str(execution) if execution else None,
             state=RunState.parse(event.raw.get(STATE) or {}),
-            started_at=timestamp(event.raw.get(STARTED_AT)),
+            started_at=parse_time(event.raw.get(STARTED_AT)),
         )
 
     def require_execution(self, step: str) -> str:
@@ -603,14 +604,3 @@ class ApprovalEvent:
         if not isinstance(token, str) or not token:
             raise WorkflowError(f"RequestApproval needs the task token ($$.Task.Token) as '{TOKEN}'")
         return cls(token, RunState.parse(event.raw.get(STATE) or {}))
-
-
-def timestamp(value: Any) -> datetime | None:
-    """The context object's ``$$.Execution.StartTime`` (ISO 8601, ``Z``) as an aware datetime."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

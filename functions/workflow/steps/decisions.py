@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from functions.common.registry import Action, Decision, Registry
-from functions.workflow.state import RunState, timestamp
+from functions.common.text_values import parse_time
+from functions.workflow.state import RunState
 
 # Step Functions stamps the execution's start with its clock, the Lambdas stamp decisions with theirs: a run's
 # decisions are looked up from a little before its start.
@@ -18,7 +19,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 def run_of(state: RunState) -> tuple[str, datetime] | None:
     """This run's execution id and the earliest time its decisions can carry, from Guard's result."""
     guarded = state.guard
-    started_at = None if guarded is None else timestamp(guarded.started_at)
+    started_at = None if guarded is None else parse_time(guarded.started_at)
     if guarded is None or not guarded.execution_id or started_at is None:
         return None
     return guarded.execution_id, started_at - CLOCK_SKEW
