@@ -9,7 +9,6 @@ Map counts it against the tolerated failure percentage.
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -22,12 +21,10 @@ from functions.common.registry import Registry
 from functions.inference.capture import FEEDBACK_ATTEMPTS, FirehoseSink
 from functions.inference.model import Model
 from functions.inference.sources import RegistrySource, Revision
+from functions.inference.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-logger = logging.getLogger(__name__)
-logger.setLevel(logging.INFO)
 
 
 class ObjectFailed(Exception):
@@ -37,6 +34,13 @@ class ObjectFailed(Exception):
 @cache
 def _settings() -> BatchSettings:
     return BatchSettings.from_env()
+
+
+@cache
+def _telemetry() -> Telemetry:
+    """JSON log lines as the inference Lambda writes them: the batch functions ship its code and packages."""
+    settings = _settings()
+    return Telemetry(settings.service, level=settings.log_level)
 
 
 @cache
@@ -79,7 +83,7 @@ def resolve_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
         data_bucket=settings.data_bucket,
         capture_stream=settings.capture_stream,
     )
-    logger.info("batch run resolved: %s", json.dumps(job.to_dict()))
+    _telemetry().event("INFO", "batch run resolved", job=job.to_dict())
     return job.to_dict()
 
 
@@ -104,13 +108,13 @@ def score_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
     except (ObjectRefused, s3.exceptions.NoSuchKey) as exc:
         result.update(status="failed", error=str(exc))
     except Exception as exc:  # recorded for the summary, then raised as ObjectFailed with the trace logged
-        logger.exception("scoring %s failed", key)
+        _telemetry().exception("scoring failed", exc, key=key)
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     else:
         result.update(status="scored", output_key=output_key, **counts.to_dict())
     _put_result(s3, job, key, result)
     if result["status"] == "failed":
-        logger.error("batch object failed: %s", json.dumps(result))
+        _telemetry().event("ERROR", "batch object failed", result=result)
         raise ObjectFailed(f"{key}: {result['error']}")
     return {name: result[name] for name in ("key", "status", "rows", "scored", "bad_rows")}
 
@@ -126,5 +130,5 @@ def _put_result(s3: S3Client, job: Job, key: str, result: dict[str, Any]) -> Non
 
 def summarise_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
     summary = summarise(_s3(), Job.from_dict(event["job"]))
-    logger.info("batch run summarised: %s", summary.message)
+    _telemetry().event("INFO", "batch run summarised", summary=summary.message)
     return summary.to_dict()
