@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 
 MODEL_VERSION_PARTITION = "model_version"
 DATE_PARTITION = "date"
+HOUR_PARTITION = "hour"
 # How long after its own time a record may reach Firehose (and so the partition of the next day).
 ARRIVAL_SLACK = timedelta(minutes=15)
 
