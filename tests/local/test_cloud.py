@@ -97,6 +97,15 @@ def test_localstack_env_isolates_the_instance(tmp_path: Path) -> None:
     assert len({one[name] for name in directories} | {two[name] for name in directories}) == 2 * len(directories)
 
 
+def test_cloudformation_fails_on_resource_types_without_a_provider_but_the_dashboard(tmp_path: Path) -> None:
+    layout = cloud.Layout(root=tmp_path)
+    base = {"PATH": "/usr/bin", "CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES": "1"}
+    env = cloud.localstack_env(layout, layout.instance("one"), 4601, ["cloudformation"], base=base)
+    assert env["CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES"] == "0"
+    assert env["CFN_IGNORE_UNSUPPORTED_TYPE_CREATE"] == "AWS::CloudWatch::Dashboard"
+    assert env["CFN_IGNORE_UNSUPPORTED_TYPE_UPDATE"] == "AWS::CloudWatch::Dashboard"
+
+
 @pytest.mark.parametrize("name", ["", "../up", "UPPER", "a/b", "-x", "x" * 64])
 def test_instance_names_are_checked(name: str) -> None:
     with pytest.raises(cloud.LocalCloudError):
