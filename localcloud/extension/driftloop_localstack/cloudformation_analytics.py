@@ -38,6 +38,15 @@ def _failed(message: str) -> ProgressEvent[Properties]:
     return ProgressEvent(status=OperationStatus.FAILED, resource_model={}, message=message)
 
 
+# The name of a resource as last deployed: the model this module returned, or its template properties.
+def _database_name(model: Properties) -> Any:
+    return model.get("DatabaseName") or (model.get("DatabaseInput") or {}).get("Name")
+
+
+def _table_name(model: Properties) -> Any:
+    return model.get("Id") or (model.get("TableInput") or {}).get("Name")
+
+
 class GlueDatabaseProvider(ResourceProvider[Properties]):
     """``DatabaseInput`` is Glue's CreateDatabase input; the physical id (and ``Ref``) is its ``Name``."""
 
@@ -63,18 +72,16 @@ class GlueDatabaseProvider(ResourceProvider[Properties]):
         glue = request.aws_client_factory.glue
         database = dict(model.get("DatabaseInput") or {})
         name = str(model.get("DatabaseName") or database.get("Name") or "")
-        if name != previous.get("DatabaseName"):  # a renamed database: the new one, then the old one goes
+        if name != _database_name(previous):  # a renamed database: the new one, then the old one goes
             created = self.create(request)
             if created.status == OperationStatus.SUCCESS:
-                self._drop(glue, previous.get("DatabaseName"))
+                self._drop(glue, _database_name(previous))
             return created
         glue.update_database(Name=name, DatabaseInput={**database, "Name": name})
         return _done({**model, "DatabaseName": name})
 
     def delete(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
-        model = request.previous_state or request.desired_state
-        name = model.get("DatabaseName") or (model.get("DatabaseInput") or {}).get("Name")
-        self._drop(request.aws_client_factory.glue, name)
+        self._drop(request.aws_client_factory.glue, _database_name(request.previous_state or request.desired_state))
         return _done({})
 
     @staticmethod
@@ -110,18 +117,17 @@ class GlueTableProvider(ResourceProvider[Properties]):
         model, previous = request.desired_state, request.previous_state or {}
         glue = request.aws_client_factory.glue
         table = model.get("TableInput") or {}
-        if table.get("Name") != previous.get("Id"):  # a renamed table: the new one, then the old one goes
-            created = self.create(request)
+        if (model.get("DatabaseName"), table.get("Name")) != (previous.get("DatabaseName"), _table_name(previous)):
+            created = self.create(request)  # a renamed (or moved) table: the new one, then the old one goes
             if created.status == OperationStatus.SUCCESS:
-                self._drop(glue, previous["DatabaseName"], previous["Id"])
+                self._drop(glue, previous.get("DatabaseName"), _table_name(previous))
             return created
         glue.update_table(DatabaseName=model["DatabaseName"], TableInput=table)
         return _done({**model, "Id": table["Name"]})
 
     def delete(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
         model = request.previous_state or request.desired_state
-        name = model.get("Id") or (model.get("TableInput") or {}).get("Name")
-        self._drop(request.aws_client_factory.glue, model.get("DatabaseName"), name)
+        self._drop(request.aws_client_factory.glue, model.get("DatabaseName"), _table_name(model))
         return _done({})
 
     @staticmethod

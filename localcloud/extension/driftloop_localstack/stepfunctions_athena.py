@@ -156,7 +156,7 @@ class StateTaskServiceAthena(StateTaskServiceCallback):
     def _from_error(self, env: Environment, ex: Exception) -> FailureEvent:
         if isinstance(ex, ClientError):
             # Athena's error codes are its Java exceptions' class names (InvalidRequestException, ...).
-            return api_failure(self, env, ex, "Athena", "Athena", str)
+            return api_failure(self, env, ex, "Athena", "AmazonAthena", str)
         return super()._from_error(env=env, ex=ex)
 
 
