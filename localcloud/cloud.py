@@ -78,11 +78,6 @@ DEFAULT_SERVICES = (
 # The extension's plugins (localcloud/extension/pyproject.toml), selected per service.
 LAMBDA_EXECUTOR = "driftloop-process"
 PROVIDER_OVERRIDES: Mapping[str, str] = {"s3": "driftloop"}
-# CloudFormation resource types of the app that LocalStack has no provider for (not even in the extension) and that
-# the local stage may skip: a dashboard draws nothing the loop reads. Any other type without a provider fails the
-# deployment instead of being skipped silently (LocalStack's default), so a stack never "succeeds" without its
-# tables or work groups.
-CFN_SKIPPED_TYPES: tuple[str, ...] = ("AWS::CloudWatch::Dashboard",)
 INFO_PATH = "/_localstack/driftloop"
 START_TIMEOUT_SECONDS = 90.0
 STOP_GRACE_SECONDS = 15.0
@@ -332,9 +327,10 @@ def localstack_env(
             "DRIFTLOOP_LAMBDA_PYTHON": str(layout.lambda_python),
             "DRIFTLOOP_S3_STORAGE_DIR": str(instance.s3),
             **{f"PROVIDER_OVERRIDE_{api.upper()}": name for api, name in PROVIDER_OVERRIDES.items()},
-            "CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES": "0",
-            "CFN_IGNORE_UNSUPPORTED_TYPE_CREATE": ",".join(CFN_SKIPPED_TYPES),
-            "CFN_IGNORE_UNSUPPORTED_TYPE_UPDATE": ",".join(CFN_SKIPPED_TYPES),
+            # CloudFormation skips resource types it has no provider for. "0" would fail every type offline: the
+            # check runs against LocalStack's support catalog, which it downloads (without it: nothing is
+            # supported). localcloud/deploy.py checks the deployed templates' types against the providers instead.
+            "CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES": "1",
         }
     )
     env.update(extra or {})

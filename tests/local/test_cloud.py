@@ -90,20 +90,12 @@ def test_localstack_env_isolates_the_instance(tmp_path: Path) -> None:
     assert one["LAMBDA_RUNTIME_EXECUTOR"] == cloud.LAMBDA_EXECUTOR
     assert one["PROVIDER_OVERRIDE_S3"] == "driftloop"
     assert one["DRIFTLOOP_LAMBDA_PYTHON"] == str(layout.lambda_python)
+    assert one["CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES"] == "1"  # deploy.py checks the types (see cloud.py)
     directories = ("FILESYSTEM_ROOT", "TMPDIR", "XDG_CACHE_HOME", "DRIFTLOOP_S3_STORAGE_DIR")
     for name in directories:
         assert Path(one[name]).is_relative_to(layout.instances / "one")
         assert Path(two[name]).is_relative_to(layout.instances / "two")
     assert len({one[name] for name in directories} | {two[name] for name in directories}) == 2 * len(directories)
-
-
-def test_cloudformation_fails_on_resource_types_without_a_provider_but_the_dashboard(tmp_path: Path) -> None:
-    layout = cloud.Layout(root=tmp_path)
-    base = {"PATH": "/usr/bin", "CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES": "1"}
-    env = cloud.localstack_env(layout, layout.instance("one"), 4601, ["cloudformation"], base=base)
-    assert env["CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES"] == "0"
-    assert env["CFN_IGNORE_UNSUPPORTED_TYPE_CREATE"] == "AWS::CloudWatch::Dashboard"
-    assert env["CFN_IGNORE_UNSUPPORTED_TYPE_UPDATE"] == "AWS::CloudWatch::Dashboard"
 
 
 @pytest.mark.parametrize("name", ["", "../up", "UPPER", "a/b", "-x", "x" * 64])

@@ -235,8 +235,8 @@ def _copy_options(unload: Unload) -> str:
     nothing quoted; JSON: one object per line)."""
     options = [f"FORMAT {_UNLOAD_FORMATS[unload.format][0]}", f"COMPRESSION {unload.compression}"]
     if unload.format == "TEXTFILE":
-        options += [f"DELIMITER {_literal(unload.field_delimiter)}", "HEADER false", "QUOTE ''", "ESCAPE ''"]
-        options.append("NULLSTR '\\N'")
+        delimiter = _literal(unload.field_delimiter)
+        options += [f"DELIMITER {delimiter}", "HEADER false", "QUOTE ''", "ESCAPE ''", "NULLSTR '\\N'"]
     if unload.partitioned_by:
         options.append(f"PARTITION_BY ({', '.join(_identifier(column) for column in unload.partitioned_by)})")
     return ", ".join(options)

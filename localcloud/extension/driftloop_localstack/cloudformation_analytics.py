@@ -1,7 +1,7 @@
 """CloudFormation resource providers for ``AWS::Glue::Database``, ``AWS::Glue::Table`` and ``AWS::Athena::WorkGroup``.
 
-LocalStack's open-source runtime has none: by default its CloudFormation skips such resources and reports the stack
-complete without them (the local cloud now refuses that: ``localcloud/cloud.py``). These providers create, update
+LocalStack's open-source runtime has none: its CloudFormation skips such resources and reports the stack complete
+without them (``localcloud/deploy.py`` now refuses such a deployment). These providers create, update
 and delete them through the instance's own Glue and Athena APIs, so the resources land in the same stores the
 local Athena reads (moto's Glue Data Catalog and work groups, see :mod:`driftloop_localstack.athena`): a table's
 ``PartitionKeys``, ``StorageDescriptor`` and ``Parameters`` (partition projection) are the ones queries see, a
