@@ -121,8 +121,8 @@ def _tokens(sql: str) -> list[Token]:
 def substatement(sql: str) -> str:
     """Athena's SubstatementType of a query text: UNLOAD or SELECT (what the rest fails as, later)."""
     try:
-        first = sqlglot.Dialect.get_or_raise("athena").tokenize(sql)[:1]
-    except sqlglot.errors.TokenError:
+        first = _tokens(sql)[:1]
+    except QueryError:
         return SELECT
     return UNLOAD if first and first[0].text.upper() == UNLOAD else SELECT
 
