@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 from datetime import UTC, datetime
 from typing import Any
@@ -159,12 +160,28 @@ def list_objects(bucket, prefix):
     ]
 
 
+def put_object(bucket, key, body):
+    objects[f"{bucket}/{key}"] = body
+
+
 try:
-    result = athena_engine.run(
-        document["sql"], "db", get_table, list_objects, lambda b, k: objects[f"{b}/{k}"], athena_engine.connect()
-    )
-    answer = {"types": [c["Type"] for c in result.column_info], "rows": result.rows, "scanned": result.scanned_bytes}
-    answer["translated"] = athena_engine.translate(document["sql"])
+    if document.get("parse_only"):
+        unload = athena_engine.unload_statement(document["sql"])
+        answer = {"unload": None if unload is None else vars(unload)}
+    else:
+        result = athena_engine.run(
+            document["sql"], "db", get_table, list_objects, lambda b, k: objects[f"{b}/{k}"], put_object,
+            athena_engine.connect(),
+        )
+        answer = {
+            "types": [c["Type"] for c in result.column_info],
+            "rows": result.rows,
+            "scanned": result.scanned_bytes,
+            "update_count": result.update_count,
+            "written": {uri: objects[uri.removeprefix("s3://")].hex() for uri in result.written},
+        }
+        if athena_engine.substatement(document["sql"]) == "SELECT":
+            answer["translated"] = athena_engine.translate(document["sql"])
 except athena_catalog.QueryError as exc:
     answer = {"error": str(exc)}
 print(json.dumps(answer))
@@ -192,8 +209,14 @@ def engine() -> Any:
         pytest.skip("LocalStack's venv with duckdb and sqlglot is missing: make local-setup")
     parameters = {**HOURLY, "projection.hour.range": "2026/12/01/00,2026/12/01/23"}
 
-    def run(sql: str, tables: dict[str, Any] | None = None, objects: dict[str, bytes] | None = None) -> dict[str, Any]:
-        """``sql`` over db.captures (two hours of JSON lines, one gzip) plus ``tables`` and ``objects``."""
+    def run(
+        sql: str,
+        tables: dict[str, Any] | None = None,
+        objects: dict[str, bytes] | None = None,
+        parse_only: bool = False,
+    ) -> dict[str, Any]:
+        """``sql`` over db.captures (two hours of JSON lines, one gzip) plus ``tables`` and ``objects``; the files
+        an UNLOAD writes come back as ``written`` (URI -> hex bytes). ``parse_only``: the UNLOAD statement's parts."""
         objects = {
             "bucket/captures/2026/12/01/10/part-0.json.gz": HOUR_10,
             "bucket/captures/2026/12/01/11/part-0.json": HOUR_11,
@@ -204,6 +227,7 @@ def engine() -> Any:
             "sql": sql,
             "tables": {"db.captures": glue_table(parameters), **(tables or {})},
             "objects": {key: body.hex() for key, body in objects.items()},
+            "parse_only": parse_only,
         }
         done = subprocess.run(
             [str(python), "-c", ENGINE], input=json.dumps(document), capture_output=True, text=True, check=False
@@ -250,9 +274,10 @@ def test_quoted_identifiers_holding_quotes_backticks_and_semicolons_survive_tran
 
 
 @pytest.mark.integration
-def test_unload_and_ctas_are_refused_and_engine_errors_name_the_problem(engine: Any) -> None:
-    assert "UNLOAD" in engine("UNLOAD (SELECT 1) TO 's3://bucket/out/' WITH (format = 'PARQUET')")["error"]
-    assert "NOT_SUPPORTED" in engine("CREATE TABLE db.t2 AS SELECT * FROM db.captures")["error"]
+def test_ctas_and_insert_are_refused_and_engine_errors_name_the_problem(engine: Any) -> None:
+    ctas = engine("CREATE TABLE db.t2 WITH (format = 'PARQUET') AS SELECT * FROM db.captures")["error"]
+    assert ctas.startswith("NOT_SUPPORTED") and "UNLOAD" in ctas
+    assert engine("INSERT INTO db.captures SELECT * FROM db.captures")["error"].startswith("NOT_SUPPORTED")
     assert "missing_column" in engine("SELECT missing_column FROM db.captures")["error"]
 
 
@@ -312,3 +337,134 @@ def test_parquet_and_csv_tables_are_read_with_their_glue_columns(engine: Any) ->
 
     assert answer.get("error") is None, answer
     assert answer["rows"] == [["p", "3", "a,b"]]
+
+
+# -- UNLOAD --------------------------------------------------------------------------------------------------------
+
+# Athena names UNLOAD's files <Trino query id>_<uuid>, gzip-compressed text ending in .gz, Parquet bare.
+ATHENA_FILE = r"\d{8}_\d{6}_\d{5}_[a-z0-9]{5}_[0-9a-f-]{36}"
+
+
+@pytest.mark.integration
+def test_unload_statement_is_split_by_tokens_so_parentheses_and_quotes_in_strings_stay_in_the_select(
+    engine: Any,
+) -> None:
+    select = """SELECT ')' AS "a)", 'it''s (' AS b, (1 + 2) AS c FROM t WHERE d = ')'"""
+    sql = f"""unload ({select}) -- the select\n TO 's3://bucket/a ''b''/' WITH (format = 'TEXTFILE', """
+    sql += "field_delimiter = '|', partitioned_by = ARRAY['c']);"
+
+    answer = engine(sql, parse_only=True)["unload"]
+
+    assert answer == {
+        "select": select,
+        "target": "s3://bucket/a 'b'/",
+        "format": "TEXTFILE",
+        "compression": "gzip",
+        "field_delimiter": "|",
+        "partitioned_by": ["c"],
+    }
+    assert engine("SELECT 1", parse_only=True)["unload"] is None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("sql", "error"),
+    [
+        ("UNLOAD (SELECT 1 TO 's3://b/p/' WITH (format = 'JSON')", "SYNTAX_ERROR: UNLOAD: expected ')' closing"),
+        ("UNLOAD (SELECT 1) TO 's3://b/p/'", "SYNTAX_ERROR: UNLOAD: expected WITH"),
+        ("UNLOAD (SELECT 1) TO 's3://b/p/' WITH (format = 'JSON'); DROP TABLE x", "expected the end of the statement"),
+        ("UNLOAD (SELECT 1) TO s3 WITH (format = 'JSON')", "expected the target as a string literal"),
+        ("UNLOAD (SELECT 1) TO 'b/p/' WITH (format = 'JSON')", "INVALID_TABLE_PROPERTY: UNLOAD's target must be"),
+        ("UNLOAD (SELECT 1) TO 's3://b/p/' WITH (compression = 'gzip')", "requires the format property"),
+        ("UNLOAD (SELECT 1) TO 's3://b/p/' WITH (format = 'JSON', mode = 'x')", "UNLOAD has no property 'mode'"),
+        ("UNLOAD (SELECT 1) TO 's3://b/p/' WITH (format = 'ORC')", "NOT_SUPPORTED: UNLOAD to ORC"),
+        ("UNLOAD (SELECT 1) TO 's3://b/p/' WITH (format = 'CSV')", "is not one of ORC, PARQUET, AVRO, JSON, TEXTFILE"),
+        ("UNLOAD (SELECT 1) TO 's3://b/p/' WITH (format = 'JSON', compression = 'zstd')", "compression 'zstd'"),
+        ("UNLOAD (SELECT 1) TO 's3://b/p/' WITH (format = 'TEXTFILE', field_delimiter = '||')", "one character"),
+        ("UNLOAD (SELECT 1) TO 's3://b/p/' WITH (format = 'JSON', partitioned_by = 'a')", "partitioned_by takes"),
+    ],
+)
+def test_malformed_or_unsupported_unload_fails_with_a_precise_error(engine: Any, sql: str, error: str) -> None:
+    assert error in engine(sql, parse_only=True)["error"]
+
+
+@pytest.mark.integration
+def test_unload_writes_gzip_parquet_by_default_under_an_empty_target_with_athenas_file_names(engine: Any) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    answer = engine(
+        "UNLOAD (SELECT prediction_id, prediction FROM db.captures WHERE hour = '2026/12/01/10' ORDER BY 1) "
+        "TO 's3://bucket/assembled/v1/' WITH (format = 'PARQUET')"
+    )
+
+    assert answer.get("error") is None, answer
+    assert answer["update_count"] == 3 and answer["rows"] == [] and answer["scanned"] == len(HOUR_10)
+    [(uri, body)] = answer["written"].items()
+    assert re.fullmatch(f"s3://bucket/assembled/v1/{ATHENA_FILE}", uri)
+    parquet = pq.ParquetFile(io.BytesIO(bytes.fromhex(body)))
+    assert parquet.read().to_pylist() == [
+        {"prediction_id": "a", "prediction": 1},
+        {"prediction_id": "b", "prediction": 0},
+        {"prediction_id": "c", "prediction": 1},
+    ]
+    assert parquet.metadata.row_group(0).column(0).compression == "GZIP"
+
+
+@pytest.mark.integration
+def test_unload_to_json_and_textfile_writes_gzip_lines_as_athena_does(engine: Any) -> None:
+    select = "SELECT prediction_id, NULLIF(prediction, 0) AS p FROM db.captures WHERE hour = '2026/12/01/10' ORDER BY 1"
+
+    json_lines = engine(f"UNLOAD ({select}) TO 's3://bucket/json/' WITH (format = 'JSON')")
+    text = engine(f"UNLOAD ({select}) TO 's3://bucket/text/' WITH (format = 'TEXTFILE')")
+    comma = engine(f"UNLOAD ({select}) TO 's3://bucket/csv/' WITH (format = 'TEXTFILE', field_delimiter = ',')")
+
+    [(uri, body)] = json_lines["written"].items()
+    assert re.fullmatch(f"s3://bucket/json/{ATHENA_FILE}\\.gz", uri)
+    records = [json.loads(line) for line in gzip.decompress(bytes.fromhex(body)).splitlines()]
+    assert records == [
+        {"prediction_id": "a", "p": 1},
+        {"prediction_id": "b", "p": None},
+        {"prediction_id": "c", "p": 1},
+    ]
+    # Hive's text: the \x01 delimiter by default, \N for NULL, nothing quoted, no header.
+    assert gzip.decompress(bytes.fromhex(next(iter(text["written"].values())))) == b"a\x011\nb\x01\\N\nc\x011\n"
+    assert gzip.decompress(bytes.fromhex(next(iter(comma["written"].values())))) == b"a,1\nb,\\N\nc,1\n"
+
+
+@pytest.mark.integration
+def test_unload_never_writes_into_a_target_holding_objects(engine: Any) -> None:
+    answer = engine(
+        "UNLOAD (SELECT 1 AS one) TO 's3://bucket/captures/2026/12/01/' WITH (format = 'JSON')",
+    )
+
+    assert answer["error"].startswith("HIVE_PATH_ALREADY_EXISTS: Target directory for UNLOAD already exists")
+    assert "s3://bucket/captures/2026/12/01/" in answer["error"]
+
+
+@pytest.mark.integration
+def test_partitioned_unload_writes_hive_folders_without_the_partition_column_even_beside_earlier_files(
+    engine: Any,
+) -> None:
+    answer = engine(
+        "UNLOAD (SELECT prediction_id, prediction FROM db.captures) "
+        "TO 's3://bucket/parts/' WITH (format = 'JSON', partitioned_by = ARRAY['prediction'])",
+        objects={"bucket/parts/prediction=9/earlier.gz": b"x"},
+    )
+    misplaced = engine(
+        "UNLOAD (SELECT prediction, prediction_id FROM db.captures) "
+        "TO 's3://bucket/other/' WITH (format = 'JSON', partitioned_by = ARRAY['prediction'])"
+    )
+
+    assert answer.get("error") is None, answer
+    assert answer["update_count"] == 4
+    found = {
+        uri.rsplit("/", 2)[1]: sorted(gzip.decompress(bytes.fromhex(body)).decode().split())
+        for uri, body in answer["written"].items()
+    }
+    assert found == {
+        "prediction=0": ['{"prediction_id":"b"}', '{"prediction_id":"d"}'],
+        "prediction=1": ['{"prediction_id":"a"}', '{"prediction_id":"c"}'],
+    }
+    assert "must be the last columns of the SELECT" in misplaced["error"]

@@ -90,6 +90,7 @@ def test_localstack_env_isolates_the_instance(tmp_path: Path) -> None:
     assert one["LAMBDA_RUNTIME_EXECUTOR"] == cloud.LAMBDA_EXECUTOR
     assert one["PROVIDER_OVERRIDE_S3"] == "driftloop"
     assert one["DRIFTLOOP_LAMBDA_PYTHON"] == str(layout.lambda_python)
+    assert one["CFN_IGNORE_UNSUPPORTED_RESOURCE_TYPES"] == "1"  # deploy.py checks the types (see cloud.py)
     directories = ("FILESYSTEM_ROOT", "TMPDIR", "XDG_CACHE_HOME", "DRIFTLOOP_S3_STORAGE_DIR")
     for name in directories:
         assert Path(one[name]).is_relative_to(layout.instances / "one")

@@ -3,10 +3,12 @@
 - ``glue:default``: every Glue operation goes to LocalStack's moto fork, whose backend keeps the Data Catalog
   (databases, tables, partitions); nothing runs (no crawlers, no jobs).
 - ``athena:default``: ``StartQueryExecution``, ``GetQueryExecution``, ``GetQueryResults`` and
-  ``StopQueryExecution`` run SELECT queries with DuckDB (:mod:`driftloop_localstack.athena_engine`) over the
-  objects of the instance's S3, tables described in that Glue catalog; results are written where Athena writes
-  them, ``<OutputLocation><QueryExecutionId>.csv`` and ``.csv.metadata``. Every other Athena operation (work
-  groups, named queries, ...) is moto's, which records without running.
+  ``StopQueryExecution`` run SELECT and UNLOAD queries with DuckDB (:mod:`driftloop_localstack.athena_engine`)
+  over the objects of the instance's S3, tables described in that Glue catalog; results are written where Athena
+  writes them: a SELECT's ``<OutputLocation><QueryExecutionId>.csv`` and ``.csv.metadata``, an UNLOAD's data
+  manifest ``<QueryExecutionId>-manifest.csv`` (the files it wrote) and ``<QueryExecutionId>.metadata``. Every
+  other Athena operation (work groups, named queries, ...) is moto's, which records without running; the work
+  group a query names gives its output location as on AWS.
 
 Queries run one thread each, QUEUED -> RUNNING -> SUCCEEDED / FAILED / CANCELLED. Executions live in memory.
 """
@@ -56,8 +58,9 @@ class Execution:
     id: str
     query: str
     database: str | None
-    output: str  # s3://.../<id>.csv
+    output: str  # s3://<OutputLocation>/<id>: a SELECT's results are <id>.csv, an UNLOAD's manifest <id>-manifest.csv
     work_group: str
+    substatement: str  # SELECT or UNLOAD
     submitted: datetime = field(default_factory=_now)
     state: str = QUEUED
     reason: str | None = None
@@ -66,11 +69,17 @@ class Execution:
     scanned: int = 0
     column_info: list[dict[str, Any]] = field(default_factory=list)
     rows: list[list[str | None]] = field(default_factory=list)
+    update_count: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
     connection: Any = None  # the DuckDB connection while the query runs (interrupted by StopQueryExecution)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def manifest(self) -> str:
+        return self.output + "-manifest.csv"
+
     def describe(self) -> dict[str, Any]:
+        unload = self.substatement == "UNLOAD"
         with self.lock:
             status: dict[str, Any] = {"State": self.state, "SubmissionDateTime": self.submitted}
             if self.reason:
@@ -82,19 +91,23 @@ class Execution:
                 status["CompletionDateTime"] = self.completed
                 elapsed = int((self.completed - self.submitted).total_seconds() * 1000)
             context = {"Catalog": "AwsDataCatalog", **({"Database": self.database} if self.database else {})}
+            statistics: dict[str, Any] = {
+                "EngineExecutionTimeInMillis": elapsed,
+                "DataScannedInBytes": self.scanned,
+                "TotalExecutionTimeInMillis": elapsed,
+                "QueryQueueTimeInMillis": 0,
+            }
+            if unload:  # as for INSERT INTO: the manifest of the files written (or meant to be, on failure)
+                statistics["DataManifestLocation"] = self.manifest
             return {
                 "QueryExecutionId": self.id,
                 "Query": self.query,
                 "StatementType": "DML",
-                "ResultConfiguration": {"OutputLocation": self.output},
+                "SubstatementType": self.substatement,
+                "ResultConfiguration": {"OutputLocation": self.output if unload else self.output + ".csv"},
                 "QueryExecutionContext": context,
                 "Status": status,
-                "Statistics": {
-                    "EngineExecutionTimeInMillis": elapsed,
-                    "DataScannedInBytes": self.scanned,
-                    "TotalExecutionTimeInMillis": elapsed,
-                    "QueryQueueTimeInMillis": 0,
-                },
+                "Statistics": statistics,
                 "WorkGroup": self.work_group,
                 "EngineVersion": {"SelectedEngineVersion": "AUTO", "EffectiveEngineVersion": "Athena engine version 3"},
             }
@@ -136,16 +149,20 @@ class AthenaProvider(ServiceLifecycleHook):
 
     @handler("StartQueryExecution", expand=False)
     def start_query_execution(self, context: RequestContext, request: dict[str, Any]) -> dict[str, Any]:
+        from driftloop_localstack import athena_engine
+
         clients = self._clients(context.account_id, context.region)
         work_group = str(request.get("WorkGroup") or "primary")
         output = _output_location(clients, work_group, request.get("ResultConfiguration") or {})
         query_id = str(uuid.uuid4())
+        query = str(request.get("QueryString") or "")
         execution = Execution(
             id=query_id,
-            query=str(request.get("QueryString") or ""),
+            query=query,
             database=(request.get("QueryExecutionContext") or {}).get("Database"),
-            output=output.rstrip("/") + f"/{query_id}.csv",
+            output=output.rstrip("/") + f"/{query_id}",
             work_group=work_group,
+            substatement=athena_engine.substatement(query),
         )
         with self._lock:
             self._executions.setdefault((context.account_id, context.region), {})[query_id] = execution
@@ -184,15 +201,16 @@ class AthenaProvider(ServiceLifecycleHook):
             start = pagination.offset_of(request.get("NextToken"))
         except pagination.InvalidToken as exc:
             raise _invalid(str(exc)) from exc
-        header = [[info["Name"] for info in execution.column_info]]
-        rows = header + execution.rows  # the header is the first row of the first page, as in Athena
+        # the header is the first row of the first page, as in Athena; an UNLOAD has no rows, only its count
+        header = [[info["Name"] for info in execution.column_info]] if execution.column_info else []
+        rows = header + execution.rows
         page = rows[start : start + size]
         response: dict[str, Any] = {
             "ResultSet": {
                 "Rows": [{"Data": [{} if v is None else {"VarCharValue": v} for v in row]} for row in page],
                 "ResultSetMetadata": {"ColumnInfo": execution.column_info},
             },
-            "UpdateCount": 0,
+            "UpdateCount": execution.update_count,
         }
         if start + size < len(rows):
             response["NextToken"] = pagination.next_token(start + size)
@@ -214,17 +232,25 @@ class AthenaProvider(ServiceLifecycleHook):
                 lambda database, name: _get_table(clients, database, name),
                 lambda bucket, prefix: _list_objects(clients.s3, bucket, prefix),
                 lambda bucket, key: clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read(),
+                lambda bucket, key, body: clients.s3.put_object(Bucket=bucket, Key=key, Body=body),
                 connection,
             )
             if execution.cancel.is_set():
                 return
             bucket, key = split_s3_uri(execution.output)
-            names = [info["Name"] for info in result.column_info]
-            clients.s3.put_object(Bucket=bucket, Key=key, Body=result_csv(names, result.rows).encode())
-            clients.s3.put_object(Bucket=bucket, Key=key + ".metadata", Body=result_metadata(result.column_info))
+            if execution.substatement == "UNLOAD":
+                manifest = "".join(uri + "\n" for uri in result.written)
+                clients.s3.put_object(Bucket=bucket, Key=key + "-manifest.csv", Body=manifest.encode())
+                clients.s3.put_object(Bucket=bucket, Key=key + ".metadata", Body=result_metadata([]))
+            else:
+                names = [info["Name"] for info in result.column_info]
+                clients.s3.put_object(Bucket=bucket, Key=key + ".csv", Body=result_csv(names, result.rows).encode())
+                clients.s3.put_object(
+                    Bucket=bucket, Key=key + ".csv.metadata", Body=result_metadata(result.column_info)
+                )
             with execution.lock:
                 execution.column_info, execution.rows = result.column_info, result.rows
-                execution.scanned = result.scanned_bytes
+                execution.scanned, execution.update_count = result.scanned_bytes, result.update_count
             execution.finish(SUCCEEDED)
         except QueryError as exc:
             execution.finish(FAILED, str(exc))

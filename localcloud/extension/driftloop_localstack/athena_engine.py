@@ -1,5 +1,10 @@
 """Athena SQL run by DuckDB: sqlglot translates the dialect, the Glue catalog and S3 objects supply the tables.
 
+Two statements run: ``SELECT`` (rows back) and ``UNLOAD (<select>) TO 's3://...' WITH (...)`` (the rows written
+to S3 as Athena writes them: see :func:`unload_statement` and :func:`run`). sqlglot has no grammar for UNLOAD (it
+falls back to an opaque command), so :func:`unload_statement` splits it with sqlglot's own tokenizer: the SELECT
+between the balanced parentheses, the TO string literal and the WITH property list.
+
 A query names tables ``database.table`` (or ``table`` in the execution context's database). Each occurrence of a
 catalog table in the query becomes a DuckDB view over the S3 objects of the partitions it reads: partition
 projection gives the candidate partitions, and simple predicates on partition columns in the same SELECT's WHERE
@@ -12,15 +17,20 @@ downloaded at run time, and autoloading is switched off.
 from __future__ import annotations
 
 import gzip
+import secrets
+import string
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb  # type: ignore[import-not-found]  # LocalStack's venv only
 import sqlglot  # type: ignore[import-not-found]
 from sqlglot import exp
+from sqlglot.tokens import Token, TokenType  # type: ignore[import-not-found]
 
 from driftloop_localstack.athena_catalog import (
     CSV,
@@ -43,6 +53,7 @@ from driftloop_localstack.athena_catalog import (
 # (bucket, prefix) -> [(key, size)] and (bucket, key) -> bytes: LocalStack's S3.
 ListObjects = Callable[[str, str], list[tuple[str, int]]]
 GetObject = Callable[[str, str], bytes]
+PutObject = Callable[[str, str, bytes], None]
 GetTable = Callable[[str, str], TableSpec]
 
 _COMPARISONS: Mapping[type[exp.Expression], str] = {
@@ -54,8 +65,10 @@ _COMPARISONS: Mapping[type[exp.Expression], str] = {
 }
 _FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "=": "="}
 REFUSED = (
-    "NOT_SUPPORTED: the local Athena runs SELECT queries only (UNLOAD, CTAS, INSERT and DDL are not supported yet)"
+    "NOT_SUPPORTED: the local Athena runs SELECT and UNLOAD queries only (CREATE TABLE AS, INSERT and DDL are not "
+    "supported locally: write with UNLOAD, create tables with Glue's CreateTable)"
 )
+SELECT, UNLOAD = "SELECT", "UNLOAD"  # Athena's SubstatementType of the two statements
 
 
 @dataclass
@@ -71,6 +84,191 @@ class TableRead:
 class Plan:
     sql: str  # DuckDB's SQL, reading the views
     reads: list[TableRead]
+
+
+# -- UNLOAD ----------------------------------------------------------------------------------------------------
+
+# Athena's UNLOAD formats -> DuckDB's COPY format, and each one's compressions (the first is Athena's default).
+# ORC and AVRO: DuckDB writes neither.
+_UNLOAD_FORMATS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "PARQUET": ("parquet", ("gzip", "snappy", "zstd")),
+    "JSON": ("json", ("gzip",)),
+    "TEXTFILE": ("csv", ("gzip",)),
+}
+_UNLOAD_PROPERTIES = ("format", "compression", "field_delimiter", "partitioned_by")
+HIVE_DEFAULT_DELIMITER = "\x01"
+
+
+@dataclass(frozen=True)
+class Unload:
+    """``UNLOAD (<select>) TO '<target>' WITH (...)``, checked against what Athena accepts."""
+
+    select: str
+    target: str  # s3://bucket/prefix/
+    format: str  # PARQUET, JSON or TEXTFILE
+    compression: str  # gzip, snappy, zstd
+    field_delimiter: str
+    partitioned_by: tuple[str, ...] = ()
+
+
+def _tokens(sql: str) -> list[Token]:
+    try:
+        return list(sqlglot.Dialect.get_or_raise("athena").tokenize(sql))
+    except sqlglot.errors.TokenError as exc:
+        raise QueryError(f"SYNTAX_ERROR: {exc}") from exc
+
+
+def substatement(sql: str) -> str:
+    """Athena's SubstatementType of a query text: UNLOAD or SELECT (what the rest fails as, later)."""
+    try:
+        first = _tokens(sql)[:1]
+    except QueryError:
+        return SELECT
+    return UNLOAD if first and first[0].text.upper() == UNLOAD else SELECT
+
+
+def unload_statement(sql: str) -> Unload | None:
+    """The UNLOAD statement ``sql`` is, None for any other statement; raises :class:`QueryError` as Athena fails
+    a malformed one."""
+    head = _tokens(sql)
+    if not head or head[0].text.upper() != UNLOAD:
+        return None
+    rest = sql[head[0].end + 1 :]  # the athena tokenizer reads UNLOAD as a command: the rest as one string
+    tokens = _tokens(rest)
+    position = 0
+
+    def syntax(expected: str) -> QueryError:
+        found = repr(tokens[position].text) if position < len(tokens) else "end of input"
+        return QueryError(f"SYNTAX_ERROR: UNLOAD: expected {expected}, found {found}")
+
+    def take(expected: str, *types: TokenType, text: str | None = None) -> Token:
+        nonlocal position
+        if position >= len(tokens):
+            raise syntax(expected)
+        token = tokens[position]
+        if (types and token.token_type not in types) or (text and token.text.upper() != text):
+            raise syntax(expected)
+        position += 1
+        return token
+
+    opening = take("'(' before the SELECT", TokenType.L_PAREN)
+    depth = 1
+    while depth:
+        token = take("')' closing the SELECT")
+        depth += {TokenType.L_PAREN: 1, TokenType.R_PAREN: -1}.get(token.token_type, 0)
+    select = rest[opening.end + 1 : tokens[position - 1].start].strip()
+    take("TO", text="TO")
+    target = take("the target as a string literal", TokenType.STRING).text
+    take("WITH", TokenType.WITH)
+    take("'(' opening the properties", TokenType.L_PAREN)
+    properties: dict[str, str | tuple[str, ...]] = {}
+    while True:
+        name = take("a property name").text.lower()
+        take("'='", TokenType.EQ)
+        if position < len(tokens) and tokens[position].token_type == TokenType.ARRAY:
+            position += 1
+            take("'['", TokenType.L_BRACKET)
+            values = [take("a string literal", TokenType.STRING).text]
+            while take("',' or ']'", TokenType.COMMA, TokenType.R_BRACKET).token_type == TokenType.COMMA:
+                values.append(take("a string literal", TokenType.STRING).text)
+            properties[name] = tuple(values)
+        else:
+            properties[name] = take("a string literal", TokenType.STRING).text
+        if take("',' or ')'", TokenType.COMMA, TokenType.R_PAREN).token_type == TokenType.R_PAREN:
+            break
+    while position < len(tokens) and tokens[position].token_type == TokenType.SEMICOLON:
+        position += 1
+    if position < len(tokens):
+        raise syntax("the end of the statement")
+    return _checked_unload(select, target, properties)
+
+
+def _checked_unload(select: str, target: str, properties: Mapping[str, str | tuple[str, ...]]) -> Unload:
+    unknown = sorted(set(properties) - set(_UNLOAD_PROPERTIES))
+    if unknown:
+        raise QueryError(f"INVALID_TABLE_PROPERTY: UNLOAD has no property {unknown[0]!r}")
+    text = {name: value for name, value in properties.items() if isinstance(value, str)}
+    arrays = {name for name, value in properties.items() if not isinstance(value, str)}
+    if arrays - {"partitioned_by"} or "partitioned_by" in text:
+        raise QueryError("INVALID_TABLE_PROPERTY: partitioned_by takes ARRAY['column', ...], the others a string")
+    if not target.startswith("s3://") or not target.removeprefix("s3://").split("/", 1)[0]:
+        raise QueryError(f"INVALID_TABLE_PROPERTY: UNLOAD's target must be an s3://bucket/prefix/ URI, not {target!r}")
+    if "format" not in text:
+        raise QueryError("INVALID_TABLE_PROPERTY: UNLOAD requires the format property")
+    kind = text["format"].upper()
+    if kind in ("ORC", "AVRO"):
+        raise QueryError(f"NOT_SUPPORTED: UNLOAD to {kind} is not supported locally (PARQUET, JSON, TEXTFILE are)")
+    if kind not in _UNLOAD_FORMATS:
+        raise QueryError(
+            f"INVALID_TABLE_PROPERTY: UNLOAD format {text['format']!r} is not one of ORC, PARQUET, AVRO, JSON, TEXTFILE"
+        )
+    compressions = _UNLOAD_FORMATS[kind][1]
+    compression = text.get("compression", compressions[0]).lower()
+    if compression not in compressions:
+        raise QueryError(
+            f"NOT_SUPPORTED: UNLOAD compression {compression!r} for {kind} is not supported locally "
+            f"({', '.join(compressions)} {'is' if len(compressions) == 1 else 'are'})"
+        )
+    delimiter = text.get("field_delimiter", HIVE_DEFAULT_DELIMITER)
+    if len(delimiter) != 1:
+        raise QueryError(f"INVALID_TABLE_PROPERTY: field_delimiter must be one character, not {delimiter!r}")
+    partitioned = properties.get("partitioned_by", ())
+    return Unload(
+        select=select,
+        target=target if target.endswith("/") else target + "/",
+        format=kind,
+        compression=compression,
+        field_delimiter=delimiter,
+        partitioned_by=tuple(str(column) for column in partitioned),
+    )
+
+
+def _file_stem(now: datetime) -> str:
+    """A Trino query id (``20261207_041500_00001_ab3cd``): the start of the names Athena gives UNLOAD's files."""
+    alphabet = string.ascii_lowercase + string.digits
+    suffix = "".join(secrets.choice(alphabet) for _ in range(5))
+    return f"{now:%Y%m%d_%H%M%S}_{secrets.randbelow(100000):05d}_{suffix}"
+
+
+def _copy_options(unload: Unload) -> str:
+    """DuckDB's COPY options writing what Athena writes (TEXTFILE: Hive's LazySimpleSerDe text, ``\\N`` for NULL,
+    nothing quoted; JSON: one object per line)."""
+    options = [f"FORMAT {_UNLOAD_FORMATS[unload.format][0]}", f"COMPRESSION {unload.compression}"]
+    if unload.format == "TEXTFILE":
+        delimiter = _literal(unload.field_delimiter)
+        options += [f"DELIMITER {delimiter}", "HEADER false", "QUOTE ''", "ESCAPE ''", "NULLSTR '\\N'"]
+    if unload.partitioned_by:
+        options.append(f"PARTITION_BY ({', '.join(_identifier(column) for column in unload.partitioned_by)})")
+    return ", ".join(options)
+
+
+def _write_unload(
+    connection: duckdb.DuckDBPyConnection, sql: str, unload: Unload, work_dir: Path, put_object: PutObject
+) -> tuple[list[str], int]:
+    """Runs the SELECT into files under ``work_dir`` and puts them under the target; (their URIs, rows)."""
+    columns = [name.lower() for name in connection.sql(sql).columns]
+    wanted = [column.lower() for column in unload.partitioned_by]
+    if wanted and columns[len(columns) - len(wanted) :] != wanted:
+        raise QueryError(
+            f"INVALID_TABLE_PROPERTY: partitioned_by columns {list(unload.partitioned_by)} must be the last "
+            f"columns of the SELECT, which are {columns}"
+        )
+    if wanted and len(wanted) == len(columns):
+        raise QueryError("INVALID_TABLE_PROPERTY: UNLOAD cannot partition by every column of the SELECT")
+    out = work_dir / "unload"
+    destination = out if wanted else out / "data"
+    out.mkdir()
+    written = connection.execute(f"COPY ({sql}) TO {_literal(str(destination))} ({_copy_options(unload)})")
+    rows = int(written.fetchone()[0])
+    bucket, prefix = split_s3_uri(unload.target)
+    stem, uris = _file_stem(datetime.now(UTC)), []
+    gz = ".gz" if unload.format != "PARQUET" else ""  # Athena names compressed text files *.gz, Parquet bare
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        folder = path.parent.relative_to(out).as_posix()
+        key = prefix + ("" if folder == "." else folder + "/") + f"{stem}_{uuid.uuid4()}{gz}"
+        put_object(bucket, key, path.read_bytes())
+        uris.append(f"s3://{bucket}/{key}")
+    return uris, rows
 
 
 def translate(sql: str) -> str:
@@ -92,6 +290,7 @@ def _parse(sql: str) -> exp.Expression:
 
 
 def plan(sql: str, default_database: str | None, get_table: GetTable) -> Plan:
+    """The DuckDB SQL of a SELECT and the catalog tables it reads."""
     tree = _parse(sql)
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     reads: list[TableRead] = []
@@ -295,6 +494,8 @@ class Result:
     column_info: list[dict[str, Any]]
     rows: list[list[str | None]]
     scanned_bytes: int
+    written: list[str] = field(default_factory=list)  # UNLOAD: the s3:// URIs of the files, for the manifest
+    update_count: int = 0  # UNLOAD: the rows written
 
 
 def run(
@@ -303,10 +504,21 @@ def run(
     get_table: GetTable,
     list_objects: ListObjects,
     get_object: GetObject,
+    put_object: PutObject,
     connection: duckdb.DuckDBPyConnection,
 ) -> Result:
-    """Plan, fetch and execute one query on ``connection`` (which :meth:`interrupt` cancels)."""
-    query = plan(sql, default_database, get_table)
+    """Plan, fetch and execute one query on ``connection`` (which :meth:`interrupt` cancels).
+
+    An UNLOAD writes its files with ``put_object`` under its target, which must hold no object unless the UNLOAD
+    writes partitions (Athena's rule: it never overwrites).
+    """
+    unload = unload_statement(sql)
+    query = plan(unload.select if unload else sql, default_database, get_table)
+    if unload and not unload.partitioned_by and list_objects(*split_s3_uri(unload.target)):
+        raise QueryError(
+            f"HIVE_PATH_ALREADY_EXISTS: Target directory for UNLOAD already exists: {unload.target}. UNLOAD never "
+            "overwrites: delete the data at that location (or choose another) before retrying."
+        )
     scanned = 0
     with tempfile.TemporaryDirectory(prefix="athena-") as work_dir:
         for read in query.reads:
@@ -314,6 +526,9 @@ def run(
             scanned += found.scanned_bytes
             create_view(connection, read, found, get_object, Path(work_dir))
         try:
+            if unload:
+                written, count = _write_unload(connection, query.sql, unload, Path(work_dir), put_object)
+                return Result([], [], scanned, written, count)
             relation = connection.sql(query.sql)
             names, types = relation.columns, [str(t) for t in relation.types]
             rows = [[text(value) for value in row] for row in relation.fetchall()]

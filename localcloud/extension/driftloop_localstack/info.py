@@ -1,8 +1,9 @@
 """``GET /_localstack/driftloop``: what the driftloop extension contributes to this LocalStack instance.
 
 ``localcloud/cloud.py`` reads it after start-up to refuse an instance where the extension is missing (LocalStack
-silently falls back to its ``docker`` Lambda executor for an unknown ``LAMBDA_RUNTIME_EXECUTOR``), and the tests
-read it as evidence. Registered by an ``on_infra_start`` hook (entry point group ``localstack.hooks.on_infra_start``).
+silently falls back to its ``docker`` Lambda executor for an unknown ``LAMBDA_RUNTIME_EXECUTOR``),
+``localcloud/deploy.py`` to refuse a deployment with resource types CloudFormation skipped, and the tests read it
+as evidence. Registered by an ``on_infra_start`` hook (entry point group ``localstack.hooks.on_infra_start``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ PATH = "/_localstack/driftloop"
 
 class ExtensionInfo:
     def on_get(self, request: Any) -> dict[str, Any]:
+        from localstack.services.cloudformation.resource_provider import plugin_manager as cloudformation_providers
         from localstack.services.lambda_.invocation.runtime_executor import EXECUTOR_PLUGIN_MANAGER
 
         from .lambda_executor import EXECUTOR_NAME, lambda_python
@@ -40,6 +42,8 @@ class ExtensionInfo:
                 "ours": PROVIDER_NAME,
                 "storage_dir": str(storage_dir()),
             },
+            # The types CloudFormation creates (LocalStack's providers and the extension's); it skips the others.
+            "cloudformation": {"resource_types": sorted(cloudformation_providers.list_names())},
         }
 
 
