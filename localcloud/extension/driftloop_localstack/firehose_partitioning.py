@@ -2,7 +2,7 @@
 
 LocalStack 2026.3.0's Firehose provider (``services/firehose/provider.py``) writes every PutRecord/PutRecordBatch
 call as one object under the *literal* ``Prefix`` plus ``YYYY/MM/DD/HH/``: a prefix such as
-``captures/model_version=!{partitionKeyFromQuery:model_version}/date=!{timestamp:yyyy-MM-dd}/`` is never
+``captures/model_version=!{partitionKeyFromQuery:model_version}/hour=!{timestamp:yyyy-MM-dd-HH}/`` is never
 evaluated, the ``MetadataExtraction`` processor is skipped with a warning, and nothing reaches
 ``ErrorOutputPrefix``. Readers of the layout AWS writes find nothing.
 
