@@ -9,7 +9,8 @@ a run's training set, and the training program reads that set as its ``train`` c
 - feedback: ``<feedback_prefix>hour=<YYYY-MM-DD-HH>/...``;
 - what Firehose could not deliver or partition: ``<prefix>errors/<error type>/hour=<YYYY-MM-DD-HH>/...``, outside
   every partition the readers list (and the Glue tables of :mod:`functions.common.catalog` project);
-- Athena's query results: under ``<athena_results_prefix>`` (the workgroup's output location);
+- Athena's query results: under ``<athena_results_prefix>``, the deployment's workgroup's output location
+  (:func:`s3_location`), where Athena names each query's files;
 - monitoring reports: ``<report_prefix><version>/<UTC time, e.g. 20261127T111717Z>.<json|png>``;
 - assembled training sets: ``<assembled_prefix><version>/`` (``base/...`` and ``feedback/feedback.csv``) and its
   manifest beside it, ``<assembled_prefix><version>.manifest.json`` (so not in the ``train`` channel).
@@ -101,6 +102,11 @@ def firehose_feedback_prefix(feedback_prefix: str) -> str:
 def firehose_error_prefix(prefix: str) -> str:
     """The error output prefix expression of the stream writing below ``prefix``."""
     return f"{prefix}errors/{FIREHOSE_ERROR_TYPE}/{HOUR_PARTITION}={FIREHOSE_ARRIVAL_HOUR}/"
+
+
+def s3_location(bucket: str, prefix: str) -> str:
+    """The ``s3://`` URL of a prefix of ``bucket``, as Glue table locations and Athena output locations take it."""
+    return f"s3://{bucket}/{prefix}"
 
 
 # -- monitoring reports -----------------------------------------------------------------------------------------

@@ -35,7 +35,13 @@ from functions.common.catalog import (
     Column,
     projection_parameters,
 )
-from functions.common.layout import HOUR_PARTITION, MODEL_VERSION_PARTITION, capture_hour_prefix, feedback_hour_prefix
+from functions.common.layout import (
+    HOUR_PARTITION,
+    MODEL_VERSION_PARTITION,
+    capture_hour_prefix,
+    feedback_hour_prefix,
+    s3_location,
+)
 from infra.config import AthenaConfig, DataConfig
 from infra.grants import grant_prefix, objects_arn
 
@@ -174,7 +180,7 @@ class CaptureCatalog(Construct):
                 bytes_scanned_cutoff_per_query=athena_config.bytes_scanned_cutoff_gb * 10**9,
                 engine_version=athena.CfnWorkGroup.EngineVersionProperty(selected_engine_version="AUTO"),
                 result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
-                    output_location=f"s3://{bucket.bucket_name}/{data.athena_results_prefix}",
+                    output_location=s3_location(bucket.bucket_name, data.athena_results_prefix),
                     encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
                         encryption_option="SSE_S3"
                     ),
@@ -218,13 +224,13 @@ class CaptureCatalog(Construct):
                 parameters={
                     "EXTERNAL": "TRUE",
                     **projection_parameters(
-                        f"s3://{bucket.bucket_name}/{partition_template}", injected_version=injected_version
+                        s3_location(bucket.bucket_name, partition_template), injected_version=injected_version
                     ),
                 },
                 partition_keys=[_column(column) for column in partition_keys],
                 storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
                     columns=[_column(column) for column in columns],
-                    location=f"s3://{bucket.bucket_name}/{prefix}",
+                    location=s3_location(bucket.bucket_name, prefix),
                     input_format=INPUT_FORMAT,
                     output_format=OUTPUT_FORMAT,
                     compressed=True,

@@ -72,6 +72,10 @@ def test_hours_are_utc_whatever_the_zone_of_the_time() -> None:
     assert layout.hour_value(datetime(2026, 3, 1, 18, 5, tzinfo=paris)) == HOUR
 
 
+def test_athena_reads_tables_and_writes_results_at_s3_urls_of_the_buckets_prefixes() -> None:
+    assert layout.s3_location("data-bucket", "athena/") == "s3://data-bucket/athena/"
+
+
 def test_report_and_assembled_keys() -> None:
     moment = datetime(2026, 11, 27, 11, 17, 17, tzinfo=UTC)
     assert layout.report_key("monitoring/", "v1", moment, "json") == "monitoring/v1/20261127T111717Z.json"
