@@ -70,12 +70,13 @@ def capture_hours(served: datetime) -> tuple[str, ...]:
 
 
 def capture_hour_prefix(capture_prefix: str, model_version: str, hour: str) -> str:
-    """The captures of ``model_version`` that arrived in ``hour`` (an :func:`hour_value`)."""
+    """The captures of ``model_version`` that arrived in ``hour`` (an :func:`hour_value`, or the expression that
+    stands for one in a Firehose prefix or a projection template)."""
     return f"{capture_prefix}{MODEL_VERSION_PARTITION}={model_version}/{HOUR_PARTITION}={hour}/"
 
 
 def feedback_hour_prefix(feedback_prefix: str, hour: str) -> str:
-    """The feedback that arrived in ``hour`` (an :func:`hour_value`)."""
+    """The feedback that arrived in ``hour`` (an :func:`hour_value`, or the expression that stands for one)."""
     return f"{feedback_prefix}{HOUR_PARTITION}={hour}/"
 
 

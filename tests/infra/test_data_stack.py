@@ -233,7 +233,8 @@ def joined(value: Any, bucket_id: str) -> str:
 
 
 def one(template: Template, kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [
+    """The properties of the one resource of ``kind`` (the table ``name``, for Glue tables)."""
+    found: list[dict[str, Any]] = [
         resource["Properties"]
         for resource in template.find_resources(kind).values()
         if name is None or resource["Properties"]["TableInput"]["Name"] == name
