@@ -43,6 +43,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Lowercase because S3 bucket names, SageMaker job names and exports are built from them.
 _NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
+# A Glue database Athena names without quoting: lowercase letters, digits and '_' (Glue's limit is 255 characters).
+_GLUE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,254}$")
 ECR_IMAGE_URI = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?"
     r"/(?P<repository>[a-z0-9._/-]+)([:@][\w.:-]+)?$"
@@ -206,19 +208,21 @@ DATA_PREFIXES = (
     "feedback_prefix",
     "report_prefix",
     "assembled_prefix",
+    "athena_results_prefix",
     "artifact_prefix",
     "registry_prefix",
 )
 
 
 class DataConfig(_Model):
-    # In the data bucket: labelled data, captured predictions, ground-truth feedback, drift reports, and the
-    # data sets the workflow assembles for each run.
+    # In the data bucket: labelled data, captured predictions, ground-truth feedback, drift reports, the data
+    # sets the workflow assembles for each run, and the results of the deployment's Athena queries.
     training_data_prefix: Prefix
     capture_prefix: Prefix
     feedback_prefix: Prefix
     report_prefix: Prefix
     assembled_prefix: Prefix
+    athena_results_prefix: Prefix
     # In the model bucket: SageMaker outputs and the registry.
     artifact_prefix: Prefix
     registry_prefix: Prefix
@@ -235,6 +239,23 @@ class DataConfig(_Model):
                 if key != other_key and getattr(self, other_key).startswith(getattr(self, key)):
                     # Lifecycle rules and IAM grants are per prefix: nesting would leak one into the other.
                     yield _broken(other_key, "must not lie under {}", key)
+
+
+class AthenaConfig(_Model):
+    """The Glue database describing captures and feedback, and the Athena workgroup that queries them."""
+
+    # None: derived from the deployment, <name_prefix>_<stage> (DriftloopConfig.glue_database_name).
+    glue_database: (
+        Annotated[
+            str,
+            _matching(_GLUE_NAME, "lowercase letters, digits and '_', starting with a letter (at most 255), or null"),
+        ]
+        | None
+    ) = None
+    # The workgroup cancels any query that would scan more than this (Athena bills per byte scanned).
+    bytes_scanned_cutoff_gb: Annotated[int, _integer(1, 1_000_000)]
+    # Query results (copies of captured data) expire after this many days.
+    results_expiry_days: Annotated[int, _integer(1, 3650)]
 
 
 class ServingConfig(_Model):
@@ -369,6 +390,7 @@ class DriftloopConfig(_Model):
     auto_delete_objects: Flag
     training: TrainingConfig
     data: DataConfig
+    athena: AthenaConfig
     serving: ServingConfig
     capture: CaptureConfig
     monitoring: MonitoringConfig
@@ -413,6 +435,17 @@ class DriftloopConfig(_Model):
     @property
     def state_machine_name(self) -> str:
         return f"{self.resource_prefix}-training"
+
+    @property
+    def glue_database_name(self) -> str:
+        """The deployment's Glue database: ``athena.glue_database``, else ``<name_prefix>_<stage>`` ('-' is not
+        valid in a name Athena reads unquoted)."""
+        return self.athena.glue_database or self.resource_prefix.replace("-", "_")
+
+    @property
+    def athena_workgroup_name(self) -> str:
+        """The deployment's Athena workgroup, ``<name_prefix>-<stage>``."""
+        return self.resource_prefix
 
     @property
     def job_prefix(self) -> str:

@@ -6,8 +6,10 @@ in the layout :mod:`functions.common.layout` owns:
 - ``captures``: partitioned by ``model_version`` (injected: a query names the versions it reads) and ``hour``;
 - ``feedback``: partitioned by ``hour``.
 
-``hour`` is the UTC hour Firehose received the record, ``yyyy-MM-dd-HH`` (e.g. ``2026-12-07-03``), described by
-partition projection (no crawler, no partition to add): a query that bounds ``hour`` reads only those hours' objects.
+``hour`` is the UTC hour Firehose received the record, ``yyyy-MM-dd-HH`` (e.g. ``2026-12-07-03``; the layout's
+:func:`~functions.common.layout.hour_value` and :func:`~functions.common.layout.hour_values` give a query's
+values), described by partition projection (no crawler, no partition to add): a query that bounds ``hour`` reads
+only those hours' objects.
 Every column is a string: the JSON text of a nested object (``features``, ``probabilities``, ``caller``) or of a
 number (``value``), so a record with an odd value is read, never fails a query; the SQL casts (``TRY_CAST``) and
 extracts (``json_extract_scalar``) what it needs. The CDK data stack creates the tables from this module, the
@@ -17,15 +19,11 @@ monitor's and Assemble's queries name their columns from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
-from functions.common.layout import HOUR_PARTITION, MODEL_VERSION_PARTITION
+from functions.common.layout import HOUR_FORMAT, HOUR_PARTITION, MODEL_VERSION_PARTITION
 
 CAPTURES_TABLE = "captures"
 FEEDBACK_TABLE = "feedback"
-# The hour partition's format: Java's (partition projection and Firehose's !{timestamp:...}) and Python's.
-HOUR_FORMAT = "yyyy-MM-dd-HH"
-_HOUR_STRFTIME = "%Y-%m-%d-%H"
 # The first hour partition projection lists; queries always bound ``hour`` far above it.
 PROJECTION_START = "2024-01-01-00"
 JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"
@@ -61,22 +59,6 @@ MODEL_VERSION_KEY = Column(MODEL_VERSION_PARTITION, "the model version that serv
 HOUR_KEY = Column(HOUR_PARTITION, f"the UTC hour Firehose received the record, {HOUR_FORMAT}")
 CAPTURE_PARTITION_KEYS = (MODEL_VERSION_KEY, HOUR_KEY)
 FEEDBACK_PARTITION_KEYS = (HOUR_KEY,)
-
-
-def hour_value(moment: datetime) -> str:
-    """The ``hour`` partition value holding records received at ``moment``."""
-    return moment.astimezone(UTC).strftime(_HOUR_STRFTIME)
-
-
-def hour_values(start: datetime, end: datetime) -> list[str]:
-    """Every ``hour`` value from ``start``'s hour to ``end``'s, oldest first."""
-    first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    last = end.astimezone(UTC)
-    hours = []
-    while first <= last:
-        hours.append(hour_value(first))
-        first += timedelta(hours=1)
-    return hours
 
 
 def projection_parameters(location_template: str, *, injected_version: bool) -> dict[str, str]:

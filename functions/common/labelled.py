@@ -9,7 +9,7 @@ The monitor joins them to measure live quality, Assemble to add training rows; b
   for a regressor. A caller that knows that task (the monitor: the champion's, whose captures it reads) drops
   misfits before reading any capture; otherwise each capture tells (a classifier's has a label, a regressor's a
   value);
-- only the capture partitions the ids point at are read: the id's time names the day (:func:`layout.capture_days`),
+- only the capture partitions the ids point at are read: the id's time names the hour (:func:`layout.capture_hours`),
   the caller names the model versions. Feedback whose prediction is not there (not sampled, expired, served by
   another version) is counted unmatched, never guessed.
 
@@ -24,11 +24,11 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from functions.common.bundle import TASKS, Task
-from functions.common.layout import capture_day_prefix, capture_days, capture_model_version, feedback_day_prefix
+from functions.common.layout import capture_hour_prefix, capture_hours, capture_model_version, feedback_hour_prefix
 from functions.common.records import (
     FeedbackRecord,
     InvalidPredictionId,
@@ -81,10 +81,11 @@ class Dropped:
 
 @dataclass(frozen=True)
 class JoinPlan:
-    """The usable feedback (one per prediction: the latest), and which capture days hold its predictions."""
+    """The usable feedback (one per prediction: the latest), and which capture hours hold its predictions."""
 
     feedback: dict[str, FeedbackRecord]
-    days: dict[date, set[str]]
+    # hour partition value (layout.hour_value) -> the prediction ids whose capture may have arrived in it
+    hours: dict[str, set[str]]
     # The task every capture to be joined has, when the caller knows it.
     task: Task | None = None
     dropped: Dropped = field(default_factory=Dropped)
@@ -107,7 +108,7 @@ class Joined:
 
 
 def plan_join(feedback: Iterable[FeedbackRecord], task: Task | None, now: datetime, max_age: timedelta) -> JoinPlan:
-    """Keep the latest usable feedback per prediction id and locate each prediction's capture days.
+    """Keep the latest usable feedback per prediction id and locate each prediction's capture hours.
 
     ``task``: the task of every model whose captures will be joined, when the caller knows it (None: any)."""
     tasks = TASKS if task is None else (task,)
@@ -123,7 +124,7 @@ def plan_join(feedback: Iterable[FeedbackRecord], task: Task | None, now: dateti
         if previous is None or record.time >= previous.time:
             latest[record.prediction_id] = record
     usable: dict[str, FeedbackRecord] = {}
-    days: dict[date, set[str]] = defaultdict(set)
+    hours: dict[str, set[str]] = defaultdict(set)
     oldest = now - max_age
     for prediction_id, record in latest.items():
         try:
@@ -135,9 +136,9 @@ def plan_join(feedback: Iterable[FeedbackRecord], task: Task | None, now: dateti
             dropped.expired += 1
             continue
         usable[prediction_id] = record
-        for day in capture_days(served):
-            days[day].add(prediction_id)
-    return JoinPlan(usable, dict(days), task, dropped)
+        for hour in capture_hours(served):
+            hours[hour].add(prediction_id)
+    return JoinPlan(usable, dict(hours), task, dropped)
 
 
 def join(plan: JoinPlan, captures: Mapping[str, PredictionRecord]) -> Joined:
@@ -163,6 +164,12 @@ def join(plan: JoinPlan, captures: Mapping[str, PredictionRecord]) -> Joined:
 # -- reading from S3 --------------------------------------------------------------------------------------------
 
 
+def object_records(body: bytes) -> list[dict[str, Any]]:
+    """The records of one capture or feedback object: JSON lines, gzip-compressed (as Firehose writes them) or
+    plain. Raises ValueError, OSError or EOFError for an object that is neither."""
+    return list(parse_json_lines(gzip.decompress(body) if body[:2] == _GZIP_MAGIC else body))
+
+
 @dataclass
 class ReadCounts:
     objects: int = 0
@@ -182,11 +189,11 @@ class CaptureReader:
         self.counts = ReadCounts()
 
     def feedback_records(
-        self, days: Iterable[date], modified_since: datetime | None = None
+        self, hours: Iterable[str], modified_since: datetime | None = None
     ) -> Iterator[FeedbackRecord]:
-        """The feedback that arrived on ``days``, in objects written since ``modified_since`` (None: all)."""
-        for day in days:
-            for data in self._records(feedback_day_prefix(self.feedback_prefix, day), modified_since):
+        """The feedback that arrived in ``hours``, in objects written since ``modified_since`` (None: all)."""
+        for hour in hours:
+            for data in self._records(feedback_hour_prefix(self.feedback_prefix, hour), modified_since):
                 try:
                     record = FeedbackRecord.from_dict(data)
                 except TypeError:
@@ -197,11 +204,11 @@ class CaptureReader:
                 yield record
 
     def prediction_records(
-        self, version: str, days: Iterable[date], modified_since: datetime | None = None
+        self, version: str, hours: Iterable[str], modified_since: datetime | None = None
     ) -> Iterator[PredictionRecord]:
-        """The predictions of ``version`` that arrived on ``days``, in objects written since ``modified_since``."""
-        for day in days:
-            for data in self._records(capture_day_prefix(self.capture_prefix, version, day), modified_since):
+        """The predictions of ``version`` that arrived in ``hours``, in objects written since ``modified_since``."""
+        for hour in hours:
+            for data in self._records(capture_hour_prefix(self.capture_prefix, version, hour), modified_since):
                 record = self._prediction(data)
                 if record is not None and record.model_version == version:
                     yield record
@@ -216,13 +223,13 @@ class CaptureReader:
         )
         return [version for folder in folders if (version := capture_model_version(self.capture_prefix, folder))]
 
-    def captures(self, versions: Sequence[str], days: Mapping[date, set[str]]) -> dict[str, PredictionRecord]:
-        """The captured predictions of ``versions`` with the ids ``days`` names per capture day
-        (:attr:`JoinPlan.days`): only those partitions are read."""
+    def captures(self, versions: Sequence[str], hours: Mapping[str, set[str]]) -> dict[str, PredictionRecord]:
+        """The captured predictions of ``versions`` with the ids ``hours`` names per capture hour
+        (:attr:`JoinPlan.hours`): only those partitions are read."""
         found: dict[str, PredictionRecord] = {}
-        for day, ids in sorted(days.items()):
+        for hour, ids in sorted(hours.items()):
             for version in versions:
-                for record in self.prediction_records(version, [day]):
+                for record in self.prediction_records(version, [hour]):
                     if record.prediction_id in ids:
                         found.setdefault(record.prediction_id, record)
         return found
@@ -247,7 +254,7 @@ class CaptureReader:
                 body = self._s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
                 self.counts.objects += 1
                 try:
-                    records = list(parse_json_lines(gzip.decompress(body) if body[:2] == _GZIP_MAGIC else body))
+                    records = object_records(body)
                 except (ValueError, OSError, EOFError):
                     self.counts.malformed_objects += 1
                     continue

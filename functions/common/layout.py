@@ -4,34 +4,40 @@ Firehose writes captures and feedback (``infra/constructs/capture_streams.py`` b
 the ``firehose_*`` functions below), the monitor reads them and writes its reports, Assemble reads them and writes
 a run's training set, and the training program reads that set as its ``train`` channel.
 
-- captures: ``<capture_prefix>model_version=<v>/date=<YYYY-MM-DD>/...``, the version taken from each record by
-  Firehose dynamic partitioning;
-- feedback: ``<feedback_prefix>date=<YYYY-MM-DD>/...``;
-- what Firehose could not deliver or partition: ``<prefix>errors/<error type>/date=<YYYY-MM-DD>/...``, outside
-  every partition the readers list;
+- captures: ``<capture_prefix>model_version=<v>/hour=<YYYY-MM-DD-HH>/...``, the version taken from each record
+  by Firehose dynamic partitioning;
+- feedback: ``<feedback_prefix>hour=<YYYY-MM-DD-HH>/...``;
+- what Firehose could not deliver or partition: ``<prefix>errors/<error type>/hour=<YYYY-MM-DD-HH>/...``, outside
+  every partition the readers list (and the Glue tables of :mod:`functions.common.catalog` project);
+- Athena's query results: under ``<athena_results_prefix>``, the deployment's workgroup's output location
+  (:func:`s3_location`), where Athena names each query's files;
 - monitoring reports: ``<report_prefix><version>/<UTC time, e.g. 20261127T111717Z>.<json|png>``;
 - assembled training sets: ``<assembled_prefix><version>/`` (``base/...`` and ``feedback/feedback.csv``) and its
   manifest beside it, ``<assembled_prefix><version>.manifest.json`` (so not in the ``train`` channel).
 
-The date of a capture or feedback partition is the day Firehose *received* the record, which can be just after
-the time in the record: a prediction served at 23:59:59 may land in the next day's partition, hence
-:data:`ARRIVAL_SLACK` and :func:`capture_days`. Prefixes (from the deployment's config) end with ``/``.
+Captures and feedback are JSON lines, gzip-compressed by Firehose (objects named ``....gz``). The hour of a
+partition (:func:`hour_value`, ``yyyy-MM-dd-HH`` in UTC) is the hour Firehose *received* the record, which can be
+just after the time in the record: a prediction served at 10:59:59 may land in the next hour's partition, hence
+:data:`ARRIVAL_SLACK` and :func:`capture_hours`. Prefixes (from the deployment's config) end with ``/``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 MODEL_VERSION_PARTITION = "model_version"
-DATE_PARTITION = "date"
 HOUR_PARTITION = "hour"
-# How long after its own time a record may reach Firehose (and so the partition of the next day).
+# The hour partition's value: Java's pattern (Firehose's !{timestamp:...} and Glue partition projection) and the
+# same as Python's strftime.
+HOUR_FORMAT = "yyyy-MM-dd-HH"
+_HOUR_STRFTIME = "%Y-%m-%d-%H"
+# How long after its own time a record may reach Firehose (and so the partition of the next hour).
 ARRIVAL_SLACK = timedelta(minutes=15)
 
-# Firehose's expressions for the parts of a key it fills in when it delivers: the arrival day (as
-# ``%Y-%m-%d`` writes it), the record's model version (extracted by the JQ query in CAPTURE_PARTITION_KEYS) and,
-# for records it failed to deliver, the kind of failure.
-FIREHOSE_ARRIVAL_DATE = "!{timestamp:yyyy-MM-dd}"
+# Firehose's expressions for the parts of a key it fills in when it delivers: the arrival hour (as
+# :func:`hour_value` writes it), the record's model version (extracted by the JQ query in CAPTURE_PARTITION_KEYS)
+# and, for records it failed to deliver, the kind of failure.
+FIREHOSE_ARRIVAL_HOUR = f"!{{timestamp:{HOUR_FORMAT}}}"
 FIREHOSE_MODEL_VERSION = f"!{{partitionKeyFromQuery:{MODEL_VERSION_PARTITION}}}"
 FIREHOSE_ERROR_TYPE = "!{firehose:error-output-type}"
 # Dynamic partitioning keys of the capture stream: the partition's name -> the JQ path of the record field
@@ -39,29 +45,39 @@ FIREHOSE_ERROR_TYPE = "!{firehose:error-output-type}"
 CAPTURE_PARTITION_KEYS = {MODEL_VERSION_PARTITION: ".model_version"}
 
 
-def _day(day: date) -> str:
-    return f"{day:%Y-%m-%d}"
+def hour_value(moment: datetime) -> str:
+    """The ``hour`` partition value holding records received at ``moment``: its UTC hour, ``yyyy-MM-dd-HH``."""
+    return moment.astimezone(UTC).strftime(_HOUR_STRFTIME)
+
+
+def hour_values(start: datetime, end: datetime) -> list[str]:
+    """Every ``hour`` value from ``start``'s hour to ``end``'s, oldest first: the partitions a window touches."""
+    first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    last = end.astimezone(UTC)
+    hours = []
+    while first <= last:
+        hours.append(hour_value(first))
+        first += timedelta(hours=1)
+    return hours
+
+
+def capture_hours(served: datetime) -> tuple[str, ...]:
+    """The capture partitions (``hour`` values) that may hold a prediction served at ``served``."""
+    return tuple(hour_values(served, served + ARRIVAL_SLACK))
 
 
 # -- captures and feedback --------------------------------------------------------------------------------------
 
 
-def _capture_partition(capture_prefix: str, model_version: str, day: str) -> str:
-    return f"{capture_prefix}{MODEL_VERSION_PARTITION}={model_version}/{DATE_PARTITION}={day}/"
+def capture_hour_prefix(capture_prefix: str, model_version: str, hour: str) -> str:
+    """The captures of ``model_version`` that arrived in ``hour`` (an :func:`hour_value`, or the expression that
+    stands for one in a Firehose prefix or a projection template)."""
+    return f"{capture_prefix}{MODEL_VERSION_PARTITION}={model_version}/{HOUR_PARTITION}={hour}/"
 
 
-def _feedback_partition(feedback_prefix: str, day: str) -> str:
-    return f"{feedback_prefix}{DATE_PARTITION}={day}/"
-
-
-def capture_day_prefix(capture_prefix: str, model_version: str, day: date) -> str:
-    """The captures of ``model_version`` that arrived on ``day``."""
-    return _capture_partition(capture_prefix, model_version, _day(day))
-
-
-def feedback_day_prefix(feedback_prefix: str, day: date) -> str:
-    """The feedback that arrived on ``day``."""
-    return _feedback_partition(feedback_prefix, _day(day))
+def feedback_hour_prefix(feedback_prefix: str, hour: str) -> str:
+    """The feedback that arrived in ``hour`` (an :func:`hour_value`, or the expression that stands for one)."""
+    return f"{feedback_prefix}{HOUR_PARTITION}={hour}/"
 
 
 def capture_model_version(capture_prefix: str, folder: str) -> str | None:
@@ -74,30 +90,24 @@ def capture_model_version(capture_prefix: str, folder: str) -> str | None:
     return version
 
 
-def days_between(start: datetime, end: datetime) -> list[date]:
-    """Every UTC day a window touches, oldest first: the day partitions that may hold its records."""
-    first, last = start.astimezone(UTC).date(), end.astimezone(UTC).date()
-    return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
-
-
-def capture_days(served: datetime) -> tuple[date, ...]:
-    """The capture partitions that may hold a prediction served at ``served``."""
-    return tuple(days_between(served, served + ARRIVAL_SLACK))
-
-
 def firehose_capture_prefix(capture_prefix: str) -> str:
-    """The capture stream's S3 prefix expression: Firehose evaluates it to :func:`capture_day_prefix`."""
-    return _capture_partition(capture_prefix, FIREHOSE_MODEL_VERSION, FIREHOSE_ARRIVAL_DATE)
+    """The capture stream's S3 prefix expression: Firehose evaluates it to :func:`capture_hour_prefix`."""
+    return capture_hour_prefix(capture_prefix, FIREHOSE_MODEL_VERSION, FIREHOSE_ARRIVAL_HOUR)
 
 
 def firehose_feedback_prefix(feedback_prefix: str) -> str:
-    """The feedback stream's S3 prefix expression: Firehose evaluates it to :func:`feedback_day_prefix`."""
-    return _feedback_partition(feedback_prefix, FIREHOSE_ARRIVAL_DATE)
+    """The feedback stream's S3 prefix expression: Firehose evaluates it to :func:`feedback_hour_prefix`."""
+    return feedback_hour_prefix(feedback_prefix, FIREHOSE_ARRIVAL_HOUR)
 
 
 def firehose_error_prefix(prefix: str) -> str:
     """The error output prefix expression of the stream writing below ``prefix``."""
-    return f"{prefix}errors/{FIREHOSE_ERROR_TYPE}/{DATE_PARTITION}={FIREHOSE_ARRIVAL_DATE}/"
+    return f"{prefix}errors/{FIREHOSE_ERROR_TYPE}/{HOUR_PARTITION}={FIREHOSE_ARRIVAL_HOUR}/"
+
+
+def s3_location(bucket: str, prefix: str) -> str:
+    """The ``s3://`` URL of a prefix of ``bucket``, as Glue table locations and Athena output locations take it."""
+    return f"s3://{bucket}/{prefix}"
 
 
 # -- monitoring reports -----------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def run_monitor(
     feedback = store.feedback(start, end)
     max_age = timedelta(days=settings.feedback_max_age_days)
     plan = plan_join(feedback, cast(Task, task), end, max_age)
-    joined = join(plan, store.captures([version], plan.days))
+    joined = join(plan, store.captures([version], plan.hours))
 
     report = evaluate(
         version=version,

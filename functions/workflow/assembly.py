@@ -5,11 +5,11 @@
 - ``feedback/feedback.csv`` (when feedback is included): captured predictions joined with their ground-truth
   labels by the one join of captures and feedback (:mod:`functions.common.labelled`: the latest feedback wins,
   feedback about a prediction older than ``feedback_max_age_days`` is dropped, a label must fit the task of the
-  model that served the prediction). Feedback is read from the day partitions of the last ``feedback_max_age_days``
-  days, captures from the partitions the prediction ids point at, under any model version. The CSV has exactly
-  the base data's columns (the training program requires every file to have the same): the captured value of
-  each feature the base data has, the label in the target column, and an empty cell (a missing value) for a base
-  column the capture lacks. Feedback without a capture is counted, never guessed.
+  model that served the prediction). Feedback is read from the hour partitions of the last
+  ``feedback_max_age_days`` days, captures from the partitions the prediction ids point at, under any model
+  version. The CSV has exactly the base data's columns (the training program requires every file to have the
+  same): the captured value of each feature the base data has, the label in the target column, and an empty cell
+  (a missing value) for a base column the capture lacks. Feedback without a capture is counted, never guessed.
 
 Feedback is capped (anti-poisoning: its labels come from API callers, not from the operator): at most
 ``max_feedback_share`` of the training set's rows are feedback, i.e. feedback rows <= share * (base rows +
@@ -50,7 +50,7 @@ from functions.common.layout import (
     FEEDBACK_FILE,
     assembled_folder,
     assembled_manifest_key,
-    days_between,
+    hour_values,
 )
 
 if TYPE_CHECKING:
@@ -304,14 +304,14 @@ def _joined_rows(
     reader = CaptureReader(s3, request.data_bucket, request.capture_prefix, request.feedback_prefix)
     max_age = timedelta(days=request.feedback_max_age_days)
     # Feedback that arrived before the age limit is about a prediction served before it: it would be dropped.
-    feedback = list(reader.feedback_records(days_between(request.now - max_age, request.now)))
+    feedback = list(reader.feedback_records(hour_values(request.now - max_age, request.now)))
     # No task is given: Assemble joins the captures of several versions and reads no model's metadata, so each
     # label must fit the task of the model that served its prediction, as its capture tells.
     plan = plan_join(feedback, None, request.now, max_age)
     # Every model version's captures, not only the champion's: a training row is a captured feature row and its
     # true label, which is as valid whichever model served the prediction (and a rollback or promotion during the
     # feedback age limit must not discard labels already given).
-    joined = join(plan, reader.captures(reader.model_versions(), plan.days))
+    joined = join(plan, reader.captures(reader.model_versions(), plan.hours))
 
     counts.records = len(feedback)
     counts.dropped = plan.dropped

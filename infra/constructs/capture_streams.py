@@ -4,11 +4,12 @@ Both are DirectPut streams (the inference Lambda calls ``PutRecordBatch``) that 
 ``functions.common.records`` into the data bucket under the keys ``functions.common.layout`` owns (the prefix
 expressions are built there):
 
-- captures: ``<capture_prefix>model_version=<v>/date=<YYYY-MM-DD>/``, the version taken from each record by
-  dynamic partitioning (JQ ``.model_version``), the date from the record's arrival time;
-- feedback: ``<feedback_prefix>date=<YYYY-MM-DD>/``.
+- captures: ``<capture_prefix>model_version=<v>/hour=<YYYY-MM-DD-HH>/``, the version taken from each record by
+  dynamic partitioning (JQ ``.model_version``), the hour from the record's arrival time;
+- feedback: ``<feedback_prefix>hour=<YYYY-MM-DD-HH>/``.
 
-Records Firehose cannot deliver or partition go under ``<prefix>errors/<error type>/date=<YYYY-MM-DD>/``. Each
+Objects are gzip-compressed (``.gz``). Records Firehose cannot deliver or partition go under
+``<prefix>errors/<error type>/hour=<YYYY-MM-DD-HH>/``. Each
 stream is encrypted at rest (an AWS-owned key), logs delivery errors to its own log group, and has its own
 delivery role that can write only below its prefix.
 """
@@ -108,8 +109,9 @@ class DeliveryStream(Construct):
                 role_arn=self.role.role_arn,
                 prefix=settings.key_prefix,
                 error_output_prefix=firehose_error_prefix(settings.prefix),
-                # Plain JSON lines: the monitor and the workflow read them as records.parse_json_lines does.
-                compression_format="UNCOMPRESSED",
+                # Gzipped JSON lines: Athena reads them by the catalog's table (functions.common.catalog), the
+                # Python readers by functions.common.labelled.object_records.
+                compression_format="GZIP",
                 buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
                     interval_in_seconds=capture.buffer_seconds, size_in_m_bs=capture.buffer_mb
                 ),

@@ -1,4 +1,5 @@
-"""Buckets: training data (and later captured predictions), model artifacts and the registry, access logs."""
+"""Buckets: training data (and later captured predictions), model artifacts and the registry, access logs; the Glue
+catalog and Athena workgroup over the captured predictions and feedback."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from constructs import Construct
 
 from functions.common.registry import RegistryLayout
 from infra.config import DriftloopConfig
+from infra.constructs.capture_catalog import CaptureCatalog, SharedCatalog
 from infra.constructs.secure_bucket import SecureBucket
 
 
@@ -69,6 +71,12 @@ class DataStack(Stack):
                     )
                     for name, prefix in (("captures", data.capture_prefix), ("feedback", data.feedback_prefix))
                 ),
+                # Athena's query results are copies of captured data, needed only until the querier read them.
+                s3.LifecycleRule(
+                    id="expire-athena-results",
+                    prefix=data.athena_results_prefix,
+                    expiration=Duration.days(config.athena.results_expiry_days),
+                ),
             ],
             **protections,
         ).bucket
@@ -89,6 +97,20 @@ class DataStack(Stack):
         self._protect_registry_history(config)
         self.shared_data_bucket = self._share("DataBucketName", self.data_bucket, config)
         self.shared_model_bucket = self._share("ModelBucketName", self.model_bucket, config)
+        self.capture_catalog = CaptureCatalog(
+            self,
+            "CaptureCatalog",
+            bucket=self.data_bucket,
+            data=data,
+            athena_config=config.athena,
+            database_name=config.glue_database_name,
+            workgroup_name=config.athena_workgroup_name,
+        )
+
+    @property
+    def catalog(self) -> SharedCatalog:
+        """The Glue database and Athena workgroup as the other stacks use them (names and ``grant_query``)."""
+        return self.capture_catalog.shared
 
     def _protect_registry_history(self, config: DriftloopConfig) -> None:
         """Versions and decisions are written once (``IfNoneMatch="*"``, functions/common/registry.py) and never

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from functions.common.labelled import CaptureReader, join, plan_join, served_task, truth
-from functions.common.layout import capture_day_prefix, feedback_day_prefix
+from functions.common.layout import capture_hour_prefix, feedback_hour_prefix, hour_value
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from tests.plugins.aws import DATA_BUCKET
 
@@ -29,7 +29,7 @@ def feedback(prediction_id: str, time: str = "2026-11-27T11:30:00Z", **truth: An
 # -- the rules --------------------------------------------------------------------------------------------------
 
 
-def test_the_join_locates_each_prediction_by_the_day_its_id_names() -> None:
+def test_the_join_locates_each_prediction_by_the_hour_its_id_names() -> None:
     today, three_days_ago = (
         new_prediction_ids(1, NOW - timedelta(hours=1)),
         new_prediction_ids(2, NOW - timedelta(days=3)),
@@ -37,9 +37,9 @@ def test_the_join_locates_each_prediction_by_the_day_its_id_names() -> None:
     plan = plan_join(
         [feedback(pid, label="yes") for pid in today + three_days_ago], "classification", NOW, timedelta(days=30)
     )
-    assert plan.days == {
-        (NOW - timedelta(hours=1)).date(): set(today),
-        (NOW - timedelta(days=3)).date(): set(three_days_ago),
+    assert plan.hours == {
+        "2026-11-27-11": set(today),
+        "2026-11-24-12": set(three_days_ago),
     }
     assert plan.rejected == 0
 
@@ -93,13 +93,13 @@ def test_feedback_whose_prediction_was_not_captured_is_unmatched() -> None:
     assert joined.unmatched == 1
 
 
-def test_a_prediction_served_just_before_midnight_is_looked_up_in_the_next_days_partition_too() -> None:
+def test_a_prediction_served_just_before_the_hour_is_looked_up_in_the_next_hours_partition_too() -> None:
     served = datetime(2026, 11, 26, 23, 59, 50, tzinfo=UTC)
     [pid] = new_prediction_ids(1, served)
 
     plan = plan_join([feedback(pid, label="yes")], "classification", NOW, timedelta(days=30))
 
-    assert plan.days == {served.date(): {pid}, served.date() + timedelta(days=1): {pid}}
+    assert plan.hours == {"2026-11-26-23": {pid}, "2026-11-27-00": {pid}}
 
 
 def test_each_dropped_feedback_is_counted_by_its_reason() -> None:
@@ -168,7 +168,7 @@ def test_a_caller_that_knows_the_task_drops_misfits_before_reading_any_capture()
     plan = plan_join([feedback(label, label="yes"), feedback(number, value=1.0)], "regression", NOW, timedelta(days=30))
 
     assert set(plan.feedback) == {number}
-    assert plan.days == {(NOW - timedelta(hours=1)).date(): {number}}
+    assert plan.hours == {"2026-11-27-11": {number}}
     assert plan.dropped.unlabelled == 1
 
 
@@ -186,21 +186,21 @@ def reader(s3: S3Client) -> CaptureReader:
 def test_only_the_capture_partitions_the_ids_point_at_are_read(s3: S3Client) -> None:
     served = NOW - timedelta(days=3)
     [wanted, other] = new_prediction_ids(2, served)
-    day = served.date()
-    put(s3, capture_day_prefix("captures/", "v1", day) + "a", to_json_lines([prediction(wanted, label="yes")]))
-    put(s3, capture_day_prefix("captures/", "v1", day) + "b", to_json_lines([prediction(other, label="no")]))
-    put(s3, capture_day_prefix("captures/", "v1", NOW.date()) + "a", to_json_lines([prediction(other, label="no")]))
-    put(s3, capture_day_prefix("captures/", "v2", day) + "a", gzip.compress(b"{}\n"))
+    hour, next_hour = hour_value(served), hour_value(served + timedelta(hours=1))
+    put(s3, capture_hour_prefix("captures/", "v1", hour) + "a", to_json_lines([prediction(wanted, label="yes")]))
+    put(s3, capture_hour_prefix("captures/", "v1", hour) + "b", to_json_lines([prediction(other, label="no")]))
+    put(s3, capture_hour_prefix("captures/", "v1", next_hour) + "a", to_json_lines([prediction(other, label="no")]))
+    put(s3, capture_hour_prefix("captures/", "v2", hour) + "a", gzip.compress(b"{}\n"))
     store = reader(s3)
 
-    found = store.captures(["v1"], {day: {wanted}})
+    found = store.captures(["v1"], {hour: {wanted}})
 
     assert list(found) == [wanted]
-    assert store.counts.objects == 2  # v1's two objects of that day: not v2's, not another day's
+    assert store.counts.objects == 2  # v1's two objects of that hour: not v2's, not another hour's
 
 
 def test_the_model_versions_are_the_capture_partitions_not_the_error_folder(s3: S3Client) -> None:
-    for key in ("model_version=v2/date=2026-11-27/a", "model_version=v1/date=2026-11-26/a", "errors/x/date=d/a"):
+    for key in ("model_version=v2/hour=2026-11-27-01/a", "model_version=v1/hour=2026-11-26-23/a", "errors/x/hour=h/a"):
         put(s3, "captures/" + key, b"")
 
     assert reader(s3).model_versions() == ["v1", "v2"]
@@ -208,11 +208,11 @@ def test_the_model_versions_are_the_capture_partitions_not_the_error_folder(s3: 
 
 def test_gzipped_objects_are_read_and_malformed_ones_counted(s3: S3Client) -> None:
     [pid] = new_prediction_ids(1, NOW)
-    prefix = feedback_day_prefix("feedback/", NOW.date())
+    prefix = feedback_hour_prefix("feedback/", hour_value(NOW))
     put(s3, prefix + "a.gz", gzip.compress(to_json_lines([feedback(pid, label="yes")])))
     put(s3, prefix + "b", b'{"prediction_id": ["not", "an", "id"], "time": "2026-11-27T11:00:00Z"}\n{"time": 1}\n')
     put(s3, prefix + "c", b"not json")
     store = reader(s3)
 
-    assert [record.prediction_id for record in store.feedback_records([NOW.date()])] == [pid]
+    assert [record.prediction_id for record in store.feedback_records([hour_value(NOW)])] == [pid]
     assert (store.counts.objects, store.counts.malformed_objects, store.counts.malformed_records) == (3, 1, 2)

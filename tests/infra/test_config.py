@@ -143,9 +143,32 @@ def test_nullable_keys_may_be_omitted() -> None:
     ctx = context()
     del ctx["driftloop"]["training"]["image_uri"]
     del ctx["driftloop"]["serving"]["reserved_concurrency"]
+    del ctx["driftloop"]["athena"]["glue_database"]
     config = load(ctx)
     assert config.training.image_uri is None
     assert config.serving.reserved_concurrency is None
+    assert config.athena.glue_database is None
+
+
+def test_the_glue_database_and_athena_workgroup_are_named_after_the_deployment_unless_configured() -> None:
+    dev, local = load(context("dev")), load(context("local"))
+    assert (dev.glue_database_name, dev.athena_workgroup_name) == ("driftloop_dev", "driftloop-dev")
+    assert (local.glue_database_name, local.athena_workgroup_name) == ("driftloop_local", "driftloop-local")
+    assert load(context(athena__glue_database="ml_captures")).glue_database_name == "ml_captures"
+    assert dev.data.athena_results_prefix == "athena/"
+
+
+@pytest.mark.parametrize("name", ["Captures", "my-db", "1db", "", "a" * 256])
+def test_a_glue_database_name_athena_cannot_read_unquoted_is_rejected(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.athena\.glue_database must be lowercase letters, digits"):
+        load(context(athena__glue_database=name))
+
+
+def test_athena_results_must_not_lie_under_another_prefix() -> None:
+    with pytest.raises(
+        ConfigError, match=r"driftloop\.data\.athena_results_prefix must not lie under .*capture_prefix"
+    ):
+        load(context(data__athena_results_prefix="captures/athena/"))
 
 
 def test_config_is_immutable() -> None:
@@ -267,7 +290,8 @@ def test_every_problem_is_reported_at_once_each_with_its_full_key() -> None:
     assert raised.value.problems == (
         "driftloop.training must be an object, got str",
         "unknown key driftloop.data.registry (known: access_log_expiry_days, artifact_expiry_days, artifact_prefix, "
-        "assembled_prefix, capture_expiry_days, capture_prefix, feedback_prefix, incomplete_upload_expiry_days, "
+        "assembled_prefix, athena_results_prefix, capture_expiry_days, capture_prefix, feedback_prefix, "
+        "incomplete_upload_expiry_days, "
         "noncurrent_version_expiry_days, registry_prefix, report_prefix, training_data_prefix)",
         "driftloop.serving.memory_mb must be an integer from 128 to 10240, got 64",
         "driftloop.capture.enabled must be true or false, got 'yes'",

@@ -4,7 +4,6 @@ Firehose streams for captured predictions and feedback."""
 from __future__ import annotations
 
 import json
-from datetime import date
 from typing import Any
 
 from aws_cdk.assertions import Capture, Match, Template
@@ -342,7 +341,7 @@ def destination(template: Template, name: str) -> dict[str, Any]:
     return config
 
 
-def test_two_encrypted_direct_put_streams_deliver_uncompressed_json_lines_to_the_data_bucket(
+def test_two_encrypted_direct_put_streams_deliver_gzipped_json_lines_to_the_data_bucket(
     serving_template: Template,
 ) -> None:
     serving_template.resource_count_is("AWS::KinesisFirehose::DeliveryStream", 2)
@@ -352,20 +351,22 @@ def test_two_encrypted_direct_put_streams_deliver_uncompressed_json_lines_to_the
         assert properties["DeliveryStreamEncryptionConfigurationInput"] == {"KeyType": "AWS_OWNED_CMK"}
         config = properties["ExtendedS3DestinationConfiguration"]
         assert config["BucketARN"] == DATA_BUCKET_ARN
-        assert config["CompressionFormat"] == "UNCOMPRESSED"
+        assert config["CompressionFormat"] == "GZIP"
         assert config["BufferingHints"] == {"IntervalInSeconds": 60, "SizeInMBs": 64}
 
 
-def test_captures_are_partitioned_by_model_version_and_arrival_date_as_layout_py_lays_them_out(
+def test_captures_are_partitioned_by_model_version_and_arrival_hour_as_layout_py_lays_them_out(
     serving_template: Template,
 ) -> None:
     config = destination(serving_template, "driftloop-dev-captures")
 
     assert (
         config["Prefix"]
-        == "captures/model_version=!{partitionKeyFromQuery:model_version}/date=!{timestamp:yyyy-MM-dd}/"
+        == "captures/model_version=!{partitionKeyFromQuery:model_version}/hour=!{timestamp:yyyy-MM-dd-HH}/"
     )
-    assert config["ErrorOutputPrefix"] == "captures/errors/!{firehose:error-output-type}/date=!{timestamp:yyyy-MM-dd}/"
+    assert (
+        config["ErrorOutputPrefix"] == "captures/errors/!{firehose:error-output-type}/hour=!{timestamp:yyyy-MM-dd-HH}/"
+    )
     assert config["DynamicPartitioningConfiguration"]["Enabled"] is True
     [processor] = config["ProcessingConfiguration"]["Processors"]
     assert processor["Type"] == "MetadataExtraction"
@@ -377,19 +378,21 @@ def test_captures_are_partitioned_by_model_version_and_arrival_date_as_layout_py
     expanded = (
         config["Prefix"]
         .replace("!{partitionKeyFromQuery:model_version}", "v1")
-        .replace("!{timestamp:yyyy-MM-dd}", "2026-03-01")
+        .replace("!{timestamp:yyyy-MM-dd-HH}", "2026-03-01-17")
     )
-    assert expanded == layout.capture_day_prefix("captures/", "v1", date(2026, 3, 1))
+    assert expanded == layout.capture_hour_prefix("captures/", "v1", "2026-03-01-17")
 
 
-def test_feedback_is_partitioned_by_arrival_date(serving_template: Template) -> None:
+def test_feedback_is_partitioned_by_arrival_hour(serving_template: Template) -> None:
     config = destination(serving_template, "driftloop-dev-feedback")
 
-    assert config["Prefix"] == "feedback/date=!{timestamp:yyyy-MM-dd}/"
-    assert config["ErrorOutputPrefix"] == "feedback/errors/!{firehose:error-output-type}/date=!{timestamp:yyyy-MM-dd}/"
+    assert config["Prefix"] == "feedback/hour=!{timestamp:yyyy-MM-dd-HH}/"
+    assert (
+        config["ErrorOutputPrefix"] == "feedback/errors/!{firehose:error-output-type}/hour=!{timestamp:yyyy-MM-dd-HH}/"
+    )
     assert "DynamicPartitioningConfiguration" not in config and "ProcessingConfiguration" not in config
-    expanded = config["Prefix"].replace("!{timestamp:yyyy-MM-dd}", "2026-03-01")
-    assert expanded == layout.feedback_day_prefix("feedback/", date(2026, 3, 1))
+    expanded = config["Prefix"].replace("!{timestamp:yyyy-MM-dd-HH}", "2026-03-01-17")
+    assert expanded == layout.feedback_hour_prefix("feedback/", "2026-03-01-17")
 
 
 def test_the_synthesized_prefixes_are_the_layouts_for_any_stage_and_the_readers_find_what_they_write() -> None:
@@ -403,12 +406,12 @@ def test_the_synthesized_prefixes_are_the_layouts_for_any_stage_and_the_readers_
     [processor] = captures["ProcessingConfiguration"]["Processors"]
     query = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}["MetadataExtractionQuery"]
     assert query == "{" + ",".join(f"{key}:{path}" for key, path in layout.CAPTURE_PARTITION_KEYS.items()) + "}"
-    # Evaluated as Firehose does for a record of version v7 arriving on 2026-03-01, the partition the readers list;
-    # the readers find its version in the folder name.
+    # Evaluated as Firehose does for a record of version v7 arriving at 2026-03-01 17:xx, the partition the
+    # readers list; the readers find its version in the folder name.
     written = captures["Prefix"].replace(layout.FIREHOSE_MODEL_VERSION, "v7")
-    written = written.replace(layout.FIREHOSE_ARRIVAL_DATE, "2026-03-01")
-    assert written == layout.capture_day_prefix("stage/captured/", "v7", date(2026, 3, 1))
-    assert layout.capture_model_version("stage/captured/", written.split("date=")[0]) == "v7"
+    written = written.replace(layout.FIREHOSE_ARRIVAL_HOUR, "2026-03-01-17")
+    assert written == layout.capture_hour_prefix("stage/captured/", "v7", "2026-03-01-17")
+    assert layout.capture_model_version("stage/captured/", written.split("hour=")[0]) == "v7"
 
 
 def test_buffering_follows_the_config() -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from functions.common.records import parse_json_lines
+from functions.common.labelled import object_records
 from functions.common.registry import ChampionPointer, Decision, Registry
 from localcloud.cloud import Cloud
 from localcloud.deploy import Deployment
@@ -299,11 +299,11 @@ class Deployed:
         ]
 
     def records(self, prefix: str) -> list[dict[str, Any]]:
-        """Every JSON-lines record under ``prefix`` in the data bucket."""
+        """Every JSON-lines record (plain or gzip-compressed) under ``prefix`` in the data bucket."""
         found: list[dict[str, Any]] = []
         for key in self.keys(prefix):
             body = self.s3.get_object(Bucket=self.deployment.data_bucket, Key=key)["Body"].read()
-            found += parse_json_lines(body)
+            found += object_records(body)
         return found
 
     def put_csv(self, key: str, text: str) -> None:

@@ -1,16 +1,17 @@
 """Prediction capture and feedback reach the data bucket through the deployed Firehose streams, in the layout of
 ``functions/common/records.py`` that the monitor and the workflow read:
-``captures/model_version=<v>/date=<YYYY-MM-DD>/`` and ``feedback/date=<YYYY-MM-DD>/`` (the arrival day, UTC)."""
+``captures/model_version=<v>/hour=<YYYY-MM-DD-HH>/`` and ``feedback/hour=<YYYY-MM-DD-HH>/`` (the arrival hour, UTC),
+gzip-compressed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from functions.common.layout import capture_day_prefix, days_between, feedback_day_prefix
+from functions.common.layout import capture_hour_prefix, feedback_hour_prefix, hour_values
 from tests.integration.support import DELIVERY_TIMEOUT, Deployed, as_instances, wait_for
 
 pytestmark = pytest.mark.integration
@@ -27,9 +28,9 @@ class Served:
     labels: dict[str, str]
     started: datetime
 
-    def days(self) -> list[date]:
-        """The UTC days the delivery may be filed under (the requests' day, or the next one just after midnight)."""
-        return days_between(self.started, datetime.now(UTC))
+    def hours(self) -> list[str]:
+        """The UTC hours the delivery may be filed under (the requests' hour, or the next one just after it)."""
+        return hour_values(self.started, datetime.now(UTC))
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +60,8 @@ def delivered(deployed: Deployed, prefixes: list[str], ids: set[str]) -> dict[st
     return found if set(found) == ids else None
 
 
-def test_captured_predictions_land_under_the_champions_version_and_the_day(deployed: Deployed, served: Served) -> None:
-    prefixes = [capture_day_prefix(CAPTURE_PREFIX, served.version, day) for day in served.days()]
+def test_captured_predictions_land_under_the_champions_version_and_the_hour(deployed: Deployed, served: Served) -> None:
+    prefixes = [capture_hour_prefix(CAPTURE_PREFIX, served.version, hour) for hour in served.hours()]
     ids = {p["prediction_id"] for p in served.predictions}
 
     records = wait_for(
@@ -81,8 +82,8 @@ def test_captured_predictions_land_under_the_champions_version_and_the_day(deplo
         assert record["request_id"]
 
 
-def test_feedback_lands_under_the_day_it_arrived(deployed: Deployed, served: Served) -> None:
-    prefixes = [feedback_day_prefix(FEEDBACK_PREFIX, day) for day in served.days()]
+def test_feedback_lands_under_the_hour_it_arrived(deployed: Deployed, served: Served) -> None:
+    prefixes = [feedback_hour_prefix(FEEDBACK_PREFIX, hour) for hour in served.hours()]
 
     records = wait_for(
         f"the feedback for {sorted(served.labels)} under {prefixes}",

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from functions.common.layout import capture_day_prefix
+from functions.common.layout import capture_hour_prefix, hour_values
 from functions.common.metrics import NAMESPACE, Dimension, MonitorMetric
 from functions.monitor.settings import MonitorSettings
 from tests.integration.support import DELIVERY_TIMEOUT, Deployed, as_instances, wait_for
@@ -42,6 +42,7 @@ def monitor_run(deployed: Deployed, served_champion: str) -> MonitorRun:
 
     frame = generate(DRIFTED_ROWS, seed=41, covariate_drift=1.0)
     instances = as_instances(frame)
+    started = datetime.now(UTC)
     ids: list[str] = []
     for first in range(0, DRIFTED_ROWS, BATCH):
         answer = deployed.api.predict(instances[first : first + BATCH])
@@ -51,11 +52,17 @@ def monitor_run(deployed: Deployed, served_champion: str) -> MonitorRun:
     feedback = deployed.api.post("/feedback", {"feedback": truth[:LABELLED_ROWS]})
     assert feedback.status == 202, feedback
 
-    prefix = capture_day_prefix("captures/", served_champion, datetime.now(UTC))
     wanted = set(ids)
+
+    def captured() -> set[str | None]:
+        """The ids captured so far: the delivery may be filed under the next hour if one began meanwhile."""
+        hours = hour_values(started, datetime.now(UTC))
+        prefixes = [capture_hour_prefix("captures/", served_champion, hour) for hour in hours]
+        return {r.get("prediction_id") for prefix in prefixes for r in deployed.records(prefix)}
+
     wait_for(
-        f"the {DRIFTED_ROWS} drifted captures under {prefix}",
-        lambda: True if wanted <= {r.get("prediction_id") for r in deployed.records(prefix)} else None,
+        f"the {DRIFTED_ROWS} drifted captures of {served_champion}",
+        lambda: True if wanted <= captured() else None,
         timeout=DELIVERY_TIMEOUT,
         interval=1.0,
         seen=lambda: deployed.keys("captures/")[-3:],

@@ -6,28 +6,31 @@ role and log group references resolved to this test's resources. The keys they w
 ``functions.common.records`` lays out and the monitor reads.
 
 Stock LocalStack 2026.3.0 writes every call under the literal prefix plus ``YYYY/MM/DD/HH/``
-(``captures/model_version=!{partitionKeyFromQuery:model_version}/date=!{timestamp:yyyy-MM-dd}/2026/11/27/12/...``)
-and accepts any query. Verified by running this file against an instance without the
+(``captures/model_version=!{partitionKeyFromQuery:model_version}/hour=!{timestamp:yyyy-MM-dd-HH}/2026/11/27/12/``
+``...``) and accepts any query. Verified by running this file against an instance without the
 ``install_firehose_partitioning`` hook (the module present, its entry point not yet registered): every test fails
-except the one on a stream without expressions, which guards LocalStack's own layout.
+except the one on a stream without expressions, which guards LocalStack's own layout. Stock LocalStack also ignores
+``CompressionFormat`` (its ``_put_records_to_s3_bucket`` writes the bytes as sent, with no ``.gz``): the GZIP
+assertions here fail without the hook.
 """
 
 from __future__ import annotations
 
 import base64
 import copy
+import gzip
 import json
 import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from functions.common.layout import capture_day_prefix, feedback_day_prefix
+from functions.common.layout import capture_hour_prefix, feedback_hour_prefix, hour_value
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.monitor.adapters import CaptureStore
 from infra.bundling import REPO_ROOT
@@ -37,8 +40,9 @@ from tests.plugins.local_cloud import unique
 pytestmark = pytest.mark.integration
 
 LOG_GROUP = "/driftloop/test/firehose-delivery"
-# LocalStack's object name: <stream>-YYYY-MM-DD-HH-MM-SS-<uuid>.
+# LocalStack's object name: <stream>-YYYY-MM-DD-HH-MM-SS-<uuid>; GZIP adds .gz.
 OBJECT_NAME = r"-\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+GZIPPED_NAME = OBJECT_NAME + r"\.gz"
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +101,11 @@ class Delivered:
     @property
     def name(self) -> str:
         return self.key.rsplit("/", 1)[1]
+
+    @property
+    def content(self) -> bytes:
+        """The body as written before compression (the streams deliver GZIP)."""
+        return gzip.decompress(self.body)
 
 
 class Destination:
@@ -185,9 +194,9 @@ def prediction(version: str, now: datetime, tenure: int) -> PredictionRecord:
     )
 
 
-def days(start: datetime, end: datetime) -> set[date]:
-    """The UTC days a call made between ``start`` and ``end`` may be dated (two around midnight)."""
-    return {start.date(), end.date()}
+def hours(start: datetime, end: datetime) -> set[str]:
+    """The UTC hours a call made between ``start`` and ``end`` may be filed under (two around the hour)."""
+    return {hour_value(start), hour_value(end)}
 
 
 def test_captures_land_under_records_py_layout_one_object_per_model_version(
@@ -206,10 +215,10 @@ def test_captures_land_under_records_py_layout_one_object_per_model_version(
     assert len(delivered) == 2 and sorted(by_version) == ["v1", "v2"], [item.key for item in delivered]
     for version, item in by_version.items():
         # The prefix is exactly what the readers list, and nothing (no YYYY/MM/DD/HH/) comes between it and the name.
-        assert item.prefix in {capture_day_prefix("captures/", version, day) for day in days(start, end)}
-        assert re.fullmatch(re.escape(stream) + OBJECT_NAME, item.name), item.key
-        # One object per partition: the records of the call, concatenated as sent.
-        assert item.body == b"".join(p for p, r in zip(payloads, sent, strict=True) if r.model_version == version)
+        assert item.prefix in {capture_hour_prefix("captures/", version, hour) for hour in hours(start, end)}
+        assert re.fullmatch(re.escape(stream) + GZIPPED_NAME, item.name), item.key
+        # One object per partition: the records of the call, concatenated as sent, gzipped.
+        assert item.content == b"".join(p for p, r in zip(payloads, sent, strict=True) if r.model_version == version)
 
     # ... so the monitor's reader finds them.
     store = CaptureStore(destination.s3, destination.bucket, "captures/", "feedback/")
@@ -234,19 +243,19 @@ def test_a_capture_without_model_version_goes_to_the_error_prefix(
     end = datetime.now(UTC)
 
     [captured] = destination.delivered("captures/model_version=")
-    assert captured.prefix in {capture_day_prefix("captures/", "v1", day) for day in days(start, end)}
-    assert captured.body == good
+    assert captured.prefix in {capture_hour_prefix("captures/", "v1", hour) for hour in hours(start, end)}
+    assert captured.content == good
 
     [failed] = destination.delivered("captures/errors/")
     error_prefix = properties["ExtendedS3DestinationConfiguration"]["ErrorOutputPrefix"]
     assert failed.prefix in {
         error_prefix.replace("!{firehose:error-output-type}", "processing-failed").replace(
-            "!{timestamp:yyyy-MM-dd}", f"{day:%Y-%m-%d}"
+            "!{timestamp:yyyy-MM-dd-HH}", hour
         )
-        for day in days(start, end)
+        for hour in hours(start, end)
     }
-    assert re.fullmatch(re.escape(stream) + OBJECT_NAME, failed.name), failed.key
-    [document] = [json.loads(line) for line in failed.body.splitlines()]
+    assert re.fullmatch(re.escape(stream) + GZIPPED_NAME, failed.name), failed.key
+    [document] = [json.loads(line) for line in failed.content.splitlines()]
     assert document["errorCode"] == "DynamicPartitioning.MetadataExtractionFailed"
     assert "model_version" in document["errorMessage"]
     assert base64.b64decode(document["rawData"]) == bad
@@ -269,9 +278,9 @@ def test_feedback_lands_under_records_py_layout(
     end = datetime.now(UTC)
 
     [item] = destination.delivered()
-    assert item.prefix in {feedback_day_prefix("feedback/", day) for day in days(start, end)}
-    assert re.fullmatch(re.escape(stream) + OBJECT_NAME, item.name), item.key
-    assert item.body == b"".join(payloads)
+    assert item.prefix in {feedback_hour_prefix("feedback/", hour) for hour in hours(start, end)}
+    assert re.fullmatch(re.escape(stream) + GZIPPED_NAME, item.name), item.key
+    assert item.content == b"".join(payloads)
     store = CaptureStore(destination.s3, destination.bucket, "captures/", "feedback/")
     found = store.feedback(start - timedelta(minutes=1), end + timedelta(minutes=1))
     assert [r.prediction_id for r in found] == [r.prediction_id for r in sent]
@@ -288,6 +297,20 @@ def test_a_prefix_without_expressions_keeps_localstacks_layout(destination: Dest
     [item] = destination.delivered()
     assert re.fullmatch(r"plain/\d{4}/\d\d/\d\d/\d\d/" + re.escape(stream) + OBJECT_NAME, item.key), item.key
     assert item.body == b"".join(payloads)
+
+
+def test_a_gzip_stream_without_expressions_keeps_localstacks_layout_but_writes_gzip_named_gz(
+    destination: Destination,
+) -> None:
+    configuration = {"Prefix": "plain/", "CompressionFormat": "GZIP"}
+    stream = destination.create({"ExtendedS3DestinationConfiguration": configuration})
+    payloads = [b'{"n": 1}\n', b'{"n": 2}\n']
+
+    destination.put(stream, payloads)
+
+    [item] = destination.delivered()
+    assert re.fullmatch(r"plain/\d{4}/\d\d/\d\d/\d\d/" + re.escape(stream) + GZIPPED_NAME, item.key), item.key
+    assert item.content == b"".join(payloads)
 
 
 def test_the_construct_deployed_by_cloudformation_delivers_to_records_py_layout(
@@ -321,8 +344,8 @@ def test_the_construct_deployed_by_cloudformation_delivers_to_records_py_layout(
 
         keys = [item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
         assert len(keys) == 2, keys
-        expected = {capture_day_prefix("captures/", "v7", day) for day in days(start, end)} | {
-            feedback_day_prefix("feedback/", day) for day in days(start, end)
+        expected = {capture_hour_prefix("captures/", "v7", hour) for hour in hours(start, end)} | {
+            feedback_hour_prefix("feedback/", hour) for hour in hours(start, end)
         }
         assert {key.rsplit("/", 1)[0] + "/" for key in keys} <= expected, keys
         store = CaptureStore(s3, bucket, "captures/", "feedback/")

@@ -8,8 +8,9 @@ call's records become objects.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from driftloop_localstack.firehose_prefixes import (
     EXTRACTION_ERROR_CODE,
     RANDOM_STRING_LENGTH,
+    Compression,
     ConfigurationError,
     DeliveryPlan,
     ExtractionError,
@@ -27,13 +29,14 @@ from driftloop_localstack.firehose_prefixes import (
     new_random_string,
 )
 
-from functions.common.layout import capture_day_prefix, feedback_day_prefix
+from functions.common.labelled import object_records
+from functions.common.layout import capture_hour_prefix, feedback_hour_prefix
 
 # The serving stack's streams (tests/infra/test_serving_stack.py asserts the construct declares these).
-CAPTURE_PREFIX = "captures/model_version=!{partitionKeyFromQuery:model_version}/date=!{timestamp:yyyy-MM-dd}/"
-CAPTURE_ERRORS = "captures/errors/!{firehose:error-output-type}/date=!{timestamp:yyyy-MM-dd}/"
-FEEDBACK_PREFIX = "feedback/date=!{timestamp:yyyy-MM-dd}/"
-FEEDBACK_ERRORS = "feedback/errors/!{firehose:error-output-type}/date=!{timestamp:yyyy-MM-dd}/"
+CAPTURE_PREFIX = "captures/model_version=!{partitionKeyFromQuery:model_version}/hour=!{timestamp:yyyy-MM-dd-HH}/"
+CAPTURE_ERRORS = "captures/errors/!{firehose:error-output-type}/hour=!{timestamp:yyyy-MM-dd-HH}/"
+FEEDBACK_PREFIX = "feedback/hour=!{timestamp:yyyy-MM-dd-HH}/"
+FEEDBACK_ERRORS = "feedback/errors/!{firehose:error-output-type}/hour=!{timestamp:yyyy-MM-dd-HH}/"
 QUERY = "{model_version:.model_version}"
 MOMENT = datetime(2026, 3, 1, 15, 4, 5, 123456, tzinfo=UTC)  # a Sunday
 
@@ -79,6 +82,7 @@ def sequence() -> Any:
     ("pattern", "expected"),
     [
         ("yyyy-MM-dd", "2026-03-01"),
+        ("yyyy-MM-dd-HH", "2026-03-01-15"),
         ("yyyy/MM/dd/HH", "2026/03/01/15"),
         ("HH:mm:ss", "15:04:05"),
         ("yyyyMMddHHmmss", "20260301150405"),
@@ -130,21 +134,21 @@ def test_a_pattern_java_would_reject_or_the_emulation_cannot_format_is_refused(p
 def test_the_capture_prefix_evaluates_to_the_layout_records_py_reads() -> None:
     prefix = Template.parse(CAPTURE_PREFIX)
 
-    assert prefix.evaluate(MOMENT, {"model_version": "v20261127-111717-3f9a2c"}) == capture_day_prefix(
-        "captures/", "v20261127-111717-3f9a2c", date(2026, 3, 1)
+    assert prefix.evaluate(MOMENT, {"model_version": "v20261127-111717-3f9a2c"}) == capture_hour_prefix(
+        "captures/", "v20261127-111717-3f9a2c", "2026-03-01-15"
     )
     assert prefix.partition_keys == ("model_version",)
 
 
 def test_the_feedback_prefix_evaluates_to_the_layout_records_py_reads() -> None:
-    assert Template.parse(FEEDBACK_PREFIX).evaluate(MOMENT) == feedback_day_prefix("feedback/", date(2026, 3, 1))
+    assert Template.parse(FEEDBACK_PREFIX).evaluate(MOMENT) == feedback_hour_prefix("feedback/", "2026-03-01-15")
 
 
 def test_the_error_prefix_names_the_error_output_type() -> None:
     evaluated = Template.parse(CAPTURE_ERRORS, field="ErrorOutputPrefix").evaluate(
         MOMENT, error_output_type="processing-failed"
     )
-    assert evaluated == "captures/errors/processing-failed/date=2026-03-01/"
+    assert evaluated == "captures/errors/processing-failed/hour=2026-03-01-15/"
 
 
 def test_every_timestamp_of_a_prefix_sees_the_same_instant() -> None:
@@ -343,8 +347,8 @@ def test_a_calls_records_are_grouped_by_partition_in_arrival_order_bytes_as_sent
     batches = plan_of(capture_destination()).batches([Record(data, MOMENT) for data in sent], MOMENT)
 
     assert [(b.prefix, b.body, b.records, b.failed) for b in batches] == [
-        ("captures/model_version=v1/date=2026-03-01/", sent[0] + sent[2] + sent[4], 3, False),
-        ("captures/model_version=v2/date=2026-03-01/", sent[1] + sent[3], 2, False),
+        ("captures/model_version=v1/hour=2026-03-01-15/", sent[0] + sent[2] + sent[4], 3, False),
+        ("captures/model_version=v2/hour=2026-03-01-15/", sent[1] + sent[3], 2, False),
     ]
 
 
@@ -357,8 +361,8 @@ def test_records_without_partition_keys_go_under_the_error_prefix_as_aws_failed_
     )
 
     assert [(b.prefix, b.failed, b.records) for b in batches] == [
-        ("captures/errors/processing-failed/date=2026-03-01/", True, 2),
-        ("captures/model_version=v1/date=2026-03-01/", False, 1),
+        ("captures/errors/processing-failed/hour=2026-03-01-15/", True, 2),
+        ("captures/model_version=v1/hour=2026-03-01-15/", False, 1),
     ]
     failed = batches[0]
     assert failed.error is not None and "model_version" in failed.error
@@ -375,15 +379,15 @@ def test_records_without_partition_keys_go_under_the_error_prefix_as_aws_failed_
     assert failed.body.endswith(b"\n")
 
 
-def test_each_record_is_dated_by_its_own_arrival_so_a_call_across_midnight_writes_two_days() -> None:
+def test_each_record_is_dated_by_its_own_arrival_so_a_call_across_the_hour_writes_two_hours() -> None:
     before, after = datetime(2026, 3, 1, 23, 59, 59, 999000, tzinfo=UTC), datetime(2026, 3, 2, 0, 0, tzinfo=UTC)
     feedback = plan_of({"Prefix": FEEDBACK_PREFIX, "ErrorOutputPrefix": FEEDBACK_ERRORS})
 
     batches = feedback.batches([Record(b"a\n", before), Record(b"b\n", after), Record(b"c\n", before)], after)
 
     assert [(b.prefix, b.body) for b in batches] == [
-        ("feedback/date=2026-03-01/", b"a\nc\n"),
-        ("feedback/date=2026-03-02/", b"b\n"),
+        ("feedback/hour=2026-03-01-23/", b"a\nc\n"),
+        ("feedback/hour=2026-03-02-00/", b"b\n"),
     ]
 
 
@@ -411,3 +415,36 @@ def test_a_literal_error_prefix_gets_awss_default_error_layout() -> None:
 
 def test_a_plan_is_cached_per_configuration() -> None:
     assert DeliveryPlan.from_destination(capture_destination()) is DeliveryPlan.from_destination(capture_destination())
+
+
+# -- CompressionFormat ---------------------------------------------------------------------------------------------
+
+
+def test_a_gzip_stream_writes_each_object_gzipped_and_named_gz_so_the_readers_decompress_it() -> None:
+    sent = [capture("v1", 0), capture("v1", 1)]
+    destination = capture_destination(CompressionFormat="GZIP")
+    [batch] = plan_of(destination).batches([Record(data, MOMENT) for data in sent], MOMENT)
+
+    compression = Compression.from_destination(destination)
+    stored = compression.apply(batch.body)
+
+    assert compression.extension == ".gz"
+    assert stored[:2] == b"\x1f\x8b" and gzip.decompress(stored) == b"".join(sent)
+    assert object_records(stored) == [json.loads(data) for data in sent]
+
+
+def test_an_uncompressed_stream_writes_the_bytes_as_sent_with_no_extension() -> None:
+    for destination in (capture_destination(), capture_destination(CompressionFormat="UNCOMPRESSED")):
+        compression = Compression.from_destination(destination)
+        assert (compression.extension, compression.apply(b"a\n"), compression.compresses) == ("", b"a\n", False)
+
+
+def test_a_file_extension_replaces_the_compressions_own() -> None:
+    destination = capture_destination(CompressionFormat="GZIP", FileExtension=".json.gz")
+    assert Compression.from_destination(destination).extension == ".json.gz"
+
+
+@pytest.mark.parametrize("kind", ["ZIP", "Snappy", "HADOOP_SNAPPY"])
+def test_a_compression_the_emulation_cannot_apply_is_refused(kind: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"CompressionFormat '{kind}' is not emulated"):
+        Compression.from_destination(capture_destination(CompressionFormat=kind))

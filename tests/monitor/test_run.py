@@ -255,7 +255,7 @@ def test_objects_that_cannot_be_read_leave_the_window_uncovered(
 ) -> None:
     publish_champion(s3, VERSION, classification_metadata())
     write_captures(s3, predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(25, shifted=False), label="no"))
-    prefix = f"captures/model_version={VERSION}/date={NOW - timedelta(minutes=15):%Y-%m-%d}/"
+    prefix = f"captures/model_version={VERSION}/hour={NOW - timedelta(minutes=15):%Y-%m-%d-%H}/"
     s3.put_object(Bucket=DATA_BUCKET, Key=prefix + "part-2.gz", Body=b"\x1f\x8b truncated")
 
     summary = run_monitor(SETTINGS, NOW, s3)
@@ -282,7 +282,7 @@ def test_gzipped_objects_are_read_and_malformed_ones_counted(s3: S3Client) -> No
     publish_champion(s3, VERSION, classification_metadata())
     served = predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(25, shifted=False), label="no")
     write_captures(s3, served, "part-1.gz", compress=True)
-    prefix = f"captures/model_version={VERSION}/date={NOW - timedelta(minutes=15):%Y-%m-%d}/"
+    prefix = f"captures/model_version={VERSION}/hour={NOW - timedelta(minutes=15):%Y-%m-%d-%H}/"
     s3.put_object(Bucket=DATA_BUCKET, Key=prefix + "part-2", Body=b"{not json")
     s3.put_object(Bucket=DATA_BUCKET, Key=prefix + "part-3", Body=b'{"prediction_id": "x"}\n')
 
@@ -397,8 +397,8 @@ def test_the_handler_runs_now_without_a_scheduled_time() -> None:
 
 # Its fixed date is more than 14 days old, so Powertools warns that CloudWatch would drop the metrics.
 @pytest.mark.filterwarnings("ignore:This metric doesn't meet the requirements")
-def test_records_that_reached_the_next_days_partition_are_still_read(s3: S3Client) -> None:
-    """Firehose partitions by arrival: a prediction served just before midnight may sit in the next day's folder."""
+def test_records_that_reached_the_next_hours_partition_are_still_read(s3: S3Client) -> None:
+    """Firehose partitions by arrival: a prediction served just before the hour may sit in the next hour's folder."""
     publish_champion(s3, VERSION, classification_metadata())
     now = datetime(2026, 11, 20, 0, 5, tzinfo=UTC)
     late = predictions(
@@ -407,8 +407,8 @@ def test_records_that_reached_the_next_days_partition_are_still_read(s3: S3Clien
     earlier = predictions(
         VERSION, datetime(2026, 11, 17, 23, 59, 58, tzinfo=UTC), churn_rows(5, shifted=False), label="no"
     )
-    for records, day in ((late, "2026-11-20"), (earlier, "2026-11-18")):
-        key = f"captures/model_version={VERSION}/date={day}/part-1"
+    for records, hour in ((late, "2026-11-20-00"), (earlier, "2026-11-18-00")):
+        key = f"captures/model_version={VERSION}/hour={hour}/part-1"
         s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=to_json_lines(records))
     write_feedback(s3, [FeedbackRecord(r.prediction_id, iso(now - timedelta(minutes=1)), label="no") for r in earlier])
 

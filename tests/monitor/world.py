@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from functions.common.bundle import METADATA_FILE
 from functions.common.distribution import Baseline, categorical_summary, numeric_summary
-from functions.common.layout import capture_day_prefix, feedback_day_prefix
+from functions.common.layout import capture_hour_prefix, feedback_hour_prefix, hour_value
 from functions.common.metrics import NAMESPACE
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.common.registry import Registry
@@ -121,11 +121,13 @@ def predictions(
 def write_captures(
     s3: S3Client, records: Sequence[PredictionRecord], name: str = "part-1", *, compress: bool = False
 ) -> None:
-    """One object per (version, day) partition, as Firehose's dynamic partitioning writes them."""
+    """One object per (version, hour) partition, as Firehose's dynamic partitioning writes them."""
     partitions: dict[str, list[PredictionRecord]] = {}
     for record in records:
-        day = datetime.fromisoformat(record.time).date()
-        partitions.setdefault(capture_day_prefix(SETTINGS.capture_prefix, record.model_version, day), []).append(record)
+        hour = hour_value(datetime.fromisoformat(record.time))
+        partitions.setdefault(capture_hour_prefix(SETTINGS.capture_prefix, record.model_version, hour), []).append(
+            record
+        )
     for prefix, items in partitions.items():
         body = to_json_lines(items)
         s3.put_object(Bucket=DATA_BUCKET, Key=prefix + name, Body=gzip.compress(body) if compress else body)
@@ -134,8 +136,8 @@ def write_captures(
 def write_feedback(s3: S3Client, records: Sequence[FeedbackRecord], name: str = "part-1") -> None:
     partitions: dict[str, list[FeedbackRecord]] = {}
     for record in records:
-        day = datetime.fromisoformat(record.time).date()
-        partitions.setdefault(feedback_day_prefix(SETTINGS.feedback_prefix, day), []).append(record)
+        hour = hour_value(datetime.fromisoformat(record.time))
+        partitions.setdefault(feedback_hour_prefix(SETTINGS.feedback_prefix, hour), []).append(record)
     for prefix, items in partitions.items():
         s3.put_object(Bucket=DATA_BUCKET, Key=prefix + name, Body=to_json_lines(items))
 

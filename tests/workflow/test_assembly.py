@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from functions.common.layout import capture_day_prefix, feedback_day_prefix
+from functions.common.layout import capture_hour_prefix, feedback_hour_prefix, hour_value
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.workflow import assembly, steps
 from functions.workflow.assembly import AssemblyError
@@ -57,15 +57,15 @@ def capture(
     arrived: datetime | None = None,
     answer: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Captured predictions served at ``served`` (by a classifier unless ``answer`` says otherwise), in the day
+    """Captured predictions served at ``served`` (by a classifier unless ``answer`` says otherwise), in the hour
     partition of their arrival (default: when served); returns their ids."""
     ids = new_prediction_ids(len(features), served)
     records = [
         PredictionRecord(prediction_id, served.isoformat(), model_version, instance, **(answer or {"label": "1"}))
         for prediction_id, instance in zip(ids, features, strict=True)
     ]
-    day = (arrived or served).date()
-    put(s3, capture_day_prefix("captures/", model_version, day) + "part-1.json", to_json_lines(records))
+    hour = hour_value(arrived or served)
+    put(s3, capture_hour_prefix("captures/", model_version, hour) + "part-1.json", to_json_lines(records))
     return ids
 
 
@@ -75,7 +75,7 @@ def feedback(s3: S3Client, received: datetime, labels: dict[str, Any], name: str
         # Regression feedback is a value, classification feedback a label.
         truth = {"value": label} if isinstance(label, float) else {"label": label}
         records.append(FeedbackRecord(prediction_id, received.isoformat(), **truth))
-    put(s3, feedback_day_prefix("feedback/", received.date()) + name, to_json_lines(records))
+    put(s3, feedback_hour_prefix("feedback/", hour_value(received)) + name, to_json_lines(records))
 
 
 def rows(body: bytes) -> list[dict[str, str]]:
@@ -197,9 +197,9 @@ def test_a_label_that_does_not_fit_the_task_of_the_model_that_served_the_predict
     assert (result["counts"]["feedback"]["misfits"], result["counts"]["feedback"]["joined"]) == (2, 1)
 
 
-def test_a_prediction_served_before_midnight_that_reached_the_next_days_partition_is_joined(s3: S3Client) -> None:
+def test_a_prediction_served_before_the_hour_that_reached_the_next_hours_partition_is_joined(s3: S3Client) -> None:
     base_data(s3)
-    served = datetime(2026, 3, 1, 23, 59, 58, tzinfo=UTC)
+    served = datetime(2026, 3, 1, 13, 59, 58, tzinfo=UTC)
     [late] = capture(s3, "v1", served, [{"tenure": 4, "contract": "monthly"}], arrived=served + timedelta(seconds=5))
     feedback(s3, NOW, {late: "1"})
 
@@ -213,7 +213,7 @@ def test_a_malformed_feedback_record_is_counted_and_the_rest_still_joined(s3: S3
     base_data(s3)
     [served] = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure": 2, "contract": "monthly"}])
     feedback(s3, NOW, {served: "1"})
-    put(s3, feedback_day_prefix("feedback/", NOW.date()) + "part-2.json", b'{"label": "1"}\n')
+    put(s3, feedback_hour_prefix("feedback/", hour_value(NOW)) + "part-2.json", b'{"label": "1"}\n')
 
     result = run(s3, include_feedback=True, max_feedback_share=1.0)
 
@@ -300,9 +300,8 @@ def feedback_from(s3: S3Client, caller: dict[str, str | None], labels: dict[str,
         {**FeedbackRecord(pid, NOW.isoformat(), label=label).to_dict(), "caller": caller}
         for pid, label in labels.items()
     ]
-    put(
-        s3, feedback_day_prefix("feedback/", NOW.date()) + name, "".join(json.dumps(r) + "\n" for r in records).encode()
-    )
+    body = "".join(json.dumps(r) + "\n" for r in records).encode()
+    put(s3, feedback_hour_prefix("feedback/", hour_value(NOW)) + name, body)
 
 
 def served(s3: S3Client, count: int, model_version: str = "v1") -> list[str]:

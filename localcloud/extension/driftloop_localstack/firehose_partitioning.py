@@ -2,7 +2,7 @@
 
 LocalStack 2026.3.0's Firehose provider (``services/firehose/provider.py``) writes every PutRecord/PutRecordBatch
 call as one object under the *literal* ``Prefix`` plus ``YYYY/MM/DD/HH/``: a prefix such as
-``captures/model_version=!{partitionKeyFromQuery:model_version}/date=!{timestamp:yyyy-MM-dd}/`` is never
+``captures/model_version=!{partitionKeyFromQuery:model_version}/hour=!{timestamp:yyyy-MM-dd-HH}/`` is never
 evaluated, the ``MetadataExtraction`` processor is skipped with a warning, and nothing reaches
 ``ErrorOutputPrefix``. Readers of the layout AWS writes find nothing.
 
@@ -22,7 +22,11 @@ evaluation itself is :mod:`driftloop_localstack.firehose_prefixes` (pure, unit-t
   lines. A prefix without expressions keeps LocalStack's behaviour exactly;
 - ``_get_s3_object_path``: the object name without the date directories, for the groups above only;
 - ``_preprocess_records``: ``MetadataExtraction`` processors pass the records through (their query is evaluated
-  at delivery) instead of logging "Unsupported Firehose processor type" on every call.
+  at delivery) instead of logging "Unsupported Firehose processor type" on every call;
+- ``CompressionFormat``: LocalStack ignores it (objects are always the bytes as sent). ``GZIP`` is applied to every
+  object ``_put_records_to_s3_bucket`` writes, with or without expressions, and ``.gz`` appended to its name
+  (unless the destination sets ``FileExtension``), as AWS does; formats the emulation cannot apply are refused
+  when the stream is created.
 
 Private internals: :func:`install` checks the exact ``localstack-core`` version, that ``firehose`` uses the default
 provider, and the signatures of the methods it wraps; anything else aborts LocalStack's start-up.
@@ -48,7 +52,7 @@ from driftloop_localstack.pinning import (
     version_problems,
 )
 
-from .firehose_prefixes import ConfigurationError, DeliveryPlan, Record
+from .firehose_prefixes import Compression, ConfigurationError, DeliveryPlan, Record
 
 LOG = logging.getLogger(__name__)
 
@@ -125,6 +129,7 @@ def _validating(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
                 continue
             try:
                 DeliveryPlan.from_destination(destination)
+                Compression.from_destination(destination)
             except ConfigurationError as exc:
                 LOG.error("Firehose: delivery stream %s refused (%s): %s", stream, name, exc)
                 raise InvalidArgumentException(str(exc)) from None
@@ -147,8 +152,13 @@ def install() -> None:
         self: Any, stream_name: str, records: list[dict[str, Any]], s3_destination_description: dict[str, Any]
     ) -> None:
         plan = DeliveryPlan.from_destination(s3_destination_description)
+        compression = Compression.from_destination(s3_destination_description)
         if plan is None:
-            put_to_s3(self, stream_name, records, s3_destination_description)
+            if compression.compresses:
+                body = compression.apply(b"".join(record_data(r) for r in records))
+                records = [{"Data": base64.b64encode(body)}]
+            description = {**s3_destination_description, "FileExtension": compression.extension}
+            put_to_s3(self, stream_name, records, description)
             return
         now = datetime.now(UTC)
         batches = plan.batches([Record(record_data(r), arrival_time(r, now)) for r in records], now)
@@ -161,10 +171,14 @@ def install() -> None:
                     batch.prefix,
                     batch.error,
                 )
-            description = {**s3_destination_description, "Prefix": batch.prefix}
+            description = {
+                **s3_destination_description,
+                "Prefix": batch.prefix,
+                "FileExtension": compression.extension,
+            }
             token = _EVALUATED_PREFIX.set(True)
             try:
-                put_to_s3(self, stream_name, [{"Data": base64.b64encode(batch.body)}], description)
+                put_to_s3(self, stream_name, [{"Data": base64.b64encode(compression.apply(batch.body))}], description)
             finally:
                 _EVALUATED_PREFIX.reset(token)
 

@@ -30,12 +30,18 @@ objects" and "Dynamic partitioning" documentation:
 
 A prefix without expressions is not this module's business: :meth:`DeliveryPlan.from_destination` returns None
 and LocalStack's stock layout (``<prefix>/YYYY/MM/DD/HH/``) applies.
+
+``CompressionFormat`` (:class:`Compression`), whatever the prefix: ``GZIP`` compresses each object (the error
+output's too: Firehose compresses everything the destination writes) and names it ``....gz`` unless the
+destination sets ``FileExtension``; ``UNCOMPRESSED`` writes the bytes as they are. ``ZIP``, ``Snappy`` and
+``HADOOP_SNAPPY`` are refused: driftloop does not use them, and they are not emulated.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import gzip
 import json
 import re
 import secrets
@@ -551,6 +557,41 @@ def error_document(record: Record, error: str, now: datetime) -> bytes:
         ).encode()
         + b"\n"
     )
+
+
+# -- CompressionFormat ---------------------------------------------------------------------------------------------
+
+# The formats emulated, and the extension each adds to an object's name when the destination sets no FileExtension.
+_COMPRESSION_EXTENSIONS: Final[dict[str, str]] = {"UNCOMPRESSED": "", "GZIP": ".gz"}
+
+
+@dataclass(frozen=True)
+class Compression:
+    """How an S3 destination's ``CompressionFormat`` turns the bytes of one object into what S3 stores."""
+
+    format: str
+    # Appended to the object's name: the destination's FileExtension, else the format's own.
+    extension: str
+
+    @classmethod
+    def from_destination(cls, destination: Mapping[str, Any]) -> Compression:
+        """The compression of an (Extended)S3 destination configuration or description; raises
+        :class:`ConfigurationError` for a format the emulation cannot apply."""
+        kind = str(destination.get("CompressionFormat") or "UNCOMPRESSED")
+        if kind not in _COMPRESSION_EXTENSIONS:
+            raise ConfigurationError(
+                f"CompressionFormat {kind!r} is not emulated by driftloop's local Firehose "
+                f"(supported: {', '.join(_COMPRESSION_EXTENSIONS)})"
+            )
+        return cls(kind, str(destination.get("FileExtension") or _COMPRESSION_EXTENSIONS[kind]))
+
+    @property
+    def compresses(self) -> bool:
+        return self.format != "UNCOMPRESSED"
+
+    def apply(self, body: bytes) -> bytes:
+        """The object's stored bytes: one gzip member holding ``body`` for GZIP."""
+        return gzip.compress(body) if self.format == "GZIP" else body
 
 
 @dataclass(frozen=True)
