@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb  # type: ignore[import-not-found]  # LocalStack's venv only
-import sqlglot  # type: ignore[import-not-found]
+import duckdb
+import sqlglot
 from sqlglot import exp
 
 from driftloop_localstack.athena_catalog import (
@@ -45,7 +45,7 @@ ListObjects = Callable[[str, str], list[tuple[str, int]]]
 GetObject = Callable[[str, str], bytes]
 GetTable = Callable[[str, str], TableSpec]
 
-_COMPARISONS: Mapping[type[exp.Expression], str] = {
+_COMPARISONS: Mapping[type[exp.Expr], str] = {
     exp.EQ: "=",
     exp.LT: "<",
     exp.LTE: "<=",
@@ -79,7 +79,7 @@ def translate(sql: str) -> str:
     return str(_parse(sql).sql(dialect="duckdb"))
 
 
-def _parse(sql: str) -> exp.Expression:
+def _parse(sql: str) -> exp.Expr:
     try:
         statements = [s for s in sqlglot.parse(sql, read="athena") if s is not None]
     except sqlglot.errors.ParseError as exc:
@@ -123,7 +123,7 @@ def _predicates(table: exp.Table, spec: TableSpec) -> dict[str, list[Predicate]]
     keys = {key.name for key in spec.partition_keys}
     found: dict[str, list[Predicate]] = {}
 
-    def own_column(node: exp.Expression) -> str | None:
+    def own_column(node: exp.Expr) -> str | None:
         if not isinstance(node, exp.Column) or node.name.lower() not in keys:
             return None
         qualifier = node.table.lower()
