@@ -8,6 +8,7 @@ The quoted forms are the subset Athena (Trino) and the local cloud's DuckDB read
 from __future__ import annotations
 
 import json
+import math
 
 
 class UnsafeText(ValueError):
@@ -33,6 +34,15 @@ def literal(value: str) -> str:
     """A string value as a SQL string literal: ``'value'``, inner single quotes doubled (no backslash escapes in
     either dialect)."""
     return "'" + _checked(value, "string literal").replace("'", "''") + "'"
+
+
+def number(value: float) -> str:
+    """A finite number as a DOUBLE literal in scientific notation (``0.25E0``): a plain ``0.25`` would be a
+    DECIMAL in Athena and DuckDB, compared with a DOUBLE column after a cast of their own."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UnsafeText(f"a SQL number is finite, got {value!r}")
+    text = repr(float(value))
+    return text if "e" in text else text + "E0"
 
 
 def json_path(key: str) -> str:
