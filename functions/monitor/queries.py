@@ -258,10 +258,13 @@ def capture_hours(prefixes: Iterable[str], end: datetime) -> list[str]:
     """The capture hours predictions with these id prefixes can have arrived in (ids name their serving time; a
     prediction served after ``end`` has no feedback in the window: such prefixes name none)."""
     hours: set[str] = set()
+    last = (end - _EPOCH) // timedelta(milliseconds=1)
     for prefix in prefixes:
-        first = _EPOCH + timedelta(milliseconds=int(prefix, 16) * _BUCKET_MS)
-        if first > end:
+        # Compared in ms first: 7 hex digits can name a time past the year 9999.
+        milliseconds = int(prefix, 16) * _BUCKET_MS
+        if milliseconds > last:
             continue
+        first = _EPOCH + timedelta(milliseconds=milliseconds)
         hours.update(hour_values(first, first + timedelta(milliseconds=_BUCKET_MS - 1) + ARRIVAL_SLACK))
     return sorted(hours)
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from functions.common.bundle import METADATA_FILE
-from functions.common.distribution import Baseline, categorical_summary, numeric_summary
 from functions.common.catalog import hour_value
+from functions.common.distribution import Baseline, categorical_summary, numeric_summary
 from functions.common.metrics import NAMESPACE
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.common.registry import Registry
