@@ -7,7 +7,6 @@ The quoted forms are the subset Athena (Trino) and the local cloud's DuckDB read
 
 from __future__ import annotations
 
-import json
 import math
 
 
@@ -47,5 +46,8 @@ def number(value: float) -> str:
 
 def json_path(key: str) -> str:
     """The JSON path literal selecting member ``key`` of an object, for ``json_extract_scalar(column, <path>)``:
-    ``'$["key"]'``, the key written as a JSON string (so quotes, dots and brackets in it stay part of the name)."""
-    return literal("$[" + json.dumps(_checked(key, "JSON member name"), ensure_ascii=False) + "]")
+    ``'$["key"]'``, with only ``"`` and ``\\`` escaped by a backslash (so quotes, dots and brackets stay part of the
+    name). Not ``json.dumps``: the local cloud's DuckDB does not read ``\\n`` or ``\\u`` escapes in a path, so a
+    key with a newline or non-ASCII text is written as it is."""
+    escaped = _checked(key, "JSON member name").replace("\\", "\\\\").replace('"', '\\"')
+    return literal(f'$["{escaped}"]')

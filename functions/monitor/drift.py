@@ -124,7 +124,7 @@ def _shares(counts: Sequence[int]) -> tuple[float, ...]:
 
 def drift_scores(summaries: Mapping[str, Summary], counts: Mapping[str, Mapping[int, int]]) -> dict[str, DriftScore]:
     """PSI per distribution with live values (a distribution with none on either side has no score)."""
-    scores = {name: compare(summary, live_summary(summary, counts.get(name, {}))) for name, summary in summaries.items()}
+    scores = {name: compare(s, live_summary(s, counts.get(name, {}))) for name, s in summaries.items()}
     return {name: score for name, score in scores.items() if score is not None}
 
 

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 from functions.common.bundle import MISSING_CATEGORY, Task
 from functions.common.catalog import CAPTURES_TABLE, FEEDBACK_TABLE, hour_values
-from functions.common.distribution import Baseline, CategoricalSummary, NumericSummary, Summary
+from functions.common.distribution import Baseline, NumericSummary, Summary
 from functions.common.layout import ARRIVAL_SLACK, HOUR_PARTITION, MODEL_VERSION_PARTITION
 from functions.common.records import PREDICTION_ID_LENGTH
 from functions.common.sql import identifier, json_path, literal, number

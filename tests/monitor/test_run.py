@@ -311,10 +311,15 @@ def test_the_window_reads_only_its_own_hours_and_the_join_only_the_hours_the_ids
     run_monitor(SETTINGS, NOW, s3, athena)
 
     drift, feedback, join = local_athena.queries
-    in_window = {catalog.hour_value(NOW - timedelta(minutes=minutes)) for minutes in (0, 30, 60)}
-    assert set(re.findall(r"'(\d{4}-\d\d-\d\d-\d\d)'", drift)) <= in_window | {catalog.hour_value(NOW + ARRIVAL_SLACK)}
-    # The join reads the hours of this window's predictions and of the two-day-old ones the feedback names.
-    named = set(re.findall(r"'(\d{4}-\d\d-\d\d-\d\d)'", join.split(" IN (")[-1]))
+    hours = re.compile(r"'(\d{4}-\d\d-\d\d-\d\d)'")
+    window = {catalog.hour_value(NOW - timedelta(minutes=m)) for m in (0, 30, 60)} | {
+        catalog.hour_value(NOW + ARRIVAL_SLACK)
+    }
+    assert set(hours.findall(drift)) <= window
+    # The join reads the window's feedback again, and the capture hours of the predictions the feedback names:
+    # this window's and the two-day-old ones.
+    assert set(hours.findall(feedback)) <= window
+    named = set(hours.findall(join.split(" IN (")[-1]))
     assert catalog.hour_value(NOW - timedelta(days=2)) in named
     assert catalog.hour_value(NOW - timedelta(minutes=30)) in named
     assert len(named) <= 8
