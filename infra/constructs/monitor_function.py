@@ -7,12 +7,14 @@ both named in :data:`infra.bundling.MONITOR`.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from functions.common.catalog import CAPTURES_TABLE, FEEDBACK_TABLE
 from functions.monitor.settings import MonitorSettings
 from infra.bundling import MONITOR
 from infra.config import DriftloopConfig
@@ -21,9 +23,8 @@ from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.grants import grant_missing_key_lookups, grant_prefix
 
 MONITOR_HANDLER = "functions.monitor.handler.handler"
-# matplotlib and numpy load in about a second; a window of a few hundred thousand records fits in memory.
+# matplotlib and numpy load in about a second; Athena counts the window, so memory does not grow with traffic.
 MEMORY_MB = 1024
-TIMEOUT = Duration.minutes(5)
 # EventBridge retries a failed asynchronous invocation; a retried run reads the same window (the event's time).
 RETRY_ATTEMPTS = 2
 # The monitor's window ends this long after the capture stream's buffer interval before the run, so that records
@@ -37,8 +38,10 @@ def window_lag_seconds(config: DriftloopConfig) -> int:
 
 
 class MonitorFunction(Construct):
-    """The monitor, run every ``monitoring.schedule_minutes``. It reads the champion from the registry and the
-    captures and feedback prefixes, writes under the report prefix, and publishes its metrics through its logs."""
+    """The monitor, run every ``monitoring.schedule_minutes``. It reads the champion from the registry, queries the
+    captures and feedback tables of ``glue_database`` with Athena in ``athena_workgroup`` (whose results go under
+    ``athena_results_prefix`` of the data bucket), writes under the report prefix, and publishes its metrics
+    through its logs."""
 
     def __init__(
         self,
@@ -50,6 +53,9 @@ class MonitorFunction(Construct):
         model_bucket: s3.IBucket,
         removal_policy: RemovalPolicy,
         dead_letters: EventDeadLetters,
+        glue_database: str,
+        athena_workgroup: str,
+        athena_results_prefix: str,
     ) -> None:
         super().__init__(scope, construct_id)
         data, monitoring = config.data, config.monitoring
@@ -64,8 +70,6 @@ class MonitorFunction(Construct):
                 service=self.service,
                 log_level=config.log_level,
                 data_bucket=data_bucket.bucket_name,
-                capture_prefix=data.capture_prefix,
-                feedback_prefix=data.feedback_prefix,
                 report_prefix=data.report_prefix,
                 model_bucket=model_bucket.bucket_name,
                 registry_prefix=data.registry_prefix,
@@ -75,16 +79,21 @@ class MonitorFunction(Construct):
                 min_feedback=monitoring.min_feedback,
                 feedback_max_age_days=config.capture.feedback_max_age_days,
                 drift_threshold=monitoring.drift_threshold,
+                glue_database=glue_database,
+                athena_workgroup=athena_workgroup,
             ).to_env(),
             memory_mb=MEMORY_MB,
-            timeout=TIMEOUT,
+            timeout=Duration.seconds(monitoring.timeout_seconds),
             log_retention_days=config.log_retention_days,
             removal_policy=removal_policy,
         )
         self.function = self.monitor.function
         self.role = self.monitor.role
+        # Athena reads the tables' objects and writes the query results with the caller's permissions.
         grant_prefix(self.role, data_bucket, data.capture_prefix, "read")
         grant_prefix(self.role, data_bucket, data.feedback_prefix, "read")
+        grant_prefix(self.role, data_bucket, athena_results_prefix, "read-write")
+        grant_queries(self.role, Stack.of(self), data_bucket, glue_database, athena_workgroup)
         grant_prefix(self.role, data_bucket, data.report_prefix, "write")
         grant_prefix(self.role, model_bucket, data.registry_prefix, "read")
         # No champion yet reads as a 404 on champion.json, not a 403.
@@ -105,3 +114,35 @@ class MonitorFunction(Construct):
                 )
             ],
         )
+
+
+def grant_queries(grantee: iam.IGrantable, stack: Stack, bucket: s3.IBucket, database: str, workgroup: str) -> None:
+    """Run and read Athena queries in ``workgroup`` over the capture and feedback tables of ``database``, nothing
+    else of the catalog; Athena also looks up the results bucket's region. (The data stack's catalog construct
+    will own this grant.)"""
+    principal = grantee.grant_principal
+    principal.add_to_principal_policy(
+        iam.PolicyStatement(actions=["s3:GetBucketLocation"], resources=[bucket.bucket_arn])
+    )
+    principal.add_to_principal_policy(
+        iam.PolicyStatement(
+            actions=[
+                "athena:StartQueryExecution",
+                "athena:GetQueryExecution",
+                "athena:GetQueryResults",
+                "athena:StopQueryExecution",
+            ],
+            resources=[stack.format_arn(service="athena", resource="workgroup", resource_name=workgroup)],
+        )
+    )
+    glue = [
+        stack.format_arn(service="glue", resource="catalog"),
+        stack.format_arn(service="glue", resource="database", resource_name=database),
+        *(
+            stack.format_arn(service="glue", resource="table", resource_name=f"{database}/{table}")
+            for table in (CAPTURES_TABLE, FEEDBACK_TABLE)
+        ),
+    ]
+    principal.add_to_principal_policy(
+        iam.PolicyStatement(actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"], resources=glue)
+    )

@@ -33,6 +33,9 @@ class MonitoringStack(Stack):
         state_machine: sfn.IStateMachine,
         inference_function: lambda_.IFunction,
         api: apigw.RestApi,
+        glue_database: str,
+        athena_workgroup: str,
+        athena_results_prefix: str,
         delivery_streams: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -51,7 +54,11 @@ class MonitoringStack(Stack):
             model_bucket=self.model_bucket,
             removal_policy=removal,
             dead_letters=self.dead_letters,
+            glue_database=glue_database,
+            athena_workgroup=athena_workgroup,
+            athena_results_prefix=athena_results_prefix,
         )
+        self.athena_results_prefix = athena_results_prefix
         self.ops = AlarmTopic(
             self,
             "OpsTopic",

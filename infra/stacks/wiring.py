@@ -57,6 +57,10 @@ def build_stacks(app: App, config: DriftloopConfig) -> DriftloopStacks:
         state_machine=training.state_machine,
         inference_function=serving.function,
         api=serving.api.api,
+        # Merge: the data stack's Glue database, Athena workgroup and results prefix (layout.py) replace these.
+        glue_database=prefix.replace("-", "_"),
+        athena_workgroup=prefix,
+        athena_results_prefix="athena/",
         delivery_streams={
             label: stream.stream_name
             for label, stream in (("captures", serving.capture_stream), ("feedback", serving.feedback_stream))
