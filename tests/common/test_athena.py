@@ -31,7 +31,7 @@ class ScriptedAthena:
 
     def get_query_results(self, **request: Any) -> Mapping[str, Any]:
         self.calls.append(("results", request))
-        rows = [["a", "b"], *self.rows]
+        rows: list[list[str | None]] = [["a", "b"], *self.rows]
         start = int(request.get("NextToken") or 0)
         end = start + min(self.page, request["MaxResults"])
         page: dict[str, Any] = {

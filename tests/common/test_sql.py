@@ -37,7 +37,9 @@ NAMES = [
 def run(athena_sql: str) -> list[tuple[object, ...]]:
     """Athena SQL as the local cloud runs it: translated by sqlglot, executed by DuckDB (exactly one statement)."""
     [statement] = sqlglot.transpile(athena_sql, read="athena", write="duckdb")
-    return duckdb.sql(statement).fetchall()
+    relation = duckdb.sql(statement)
+    assert relation is not None
+    return relation.fetchall()
 
 
 @pytest.mark.parametrize("name", NAMES)
