@@ -243,6 +243,10 @@ class FeedbackStatus:
     def rejected(self) -> int:
         return self.received - self.usable
 
+    @property
+    def dropped(self) -> dict[str, int]:
+        return {status: n for status, n in self.counts.items() if status != USABLE}
+
 
 def feedback_status(rows: Iterable[Sequence[str | None]]) -> FeedbackStatus:
     counts: dict[str, int] = {}

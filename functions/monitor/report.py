@@ -36,6 +36,8 @@ class FeedbackCounts:
     received: int = 0
     rejected: int = 0
     unmatched: int = 0
+    # The rejected by reason (unlabelled, superseded, invalid_id, expired).
+    dropped: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class WindowReport:
                 "received": self.feedback.received,
                 "rejected": self.feedback.rejected,
                 "unmatched": self.feedback.unmatched,
+                "dropped": dict(sorted(self.feedback.dropped.items())),
             },
             "drift": None
             if self.status != "ok"

@@ -136,7 +136,7 @@ def _labelled(
         joined = athena.run(queries.join_query(window, task, oldest, hours))
         ran.append(joined)
         labelled = queries.labelled(joined.rows, task)
-    return labelled, FeedbackCounts(status.received, status.rejected, status.usable - labelled.count)
+    return labelled, FeedbackCounts(status.received, status.rejected, status.usable - labelled.count, status.dropped)
 
 
 def _gaps(report: WindowReport) -> list[str]:

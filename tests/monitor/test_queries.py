@@ -66,6 +66,7 @@ def test_each_feedback_record_is_counted_by_the_joins_rules(s3: S3Client, athena
 
     assert status.counts == {"usable": 3, "superseded": 1, "unlabelled": 1, "invalid_id": 2, "expired": 1}
     assert (status.received, status.rejected) == (8, 5)
+    assert status.dropped == {"superseded": 1, "unlabelled": 1, "invalid_id": 2, "expired": 1}
     # The bad checksum cannot be checked in SQL: usable, but no capture has that id.
     assert labelled.count == 2
     assert labelled.confusion == {("yes", "yes"): 1, ("no", "yes"): 1}

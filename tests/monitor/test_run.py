@@ -145,7 +145,7 @@ def test_the_report_and_its_chart_are_written_under_the_version(
     assert report["status"] == "ok"
     assert report["records"] == {"captured": 40, "labelled": 8, "min_records": 20, "min_feedback": 5}
     # Received in the window: 8 joined, 1 for another version's prediction; the one before the window is not read.
-    assert report["feedback"] == {"received": 9, "rejected": 0, "unmatched": 1}
+    assert report["feedback"] == {"received": 9, "rejected": 0, "unmatched": 1, "dropped": {}}
     assert report["drift"]["max_feature"]["feature"] == "tenure"
     assert report["drift"]["above_threshold"] == ["tenure"]
     assert set(report["drift"]["features"]) == {"tenure", "plan"}
@@ -235,6 +235,33 @@ def test_fewer_labels_than_min_feedback_publish_no_quality(
     overall = service_only(published(capsys))
     assert overall["LabelledRecords"] == 4
     assert not {"LiveAccuracy", "LiveF1"} & set(overall)
+
+
+def test_the_report_says_why_feedback_was_dropped(s3: S3Client, athena: Athena) -> None:
+    publish_champion(s3, VERSION, classification_metadata())
+    served = predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(3, shifted=False), label="no")
+    write_captures(s3, served)
+    received = iso(NOW - timedelta(minutes=5))
+    write_feedback(
+        s3,
+        [
+            FeedbackRecord(served[0].prediction_id, iso(NOW - timedelta(minutes=10)), label="yes"),
+            FeedbackRecord(served[0].prediction_id, received, label="no"),
+            FeedbackRecord(served[1].prediction_id, received, value=3.0),
+            FeedbackRecord("0" * 31, received, label="no"),
+        ],
+    )
+
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
+
+    report = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=summary["report"])["Body"].read())
+    assert report["feedback"] == {
+        "received": 4,
+        "rejected": 3,
+        "unmatched": 0,
+        "dropped": {"invalid_id": 1, "superseded": 1, "unlabelled": 1},
+    }
+    assert summary["labelled"] == 1
 
 
 def test_without_a_champion_only_a_covered_window_is_published(
