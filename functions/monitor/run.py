@@ -102,23 +102,33 @@ def _live_counts(
     try:
         reference = baseline(metadata)
     except DistributionError:
-        features: list[queries.Distribution] = []
-        predictions: list[queries.Distribution] = []
+        live, result = count_live(athena, window, [], [])
     else:
         classes = [str(c) for c in metadata.get("classes", ())]
         features = queries.feature_distributions(reference)
-        predictions = queries.prediction_distributions(reference, task, classes)
+        live, result = count_live(athena, window, features, queries.prediction_distributions(reference, task, classes))
+    ran.append(result)
+    return live
+
+
+def count_live(
+    athena: Athena,
+    window: queries.Window,
+    features: Sequence[queries.Distribution],
+    predictions: Sequence[queries.Distribution],
+) -> tuple[LiveCounts, QueryResult]:
+    """The drift query over the window's captures, and its rows as counts per feature and prediction."""
     distributions = [*features, *predictions]
     result = athena.run(queries.drift_query(window, distributions))
-    ran.append(result)
     captured, counts = queries.drift_counts(result.rows, len(distributions))
     # By position: a feature may be named like a prediction distribution ("label").
     split = len(features)
-    return LiveCounts(
+    live = LiveCounts(
         captured,
         features={d.name: c for d, c in zip(features, counts[:split], strict=True)},
         predictions={d.name: c for d, c in zip(predictions, counts[split:], strict=True)},
     )
+    return live, result
 
 
 def _labelled(

@@ -33,6 +33,7 @@ from functions.monitor.drift import (
     most_drifted,
     psi,
 )
+from functions.monitor.run import count_live
 from tests.monitor.world import write_captures
 
 if TYPE_CHECKING:
@@ -73,17 +74,11 @@ def window_drift(
     write_captures(s3, records)
     features = queries.feature_distributions(baseline)
     predictions = queries.prediction_distributions(baseline, task, classes)
-    window = queries.Window("v1", NOW - timedelta(hours=1), NOW)
-    result = athena.run(queries.drift_query(window, [*features, *predictions]))
-    captured, counts = queries.drift_counts(result.rows, len(features) + len(predictions))
-    assert captured == len(records)
-    split = len(features)
+    live, _ = count_live(athena, queries.Window("v1", NOW - timedelta(hours=1), NOW), features, predictions)
+    assert live.captured == len(records)
     return (
-        drift_scores({d.name: d.summary for d in features}, dict(zip(baseline.features, counts[:split], strict=True))),
-        drift_scores(
-            {d.name: d.summary for d in predictions},
-            {d.name: c for d, c in zip(predictions, counts[split:], strict=True)},
-        ),
+        drift_scores(baseline.features, live.features),
+        drift_scores({d.name: d.summary for d in predictions}, live.predictions),
     )
 
 

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -452,6 +453,17 @@ def test_the_handler_gives_matplotlib_a_writable_cache_directory() -> None:
         [sys.executable, "-c", probe], env=environment, cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "/tmp/matplotlib"
+
+
+def test_the_handlers_queries_must_end_before_the_function_would_time_out(lambda_env: None) -> None:
+    """A query still running then is stopped, leaving the handler time to publish the failed run."""
+    before = time.monotonic()
+    athena = handler_module.athena(SETTINGS, LambdaContext())
+
+    remaining = LambdaContext().get_remaining_time_in_millis() / 1000
+    assert before + remaining - handler_module.REPORT_MARGIN_SECONDS <= athena.deadline
+    assert athena.deadline <= time.monotonic() + remaining - handler_module.REPORT_MARGIN_SECONDS
+    assert (athena.workgroup, athena.database) == (SETTINGS.athena_workgroup, SETTINGS.glue_database)
 
 
 def test_the_handler_runs_now_without_a_scheduled_time() -> None:
