@@ -306,6 +306,9 @@ class MonitoringConfig(_Model):
     # How long before the run the window ends, so records still in Firehose's buffer are read by the next run.
     # None: the capture buffer interval plus a delivery margin.
     window_lag_seconds: Annotated[int, _integer(0, 24 * 3600)] | None = None
+    # The monitor Lambda's timeout: its three Athena queries each wait seconds to minutes in Athena's queue and
+    # scan, and the run has to outlast them (the queries are stopped this close to it, and the run reported failed).
+    timeout_seconds: Annotated[int, _integer(60, 900)]
     # Fewer captured predictions than this: the window is reported as insufficient, no drift metric is published.
     min_records: Annotated[int, _integer(1, 10_000_000)]
     # Fewer labelled predictions than this: no live-quality metric is published.

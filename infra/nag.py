@@ -307,6 +307,7 @@ def _acknowledge_monitoring(stacks: DriftloopStacks) -> None:
     object_arns = [
         *(objects_arn(monitoring.data_bucket, prefix) for prefix in (data.capture_prefix, data.feedback_prefix)),
         objects_arn(monitoring.data_bucket, data.report_prefix),
+        objects_arn(monitoring.data_bucket, data.athena_results_prefix),
         objects_arn(monitoring.model_bucket, data.registry_prefix),
     ]
     acknowledge(policy, "IAM5", PREFIX_OBJECTS, [resource_finding(policy, arn) for arn in object_arns])

@@ -23,9 +23,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-# The moto-backed AWS fixtures (aws, s3, registry), and the real local AWS (local_cloud, local_client,
-# local_aws_env: LocalStack without Docker, one instance per session), for every suite.
-pytest_plugins = ["tests.plugins.aws", "tests.plugins.local_cloud"]
+# The moto-backed AWS fixtures (aws, s3, registry), Athena run by the local cloud's engine over them (athena), and
+# the real local AWS (local_cloud, local_client, local_aws_env: LocalStack without Docker, one instance per
+# session), for every suite.
+pytest_plugins = ["tests.plugins.aws", "tests.plugins.athena", "tests.plugins.local_cloud"]
 
 # train: one DataFrame (written as train/data.csv) or several, keyed by their file name in the channel
 # (.csv or .parquet). champion: a model.tar.gz or a bundle directory, copied into the champion channel.

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from functions.common.layout import HOUR_FORMAT, HOUR_PARTITION, MODEL_VERSION_PARTITION
+from functions.common.layout import (
+    HOUR_FORMAT,
+    HOUR_PARTITION,
+    MODEL_VERSION_PARTITION,
+    capture_hour_prefix,
+    feedback_hour_prefix,
+)
 
 CAPTURES_TABLE = "captures"
 FEEDBACK_TABLE = "feedback"
@@ -59,6 +65,21 @@ MODEL_VERSION_KEY = Column(MODEL_VERSION_PARTITION, "the model version that serv
 HOUR_KEY = Column(HOUR_PARTITION, f"the UTC hour Firehose received the record, {HOUR_FORMAT}")
 CAPTURE_PARTITION_KEYS = (MODEL_VERSION_KEY, HOUR_KEY)
 FEEDBACK_PARTITION_KEYS = (HOUR_KEY,)
+
+
+# Partition projection's placeholders, put in the layout's own key builders: the location template is the layout.
+_VERSION_PLACEHOLDER = f"${{{MODEL_VERSION_PARTITION}}}"
+_HOUR_PLACEHOLDER = f"${{{HOUR_PARTITION}}}"
+
+
+def capture_partition_template(capture_prefix: str) -> str:
+    """The key prefix of any capture partition, with projection's placeholders for its keys."""
+    return capture_hour_prefix(capture_prefix, _VERSION_PLACEHOLDER, _HOUR_PLACEHOLDER)
+
+
+def feedback_partition_template(feedback_prefix: str) -> str:
+    """The key prefix of any feedback partition, with projection's placeholder for its hour."""
+    return feedback_hour_prefix(feedback_prefix, _HOUR_PLACEHOLDER)
 
 
 def projection_parameters(location_template: str, *, injected_version: bool) -> dict[str, str]:

@@ -17,8 +17,8 @@ zero (numeric) or empty (categorical). ``missing`` is the fraction of values tha
 infinite (numeric) or null, NaN or :data:`~functions.common.bundle.MISSING_CATEGORY` (categorical); it is
 0 for no values at all.
 
-To compare live data with a baseline, bin it the same way: :func:`summarize_like` (or
-:func:`bin_proportions` and :func:`category_proportions` directly). numpy and the standard library only.
+To compare live data with a baseline, bin it the same way: the monitor's Athena queries do
+(:mod:`functions.monitor.queries`), by these rules. numpy and the standard library only.
 """
 
 from __future__ import annotations
@@ -127,18 +127,6 @@ def categorical_summary(values: Iterable[Any]) -> CategoricalSummary:
     present = [str(v) for v in items if not _is_missing_category(v)]
     missing = (len(items) - len(present)) / len(items) if items else 0.0
     return CategoricalSummary(category_proportions(sorted(set(present)), present), float(missing))
-
-
-def summarize_like(baseline: Summary, values: Iterable[Any]) -> Summary:
-    """Summarise new ``values`` in the baseline summary's own bins or categories, for a like-for-like diff."""
-    items = list(values)
-    if isinstance(baseline, NumericSummary):
-        finite, total = _finite_values(items)
-        missing = (total - finite.size) / total if total else 0.0
-        return NumericSummary(baseline.edges, bin_proportions(baseline.edges, finite), float(missing))
-    present = [v for v in items if not _is_missing_category(v)]
-    missing = (len(items) - len(present)) / len(items) if items else 0.0
-    return CategoricalSummary(category_proportions(baseline.proportions, present), float(missing))
 
 
 def _number(data: Mapping[str, Any], key: str) -> float:

@@ -7,7 +7,7 @@ The quoted forms are the subset Athena (Trino) and the local cloud's DuckDB read
 
 from __future__ import annotations
 
-import json
+import math
 
 
 class UnsafeText(ValueError):
@@ -35,7 +35,19 @@ def literal(value: str) -> str:
     return "'" + _checked(value, "string literal").replace("'", "''") + "'"
 
 
+def number(value: float) -> str:
+    """A finite number as a DOUBLE literal in scientific notation (``0.25E0``): a plain ``0.25`` would be a
+    DECIMAL in Athena and DuckDB, compared with a DOUBLE column after a cast of their own."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UnsafeText(f"a SQL number is finite, got {value!r}")
+    text = repr(float(value))
+    return text if "e" in text else text + "E0"
+
+
 def json_path(key: str) -> str:
     """The JSON path literal selecting member ``key`` of an object, for ``json_extract_scalar(column, <path>)``:
-    ``'$["key"]'``, the key written as a JSON string (so quotes, dots and brackets in it stay part of the name)."""
-    return literal("$[" + json.dumps(_checked(key, "JSON member name"), ensure_ascii=False) + "]")
+    ``'$["key"]'``, with only ``"`` and ``\\`` escaped by a backslash (so quotes, dots and brackets stay part of the
+    name). Not ``json.dumps``: the local cloud's DuckDB does not read ``\\n`` or ``\\u`` escapes in a path, so a
+    key with a newline or non-ASCII text is written as it is."""
+    escaped = _checked(key, "JSON member name").replace("\\", "\\\\").replace('"', '\\"')
+    return literal(f'$["{escaped}"]')

@@ -1,11 +1,5 @@
-"""The monitor's AWS adapters: captured predictions and feedback in S3, reports to S3, metrics to CloudWatch (EMF).
-
-A window's records are read by the layout of :mod:`functions.common.layout`: a window touches one partition per UTC
-hour, and only objects written since the window began can hold records of it (Firehose writes an object after the
-records in it arrived), so older objects of the first hour are skipped by their ``LastModified``. Partitions are
-named by the hour a record arrived, so each read also looks at the hour
-:data:`~functions.common.layout.ARRIVAL_SLACK` after the window; records are then selected by their own time.
-"""
+"""The monitor's AWS adapters: reports to S3, metrics to CloudWatch (EMF). Captures and feedback are read by
+Athena (:mod:`functions.common.athena`)."""
 
 from __future__ import annotations
 
@@ -16,34 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics
 
-from functions.common.labelled import CaptureReader
-from functions.common.layout import ARRIVAL_SLACK, hour_values, report_key
+from functions.common.layout import report_key
 from functions.common.metrics import NAMESPACE
-from functions.common.records import FeedbackRecord, PredictionRecord
-from functions.common.text_values import parse_time
 from functions.monitor.metrics import MetricSet
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-
-class CaptureStore(CaptureReader):
-    """The captures and feedback of a monitoring window."""
-
-    def predictions(self, version: str, start: datetime, end: datetime) -> list[PredictionRecord]:
-        """The predictions ``version`` served in ``start < time <= end``."""
-        hours = hour_values(start, end + ARRIVAL_SLACK)
-        return [record for record in self.prediction_records(version, hours, start) if _within(record.time, start, end)]
-
-    def feedback(self, start: datetime, end: datetime) -> list[FeedbackRecord]:
-        """The feedback received in ``start < time <= end``."""
-        hours = hour_values(start, end + ARRIVAL_SLACK)
-        return [record for record in self.feedback_records(hours, start) if _within(record.time, start, end)]
-
-
-def _within(value: Any, start: datetime, end: datetime) -> bool:
-    moment = parse_time(value)
-    return moment is not None and start < moment <= end
 
 
 class ReportStore:

@@ -11,7 +11,8 @@ The bins are the baseline's own (:mod:`functions.common.distribution`): its quan
 its categories for a categorical one, with the live values outside them under ``__other__`` (an unseen category
 is drift, not noise to drop). Missing values (null, NaN, infinite; for categoricals also ``__missing__``) are one
 more bin, so a feature that suddenly arrives empty drifts too: the distribution compared is the binned shares
-scaled by ``1 - missing``, followed by ``missing``.
+scaled by ``1 - missing``, followed by ``missing``. Athena counts the live values per bin
+(:func:`functions.monitor.queries.drift_query`); :func:`live_summary` turns the counts into shares.
 
 **Empty bins.** ``ln(a / e)`` is undefined when a bin is empty on one side, so every share is floored at
 :data:`EPSILON` (1e-4, i.e. 0.01 %) before the sum; the shares are not renormalised. A bin empty on both sides
@@ -24,25 +25,18 @@ numpy and the standard library only.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from functions.common.bundle import Task
-from functions.common.distribution import (
-    Baseline,
-    CategoricalSummary,
-    NumericSummary,
-    Summary,
-    summarize_like,
-)
-from functions.common.records import PredictionRecord
+from functions.common.distribution import OTHER_CATEGORY, CategoricalSummary, NumericSummary, Summary
 
 # The floor of every bin's share: see the module docstring.
 EPSILON = 1e-4
+# The bin number of a missing value in the counts the drift query returns.
+MISSING = -1
 MISSING_BIN = "missing"
 
 
@@ -91,13 +85,13 @@ def compare(baseline: Summary, live: Summary) -> DriftScore | None:
     """PSI of ``live`` (summarised like ``baseline``) against ``baseline``; None when either side has no values."""
     if isinstance(baseline, NumericSummary):
         if not isinstance(live, NumericSummary) or live.edges != baseline.edges:
-            raise ValueError("summarize the live values with summarize_like(baseline, values) first")
+            raise ValueError("summarize the live values in the baseline's bins first (live_summary)")
         bins = _numeric_bins(baseline.edges)
         expected = _with_missing(baseline.proportions, baseline.missing)
         actual = _with_missing(live.proportions, live.missing)
     else:
         if not isinstance(live, CategoricalSummary):
-            raise ValueError("summarize the live values with summarize_like(baseline, values) first")
+            raise ValueError("summarize the live values in the baseline's bins first (live_summary)")
         # The baseline's categories, then __other__ when live values fell outside them (training had none there).
         bins = tuple(baseline.proportions) + tuple(k for k in live.proportions if k not in baseline.proportions)
         expected = _with_missing((baseline.proportions.get(k, 0.0) for k in bins), baseline.missing)
@@ -107,52 +101,30 @@ def compare(baseline: Summary, live: Summary) -> DriftScore | None:
     return DriftScore(psi(expected, actual), (*bins, MISSING_BIN), expected, actual)
 
 
-def numeric_value(value: Any) -> float | None:
-    """A JSON number as a float; anything else (null, a string, a boolean) counts as missing."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def categorical_value(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value if isinstance(value, str) else str(value)
-
-
-def _drift(baseline: Summary, values: Iterable[Any]) -> DriftScore | None:
+def live_summary(baseline: Summary, counts: Mapping[int, int]) -> Summary:
+    """The live values' summary in ``baseline``'s bins, from their count per bin number (as
+    :mod:`functions.monitor.queries` numbers them: ``-1`` missing, then the bins or categories, then ``__other__``).
+    """
+    total = sum(counts.values())
+    missing = counts.get(MISSING, 0) / total if total else 0.0
     if isinstance(baseline, NumericSummary):
-        return compare(baseline, summarize_like(baseline, [numeric_value(v) for v in values]))
-    return compare(baseline, summarize_like(baseline, [categorical_value(v) for v in values]))
+        present = [counts.get(index, 0) for index in range(len(baseline.edges) + 1)]
+        return NumericSummary(baseline.edges, _shares(present), missing)
+    categories = list(baseline.proportions)
+    present = [counts.get(index, 0) for index in range(len(categories))]
+    other = counts.get(len(categories), 0)
+    keys = [*categories, OTHER_CATEGORY] if other else categories
+    return CategoricalSummary(dict(zip(keys, _shares([*present, other] if other else present), strict=True)), missing)
 
 
-def feature_drift(baseline: Baseline, records: Sequence[PredictionRecord]) -> dict[str, DriftScore]:
-    """PSI per baseline feature; a feature absent from a record counts as missing there."""
-    scores = {}
-    for name, summary in baseline.features.items():
-        score = _drift(summary, (record.features.get(name) for record in records))
-        if score is not None:
-            scores[name] = score
-    return scores
+def _shares(counts: Sequence[int]) -> tuple[float, ...]:
+    total = sum(counts)
+    return tuple(count / total if total else 0.0 for count in counts)
 
 
-def prediction_drift(
-    baseline: Baseline, records: Sequence[PredictionRecord], task: Task, classes: Sequence[str]
-) -> dict[str, DriftScore]:
-    """PSI of what the model answered: ``label`` (classification: the predicted labels, unseen ones under
-    ``__other__``), ``positive_probability`` (binary: the probability of ``classes[1]``, in the baseline's bins),
-    or ``value`` (regression: the predicted values, in the baseline's bins)."""
-    scores: dict[str, DriftScore | None] = {}
-    if task == "regression":
-        scores["value"] = _drift(baseline.prediction, (record.value for record in records))
-    else:
-        scores["label"] = _drift(baseline.prediction, (record.label for record in records))
-        if baseline.positive_probability is not None and len(classes) == 2:
-            positive = classes[1]
-            scores["positive_probability"] = _drift(
-                baseline.positive_probability,
-                ((record.probabilities or {}).get(positive) for record in records),
-            )
+def drift_scores(summaries: Mapping[str, Summary], counts: Mapping[str, Mapping[int, int]]) -> dict[str, DriftScore]:
+    """PSI per distribution with live values (a distribution with none on either side has no score)."""
+    scores = {name: compare(s, live_summary(s, counts.get(name, {}))) for name, s in summaries.items()}
     return {name: score for name, score in scores.items() if score is not None}
 
 

@@ -9,6 +9,7 @@ missing ``UncoveredWindows`` as a window not covered.
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from aws_lambda_powertools import Logger
 
+from functions.common.athena import Athena, AthenaClient
 from functions.common.text_values import parse_time
 from functions.monitor.adapters import publish_metrics
 from functions.monitor.metrics import Outcome, outcome_set
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 
 # matplotlib writes its font cache under MPLCONFIGDIR; the Lambda file system is writable only under /tmp.
 os.environ.setdefault("MPLCONFIGDIR", "/tmp/matplotlib")  # noqa: S108
+
+# Athena queries get the function's remaining time less this: enough to publish the failed run's metric and log.
+REPORT_MARGIN_SECONDS = 15
 
 # Service and level from the environment MonitorSettings declares (POWERTOOLS_SERVICE_NAME, POWERTOOLS_LOG_LEVEL).
 logger = Logger()
@@ -48,12 +53,24 @@ def run_time(event: Any) -> datetime:
     return moment or datetime.now(UTC)
 
 
+@cache
+def _athena_client() -> AthenaClient:
+    client: AthenaClient = boto3.client("athena")
+    return client
+
+
+def athena(settings: MonitorSettings, context: Any) -> Athena:
+    """Athena for this invocation: its queries must finish before the function would time out."""
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - REPORT_MARGIN_SECONDS
+    return Athena(_athena_client(), settings.athena_workgroup, settings.glue_database, deadline)
+
+
 @logger.inject_lambda_context
 def handler(event: Any, context: Any) -> dict[str, Any]:
     settings, now = _settings(), run_time(event)
     # The dashboard's "Monitor runs" table queries these lines by their message and the summary's keys.
     try:
-        summary = run_monitor(settings, now, _s3())
+        summary = run_monitor(settings, now, _s3(), athena(settings, context))
     except Exception:
         publish_metrics([outcome_set(Outcome.FAILED, settings.service)], now)
         logger.exception("monitor run", extra={"status": "failed", "outcome": Outcome.FAILED, "time": now.isoformat()})

@@ -1,89 +1,88 @@
 """Live quality: the metrics over the champion's predictions paired with their ground-truth feedback.
 
-The pairs come from the one join of captures and feedback (:mod:`functions.common.labelled`), over the
-champion's captures only: feedback for a prediction another version served finds no capture and is counted
-unmatched.
+The pairs are joined by Athena (:func:`functions.monitor.queries.join_query`, by the join's rules of
+:mod:`functions.common.labelled`), over the champion's captures only: feedback for a prediction another version
+served finds no capture and is counted unmatched. What comes back are aggregates, :class:`Labelled`, and every
+metric is computed from them (none needs a pair of its own):
 
-- Classification: accuracy, and F1: of the positive class ``classes[1]`` for a binary model (the class whose
-  probability the baseline tracks), else the macro average over every label seen in truth or predictions.
-  A class never predicted nor true has no F1; a class with no true positive has F1 0.
-- Regression: RMSE and MAE.
+- Classification, from the (true, predicted) counts: accuracy, and F1: of the positive class ``classes[1]`` for a
+  binary model (the class whose probability the baseline tracks), else the macro average over every label seen in
+  truth or predictions. A class never predicted nor true has no F1; a class with no true positive has F1 0.
+- Regression, from the error sums: RMSE and MAE.
 
-numpy and the standard library only.
+Standard library only.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-
-import numpy as np
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from functions.common.bundle import Task
-from functions.common.labelled import truth
-from functions.common.records import FeedbackRecord, PredictionRecord
+
+Confusion = Mapping[tuple[str, str], int]
 
 
-def accuracy(truth: Sequence[str], predicted: Sequence[str]) -> float:
-    if not truth:
+@dataclass(frozen=True)
+class Labelled:
+    """The join's aggregates: how many predictions got a usable truth, and what the metrics need of them."""
+
+    count: int = 0
+    # Classification: (true label, predicted label) -> pairs, over the pairs whose prediction has a label.
+    confusion: Confusion = field(default_factory=dict)
+    # Regression: the pairs whose prediction is a finite number, and their errors' sums.
+    scored: int = 0
+    squared_error: float = 0.0
+    absolute_error: float = 0.0
+
+
+def accuracy(confusion: Confusion) -> float:
+    total = sum(confusion.values())
+    if not total:
         raise ValueError("accuracy of no pairs")
-    return sum(t == p for t, p in zip(truth, predicted, strict=True)) / len(truth)
+    return sum(n for (true, predicted), n in confusion.items() if true == predicted) / total
 
 
-def _f1(truth: Sequence[str], predicted: Sequence[str], positive: str) -> float:
-    tp = sum(t == positive and p == positive for t, p in zip(truth, predicted, strict=True))
-    fp = sum(t != positive and p == positive for t, p in zip(truth, predicted, strict=True))
-    fn = sum(t == positive and p != positive for t, p in zip(truth, predicted, strict=True))
+def _f1(confusion: Confusion, positive: str) -> float:
+    tp = confusion.get((positive, positive), 0)
+    fp = sum(n for (true, predicted), n in confusion.items() if true != positive and predicted == positive)
+    fn = sum(n for (true, predicted), n in confusion.items() if true == positive and predicted != positive)
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def f1(truth: Sequence[str], predicted: Sequence[str], classes: Sequence[str]) -> float:
-    """F1 of ``classes[1]`` for two classes, else the macro F1 over the labels in ``truth`` or ``predicted``."""
-    if not truth:
+def f1(confusion: Confusion, classes: Sequence[str]) -> float:
+    """F1 of ``classes[1]`` for two classes, else the macro F1 over the labels in truth or predictions."""
+    if not sum(confusion.values()):
         raise ValueError("F1 of no pairs")
     if len(classes) == 2:
-        return _f1(truth, predicted, classes[1])
-    labels = sorted(set(truth) | set(predicted))
-    return sum(_f1(truth, predicted, label) for label in labels) / len(labels)
+        return _f1(confusion, classes[1])
+    labels = sorted({label for pair, n in confusion.items() if n for label in pair})
+    return sum(_f1(confusion, label) for label in labels) / len(labels)
 
 
-def rmse(truth: Sequence[float], predicted: Sequence[float]) -> float:
-    errors = np.asarray(predicted, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
-    if not errors.size:
+def rmse(scored: int, squared_error: float) -> float:
+    if not scored:
         raise ValueError("RMSE of no pairs")
-    return float(np.sqrt(np.mean(errors**2)))
+    return math.sqrt(squared_error / scored)
 
 
-def mae(truth: Sequence[float], predicted: Sequence[float]) -> float:
-    errors = np.asarray(predicted, dtype=np.float64) - np.asarray(truth, dtype=np.float64)
-    if not errors.size:
+def mae(scored: int, absolute_error: float) -> float:
+    if not scored:
         raise ValueError("MAE of no pairs")
-    return float(np.mean(np.abs(errors)))
+    return absolute_error / scored
 
 
-def live_quality(
-    pairs: Sequence[tuple[PredictionRecord, FeedbackRecord]], task: Task, classes: Sequence[str]
-) -> dict[str, float]:
+def live_quality(labelled: Labelled, task: Task, classes: Sequence[str]) -> dict[str, float]:
     """``accuracy`` and ``f1`` (classification) or ``rmse`` and ``mae`` (regression) over pairs whose prediction
     has an answer (a label or a finite value); empty when none has."""
     if task == "regression":
-        numbers = [
-            (float(found), float(record.value))
-            for record, feedback in pairs
-            if (found := truth(feedback, task)) is not None
-            and isinstance(record.value, int | float)
-            and math.isfinite(record.value)
-        ]
-        if not numbers:
+        if not labelled.scored:
             return {}
-        truths, values = zip(*numbers, strict=True)
-        return {"rmse": rmse(truths, values), "mae": mae(truths, values)}
-    labels = [
-        (str(found), str(record.label))
-        for record, feedback in pairs
-        if (found := truth(feedback, task)) is not None and record.label is not None
-    ]
-    if not labels:
+        return {
+            "rmse": rmse(labelled.scored, labelled.squared_error),
+            "mae": mae(labelled.scored, labelled.absolute_error),
+        }
+    if not sum(labelled.confusion.values()):
         return {}
-    true_labels, predicted = zip(*labels, strict=True)
-    return {"accuracy": accuracy(true_labels, predicted), "f1": f1(true_labels, predicted, classes)}
+    return {"accuracy": accuracy(labelled.confusion), "f1": f1(labelled.confusion, classes)}

@@ -8,16 +8,16 @@ served), whether or not the capture window is sufficient.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
 
 from functions.common.bundle import TASKS, Task
 from functions.common.distribution import Baseline, DistributionError
-from functions.common.records import FeedbackRecord, PredictionRecord
-from functions.monitor.drift import DriftScore, feature_drift, most_drifted, prediction_drift
-from functions.monitor.quality import live_quality
+from functions.monitor.drift import DriftScore, drift_scores, most_drifted
+from functions.monitor.quality import Labelled, live_quality
+from functions.monitor.queries import prediction_distributions
 
 Status = Literal["ok", "insufficient_data", "no_baseline"]
 
@@ -36,6 +36,18 @@ class FeedbackCounts:
     received: int = 0
     rejected: int = 0
     unmatched: int = 0
+    # The rejected by reason (unlabelled, superseded, invalid_id, expired).
+    dropped: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LiveCounts:
+    """What Athena counted of the window's captures: how many, and per distribution (feature, prediction) its
+    values per bin number (:mod:`functions.monitor.queries`)."""
+
+    captured: int = 0
+    features: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
+    predictions: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,6 +96,7 @@ class WindowReport:
                 "received": self.feedback.received,
                 "rejected": self.feedback.rejected,
                 "unmatched": self.feedback.unmatched,
+                "dropped": dict(sorted(self.feedback.dropped.items())),
             },
             "drift": None
             if self.status != "ok"
@@ -106,6 +119,14 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def baseline(metadata: Mapping[str, Any]) -> Baseline:
+    """The champion's drift baseline; raises DistributionError when its metadata has none usable."""
+    try:
+        return Baseline.from_dict(metadata["baseline"])
+    except (KeyError, TypeError) as exc:
+        raise DistributionError(f"no baseline: {exc!r}") from exc
+
+
 def evaluate(
     *,
     version: str,
@@ -113,12 +134,12 @@ def evaluate(
     time: datetime,
     start: datetime,
     end: datetime,
-    captures: Sequence[PredictionRecord],
-    labelled: Sequence[tuple[PredictionRecord, FeedbackRecord]],
+    live: LiveCounts,
+    labelled: Labelled,
     feedback: FeedbackCounts,
     limits: Limits,
 ) -> WindowReport:
-    """Drift of ``captures`` against the baseline in ``metadata``, and quality over the ``labelled`` pairs."""
+    """Drift of the ``live`` counts against the baseline in ``metadata``, and quality of the ``labelled`` join."""
     task = metadata.get("task")
     if task not in TASKS:
         raise ValueError(f"model {version} has no valid task in its metadata: {task!r}")
@@ -126,10 +147,10 @@ def evaluate(
     classes = [str(c) for c in metadata.get("classes", ())]
     notes: list[str] = []
     quality: dict[str, float] = {}
-    if len(labelled) >= limits.min_feedback:
+    if labelled.count >= limits.min_feedback:
         quality = live_quality(labelled, task, classes)
     else:
-        notes.append(f"{len(labelled)} labelled predictions, fewer than {limits.min_feedback}: no quality metric")
+        notes.append(f"{labelled.count} labelled predictions, fewer than {limits.min_feedback}: no quality metric")
 
     common: dict[str, Any] = {
         "version": version,
@@ -137,24 +158,25 @@ def evaluate(
         "time": time,
         "start": start,
         "end": end,
-        "captured": len(captures),
-        "labelled": len(labelled),
+        "captured": live.captured,
+        "labelled": labelled.count,
         "limits": limits,
         "quality": quality,
         "feedback": feedback,
     }
-    if len(captures) < limits.min_records:
-        notes.append(f"{len(captures)} captured predictions, fewer than {limits.min_records}: drift not measured")
+    if live.captured < limits.min_records:
+        notes.append(f"{live.captured} captured predictions, fewer than {limits.min_records}: drift not measured")
         return WindowReport(status="insufficient_data", notes=tuple(notes), **common)
     try:
-        baseline = Baseline.from_dict(metadata["baseline"])
-    except (KeyError, TypeError, DistributionError) as exc:
+        reference = baseline(metadata)
+    except DistributionError as exc:
         notes.append(f"the model's metadata has no usable drift baseline: {exc}")
         return WindowReport(status="no_baseline", notes=tuple(notes), **common)
+    predictions = {d.name: d.summary for d in prediction_distributions(reference, task, classes)}
     return WindowReport(
         status="ok",
-        features=feature_drift(baseline, captures),
-        prediction=prediction_drift(baseline, captures, task, classes),
+        features=drift_scores(reference.features, live.features),
+        prediction=drift_scores(predictions, live.predictions),
         notes=tuple(notes),
         **common,
     )

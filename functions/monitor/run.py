@@ -1,5 +1,9 @@
 """One monitor run: the champion's window of captures and feedback -> report, metrics, report objects.
 
+Athena counts (:mod:`functions.monitor.queries`, three queries a run); the run holds only those counts, so its
+memory does not grow with the window's traffic. A query that fails or outlives the run's deadline raises: the
+handler publishes the failed run.
+
 Metrics are published before the report objects are written, and a chart that fails to render is noted in the
 report rather than failing the run: the alarms depend on the metrics, nothing depends on the picture. Every run
 publishes its :class:`~functions.monitor.metrics.Outcome`; the handler publishes a run that raised.
@@ -11,13 +15,16 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
+from functions.common.athena import Athena, QueryResult
 from functions.common.bundle import TASKS, Task
-from functions.common.labelled import ReadCounts, join, plan_join
+from functions.common.distribution import DistributionError
 from functions.common.registry import Registry
-from functions.monitor.adapters import CaptureStore, ReportStore, publish_metrics
+from functions.monitor import queries
+from functions.monitor.adapters import ReportStore, publish_metrics
 from functions.monitor.drift import most_drifted
 from functions.monitor.metrics import Outcome, metric_data, metric_sets, outcome_set
-from functions.monitor.report import FeedbackCounts, Limits, WindowReport, evaluate
+from functions.monitor.quality import Labelled
+from functions.monitor.report import FeedbackCounts, Limits, LiveCounts, WindowReport, baseline, evaluate
 from functions.monitor.settings import MonitorSettings
 
 if TYPE_CHECKING:
@@ -36,6 +43,7 @@ def run_monitor(
     settings: MonitorSettings,
     now: datetime,
     s3: S3Client,
+    athena: Athena,
     render_chart: ChartRenderer = _render_chart,
 ) -> dict[str, Any]:
     """Evaluate the window ending at ``now`` (minus the lag) for the current champion; returns a summary."""
@@ -50,15 +58,14 @@ def run_monitor(
     task = metadata.get("task")
     if task not in TASKS:
         raise ValueError(f"model {version} has no valid task in its metadata: {task!r}")
+    task = cast(Task, task)
 
     end = now - timedelta(seconds=settings.window_lag_seconds)
     start = end - timedelta(minutes=settings.window_minutes)
-    store = CaptureStore(s3, settings.data_bucket, settings.capture_prefix, settings.feedback_prefix)
-    captures = store.predictions(version, start, end)
-    feedback = store.feedback(start, end)
-    max_age = timedelta(days=settings.feedback_max_age_days)
-    plan = plan_join(feedback, cast(Task, task), end, max_age)
-    joined = join(plan, store.captures([version], plan.hours))
+    window = queries.Window(version, start, end)
+    ran: list[QueryResult] = []
+    live = _live_counts(athena, window, task, metadata, ran)
+    labelled, feedback = _labelled(athena, window, task, timedelta(days=settings.feedback_max_age_days), ran)
 
     report = evaluate(
         version=version,
@@ -66,12 +73,12 @@ def run_monitor(
         time=now,
         start=start,
         end=end,
-        captures=captures,
-        labelled=joined.pairs,
-        feedback=FeedbackCounts(len(feedback), plan.rejected, joined.unmatched),
+        live=live,
+        labelled=labelled,
+        feedback=feedback,
         limits=Limits(settings.min_records, settings.min_feedback, settings.drift_threshold),
     )
-    gaps = _gaps(report, store.counts)
+    gaps = _gaps(report)
     outcome = Outcome.NOT_COVERED if gaps else Outcome.COVERED
     sets = [*metric_sets(report, settings.service), outcome_set(outcome, settings.service)]
     publish_metrics(sets, now)
@@ -81,24 +88,72 @@ def run_monitor(
     document["outcome"] = outcome
     document["notes"] += gaps
     document["metrics"] = sorted({datum.name for datum in data})
-    document["reads"] = {
-        "objects": store.counts.objects,
-        "malformed_objects": store.counts.malformed_objects,
-        "malformed_records": store.counts.malformed_records,
-    }
+    document["queries"] = [{"id": result.query_id, "scanned_bytes": result.scanned_bytes} for result in ran]
+    document["scanned_bytes"] = sum(result.scanned_bytes for result in ran)
     chart = _chart(report, render_chart, document)
     keys = ReportStore(s3, settings.data_bucket, settings.report_prefix).write(version, now, document, chart)
-    return _summary(report, outcome, keys, len(data))
+    return _summary(report, outcome, keys, len(data), document["scanned_bytes"])
 
 
-def _gaps(report: WindowReport, counts: ReadCounts) -> list[str]:
+def _live_counts(
+    athena: Athena, window: queries.Window, task: Task, metadata: dict[str, Any], ran: list[QueryResult]
+) -> LiveCounts:
+    """The window's captures, binned like the baseline (only counted when the champion has none)."""
+    try:
+        reference = baseline(metadata)
+    except DistributionError:
+        live, result = count_live(athena, window, [], [])
+    else:
+        classes = [str(c) for c in metadata.get("classes", ())]
+        features = queries.feature_distributions(reference)
+        live, result = count_live(athena, window, features, queries.prediction_distributions(reference, task, classes))
+    ran.append(result)
+    return live
+
+
+def count_live(
+    athena: Athena,
+    window: queries.Window,
+    features: Sequence[queries.Distribution],
+    predictions: Sequence[queries.Distribution],
+) -> tuple[LiveCounts, QueryResult]:
+    """The drift query over the window's captures, and its rows as counts per feature and prediction."""
+    distributions = [*features, *predictions]
+    result = athena.run(queries.drift_query(window, distributions))
+    captured, counts = queries.drift_counts(result.rows, len(distributions))
+    # By position: a feature may be named like a prediction distribution ("label").
+    split = len(features)
+    live = LiveCounts(
+        captured,
+        features={d.name: c for d, c in zip(features, counts[:split], strict=True)},
+        predictions={d.name: c for d, c in zip(predictions, counts[split:], strict=True)},
+    )
+    return live, result
+
+
+def _labelled(
+    athena: Athena, window: queries.Window, task: Task, max_age: timedelta, ran: list[QueryResult]
+) -> tuple[Labelled, FeedbackCounts]:
+    """The window's feedback joined to the champion's captures: first its fates and id prefixes, then the join over
+    the capture hours the prefixes name (none when no feedback is usable)."""
+    oldest = queries.oldest_id_time(window.end, max_age)
+    result = athena.run(queries.feedback_query(window, task, oldest))
+    ran.append(result)
+    status = queries.feedback_status(result.rows)
+    hours = queries.capture_hours(status.prefixes, window.end)
+    labelled = Labelled()
+    if hours:
+        joined = athena.run(queries.join_query(window, task, oldest, hours))
+        ran.append(joined)
+        labelled = queries.labelled(joined.rows, task)
+    return labelled, FeedbackCounts(status.received, status.rejected, status.usable - labelled.count, status.dropped)
+
+
+def _gaps(report: WindowReport) -> list[str]:
     """Why the run did not cover its window: none when it did."""
-    gaps = []
     if report.status == "no_baseline":
-        gaps.append("window not covered: drift cannot be measured without the champion's baseline")
-    if counts.malformed_objects:
-        gaps.append(f"window not covered: {counts.malformed_objects} objects could not be read")
-    return gaps
+        return ["window not covered: drift cannot be measured without the champion's baseline"]
+    return []
 
 
 def _chart(report: WindowReport, render_chart: ChartRenderer, document: dict[str, Any]) -> bytes | None:
@@ -112,7 +167,9 @@ def _chart(report: WindowReport, render_chart: ChartRenderer, document: dict[str
         return None
 
 
-def _summary(report: WindowReport, outcome: Outcome, keys: dict[str, str], metric_count: int) -> dict[str, Any]:
+def _summary(
+    report: WindowReport, outcome: Outcome, keys: dict[str, str], metric_count: int, scanned_bytes: int
+) -> dict[str, Any]:
     top = report.max_feature_drift
     return {
         "status": report.status,
@@ -126,5 +183,6 @@ def _summary(report: WindowReport, outcome: Outcome, keys: dict[str, str], metri
         "prediction_drift": report.prediction_drift if report.status == "ok" else None,
         "quality": dict(report.quality),
         "metrics_published": metric_count,
+        "scanned_bytes": scanned_bytes,
         **keys,
     }

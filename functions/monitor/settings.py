@@ -16,8 +16,6 @@ class MonitorSettings(EnvContract):
     description = "monitor"
 
     data_bucket: str = variable("DRIFTLOOP_DATA_BUCKET")
-    capture_prefix: str = variable("DRIFTLOOP_CAPTURE_PREFIX")
-    feedback_prefix: str = variable("DRIFTLOOP_FEEDBACK_PREFIX")
     report_prefix: str = variable("DRIFTLOOP_REPORT_PREFIX")
     model_bucket: str = variable("DRIFTLOOP_MODEL_BUCKET")
     registry_prefix: str = variable("DRIFTLOOP_REGISTRY_PREFIX", default=DEFAULT_PREFIX)
@@ -30,3 +28,7 @@ class MonitorSettings(EnvContract):
     # Feedback about predictions older than this is not joined (the API refuses it anyway).
     feedback_max_age_days: int = variable("DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", POSITIVE_INT)
     drift_threshold: float = variable("DRIFTLOOP_DRIFT_THRESHOLD", NUMBER)
+    # Where the window's counts are queried: the deployment's Glue database (functions.common.catalog's tables)
+    # and Athena workgroup (which holds the results location).
+    glue_database: str = variable("GLUE_DATABASE")
+    athena_workgroup: str = variable("ATHENA_WORKGROUP")

@@ -33,15 +33,11 @@ from functions.common.catalog import (
     JSON_SERDE,
     OUTPUT_FORMAT,
     Column,
+    capture_partition_template,
+    feedback_partition_template,
     projection_parameters,
 )
-from functions.common.layout import (
-    HOUR_PARTITION,
-    MODEL_VERSION_PARTITION,
-    capture_hour_prefix,
-    feedback_hour_prefix,
-    s3_location,
-)
+from functions.common.layout import s3_location
 from infra.config import AthenaConfig, DataConfig
 from infra.grants import grant_prefix, objects_arn
 
@@ -141,15 +137,13 @@ class CaptureCatalog(Construct):
                 name=database_name, description="driftloop: captured predictions and their ground-truth feedback"
             ),
         )
-        # The layout's own key builders with the projection's placeholders: the template is the layout.
-        version, hour = f"${{{MODEL_VERSION_PARTITION}}}", f"${{{HOUR_PARTITION}}}"
         self.tables = {
             CAPTURES_TABLE: self._table(
                 CAPTURES_TABLE,
                 "Captured predictions: one row per served instance, JSON lines written by Firehose",
                 bucket,
                 data.capture_prefix,
-                capture_hour_prefix(data.capture_prefix, version, hour),
+                capture_partition_template(data.capture_prefix),
                 CAPTURE_COLUMNS,
                 CAPTURE_PARTITION_KEYS,
                 injected_version=True,
@@ -159,7 +153,7 @@ class CaptureCatalog(Construct):
                 "Ground-truth feedback about captured predictions, JSON lines written by Firehose",
                 bucket,
                 data.feedback_prefix,
-                feedback_hour_prefix(data.feedback_prefix, hour),
+                feedback_partition_template(data.feedback_prefix),
                 FEEDBACK_COLUMNS,
                 FEEDBACK_PARTITION_KEYS,
                 injected_version=False,

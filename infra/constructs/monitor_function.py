@@ -16,14 +16,14 @@ from constructs import Construct
 from functions.monitor.settings import MonitorSettings
 from infra.bundling import MONITOR
 from infra.config import DriftloopConfig
+from infra.constructs.capture_catalog import SharedCatalog
 from infra.constructs.event_dead_letters import EventDeadLetters
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.grants import grant_missing_key_lookups, grant_prefix
 
 MONITOR_HANDLER = "functions.monitor.handler.handler"
-# matplotlib and numpy load in about a second; a window of a few hundred thousand records fits in memory.
+# matplotlib and numpy load in about a second; Athena counts the window, so memory does not grow with traffic.
 MEMORY_MB = 1024
-TIMEOUT = Duration.minutes(5)
 # EventBridge retries a failed asynchronous invocation; a retried run reads the same window (the event's time).
 RETRY_ATTEMPTS = 2
 # The monitor's window ends this long after the capture stream's buffer interval before the run, so that records
@@ -37,8 +37,9 @@ def window_lag_seconds(config: DriftloopConfig) -> int:
 
 
 class MonitorFunction(Construct):
-    """The monitor, run every ``monitoring.schedule_minutes``. It reads the champion from the registry and the
-    captures and feedback prefixes, writes under the report prefix, and publishes its metrics through its logs."""
+    """The monitor, run every ``monitoring.schedule_minutes``. It reads the champion from the registry, queries the
+    captures and feedback tables of ``catalog`` with Athena, writes under the report prefix, and publishes its
+    metrics through its logs."""
 
     def __init__(
         self,
@@ -50,6 +51,7 @@ class MonitorFunction(Construct):
         model_bucket: s3.IBucket,
         removal_policy: RemovalPolicy,
         dead_letters: EventDeadLetters,
+        catalog: SharedCatalog,
     ) -> None:
         super().__init__(scope, construct_id)
         data, monitoring = config.data, config.monitoring
@@ -64,8 +66,6 @@ class MonitorFunction(Construct):
                 service=self.service,
                 log_level=config.log_level,
                 data_bucket=data_bucket.bucket_name,
-                capture_prefix=data.capture_prefix,
-                feedback_prefix=data.feedback_prefix,
                 report_prefix=data.report_prefix,
                 model_bucket=model_bucket.bucket_name,
                 registry_prefix=data.registry_prefix,
@@ -75,16 +75,18 @@ class MonitorFunction(Construct):
                 min_feedback=monitoring.min_feedback,
                 feedback_max_age_days=config.capture.feedback_max_age_days,
                 drift_threshold=monitoring.drift_threshold,
+                glue_database=catalog.database_name,
+                athena_workgroup=catalog.workgroup_name,
             ).to_env(),
             memory_mb=MEMORY_MB,
-            timeout=TIMEOUT,
+            timeout=Duration.seconds(monitoring.timeout_seconds),
             log_retention_days=config.log_retention_days,
             removal_policy=removal_policy,
         )
         self.function = self.monitor.function
         self.role = self.monitor.role
-        grant_prefix(self.role, data_bucket, data.capture_prefix, "read")
-        grant_prefix(self.role, data_bucket, data.feedback_prefix, "read")
+        # Athena reads the tables' objects and writes the query results with the caller's permissions.
+        catalog.grant_query(self.role, data_bucket)
         grant_prefix(self.role, data_bucket, data.report_prefix, "write")
         grant_prefix(self.role, model_bucket, data.registry_prefix, "read")
         # No champion yet reads as a 404 on champion.json, not a 403.

@@ -14,6 +14,7 @@ from constructs import Construct
 
 from infra.config import DriftloopConfig
 from infra.constructs.alarms import AlarmTopic, ModelAlarms, OperationalAlarms, OperationalTargets
+from infra.constructs.capture_catalog import SharedCatalog
 from infra.constructs.dashboard import DashboardSources, MonitoringDashboard
 from infra.constructs.event_dead_letters import EventDeadLetters
 from infra.constructs.monitor_function import MonitorFunction
@@ -33,6 +34,7 @@ class MonitoringStack(Stack):
         state_machine: sfn.IStateMachine,
         inference_function: lambda_.IFunction,
         api: apigw.RestApi,
+        catalog: SharedCatalog,
         delivery_streams: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -51,6 +53,7 @@ class MonitoringStack(Stack):
             model_bucket=self.model_bucket,
             removal_policy=removal,
             dead_letters=self.dead_letters,
+            catalog=catalog,
         )
         self.ops = AlarmTopic(
             self,

@@ -57,6 +57,7 @@ def build_stacks(app: App, config: DriftloopConfig) -> DriftloopStacks:
         state_machine=training.state_machine,
         inference_function=serving.function,
         api=serving.api.api,
+        catalog=data.catalog,
         delivery_streams={
             label: stream.stream_name
             for label, stream in (("captures", serving.capture_stream), ("feedback", serving.feedback_stream))

@@ -15,7 +15,6 @@ from functions.common.distribution import (
     categorical_summary,
     category_proportions,
     numeric_summary,
-    summarize_like,
     summary_from_dict,
 )
 
@@ -93,20 +92,6 @@ def test_category_proportions_keeps_every_baseline_category_and_counts_unseen_as
     shares = category_proportions(["a", "b"], ["a", "c", "c", None])
     assert shares == pytest.approx({"a": 1 / 3, "b": 0.0, OTHER_CATEGORY: 2 / 3})
     assert category_proportions(["a"], []) == {"a": 0.0}
-
-
-def test_summarize_like_reuses_the_baseline_bins_and_categories() -> None:
-    numeric = numeric_summary(range(1, 11))
-    live = summarize_like(numeric, [0.0, 100.0, None, 5.0])
-    assert isinstance(live, NumericSummary)
-    assert live.edges == numeric.edges
-    assert live.proportions[0] == pytest.approx(1 / 3)
-    assert live.proportions[-1] == pytest.approx(1 / 3)
-    assert live.missing == pytest.approx(0.25)
-    live_categories = summarize_like(categorical_summary(["x", "y"]), ["y", "z", None])
-    assert isinstance(live_categories, CategoricalSummary)
-    assert live_categories.proportions == {"x": 0.0, "y": 0.5, OTHER_CATEGORY: 0.5}
-    assert live_categories.missing == pytest.approx(1 / 3)
 
 
 def test_baseline_survives_a_json_round_trip() -> None:

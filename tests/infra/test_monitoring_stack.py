@@ -123,13 +123,12 @@ def test_monitor_function_settings(template: Template) -> None:
             "Runtime": "python3.12",
             "Architectures": ["x86_64"],
             "MemorySize": 1024,
-            "Timeout": 300,
+            # monitoring.timeout_seconds: Athena's queue and scan time.
+            "Timeout": 600,
             "TracingConfig": {"Mode": "Active"},
             "Environment": {
                 "Variables": {
                     "DRIFTLOOP_DATA_BUCKET": DATA_BUCKET,
-                    "DRIFTLOOP_CAPTURE_PREFIX": "captures/",
-                    "DRIFTLOOP_FEEDBACK_PREFIX": "feedback/",
                     "DRIFTLOOP_REPORT_PREFIX": "monitoring/",
                     "DRIFTLOOP_MODEL_BUCKET": MODEL_BUCKET,
                     "DRIFTLOOP_REGISTRY_PREFIX": "registry/",
@@ -140,6 +139,8 @@ def test_monitor_function_settings(template: Template) -> None:
                     "DRIFTLOOP_MIN_FEEDBACK": "50",
                     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
                     "DRIFTLOOP_DRIFT_THRESHOLD": "0.2",
+                    "GLUE_DATABASE": "driftloop_dev",
+                    "ATHENA_WORKGROUP": "driftloop-dev",
                     "POWERTOOLS_SERVICE_NAME": "driftloop-dev-monitor",
                     "POWERTOOLS_LOG_LEVEL": "INFO",
                 }
@@ -168,26 +169,67 @@ def test_monitor_runs_every_schedule_minutes(template: Template, custom_template
         )
 
 
-def test_monitor_reads_captures_feedback_and_registry_and_writes_only_reports(template: Template) -> None:
+def test_monitor_reads_captures_feedback_and_registry_and_writes_only_reports_and_query_results(
+    template: Template,
+) -> None:
+    """Athena reads the tables' objects and writes the results with the monitor's permissions."""
     statements = monitor_statements(template)
-    gets = [s for s in statements if "s3:GetObject" in actions(s)]
-    assert len(gets) == 1 and actions(gets[0]) == ["s3:GetObject"]
+    gets = [s for s in statements if actions(s) == ["s3:GetObject"]]
+    assert len(gets) == 1
     assert gets[0]["Resource"] == [
         objects(DATA_BUCKET, "captures/"),
         objects(DATA_BUCKET, "feedback/"),
         objects(MODEL_BUCKET, "registry/"),
     ]
-    puts = [s for s in statements if "s3:PutObject" in actions(s)]
+    puts = [s for s in statements if actions(s) == ["s3:PutObject"]]
     assert puts == [{"Action": "s3:PutObject", "Effect": "Allow", "Resource": objects(DATA_BUCKET, "monitoring/")}]
+    results = [s for s in statements if "s3:PutObject" in actions(s) and "s3:GetObject" in actions(s)]
+    assert [s["Resource"] for s in results] == [objects(DATA_BUCKET, "athena/")]
+    assert set(actions(results[0])) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+    }
     s3_actions = {a for s in statements for a in actions(s) if a.startswith("s3:")}
-    assert s3_actions == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
+    assert s3_actions == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+        "s3:GetBucketLocation",
+        "s3:AbortMultipartUpload",
+        "s3:ListMultipartUploadParts",
+    }
     listed = sorted(
         prefix
         for s in statements
         if actions(s) == ["s3:ListBucket"] and "Condition" in s
         for prefix in s["Condition"]["StringLike"]["s3:prefix"]
     )
-    assert listed == ["captures/*", "feedback/*", "registry/*"]
+    assert listed == ["athena/*", "captures/*", "feedback/*", "registry/*"]
+
+
+def test_monitor_queries_only_its_workgroup_and_the_capture_and_feedback_tables(template: Template) -> None:
+    statements = monitor_statements(template)
+    [athena] = [s for s in statements if any(a.startswith("athena:") for a in actions(s))]
+    assert set(actions(athena)) == {
+        "athena:StartQueryExecution",
+        "athena:GetQueryExecution",
+        "athena:GetQueryResults",
+        "athena:StopQueryExecution",
+    }
+    assert json.dumps(athena["Resource"]).endswith(':workgroup/driftloop-dev"]]}')
+    [glue] = [s for s in statements if any(a.startswith("glue:") for a in actions(s))]
+    assert set(actions(glue)) == {"glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"}
+    resources = json.dumps(glue["Resource"])
+    for name in (
+        ":catalog",
+        ":database/driftloop_dev",
+        ":table/driftloop_dev/captures",
+        ":table/driftloop_dev/feedback",
+    ):
+        assert name in resources
+    assert "*" not in resources
 
 
 def test_monitor_may_not_call_cloudwatch_its_metrics_are_lines_in_its_logs(template: Template) -> None:

@@ -24,15 +24,15 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from functions.common.labelled import CaptureReader
 from functions.common.layout import capture_hour_prefix, feedback_hour_prefix, hour_value
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
-from functions.monitor.adapters import CaptureStore
 from infra.bundling import REPO_ROOT
 from localcloud.cloud import Cloud
 from tests.plugins.local_cloud import unique
@@ -221,10 +221,9 @@ def test_captures_land_under_records_py_layout_one_object_per_model_version(
         assert item.content == b"".join(p for p, r in zip(payloads, sent, strict=True) if r.model_version == version)
 
     # ... so the monitor's reader finds them.
-    store = CaptureStore(destination.s3, destination.bucket, "captures/", "feedback/")
-    window = (start - timedelta(minutes=1), end + timedelta(minutes=1))
+    reader = CaptureReader(destination.s3, destination.bucket, "captures/", "feedback/")
     for version in ("v1", "v2"):
-        found = store.predictions(version, *window)
+        found = list(reader.prediction_records(version, sorted(hours(start, end))))
         assert [r.prediction_id for r in found] == [r.prediction_id for r in sent if r.model_version == version]
 
 
@@ -281,8 +280,8 @@ def test_feedback_lands_under_records_py_layout(
     assert item.prefix in {feedback_hour_prefix("feedback/", hour) for hour in hours(start, end)}
     assert re.fullmatch(re.escape(stream) + GZIPPED_NAME, item.name), item.key
     assert item.content == b"".join(payloads)
-    store = CaptureStore(destination.s3, destination.bucket, "captures/", "feedback/")
-    found = store.feedback(start - timedelta(minutes=1), end + timedelta(minutes=1))
+    reader = CaptureReader(destination.s3, destination.bucket, "captures/", "feedback/")
+    found = list(reader.feedback_records(sorted(hours(start, end))))
     assert [r.prediction_id for r in found] == [r.prediction_id for r in sent]
 
 
@@ -348,10 +347,9 @@ def test_the_construct_deployed_by_cloudformation_delivers_to_records_py_layout(
             feedback_hour_prefix("feedback/", hour) for hour in hours(start, end)
         }
         assert {key.rsplit("/", 1)[0] + "/" for key in keys} <= expected, keys
-        store = CaptureStore(s3, bucket, "captures/", "feedback/")
-        window = (start - timedelta(minutes=1), end + timedelta(minutes=1))
-        assert store.predictions("v7", *window) == [captured]
-        assert [r.prediction_id for r in store.feedback(*window)] == [captured.prediction_id]
+        reader = CaptureReader(s3, bucket, "captures/", "feedback/")
+        assert list(reader.prediction_records("v7", sorted(hours(start, end)))) == [captured]
+        assert [r.prediction_id for r in reader.feedback_records(sorted(hours(start, end)))] == [captured.prediction_id]
     finally:
         # The bucket's removal policy is DESTROY: CloudFormation deletes it once it is empty.
         for resource in cfn.describe_stack_resources(StackName=stack)["StackResources"]:

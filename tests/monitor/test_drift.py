@@ -1,12 +1,17 @@
-"""PSI maths: known values worked out by hand, empty and one-sided bins, unseen categories, missing values."""
+"""PSI maths: known values worked out by hand, empty and one-sided bins, unseen categories, missing values; and the
+live side counted by the drift query, run on captures in the hourly layout."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from functions.common.athena import Athena
+from functions.common.bundle import Task
 from functions.common.distribution import (
     OTHER_CATEGORY,
     Baseline,
@@ -14,23 +19,66 @@ from functions.common.distribution import (
     NumericSummary,
     categorical_summary,
     numeric_summary,
-    summarize_like,
 )
 from functions.common.records import PredictionRecord
+from functions.monitor import queries
 from functions.monitor.drift import (
     EPSILON,
+    MISSING,
     MISSING_BIN,
+    DriftScore,
     compare,
-    feature_drift,
+    drift_scores,
+    live_summary,
     most_drifted,
-    prediction_drift,
     psi,
 )
+from functions.monitor.run import count_live
+from tests.monitor.world import write_captures
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+SERVED = NOW - timedelta(minutes=10)
 
 
 def record(features: dict[str, Any], **answer: Any) -> PredictionRecord:
     return PredictionRecord(
-        prediction_id="0" * 32, time="2026-11-27T11:00:00Z", model_version="v1", features=features, **answer
+        prediction_id="0" * 32, time=SERVED.isoformat(), model_version="v1", features=features, **answer
+    )
+
+
+def counted(values: Sequence[Any], summary: NumericSummary | CategoricalSummary) -> dict[int, int]:
+    """Bin counts of ``values`` as the drift query numbers them (test of the maths alone)."""
+    counts: dict[int, int] = {}
+    for value in values:
+        if isinstance(summary, NumericSummary):
+            index = MISSING if value is None else sum(edge < value for edge in summary.edges)
+        else:
+            categories = list(summary.proportions)
+            index = MISSING if value is None else categories.index(value) if value in categories else len(categories)
+        counts[index] = counts.get(index, 0) + 1
+    return counts
+
+
+def window_drift(
+    s3: S3Client,
+    athena: Athena,
+    baseline: Baseline,
+    records: Sequence[PredictionRecord],
+    task: Task = "classification",
+    classes: Sequence[str] = ("no", "yes"),
+) -> tuple[dict[str, DriftScore], dict[str, DriftScore]]:
+    """Feature and prediction drift of ``records`` (captured in the window), counted by the drift query."""
+    write_captures(s3, records)
+    features = queries.feature_distributions(baseline)
+    predictions = queries.prediction_distributions(baseline, task, classes)
+    live, _ = count_live(athena, queries.Window("v1", NOW - timedelta(hours=1), NOW), features, predictions)
+    assert live.captured == len(records)
+    return (
+        drift_scores(baseline.features, live.features),
+        drift_scores({d.name: d.summary for d in predictions}, live.predictions),
     )
 
 
@@ -71,7 +119,7 @@ def test_psi_needs_the_same_bins_on_both_sides() -> None:
 def test_numeric_comparison_uses_the_baseline_bins_and_a_missing_bin() -> None:
     baseline = NumericSummary(edges=(10.0,), proportions=(0.5, 0.5), missing=0.0)
     # Three of the four present values are <= 10; half of all values are missing.
-    live = summarize_like(baseline, [5, 5, 5, 15, None, None, None, None])
+    live = live_summary(baseline, counted([5, 5, 5, 15, None, None, None, None], baseline))
     score = compare(baseline, live)
     assert score is not None
     assert score.bins == ("<= 10", "> 10", MISSING_BIN)
@@ -87,7 +135,7 @@ def test_numeric_comparison_uses_the_baseline_bins_and_a_missing_bin() -> None:
 
 def test_numeric_bins_are_labelled_by_their_edges() -> None:
     baseline = NumericSummary(edges=(1.0, 2.5, 40.0), proportions=(0.25,) * 4, missing=0.0)
-    score = compare(baseline, summarize_like(baseline, [0, 2, 3, 50]))
+    score = compare(baseline, live_summary(baseline, counted([0, 2, 3, 50], baseline)))
     assert score is not None
     assert score.bins == ("<= 1", "(1, 2.5]", "(2.5, 40]", "> 40", MISSING_BIN)
     assert score.psi == 0.0
@@ -95,7 +143,7 @@ def test_numeric_bins_are_labelled_by_their_edges() -> None:
 
 def test_unseen_categories_are_compared_under_other() -> None:
     baseline = CategoricalSummary({"a": 0.5, "b": 0.5}, missing=0.0)
-    score = compare(baseline, summarize_like(baseline, ["a", "a", "c", "d"]))
+    score = compare(baseline, live_summary(baseline, counted(["a", "a", "c", "d"], baseline)))
     assert score is not None
     assert score.bins == ("a", "b", OTHER_CATEGORY, MISSING_BIN)
     assert score.expected == pytest.approx((0.5, 0.5, 0.0, 0.0))
@@ -107,7 +155,7 @@ def test_unseen_categories_are_compared_under_other() -> None:
 
 def test_categorical_missing_share_is_its_own_bin() -> None:
     baseline = CategoricalSummary({"a": 1.0}, missing=0.5)
-    score = compare(baseline, summarize_like(baseline, ["a", None]))
+    score = compare(baseline, live_summary(baseline, counted(["a", None], baseline)))
     assert score is not None
     assert score.actual == pytest.approx((0.5, 0.5))
     assert score.psi == 0.0
@@ -115,14 +163,14 @@ def test_categorical_missing_share_is_its_own_bin() -> None:
 
 def test_no_values_on_either_side_gives_no_score_rather_than_zero() -> None:
     empty = NumericSummary(edges=(), proportions=(0.0,), missing=0.0)
-    assert compare(empty, summarize_like(empty, [1.0, 2.0])) is None
+    assert compare(empty, live_summary(empty, counted([1.0, 2.0], empty))) is None
     baseline = NumericSummary(edges=(1.0,), proportions=(0.5, 0.5), missing=0.0)
-    assert compare(baseline, summarize_like(baseline, [])) is None
+    assert compare(baseline, live_summary(baseline, {})) is None
 
 
 def test_comparison_refuses_live_values_not_summarised_like_the_baseline() -> None:
     baseline = NumericSummary(edges=(1.0,), proportions=(0.5, 0.5), missing=0.0)
-    with pytest.raises(ValueError, match="summarize_like"):
+    with pytest.raises(ValueError, match="live_summary"):
         compare(baseline, NumericSummary(edges=(2.0,), proportions=(0.5, 0.5), missing=0.0))
 
 
@@ -138,26 +186,26 @@ def churn_baseline() -> Baseline:
     )
 
 
-def test_live_data_drawn_like_the_training_data_does_not_drift() -> None:
+def test_live_data_drawn_like_the_training_data_does_not_drift(s3: S3Client, athena: Athena) -> None:
     records = [
         record({"tenure": t, "plan": "basic" if t < 60 else "premium"}, label="no" if t < 70 else "yes")
         for t in range(100)
     ]
-    scores = feature_drift(churn_baseline(), records)
+    scores, _ = window_drift(s3, athena, churn_baseline(), records)
     assert set(scores) == {"tenure", "plan"}
     assert scores["tenure"].psi == pytest.approx(0.0, abs=1e-12)
     assert scores["plan"].psi == pytest.approx(0.0, abs=1e-12)
 
 
-def test_feature_drift_finds_the_shifted_feature() -> None:
+def test_feature_drift_finds_the_shifted_feature(s3: S3Client, athena: Athena) -> None:
     records = [record({"tenure": 95 + t % 5, "plan": "basic" if t < 60 else "premium"}) for t in range(100)]
-    scores = feature_drift(churn_baseline(), records)
+    scores, _ = window_drift(s3, athena, churn_baseline(), records)
     assert scores["tenure"].psi > 1.0
     assert scores["plan"].psi == pytest.approx(0.0, abs=1e-12)
     assert most_drifted(scores) == [("tenure", scores["tenure"].psi), ("plan", scores["plan"].psi)]
 
 
-def test_absent_and_non_numeric_values_count_as_missing() -> None:
+def test_absent_and_non_numeric_values_count_as_missing(s3: S3Client, athena: Athena) -> None:
     baseline = Baseline(
         rows=4,
         features={"x": NumericSummary(edges=(1.0,), proportions=(0.5, 0.5), missing=0.0)},
@@ -165,13 +213,15 @@ def test_absent_and_non_numeric_values_count_as_missing() -> None:
         prediction_rows=1,
     )
     records = [record({"x": 0}), record({"x": 2}), record({}), record({"x": "3"}), record({"x": True})]
-    score = feature_drift(baseline, records)["x"]
+    score = window_drift(s3, athena, baseline, records)[0]["x"]
     assert score.actual == pytest.approx((0.2, 0.2, 0.6))
 
 
-def test_prediction_drift_of_a_binary_classifier_covers_labels_and_positive_probability() -> None:
+def test_prediction_drift_of_a_binary_classifier_covers_labels_and_positive_probability(
+    s3: S3Client, athena: Athena
+) -> None:
     records = [record({}, label="yes", probabilities={"no": 0.05, "yes": 0.95}) for _ in range(50)]
-    scores = prediction_drift(churn_baseline(), records, "classification", ["no", "yes"])
+    _, scores = window_drift(s3, athena, churn_baseline(), records)
     assert set(scores) == {"label", "positive_probability"}
     # All "yes" against 70/30: the label PSI by hand.
     by_hand = (EPSILON - 0.7) * math.log(EPSILON / 0.7) + (1.0 - 0.3) * math.log(1.0 / 0.3)
@@ -179,21 +229,73 @@ def test_prediction_drift_of_a_binary_classifier_covers_labels_and_positive_prob
     assert scores["positive_probability"].psi > 1.0
 
 
-def test_an_unseen_predicted_label_falls_under_other() -> None:
+def test_an_unseen_predicted_label_falls_under_other(s3: S3Client, athena: Athena) -> None:
     records = [record({}, label="maybe") for _ in range(10)]
-    scores = prediction_drift(churn_baseline(), records, "classification", ["maybe", "no", "yes"])
+    _, scores = window_drift(s3, athena, churn_baseline(), records, classes=["maybe", "no", "yes"])
     assert set(scores) == {"label"}
     assert OTHER_CATEGORY in scores["label"].bins
 
 
-def test_prediction_drift_of_a_regressor_uses_the_predicted_values() -> None:
+def test_prediction_drift_of_a_regressor_uses_the_predicted_values(s3: S3Client, athena: Athena) -> None:
     baseline = Baseline(
         rows=100,
         features={},
         prediction=numeric_summary([float(v) for v in range(100)]),
         prediction_rows=100,
     )
-    same = prediction_drift(baseline, [record({}, value=float(v)) for v in range(100)], "regression", [])
-    assert same["value"].psi == pytest.approx(0.0, abs=1e-12)
-    shifted = prediction_drift(baseline, [record({}, value=500.0) for _ in range(100)], "regression", [])
-    assert shifted["value"].psi > 1.0
+    same = window_drift(s3, athena, baseline, [record({}, value=float(v)) for v in range(100)], "regression", [])
+    assert same[1]["value"].psi == pytest.approx(0.0, abs=1e-12)
+
+
+def test_prediction_drift_of_a_regressor_finds_shifted_values(s3: S3Client, athena: Athena) -> None:
+    baseline = Baseline(
+        rows=100,
+        features={},
+        prediction=numeric_summary([float(v) for v in range(100)]),
+        prediction_rows=100,
+    )
+    shifted = window_drift(s3, athena, baseline, [record({}, value=500.0) for _ in range(100)], "regression", [])
+    assert shifted[1]["value"].psi > 1.0
+
+
+def test_sql_bins_match_the_baseline_binning_of_training_at_every_edge(s3: S3Client, athena: Athena) -> None:
+    """Values on, just below and just above each edge land where numpy.searchsorted(side="left") puts them, and
+    categories the way the baseline counts them (``__missing__`` and null missing, unseen under ``__other__``)."""
+    tenure = numeric_summary(list(range(100)))
+    edges = list(tenure.edges)
+    values: list[Any] = [v for edge in edges for v in (edge, math.nextafter(edge, -math.inf), edge + 0.5)]
+    values += [-1e300, 1e300, None]
+    plans: list[Any] = ["basic", "premium", "gold", "__missing__", None, "basic"]
+    baseline = Baseline(
+        rows=100,
+        features={"tenure": tenure, "plan": categorical_summary(["basic", "premium"])},
+        prediction=categorical_summary(["no"]),
+        prediction_rows=100,
+    )
+    records = [record({"tenure": v, "plan": plans[i % len(plans)]}) for i, v in enumerate(values)]
+    scores, _ = window_drift(s3, athena, baseline, records)
+
+    expected_tenure = compare(tenure, live_summary(tenure, counted(values, tenure)))
+    assert expected_tenure is not None
+    assert scores["tenure"].actual == pytest.approx(expected_tenure.actual)
+    plan_values = [None if p == "__missing__" else p for p in (plans[i % len(plans)] for i in range(len(values)))]
+    plan = baseline.features["plan"]
+    expected_plan = compare(plan, live_summary(plan, counted(plan_values, plan)))
+    assert expected_plan is not None
+    assert scores["plan"].bins == expected_plan.bins == ("basic", "premium", OTHER_CATEGORY, MISSING_BIN)
+    assert scores["plan"].actual == pytest.approx(expected_plan.actual)
+
+
+def test_features_named_with_quotes_and_keywords_are_binned_like_any_other(s3: S3Client, athena: Athena) -> None:
+    names = ["it's", 'say "hi"', "a.b", "x[0]", "back`tick", "semi;colon", "select", "ünï", "features"]
+    baseline = Baseline(
+        rows=100,
+        features={name: numeric_summary(list(range(100))) for name in names},
+        prediction=categorical_summary(["no"]),
+        prediction_rows=100,
+    )
+    records = [record({name: 95 + t % 5 for name in names}) for t in range(20)]
+    scores, _ = window_drift(s3, athena, baseline, records)
+    assert set(scores) == set(names)
+    assert len({round(score.psi, 9) for score in scores.values()}) == 1
+    assert next(iter(scores.values())).psi > 1.0

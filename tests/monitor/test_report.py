@@ -9,21 +9,19 @@ import pytest
 
 from functions.common.env import EnvError
 from functions.common.metrics import NAMESPACE, Dimension, MonitorMetric
-from functions.common.records import FeedbackRecord
 from functions.monitor.adapters import publish_metrics
+from functions.monitor.drift import MISSING
 from functions.monitor.metrics import Outcome, metric_data, metric_sets, outcome_set
-from functions.monitor.report import FeedbackCounts, WindowReport, evaluate
+from functions.monitor.quality import Labelled
+from functions.monitor.report import FeedbackCounts, LiveCounts, WindowReport, evaluate
 from functions.monitor.settings import MonitorSettings
 from tests.monitor.world import (
     LIMITS,
     SERVICE,
     SETTINGS,
-    churn_rows,
     classification_metadata,
     emf_documents,
     emf_published,
-    iso,
-    predictions,
     regression_metadata,
 )
 
@@ -32,18 +30,21 @@ START = NOW - timedelta(hours=1)
 
 
 def report(metadata: dict[str, Any], captured: int, labelled: int = 0) -> WindowReport:
-    served = predictions(
-        "v1", NOW - timedelta(minutes=5), churn_rows(max(captured, labelled), shifted=True), label="yes"
+    """``captured`` predictions of a drifted window as the drift query counts them (tenure all in the top bin,
+    every plan basic, every label "yes", no probabilities), ``labelled`` of them right."""
+    live = LiveCounts(
+        captured,
+        features={"tenure": {9: captured}, "plan": {0: captured}},
+        predictions={"label": {1: captured}, "positive_probability": {MISSING: captured}},
     )
-    pairs = [(record, FeedbackRecord(record.prediction_id, iso(NOW), label="yes")) for record in served[:labelled]]
     return evaluate(
         version="v1",
         metadata=metadata,
         time=NOW,
         start=START,
         end=NOW,
-        captures=served[:captured],
-        labelled=pairs,
+        live=live,
+        labelled=Labelled(count=labelled, confusion={("yes", "yes"): labelled}),
         feedback=FeedbackCounts(received=labelled),
         limits=LIMITS,
     )
@@ -135,16 +136,16 @@ def lambda_stdout(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monkey
 
 
 def regression_report() -> WindowReport:
-    served = predictions("v1", NOW - timedelta(minutes=5), [{"tenure": i} for i in range(30)], value=50.0)
-    pairs = [(record, FeedbackRecord(record.prediction_id, iso(NOW), value=40.0)) for record in served[:10]]
+    """30 predictions of 50 (tenure 0..29 in the first three bins); 10 labelled 40: every error 10."""
+    live = LiveCounts(30, features={"tenure": {0: 10, 1: 10, 2: 10}}, predictions={"value": {4: 30}})
     return evaluate(
         version="v1",
         metadata=regression_metadata(),
         time=NOW,
         start=START,
         end=NOW,
-        captures=served,
-        labelled=pairs,
+        live=live,
+        labelled=Labelled(count=10, scored=10, squared_error=10 * 100.0, absolute_error=10 * 10.0),
         feedback=FeedbackCounts(received=10),
         limits=LIMITS,
     )

@@ -6,8 +6,10 @@ import dataclasses
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from functions.common.records import FeedbackRecord, PredictionRecord, to_json_lines
+from functions.common import layout
+from functions.common.athena import Athena, QueryFailed
+from functions.common.layout import ARRIVAL_SLACK
+from functions.common.records import FeedbackRecord, PredictionRecord
 from functions.monitor import handler as handler_module
 from functions.monitor.run import run_monitor
 from infra.bundling import REPO_ROOT
@@ -23,6 +28,7 @@ from tests.monitor.world import (
     SERVICE,
     SETTINGS,
     Published,
+    capture_hour_prefix,
     churn_rows,
     classification_metadata,
     emf_published,
@@ -33,13 +39,14 @@ from tests.monitor.world import (
     write_captures,
     write_feedback,
 )
+from tests.plugins.athena import LocalAthena
 from tests.plugins.aws import DATA_BUCKET
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 VERSION = "v20261127-100000-abcdef"
-# Real time: moto stamps objects with the real LastModified, which the window's reads rely on.
+# Real time: partition projection lists hours up to now.
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
@@ -88,9 +95,9 @@ def drifted_world(s3: S3Client) -> dict[str, list[PredictionRecord]]:
 
 
 def test_a_drifted_window_publishes_drift_quality_and_counts(
-    s3: S3Client, capsys: pytest.CaptureFixture[str], drifted_world: dict[str, Any]
+    s3: S3Client, athena: Athena, capsys: pytest.CaptureFixture[str], drifted_world: dict[str, Any]
 ) -> None:
-    summary = run_monitor(SETTINGS, NOW, s3)
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
 
     assert (summary["status"], summary["outcome"]) == ("ok", "covered")
     assert summary["model_version"] == VERSION
@@ -124,8 +131,10 @@ def test_a_drifted_window_publishes_drift_quality_and_counts(
     assert per_version == set(overall) - {"UncoveredWindows"} | {"FeatureDrift"}
 
 
-def test_the_report_and_its_chart_are_written_under_the_version(s3: S3Client, drifted_world: dict[str, Any]) -> None:
-    summary = run_monitor(SETTINGS, NOW, s3)
+def test_the_report_and_its_chart_are_written_under_the_version(
+    s3: S3Client, athena: Athena, drifted_world: dict[str, Any]
+) -> None:
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
 
     stamp = f"{NOW:%Y%m%dT%H%M%SZ}"
     json_key, png_key = f"monitoring/{VERSION}/{stamp}.json", f"monitoring/{VERSION}/{stamp}.png"
@@ -137,7 +146,7 @@ def test_the_report_and_its_chart_are_written_under_the_version(s3: S3Client, dr
     assert report["status"] == "ok"
     assert report["records"] == {"captured": 40, "labelled": 8, "min_records": 20, "min_feedback": 5}
     # Received in the window: 8 joined, 1 for another version's prediction; the one before the window is not read.
-    assert report["feedback"] == {"received": 9, "rejected": 0, "unmatched": 1}
+    assert report["feedback"] == {"received": 9, "rejected": 0, "unmatched": 1, "dropped": {}}
     assert report["drift"]["max_feature"]["feature"] == "tenure"
     assert report["drift"]["above_threshold"] == ["tenure"]
     assert set(report["drift"]["features"]) == {"tenure", "plan"}
@@ -147,11 +156,13 @@ def test_the_report_and_its_chart_are_written_under_the_version(s3: S3Client, dr
     assert "MaxFeatureDrift" in report["metrics"]
 
 
-def test_an_insufficient_window_publishes_only_the_counts(s3: S3Client, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_insufficient_window_publishes_only_the_counts(
+    s3: S3Client, athena: Athena, capsys: pytest.CaptureFixture[str]
+) -> None:
     publish_champion(s3, VERSION, classification_metadata())
     write_captures(s3, predictions(VERSION, NOW - timedelta(minutes=5), churn_rows(5, shifted=True), label="yes"))
 
-    summary = run_monitor(SETTINGS, NOW, s3)
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
 
     # Too little traffic is no failure of the monitor: the window was read whole, it is covered.
     assert (summary["status"], summary["outcome"]) == ("insufficient_data", "covered")
@@ -168,17 +179,19 @@ def test_an_insufficient_window_publishes_only_the_counts(s3: S3Client, capsys: 
 
 
 def test_an_empty_window_is_reported_as_zero_records_not_zero_drift(
-    s3: S3Client, capsys: pytest.CaptureFixture[str]
+    s3: S3Client, athena: Athena, capsys: pytest.CaptureFixture[str]
 ) -> None:
     publish_champion(s3, VERSION, classification_metadata())
 
-    summary = run_monitor(SETTINGS, NOW, s3)
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
 
     assert summary["status"] == "insufficient_data"
     assert service_only(published(capsys)) == {"CapturedRecords": 0, "LabelledRecords": 0, "UncoveredWindows": 0}
 
 
-def test_a_regression_champion_gets_rmse_mae_and_value_drift(s3: S3Client, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_regression_champion_gets_rmse_mae_and_value_drift(
+    s3: S3Client, athena: Athena, capsys: pytest.CaptureFixture[str]
+) -> None:
     publish_champion(s3, VERSION, regression_metadata())
     rows = [{"tenure": (i * 7) % 100} for i in range(30)]
     served = predictions(VERSION, NOW - timedelta(minutes=15), rows, value=50.0)
@@ -190,7 +203,7 @@ def test_a_regression_champion_gets_rmse_mae_and_value_drift(s3: S3Client, capsy
         [FeedbackRecord(r.prediction_id, received, value=40.0 if i < 3 else 60.0) for i, r in enumerate(served[:6])],
     )
 
-    summary = run_monitor(SETTINGS, NOW, s3)
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
 
     assert summary["status"] == "ok"
     overall = service_only(published(capsys))
@@ -210,24 +223,53 @@ def test_a_regression_champion_gets_rmse_mae_and_value_drift(s3: S3Client, capsy
     assert overall["MaxFeatureDrift"] < 0.1
 
 
-def test_fewer_labels_than_min_feedback_publish_no_quality(s3: S3Client, capsys: pytest.CaptureFixture[str]) -> None:
+def test_fewer_labels_than_min_feedback_publish_no_quality(
+    s3: S3Client, athena: Athena, capsys: pytest.CaptureFixture[str]
+) -> None:
     publish_champion(s3, VERSION, classification_metadata())
     served = predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(25, shifted=False), label="no")
     write_captures(s3, served)
     write_feedback(s3, [FeedbackRecord(r.prediction_id, iso(NOW), label="no") for r in served[:4]])
 
-    run_monitor(SETTINGS, NOW, s3)
+    run_monitor(SETTINGS, NOW, s3, athena)
 
     overall = service_only(published(capsys))
     assert overall["LabelledRecords"] == 4
     assert not {"LiveAccuracy", "LiveF1"} & set(overall)
 
 
+def test_the_report_says_why_feedback_was_dropped(s3: S3Client, athena: Athena) -> None:
+    publish_champion(s3, VERSION, classification_metadata())
+    served = predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(3, shifted=False), label="no")
+    write_captures(s3, served)
+    received = iso(NOW - timedelta(minutes=5))
+    write_feedback(
+        s3,
+        [
+            FeedbackRecord(served[0].prediction_id, iso(NOW - timedelta(minutes=10)), label="yes"),
+            FeedbackRecord(served[0].prediction_id, received, label="no"),
+            FeedbackRecord(served[1].prediction_id, received, value=3.0),
+            FeedbackRecord("0" * 31, received, label="no"),
+        ],
+    )
+
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
+
+    report = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=summary["report"])["Body"].read())
+    assert report["feedback"] == {
+        "received": 4,
+        "rejected": 3,
+        "unmatched": 0,
+        "dropped": {"invalid_id": 1, "superseded": 1, "unlabelled": 1},
+    }
+    assert summary["labelled"] == 1
+
+
 def test_without_a_champion_only_a_covered_window_is_published(
-    s3: S3Client, capsys: pytest.CaptureFixture[str]
+    s3: S3Client, athena: Athena, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Nothing to watch is not a blind monitor: a new deployment must not raise the monitor-blind alarm."""
-    summary = run_monitor(SETTINGS, NOW, s3)
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
 
     assert (summary["status"], summary["outcome"]) == ("no_champion", "covered")
     assert published(capsys) == {("UncoveredWindows", (("Service", SERVICE),)): 0}
@@ -235,13 +277,13 @@ def test_without_a_champion_only_a_covered_window_is_published(
 
 
 def test_a_champion_without_a_drift_baseline_leaves_its_window_uncovered(
-    s3: S3Client, capsys: pytest.CaptureFixture[str]
+    s3: S3Client, athena: Athena, capsys: pytest.CaptureFixture[str]
 ) -> None:
     metadata = {key: value for key, value in classification_metadata().items() if key != "baseline"}
     publish_champion(s3, VERSION, metadata)
     write_captures(s3, predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(25, shifted=True), label="no"))
 
-    summary = run_monitor(SETTINGS, NOW, s3)
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
 
     assert (summary["status"], summary["outcome"]) == ("no_baseline", "not_covered")
     assert service_only(published(capsys))["UncoveredWindows"] == 1
@@ -250,56 +292,75 @@ def test_a_champion_without_a_drift_baseline_leaves_its_window_uncovered(
     assert any(note.startswith("window not covered: drift cannot be measured") for note in report["notes"])
 
 
-def test_objects_that_cannot_be_read_leave_the_window_uncovered(
-    s3: S3Client, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_query_athena_fails_fails_the_run_with_athenas_reason(s3: S3Client, athena: Athena) -> None:
+    """A capture object Athena cannot read fails its query (the JSON SerDe refuses it): the run raises, and the
+    handler publishes the failed run, rather than measuring part of the window."""
     publish_champion(s3, VERSION, classification_metadata())
-    write_captures(s3, predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(25, shifted=False), label="no"))
-    prefix = f"captures/model_version={VERSION}/hour={NOW - timedelta(minutes=15):%Y-%m-%d-%H}/"
-    s3.put_object(Bucket=DATA_BUCKET, Key=prefix + "part-2.gz", Body=b"\x1f\x8b truncated")
+    served = predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(25, shifted=False), label="no")
+    write_captures(s3, served)
+    s3.put_object(
+        Bucket=DATA_BUCKET,
+        Key=capture_hour_prefix(VERSION, NOW - timedelta(minutes=15)) + "part-2.gz",
+        Body=b"{not json",
+    )
 
-    summary = run_monitor(SETTINGS, NOW, s3)
+    with pytest.raises(QueryFailed, match="FAILED") as failure:
+        run_monitor(SETTINGS, NOW, s3, athena)
 
-    # What was read is still measured and published; the alarm learns that it is not the whole window.
-    assert (summary["status"], summary["outcome"]) == ("ok", "not_covered")
-    overall = service_only(published(capsys))
-    assert (overall["UncoveredWindows"], overall["CapturedRecords"]) == (1, 25)
-    assert "MaxFeatureDrift" in overall
-    report = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=summary["report"])["Body"].read())
-    assert "window not covered: 1 objects could not be read" in report["notes"]
+    assert failure.value.reason
+    assert report_objects(s3) == {}
 
 
-def test_records_still_in_the_capture_buffer_are_left_to_the_next_run(s3: S3Client) -> None:
+def test_records_still_in_the_capture_buffer_are_left_to_the_next_run(s3: S3Client, athena: Athena) -> None:
     publish_champion(s3, VERSION, classification_metadata())
     write_captures(s3, predictions(VERSION, NOW - timedelta(minutes=1), churn_rows(25, shifted=False), label="no"))
     lagged = dataclasses.replace(SETTINGS, window_lag_seconds=120)
 
-    assert run_monitor(lagged, NOW, s3)["captured"] == 0
-    assert run_monitor(SETTINGS, NOW, s3)["captured"] == 25
+    assert run_monitor(lagged, NOW, s3, athena)["captured"] == 0
+    assert run_monitor(SETTINGS, NOW, s3, athena)["captured"] == 25
 
 
-def test_gzipped_objects_are_read_and_malformed_ones_counted(s3: S3Client) -> None:
-    publish_champion(s3, VERSION, classification_metadata())
-    served = predictions(VERSION, NOW - timedelta(minutes=15), churn_rows(25, shifted=False), label="no")
-    write_captures(s3, served, "part-1.gz", compress=True)
-    prefix = f"captures/model_version={VERSION}/hour={NOW - timedelta(minutes=15):%Y-%m-%d-%H}/"
-    s3.put_object(Bucket=DATA_BUCKET, Key=prefix + "part-2", Body=b"{not json")
-    s3.put_object(Bucket=DATA_BUCKET, Key=prefix + "part-3", Body=b'{"prediction_id": "x"}\n')
+def test_the_report_names_each_query_and_the_bytes_athena_scanned(
+    s3: S3Client, athena: Athena, local_athena: LocalAthena, drifted_world: dict[str, Any]
+) -> None:
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
 
-    summary = run_monitor(SETTINGS, NOW, s3)
-
-    assert summary["captured"] == 25
     report = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=summary["report"])["Body"].read())
-    assert report["reads"] == {"objects": 3, "malformed_objects": 1, "malformed_records": 1}
+    # Drift counts, feedback fates, the join: each Athena query once.
+    assert [query["id"] for query in report["queries"]] == list(local_athena.executions)
+    assert len(report["queries"]) == 3
+    assert all(query["scanned_bytes"] > 0 for query in report["queries"])
+    assert report["scanned_bytes"] == summary["scanned_bytes"] == sum(q["scanned_bytes"] for q in report["queries"])
+
+
+def test_the_window_reads_only_its_own_hours_and_the_join_only_the_hours_the_ids_name(
+    s3: S3Client, athena: Athena, local_athena: LocalAthena, drifted_world: dict[str, Any]
+) -> None:
+    run_monitor(SETTINGS, NOW, s3, athena)
+
+    drift, feedback, join = local_athena.queries
+    hours = re.compile(r"'(\d{4}-\d\d-\d\d-\d\d)'")
+    window = {layout.hour_value(NOW - timedelta(minutes=m)) for m in (0, 30, 60)} | {
+        layout.hour_value(NOW + ARRIVAL_SLACK)
+    }
+    assert set(hours.findall(drift)) <= window
+    # The join reads the window's feedback again, and the capture hours of the predictions the feedback names:
+    # this window's and the two-day-old ones.
+    assert set(hours.findall(feedback)) <= window
+    named = set(hours.findall(join.split(" IN (")[-1]))
+    assert layout.hour_value(NOW - timedelta(days=2)) in named
+    assert layout.hour_value(NOW - timedelta(minutes=30)) in named
+    assert len(named) <= 8
+    assert "UNION" not in drift.upper()
 
 
 def test_a_chart_that_fails_to_render_is_noted_and_the_run_succeeds(
-    s3: S3Client, capsys: pytest.CaptureFixture[str], drifted_world: dict[str, Any]
+    s3: S3Client, athena: Athena, capsys: pytest.CaptureFixture[str], drifted_world: dict[str, Any]
 ) -> None:
     def broken(*args: Any, **kwargs: Any) -> bytes:
         raise RuntimeError("no fonts")
 
-    summary = run_monitor(SETTINGS, NOW, s3, render_chart=broken)
+    summary = run_monitor(SETTINGS, NOW, s3, athena, render_chart=broken)
 
     assert "chart" not in summary
     report = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=summary["report"])["Body"].read())
@@ -314,11 +375,16 @@ class LambdaContext:
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:driftloop-test-monitor"
     aws_request_id: str = "request-1"
 
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
 
 @pytest.fixture
-def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def lambda_env(monkeypatch: pytest.MonkeyPatch, local_athena: LocalAthena) -> Iterator[None]:
     for name, value in SETTINGS.to_env().items():
         monkeypatch.setenv(name, value)
+    # moto's Athena runs nothing: the handler's queries go to the local engine.
+    monkeypatch.setattr(handler_module, "_athena_client", lambda: local_athena)
     for cached in (handler_module._settings, handler_module._s3):
         cached.cache_clear()
     yield
@@ -389,6 +455,17 @@ def test_the_handler_gives_matplotlib_a_writable_cache_directory() -> None:
     assert result.stdout.strip() == "/tmp/matplotlib"
 
 
+def test_the_handlers_queries_must_end_before_the_function_would_time_out(lambda_env: None) -> None:
+    """A query still running then is stopped, leaving the handler time to publish the failed run."""
+    before = time.monotonic()
+    athena = handler_module.athena(SETTINGS, LambdaContext())
+
+    remaining = LambdaContext().get_remaining_time_in_millis() / 1000
+    assert before + remaining - handler_module.REPORT_MARGIN_SECONDS <= athena.deadline
+    assert athena.deadline <= time.monotonic() + remaining - handler_module.REPORT_MARGIN_SECONDS
+    assert (athena.workgroup, athena.database) == (SETTINGS.athena_workgroup, SETTINGS.glue_database)
+
+
 def test_the_handler_runs_now_without_a_scheduled_time() -> None:
     before = datetime.now(UTC)
     assert before <= handler_module.run_time({}) <= datetime.now(UTC)
@@ -397,8 +474,9 @@ def test_the_handler_runs_now_without_a_scheduled_time() -> None:
 
 # Its fixed date is more than 14 days old, so Powertools warns that CloudWatch would drop the metrics.
 @pytest.mark.filterwarnings("ignore:This metric doesn't meet the requirements")
-def test_records_that_reached_the_next_hours_partition_are_still_read(s3: S3Client) -> None:
-    """Firehose partitions by arrival: a prediction served just before the hour may sit in the next hour's folder."""
+def test_records_that_reached_the_next_hours_partition_are_still_read(s3: S3Client, athena: Athena) -> None:
+    """Firehose partitions by arrival: a prediction served just before the hour may sit in the next hour's folder,
+    and one served days ago is found by the hour its id names."""
     publish_champion(s3, VERSION, classification_metadata())
     now = datetime(2026, 11, 20, 0, 5, tzinfo=UTC)
     late = predictions(
@@ -407,12 +485,11 @@ def test_records_that_reached_the_next_hours_partition_are_still_read(s3: S3Clie
     earlier = predictions(
         VERSION, datetime(2026, 11, 17, 23, 59, 58, tzinfo=UTC), churn_rows(5, shifted=False), label="no"
     )
-    for records, hour in ((late, "2026-11-20-00"), (earlier, "2026-11-18-00")):
-        key = f"captures/model_version={VERSION}/hour={hour}/part-1"
-        s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=to_json_lines(records))
+    write_captures(s3, late, arrived=datetime(2026, 11, 20, 0, 1, tzinfo=UTC))
+    write_captures(s3, earlier, arrived=datetime(2026, 11, 18, 0, 0, 30, tzinfo=UTC))
     write_feedback(s3, [FeedbackRecord(r.prediction_id, iso(now - timedelta(minutes=1)), label="no") for r in earlier])
 
-    summary = run_monitor(SETTINGS, now, s3)
+    summary = run_monitor(SETTINGS, now, s3, athena)
 
     assert (summary["captured"], summary["labelled"]) == (20, 5)
     assert summary["quality"] == {"accuracy": 1.0, "f1": 0.0}

@@ -8,14 +8,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from functions.common import layout
 from functions.common.bundle import METADATA_FILE
 from functions.common.distribution import Baseline, categorical_summary, numeric_summary
-from functions.common.layout import capture_hour_prefix, feedback_hour_prefix, hour_value
 from functions.common.metrics import NAMESPACE
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.common.registry import Registry
 from functions.monitor.report import Limits
 from functions.monitor.settings import MonitorSettings
+from tests.plugins.athena import CAPTURE_PREFIX, DATABASE, FEEDBACK_PREFIX, WORKGROUP
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ SERVICE = "driftloop-test-monitor"
 LIMITS = Limits(min_records=20, min_feedback=5, drift_threshold=0.2)
 SETTINGS = MonitorSettings(
     data_bucket=DATA_BUCKET,
-    capture_prefix="captures/",
-    feedback_prefix="feedback/",
     report_prefix="monitoring/",
     model_bucket=MODEL_BUCKET,
     registry_prefix="registry/",
@@ -36,6 +35,8 @@ SETTINGS = MonitorSettings(
     min_feedback=LIMITS.min_feedback,
     feedback_max_age_days=30,
     drift_threshold=LIMITS.drift_threshold,
+    glue_database=DATABASE,
+    athena_workgroup=WORKGROUP,
     service=SERVICE,
 )
 CLASSES = ["no", "yes"]
@@ -118,28 +119,41 @@ def predictions(
     return [PredictionRecord(pid, iso(served), version, row, **answer) for pid, row in zip(ids, features, strict=True)]
 
 
+def capture_hour_prefix(version: str, arrived: datetime) -> str:
+    return layout.capture_hour_prefix(CAPTURE_PREFIX, version, layout.hour_value(arrived))
+
+
+def feedback_hour_prefix(arrived: datetime) -> str:
+    return layout.feedback_hour_prefix(FEEDBACK_PREFIX, layout.hour_value(arrived))
+
+
+def _arrival(record: PredictionRecord | FeedbackRecord) -> datetime:
+    return datetime.fromisoformat(record.time)
+
+
 def write_captures(
-    s3: S3Client, records: Sequence[PredictionRecord], name: str = "part-1", *, compress: bool = False
+    s3: S3Client,
+    records: Sequence[PredictionRecord],
+    name: str = "part-1.gz",
+    *,
+    arrived: datetime | None = None,
 ) -> None:
-    """One object per (version, hour) partition, as Firehose's dynamic partitioning writes them."""
+    """One gzip object of JSON lines per (version, hour) partition, as Firehose writes them; records arrive at
+    their own time unless ``arrived`` says when."""
     partitions: dict[str, list[PredictionRecord]] = {}
     for record in records:
-        hour = hour_value(datetime.fromisoformat(record.time))
-        partitions.setdefault(capture_hour_prefix(SETTINGS.capture_prefix, record.model_version, hour), []).append(
-            record
-        )
+        prefix = capture_hour_prefix(record.model_version, arrived or _arrival(record))
+        partitions.setdefault(prefix, []).append(record)
     for prefix, items in partitions.items():
-        body = to_json_lines(items)
-        s3.put_object(Bucket=DATA_BUCKET, Key=prefix + name, Body=gzip.compress(body) if compress else body)
+        s3.put_object(Bucket=DATA_BUCKET, Key=prefix + name, Body=gzip.compress(to_json_lines(items)))
 
 
-def write_feedback(s3: S3Client, records: Sequence[FeedbackRecord], name: str = "part-1") -> None:
+def write_feedback(s3: S3Client, records: Sequence[FeedbackRecord], name: str = "part-1.gz") -> None:
     partitions: dict[str, list[FeedbackRecord]] = {}
     for record in records:
-        hour = hour_value(datetime.fromisoformat(record.time))
-        partitions.setdefault(feedback_hour_prefix(SETTINGS.feedback_prefix, hour), []).append(record)
+        partitions.setdefault(feedback_hour_prefix(_arrival(record)), []).append(record)
     for prefix, items in partitions.items():
-        s3.put_object(Bucket=DATA_BUCKET, Key=prefix + name, Body=to_json_lines(items))
+        s3.put_object(Bucket=DATA_BUCKET, Key=prefix + name, Body=gzip.compress(to_json_lines(items)))
 
 
 def churn_rows(count: int, *, shifted: bool) -> list[dict[str, Any]]:

@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb  # type: ignore[import-not-found]  # LocalStack's venv only
-import sqlglot  # type: ignore[import-not-found]
+import duckdb
+import sqlglot
 from sqlglot import exp
-from sqlglot.tokens import Token, TokenType  # type: ignore[import-not-found]
+from sqlglot.tokenizer_core import Token, TokenType
 
 from driftloop_localstack.athena_catalog import (
     CSV,
@@ -56,7 +56,7 @@ GetObject = Callable[[str, str], bytes]
 PutObject = Callable[[str, str, bytes], None]
 GetTable = Callable[[str, str], TableSpec]
 
-_COMPARISONS: Mapping[type[exp.Expression], str] = {
+_COMPARISONS: Mapping[type[exp.Expr], str] = {
     exp.EQ: "=",
     exp.LT: "<",
     exp.LTE: "<=",
@@ -259,7 +259,8 @@ def _write_unload(
     destination = out if wanted else out / "data"
     out.mkdir()
     written = connection.execute(f"COPY ({sql}) TO {_literal(str(destination))} ({_copy_options(unload)})")
-    rows = int(written.fetchone()[0])
+    counted = written.fetchone()
+    rows = int(counted[0]) if counted else 0
     bucket, prefix = split_s3_uri(unload.target)
     stem, uris = _file_stem(datetime.now(UTC)), []
     gz = ".gz" if unload.format != "PARQUET" else ""  # Athena names compressed text files *.gz, Parquet bare
@@ -277,7 +278,7 @@ def translate(sql: str) -> str:
     return str(_parse(sql).sql(dialect="duckdb"))
 
 
-def _parse(sql: str) -> exp.Expression:
+def _parse(sql: str) -> exp.Expr:
     try:
         statements = [s for s in sqlglot.parse(sql, read="athena") if s is not None]
     except sqlglot.errors.ParseError as exc:
@@ -322,7 +323,7 @@ def _predicates(table: exp.Table, spec: TableSpec) -> dict[str, list[Predicate]]
     keys = {key.name for key in spec.partition_keys}
     found: dict[str, list[Predicate]] = {}
 
-    def own_column(node: exp.Expression) -> str | None:
+    def own_column(node: exp.Expr) -> str | None:
         if not isinstance(node, exp.Column) or node.name.lower() not in keys:
             return None
         qualifier = node.table.lower()
