@@ -32,7 +32,7 @@ def query(header: list[str], **changes: Any) -> FeedbackQuery:
     return replace(FeedbackQuery(DATABASE, header, header[-1], "v20260302-093000-aaaaaa", NOW, MONTH), **changes)
 
 
-def captured(s3: S3Client, served: datetime, features: list[dict[str, object]]) -> list[str]:
+def captured(s3: S3Client, served: datetime, features: list[dict[str, Any]]) -> list[str]:
     ids = new_prediction_ids(len(features), served)
     records = [PredictionRecord(i, served.isoformat(), "v1", f, label="1") for i, f in zip(ids, features, strict=True)]
     key = f"captures/{MODEL_VERSION_PARTITION}=v1/{HOUR_PARTITION}={catalog.hour_value(served)}/part-{ids[0]}.gz"
