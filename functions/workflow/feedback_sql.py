@@ -36,7 +36,8 @@ from datetime import UTC, datetime, timedelta
 from functions.common import catalog
 from functions.common.layout import ARRIVAL_SLACK
 from functions.common.records import PREDICTION_ID_LENGTH, TIME_DIGITS, time_prefix
-from functions.common.sql import identifier, json_path, literal
+from functions.common.sql import identifier as _c
+from functions.common.sql import json_path, literal
 
 # The id digits the first query groups by: 16**5 ms (about 17.5 minutes) per prefix, so a window of 31 days has
 # at most about 2,600 prefixes whatever the traffic.
@@ -48,12 +49,8 @@ _MAX_DOUBLE = "1.7976931348623157E308"
 # How each feedback record is graded; the names are the counts' (functions.common.labelled.Dropped).
 FATES = ("unlabelled", "superseded", "invalid_ids", "expired")
 USABLE = "usable"
-# The counts query's columns besides the fates: one per base column, whether a kept row has a value for it.
+# The counts query's columns, before one ``covered_<i>`` per base column (how many kept rows have a value there).
 COUNTS = ("records", *FATES, "unmatched", "misfits", "joined", "callers", "kept")
-
-
-def _c(name: str) -> str:
-    return identifier(name)
 
 
 def _finite(column: str) -> str:

@@ -34,7 +34,7 @@ from infra.constructs.training_workflow import (
     TrainingWorkflow,
     WorkflowFunctions,
 )
-from infra.grants import PrefixAccess, grant_missing_key_lookups, grant_object, grant_prefix
+from infra.grants import PrefixAccess, grant_missing_key_lookups, grant_object, grant_prefix, objects_arn
 from infra.stacks.data_stack import SharedBucket
 
 WORKFLOW_HANDLERS = "functions.workflow.handlers"
@@ -322,6 +322,15 @@ class TrainingStack(Stack):
             grant_prefix(role, bucket, prefix, access)
         # UNLOAD checks that its location is empty before it writes.
         grant_prefix(role, bucket, data.assembled_prefix, "list")
+        # Athena writes large files in parts, and aborts the upload of a failed query's.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                resources=[
+                    objects_arn(bucket, prefix) for prefix in (data.assembled_prefix, self.athena.results_prefix)
+                ],
+            )
+        )
 
 
 def _metric_definitions() -> list[dict[str, str]]:

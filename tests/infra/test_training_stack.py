@@ -663,8 +663,13 @@ def test_state_machine_unloads_feedback_reading_only_captures_and_feedback_and_w
     role = "WorkflowStateMachineRole"
     for prefix in ("captures/", "feedback/"):
         assert actions_on(training_template, role, object_arn(DATA_BUCKET, prefix)) == {"s3:GetObject"}, prefix
-    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "assembled/")) == {"s3:PutObject"}
-    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "athena/")) == {"s3:GetObject", "s3:PutObject"}
+    parts = {"s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "assembled/")) == {"s3:PutObject", *parts}
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "athena/")) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        *parts,
+    }
     assert actions_on(training_template, role, object_arn(DATA_BUCKET, "training-data/")) == set()
     assert actions_on(training_template, role, WORKGROUP_ARN) == QUERY_ACTIONS
     for table in ("captures", "feedback"):

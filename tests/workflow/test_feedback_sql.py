@@ -4,8 +4,8 @@ wrapper's text on its own (the local engine runs SELECTs)."""
 from __future__ import annotations
 
 import gzip
-from datetime import UTC, datetime, timedelta
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
