@@ -134,11 +134,11 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
         _acknowledge_function(training.approval.function, [])
         functions.append(training.approval.function.function)
     results = training.athena.results_prefix
-    for name, prefixes in (
+    for name, readable in (
         ("assemble", (data.training_data_prefix, data.feedback_prefix, data.assembled_prefix, results)),
         ("finish_assembly", (data.capture_prefix, data.feedback_prefix, data.assembled_prefix, results)),
     ):
-        _acknowledge_function(steps[name], [objects_arn(training.data_bucket, prefix) for prefix in prefixes])
+        _acknowledge_function(steps[name], [objects_arn(training.data_bucket, prefix) for prefix in readable])
 
     sagemaker = training.sagemaker
     sagemaker_policy = _default_policy(sagemaker.role)

@@ -33,7 +33,7 @@ class Slow(LocalAthena):
 
 
 def test_a_query_runs_in_the_workgroup_and_database_and_is_waited_for_with_backoff(s3: S3Client) -> None:
-    engine, waits = Slow(s3, polls=6), []
+    engine, waits = Slow(s3, polls=6), list[float]()
     athena = Athena(cast(Any, engine), "driftloop-test", DATABASE, sleep=waits.append)
 
     rows = athena.rows("SELECT 1 AS one, CAST(NULL AS VARCHAR) AS nothing")
