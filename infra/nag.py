@@ -133,13 +133,12 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
         # It only publishes to the approvals topic: no object access to acknowledge.
         _acknowledge_function(training.approval.function, [])
         functions.append(training.approval.function.function)
-    _acknowledge_function(
-        steps["assemble"],
-        [
-            objects_arn(training.data_bucket, prefix)
-            for prefix in (data.training_data_prefix, data.capture_prefix, data.feedback_prefix, data.assembled_prefix)
-        ],
-    )
+    results = training.athena.results_prefix
+    for name, readable in (
+        ("assemble", (data.training_data_prefix, data.feedback_prefix, data.assembled_prefix, results)),
+        ("finish_assembly", (data.capture_prefix, data.feedback_prefix, data.assembled_prefix, results)),
+    ):
+        _acknowledge_function(steps[name], [objects_arn(training.data_bucket, prefix) for prefix in readable])
 
     sagemaker = training.sagemaker
     sagemaker_policy = _default_policy(sagemaker.role)
@@ -183,6 +182,14 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
         "Training job names are generated per run as <stage prefix>-<version>; the state machine may create, "
         "describe, stop and tag only jobs with this stage's prefix.",
         [resource_finding(machine_policy, workflow.training_jobs_arn)],
+    )
+    # AssembleFeedback's UNLOAD: Athena reads and writes with the state machine's role.
+    unload_prefixes = (data.capture_prefix, data.feedback_prefix, data.assembled_prefix, results)
+    acknowledge(
+        machine_policy,
+        "IAM5",
+        PREFIX_OBJECTS,
+        [resource_finding(machine_policy, objects_arn(training.data_bucket, prefix)) for prefix in unload_prefixes],
     )
 
 

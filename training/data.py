@@ -1,5 +1,10 @@
 """Read the ``train`` channel: every CSV and Parquet file under it, concatenated.
 
+Files are CSV or Parquet by their suffix; under ``feedback/`` (Assemble's, :mod:`functions.common.layout`) a file
+without one is Parquet by its magic bytes: Athena's UNLOAD names its files without a suffix. UNLOAD also writes
+column names in lower case, so a feedback file's columns match the first file's ignoring case (Assemble refuses a
+header whose names differ only in case).
+
 CSV cells are read as text (empty cell = missing), so the column types are decided once, by
 :mod:`training.validation`, for CSV and Parquet alike, and a stray value is reported instead of silently
 turning a numeric column into text. The ``missing_values`` tokens (e.g. ``?``) are missing too, wherever they
@@ -16,10 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from functions.common.layout import is_feedback
 from training.errors import TrainingFailure
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
+PARQUET_MAGIC = b"PAR1"
 
 
 @dataclass(frozen=True)
@@ -31,21 +38,40 @@ class TrainingData:
     sha256: str
 
 
+def is_parquet(path: Path) -> bool:
+    """A Parquet file: by its suffix, or without a CSV or Parquet suffix by its magic bytes."""
+    suffix = path.suffix.lower()
+    if suffix in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        return suffix in PARQUET_SUFFIXES
+    with path.open("rb") as stream:
+        return stream.read(len(PARQUET_MAGIC)) == PARQUET_MAGIC
+
+
+def _is_data(path: Path, relative: str) -> bool:
+    if path.suffix.lower() in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        return True
+    if not is_feedback(relative) or path.stat().st_size == 0:
+        return False
+    if not is_parquet(path):
+        raise TrainingFailure(f"training file {relative} has no .csv or .parquet suffix and is not Parquet")
+    return True
+
+
 def data_files(channel: Path) -> list[Path]:
     """The CSV and Parquet files under ``channel`` (recursively, hidden files skipped), sorted by path."""
     found = [
         path
         for path in channel.rglob("*")
         if path.is_file()
-        and path.suffix.lower() in CSV_SUFFIXES + PARQUET_SUFFIXES
         and not any(part.startswith(".") for part in path.relative_to(channel).parts)
+        and _is_data(path, path.relative_to(channel).as_posix())
     ]
     return sorted(found, key=lambda path: path.relative_to(channel).as_posix())
 
 
 def _read(path: Path, name: str) -> pd.DataFrame:
     try:
-        if path.suffix.lower() in PARQUET_SUFFIXES:
+        if is_parquet(path):
             return pd.read_parquet(path)
         return pd.read_csv(path, dtype=str, keep_default_na=True)
     except pd.errors.EmptyDataError:
@@ -65,6 +91,19 @@ def blank_tokens(frame: pd.DataFrame, tokens: Sequence[str]) -> pd.DataFrame:
     return blanked
 
 
+def _reference_case(frame: pd.DataFrame, reference: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with each column named as the reference column it equals ignoring case, when exactly one does."""
+    by_lower: dict[str, list[str]] = {}
+    for name in reference:
+        by_lower.setdefault(str(name).lower(), []).append(name)
+    renames = {}
+    for column in frame.columns:
+        matches = by_lower.get(str(column).lower(), [])
+        if column not in reference and len(matches) == 1:
+            renames[column] = matches[0]
+    return frame.rename(columns=renames) if renames else frame
+
+
 def load_training_data(channel: Path, missing_values: Sequence[str] = ()) -> TrainingData:
     if not channel.is_dir():
         raise TrainingFailure(f"the train channel is missing: no directory {channel}")
@@ -75,6 +114,10 @@ def load_training_data(channel: Path, missing_values: Sequence[str] = ()) -> Tra
     frames = [_read(path, name) for path, name in zip(paths, names, strict=True)]
     problems = []
     reference = list(frames[0].columns)
+    frames[1:] = [
+        _reference_case(frame, reference) if is_feedback(name) else frame
+        for name, frame in zip(names[1:], frames[1:], strict=True)
+    ]
     for name, frame in zip(names[1:], frames[1:], strict=True):
         missing = [c for c in reference if c not in frame.columns]
         extra = [c for c in frame.columns if c not in reference]

@@ -21,13 +21,13 @@ import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
 from functions.common.layout import is_feedback
-from training.data import PARQUET_SUFFIXES, TrainingData
+from training.data import TrainingData, is_parquet
 from training.errors import TrainingFailure
 from training.row_ids import hashed_columns, row_hashes
 
 
 def _row_count(path: Path) -> int:
-    if path.suffix.lower() in PARQUET_SUFFIXES:
+    if is_parquet(path):
         return int(pq.read_metadata(path).num_rows)
     # The first column only, with the reader's own rules (quoted newlines, blank lines), so the count matches.
     return sum(len(chunk) for chunk in pd.read_csv(path, dtype=str, usecols=[0], chunksize=1 << 16))

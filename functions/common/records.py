@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 PREDICTION_ID_LENGTH = 32
-_TIME_DIGITS = 12
+TIME_DIGITS = 12
 _RANDOM_DIGITS = 12
-_CHECK_DIGITS = PREDICTION_ID_LENGTH - _TIME_DIGITS - _RANDOM_DIGITS
+_CHECK_DIGITS = PREDICTION_ID_LENGTH - TIME_DIGITS - _RANDOM_DIGITS
 # Lowercase only: the ids this service issues are, and int(x, 16) alone would also take "0x", "_", "+" and spaces.
 _HEX_DIGITS = frozenset("0123456789abcdef")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -43,9 +43,15 @@ def _check(body: str) -> str:
     return hashlib.blake2b(body.encode(), digest_size=_CHECK_DIGITS // 2).hexdigest()
 
 
+def time_prefix(served: datetime) -> str:
+    """The leading digits of every id served at ``served``: its time in milliseconds, in hex. Ids of the same
+    length sort as their times do, so SQL compares an id's prefix with this text to bound when it was served."""
+    return f"{int(served.timestamp() * 1000):0{TIME_DIGITS}x}"
+
+
 def new_prediction_ids(count: int, now: datetime) -> list[str]:
     """``count`` fresh ids served at ``now`` (one ``urandom`` call for the batch: ids are minted on the hot path)."""
-    stamp = f"{int(now.timestamp() * 1000):0{_TIME_DIGITS}x}"
+    stamp = time_prefix(now)
     randomness = os.urandom(_RANDOM_DIGITS // 2 * count).hex()
     ids = []
     for index in range(count):
@@ -60,12 +66,12 @@ def prediction_time(prediction_id: str) -> datetime:
         raise InvalidPredictionId(f"a prediction id is {PREDICTION_ID_LENGTH} hex digits")
     if not _HEX_DIGITS.issuperset(prediction_id):
         raise InvalidPredictionId("a prediction id is lowercase hex digits only (0-9, a-f)")
-    body = prediction_id[: _TIME_DIGITS + _RANDOM_DIGITS]
+    body = prediction_id[: TIME_DIGITS + _RANDOM_DIGITS]
     if prediction_id[len(body) :] != _check(body):
         raise InvalidPredictionId("no prediction was served with this id (checksum mismatch)")
     # The checksum is not a secret: a well-formed id can carry any 12-digit time, up to year 10889.
     try:
-        return _EPOCH + timedelta(milliseconds=int(prediction_id[:_TIME_DIGITS], 16))
+        return _EPOCH + timedelta(milliseconds=int(prediction_id[:TIME_DIGITS], 16))
     except OverflowError:
         raise InvalidPredictionId("no prediction was served with this id (its time is past year 9999)") from None
 

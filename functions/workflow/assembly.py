@@ -1,30 +1,31 @@
-"""Assemble a run's training set under ``<assembled_prefix><version>/`` in the data bucket.
+"""Assemble a run's training set under ``<assembled_prefix><version>/`` in the data bucket, in two Lambda steps
+around an Athena UNLOAD the state machine runs (``.sync``):
 
-- ``base/``: every object under the training data prefix, copied server-side (``CopyObject``, conditional on the
-  ETag listed, so the copy is the object that was fingerprinted);
-- ``feedback/feedback.csv`` (when feedback is included): captured predictions joined with their ground-truth
-  labels by the one join of captures and feedback (:mod:`functions.common.labelled`: the latest feedback wins,
-  feedback about a prediction older than ``feedback_max_age_days`` is dropped, a label must fit the task of the
-  model that served the prediction). Feedback is read from the hour partitions of the last
-  ``feedback_max_age_days`` days, captures from the partitions the prediction ids point at, under any model
-  version. The CSV has exactly the base data's columns (the training program requires every file to have the
-  same): the captured value of each feature the base data has, the label in the target column, and an empty cell
-  (a missing value) for a base column the capture lacks. Feedback without a capture is counted, never guessed.
+1. :func:`plan_assembly` copies ``base/``: every object under the training data prefix, server-side
+   (``CopyObject``, conditional on the ETag listed, so the copy is the object that was fingerprinted), counts its
+   rows, and (when feedback is included) plans the feedback rows: the SQL of :mod:`functions.workflow.feedback_sql`
+   over the capture and feedback tables, pruned to the capture hours the usable feedback's ids name (a first small
+   query) and to the model versions with a capture folder. It returns the UNLOAD statement the state machine runs,
+   which writes ``feedback/`` as Parquet files: exactly the base data's columns (the training program requires
+   every file to have the same), the captured value of each feature the base data has, the truth in the target
+   column, NULL for a base column the capture lacks.
+2. :func:`finish_assembly` lists what the UNLOAD wrote, takes the counts from one aggregate query and writes the
+   manifest (:func:`functions.common.layout.assembled_manifest_key`: beside the run's folder, so not in the
+   ``train`` channel): every object with its size and ETag, the fingerprint and the counts.
+
+No capture or feedback row passes through a Lambda: their memory and time do not grow with traffic.
 
 Feedback is capped (anti-poisoning: its labels come from API callers, not from the operator): at most
 ``max_feedback_share`` of the training set's rows are feedback, i.e. feedback rows <= share * (base rows +
 feedback rows). When not every base row can be counted (Parquet files, or CSV beyond ``MAX_COUNTED_BYTES``),
 the cap is taken against the rows that were counted, a lower bound: the share is never exceeded, and no feedback
-is added when no base row was counted. Which joined feedback is kept when the cap bites is decided by
-:func:`select_feedback`: callers take turns, so a caller flooding feedback gets only what the others leave, and
-each caller's rows are ranked by a hash keyed with the run's version, so neither sending time nor chosen ids win.
+is added when no base row was counted. Which joined feedback is kept when the cap bites is the SQL's: callers take
+turns, each caller's rows ranked by a hash keyed with the run's version.
 
-The run's manifest (:func:`functions.common.layout.assembled_manifest_key`: beside the run's folder, so not in the
-``train`` channel) lists every object with its size and ETag, the fingerprint and the counts.
-
-The fingerprint is the sha256 over the sorted keys (relative to the run's folder) and, per key, the source
-object's ETag (for the feedback file, the sha256 of its content): the same data gives the same fingerprint in
-every run, and any change to an object, a new object or new feedback gives another.
+The fingerprint is the sha256 over sorted ``key<TAB>etag`` lines: the base objects' keys (relative to the run's
+folder) with their source ETags give the base fingerprint (the same base data gives the same one in every run);
+with feedback, the fingerprint covers the base fingerprint and each Parquet file Athena wrote with its ETag (the
+files' names are the query's, so every assembly of feedback has its own fingerprint).
 
 Standard library only (csv, json): the workflow Lambdas carry no pandas.
 """
@@ -33,25 +34,26 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import hmac
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from fractions import Fraction
-from itertools import chain, islice, zip_longest
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from functions.common.labelled import CaptureReader, Dropped, join, plan_join
 from functions.common.layout import (
     BASE_FOLDER,
-    FEEDBACK_FILE,
+    FEEDBACK_FOLDER,
     assembled_folder,
     assembled_manifest_key,
-    hour_values,
+    capture_model_version,
 )
+from functions.common.text_values import parse_time
+from functions.workflow.athena import Athena
+from functions.workflow.feedback_sql import COUNTS, FeedbackQuery, capture_hours
+from functions.workflow.state import AssemblyPlan, AssemblyQuery
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -67,6 +69,8 @@ MAX_COUNTED_BYTES = 1024**3
 # The Lambda result lists at most this many objects (Step Functions state is limited to 256 KiB); the manifest
 # lists them all.
 MAX_LISTED_OBJECTS = 100
+# The UNLOAD statement travels in the state (256 KiB) to the Athena task; Athena takes queries up to 256 KiB.
+MAX_QUERY_BYTES = 200 * 1024
 CSV_SUFFIX = ".csv"
 
 
@@ -84,7 +88,6 @@ class AssemblyRequest:
     training_data_prefix: str
     assembled_prefix: str
     capture_prefix: str
-    feedback_prefix: str
     version: str
     target: str | None
     include_feedback: bool
@@ -92,39 +95,12 @@ class AssemblyRequest:
     # In (0, 1]: the most of the training set's rows that may be feedback.
     max_feedback_share: float
     now: datetime
+    # The Glue database of the capture and feedback tables.
+    database: str
 
 
-@dataclass
-class FeedbackCounts:
-    """What happened to each feedback record in the window."""
-
-    records: int = 0
-    joined: int = 0
-    # Feedback whose prediction has no capture (not sampled, expired, or never served by this API).
-    unmatched: int = 0
-    # Dropped before the join, by the join's rules.
-    dropped: Dropped = field(default_factory=Dropped)
-    # Feedback whose truth does not fit the task of the model that served its prediction.
-    misfits: int = 0
-    # The most feedback rows max_feedback_share allowed (None: no cap), and the joined ones it left out.
-    max_rows: int | None = None
-    capped: int = 0
-    # How many callers sent the joined feedback (records without a caller count as one).
-    callers: int = 0
-    # Captured features the base data does not have (dropped), and base columns the captures lack (left empty).
-    dropped_features: list[str] = field(default_factory=list)
-    missing_columns: list[str] = field(default_factory=list)
-    # Feedback and capture objects read, and those (or their records) that were not records of their kind.
-    reads: dict[str, int] = field(default_factory=dict)
-    skipped: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Flat, the reasons for dropping beside the other counts."""
-        counts = dict(self.__dict__)
-        return {**asdict(counts.pop("dropped")), **counts}
-
-
-def assemble(s3: S3Client, request: AssemblyRequest) -> dict[str, Any]:
+def plan_assembly(s3: S3Client, athena: Athena, request: AssemblyRequest) -> dict[str, Any]:
+    """Copy and count the base data, and plan the feedback rows: the :class:`AssemblyPlan` as JSON."""
     folder = assembled_folder(request.assembled_prefix, request.version)
     sources = list(_objects(s3, request.data_bucket, request.training_data_prefix))
     if not sources:
@@ -135,28 +111,19 @@ def assemble(s3: S3Client, request: AssemblyRequest) -> dict[str, Any]:
     too_big = [item["Key"] for item in sources if item["Size"] > MAX_COPY_BYTES]
     if too_big:
         raise AssemblyError(f"training data files over 5 GiB cannot be copied in one request; split {too_big[0]}")
-    csv_sources = [item for item in sources if item["Key"].lower().endswith(CSV_SUFFIX) and item["Size"] > 0]
-    header = _read_header(s3, request.data_bucket, csv_sources[0]["Key"]) if csv_sources else None
+    header = _first_header(s3, request.data_bucket, sources)
     if request.include_feedback and header is not None:
-        # Checked before anything is copied: feedback rows are labelled in this column.
-        if not request.target:
-            raise AssemblyError("hyperparameter 'target' is required to label feedback rows")
-        if request.target not in header:
-            raise AssemblyError(
-                f"target column {request.target!r} is not in the training data's header ({', '.join(header)})"
-            )
+        _check_header(header, request.target)  # before anything is copied: feedback rows are labelled there
 
-    objects: list[dict[str, Any]] = []
     fingerprint_entries: list[tuple[str, str]] = []
     for item in sources:
         relative = BASE_FOLDER + item["Key"][len(request.training_data_prefix) :]
-        response = s3.copy_object(
+        s3.copy_object(
             Bucket=request.data_bucket,
             Key=folder + relative,
             CopySource={"Bucket": request.data_bucket, "Key": item["Key"]},
             CopySourceIfMatch=item["ETag"],
         )
-        objects.append({"key": relative, "size": item["Size"], "etag": response["CopyObjectResult"]["ETag"]})
         fingerprint_entries.append((relative, item["ETag"]))
 
     counted_rows, all_counted = _count_rows(s3, request.data_bucket, sources)
@@ -166,27 +133,81 @@ def assemble(s3: S3Client, request: AssemblyRequest) -> dict[str, Any]:
         "rows": {"base": base_rows, "feedback": 0},
         "base": {"objects": len(sources), "bytes": sum(item["Size"] for item in sources), "rows": base_rows},
     }
-
-    if request.include_feedback:
-        feedback = FeedbackCounts()
-        if header is None:
-            feedback.skipped = "the base data has no CSV file to take the columns from"
-        else:
-            feedback.max_rows = feedback_cap(counted_rows, request.max_feedback_share)
-            rows = _joined_rows(s3, request, header, feedback)
-            if rows:
-                body = _csv(header, rows)
-                written = s3.put_object(
-                    Bucket=request.data_bucket, Key=folder + FEEDBACK_FILE, Body=body, ContentType="text/csv"
-                )
-                objects.append({"key": FEEDBACK_FILE, "size": len(body), "etag": written["ETag"]})
-                fingerprint_entries.append((FEEDBACK_FILE, "sha256:" + hashlib.sha256(body).hexdigest()))
-        counts["feedback"] = feedback.to_dict()
-        counts["rows"]["feedback"] = feedback.joined - feedback.capped
-    else:
+    plan = AssemblyPlan(
+        prefix=folder,
+        uri=f"s3://{request.data_bucket}/{folder}",
+        base_fingerprint=fingerprint(fingerprint_entries),
+        counts=counts,
+    )
+    if not request.include_feedback:
         counts["feedback"] = {"skipped": "retraining.include_feedback is off"}
+    elif header is None:
+        counts["feedback"] = {"skipped": "the base data has no CSV file to take the columns from"}
+    else:
+        max_rows = feedback_cap(counted_rows, request.max_feedback_share)
+        query = FeedbackQuery(
+            database=request.database,
+            header=header,
+            target=str(request.target),
+            version=request.version,
+            now=request.now,
+            max_age=timedelta(days=request.feedback_max_age_days),
+            max_rows=max_rows,
+        )
+        prefixes = [row["prefix"] for row in athena.rows(query.id_prefixes()) if row["prefix"]]
+        query = replace(
+            query,
+            hours=capture_hours(prefixes, query.now, query.max_age),
+            model_versions=_model_versions(s3, request.data_bucket, request.capture_prefix),
+        )
+        unload = query.unload(f"{plan.uri}{FEEDBACK_FOLDER}")
+        if len(unload.encode()) > MAX_QUERY_BYTES:
+            raise AssemblyError(
+                f"the feedback query is {len(unload.encode())} bytes, over {MAX_QUERY_BYTES}: the base data has too "
+                f"many or too long column names ({len(header)} columns) to add feedback; turn "
+                "retraining.include_feedback off"
+            )
+        counts["feedback"] = {"max_rows": max_rows}
+        plan = replace(
+            plan,
+            unload=unload,
+            feedback={
+                "now": query.now.isoformat(),
+                "target": query.target,
+                "hours": list(query.hours),
+                "model_versions": list(query.model_versions),
+                "max_rows": max_rows,
+            },
+        )
+    return plan.to_json()
 
-    digest = fingerprint(fingerprint_entries)
+
+def finish_assembly(
+    s3: S3Client, athena: Athena, request: AssemblyRequest, plan: AssemblyPlan, query: AssemblyQuery | None
+) -> dict[str, Any]:
+    """List what the UNLOAD wrote, count the feedback and write the manifest: the ``AssemblyResult`` as JSON."""
+    if not plan.prefix.startswith(request.assembled_prefix):
+        raise AssemblyError(f"the plan's folder {plan.prefix} is not under {request.assembled_prefix}")
+    counts = json.loads(json.dumps(plan.counts))  # a copy: the plan stays as it came
+    objects = [
+        {"key": item["Key"][len(plan.prefix) :], "size": item["Size"], "etag": item["ETag"]}
+        for item in _objects(s3, request.data_bucket, plan.prefix + BASE_FOLDER)
+    ]
+    digest = plan.base_fingerprint
+    if plan.unload is not None and plan.feedback is not None:
+        written = [
+            {"key": item["Key"][len(plan.prefix) :], "size": item["Size"], "etag": item["ETag"]}
+            for item in _objects(s3, request.data_bucket, plan.prefix + FEEDBACK_FOLDER)
+        ]
+        feedback = _feedback_counts(s3, athena, request, plan, plan.feedback)
+        if query is not None:
+            feedback["athena"] = {"query_execution_id": query.query_execution_id, "scanned_bytes": query.scanned_bytes}
+        counts["feedback"] = feedback
+        counts["rows"]["feedback"] = feedback["joined"] - feedback["capped"]
+        objects.extend(written)
+        if written:
+            digest = fingerprint([(BASE_FOLDER, digest), *((item["key"], item["etag"]) for item in written)])
+
     manifest_key = assembled_manifest_key(request.assembled_prefix, request.version)
     manifest = {"version": request.version, "fingerprint": digest, "counts": counts, "objects": objects}
     s3.put_object(
@@ -196,8 +217,8 @@ def assemble(s3: S3Client, request: AssemblyRequest) -> dict[str, Any]:
         ContentType="application/json",
     )
     return {
-        "prefix": folder,
-        "uri": f"s3://{request.data_bucket}/{folder}",
+        "prefix": plan.prefix,
+        "uri": plan.uri,
         "manifest": f"s3://{request.data_bucket}/{manifest_key}",
         "fingerprint": digest,
         "counts": counts,
@@ -215,6 +236,72 @@ def fingerprint(entries: Iterable[tuple[str, str]]) -> str:
     return digest.hexdigest()
 
 
+def feedback_cap(base_rows: int, share: float) -> int | None:
+    """The most feedback rows beside ``base_rows`` with feedback <= share * (base + feedback); None: share 1.
+
+    The share is taken as written (0.3 is 3/10, not its binary approximation), so the bound is exact.
+    """
+    exact = Fraction(repr(share))
+    if exact >= 1:
+        return None
+    return math.floor(exact * base_rows / (1 - exact))
+
+
+def _check_header(header: list[str], target: str | None) -> None:
+    if not target:
+        raise AssemblyError("hyperparameter 'target' is required to label feedback rows")
+    if target not in header:
+        raise AssemblyError(f"target column {target!r} is not in the training data's header ({', '.join(header)})")
+    # Athena's column names are case-insensitive (UNLOAD writes them lowercased): two that differ only in case
+    # cannot both be written.
+    seen: dict[str, str] = {}
+    for name in header:
+        other = seen.setdefault(name.lower(), name)
+        if other != name or header.count(name) > 1:
+            raise AssemblyError(
+                f"the training data's header has columns {other!r} and {name!r}, the same name to Athena: rename "
+                "one to add feedback rows"
+            )
+
+
+def _feedback_counts(
+    s3: S3Client, athena: Athena, request: AssemblyRequest, plan: AssemblyPlan, planned: dict[str, Any]
+) -> dict[str, Any]:
+    """The counts of what happened to each feedback record in the window (one aggregate query)."""
+    header = _first_header(s3, request.data_bucket, list(_objects(s3, request.data_bucket, plan.prefix + BASE_FOLDER)))
+    if header is None:
+        raise AssemblyError(f"the assembled base data under {plan.prefix}{BASE_FOLDER} has no CSV file any more")
+    now = parse_time(planned["now"])
+    if now is None:
+        raise AssemblyError(f"the assembly plan's time is not an ISO time: {planned['now']!r}")
+    query = FeedbackQuery(
+        database=request.database,
+        header=header,
+        target=str(planned["target"]),
+        version=request.version,
+        now=now,
+        max_age=timedelta(days=request.feedback_max_age_days),
+        model_versions=planned["model_versions"],
+        hours=planned["hours"],
+        max_rows=planned["max_rows"],
+    )
+    rows = athena.rows(query.counts())
+    if len(rows) != 1:
+        raise AssemblyError(f"the feedback counts query returned {len(rows)} rows, not one")
+    found = {name: int(value or 0) for name, value in rows[0].items()}
+    kept = found["kept"]
+    uncovered = [name for index, name in enumerate(header) if name != query.target and not found[f"covered_{index}"]]
+    return {
+        **{name: found[name] for name in COUNTS if name != "kept"},
+        "max_rows": planned["max_rows"],
+        "capped": found["joined"] - kept,
+        # Base columns no kept row has a value for (left empty).
+        "missing_columns": uncovered if kept else [],
+        "model_versions": len(query.model_versions),
+        "capture_hours": len(query.hours),
+    }
+
+
 # -- S3 reading ---------------------------------------------------------------------------------------------------
 
 
@@ -225,6 +312,23 @@ def _objects(s3: S3Client, bucket: str, prefix: str) -> Iterator[dict[str, Any]]
         for item in page.get("Contents", []):
             if not item["Key"].endswith("/"):
                 yield {"Key": item["Key"], "Size": item["Size"], "ETag": item["ETag"]}
+
+
+def _model_versions(s3: S3Client, bucket: str, capture_prefix: str) -> list[str]:
+    """Every model version with a capture folder: the capture table's injected partition needs them named."""
+    paginator = s3.get_paginator("list_objects_v2")
+    folders = (
+        entry["Prefix"]
+        for page in paginator.paginate(Bucket=bucket, Prefix=capture_prefix, Delimiter="/")
+        for entry in page.get("CommonPrefixes", [])
+    )
+    return sorted(version for folder in folders if (version := capture_model_version(capture_prefix, folder)))
+
+
+def _first_header(s3: S3Client, bucket: str, objects: list[dict[str, Any]]) -> list[str] | None:
+    """The header of the first non-empty CSV file (None: there is none)."""
+    csv_objects = [item for item in objects if item["Key"].lower().endswith(CSV_SUFFIX) and item["Size"] > 0]
+    return _read_header(s3, bucket, csv_objects[0]["Key"]) if csv_objects else None
 
 
 def _read_header(s3: S3Client, bucket: str, key: str) -> list[str]:
@@ -263,103 +367,3 @@ def _count_rows(s3: S3Client, bucket: str, sources: list[dict[str, Any]]) -> tup
         # Blank lines are not rows (pandas skips them too).
         rows += max(sum(1 for record in csv.reader(text) if record) - 1, 0)
     return rows, complete
-
-
-def feedback_cap(base_rows: int, share: float) -> int | None:
-    """The most feedback rows beside ``base_rows`` with feedback <= share * (base + feedback); None: share 1.
-
-    The share is taken as written (0.3 is 3/10, not its binary approximation), so the bound is exact.
-    """
-    exact = Fraction(repr(share))
-    if exact >= 1:
-        return None
-    return math.floor(exact * base_rows / (1 - exact))
-
-
-def select_feedback(callers: Mapping[str, str], limit: int, seed: str) -> set[str]:
-    """Which prediction ids' feedback to keep, at most ``limit``, from ``callers`` (prediction id -> caller).
-
-    Callers take turns, each giving its next row, until the limit: a caller with many rows gets only what the
-    others leave. Callers and each caller's rows are ordered by an HMAC keyed with ``seed`` (the run's version,
-    random and unknown before the run), so the choice is reproducible for the run but cannot be aimed at.
-    """
-
-    def rank(text: str) -> bytes:
-        return hmac.new(seed.encode(), text.encode(), hashlib.sha256).digest()
-
-    by_caller: dict[str, list[str]] = {}
-    for prediction_id, caller in callers.items():
-        by_caller.setdefault(caller, []).append(prediction_id)
-    queues = [sorted(by_caller[caller], key=rank) for caller in sorted(by_caller, key=rank)]
-    turns = (prediction_id for prediction_id in chain.from_iterable(zip_longest(*queues)) if prediction_id is not None)
-    return set(islice(turns, limit))
-
-
-# -- the feedback join --------------------------------------------------------------------------------------------
-
-
-def _joined_rows(
-    s3: S3Client, request: AssemblyRequest, header: list[str], counts: FeedbackCounts
-) -> list[dict[str, str]]:
-    reader = CaptureReader(s3, request.data_bucket, request.capture_prefix, request.feedback_prefix)
-    max_age = timedelta(days=request.feedback_max_age_days)
-    # Feedback that arrived before the age limit is about a prediction served before it: it would be dropped.
-    feedback = list(reader.feedback_records(hour_values(request.now - max_age, request.now)))
-    # No task is given: Assemble joins the captures of several versions and reads no model's metadata, so each
-    # label must fit the task of the model that served its prediction, as its capture tells.
-    plan = plan_join(feedback, None, request.now, max_age)
-    # Every model version's captures, not only the champion's: a training row is a captured feature row and its
-    # true label, which is as valid whichever model served the prediction (and a rollback or promotion during the
-    # feedback age limit must not discard labels already given).
-    joined = join(plan, reader.captures(reader.model_versions(), plan.hours))
-
-    counts.records = len(feedback)
-    counts.dropped = plan.dropped
-    counts.unmatched, counts.misfits = joined.unmatched, joined.misfits
-    callers = {
-        capture.prediction_id: record.caller.identity if record.caller else "" for capture, record in joined.pairs
-    }
-    counts.joined = len(callers)
-    counts.callers = len(set(callers.values()))
-    kept = set(callers)
-    if counts.max_rows is not None and len(callers) > counts.max_rows:
-        kept = select_feedback(callers, counts.max_rows, request.version)
-        counts.capped = len(callers) - len(kept)
-
-    columns = set(header)
-    dropped: set[str] = set()
-    covered: set[str] = set()
-    rows = []
-    for capture, _ in joined.pairs:
-        if capture.prediction_id not in kept:
-            continue
-        features = dict(capture.features)
-        dropped.update(name for name in features if name not in columns)
-        covered.update(name for name in features if name in columns)
-        row = {name: _cell(features.get(name)) for name in header}
-        row[str(request.target)] = _cell(joined.truths[capture.prediction_id])
-        rows.append(row)
-    counts.dropped_features = sorted(dropped)
-    if rows:
-        counts.missing_columns = sorted(columns - covered - {str(request.target)})
-    counts.reads = asdict(reader.counts)
-    return rows
-
-
-def _cell(value: Any) -> str:
-    """A captured JSON value as a CSV cell: null is an empty (missing) cell."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def _csv(header: list[str], rows: Iterable[Mapping[str, str]]) -> bytes:
-    buffer = io.StringIO(newline="")
-    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode()

@@ -15,10 +15,12 @@ from aws_lambda_powertools import Logger
 
 from functions.common.registry import Registry
 from functions.workflow import steps
+from functions.workflow.athena import Athena
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from functions.workflow.state import ApprovalEvent, RunState, StepEvent
 
 if TYPE_CHECKING:
+    from mypy_boto3_athena import AthenaClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sns import SNSClient
 
@@ -38,6 +40,16 @@ def _approval_settings() -> ApprovalSettings:
 @cache
 def _s3() -> S3Client:
     return boto3.client("s3")
+
+
+@cache
+def _athena_client() -> AthenaClient:
+    return boto3.client("athena")
+
+
+def _athena() -> Athena:
+    settings = _settings()
+    return Athena(_athena_client(), settings.athena_workgroup, settings.glue_database)
 
 
 @cache
@@ -61,7 +73,12 @@ def guard(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def assemble(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("assemble", steps.assemble_data(_settings(), _s3(), RunState.parse(event)))
+    return _log("assemble", steps.plan_assembly_step(_settings(), _s3(), _athena(), RunState.parse(event)))
+
+
+def finish_assembly(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    result = steps.finish_assembly_step(_settings(), _s3(), _athena(), RunState.parse(event))
+    return _log("finish_assembly", result)
 
 
 def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:

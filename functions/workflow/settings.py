@@ -25,11 +25,14 @@ class WorkflowSettings(EnvContract):
     # Data assembly (Assemble): the run's training set lands under <assembled_prefix><version>/.
     assembled_prefix: str = variable("DRIFTLOOP_ASSEMBLED_PREFIX")
     capture_prefix: str = variable("DRIFTLOOP_CAPTURE_PREFIX")
-    feedback_prefix: str = variable("DRIFTLOOP_FEEDBACK_PREFIX")
     include_feedback: bool = variable("DRIFTLOOP_INCLUDE_FEEDBACK", env.BOOLEAN)
     feedback_max_age_days: int = variable("DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", env.POSITIVE_INT)
     # At most this share of the training set's rows is feedback (API callers' labels are not trusted data).
     max_feedback_share: float = variable("DRIFTLOOP_MAX_FEEDBACK_SHARE", env.FRACTION)
+    # Where Assemble's queries run: the Glue database of the capture and feedback tables, and the Athena workgroup
+    # (which sets where query results go).
+    glue_database: str = variable("GLUE_DATABASE")
+    athena_workgroup: str = variable("ATHENA_WORKGROUP")
     # Guardrails (Guard): no run starts within cooldown_minutes of the previous run's end, and a run lock older
     # than the state machine's timeout belongs to an execution that can no longer be running.
     cooldown_minutes: int = variable("DRIFTLOOP_COOLDOWN_MINUTES", env.NON_NEGATIVE_INT)

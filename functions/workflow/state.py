@@ -5,8 +5,9 @@ The state is one JSON object. The execution input (``trigger``, ``hyperparameter
 step's result lands under its own key (:data:`GUARD` ... :data:`RELEASE`; a caught error at :data:`ERROR`)::
 
     {"trigger": {...}, "hyperparameters": {...},
-     "guard": GuardResult, "assembly": {...}, "prepare": PrepareResult, "training": TrainingResult,
-     "registration": RegistrationResult, "approval": Approval, "promotion": PromotionResult,
+     "guard": GuardResult, "assembly_plan": AssemblyPlan, "assembly_query": AssemblyQuery, "assembly": {...},
+     "prepare": PrepareResult, "training": TrainingResult, "registration": RegistrationResult,
+     "approval": Approval, "promotion": PromotionResult,
      "rejection": RejectionResult, "failure": FailureResult, "release": ReleaseResult,
      "error": StepError}
 
@@ -31,6 +32,9 @@ from functions.workflow.triggers import Trigger
 
 # Where each step's result lands in the state (the Lambda tasks' ResultPath).
 GUARD = "guard"
+# Assemble's plan (AssembleData), the Athena UNLOAD's result (AssembleFeedback), then the training set.
+ASSEMBLY_PLAN = "assembly_plan"
+ASSEMBLY_QUERY = "assembly_query"
 ASSEMBLY = "assembly"
 PREPARE = "prepare"
 TRAINING = "training"
@@ -197,6 +201,63 @@ class GuardResult(_Part):
         if self.reason is not None:
             return {**head, "reason": self.reason, "decision_id": self.decision_id}
         return {**head, STARTED_AT: self.started_at, "version": self.version, "decision_id": self.decision_id}
+
+
+@dataclass(frozen=True)
+class AssemblyPlan(_Part):
+    """AssembleData's result: the base data copied and counted, and, when feedback rows are to be added, the UNLOAD
+    statement the AssembleFeedback state runs (absent: no feedback query) and what FinishAssembly counts with."""
+
+    KEY = ASSEMBLY_PLAN
+
+    prefix: str
+    uri: str
+    base_fingerprint: str
+    counts: dict[str, Any]
+    unload: str | None = None
+    feedback: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, raw: Any) -> AssemblyPlan:
+        read = _Object(raw, path(ASSEMBLY_PLAN))
+        return cls(
+            prefix=read.text("prefix"),
+            uri=read.text("uri"),
+            base_fingerprint=read.text("base_fingerprint"),
+            counts=read.mapping("counts") or {},
+            unload=read.optional_text("unload"),
+            feedback=read.mapping("feedback"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        head = {
+            "prefix": self.prefix,
+            "uri": self.uri,
+            "base_fingerprint": self.base_fingerprint,
+            "counts": self.counts,
+        }
+        # Absent, not null: the state machine's Choice tests whether the statement is present.
+        return head if self.unload is None else {**head, "unload": self.unload, "feedback": self.feedback}
+
+
+@dataclass(frozen=True)
+class AssemblyQuery(_Part):
+    """What the AssembleFeedback state keeps of the finished UNLOAD (:data:`SELECTOR`)."""
+
+    KEY = ASSEMBLY_QUERY
+    # The Athena task's ResultSelector: GetQueryExecution's fields.
+    SELECTOR: ClassVar[dict[str, Any]] = {
+        "QueryExecutionId.$": "$.QueryExecution.QueryExecutionId",
+        "DataScannedInBytes.$": "$.QueryExecution.Statistics.DataScannedInBytes",
+    }
+
+    query_execution_id: str
+    scanned_bytes: int | None = None
+
+    @classmethod
+    def parse(cls, raw: Any) -> AssemblyQuery:
+        read = _Object(raw, path(ASSEMBLY_QUERY))
+        return cls(read.text("QueryExecutionId"), read.optional_int("DataScannedInBytes"))
 
 
 @dataclass(frozen=True)
@@ -500,6 +561,8 @@ class RunState:
 
     raw: Mapping[str, Any]
     guard: GuardResult | None = None
+    assembly_plan: AssemblyPlan | None = None
+    assembly_query: AssemblyQuery | None = None
     assembly: AssemblyResult | None = None
     prepare: PrepareResult | None = None
     training: TrainingResult | None = None
@@ -518,6 +581,8 @@ class RunState:
         return cls(
             raw=state,
             guard=part(GUARD, GuardResult.parse),
+            assembly_plan=part(ASSEMBLY_PLAN, AssemblyPlan.parse),
+            assembly_query=part(ASSEMBLY_QUERY, AssemblyQuery.parse),
             assembly=part(ASSEMBLY, AssemblyResult.parse),
             prepare=part(PREPARE, PrepareResult.parse),
             training=part(TRAINING, TrainingResult.parse),

@@ -1,7 +1,8 @@
 """The training state machine.
 
-    Guard -> Acquired? -> Assemble -> Prepare -> Train -> Register -> GatePassed? -> Promote | Reject
-          -> Release -> Outcome -> Promoted | Superseded | Rejected
+    Guard -> Acquired? -> Assemble -> FeedbackQuery? -> AssembleFeedback -> FinishAssembly -> Prepare -> Train
+          -> Register -> GatePassed? -> Promote | Reject -> Release -> Outcome -> Promoted | Superseded | Rejected
+    FeedbackQuery? -> FinishAssembly              (no feedback rows to add: nothing for Athena to write)
     GatePassed? -> Approval -> Promote            (with retraining.approval: an operator approves, or the run is
                             -> Reject              rejected when one denies or none answers in time)
     Guard -> Acquired? -> Skipped                 (lock held or cooldown; Guard recorded the "skipped" decision)
@@ -10,6 +11,9 @@
 Every path of a run that took the run lock passes through Release or ReleaseAfterFailure, which release it only
 if this execution holds it (the execution id comes from the context object, so even a Guard that failed after
 taking the lock is covered). A state machine timeout runs no state: the lock then goes stale after the timeout.
+
+AssembleFeedback is Athena's ``startQueryExecution.sync``: the UNLOAD that Assemble planned writes the feedback
+rows of the training set to S3 and the state machine waits for it; no Lambda holds those rows.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from functions.workflow.state import (
     RELEASE_ERROR,
     Approval,
     ApprovalEvent,
+    AssemblyPlan,
+    AssemblyQuery,
     AssemblyResult,
     FailureResult,
     GuardResult,
@@ -59,6 +65,9 @@ LAMBDA_TRANSIENT_ERRORS = (
 )
 # How the SageMaker integration reports API errors such as throttling; a failed job is States.TaskFailed.
 SAGEMAKER_TRANSIENT_ERRORS = ("SageMaker.AmazonSageMakerException",)
+# Athena's throttling, before a query starts; a failed query is States.TaskFailed (its location is then not empty:
+# not retried).
+ATHENA_TRANSIENT_ERRORS = ("Athena.TooManyRequestsException",)
 # The error of a failed execution; its cause starts with the original error's name.
 FAILED_ERROR = "driftloop.TrainingFailed"
 SAGEMAKER_EVENTS_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
@@ -68,6 +77,7 @@ SAGEMAKER_EVENTS_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
 class WorkflowFunctions:
     guard: lambda_.IFunction
     assemble: lambda_.IFunction
+    finish_assembly: lambda_.IFunction
     prepare: lambda_.IFunction
     register: lambda_.IFunction
     promote: lambda_.IFunction
@@ -83,6 +93,14 @@ class ApprovalSpec:
 
     function: lambda_.IFunction
     timeout: Duration
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """Where the AssembleFeedback UNLOAD runs: the deployment's Athena workgroup and Glue database."""
+
+    workgroup: str
+    database: str
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,7 @@ class TrainingWorkflow(Construct):
         state_machine_name: str,
         functions: WorkflowFunctions,
         job: TrainingJobSpec,
+        query: QuerySpec,
         failure_topic: EncryptedTopic,
         timeout: Duration,
         log_retention_days: int,
@@ -171,14 +190,31 @@ class TrainingWorkflow(Construct):
                 )
             ),
         )
-        assemble = self._invoke("Assemble", functions.assemble, AssemblyResult.path())
+        assemble = self._invoke("Assemble", functions.assemble, AssemblyPlan.path())
+        assemble_feedback = self._unload_state(query)
+        assemble_feedback.add_retry(
+            errors=list(ATHENA_TRANSIENT_ERRORS), interval=Duration.seconds(5), max_attempts=5, backoff_rate=2
+        )
+        finish_assembly = self._invoke("FinishAssembly", functions.finish_assembly, AssemblyResult.path())
         prepare = self._invoke("Prepare", functions.prepare, PrepareResult.path())
         train = self._train_state()
         register = self._invoke("Register", functions.register, RegistrationResult.path())
         promote = self._invoke("Promote", functions.promote, PromotionResult.path())
         reject = self._invoke("Reject", functions.reject, RejectionResult.path())
         release = self._invoke("Release", functions.release, ReleaseResult.path(), payload=release_payload)
-        for task in (guard, assemble, prepare, train, register, promote, reject, release):
+        caught = (
+            guard,
+            assemble,
+            assemble_feedback,
+            finish_assembly,
+            prepare,
+            train,
+            register,
+            promote,
+            reject,
+            release,
+        )
+        for task in caught:
             task.add_catch(record_failure, errors=["States.ALL"], result_path=StepError.path())
 
         # A Choice rule on a path that does not exist is a run-time error, so the first rule tells the paths apart
@@ -201,11 +237,16 @@ class TrainingWorkflow(Construct):
             .when(sfn.Condition.boolean_equals(RegistrationResult.path("passed"), True), passed)
             .otherwise(reject)
         )
+        assemble_feedback.next(finish_assembly).next(prepare).next(train).next(register).next(gate)
         acquired = (
             sfn.Choice(self, "Acquired?")
             .when(
                 sfn.Condition.boolean_equals(GuardResult.path("acquired"), True),
-                assemble.next(prepare).next(train).next(register).next(gate),
+                assemble.next(
+                    sfn.Choice(self, "FeedbackQuery?")
+                    .when(sfn.Condition.is_present(AssemblyPlan.path("unload")), assemble_feedback)
+                    .otherwise(finish_assembly)
+                ),
             )
             # Another run holds the lock, or the cooldown has not passed: Guard recorded a "skipped" decision.
             .otherwise(sfn.Succeed(self, "Skipped"))
@@ -315,6 +356,23 @@ class TrainingWorkflow(Construct):
             errors=list(SAGEMAKER_TRANSIENT_ERRORS), interval=Duration.seconds(10), max_attempts=5, backoff_rate=2
         )
         return train
+
+    def _unload_state(self, query: QuerySpec) -> sfn.CustomState:
+        # Raw ASL, as for Train: tasks.AthenaStartQueryExecution would grant the role Glue catalog writes and S3
+        # on every bucket; the stack grants what the UNLOAD reads and writes instead. The workgroup sets where
+        # the query's own results go.
+        state: dict[str, Any] = {
+            "Type": "Task",
+            "Resource": f"arn:{Aws.PARTITION}:states:::athena:startQueryExecution.sync",
+            "Parameters": {
+                "QueryString.$": AssemblyPlan.path("unload"),
+                "WorkGroup": query.workgroup,
+                "QueryExecutionContext": {"Database": query.database},
+            },
+            "ResultSelector": AssemblyQuery.SELECTOR,
+            "ResultPath": AssemblyQuery.path(),
+        }
+        return sfn.CustomState(self, "AssembleFeedback", state_json=state)
 
     def _grant_training_job(self, role: iam.IRole) -> None:
         """What ``createTrainingJob.sync`` needs, which a CustomState does not add by itself."""

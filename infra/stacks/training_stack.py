@@ -1,8 +1,8 @@
 """The training workflow: image, SageMaker role, workflow Lambdas, failure topic, state machine.
 
 The run lock (``<registry>runs/``) and the decisions are what Guard and Release touch in the registry; Assemble
-reads the training data, captures and feedback and writes the run's training set under the assembled prefix,
-which is the only data the SageMaker job reads.
+copies the training data and has Athena join captures with feedback (the state machine's UNLOAD), writing the
+run's training set under the assembled prefix, which is the only data the SageMaker job reads.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.common.catalog import CAPTURES_TABLE, FEEDBACK_TABLE
 from functions.common.registry import RegistryLayout
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from infra.bundling import WORKFLOW
@@ -26,13 +27,29 @@ from infra.constructs.encrypted_topic import EncryptedTopic
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.constructs.sagemaker_role import SageMakerExecutionRole
 from infra.constructs.training_image import TrainingImage
-from infra.constructs.training_workflow import ApprovalSpec, TrainingJobSpec, TrainingWorkflow, WorkflowFunctions
-from infra.grants import PrefixAccess, grant_missing_key_lookups, grant_object, grant_prefix
+from infra.constructs.training_workflow import (
+    ApprovalSpec,
+    QuerySpec,
+    TrainingJobSpec,
+    TrainingWorkflow,
+    WorkflowFunctions,
+)
+from infra.grants import PrefixAccess, grant_missing_key_lookups, grant_object, grant_prefix, objects_arn
 from infra.stacks.data_stack import SharedBucket
 
 WORKFLOW_HANDLERS = "functions.workflow.handlers"
 # The Service of the workflow Lambdas' log lines: one component, whichever step wrote the line.
 SERVICE = "workflow"
+
+
+@dataclass(frozen=True)
+class AthenaNames:
+    """The deployment's Glue database and Athena workgroup (the data stack creates them), and the data bucket's
+    prefix where the workgroup writes query results."""
+
+    database: str
+    workgroup: str
+    results_prefix: str
 
 
 @dataclass(frozen=True)
@@ -55,9 +72,11 @@ class TrainingStack(Stack):
         config: DriftloopConfig,
         data_bucket: SharedBucket,
         model_bucket: SharedBucket,
+        athena: AthenaNames,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.athena = athena
         removal = RemovalPolicy.RETAIN if config.retain else RemovalPolicy.DESTROY
         data, training = config.data, config.training
         self.data_bucket = data_bucket.import_into(self, "DataBucket")
@@ -102,12 +121,14 @@ class TrainingStack(Stack):
                 metric_definitions=_metric_definitions(),
                 tags={"driftloop:stage": config.stage},
             ),
+            query=QuerySpec(workgroup=athena.workgroup, database=athena.database),
             failure_topic=self.failure,
             timeout=Duration.seconds(training.workflow_timeout_seconds),
             log_retention_days=config.log_retention_days,
             removal_policy=removal,
         )
         self.state_machine: sfn.StateMachine = self.workflow.state_machine
+        self._grant_feedback_unload(config, self.state_machine.role)
 
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         CfnOutput(self, "FailureTopicArn", value=self.failure_topic.topic_arn)
@@ -157,7 +178,8 @@ class TrainingStack(Stack):
             hyperparameters=config.workflow_hyperparameters,
             assembled_prefix=data.assembled_prefix,
             capture_prefix=data.capture_prefix,
-            feedback_prefix=data.feedback_prefix,
+            glue_database=self.athena.database,
+            athena_workgroup=self.athena.workgroup,
             include_feedback=retraining.include_feedback,
             max_feedback_share=retraining.max_feedback_share,
             feedback_max_age_days=config.capture.feedback_max_age_days,
@@ -193,7 +215,8 @@ class TrainingStack(Stack):
         environment = self._settings(config).to_env()
         descriptions = {
             "guard": "Takes the run lock and checks the cooldown, or records why the run is skipped",
-            "assemble": "Assembles the run's training set: base data plus captured predictions with feedback",
+            "assemble": "Copies the run's base data and plans the Athena UNLOAD of captured predictions with feedback",
+            "finish_assembly": "Counts the run's feedback rows and writes the training set's manifest",
             "prepare": "Names the training job and builds its channels",
             "register": "Registers the trained bundle with its evaluation and lineage",
             "promote": "Makes the gated version the champion",
@@ -214,11 +237,20 @@ class TrainingStack(Stack):
         runs, decisions, versions = layout.runs_prefix, layout.decisions_prefix, layout.versions_prefix
         grants: dict[str, list[tuple[s3.IBucket, str, PrefixAccess]]] = {
             "guard": [(model, runs, "read-write"), (model, decisions, "read-write")],
+            # Assemble lists the capture folders (model versions) and has Athena read feedback (with its role);
+            # FinishAssembly's count query reads both; neither reads a record itself.
             "assemble": [
                 (bucket, data.training_data_prefix, "read"),
-                (bucket, data.capture_prefix, "read"),
+                (bucket, data.capture_prefix, "list"),
                 (bucket, data.feedback_prefix, "read"),
                 (bucket, data.assembled_prefix, "write"),
+                (bucket, self.athena.results_prefix, "read-write"),
+            ],
+            "finish_assembly": [
+                (bucket, data.capture_prefix, "read"),
+                (bucket, data.feedback_prefix, "read"),
+                (bucket, data.assembled_prefix, "read"),
+                (bucket, self.athena.results_prefix, "read-write"),
             ],
             "prepare": [],
             "register": [
@@ -236,10 +268,69 @@ class TrainingStack(Stack):
                 grant_prefix(steps[name].role, bucket, prefix, access)
         grant_object(steps["prepare"].role, model, layout.champion_key, "read")
         grant_object(steps["promote"].role, model, layout.champion_key, "read-write")
+        self._grant_queries(steps["assemble"].role, tables=(FEEDBACK_TABLE,))
+        self._grant_queries(steps["finish_assembly"].role, tables=(CAPTURES_TABLE, FEEDBACK_TABLE))
         # The steps that read keys that may be missing (no champion, run lock, version or evaluation yet) need a 404.
         for name in ("guard", "prepare", "register", "promote", "release"):
             grant_missing_key_lookups(steps[name].role, model)
         return steps
+
+    def _grant_queries(self, role: iam.IRole, *, tables: tuple[str, ...]) -> None:
+        """Run queries over ``tables`` in the deployment's workgroup and read their results: Athena reads the
+        catalog and the data with the caller's permissions."""
+        athena = self.athena
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "athena:StartQueryExecution",
+                    "athena:GetQueryExecution",
+                    "athena:GetQueryResults",
+                    "athena:StopQueryExecution",
+                ],
+                resources=[self.format_arn(service="athena", resource="workgroup", resource_name=athena.workgroup)],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartition", "glue:GetPartitions"],
+                resources=[
+                    self.format_arn(service="glue", resource="catalog"),
+                    self.format_arn(service="glue", resource="database", resource_name=athena.database),
+                    *(
+                        self.format_arn(service="glue", resource="table", resource_name=f"{athena.database}/{table}")
+                        for table in tables
+                    ),
+                ],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["s3:GetBucketLocation"], resources=[self.data_bucket.bucket_arn])
+        )
+
+    def _grant_feedback_unload(self, config: DriftloopConfig, role: iam.IRole) -> None:
+        """What AssembleFeedback's ``startQueryExecution.sync`` needs: the query (Athena reads the tables and writes
+        the UNLOAD's files and its results with the state machine's role), and nothing beyond those prefixes."""
+        data, bucket = config.data, self.data_bucket
+        self._grant_queries(role, tables=(CAPTURES_TABLE, FEEDBACK_TABLE))
+        accesses: tuple[tuple[str, PrefixAccess], ...] = (
+            (data.capture_prefix, "read"),
+            (data.feedback_prefix, "read"),
+            (data.assembled_prefix, "write"),
+            (self.athena.results_prefix, "read-write"),
+        )
+        for prefix, access in accesses:
+            grant_prefix(role, bucket, prefix, access)
+        # UNLOAD checks that its location is empty before it writes.
+        grant_prefix(role, bucket, data.assembled_prefix, "list")
+        # Athena writes large files in parts, and aborts the upload of a failed query's.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+                resources=[
+                    objects_arn(bucket, prefix) for prefix in (data.assembled_prefix, self.athena.results_prefix)
+                ],
+            )
+        )
 
 
 def _metric_definitions() -> list[dict[str, str]]:

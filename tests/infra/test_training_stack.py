@@ -19,8 +19,29 @@ from tests.infra.conftest import function_environment
 from training.contract import METRIC_DEFINITIONS
 
 # Every task of a run catches everything into RecordFailure.
-TASKS = ("Guard", "Assemble", "Prepare", "Train", "Register", "Promote", "Reject", "Release")
-FUNCTIONS = ("Guard", "Assemble", "Prepare", "Register", "Promote", "Reject", "RecordFailure", "Release")
+TASKS = (
+    "Guard",
+    "Assemble",
+    "AssembleFeedback",
+    "FinishAssembly",
+    "Prepare",
+    "Train",
+    "Register",
+    "Promote",
+    "Reject",
+    "Release",
+)
+FUNCTIONS = (
+    "Guard",
+    "Assemble",
+    "FinishAssembly",
+    "Prepare",
+    "Register",
+    "Promote",
+    "Reject",
+    "RecordFailure",
+    "Release",
+)
 RELEASES = ("Release", "ReleaseAfterFailure")
 MODEL_BUCKET = {"Fn::ImportValue": "driftloop-dev-ModelBucketName"}
 DATA_BUCKET = {"Fn::ImportValue": "driftloop-dev-DataBucketName"}
@@ -115,7 +136,13 @@ def test_states_run_guard_assemble_prepare_train_register_the_gate_then_release(
     assert acquired["Type"] == "Choice"
     assert acquired["Choices"] == [{"Variable": "$.guard.acquired", "BooleanEquals": True, "Next": "Assemble"}]
     assert acquired["Default"] == "Skipped"
-    assert states["Assemble"]["Next"] == "Prepare"
+    assert states["Assemble"]["Next"] == "FeedbackQuery?"
+    # Athena writes the feedback rows only when Assemble planned an UNLOAD; the base data alone needs none.
+    query = states["FeedbackQuery?"]
+    assert query["Choices"] == [{"Variable": "$.assembly_plan.unload", "IsPresent": True, "Next": "AssembleFeedback"}]
+    assert query["Default"] == "FinishAssembly"
+    assert states["AssembleFeedback"]["Next"] == "FinishAssembly"
+    assert states["FinishAssembly"]["Next"] == "Prepare"
     assert states["Prepare"]["Next"] == "Train"
     assert states["Train"]["Next"] == "Register"
     assert states["Register"]["Next"] == "GatePassed?"
@@ -191,7 +218,8 @@ def test_guard_record_failure_and_release_get_the_execution_id_from_the_context_
 def test_lambda_steps_put_their_results_where_the_next_steps_read_them(states: dict[str, Any]) -> None:
     expected = {
         "Guard": ("$.guard", "<GuardFunction"),
-        "Assemble": ("$.assembly", "<AssembleFunction"),
+        "Assemble": ("$.assembly_plan", "<AssembleFunction"),
+        "FinishAssembly": ("$.assembly", "<FinishAssemblyFunction"),
         "Prepare": ("$.prepare", "<PrepareFunction"),
         "Register": ("$.registration", "<RegisterFunction"),
         "Promote": ("$.promotion", "<PromoteFunction"),
@@ -232,6 +260,21 @@ def test_train_runs_a_sagemaker_training_job_and_waits_for_it(states: dict[str, 
     assert train["ResultPath"] == "$.training"
 
 
+def test_assemble_feedback_runs_the_planned_unload_in_the_workgroup_and_waits_for_it(states: dict[str, Any]) -> None:
+    unload = states["AssembleFeedback"]
+    assert unload["Resource"] == "arn:<AWS::Partition>:states:::athena:startQueryExecution.sync"
+    assert unload["Parameters"] == {
+        "QueryString.$": "$.assembly_plan.unload",
+        "WorkGroup": "driftloop-dev",
+        "QueryExecutionContext": {"Database": "driftloop_dev"},
+    }
+    assert unload["ResultSelector"] == {
+        "QueryExecutionId.$": "$.QueryExecution.QueryExecutionId",
+        "DataScannedInBytes.$": "$.QueryExecution.Statistics.DataScannedInBytes",
+    }
+    assert unload["ResultPath"] == "$.assembly_query"
+
+
 @pytest.mark.parametrize("name", TASKS)
 def test_every_task_retries_transient_errors_and_catches_everything_into_record_failure(
     states: dict[str, Any], name: str
@@ -240,6 +283,9 @@ def test_every_task_retries_transient_errors_and_catches_everything_into_record_
     retried = {error for retry in state["Retry"] for error in retry["ErrorEquals"]}
     if name == "Train":
         assert retried == {"SageMaker.AmazonSageMakerException"}
+    elif name == "AssembleFeedback":
+        # A failed UNLOAD may have written part of its files: its location is no longer empty, not retried.
+        assert retried == {"Athena.TooManyRequestsException"}
     else:
         assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException"} <= retried
         # Errors the function raises itself are failures, not retried.
@@ -438,7 +484,8 @@ def test_workflow_function_settings(training_template: Template, name: str) -> N
                     ),
                     "DRIFTLOOP_ASSEMBLED_PREFIX": "assembled/",
                     "DRIFTLOOP_CAPTURE_PREFIX": "captures/",
-                    "DRIFTLOOP_FEEDBACK_PREFIX": "feedback/",
+                    "GLUE_DATABASE": "driftloop_dev",
+                    "ATHENA_WORKGROUP": "driftloop-dev",
                     "DRIFTLOOP_INCLUDE_FEEDBACK": "true",
                     "DRIFTLOOP_MAX_FEEDBACK_SHARE": "0.3",
                     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
@@ -553,17 +600,87 @@ def test_release_touches_only_the_run_lock(training_template: Template) -> None:
     assert len(objects) == 1
 
 
-def test_assemble_reads_data_captures_and_feedback_and_writes_only_the_assembled_prefix(
+WORKGROUP_ARN = {
+    "Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":athena:", {"Ref": "AWS::Region"}, ":",
+                      {"Ref": "AWS::AccountId"}, ":workgroup/driftloop-dev"]]
+}  # fmt: skip
+QUERY_ACTIONS = {
+    "athena:StartQueryExecution",
+    "athena:GetQueryExecution",
+    "athena:GetQueryResults",
+    "athena:StopQueryExecution",
+}
+
+
+def glue_arn(resource: str) -> dict[str, Any]:
+    return {
+        "Fn::Join": [
+            "",
+            ["arn:", {"Ref": "AWS::Partition"}, ":glue:", {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"},
+             f":{resource}"],
+        ]
+    }  # fmt: skip
+
+
+def test_assemble_copies_the_data_lists_capture_folders_and_queries_only_feedback(
     training_template: Template,
 ) -> None:
     role = "AssembleFunctionRole"
-    for prefix in ("training-data/", "captures/", "feedback/"):
+    for prefix in ("training-data/", "feedback/"):
         assert actions_on(training_template, role, object_arn(DATA_BUCKET, prefix)) == {"s3:GetObject"}, prefix
+    # The capture folders name the model versions; Assemble reads no capture (its first query reads feedback).
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "captures/")) == set()
     assert actions_on(training_template, role, object_arn(DATA_BUCKET, "assembled/")) == {"s3:PutObject"}
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "athena/")) == {"s3:GetObject", "s3:PutObject"}
+    assert actions_on(training_template, role, WORKGROUP_ARN) == QUERY_ACTIONS
+    assert actions_on(training_template, role, glue_arn("table/driftloop_dev/feedback")) == {
+        "glue:GetDatabase",
+        "glue:GetTable",
+        "glue:GetPartition",
+        "glue:GetPartitions",
+    }
+    assert actions_on(training_template, role, glue_arn("table/driftloop_dev/captures")) == set()
     policy = statements(training_template, role)
     writes = [s for s in policy if "s3:PutObject" in json.dumps(s["Action"])]
-    assert len(writes) == 1
+    assert len(writes) == 2  # the assembled prefix, and the workgroup's query results
     assert "ModelBucketName" not in json.dumps(policy)
+    assert not any(action.startswith("glue:") and not action.startswith("glue:Get") for action in _actions(policy))
+
+
+def test_finish_assembly_counts_with_athena_and_writes_nothing_but_query_results(training_template: Template) -> None:
+    role = "FinishAssemblyFunctionRole"
+    for prefix in ("captures/", "feedback/", "assembled/"):
+        assert actions_on(training_template, role, object_arn(DATA_BUCKET, prefix)) == {"s3:GetObject"}, prefix
+    assert actions_on(training_template, role, WORKGROUP_ARN) == QUERY_ACTIONS
+    policy = statements(training_template, role)
+    writes = [s for s in policy if "s3:PutObject" in json.dumps(s["Action"])]
+    assert [w["Resource"] for w in writes] == [object_arn(DATA_BUCKET, "athena/")]
+
+
+def test_state_machine_unloads_feedback_reading_only_captures_and_feedback_and_writing_assembled_sets(
+    training_template: Template,
+) -> None:
+    role = "WorkflowStateMachineRole"
+    for prefix in ("captures/", "feedback/"):
+        assert actions_on(training_template, role, object_arn(DATA_BUCKET, prefix)) == {"s3:GetObject"}, prefix
+    parts = {"s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "assembled/")) == {"s3:PutObject", *parts}
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "athena/")) == {
+        "s3:GetObject",
+        "s3:PutObject",
+        *parts,
+    }
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "training-data/")) == set()
+    assert actions_on(training_template, role, WORKGROUP_ARN) == QUERY_ACTIONS
+    for table in ("captures", "feedback"):
+        assert "glue:GetTable" in actions_on(training_template, role, glue_arn(f"table/driftloop_dev/{table}"))
+    policy = statements(training_template, role)
+    assert not any(action.startswith("glue:") and not action.startswith("glue:Get") for action in _actions(policy))
+    assert not any(action.startswith(("lakeformation:", "s3:CreateBucket")) for action in _actions(policy))
+
+
+def _actions(policy: list[dict[str, Any]]) -> list[str]:
+    return [a for s in policy for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
 
 
 def test_assembled_data_sets_expire_with_the_training_outputs(data_template: Template) -> None:

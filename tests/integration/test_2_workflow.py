@@ -23,11 +23,12 @@ from tests.plugins.local_cloud import unique
 pytestmark = pytest.mark.integration
 
 INVALID_DATA_KEY = "training-data/zz-invalid.csv"
+# retraining.include_feedback is on: Athena's UNLOAD writes the feedback rows (none before any feedback).
 SUCCESS_PATH = [
-    "Guard", "Acquired?", "Assemble", "Prepare", "Train", "Register", "GatePassed?", "Promote", "Release", "Outcome",
-    "Promoted",
+    "Guard", "Acquired?", "Assemble", "FeedbackQuery?", "AssembleFeedback", "FinishAssembly", "Prepare", "Train",
+    "Register", "GatePassed?", "Promote", "Release", "Outcome", "Promoted",
 ]  # fmt: skip
-REJECTION_PATH = [*SUCCESS_PATH[:7], "Reject", "Release", "Outcome", "Rejected"]
+REJECTION_PATH = [*SUCCESS_PATH[: SUCCESS_PATH.index("Promote")], "Reject", "Release", "Outcome", "Rejected"]
 FAILURE_PATH = ["RecordFailure", "ReleaseAfterFailure", "NotifyFailure", "TrainingFailed"]
 SKIPPED_PATH = ["Guard", "Acquired?", "Skipped"]
 
@@ -127,7 +128,7 @@ def test_invalid_training_data_fails_the_run_with_the_programs_validation_reason
 ) -> None:
     run = invalid_data_run
     assert run.status == "FAILED", run
-    assert run.states[: run.states.index("Train") + 1] == SUCCESS_PATH[:5]
+    assert run.states[: run.states.index("Train") + 1] == SUCCESS_PATH[: SUCCESS_PATH.index("Train") + 1]
     assert run.states[-4:] == FAILURE_PATH
     assert "Register" not in run.states
     decisions = deployed.decisions_of(run.arn)

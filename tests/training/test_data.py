@@ -111,3 +111,46 @@ def test_missing_value_tokens_leave_parquet_numbers_alone(tmp_path: Path) -> Non
     frame = load_training_data(tmp_path, ["-1", "?"]).frame
     assert frame["code"].isna().tolist() == [True, True, False]
     assert frame["amount"].tolist() == [-1.0, 2.0, 3.0]
+
+
+def unloaded(frame: pd.DataFrame, path: Path) -> None:
+    """``frame`` as Athena's UNLOAD writes it: Parquet, every column text (NULL when missing), names in lower case,
+    a file name without a suffix."""
+    text = frame.astype(object).where(frame.notna(), None).map(lambda v: None if v is None else f"{v}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text.rename(columns=str.lower).to_parquet(path)
+
+
+def test_feedback_unloaded_by_athena_is_read_beside_the_base_data_by_its_parquet_magic(
+    make_job: MakeJob, churn_data: pd.DataFrame
+) -> None:
+    base = make_job({**CHURN, "test_size": "0.2"}, {"base/history.csv": churn_data.head(400)})
+    channel = Layout(base).channel("train")
+    unloaded(churn_data.iloc[400:500], channel / "feedback" / "20261207_093000_00001_abcde_0a1b2c3d")
+    (channel / "feedback" / "20261207_093000_00001_abcde_empty").write_bytes(b"")  # no rows: nothing written
+
+    assert run(base) == 0, failure(base)
+    data = metadata(base).training_data
+    assert data["files"] == ["base/history.csv", "feedback/20261207_093000_00001_abcde_0a1b2c3d"]
+    assert data["rows"] == 500
+
+
+def test_unloaded_feedback_columns_match_the_base_headers_case(tmp_path: Path, churn_data: pd.DataFrame) -> None:
+    data = churn_data.head(5).rename(columns={"region": "Region", "churned": "Churned"})
+    data.to_csv(tmp_path / "base.csv", index=False)
+    unloaded(data, tmp_path / "feedback" / "part_0")
+    frame = load_training_data(tmp_path).frame
+    assert list(frame.columns) == list(data.columns)
+    assert frame["Region"].tolist() == data["Region"].tolist() * 2
+
+
+def test_a_file_under_feedback_without_a_suffix_that_is_not_parquet_fails_naming_it(
+    make_job: MakeJob, churn_data: pd.DataFrame
+) -> None:
+    base = make_job(CHURN, churn_data.head(100))
+    channel = Layout(base).channel("train")
+    (channel / "notes").write_text("a suffix-less file outside feedback/ is not data\n")
+    (channel / "feedback").mkdir()
+    (channel / "feedback" / "part_0").write_text("a,b\n1,2\n")
+    assert run(base) == 1
+    assert failure(base) == "training file feedback/part_0 has no .csv or .parquet suffix and is not Parquet"

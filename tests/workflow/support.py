@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import boto3
+
 from functions.common.registry import Registry, new_version_id, utc_now
 from functions.workflow import steps
+from functions.workflow.athena import Athena
 from functions.workflow.settings import WorkflowSettings
 from functions.workflow.state import RunState
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
@@ -26,7 +29,8 @@ SETTINGS = WorkflowSettings(
     hyperparameters={"target": "churned", "algorithm": "random_forest", "min_metric": "0.6", "min_improvement": "0.01"},
     assembled_prefix="assembled/",
     capture_prefix="captures/",
-    feedback_prefix="feedback/",
+    glue_database="driftloop_test",
+    athena_workgroup="driftloop-test",
     include_feedback=False,
     feedback_max_age_days=30,
     max_feedback_share=0.3,
@@ -37,6 +41,14 @@ SETTINGS = WorkflowSettings(
 
 def settings(**changes: Any) -> WorkflowSettings:
     return replace(SETTINGS, **changes)
+
+
+def assemble_base_data(s3: S3Client, state: dict[str, Any], config: WorkflowSettings = SETTINGS) -> dict[str, Any]:
+    """Assemble's result without feedback (the state machine skips the UNLOAD, Athena is never asked)."""
+    assert not config.include_feedback
+    athena = Athena(boto3.client("athena", region_name="us-east-1"), config.athena_workgroup, config.glue_database)
+    state = {**state, "assembly_plan": steps.plan_assembly_step(config, s3, athena, RunState.parse(state))}
+    return steps.finish_assembly_step(config, s3, athena, RunState.parse(state))
 
 
 def prepared_state(
@@ -52,6 +64,6 @@ def prepared_state(
         "trigger": trigger,
         "version": new_version_id(),
     }
-    state["assembly"] = steps.assemble_data(SETTINGS, s3, RunState.parse(state))
+    state["assembly"] = assemble_base_data(s3, state)
     state["prepare"] = steps.prepare(SETTINGS, registry, RunState.parse(state)).to_json()
     return state

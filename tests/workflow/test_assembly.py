@@ -1,22 +1,29 @@
-"""Assemble: the base data copied, captured predictions joined with their feedback, the fingerprint and counts."""
+"""Assemble: the base data copied, captured predictions joined with their feedback by Athena (the local cloud's
+engine here), the fingerprint and counts; the steps run as the state machine runs them (AssembleData, the UNLOAD,
+FinishAssembly)."""
 
 from __future__ import annotations
 
-import csv
-import io
+import gzip
 import json
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from functions.common.layout import capture_hour_prefix, feedback_hour_prefix, hour_value
+from functions.common import layout
+from functions.common.layout import HOUR_PARTITION, MODEL_VERSION_PARTITION
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.workflow import assembly, steps
 from functions.workflow.assembly import AssemblyError
+from functions.workflow.athena import Athena
 from functions.workflow.state import RunState
 from tests.plugins.aws import DATA_BUCKET
+from tests.workflow.local_athena import DATABASE, LocalAthena
 from tests.workflow.support import settings
 
 if TYPE_CHECKING:
@@ -40,12 +47,46 @@ def base_data(s3: S3Client) -> None:
         put(s3, key, body)
 
 
-def run(s3: S3Client, version: str = "v20260302-093000-aaaaaa", **changes: Any) -> dict[str, Any]:
-    return steps.assemble_data(settings(**changes), s3, RunState.parse({"guard": {"version": version}}), now=NOW)
+class Run:
+    """A run's Assemble as the state machine runs it; ``engine`` is Athena (the Lambdas' and the UNLOAD's)."""
+
+    def __init__(self, s3: S3Client) -> None:
+        # Athena reads S3 with a client of its own, so what the Lambdas read themselves can be told apart.
+        self.engine = LocalAthena(boto3.client("s3", region_name="us-east-1"))
+        self.athena = Athena(cast(Any, self.engine), "driftloop-test", DATABASE, sleep=lambda _: None)
+        self.s3 = s3
+        self.plan: dict[str, Any] = {}
+
+    def __call__(self, version: str = "v20260302-093000-aaaaaa", **changes: Any) -> dict[str, Any]:
+        config = settings(**changes)
+        state: dict[str, Any] = {"guard": {"version": version}}
+        self.plan = state["assembly_plan"] = steps.plan_assembly_step(
+            config, self.s3, self.athena, RunState.parse(state), now=NOW
+        )
+        if "unload" in self.plan:  # the FeedbackQuery? choice
+            self.engine.unload(self.plan["unload"])
+            state["assembly_query"] = {"QueryExecutionId": "unload-1", "DataScannedInBytes": 1234}
+        return steps.finish_assembly_step(config, self.s3, self.athena, RunState.parse(state))
+
+
+@pytest.fixture
+def run(s3: S3Client) -> Run:
+    return Run(s3)
 
 
 def read(s3: S3Client, key: str) -> bytes:
     return s3.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read()
+
+
+def feedback_rows(s3: S3Client, result: dict[str, Any]) -> list[dict[str, str | None]]:
+    """The rows of the Parquet files the UNLOAD wrote under the run's ``feedback/``."""
+    found = []
+    for item in result["objects"]:
+        if item["key"].startswith("feedback/"):
+            body = read(s3, result["prefix"] + item["key"])
+            assert body[:4] == b"PAR1"
+            found.extend(pq.read_table(pa.BufferReader(body)).to_pylist())
+    return found
 
 
 def capture(
@@ -57,16 +98,21 @@ def capture(
     arrived: datetime | None = None,
     answer: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Captured predictions served at ``served`` (by a classifier unless ``answer`` says otherwise), in the hour
-    partition of their arrival (default: when served); returns their ids."""
+    """Captured predictions served at ``served`` (by a classifier unless ``answer`` says otherwise), gzipped in the
+    hour partition of their arrival (default: when served), as Firehose writes them; returns their ids."""
     ids = new_prediction_ids(len(features), served)
     records = [
         PredictionRecord(prediction_id, served.isoformat(), model_version, instance, **(answer or {"label": "1"}))
         for prediction_id, instance in zip(ids, features, strict=True)
     ]
-    hour = hour_value(arrived or served)
-    put(s3, capture_hour_prefix("captures/", model_version, hour) + "part-1.json", to_json_lines(records))
+    hour = layout.hour_value(arrived or served)
+    key = f"captures/{MODEL_VERSION_PARTITION}={model_version}/{HOUR_PARTITION}={hour}/part-{ids[0]}.gz"
+    put(s3, key, gzip.compress(to_json_lines(records)))
     return ids
+
+
+def feedback_at(received: datetime, name: str) -> str:
+    return f"feedback/{HOUR_PARTITION}={layout.hour_value(received)}/{name}"
 
 
 def feedback(s3: S3Client, received: datetime, labels: dict[str, Any], name: str = "part-1.json") -> None:
@@ -74,18 +120,14 @@ def feedback(s3: S3Client, received: datetime, labels: dict[str, Any], name: str
     for prediction_id, label in labels.items():
         # Regression feedback is a value, classification feedback a label.
         truth = {"value": label} if isinstance(label, float) else {"label": label}
-        records.append(FeedbackRecord(prediction_id, received.isoformat(), **truth))
-    put(s3, feedback_hour_prefix("feedback/", hour_value(received)) + name, to_json_lines(records))
+        records.append(FeedbackRecord(prediction_id, received.isoformat(timespec="milliseconds"), **truth))
+    put(s3, feedback_at(received, name), to_json_lines(records))
 
 
-def rows(body: bytes) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(body.decode())))
-
-
-def test_the_base_data_is_copied_server_side_under_the_runs_prefix(s3: S3Client) -> None:
+def test_the_base_data_is_copied_server_side_under_the_runs_prefix(s3: S3Client, run: Run) -> None:
     base_data(s3)
 
-    result = run(s3)
+    result = run()
 
     folder = "assembled/v20260302-093000-aaaaaa/"
     assert result["prefix"] == folder and result["uri"] == f"s3://{DATA_BUCKET}/{folder}"
@@ -101,9 +143,11 @@ def test_the_base_data_is_copied_server_side_under_the_runs_prefix(s3: S3Client)
     manifest = json.loads(read(s3, "assembled/v20260302-093000-aaaaaa.manifest.json"))
     assert manifest["fingerprint"] == result["fingerprint"] and manifest["objects"] == result["objects"]
     assert result["manifest"] == f"s3://{DATA_BUCKET}/assembled/v20260302-093000-aaaaaa.manifest.json"
+    # Nothing for Athena to write: the state machine skips the UNLOAD.
+    assert "unload" not in run.plan and run.engine.queries == []
 
 
-def test_feedback_is_joined_with_its_captures_across_day_partitions_and_model_versions(s3: S3Client) -> None:
+def test_feedback_is_joined_with_its_captures_across_hour_partitions_and_model_versions(s3: S3Client, run: Run) -> None:
     base_data(s3)
     # Served on two days under two model versions; one prediction is never labelled.
     first_day: list[dict[str, Any]] = [
@@ -114,20 +158,22 @@ def test_feedback_is_joined_with_its_captures_across_day_partitions_and_model_ve
     new_ids = capture(s3, "v2", NOW - timedelta(hours=1), [{"tenure": 7.5, "contract": "yearly", "region": "west"}] * 2)
     uncaptured = new_prediction_ids(1, NOW - timedelta(hours=5))[0]
     feedback(s3, NOW - timedelta(days=1), {old_ids[0]: "0", old_ids[1]: "1", uncaptured: "1"})
-    # A later correction for the same prediction wins; an id this service never issued is counted.
+    # A later correction for the same prediction wins; an id this service cannot have issued is counted.
     feedback(s3, NOW, {old_ids[0]: "1", new_ids[0]: "0", "f" * 32: "1"})
 
-    result = run(s3, include_feedback=True, max_feedback_share=1.0)
+    result = run(include_feedback=True, max_feedback_share=1.0)
 
-    assert rows(read(s3, result["prefix"] + "feedback/feedback.csv")) == sorted(
-        [
-            {"customer_id": "", "tenure": "5", "contract": "monthly", "churned": "1"},
-            {"customer_id": "", "tenure": "60", "contract": "", "churned": "1"},
-            {"customer_id": "", "tenure": "7.5", "contract": "yearly", "churned": "0"},
-        ],
-        key=lambda row: {"5": old_ids[0], "60": old_ids[1], "7.5": new_ids[0]}[row["tenure"]],
-    )
-    assert result["counts"]["feedback"] == {
+    # Exactly the base data's columns; a base column the capture lacks, or a null feature, is missing (NULL).
+    assert sorted(feedback_rows(s3, result), key=lambda row: str(row["tenure"])) == [
+        {"customer_id": None, "tenure": "5", "contract": "monthly", "churned": "1"},
+        {"customer_id": None, "tenure": "60", "contract": None, "churned": "1"},
+        {"customer_id": None, "tenure": "7.5", "contract": "yearly", "churned": "0"},
+    ]
+    counts = result["counts"]["feedback"]
+    # The hours the three usable ids' times name (each time's id prefix spans about 17.5 minutes, plus the arrival
+    # slack), not the 720 hours of the window.
+    assert 3 <= counts.pop("capture_hours") <= 6
+    assert counts == {
         "records": 6,
         "joined": 3,
         "unmatched": 1,
@@ -139,18 +185,34 @@ def test_feedback_is_joined_with_its_captures_across_day_partitions_and_model_ve
         "max_rows": None,
         "capped": 0,
         "callers": 1,
-        "dropped_features": ["region"],
         "missing_columns": ["customer_id"],
-        # Two feedback objects, and the two capture objects of the days the ids name (of four partitions read).
-        "reads": {"objects": 4, "malformed_objects": 0, "malformed_records": 0},
-        "skipped": None,
+        "model_versions": 2,
+        "athena": {"query_execution_id": "unload-1", "scanned_bytes": 1234},
     }
     assert result["counts"]["rows"] == {"base": 3, "feedback": 3}
-    assert [item["key"] for item in result["objects"]][-1] == "feedback/feedback.csv"
+    assert [item["key"] for item in result["objects"]][-1].startswith("feedback/")
     assert result["object_count"] == 3
 
 
-def test_feedback_older_than_the_max_age_is_not_read_and_regression_values_fill_the_target(s3: S3Client) -> None:
+def test_the_lambdas_read_no_capture_or_feedback_object_themselves(s3: S3Client, run: Run) -> None:
+    base_data(s3)
+    ids = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure": 2, "contract": "monthly"}] * 3)
+    feedback(s3, NOW, dict.fromkeys(ids, "1"))
+    fetched: list[str] = []
+    s3.meta.events.register("provide-client-params.s3.GetObject", lambda params, **_: fetched.append(params["Key"]))
+
+    result = run(include_feedback=True, max_feedback_share=1.0)
+
+    assert result["counts"]["feedback"]["joined"] == 3 and len(feedback_rows(s3, result)) == 3
+    read_by_lambdas = [key for key in fetched if not key.startswith(result["prefix"] + "feedback/")]
+    assert read_by_lambdas and all(key.startswith(("training-data/", result["prefix"])) for key in read_by_lambdas)
+    # Athena's queries: the id prefixes, the UNLOAD's SELECT, the counts.
+    assert len(run.engine.queries) == 3
+
+
+def test_feedback_older_than_the_max_age_is_not_read_and_regression_values_fill_the_target(
+    s3: S3Client, run: Run
+) -> None:
     base_data(s3)
     # A regressor's predictions, served within the age limit (a label must fit the task of the model that served
     # it, and feedback about a prediction older than the limit is dropped: see the tests below).
@@ -160,19 +222,21 @@ def test_feedback_older_than_the_max_age_is_not_read_and_regression_values_fill_
     feedback(s3, NOW - timedelta(days=31), {old: 1.0})
     feedback(s3, NOW - timedelta(days=2), {recent: 0.25})
 
-    result = run(s3, include_feedback=True, feedback_max_age_days=30)
+    result = run(include_feedback=True, feedback_max_age_days=30)
 
-    [row] = rows(read(s3, result["prefix"] + "feedback/feedback.csv"))
+    [row] = feedback_rows(s3, result)
     assert row["churned"] == "0.25"
     assert result["counts"]["feedback"]["records"] == 1
 
 
-def test_a_label_for_a_prediction_served_longer_ago_than_the_age_limit_is_not_trained_on(s3: S3Client) -> None:
+def test_a_label_for_a_prediction_served_longer_ago_than_the_age_limit_is_not_trained_on(
+    s3: S3Client, run: Run
+) -> None:
     base_data(s3)
     [old] = capture(s3, "v1", NOW - timedelta(days=31), [{"tenure": 1, "contract": "monthly"}])
     feedback(s3, NOW - timedelta(days=2), {old: "1"})
 
-    result = run(s3, include_feedback=True, feedback_max_age_days=30, max_feedback_share=1.0)
+    result = run(include_feedback=True, feedback_max_age_days=30, max_feedback_share=1.0)
 
     counts = result["counts"]["feedback"]
     assert (counts["records"], counts["expired"], counts["joined"]) == (1, 1, 0)
@@ -180,7 +244,7 @@ def test_a_label_for_a_prediction_served_longer_ago_than_the_age_limit_is_not_tr
 
 
 def test_a_label_that_does_not_fit_the_task_of_the_model_that_served_the_prediction_is_not_trained_on(
-    s3: S3Client,
+    s3: S3Client, run: Run
 ) -> None:
     base_data(s3)
     classified = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure": 1, "contract": "monthly"}] * 2)
@@ -190,105 +254,167 @@ def test_a_label_that_does_not_fit_the_task_of_the_model_that_served_the_predict
     # A number for a classifier's prediction, a label for a regressor's: neither is a training label.
     feedback(s3, NOW, {classified[0]: 0.25, estimated: "1", classified[1]: "0"})
 
-    result = run(s3, include_feedback=True, max_feedback_share=1.0)
+    result = run(include_feedback=True, max_feedback_share=1.0)
 
-    [row] = rows(read(s3, result["prefix"] + "feedback/feedback.csv"))
+    [row] = feedback_rows(s3, result)
     assert (row["tenure"], row["churned"]) == ("1", "0")
     assert (result["counts"]["feedback"]["misfits"], result["counts"]["feedback"]["joined"]) == (2, 1)
 
 
-def test_a_prediction_served_before_the_hour_that_reached_the_next_hours_partition_is_joined(s3: S3Client) -> None:
+def test_a_prediction_served_before_the_hour_ends_that_reached_the_next_hours_partition_is_joined(
+    s3: S3Client, run: Run
+) -> None:
     base_data(s3)
-    served = datetime(2026, 3, 1, 13, 59, 58, tzinfo=UTC)
+    served = datetime(2026, 3, 1, 23, 59, 58, tzinfo=UTC)
     [late] = capture(s3, "v1", served, [{"tenure": 4, "contract": "monthly"}], arrived=served + timedelta(seconds=5))
     feedback(s3, NOW, {late: "1"})
 
-    result = run(s3, include_feedback=True, max_feedback_share=1.0)
+    result = run(include_feedback=True, max_feedback_share=1.0)
 
-    assert [row["tenure"] for row in rows(read(s3, result["prefix"] + "feedback/feedback.csv"))] == ["4"]
+    assert [row["tenure"] for row in feedback_rows(s3, result)] == ["4"]
     assert result["counts"]["feedback"]["unmatched"] == 0
 
 
-def test_a_malformed_feedback_record_is_counted_and_the_rest_still_joined(s3: S3Client) -> None:
+def test_a_prediction_firehose_delivered_twice_is_one_training_row(s3: S3Client, run: Run) -> None:
+    base_data(s3)
+    served = NOW - timedelta(hours=3)
+    [twice] = capture(s3, "v1", served, [{"tenure": 4, "contract": "monthly"}])
+    listed = s3.list_objects_v2(Bucket=DATA_BUCKET, Prefix="captures/")["Contents"]
+    put(s3, listed[0]["Key"].replace("part-", "retry-"), read(s3, listed[0]["Key"]))
+    feedback(s3, NOW, {twice: "1"})
+
+    result = run(include_feedback=True, max_feedback_share=1.0)
+
+    assert len(feedback_rows(s3, result)) == 1 and result["counts"]["feedback"]["joined"] == 1
+
+
+def test_a_feedback_record_without_an_id_is_counted_and_the_rest_still_joined(s3: S3Client, run: Run) -> None:
     base_data(s3)
     [served] = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure": 2, "contract": "monthly"}])
     feedback(s3, NOW, {served: "1"})
-    put(s3, feedback_hour_prefix("feedback/", hour_value(NOW)) + "part-2.json", b'{"label": "1"}\n')
+    put(s3, feedback_at(NOW, "part-2.json"), json.dumps({"time": NOW.isoformat(), "label": "1"}).encode() + b"\n")
 
-    result = run(s3, include_feedback=True, max_feedback_share=1.0)
+    result = run(include_feedback=True, max_feedback_share=1.0)
 
     assert result["counts"]["feedback"]["joined"] == 1
-    assert result["counts"]["feedback"]["reads"]["malformed_records"] == 1
+    assert result["counts"]["feedback"]["invalid_ids"] == 1
 
 
-def test_the_fingerprint_is_stable_and_changes_with_the_data(s3: S3Client) -> None:
+def test_feedback_received_after_the_run_started_is_left_to_the_next_run(s3: S3Client, run: Run) -> None:
     base_data(s3)
-    first = run(s3, "v20260302-093000-aaaaaa", include_feedback=True)
-    again = run(s3, "v20260302-093500-bbbbbb", include_feedback=True)
+    ids = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure": 2, "contract": "monthly"}] * 2)
+    feedback(s3, NOW, {ids[0]: "1"})
+    # Same hour partition, a second after the run's time: the UNLOAD and the counts agree to leave it out.
+    feedback(s3, NOW + timedelta(seconds=1), {ids[1]: "0"}, name="part-2.json")
+
+    result = run(include_feedback=True, max_feedback_share=1.0)
+
+    assert [row["churned"] for row in feedback_rows(s3, result)] == ["1"]
+    assert result["counts"]["feedback"]["records"] == 1
+
+
+def test_the_fingerprint_is_stable_and_changes_with_the_data(s3: S3Client, run: Run) -> None:
+    base_data(s3)
+    first = run("v20260302-093000-aaaaaa", include_feedback=True)
+    again = run("v20260302-093500-bbbbbb", include_feedback=True)
     assert first["fingerprint"] == again["fingerprint"]
 
     put(s3, "training-data/2026/feb.csv", HEADER + b"c3,12,monthly,1\n")
-    changed_base = run(s3, "v20260302-094000-cccccc", include_feedback=True)
+    changed_base = run("v20260302-094000-cccccc", include_feedback=True)
     [served] = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure": 2, "contract": "monthly"}])
     feedback(s3, NOW, {served: "1"})
-    new_feedback = run(s3, "v20260302-094500-dddddd", include_feedback=True)
+    new_feedback = run("v20260302-094500-dddddd", include_feedback=True, max_feedback_share=1.0)
 
     fingerprints = {first["fingerprint"], changed_base["fingerprint"], new_feedback["fingerprint"]}
     assert len(fingerprints) == 3
     expected = assembly.fingerprint((item["key"], item["etag"]) for item in changed_base["objects"])
     assert changed_base["fingerprint"] == expected  # copies of single-part objects keep the source's ETag
+    [written] = [item for item in new_feedback["objects"] if item["key"].startswith("feedback/")]
+    base_only = assembly.fingerprint((item["key"], item["etag"]) for item in new_feedback["objects"][:-1])
+    assert new_feedback["fingerprint"] == assembly.fingerprint(
+        [("base/", base_only), (written["key"], written["etag"])]
+    )
 
 
-def test_with_include_feedback_off_only_the_base_data_is_assembled(s3: S3Client) -> None:
+def test_with_include_feedback_off_only_the_base_data_is_assembled(s3: S3Client, run: Run) -> None:
     base_data(s3)
     [served] = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure": 2, "contract": "monthly"}])
     feedback(s3, NOW, {served: "1"})
 
-    result = run(s3, include_feedback=False)
+    result = run(include_feedback=False)
 
     assert [item["key"] for item in result["objects"]] == ["base/2026/feb.csv", "base/2026/jan.csv"]
     listed = s3.list_objects_v2(Bucket=DATA_BUCKET, Prefix=result["prefix"] + "feedback/")
     assert listed["KeyCount"] == 0
 
 
-def test_feedback_that_matches_no_capture_writes_no_file_but_is_counted(s3: S3Client) -> None:
+def test_feedback_that_matches_no_capture_writes_no_file_but_is_counted(s3: S3Client, run: Run) -> None:
     base_data(s3)
     feedback(s3, NOW, {new_prediction_ids(1, NOW - timedelta(hours=1))[0]: "1"})
 
-    result = run(s3, include_feedback=True)
+    result = run(include_feedback=True)
 
     assert result["counts"]["feedback"]["unmatched"] == 1 and result["counts"]["feedback"]["joined"] == 0
     assert result["object_count"] == 2
+    # No capture folder at all: the query reads no capture.
+    assert result["counts"]["feedback"]["model_versions"] == 0
 
 
-def test_a_target_missing_from_the_training_data_is_refused_before_anything_is_copied(s3: S3Client) -> None:
+def test_a_target_missing_from_the_training_data_is_refused_before_anything_is_copied(s3: S3Client, run: Run) -> None:
     base_data(s3)
     with pytest.raises(AssemblyError, match="target column 'label' is not in the training data's header"):
-        run(s3, include_feedback=True, hyperparameters={"target": "label"})
+        run(include_feedback=True, hyperparameters={"target": "label"})
+    assert s3.list_objects_v2(Bucket=DATA_BUCKET, Prefix="assembled/")["KeyCount"] == 0
+
+
+def test_base_columns_athena_would_take_for_one_name_are_refused_before_anything_is_copied(
+    s3: S3Client, run: Run
+) -> None:
+    put(s3, "training-data/data.csv", b"Tenure,tenure,churned\n1,2,0\n")
+    with pytest.raises(AssemblyError, match="columns 'Tenure' and 'tenure', the same name to Athena"):
+        run(include_feedback=True)
     assert s3.list_objects_v2(Bucket=DATA_BUCKET, Prefix="assembled/")["KeyCount"] == 0
 
 
 def test_a_header_longer_than_the_first_ranged_read_is_read_whole(
-    s3: S3Client, monkeypatch: pytest.MonkeyPatch
+    s3: S3Client, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(assembly, "HEADER_BYTES", 8)
     put(s3, "training-data/data.csv", b'"tenure, in months",contract,churned\n3,monthly,1\n')
     [served] = capture(s3, "v1", NOW - timedelta(hours=2), [{"tenure, in months": 2, "contract": "monthly"}])
     feedback(s3, NOW, {served: "0"})
 
-    result = run(s3, include_feedback=True, max_feedback_share=1.0)
+    result = run(include_feedback=True, max_feedback_share=1.0)
 
-    body = read(s3, result["prefix"] + "feedback/feedback.csv")
-    assert body == b'"tenure, in months",contract,churned\n2,monthly,0\n'
+    assert feedback_rows(s3, result) == [{"tenure, in months": "2", "contract": "monthly", "churned": "0"}]
 
 
-def test_parquet_base_data_is_copied_but_neither_counted_nor_joined(s3: S3Client) -> None:
+HOSTILE = ['a "quoted" name', "back`tick", "semi; DROP TABLE captures; --", "select", "it's", "$.dotted[0]"]
+
+
+def test_hostile_feature_names_are_columns_like_any_other(s3: S3Client, run: Run) -> None:
+    header = [*HOSTILE, "churned"]
+    line = ",".join('"' + name.replace('"', '""') + '"' for name in header)
+    put(s3, "training-data/data.csv", f"{line}\n1,2,3,4,5,6,0\n".encode())
+    features = {name: f"value of {name}" for name in HOSTILE}
+    [served] = capture(s3, "v1", NOW - timedelta(hours=2), [features])
+    feedback(s3, NOW, {served: "1"})
+
+    result = run(include_feedback=True, max_feedback_share=1.0)
+
+    # UNLOAD writes the names in lower case (the training program matches them to the header's).
+    assert feedback_rows(s3, result) == [{**{name.lower(): value for name, value in features.items()}, "churned": "1"}]
+    assert result["counts"]["feedback"]["missing_columns"] == []
+
+
+def test_parquet_base_data_is_copied_but_neither_counted_nor_joined(s3: S3Client, run: Run) -> None:
     put(s3, "training-data/data.parquet", b"PAR1...PAR1")
 
-    result = run(s3, include_feedback=True)
+    result = run(include_feedback=True)
 
     assert result["counts"]["base"]["rows"] is None
     assert result["counts"]["feedback"]["skipped"] == "the base data has no CSV file to take the columns from"
+    assert "unload" not in run.plan
 
 
 # -- the feedback cap ---------------------------------------------------------------------------------------------
@@ -300,12 +426,11 @@ def feedback_from(s3: S3Client, caller: dict[str, str | None], labels: dict[str,
         {**FeedbackRecord(pid, NOW.isoformat(), label=label).to_dict(), "caller": caller}
         for pid, label in labels.items()
     ]
-    body = "".join(json.dumps(r) + "\n" for r in records).encode()
-    put(s3, feedback_hour_prefix("feedback/", hour_value(NOW)) + name, body)
+    put(s3, feedback_at(NOW, name), "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
 def served(s3: S3Client, count: int, model_version: str = "v1") -> list[str]:
-    """``count`` captured predictions (one capture file per model version: call once per version)."""
+    """``count`` captured predictions."""
     return capture(s3, model_version, NOW - timedelta(hours=1), [{"tenure": 1, "contract": "monthly"}] * count)
 
 
@@ -322,14 +447,14 @@ def test_the_feedback_cap_is_the_most_rows_that_keep_feedback_within_its_share(
         assert cap <= exact * (base_rows + cap) and cap + 1 > exact * (base_rows + cap + 1)
 
 
-def test_feedback_beyond_its_share_of_the_training_set_is_left_out_and_counted(s3: S3Client) -> None:
+def test_feedback_beyond_its_share_of_the_training_set_is_left_out_and_counted(s3: S3Client, run: Run) -> None:
     base_data(s3)  # 3 base rows
     ids = served(s3, 6)
     feedback(s3, NOW, dict.fromkeys(ids, "1"))
 
-    result = run(s3, include_feedback=True, max_feedback_share=0.4)
+    result = run(include_feedback=True, max_feedback_share=0.4)
 
-    written = rows(read(s3, result["prefix"] + "feedback/feedback.csv"))
+    written = feedback_rows(s3, result)
     counts = result["counts"]
     assert len(written) == 2 == counts["rows"]["feedback"]
     assert (counts["feedback"]["joined"], counts["feedback"]["max_rows"], counts["feedback"]["capped"]) == (6, 2, 4)
@@ -337,7 +462,7 @@ def test_feedback_beyond_its_share_of_the_training_set_is_left_out_and_counted(s
     assert counts["rows"]["feedback"] <= 0.4 * (base + counts["rows"]["feedback"])
 
 
-def test_a_caller_flooding_feedback_does_not_crowd_out_the_other_callers(s3: S3Client) -> None:
+def test_a_caller_flooding_feedback_does_not_crowd_out_the_other_callers(s3: S3Client, run: Run) -> None:
     base_data(s3)  # 3 base rows; a share of 0.5 allows 3 feedback rows
     flood, alice, bob = served(s3, 10, "v1"), served(s3, 1, "v2"), served(s3, 1, "v3")
     feedback_from(s3, {"principal": "arn:aws:iam::1:user/alice", "source_ip": "10.0.0.1"}, {alice[0]: "1"}, "a.json")
@@ -347,55 +472,66 @@ def test_a_caller_flooding_feedback_does_not_crowd_out_the_other_callers(s3: S3C
         caller = {"principal": None, "api_key_id": "key-mallory", "source_ip": f"192.0.2.{index}"}
         feedback_from(s3, caller, {prediction_id: "1"}, f"z-{index:02}.json")
 
-    result = run(s3, include_feedback=True, max_feedback_share=0.5)
+    result = run(include_feedback=True, max_feedback_share=0.5)
 
-    labels = sorted(row["churned"] for row in rows(read(s3, result["prefix"] + "feedback/feedback.csv")))
+    labels = sorted(str(row["churned"]) for row in feedback_rows(s3, result))
     assert labels == ["0", "1", "1"]  # bob's, alice's and one of the flood's
     assert result["counts"]["feedback"]["callers"] == 3 and result["counts"]["feedback"]["capped"] == 9
 
 
-def test_the_feedback_kept_is_the_same_on_every_assembly_of_the_run(s3: S3Client) -> None:
-    base_data(s3)
-    feedback(s3, NOW, dict.fromkeys(served(s3, 8), "1"))
-
-    first = run(s3, "v20260302-093000-aaaaaa", include_feedback=True, max_feedback_share=0.5)
-    again = run(s3, "v20260302-093000-aaaaaa", include_feedback=True, max_feedback_share=0.5)
-
-    assert first["fingerprint"] == again["fingerprint"]
+def kept_ids(s3: S3Client, run: Run, version: str) -> set[str]:
+    """The prediction ids whose feedback the run ``version`` keeps (tenure is the id's index here)."""
+    result = run(version, include_feedback=True, max_feedback_share=0.5)
+    return {str(row["tenure"]) for row in feedback_rows(s3, result)}
 
 
-def test_with_base_rows_not_all_countable_the_cap_counts_only_the_rows_read(s3: S3Client) -> None:
+def test_the_selection_depends_on_the_runs_version_not_on_the_order_feedback_arrived_in(s3: S3Client, run: Run) -> None:
+    base_data(s3)  # a share of 0.5 keeps 3 of the 40
+    ids = capture(s3, "v1", NOW - timedelta(hours=1), [{"tenure": index} for index in range(40)])
+    feedback(s3, NOW, dict.fromkeys(ids, "1"))
+    first = kept_ids(s3, run, "v20260302-093000-aaaaaa")
+    other = kept_ids(s3, run, "v20260302-093000-bbbbbb")
+    # The same feedback arriving in the opposite order, for the same version.
+    s3.delete_object(Bucket=DATA_BUCKET, Key=feedback_at(NOW, "part-1.json"))
+    for index, prediction_id in enumerate(reversed(ids)):
+        feedback(s3, NOW, {prediction_id: "1"}, name=f"part-{index:02}.json")
+    s3.delete_objects(
+        Bucket=DATA_BUCKET,
+        Delete={
+            "Objects": [
+                {"Key": item["Key"]}
+                for item in s3.list_objects_v2(Bucket=DATA_BUCKET, Prefix="assembled/")["Contents"]
+                if "-aaaaaa/" in item["Key"]
+            ]
+        },
+    )
+
+    assert len(first) == 3 and kept_ids(s3, run, "v20260302-093000-aaaaaa") == first
+    assert other != first
+    # Not "the first ids" either: a caller cannot pick ids that rank first without knowing the run's version.
+    assert first != {"0", "1", "2"}
+
+
+def test_with_base_rows_not_all_countable_the_cap_counts_only_the_rows_read(s3: S3Client, run: Run) -> None:
     base_data(s3)  # 3 CSV rows, and a Parquet file whose rows are not counted
     put(s3, "training-data/2026/mar.parquet", b"PAR1...PAR1")
     feedback(s3, NOW, dict.fromkeys(served(s3, 5), "1"))
 
-    result = run(s3, include_feedback=True, max_feedback_share=0.5)
+    result = run(include_feedback=True, max_feedback_share=0.5)
 
     assert result["counts"]["base"]["rows"] is None
     assert result["counts"]["feedback"]["max_rows"] == 3 and result["counts"]["rows"]["feedback"] == 3
 
 
 def test_csv_past_the_counting_budget_is_not_counted_and_the_cap_stays_within_the_share(
-    s3: S3Client, monkeypatch: pytest.MonkeyPatch
+    s3: S3Client, run: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base_data(s3)
     # Only feb.csv (1 row; listed first) fits the budget; jan.csv's 2 rows are not counted.
     monkeypatch.setattr(assembly, "MAX_COUNTED_BYTES", len(BASE["training-data/2026/feb.csv"]))
     feedback(s3, NOW, dict.fromkeys(served(s3, 5), "1"))
 
-    result = run(s3, include_feedback=True, max_feedback_share=0.5)
+    result = run(include_feedback=True, max_feedback_share=0.5)
 
     assert result["counts"]["base"]["rows"] is None
     assert result["counts"]["feedback"]["max_rows"] == 1 and result["counts"]["rows"]["feedback"] == 1
-
-
-def test_the_selection_depends_on_the_seed_not_on_the_order_feedback_arrived_in() -> None:
-    callers = {f"{index:032x}": "" for index in range(40)}
-
-    kept = assembly.select_feedback(callers, 10, "v20260302-093000-aaaaaa")
-
-    assert len(kept) == 10
-    assert assembly.select_feedback(dict(reversed(callers.items())), 10, "v20260302-093000-aaaaaa") == kept
-    assert assembly.select_feedback(callers, 10, "v20260302-093000-bbbbbb") != kept
-    # Not "the first ids" either: a caller cannot pick ids that rank first without knowing the run's version.
-    assert kept != set(sorted(callers)[:10])

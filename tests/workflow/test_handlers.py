@@ -29,7 +29,8 @@ ENV = {
     "DRIFTLOOP_HYPERPARAMETERS": '{"target": "churned"}',
     "DRIFTLOOP_ASSEMBLED_PREFIX": "assembled/",
     "DRIFTLOOP_CAPTURE_PREFIX": "captures/",
-    "DRIFTLOOP_FEEDBACK_PREFIX": "feedback/",
+    "GLUE_DATABASE": "driftloop_dev",
+    "ATHENA_WORKGROUP": "driftloop-dev",
     "DRIFTLOOP_INCLUDE_FEEDBACK": "false",
     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
     "DRIFTLOOP_MAX_FEEDBACK_SHARE": "0.3",
@@ -49,7 +50,13 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch, s3: S3Client) -> Iterator[None]:
 
 
 def clear_clients() -> None:
-    for cached in (handlers._settings, handlers._approval_settings, handlers._s3, handlers._sns):
+    for cached in (
+        handlers._settings,
+        handlers._approval_settings,
+        handlers._s3,
+        handlers._sns,
+        handlers._athena_client,
+    ):
         cached.cache_clear()
 
 
@@ -62,7 +69,9 @@ def test_a_run_through_the_handlers_takes_the_lock_assembles_prepares_and_releas
     state["guard"] = handlers.guard(
         {"execution_id": EXECUTION, "started_at": "2026-01-05T10:00:00Z", "state": state}, None
     )
-    state["assembly"] = handlers.assemble(state, None)
+    state["assembly_plan"] = handlers.assemble(state, None)
+    assert "unload" not in state["assembly_plan"]  # no feedback: the state machine goes on to FinishAssembly
+    state["assembly"] = handlers.finish_assembly(state, None)
     state["prepare"] = handlers.prepare(state, None)
     state["rejection"] = {"version": state["guard"]["version"]}
     released = handlers.release({"execution_id": EXECUTION, "state": state}, None)

@@ -12,6 +12,8 @@ from functions.workflow.state import (
     APPROVAL_DENIED,
     Approval,
     ApprovalEvent,
+    AssemblyPlan,
+    AssemblyQuery,
     ExecutionInput,
     GuardResult,
     PrepareResult,
@@ -58,6 +60,15 @@ REGISTERED = {
     "champion_version": "v20260201-120000-aaaaaa",
     "decision_id": "d-3",
 }
+PLANNED = {
+    "prefix": f"assembled/{VERSION}/",
+    "uri": f"s3://data/assembled/{VERSION}/",
+    "base_fingerprint": "ab" * 32,
+    "counts": {"rows": {"base": 3, "feedback": 0}},
+    "unload": "UNLOAD (SELECT 1) TO 's3://data/assembled/v/feedback/' WITH (format = 'PARQUET')",
+    "feedback": {"now": "2026-03-01T12:00:00+00:00", "hours": ["2026-03-01-11"], "model_versions": ["v1"]},
+}
+BASE_ONLY = {key: PLANNED[key] for key in ("prefix", "uri", "base_fingerprint", "counts")}
 PROMOTED = {"promoted": True, "version": VERSION, "previous_version": None, "decision_id": "d-4"}
 SUPERSEDED = {
     "promoted": False,
@@ -74,6 +85,9 @@ SUPERSEDED = {
     [
         (GuardResult, ACQUIRED),
         (GuardResult, SKIPPED),
+        (AssemblyPlan, PLANNED),
+        # No UNLOAD planned: the key is absent, which is what the FeedbackQuery? choice tests.
+        (AssemblyPlan, BASE_ONLY),
         (PrepareResult, PREPARED),
         (RegistrationResult, REGISTERED),
         (PromotionResult, PROMOTED),
@@ -91,6 +105,8 @@ def test_the_state_machine_paths_come_from_the_result_shapes() -> None:
     assert PromotionResult.path("promoted") == "$.promotion.promoted"
     assert PrepareResult.path("training_job_name") == "$.prepare.training_job_name"
     assert StepError.path(StepError.CAUSE) == "$.error.Cause"
+    assert AssemblyPlan.path("unload") == "$.assembly_plan.unload"
+    assert AssemblyQuery.path() == "$.assembly_query"
     with pytest.raises(KeyError, match="GuardResult has no field 'acquire'"):
         GuardResult.path("acquire")
 
@@ -110,6 +126,8 @@ def test_the_state_machine_paths_come_from_the_result_shapes() -> None:
         ({"registration": {"version": VERSION, "passed": True, "reasons": [1]}}, "reasons must be a list of strings"),
         ({"promotion": {"version": VERSION}}, "$.promotion.promoted is missing"),
         ({"assembly": {"object_count": True}}, "$.assembly.object_count must be an integer, got True"),
+        ({"assembly_plan": {"prefix": "assembled/v/"}}, "$.assembly_plan.uri is missing"),
+        ({"assembly_query": {"DataScannedInBytes": 5}}, "$.assembly_query.QueryExecutionId is missing"),
         ({"error": {"Error": 3}}, "$.error.Error must be a string, got 3"),
     ],
 )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
 
 from functions.common.bundle import pack_archive
@@ -15,9 +16,10 @@ from functions.common.gate import GATE_PARSERS, Evaluation, GateSettings, Scores
 from functions.common.registry import Decision, PromotionConflict, Registry, RegistryError, new_version_id
 from functions.workflow import steps
 from functions.workflow.assembly import NoTrainingData
+from functions.workflow.athena import Athena
 from functions.workflow.state import ExecutionInput, RunState
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
-from tests.workflow.support import SETTINGS, prepared_state
+from tests.workflow.support import SETTINGS, assemble_base_data, prepared_state
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -110,7 +112,14 @@ def registered_run(
 def test_assemble_without_training_data_fails_with_the_location_to_fill(s3: S3Client) -> None:
     state = {"guard": {"version": new_version_id()}}
     with pytest.raises(NoTrainingData, match=f"s3://{DATA_BUCKET}/training-data/"):
-        steps.assemble_data(SETTINGS, s3, RunState.parse(state))
+        assemble_base_data(s3, state)
+
+
+def test_finish_assembly_without_assembles_plan_refuses_naming_where_it_belongs(s3: S3Client) -> None:
+    state = RunState.parse({"guard": {"version": new_version_id()}})
+    athena = Athena(boto3.client("athena", region_name="us-east-1"), "workgroup", "database")
+    with pytest.raises(steps.WorkflowError, match=r"\$\.assembly_plan"):
+        steps.finish_assembly_step(SETTINGS, s3, athena, state)
 
 
 def test_prepare_without_a_version_from_guard_refuses_to_name_a_job(registry: Registry) -> None:

@@ -16,7 +16,7 @@ its lock, Register finds the version it stored, and the decisions a run records 
 
 from functions.workflow.errors import WorkflowError
 from functions.workflow.steps.approval import approval_message, request_approval
-from functions.workflow.steps.assemble import assemble_data
+from functions.workflow.steps.assemble import finish_assembly_step, plan_assembly_step
 from functions.workflow.steps.failure import record_failure
 from functions.workflow.steps.guard import guard, release, run_lock, run_outcome
 from functions.workflow.steps.hyperparameters import OVERRIDABLE_HYPERPARAMETERS, run_hyperparameters
@@ -28,8 +28,9 @@ __all__ = [
     "OVERRIDABLE_HYPERPARAMETERS",
     "WorkflowError",
     "approval_message",
-    "assemble_data",
+    "finish_assembly_step",
     "guard",
+    "plan_assembly_step",
     "prepare",
     "promote",
     "record_failure",
