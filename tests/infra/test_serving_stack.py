@@ -500,10 +500,9 @@ def subscriptions(template: Template) -> dict[str, dict[str, Any]]:
         properties["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]: properties["Properties"]["Handler"]
         for properties in functions.values()
     }
-    found = {}
+    found: dict[str, dict[str, Any]] = {}
     for resource in template.find_resources("AWS::Logs::SubscriptionFilter").values():
-        properties = resource["Properties"]
-        found[groups[properties["LogGroupName"]["Ref"]]] = resource
+        found[groups[resource["Properties"]["LogGroupName"]["Ref"]]] = dict(resource)
     return found
 
 
