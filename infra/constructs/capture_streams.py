@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import ArnFormat, Aws, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_logs as logs
@@ -158,6 +158,13 @@ class LogSubscription(Construct):
         self.log_group_name = log_group.log_group_name
         # Unique per log group; the name is the FilterName dimension of the delivery metrics the alarms watch.
         self.filter_name = stream.stream_name
+        # The log group as a source ARN, with and without the ":*" that its ARN attribute carries.
+        group_arn = Stack.of(self).format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=log_group.log_group_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
         self.role = iam.Role(
             self,
             "Role",
@@ -165,7 +172,7 @@ class LogSubscription(Construct):
                 "logs.amazonaws.com",
                 conditions={
                     "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                    "ArnLike": {"aws:SourceArn": log_group.log_group_arn},
+                    "ArnLike": {"aws:SourceArn": [group_arn, f"{group_arn}:*"]},
                 },
             ),
             description=f"CloudWatch Logs puts capture lines into {stream.stream_name}",
