@@ -18,7 +18,7 @@ from functions.batch.layout import BATCH, is_scored
 from functions.batch.scoring import Capture, ObjectRefused, score_stream
 from functions.batch.settings import BatchSettings
 from functions.common.registry import Registry
-from functions.inference.capture import FEEDBACK_ATTEMPTS, FirehoseSink
+from functions.inference.capture import CaptureLog
 from functions.inference.model import Model
 from functions.inference.sources import RegistrySource, Revision
 from functions.inference.telemetry import Telemetry
@@ -56,12 +56,6 @@ def _source() -> RegistrySource:
     return RegistrySource(settings.model_bucket, settings.registry_prefix, settings.scratch / "models")
 
 
-@cache
-def _sink(stream: str) -> FirehoseSink:
-    # No client waits on a batch: a capture gets the retries feedback gets.
-    return FirehoseSink(stream, attempts=FEEDBACK_ATTEMPTS)
-
-
 _loaded: dict[Revision, Model] = {}
 
 
@@ -95,8 +89,8 @@ def score_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
     result: dict[str, Any] = {"key": key, "model_version": job.model.version}
     try:
         model = _model(job)
-        stream = settings.capture_stream if job.capture else None
-        capture = Capture(_sink(stream), f"batch/{job.run}") if stream else None
+        # Capture lines in this function's log, which the capture stream's subscription ships as the API's.
+        capture = Capture(CaptureLog(), f"batch/{job.run}") if job.capture and settings.capture_stream else None
         settings.scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=settings.scratch, suffix=".jsonl") as output:
             body = s3.get_object(Bucket=job.bucket, Key=key)["Body"]

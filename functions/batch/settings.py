@@ -21,7 +21,8 @@ class BatchSettings(EnvContract):
     registry_prefix: str = variable("DRIFTLOOP_REGISTRY_PREFIX", default=DEFAULT_REGISTRY_PREFIX)
     # Inputs, predictions and run records (functions.batch.layout).
     data_bucket: str = variable("DRIFTLOOP_DATA_BUCKET")
-    # The capture delivery stream; without one a run asking for capture is refused.
+    # The capture delivery stream, which the score function's log subscription feeds (its capture lines); without
+    # one a run asking for capture is refused.
     capture_stream: str | None = variable("DRIFTLOOP_CAPTURE_STREAM", default=None)
     # Rows validated, predicted and captured at a time: memory stays flat whatever the object's size.
     chunk_rows: int = variable("DRIFTLOOP_BATCH_CHUNK_ROWS", env.POSITIVE_INT, default=1000)

@@ -1,6 +1,7 @@
 """Captured predictions and ground-truth feedback: their ids and their shapes.
 
-The inference API writes both (through Kinesis Data Firehose), the monitor reads them to measure drift and live
+The inference API writes both (captures as lines of its log, which a subscription ships to Kinesis Data Firehose;
+feedback straight to Firehose), the monitor reads them to measure drift and live
 quality, and the training workflow joins them into retraining data. This module is the one place that knows:
 
 - prediction ids: 32 lowercase hex digits = the serving time in milliseconds (12 digits), 12 random digits and an
@@ -158,6 +159,14 @@ def _fields(names: Iterable[str], data: Mapping[str, Any]) -> dict[str, Any]:
     if "caller" in fields:
         fields["caller"] = Caller.from_dict(fields["caller"])
     return fields
+
+
+# A captured prediction travels as one line of its Lambda's log (functions.inference.capture.CaptureLog): the
+# record's members plus this marker member, which the log group's subscription filter selects (no other line
+# carries it: EMF and event lines have none) and which readers ignore (from_dict, the Glue tables' columns).
+CAPTURE_MARKER = ("capture", "prediction")
+# CloudWatch Logs' JSON filter pattern for the marker: the subscription ships exactly the capture lines.
+CAPTURE_FILTER_PATTERN = f'{{ $.{CAPTURE_MARKER[0]} = "{CAPTURE_MARKER[1]}" }}'
 
 
 def to_json_lines(records: Iterable[PredictionRecord | FeedbackRecord]) -> bytes:

@@ -66,7 +66,7 @@ def create_app(
     telemetry = telemetry or Telemetry(settings.service, level=settings.log_level)
     provider = ModelProvider(model_source(settings), settings.refresh_seconds, telemetry, clock)
     provider.refresh()
-    capture = sink or capture_sink(settings.capture, settings.capture_stream)
+    capture = sink or capture_sink(settings.capture)
     feedback = feedback or feedback_sink(settings.feedback_stream)
     _warm_up(capture, feedback, telemetry=telemetry)
     service = InferenceService(

@@ -1,16 +1,20 @@
-"""Where served predictions and ground-truth feedback go: one :class:`Sink` interface, three sinks.
+"""Where served predictions and ground-truth feedback go: one :class:`Sink` interface, four sinks.
 
-- :class:`NoCapture` keeps nothing; :class:`LogSink` writes one JSON line per record to stdout (local runs);
-- :class:`FirehoseSink` sends JSON lines (``functions.common.records``) to a Kinesis Data Firehose delivery
-  stream with ``PutRecordBatch``, which delivers them to S3.
+- :class:`NoCapture` keeps nothing;
+- :class:`CaptureLog` writes each captured prediction as one marked JSON line on stdout: in Lambda that is the
+  function's CloudWatch Logs group, whose subscription filter (``records.CAPTURE_FILTER_PATTERN``) ships the lines
+  to the capture delivery stream. Writing a line is a local pipe write (microseconds): no network call, so a
+  prediction never waits on the capture service, and an outage of the subscription or of Firehose costs the
+  client nothing (CloudWatch Logs retries delivery for up to 24 hours; the alarms watch it);
+- :class:`LogSink` writes feedback as JSON lines on stdout (local runs without a stream);
+- :class:`FirehoseSink` sends feedback (``functions.common.records``) to a Kinesis Data Firehose delivery stream
+  with ``PutRecordBatch``, which delivers them to S3.
 
-Captured predictions are best effort: the service samples them (:class:`Sampler`, per prediction), and a sink
-failure is logged and counted (``CaptureFailures``) but never fails the prediction. Feedback goes through a sink
-of the same interface, but a failure there is the client's to know: the API answers 503 so it can retry.
-
-Cost: a request that captures (or records feedback) makes one Firehose round trip per 500 records (usually
-5-30 ms in-region) inside the request. The client is built with tight timeouts (connect 0.5 s, read 1 s) and,
-for captures, a single attempt, so a Firehose outage adds at most about 1.5 s to a request, and never fails it.
+Captured predictions are best effort: the service samples them (:class:`Sampler`, per prediction), and a record
+that cannot be written (a line larger than a CloudWatch Logs event) is logged and counted (``CaptureFailures``) but
+never fails the prediction. Feedback goes through a sink of the same interface, but a failure there is the
+client's to know: the API answers 503 so it can retry. So feedback keeps its synchronous Firehose round trip
+(usually 5-30 ms in-region, inside the request), with tight timeouts (connect 0.5 s, read 1 s) and a few attempts.
 boto3 is imported only when a Firehose sink is used.
 """
 
@@ -21,11 +25,11 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, cast
 
 import orjson
 
-from functions.common.records import FeedbackRecord, PredictionRecord, to_json_lines
+from functions.common.records import CAPTURE_MARKER, FeedbackRecord, PredictionRecord, to_json_lines
 
 if TYPE_CHECKING:
     from botocore.config import Config as BotoConfig
@@ -38,9 +42,11 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 MAX_RECORD_BYTES = 1000 * 1024
 CONNECT_TIMEOUT_SECONDS = 0.5
 READ_TIMEOUT_SECONDS = 1.0
-# Captures get one attempt (a prediction must not wait for retries); feedback a few (it must not be lost).
-CAPTURE_ATTEMPTS = 1
+# Feedback must not be lost: a few attempts.
 FEEDBACK_ATTEMPTS = 3
+# CloudWatch Logs takes events of at most 256 KiB, counting 26 bytes of overhead per event (PutLogEvents' quota).
+MAX_LOG_EVENT_BYTES = 256 * 1024
+LOG_EVENT_OVERHEAD_BYTES = 26
 
 
 class DeliveryFailed(Exception):
@@ -69,18 +75,58 @@ class NoCapture:
         return None
 
 
+class CaptureLog:
+    """Each record as one JSON line on stdout (or ``stream``) carrying the capture marker: the log subscription's
+    filter selects these lines and Firehose delivers them, one per line, as the records themselves.
+
+    A line that would exceed a CloudWatch Logs event is not written (Lambda would split it, and the halves would
+    reach S3 as two broken lines): it counts as lost.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        # None: whatever sys.stdout is at write time (the Lambda runtime's, or a test's capture).
+        self._stream = stream
+
+    def write(self, records: Sequence[Record]) -> None:
+        lines: list[bytes] = []
+        too_large: list[str] = []
+        for record in records:
+            line = capture_line(record)
+            if len(line) + LOG_EVENT_OVERHEAD_BYTES > MAX_LOG_EVENT_BYTES:
+                too_large.append(f"{record.prediction_id} ({len(line)} bytes)")
+            else:
+                lines.append(line)
+        if lines:
+            stream = self._stream or sys.stdout
+            stream.write(b"".join(lines).decode())
+            stream.flush()
+        if too_large:
+            raise DeliveryFailed(
+                f"{len(too_large)} of {len(records)} captures exceed a CloudWatch Logs event "
+                f"({MAX_LOG_EVENT_BYTES - LOG_EVENT_OVERHEAD_BYTES} bytes) and were not written: "
+                + ", ".join(too_large[:3])
+                + (", ..." if len(too_large) > 3 else ""),
+                len(too_large),
+            )
+
+
+# The marker member opens each capture line: '{"capture":"prediction",' then the record's members.
+_CAPTURE_OPENING = orjson.dumps(dict([CAPTURE_MARKER]))[:-1] + b","
+
+
+def capture_line(record: Record) -> bytes:
+    """The record's JSON line (:func:`encode`) with the capture marker as its first member."""
+    return _CAPTURE_OPENING + encode(record)[1:]
+
+
 class LogSink:
-    """One JSON line per record on stdout, ``"message"`` saying which kind: local runs, or a log subscription."""
+    """One JSON line per record on stdout, ``"message": "feedback"``: feedback in local runs without a stream."""
 
     def write(self, records: Sequence[Record]) -> None:
         sys.stdout.write(
-            "".join(orjson.dumps({"message": _kind(record), **record.to_dict()}).decode() + "\n" for record in records)
+            "".join(orjson.dumps({"message": "feedback", **record.to_dict()}).decode() + "\n" for record in records)
         )
         sys.stdout.flush()
-
-
-def _kind(record: Record) -> str:
-    return "prediction" if isinstance(record, PredictionRecord) else "feedback"
 
 
 class FirehoseClient(Protocol):
@@ -103,7 +149,7 @@ class FirehoseSink:
     write (the rest would most likely time out too) and every record not acknowledged counts as lost.
     """
 
-    def __init__(self, stream: str, *, attempts: int = CAPTURE_ATTEMPTS, client: FirehoseClient | None = None) -> None:
+    def __init__(self, stream: str, *, attempts: int = FEEDBACK_ATTEMPTS, client: FirehoseClient | None = None) -> None:
         self.stream = stream
         self.attempts = attempts
         self._client = client
@@ -212,18 +258,14 @@ class Sampler:
         return [index for index in range(count) if draw() < rate]
 
 
-SINK_NAMES = ("none", "log", "firehose")
+SINK_NAMES = ("none", "log")
 
 
-def capture_sink(name: str, stream: str | None) -> Sink:
-    """The sink ``DRIFTLOOP_CAPTURE`` names (``firehose`` needs the stream, which the config checks)."""
-    if name == "firehose":
-        if not stream:
-            raise ValueError("the firehose capture sink needs a delivery stream name")
-        return FirehoseSink(stream, attempts=CAPTURE_ATTEMPTS)
-    return LogSink() if name == "log" else NoCapture()
+def capture_sink(name: str) -> Sink:
+    """The sink ``DRIFTLOOP_CAPTURE`` names: ``log`` writes capture lines (the deployed path), ``none`` nothing."""
+    return CaptureLog() if name == "log" else NoCapture()
 
 
 def feedback_sink(stream: str | None) -> Sink:
     """Feedback always goes somewhere: the delivery stream when there is one, else the log."""
-    return FirehoseSink(stream, attempts=FEEDBACK_ATTEMPTS) if stream else LogSink()
+    return FirehoseSink(stream) if stream else LogSink()

@@ -38,19 +38,15 @@ class InferenceSettings(EnvContract):
     # Request limits.
     max_instances: int = variable("DRIFTLOOP_MAX_INSTANCES", env.POSITIVE_INT, default=1000)
     max_body_bytes: int = variable("DRIFTLOOP_MAX_BODY_BYTES", env.POSITIVE_INT, default=1 << 20)
-    # The capture sink, one of capture.SINK_NAMES; "firehose" needs the stream.
+    # The capture sink, one of capture.SINK_NAMES: "log" writes capture lines that the log group's subscription
+    # ships to the capture stream (the function itself never calls the capture service).
     capture: str = variable("DRIFTLOOP_CAPTURE", env.choice(SINK_NAMES), default="none")
-    capture_stream: str | None = variable("DRIFTLOOP_CAPTURE_STREAM", default=None)
     # The fraction of predictions captured, drawn per prediction; unset: see ``sample_rate``.
     capture_sample_rate: float | None = variable("DRIFTLOOP_CAPTURE_SAMPLE_RATE", env.FRACTION, default=None)
     # The delivery stream for ground-truth feedback (none: feedback is logged).
     feedback_stream: str | None = variable("DRIFTLOOP_FEEDBACK_STREAM", default=None)
     # Feedback for older predictions is refused.
     feedback_max_age_days: int = variable("DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", env.POSITIVE_INT, default=30)
-
-    def validate(self) -> None:
-        if self.capture == "firehose" and not self.capture_stream:
-            raise ValueError("DRIFTLOOP_CAPTURE=firehose needs DRIFTLOOP_CAPTURE_STREAM (the delivery stream name)")
 
     @property
     def models_dir(self) -> Path:

@@ -8,7 +8,7 @@ events (errors, throttles, failures) treat it as not breaching, since an idle sy
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aws_cdk import Aws, Duration, RemovalPolicy
@@ -30,6 +30,11 @@ from infra.constructs.encrypted_topic import EncryptedTopic
 # three periods; events that should never happen (crashes, throttles, failed runs, lost captures) alarm at once.
 OPS_PERIOD = Duration.minutes(5)
 SUSTAINED_DATAPOINTS, SUSTAINED_PERIODS = 2, 3
+# How much older than Firehose's buffer interval the oldest undelivered record may grow before the stream counts
+# as stuck (delivery retries, partitioning retries).
+FRESHNESS_MARGIN_SECONDS = 300
+# The delivery metrics CloudWatch Logs publishes per subscription filter (namespace AWS/Logs).
+SUBSCRIPTION_FAILURE_METRICS = ("DeliveryErrors", "DeliveryThrottling")
 CLOUDWATCH = iam.ServicePrincipal("cloudwatch.amazonaws.com")
 
 
@@ -190,6 +195,10 @@ class OperationalTargets:
     state_machine: sfn.IStateMachine
     # Firehose delivery streams by a short label (e.g. "captures"), none when the serving stack has none.
     delivery_streams: Mapping[str, str]
+    # Their buffer interval (capture.buffer_seconds): a record waits that long before delivery, normally.
+    delivery_buffer_seconds: int
+    # The log subscriptions that ship capture lines, as (log group name, filter name); none without capture.
+    capture_subscriptions: Sequence[tuple[str, str]]
     # serving.reserved_concurrency (None: the account's unreserved pool), named in the throttles alarm.
     inference_reserved_concurrency: int | None
     # Where EventBridge puts the events it could not deliver to the monitor or the workflow.
@@ -252,7 +261,8 @@ class OperationalAlarms(Construct):
             "CaptureFailures",
             f"{prefix}-capture-failures",
             service_metric(InferenceMetric.CAPTURE_FAILURES, targets.inference_service, "Sum", OPS_PERIOD),
-            "Predictions were served but could not be captured: drift and quality miss them.",
+            "Predictions were served but could not be captured (a record larger than a CloudWatch Logs event): "
+            "drift and quality miss them.",
         )
         self._any(
             "TrainingFailures",
@@ -319,6 +329,36 @@ class OperationalAlarms(Construct):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
             self.alarms[alarm.node.id] = alarm
+            freshness_limit = targets.delivery_buffer_seconds + FRESHNESS_MARGIN_SECONDS
+            alarm = cw.Alarm(
+                self,
+                f"DeliveryFreshness{label.title()}",
+                alarm_name=f"{prefix}-{label}-delivery-freshness",
+                alarm_description=f"The oldest {label} record in {stream_name} waited more than {freshness_limit} s "
+                "(the buffer interval plus a margin): Firehose is not delivering; records are kept and retried for "
+                "24 hours. The stream's delivery log (S3Delivery) says why.",
+                metric=cw.Metric(
+                    namespace="AWS/Firehose",
+                    metric_name="DeliveryToS3.DataFreshness",
+                    dimensions_map={"DeliveryStreamName": stream_name},
+                    statistic="Maximum",
+                    period=OPS_PERIOD,
+                ),
+                threshold=freshness_limit,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+            self.alarms[alarm.node.id] = alarm
+        if targets.capture_subscriptions:
+            self._any(
+                "CaptureShipping",
+                f"{prefix}-capture-shipping",
+                _subscription_failures(targets.capture_subscriptions),
+                "CloudWatch Logs could not put capture lines into the capture stream (errors or throttling of the "
+                "log subscription): the predictions were served without delay, their captures wait. CloudWatch Logs "
+                "retries for up to 24 hours, then drops them; drift and quality miss what is dropped.",
+            )
 
     def _sustained(self, construct_id: str, name: str, metric: cw.IMetric, threshold: float, description: str) -> None:
         self.alarms[construct_id] = cw.Alarm(
@@ -346,6 +386,30 @@ class OperationalAlarms(Construct):
             evaluation_periods=1,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
+
+
+def _subscription_failures(subscriptions: Sequence[tuple[str, str]]) -> cw.MathExpression:
+    """Log events the subscriptions failed to deliver or were throttled on, summed (no data: none)."""
+    metrics: dict[str, cw.IMetric] = {}
+    for index, (log_group_name, filter_name) in enumerate(subscriptions):
+        for name in SUBSCRIPTION_FAILURE_METRICS:
+            metrics[f"{name.lower()}{index}"] = cw.Metric(
+                namespace="AWS/Logs",
+                metric_name=name,
+                dimensions_map={
+                    "LogGroupName": log_group_name,
+                    "DestinationType": "Firehose",
+                    "FilterName": filter_name,
+                },
+                statistic="Sum",
+                period=OPS_PERIOD,
+            )
+    return cw.MathExpression(
+        expression=" + ".join(f"FILL({key}, 0)" for key in metrics),
+        using_metrics=metrics,
+        label="capture log events not delivered or throttled",
+        period=OPS_PERIOD,
+    )
 
 
 def _throttles_description(reserved_concurrency: int | None) -> str:

@@ -8,6 +8,7 @@ Resolve pins the model version once (the champion, or a named version), so every
 the same model even if a promotion happens meanwhile. Each function has its own role, limited to what it does:
 Resolve reads the registry; Score reads the registry, the input prefix, and writes predictions and its result;
 Summarise lists the inputs, reads the results and writes the summary. Keys: ``functions/batch/layout.py``.
+Score captures through its log (the serving stack subscribes its log group to the capture stream).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from constructs import Construct
 from functions.batch.layout import BATCH
 from functions.batch.settings import BatchSettings
 from infra.bundling import BATCH as BATCH_BUNDLE
-from infra.constructs.capture_streams import DeliveryStream
 from infra.constructs.log_group import state_machine_log_group
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.constructs.training_workflow import LAMBDA_TRANSIENT_ERRORS
@@ -54,7 +54,6 @@ class BatchScoring(Construct):
         model_bucket: s3.IBucket,
         data_bucket: s3.IBucket,
         registry_prefix: str,
-        capture_stream: DeliveryStream | None,
         score_memory_mb: int,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
@@ -96,8 +95,6 @@ class BatchScoring(Construct):
         grant_prefix(self.score.role, data_bucket, BATCH.input_prefix, "read")
         grant_prefix(self.score.role, data_bucket, BATCH.output_prefix, "write")
         grant_prefix(self.score.role, data_bucket, BATCH.runs_prefix, "write")
-        if capture_stream is not None:
-            capture_stream.grant_put(self.score.role)
         grant_prefix(self.summarise.role, data_bucket, BATCH.input_prefix, "list")
         grant_prefix(self.summarise.role, data_bucket, BATCH.runs_prefix, "read-write")
         # A result not written yet must read as missing (404), not as forbidden.

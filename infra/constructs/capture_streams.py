@@ -1,8 +1,12 @@
 """Kinesis Data Firehose delivery streams for captured predictions and ground-truth feedback.
 
-Both are DirectPut streams (the inference Lambda calls ``PutRecordBatch``) that write the JSON lines of
-``functions.common.records`` into the data bucket under the keys ``functions.common.layout`` owns (the prefix
-expressions are built there):
+Both write the JSON lines of ``functions.common.records`` into the data bucket under the keys
+``functions.common.layout`` owns (the prefix expressions are built there). Feedback is a DirectPut stream the
+inference Lambda calls (``PutRecordBatch``). Captures come from the logs of the functions that predict: a
+CloudWatch Logs subscription filter (:meth:`DeliveryStream.subscribe`, pattern ``records.CAPTURE_FILTER_PATTERN``)
+sends the marked capture lines to the capture stream as gzip CloudWatch Logs envelopes, and the stream's processors
+turn them back into the records, one per line (``Decompression``, ``CloudWatchLogProcessing`` with message
+extraction, ``AppendDelimiterToRecord``) before it partitions them:
 
 - captures: ``<capture_prefix>model_version=<v>/hour=<YYYY-MM-DD-HH>/``, the version taken from each record by
   dynamic partitioning (JQ ``.model_version``), the hour from the record's arrival time;
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import ArnFormat, Aws, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
 from aws_cdk import aws_logs as logs
@@ -31,6 +35,7 @@ from functions.common.layout import (
     firehose_error_prefix,
     firehose_feedback_prefix,
 )
+from functions.common.records import CAPTURE_FILTER_PATTERN
 from infra.config import CaptureConfig, DataConfig
 from infra.constructs.log_group import log_group
 from infra.grants import grant_prefix, objects_arn
@@ -48,10 +53,13 @@ class StreamSettings:
     key_prefix: str
     # JQ partition keys by name (dynamic partitioning), or none.
     partition_keys: dict[str, str]
+    # Fed by CloudWatch Logs subscriptions: the stream unpacks their envelopes back into the logged lines.
+    from_logs: bool = False
 
 
 class DeliveryStream(Construct):
-    """One DirectPut delivery stream into ``bucket``, with its delivery role and delivery-error log."""
+    """One delivery stream into ``bucket`` (DirectPut: producers and log subscriptions put records), with its
+    delivery role and delivery-error log."""
 
     def __init__(
         self,
@@ -67,6 +75,7 @@ class DeliveryStream(Construct):
         super().__init__(scope, construct_id)
         self.stream_name = settings.name
         self.prefix = settings.prefix
+        self.subscriptions: list[LogSubscription] = []
         self.role = iam.Role(
             self,
             "DeliveryRole",
@@ -95,7 +104,7 @@ class DeliveryStream(Construct):
         )
         self.log_group.grant_write(self.role)
 
-        partitioning = _partitioning(settings.partition_keys)
+        partitioning = _processing(settings.partition_keys, from_logs=settings.from_logs)
         self.stream = firehose.CfnDeliveryStream(
             self,
             "Stream",
@@ -118,8 +127,8 @@ class DeliveryStream(Construct):
                 cloud_watch_logging_options=firehose.CfnDeliveryStream.CloudWatchLoggingOptionsProperty(
                     enabled=True, log_group_name=self.log_group.log_group_name, log_stream_name=DELIVERY_LOG_STREAM
                 ),
-                dynamic_partitioning_configuration=partitioning[0] if partitioning else None,
-                processing_configuration=partitioning[1] if partitioning else None,
+                dynamic_partitioning_configuration=partitioning[0],
+                processing_configuration=partitioning[1],
             ),
         )
         # Firehose checks its role when the stream is created: the role's policy must exist first.
@@ -132,34 +141,109 @@ class DeliveryStream(Construct):
             iam.PolicyStatement(actions=["firehose:PutRecordBatch"], resources=[self.stream_arn])
         )
 
+    def subscribe(self, scope: Construct, construct_id: str, log_group: logs.ILogGroup) -> LogSubscription:
+        """Ship ``log_group``'s capture lines to this stream (a stream built ``from_logs``)."""
+        subscription = LogSubscription(scope, construct_id, log_group=log_group, stream=self)
+        self.subscriptions.append(subscription)
+        return subscription
 
-def _partitioning(
-    keys: dict[str, str],
-) -> (
-    tuple[
-        firehose.CfnDeliveryStream.DynamicPartitioningConfigurationProperty,
-        firehose.CfnDeliveryStream.ProcessingConfigurationProperty,
-    ]
-    | None
-):
-    """Dynamic partitioning on JQ keys extracted from each JSON record (none: no partitioning)."""
-    if not keys:
-        return None
-    query = "{" + ",".join(f"{name}:{path}" for name, path in keys.items()) + "}"
-    dynamic = firehose.CfnDeliveryStream.DynamicPartitioningConfigurationProperty(
-        enabled=True,
-        retry_options=firehose.CfnDeliveryStream.RetryOptionsProperty(duration_in_seconds=PARTITIONING_RETRY_SECONDS),
-    )
-    processing = firehose.CfnDeliveryStream.ProcessingConfigurationProperty(
-        enabled=True,
-        processors=[
+
+class LogSubscription(Construct):
+    """A subscription filter that sends a log group's capture lines to a delivery stream, with the role CloudWatch
+    Logs assumes to put them: ``PutRecord``/``PutRecordBatch`` on that stream only, and only on behalf of that log
+    group (``aws:SourceArn``, against the confused deputy)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, log_group: logs.ILogGroup, stream: DeliveryStream
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.log_group_name = log_group.log_group_name
+        # Unique per log group; the name is the FilterName dimension of the delivery metrics the alarms watch.
+        self.filter_name = stream.stream_name
+        # The log group as a source ARN, with and without the ":*" that its ARN attribute carries.
+        group_arn = Stack.of(self).format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=log_group.log_group_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal(
+                "logs.amazonaws.com",
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {"aws:SourceArn": [group_arn, f"{group_arn}:*"]},
+                },
+            ),
+            description=f"CloudWatch Logs puts capture lines into {stream.stream_name}",
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["firehose:PutRecord", "firehose:PutRecordBatch"], resources=[stream.stream_arn]
+            )
+        )
+        self.filter = logs.CfnSubscriptionFilter(
+            self,
+            "Filter",
+            log_group_name=log_group.log_group_name,
+            filter_name=self.filter_name,
+            filter_pattern=CAPTURE_FILTER_PATTERN,
+            destination_arn=stream.stream_arn,
+            role_arn=self.role.role_arn,
+        )
+        # CloudWatch Logs checks that it can put a test record when the filter is created: policy first.
+        self.filter.node.add_dependency(self.role)
+
+
+Processing = tuple[
+    firehose.CfnDeliveryStream.DynamicPartitioningConfigurationProperty | None,
+    firehose.CfnDeliveryStream.ProcessingConfigurationProperty | None,
+]
+
+
+def _processing(keys: dict[str, str], *, from_logs: bool) -> Processing:
+    """The stream's processors: unpacking CloudWatch Logs envelopes (``from_logs``), then dynamic partitioning on
+    JQ keys extracted from each JSON record (none: no partitioning).
+
+    AWS's Firehose guide ("Send CloudWatch Logs to Firehose", writing-with-cloudwatch-logs.html) says dynamic
+    partitioning of CloudWatch Logs needs decompression enabled; with message extraction (Message_extraction.html)
+    Firehose drops the envelope's metadata and passes on only each log event's message, which here is one capture
+    line, so the JQ query reads the record's own ``.model_version``. Records that fail after decompression go to the
+    error prefix, still compressed (decomp-faq.html); a record that cannot be decompressed goes there too, which is
+    why only subscriptions may feed this stream. The delimiter processor ends each record with a newline.
+    """
+    processors = []
+    if from_logs:
+        processors += [
+            firehose.CfnDeliveryStream.ProcessorProperty(
+                type="Decompression", parameters=[_parameter("CompressionFormat", "GZIP")]
+            ),
+            firehose.CfnDeliveryStream.ProcessorProperty(
+                type="CloudWatchLogProcessing", parameters=[_parameter("DataMessageExtraction", "true")]
+            ),
+        ]
+    dynamic = None
+    if keys:
+        query = "{" + ",".join(f"{name}:{path}" for name, path in keys.items()) + "}"
+        dynamic = firehose.CfnDeliveryStream.DynamicPartitioningConfigurationProperty(
+            enabled=True,
+            retry_options=firehose.CfnDeliveryStream.RetryOptionsProperty(
+                duration_in_seconds=PARTITIONING_RETRY_SECONDS
+            ),
+        )
+        processors.append(
             firehose.CfnDeliveryStream.ProcessorProperty(
                 type="MetadataExtraction",
                 parameters=[_parameter("MetadataExtractionQuery", query), _parameter("JsonParsingEngine", "JQ-1.6")],
             )
-        ],
-    )
-    return dynamic, processing
+        )
+    if from_logs:
+        processors.append(firehose.CfnDeliveryStream.ProcessorProperty(type="AppendDelimiterToRecord"))
+    if not processors:
+        return dynamic, None
+    return dynamic, firehose.CfnDeliveryStream.ProcessingConfigurationProperty(enabled=True, processors=processors)
 
 
 def _parameter(name: str, value: str) -> firehose.CfnDeliveryStream.ProcessorParameterProperty:
@@ -203,6 +287,7 @@ class CaptureStreams(Construct):
                     prefix=data.capture_prefix,
                     key_prefix=firehose_capture_prefix(data.capture_prefix),
                     partition_keys=CAPTURE_PARTITION_KEYS,
+                    from_logs=True,
                 ),
             )
         self.feedback = stream(

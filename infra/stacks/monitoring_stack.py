@@ -3,7 +3,7 @@ operations topic and the dashboard."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
@@ -36,6 +36,7 @@ class MonitoringStack(Stack):
         api: apigw.RestApi,
         catalog: SharedCatalog,
         delivery_streams: Mapping[str, str] | None = None,
+        capture_subscriptions: Sequence[tuple[str, str]] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -78,6 +79,8 @@ class MonitoringStack(Stack):
                 monitor_service=self.monitor.service,
                 state_machine=state_machine,
                 delivery_streams=dict(delivery_streams or {}),
+                delivery_buffer_seconds=config.capture.buffer_seconds,
+                capture_subscriptions=list(capture_subscriptions),
                 inference_reserved_concurrency=config.serving.reserved_concurrency,
                 event_dead_letters=self.dead_letters.queue,
             ),

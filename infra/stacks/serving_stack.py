@@ -1,6 +1,6 @@
 """Serving: the inference Lambda (ZIP, bundled locally) behind a REST API, the Firehose streams that carry its
-captured predictions and ground-truth feedback to the data bucket, and batch scoring (the champion's other way of
-serving, deployed and changed with the inference code it reuses)."""
+captured predictions (from its log, through a subscription) and ground-truth feedback to the data bucket, and batch
+scoring (the champion's other way of serving, deployed and changed with the inference code it reuses)."""
 
 from __future__ import annotations
 
@@ -63,8 +63,7 @@ class ServingStack(Stack):
             refresh_seconds=serving.refresh_seconds,
             max_instances=serving.max_instances,
             max_body_bytes=serving.max_body_bytes,
-            capture="none" if capture is None else "firehose",
-            capture_stream=None if capture is None else capture.stream_name,
+            capture="none" if capture is None else "log",
             capture_sample_rate=None if capture is None else config.capture.sample_rate,
             feedback_stream=self.feedback_stream.stream_name,
             feedback_max_age_days=config.capture.feedback_max_age_days,
@@ -87,9 +86,8 @@ class ServingStack(Stack):
         # Read-only, and only the registry: the champion pointer and the versions it names.
         grant_prefix(self.inference.role, self.model_bucket, registry, "read")
         grant_missing_key_lookups(self.inference.role, self.model_bucket)
-        # PutRecordBatch on exactly its streams; the function cannot read what they deliver.
-        for stream in self.streams.streams:
-            stream.grant_put(self.inference.role)
+        # PutRecordBatch on the feedback stream only (captures leave through the log); it cannot read what it delivers.
+        self.feedback_stream.grant_put(self.inference.role)
 
         self.batch = BatchScoring(
             self,
@@ -106,12 +104,16 @@ class ServingStack(Stack):
             model_bucket=self.model_bucket,
             data_bucket=self.data_bucket,
             registry_prefix=registry,
-            capture_stream=capture,
             # The serving-load check at training guarantees the model fits the serving function's memory.
             score_memory_mb=serving.memory_mb,
             log_retention_days=config.log_retention_days,
             removal_policy=removal,
         )
+
+        # The capture lines of the functions that predict reach the capture stream through their logs.
+        if capture is not None:
+            capture.subscribe(self, "InferenceCaptures", self.inference.log_group)
+            capture.subscribe(self, "BatchCaptures", self.batch.score.log_group)
 
         self.api = InferenceApi(
             self,

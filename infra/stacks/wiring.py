@@ -69,6 +69,10 @@ def build_stacks(app: App, config: DriftloopConfig) -> DriftloopStacks:
             for label, stream in (("captures", serving.capture_stream), ("feedback", serving.feedback_stream))
             if stream is not None
         },
+        capture_subscriptions=[
+            (subscription.log_group_name, subscription.filter_name)
+            for subscription in (serving.capture_stream.subscriptions if serving.capture_stream else [])
+        ],
         description="driftloop monitoring: drift monitor, alarms, retraining triggers, dashboard",
     )
     monitoring.add_stack_dependency(data)

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pandas as pd
 import pytest
 
@@ -15,9 +14,9 @@ from functions.batch import handlers
 from functions.batch.job import BatchRefused
 from functions.batch.layout import BATCH
 from functions.common.bundle import pack_archive
+from functions.common.records import CAPTURE_MARKER
 from functions.common.registry import Registry, RegistryError, new_version_id
 from tests.batch.conftest import csv_bytes
-from tests.inference.test_firehose import CAPTURE_PREFIX, CAPTURE_STREAM, delivered
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 
 if TYPE_CHECKING:
@@ -31,11 +30,11 @@ def environment(s3: S3Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setenv("DRIFTLOOP_MODEL_BUCKET", MODEL_BUCKET)
     monkeypatch.setenv("DRIFTLOOP_DATA_BUCKET", DATA_BUCKET)
     monkeypatch.setenv("DRIFTLOOP_WORK_DIR", str(tmp_path / "work"))
-    for cached in (handlers._settings, handlers._s3, handlers._source, handlers._sink):
+    for cached in (handlers._settings, handlers._s3, handlers._source):
         cached.cache_clear()
     handlers._loaded.clear()
     yield
-    for cached in (handlers._settings, handlers._s3, handlers._source, handlers._sink):
+    for cached in (handlers._settings, handlers._s3, handlers._source):
         cached.cache_clear()
     handlers._loaded.clear()
 
@@ -157,33 +156,23 @@ def test_without_a_champion_a_version_must_be_named(environment: None) -> None:
         handlers.resolve_handler({"request": {"input": f"s3://{DATA_BUCKET}/{PREFIX}"}, "run": "r"}, None)
 
 
-@pytest.fixture
-def capture_stream(s3: S3Client, monkeypatch: pytest.MonkeyPatch) -> S3Client:
-    """A DirectPut stream into the data bucket's capture prefix, named in the batch environment."""
-    boto3.client("firehose", region_name="us-east-1").create_delivery_stream(
-        DeliveryStreamName=CAPTURE_STREAM,
-        DeliveryStreamType="DirectPut",
-        ExtendedS3DestinationConfiguration={
-            "RoleARN": "arn:aws:iam::123456789012:role/driftloop-test-delivery",
-            "BucketARN": f"arn:aws:s3:::{DATA_BUCKET}",
-            "Prefix": CAPTURE_PREFIX,
-        },
-    )
-    monkeypatch.setenv("DRIFTLOOP_CAPTURE_STREAM", CAPTURE_STREAM)
-    return s3
-
-
-def test_a_capturing_run_delivers_every_scored_row_to_the_capture_stream(
+def test_a_capturing_run_writes_every_scored_row_as_a_capture_line_of_its_log(
     environment: None,
-    capture_stream: S3Client,
+    s3: S3Client,
     publish: Callable[[bool], str],
     rows: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # The stream the score function's log subscription feeds: its name only says this deployment captures.
+    monkeypatch.setenv("DRIFTLOOP_CAPTURE_STREAM", "driftloop-test-captures")
     champion = publish(True)
-    capture_stream.put_object(Bucket=DATA_BUCKET, Key=PREFIX + "a.csv", Body=csv_bytes(rows.head(5)))
-    summary, _ = run(capture_stream, {"input": f"s3://{DATA_BUCKET}/{PREFIX}", "capture": True}, name="run-c")
+    s3.put_object(Bucket=DATA_BUCKET, Key=PREFIX + "a.csv", Body=csv_bytes(rows.head(5)))
+    capsys.readouterr()
+    summary, _ = run(s3, {"input": f"s3://{DATA_BUCKET}/{PREFIX}", "capture": True}, name="run-c")
     assert (summary["captured"], summary["capture_lost"]) == (5, 0)
-    records = [record for batch in delivered(capture_stream, CAPTURE_PREFIX) for record in batch]
-    ids = [line["prediction_id"] for line in output_lines(capture_stream, PREFIX + "a.csv")]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    records = [line for line in lines if line.get(CAPTURE_MARKER[0]) == CAPTURE_MARKER[1]]
+    ids = [line["prediction_id"] for line in output_lines(s3, PREFIX + "a.csv")]
     assert sorted(record["prediction_id"] for record in records) == sorted(ids)
     assert {(record["model_version"], record["request_id"]) for record in records} == {(champion, "batch/run-c")}

@@ -109,8 +109,7 @@ def test_settings_are_read_from_the_environment_with_defaults() -> None:
 def test_capture_and_feedback_settings_are_read_from_the_environment() -> None:
     settings = InferenceSettings.from_env(
         {
-            "DRIFTLOOP_CAPTURE": "firehose",
-            "DRIFTLOOP_CAPTURE_STREAM": "driftloop-dev-captures",
+            "DRIFTLOOP_CAPTURE": "log",
             "DRIFTLOOP_CAPTURE_SAMPLE_RATE": "0.25",
             "DRIFTLOOP_FEEDBACK_STREAM": "driftloop-dev-feedback",
             "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "14",
@@ -118,11 +117,7 @@ def test_capture_and_feedback_settings_are_read_from_the_environment() -> None:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
     )
-    assert (settings.capture, settings.capture_stream, settings.sample_rate) == (
-        "firehose",
-        "driftloop-dev-captures",
-        0.25,
-    )
+    assert (settings.capture, settings.sample_rate) == ("log", 0.25)
     assert (settings.feedback_stream, settings.feedback_max_age_days) == ("driftloop-dev-feedback", 14)
     assert (settings.service, settings.log_level) == ("driftloop-dev-inference", "WARNING")
     defaults = InferenceSettings()
@@ -141,7 +136,8 @@ def test_invalid_capture_settings_are_refused_with_every_problem() -> None:
     message = str(caught.value)
     assert "DRIFTLOOP_CAPTURE_SAMPLE_RATE='1.5': must be a number between 0 and 1" in message
     assert "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS='0'" in message
-    assert "DRIFTLOOP_CAPTURE=firehose needs DRIFTLOOP_CAPTURE_STREAM" in message
+    # Captures are log lines now: the function has no capture stream to call.
+    assert "DRIFTLOOP_CAPTURE='firehose': must be one of none, log" in message
     with pytest.raises(EnvError, match="must be a number between 0 and 1"):
         InferenceSettings.from_env({"DRIFTLOOP_CAPTURE_SAMPLE_RATE": "nan"})
 

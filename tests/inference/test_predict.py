@@ -216,19 +216,6 @@ def test_a_capture_failure_does_not_fail_the_request_and_is_logged_and_counted(
     assert request["status"] == 200
 
 
-def test_the_log_capture_sink_writes_one_json_line_per_prediction(
-    make_api: MakeApi, trained_bundle: Path, rows: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
-) -> None:
-    api = make_api(InferenceSettings(model_dir=trained_bundle, capture="log"))
-
-    served = api.predict(rows).json["predictions"]
-
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["prediction_id"] for line in lines] == [p["prediction_id"] for p in served]
-    assert {line["message"] for line in lines} == {"prediction"}
-    assert lines[0]["features"] == rows[0]
-
-
 def test_capture_records_carry_the_caller_but_never_the_api_key_value(
     api: Api, sink: RecordingSink, rows: list[dict[str, Any]]
 ) -> None:

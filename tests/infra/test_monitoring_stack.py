@@ -37,6 +37,9 @@ OPERATIONAL_ALARMS = (
     "driftloop-dev-event-delivery-failures",
     "driftloop-dev-captures-delivery-failures",
     "driftloop-dev-feedback-delivery-failures",
+    "driftloop-dev-captures-delivery-freshness",
+    "driftloop-dev-feedback-delivery-freshness",
+    "driftloop-dev-capture-shipping",
 )
 
 
@@ -503,6 +506,55 @@ def test_capture_failures_alarm_watches_the_inference_service(template: Template
     assert training["Dimensions"][0]["Name"] == "StateMachineArn"
     _, delivery = alarms(template)["driftloop-dev-feedback-delivery-failures"]
     assert delivery["Dimensions"] == [{"Name": "DeliveryStreamName", "Value": "driftloop-dev-feedback"}]
+
+
+def test_a_capture_stream_that_stops_delivering_alarms_once_its_oldest_record_outlives_the_buffer(
+    template: Template,
+) -> None:
+    for label in ("captures", "feedback"):
+        _, alarm = alarms(template)[f"driftloop-dev-{label}-delivery-freshness"]
+        expected = {
+            "Namespace": "AWS/Firehose",
+            "MetricName": "DeliveryToS3.DataFreshness",
+            "Dimensions": [{"Name": "DeliveryStreamName", "Value": f"driftloop-dev-{label}"}],
+            "Statistic": "Maximum",
+            "Period": 300,
+            # cdk.json's capture.buffer_seconds (60) plus the margin.
+            "Threshold": 360,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "TreatMissingData": "notBreaching",
+        }
+        assert {key: alarm.get(key) for key in expected} == expected
+
+
+def test_capture_lines_the_log_subscriptions_fail_to_ship_or_are_throttled_on_alarm_at_once(
+    template: Template,
+) -> None:
+    _, alarm = alarms(template)["driftloop-dev-capture-shipping"]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "GreaterThanOrEqualToThreshold")
+    assert (alarm["EvaluationPeriods"], alarm["TreatMissingData"]) == (1, "notBreaching")
+    metrics = {m["Id"]: m for m in alarm["Metrics"]}
+    [expression] = [m["Expression"] for m in metrics.values() if "Expression" in m]
+    watched = [m["MetricStat"] for m in metrics.values() if "MetricStat" in m]
+    assert expression == " + ".join(f"FILL({key}, 0)" for key in metrics if key != "expr_1")
+    # Each subscription (the inference and the batch score log groups) for both of its delivery metrics.
+    assert (
+        sorted(stat["Metric"]["MetricName"] for stat in watched) == ["DeliveryErrors"] * 2 + ["DeliveryThrottling"] * 2
+    )
+    for stat in watched:
+        assert stat["Metric"]["Namespace"] == "AWS/Logs"
+        assert (stat["Stat"], stat["Period"]) == ("Sum", 300)
+        dimensions = {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]}
+        assert set(dimensions) == {"LogGroupName", "DestinationType", "FilterName"}
+        assert (dimensions["DestinationType"], dimensions["FilterName"]) == ("Firehose", "driftloop-dev-captures")
+    assert len({json.dumps(stat["Metric"]["Dimensions"]) for stat in watched}) == 2
+
+
+def test_without_capture_nothing_watches_capture_shipping() -> None:
+    stacks = build(cdk_context(overrides={"capture": {"enabled": False}}))
+    names = set(alarms(Template.from_stack(stacks.monitoring)))
+    assert "driftloop-dev-capture-shipping" not in names
+    assert "driftloop-dev-captures-delivery-freshness" not in names
 
 
 def test_ops_topic_is_encrypted_tls_only_and_publishable_by_cloudwatch(template: Template) -> None:

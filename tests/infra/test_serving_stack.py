@@ -9,6 +9,7 @@ from typing import Any
 from aws_cdk.assertions import Capture, Match, Template
 
 from functions.common import layout
+from functions.common.records import CAPTURE_FILTER_PATTERN
 from functions.inference.settings import InferenceSettings
 from infra.config import load_config
 from infra.constructs.inference_api import FEEDBACK_ROUTE, ROUTES
@@ -65,8 +66,7 @@ def test_inference_function_settings(serving_template: Template) -> None:
                     "DRIFTLOOP_REFRESH_SECONDS": "60",
                     "DRIFTLOOP_MAX_INSTANCES": "1000",
                     "DRIFTLOOP_MAX_BODY_BYTES": "1048576",
-                    "DRIFTLOOP_CAPTURE": "firehose",
-                    "DRIFTLOOP_CAPTURE_STREAM": "driftloop-dev-captures",
+                    "DRIFTLOOP_CAPTURE": "log",
                     "DRIFTLOOP_CAPTURE_SAMPLE_RATE": "1.0",
                     "DRIFTLOOP_FEEDBACK_STREAM": "driftloop-dev-feedback",
                     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
@@ -89,7 +89,7 @@ def test_the_inference_environment_reads_back_through_its_contract_and_holds_exa
     assert set(settings.to_env()) == set(variables)
     assert (settings.service, settings.log_level) == ("driftloop-dev-inference", "INFO")
     assert json.loads(settings.model_bucket or "") == MODEL_BUCKET
-    assert settings.capture_stream == "driftloop-dev-captures"
+    assert settings.capture == "log"
 
 
 def test_the_inference_defaults_for_local_runs_agree_with_cdk_json() -> None:
@@ -368,9 +368,8 @@ def test_captures_are_partitioned_by_model_version_and_arrival_hour_as_layout_py
         config["ErrorOutputPrefix"] == "captures/errors/!{firehose:error-output-type}/hour=!{timestamp:yyyy-MM-dd-HH}/"
     )
     assert config["DynamicPartitioningConfiguration"]["Enabled"] is True
-    [processor] = config["ProcessingConfiguration"]["Processors"]
-    assert processor["Type"] == "MetadataExtraction"
-    assert {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]} == {
+    processors = {p["Type"]: p for p in config["ProcessingConfiguration"]["Processors"]}
+    assert {p["ParameterName"]: p["ParameterValue"] for p in processors["MetadataExtraction"]["Parameters"]} == {
         "MetadataExtractionQuery": "{model_version:.model_version}",
         "JsonParsingEngine": "JQ-1.6",
     }
@@ -403,7 +402,7 @@ def test_the_synthesized_prefixes_are_the_layouts_for_any_stage_and_the_readers_
     assert captures["Prefix"] == layout.firehose_capture_prefix("stage/captured/")
     assert feedback["Prefix"] == layout.firehose_feedback_prefix("stage/labels/")
     assert captures["ErrorOutputPrefix"] == layout.firehose_error_prefix("stage/captured/")
-    [processor] = captures["ProcessingConfiguration"]["Processors"]
+    [processor] = [p for p in captures["ProcessingConfiguration"]["Processors"] if p["Type"] == "MetadataExtraction"]
     query = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}["MetadataExtractionQuery"]
     assert query == "{" + ",".join(f"{key}:{path}" for key, path in layout.CAPTURE_PARTITION_KEYS.items()) + "}"
     # Evaluated as Firehose does for a record of version v7 arriving at 2026-03-01 17:xx, the partition the
@@ -468,19 +467,87 @@ def test_each_delivery_role_is_assumable_only_by_firehose_for_this_account_and_w
         assert policy_id in resource["DependsOn"]
 
 
-def test_the_inference_function_may_put_records_into_exactly_the_two_streams(serving_template: Template) -> None:
+def test_the_inference_function_may_put_records_into_the_feedback_stream_only(serving_template: Template) -> None:
     statements = inference_policy(serving_template)
     firehose = [s for s in statements if "firehose:" in json.dumps(s["Action"])]
-    captures, feedback = (
-        stream(serving_template, name)[0] for name in ("driftloop-dev-captures", "driftloop-dev-feedback")
-    )
+    feedback, _ = stream(serving_template, "driftloop-dev-feedback")
     assert firehose == [
-        {
-            "Action": "firehose:PutRecordBatch",
-            "Effect": "Allow",
-            "Resource": [{"Fn::GetAtt": [captures, "Arn"]}, {"Fn::GetAtt": [feedback, "Arn"]}],
-        }
+        {"Action": "firehose:PutRecordBatch", "Effect": "Allow", "Resource": {"Fn::GetAtt": [feedback, "Arn"]}}
     ]
+
+
+def test_the_capture_stream_unpacks_cloudwatch_logs_envelopes_into_one_record_per_line_before_partitioning(
+    serving_template: Template,
+) -> None:
+    config = destination(serving_template, "driftloop-dev-captures")
+
+    processors = [
+        (p["Type"], {q["ParameterName"]: q["ParameterValue"] for q in p.get("Parameters", [])})
+        for p in config["ProcessingConfiguration"]["Processors"]
+    ]
+    assert [kind for kind, _ in processors] == [
+        "Decompression",
+        "CloudWatchLogProcessing",
+        "MetadataExtraction",
+        "AppendDelimiterToRecord",
+    ]
+    assert processors[0][1] == {"CompressionFormat": "GZIP"}
+    assert processors[1][1] == {"DataMessageExtraction": "true"}
+    assert config["ProcessingConfiguration"]["Enabled"] is True
+
+
+def subscriptions(template: Template) -> dict[str, dict[str, Any]]:
+    """The subscription filters by the handler of the function whose log group they read."""
+    functions = template.find_resources("AWS::Lambda::Function")
+    groups = {
+        properties["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]: properties["Properties"]["Handler"]
+        for properties in functions.values()
+    }
+    found: dict[str, dict[str, Any]] = {}
+    for resource in template.find_resources("AWS::Logs::SubscriptionFilter").values():
+        found[groups[resource["Properties"]["LogGroupName"]["Ref"]]] = dict(resource)
+    return found
+
+
+def test_the_inference_and_batch_score_logs_ship_exactly_their_capture_lines_to_the_capture_stream(
+    serving_template: Template,
+) -> None:
+    captures, _ = stream(serving_template, "driftloop-dev-captures")
+
+    found = subscriptions(serving_template)
+
+    assert set(found) == {"functions.inference.app.handler", "functions.batch.handlers.score_handler"}
+    for resource in found.values():
+        properties = resource["Properties"]
+        assert properties["FilterPattern"] == CAPTURE_FILTER_PATTERN == '{ $.capture = "prediction" }'
+        assert properties["DestinationArn"] == {"Fn::GetAtt": [captures, "Arn"]}
+        assert properties["FilterName"] == "driftloop-dev-captures"
+
+
+def test_cloudwatch_logs_may_put_into_the_capture_stream_only_for_its_own_log_group(
+    serving_template: Template,
+) -> None:
+    captures, _ = stream(serving_template, "driftloop-dev-captures")
+    roles = serving_template.find_resources("AWS::IAM::Role")
+    for resource in subscriptions(serving_template).values():
+        properties = resource["Properties"]
+        role_id = properties["RoleArn"]["Fn::GetAtt"][0]
+        [trust] = roles[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "logs.amazonaws.com"}
+        group = properties["LogGroupName"]["Ref"]
+        assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        arns = trust["Condition"]["ArnLike"]["aws:SourceArn"]
+        assert len(arns) == 2 and all(json.dumps({"Ref": group}) in json.dumps(arn) for arn in arns)
+        assert json.dumps(arns[1]).endswith(':*"]]}')
+        assert role_policy(serving_template, role_id) == [
+            {
+                "Action": ["firehose:PutRecord", "firehose:PutRecordBatch"],
+                "Effect": "Allow",
+                "Resource": {"Fn::GetAtt": [captures, "Arn"]},
+            }
+        ]
+        # The filter is created once its role may put (CloudWatch Logs tries a test record then).
+        assert any(dependency.startswith(role_id.removesuffix(role_id[-8:])) for dependency in resource["DependsOn"])
 
 
 def test_the_stack_exposes_its_streams(dev: DriftloopStacks) -> None:

@@ -194,6 +194,20 @@ def prediction(version: str, now: datetime, tenure: int) -> PredictionRecord:
     )
 
 
+def subscription_batch(lines: list[bytes]) -> bytes:
+    """What a CloudWatch Logs subscription puts into the capture stream for these log lines: a gzip envelope."""
+    events = [{"id": str(i), "timestamp": 0, "message": line.decode()} for i, line in enumerate(lines)]
+    envelope = {
+        "messageType": "DATA_MESSAGE",
+        "owner": "000000000000",
+        "logGroup": "/aws/lambda/inference",
+        "logStream": "stream",
+        "subscriptionFilters": ["captures"],
+        "logEvents": events,
+    }
+    return gzip.compress(json.dumps(envelope).encode())
+
+
 def hours(start: datetime, end: datetime) -> set[str]:
     """The UTC hours a call made between ``start`` and ``end`` may be filed under (two around the hour)."""
     return {hour_value(start), hour_value(end)}
@@ -207,7 +221,8 @@ def test_captures_land_under_records_py_layout_one_object_per_model_version(
     sent = [prediction(version, start, tenure) for tenure, version in enumerate(["v1", "v2", "v1", "v2", "v1"])]
     payloads = [to_json_lines([record]) for record in sent]
 
-    destination.put(stream, payloads)
+    # One subscription batch: Firehose unpacks it into the logged lines, each ended by its delimiter.
+    destination.put(stream, [subscription_batch(payloads)])
     end = datetime.now(UTC)
 
     delivered = destination.delivered("captures/")
@@ -217,8 +232,10 @@ def test_captures_land_under_records_py_layout_one_object_per_model_version(
         # The prefix is exactly what the readers list, and nothing (no YYYY/MM/DD/HH/) comes between it and the name.
         assert item.prefix in {capture_hour_prefix("captures/", version, hour) for hour in hours(start, end)}
         assert re.fullmatch(re.escape(stream) + GZIPPED_NAME, item.name), item.key
-        # One object per partition: the records of the call, concatenated as sent, gzipped.
-        assert item.content == b"".join(p for p, r in zip(payloads, sent, strict=True) if r.model_version == version)
+        # One object per partition: the records of the call, in order, each a line, gzipped.
+        assert item.content == b"".join(
+            p + b"\n" for p, r in zip(payloads, sent, strict=True) if r.model_version == version
+        )
 
     # ... so the monitor's reader finds them.
     reader = CaptureReader(destination.s3, destination.bucket, "captures/", "feedback/")
@@ -238,12 +255,12 @@ def test_a_capture_without_model_version_goes_to_the_error_prefix(
     del orphan["model_version"]
     bad = json.dumps(orphan).encode() + b"\n"
 
-    destination.put(stream, [bad, good])
+    destination.put(stream, [subscription_batch([bad, good])])
     end = datetime.now(UTC)
 
     [captured] = destination.delivered("captures/model_version=")
     assert captured.prefix in {capture_hour_prefix("captures/", "v1", hour) for hour in hours(start, end)}
-    assert captured.content == good
+    assert captured.content == good + b"\n"
 
     [failed] = destination.delivered("captures/errors/")
     error_prefix = properties["ExtendedS3DestinationConfiguration"]["ErrorOutputPrefix"]
@@ -257,7 +274,8 @@ def test_a_capture_without_model_version_goes_to_the_error_prefix(
     [document] = [json.loads(line) for line in failed.content.splitlines()]
     assert document["errorCode"] == "DynamicPartitioning.MetadataExtractionFailed"
     assert "model_version" in document["errorMessage"]
-    assert base64.b64decode(document["rawData"]) == bad
+    # The record as processed (AWS keeps the compressed envelope there: a documented difference).
+    assert base64.b64decode(document["rawData"]) == bad + b"\n"
     assert document["attemptsMade"] == 1
     assert start.timestamp() * 1000 - 1000 <= document["arrivalTimestamp"] <= end.timestamp() * 1000 + 1000
 
@@ -334,10 +352,11 @@ def test_the_construct_deployed_by_cloudformation_delivers_to_records_py_layout(
         start = datetime.now(UTC)
         captured = prediction("v7", start, 1)
         feedback = FeedbackRecord(prediction_id=captured.prediction_id, time=start.isoformat(), label="no")
-        for kind, record in (("captures", captured), ("feedback", feedback)):
-            response = firehose.put_record_batch(
-                DeliveryStreamName=names[kind], Records=[{"Data": to_json_lines([record])}]
-            )
+        for kind, data in (
+            ("captures", subscription_batch([to_json_lines([captured])])),
+            ("feedback", to_json_lines([feedback])),
+        ):
+            response = firehose.put_record_batch(DeliveryStreamName=names[kind], Records=[{"Data": data}])
             assert response["FailedPutCount"] == 0, response
         end = datetime.now(UTC)
 
@@ -382,7 +401,8 @@ def test_what_cannot_be_evaluated_is_refused_at_creation(
     config = properties["ExtendedS3DestinationConfiguration"]
     if "Prefix" in change:
         config["Prefix"] = change["Prefix"]
-    for parameter in config["ProcessingConfiguration"]["Processors"][0]["Parameters"]:
+    [extraction] = [p for p in config["ProcessingConfiguration"]["Processors"] if p["Type"] == "MetadataExtraction"]
+    for parameter in extraction["Parameters"]:
         parameter["ParameterValue"] = change.get(parameter["ParameterName"], parameter["ParameterValue"])
 
     with pytest.raises(ClientError) as refused:

@@ -22,7 +22,9 @@ evaluation itself is :mod:`driftloop_localstack.firehose_prefixes` (pure, unit-t
   lines. A prefix without expressions keeps LocalStack's behaviour exactly;
 - ``_get_s3_object_path``: the object name without the date directories, for the groups above only;
 - ``_preprocess_records``: ``MetadataExtraction`` processors pass the records through (their query is evaluated
-  at delivery) instead of logging "Unsupported Firehose processor type" on every call;
+  at delivery) instead of logging "Unsupported Firehose processor type" on every call; the CloudWatch Logs
+  processors (``Decompression``, ``CloudWatchLogProcessing``, ``AppendDelimiterToRecord``) unpack what a log
+  subscription puts, as :mod:`driftloop_localstack.firehose_cloudwatch_logs` describes;
 - ``CompressionFormat``: LocalStack ignores it (objects are always the bytes as sent). ``GZIP`` is applied to every
   object ``_put_records_to_s3_bucket`` writes, with or without expressions, and ``.gz`` appended to its name
   (unless the destination sets ``FileExtension``), as AWS does; formats the emulation cannot apply are refused
@@ -52,6 +54,7 @@ from driftloop_localstack.pinning import (
     version_problems,
 )
 
+from . import firehose_cloudwatch_logs as cloudwatch_logs
 from .firehose_prefixes import Compression, ConfigurationError, DeliveryPlan, Record
 
 LOG = logging.getLogger(__name__)
@@ -87,6 +90,34 @@ def arrival_time(record: dict[str, Any], default: datetime) -> datetime:
 
 def record_data(record: dict[str, Any]) -> bytes:
     return base64.b64decode(record.get("Data") or record.get("data") or b"")
+
+
+def unpacked(kind: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """LocalStack's records through one CloudWatch Logs processor (a record may become several, or none)."""
+    result = []
+    for record in records:
+        try:
+            pieces = cloudwatch_logs.process(kind, record_data(record))
+        except cloudwatch_logs.ProcessingFailed as exc:
+            LOG.error(
+                "Firehose: a record failed %s and is dropped (AWS writes it under the error prefix): %s", kind, exc
+            )
+            continue
+        fields = {name: value for name, value in record.items() if name not in ("Data", "data")}
+        result += [{**fields, "Data": base64.b64encode(piece)} for piece in pieces]
+    return result
+
+
+def check_processors(destination: dict[str, Any]) -> None:
+    """Refuse CloudWatch Logs processors configured as AWS refuses or as the emulation cannot apply."""
+    for processor in (destination.get("ProcessingConfiguration") or {}).get("Processors") or []:
+        parameters = {
+            str(p.get("ParameterName")): str(p.get("ParameterValue")) for p in processor.get("Parameters") or []
+        }
+        try:
+            cloudwatch_logs.check(str(processor.get("Type")), parameters)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
 
 
 def object_name(stream_name: str, file_extension: str) -> str:
@@ -130,6 +161,7 @@ def _validating(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 DeliveryPlan.from_destination(destination)
                 Compression.from_destination(destination)
+                check_processors(destination)
             except ConfigurationError as exc:
                 LOG.error("Firehose: delivery stream %s refused (%s): %s", stream, name, exc)
                 raise InvalidArgumentException(str(exc)) from None
@@ -190,6 +222,8 @@ def install() -> None:
     def _preprocess_records(self: Any, processor: dict[str, Any], records: list[Any]) -> list[Any]:
         if processor.get("Type") == "MetadataExtraction":
             return records  # evaluated at delivery (_put_records_to_s3_bucket)
+        if processor.get("Type") in cloudwatch_logs.PROCESSORS:
+            return unpacked(str(processor["Type"]), [dict(record) for record in records])
         return list(preprocess(self, processor, records))
 
     setattr(_put_records_to_s3_bucket, _MARKER, True)
