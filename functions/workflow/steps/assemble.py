@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from functions.common.athena import Athena
 from functions.common.registry import utc_now
 from functions.workflow.assembly import AssemblyRequest, finish_assembly, plan_assembly
-from functions.workflow.athena import Athena
 from functions.workflow.errors import WorkflowError
 from functions.workflow.settings import WorkflowSettings
 from functions.workflow.state import AssemblyPlan, RunState
