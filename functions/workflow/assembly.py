@@ -44,6 +44,7 @@ from fractions import Fraction
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from functions.common.athena import Athena
+from functions.common.labelled_sql import capture_hours
 from functions.common.layout import (
     BASE_FOLDER,
     FEEDBACK_FOLDER,
@@ -52,7 +53,7 @@ from functions.common.layout import (
     capture_model_version,
 )
 from functions.common.text_values import parse_time
-from functions.workflow.feedback_sql import COUNTS, FeedbackQuery, capture_hours
+from functions.workflow.feedback_sql import COUNTS, FeedbackQuery
 from functions.workflow.state import AssemblyPlan, AssemblyQuery
 
 if TYPE_CHECKING:
@@ -95,8 +96,6 @@ class AssemblyRequest:
     # In (0, 1]: the most of the training set's rows that may be feedback.
     max_feedback_share: float
     now: datetime
-    # The Glue database of the capture and feedback tables.
-    database: str
 
 
 def plan_assembly(s3: S3Client, athena: Athena, request: AssemblyRequest) -> dict[str, Any]:
@@ -146,7 +145,6 @@ def plan_assembly(s3: S3Client, athena: Athena, request: AssemblyRequest) -> dic
     else:
         max_rows = feedback_cap(counted_rows, request.max_feedback_share)
         query = FeedbackQuery(
-            database=request.database,
             header=header,
             target=str(request.target),
             version=request.version,
@@ -157,7 +155,7 @@ def plan_assembly(s3: S3Client, athena: Athena, request: AssemblyRequest) -> dic
         prefixes = [row["prefix"] for row in athena.run(query.id_prefixes()).records() if row["prefix"]]
         query = replace(
             query,
-            hours=capture_hours(prefixes, query.now, query.max_age),
+            hours=capture_hours(prefixes, query.window),
             model_versions=_model_versions(s3, request.data_bucket, request.capture_prefix),
         )
         unload = query.unload(f"{plan.uri}{FEEDBACK_FOLDER}")
@@ -275,7 +273,6 @@ def _feedback_counts(
     if now is None:
         raise AssemblyError(f"the assembly plan's time is not an ISO time: {planned['now']!r}")
     query = FeedbackQuery(
-        database=request.database,
         header=header,
         target=str(planned["target"]),
         version=request.version,

@@ -14,8 +14,8 @@ import sqlglot
 from functions.common import layout
 from functions.common.athena import Athena
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
-from functions.workflow.feedback_sql import FeedbackQuery, capture_hours
-from tests.plugins.athena import DATABASE
+from functions.common.labelled_sql import FeedbackWindow, capture_hours
+from functions.workflow.feedback_sql import FeedbackQuery
 from tests.plugins.aws import DATA_BUCKET
 
 if TYPE_CHECKING:
@@ -24,12 +24,13 @@ if TYPE_CHECKING:
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 DAY = timedelta(days=1)
 MONTH = timedelta(days=30)
+WINDOW = FeedbackWindow(NOW - MONTH, NOW, MONTH)
 # Names from users' data: quotes, backticks, semicolons, keywords, JSON path syntax.
 HOSTILE = ['x" FROM kept; --', "`tick`", "a'b", "select", "from", "$.a[0]", 'back\\slash "\\"']
 
 
 def query(header: list[str], **changes: Any) -> FeedbackQuery:
-    return replace(FeedbackQuery(DATABASE, header, header[-1], "v20260302-093000-aaaaaa", NOW, MONTH), **changes)
+    return replace(FeedbackQuery(header, header[-1], "v20260302-093000-aaaaaa", NOW, MONTH), **changes)
 
 
 def captured(s3: S3Client, served: datetime, features: list[dict[str, Any]]) -> list[str]:
@@ -56,9 +57,7 @@ def test_the_training_set_selects_exactly_the_header_columns_whatever_their_name
     features = {name: f"v{index}" for index, name in enumerate(HOSTILE)}
     [prediction] = captured(s3, NOW - DAY, [features])
     labelled(s3, {prediction: "1"})
-    hours = capture_hours(
-        [row["prefix"] or "" for row in athena.run(query(header).id_prefixes()).records()], NOW, MONTH
-    )
+    hours = capture_hours([row["prefix"] or "" for row in athena.run(query(header).id_prefixes()).records()], WINDOW)
     rows = athena.run(query(header, model_versions=["v1"], hours=hours).training_set()).records()
     assert rows == [{**features, "churned": "1"}]
 
@@ -72,7 +71,7 @@ def test_the_first_query_names_only_the_hours_of_usable_feedback(s3: S3Client, a
     prefixes = [row["prefix"] or "" for row in athena.run(query(["x", "y"]).id_prefixes()).records()]
 
     assert prefixes == [recent[:7]]
-    hours = capture_hours(prefixes, NOW, MONTH)
+    hours = capture_hours(prefixes, WINDOW)
     assert layout.hour_value(NOW - DAY) in hours and len(hours) <= 2
 
 
@@ -80,10 +79,10 @@ def test_capture_hours_cover_each_prefixs_span_and_the_arrival_slack_within_the_
     # A prefix spans 16**5 ms (about 17.5 minutes); a prediction may reach Firehose 15 minutes after it was served.
     start = datetime(2026, 3, 1, 10, 50, tzinfo=UTC)
     prefix = new_prediction_ids(1, start)[0][:7]
-    assert capture_hours([prefix], NOW, MONTH) == ["2026-03-01-10", "2026-03-01-11"]
+    assert capture_hours([prefix], WINDOW) == ["2026-03-01-10", "2026-03-01-11"]
     # Nothing before the window or after now: a made-up id cannot widen the read.
-    assert capture_hours([new_prediction_ids(1, NOW - 2 * MONTH)[0][:7]], NOW, MONTH) == []
-    assert capture_hours(["fffffff"], NOW, MONTH) == []
+    assert capture_hours([new_prediction_ids(1, NOW - 2 * MONTH)[0][:7]], WINDOW) == []
+    assert capture_hours(["fffffff"], WINDOW) == []
 
 
 def test_with_no_capture_to_read_the_queries_still_run_and_match_nothing(s3: S3Client, athena: Athena) -> None:

@@ -30,7 +30,6 @@ def _request(settings: WorkflowSettings, state: RunState, now: datetime | None) 
         feedback_max_age_days=settings.feedback_max_age_days,
         max_feedback_share=settings.max_feedback_share,
         now=now or utc_now(),
-        database=settings.glue_database,
     )
 
 
