@@ -11,7 +11,7 @@ monitor's live quality (:mod:`functions.monitor.queries`) and Assemble's feedbac
 - ``invalid_ids``: not 32 lowercase hex digits, or served after the window's end (SQL cannot check the id's
   checksum: a well-formed made-up id finds no capture and counts as unmatched);
 - ``expired``: served more than ``max_age`` before the window's end (the id's 12 leading hex digits are its serving
-  time in ms, compared as text with :func:`functions.common.records.time_prefix`);
+  time in ms, compared as text with :func:`oldest_id_time`);
 - the rest is ``usable``.
 
 The usable ids' distinct :data:`PREFIX_DIGITS`-digit prefixes (:func:`id_prefixes`) name the capture hours to read
@@ -73,6 +73,13 @@ def fitted_truth(feedback: str, capture: str) -> str:
     )
 
 
+def oldest_id_time(oldest: datetime) -> str:
+    """The smallest id time (12 hex digits, ms) of a prediction served no earlier than ``oldest``: rounded up, where
+    :func:`functions.common.records.time_prefix` (the latest id time at or before a moment) rounds down."""
+    milliseconds, rest = divmod(oldest - _EPOCH, timedelta(milliseconds=1))
+    return f"{milliseconds + (1 if rest else 0):0{TIME_DIGITS}x}"
+
+
 def in_list(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(literal(value) for value in values)})"
 
@@ -126,7 +133,7 @@ class FeedbackWindow:
         fate = (
             f"CASE WHEN NOT {has_truth} THEN {unlabelled} WHEN {latest} > 1 THEN {superseded} "
             f"WHEN NOT {shaped} OR {served} > {literal(time_prefix(self.end))} THEN {invalid} "
-            f"WHEN {served} < {literal(time_prefix(self.oldest))} THEN {expired} ELSE {literal(USABLE)} END"
+            f"WHEN {served} < {literal(oldest_id_time(self.oldest))} THEN {expired} ELSE {literal(USABLE)} END"
         )
         columns = ", ".join(identifier(name) for name in GRADED_COLUMNS[:-1])
         return (
