@@ -133,7 +133,7 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
         # It only publishes to the approvals topic: no object access to acknowledge.
         _acknowledge_function(training.approval.function, [])
         functions.append(training.approval.function.function)
-    results = training.athena.results_prefix
+    results = training.catalog.results_prefix
     for name, readable in (
         ("assemble", (data.training_data_prefix, data.feedback_prefix, data.assembled_prefix, results)),
         ("finish_assembly", (data.capture_prefix, data.feedback_prefix, data.assembled_prefix, results)),

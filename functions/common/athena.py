@@ -7,8 +7,8 @@ stops it with ``StopQueryExecution``), raises :class:`QueryFailed` with Athena's
 failed or was cancelled, pages ``GetQueryResults`` and returns the rows (the header row skipped, values as text
 or None) with the bytes the query scanned. Meant for aggregates: the rows are held in memory.
 
-The client is a protocol: boto3's Athena client in AWS, an engine of the tests' own (the local cloud's DuckDB) in
-unit tests. Standard library only.
+The client is boto3's Athena client in AWS, the tests' own engine (the local cloud's DuckDB) in unit tests.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_athena import AthenaClient
 
 SUCCEEDED = "SUCCEEDED"
 FAILED_STATES = ("FAILED", "CANCELLED")
@@ -24,18 +27,6 @@ FAILED_STATES = ("FAILED", "CANCELLED")
 FIRST_POLL_SECONDS = 0.2
 MAX_POLL_SECONDS = 5.0
 PAGE_SIZE = 1000
-
-
-class AthenaClient(Protocol):
-    """The four Athena calls the adapter makes (boto3's ``athena`` client has them)."""
-
-    def start_query_execution(self, **kwargs: Any) -> Mapping[str, Any]: ...
-
-    def get_query_execution(self, **kwargs: Any) -> Mapping[str, Any]: ...
-
-    def get_query_results(self, **kwargs: Any) -> Mapping[str, Any]: ...
-
-    def stop_query_execution(self, **kwargs: Any) -> Mapping[str, Any]: ...
 
 
 class QueryFailed(RuntimeError):
@@ -61,6 +52,16 @@ class QueryResult:
     columns: tuple[str, ...]
     rows: list[Row]
     scanned_bytes: int
+
+    def records(self) -> list[dict[str, str | None]]:
+        """The rows by column name."""
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+def lambda_deadline(context: Any, margin_seconds: float) -> float:
+    """The :func:`time.monotonic` time ``margin_seconds`` before the Lambda invocation ``context`` times out."""
+    remaining_seconds: float = context.get_remaining_time_in_millis() / 1000
+    return time.monotonic() + remaining_seconds - margin_seconds
 
 
 class Athena:

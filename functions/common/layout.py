@@ -18,7 +18,7 @@ a run's training set, and the training program reads that set as its ``train`` c
 Captures and feedback are JSON lines, gzip-compressed by Firehose (objects named ``....gz``). The hour of a
 partition (:func:`hour_value`, ``yyyy-MM-dd-HH`` in UTC) is the hour Firehose *received* the record, which can be
 just after the time in the record: a prediction served at 10:59:59 may land in the next hour's partition, hence
-:data:`ARRIVAL_SLACK` and :func:`capture_hours`. Prefixes (from the deployment's config) end with ``/``.
+:data:`ARRIVAL_SLACK`. Prefixes (from the deployment's config) end with ``/``.
 """
 
 from __future__ import annotations
@@ -59,11 +59,6 @@ def hour_values(start: datetime, end: datetime) -> list[str]:
         hours.append(hour_value(first))
         first += timedelta(hours=1)
     return hours
-
-
-def capture_hours(served: datetime) -> tuple[str, ...]:
-    """The capture partitions (``hour`` values) that may hold a prediction served at ``served``."""
-    return tuple(hour_values(served, served + ARRIVAL_SLACK))
 
 
 # -- captures and feedback --------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ missing ``UncoveredWindows`` as a window not covered.
 from __future__ import annotations
 
 import os
-import time
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from aws_lambda_powertools import Logger
 
-from functions.common.athena import Athena, AthenaClient
+from functions.common.athena import Athena, lambda_deadline
 from functions.common.text_values import parse_time
 from functions.monitor.adapters import publish_metrics
 from functions.monitor.metrics import Outcome, outcome_set
@@ -25,6 +24,7 @@ from functions.monitor.run import run_monitor
 from functions.monitor.settings import MonitorSettings
 
 if TYPE_CHECKING:
+    from mypy_boto3_athena import AthenaClient
     from mypy_boto3_s3 import S3Client
 
 # matplotlib writes its font cache under MPLCONFIGDIR; the Lambda file system is writable only under /tmp.
@@ -55,13 +55,12 @@ def run_time(event: Any) -> datetime:
 
 @cache
 def _athena_client() -> AthenaClient:
-    client: AthenaClient = boto3.client("athena")
-    return client
+    return boto3.client("athena")
 
 
 def athena(settings: MonitorSettings, context: Any) -> Athena:
     """Athena for this invocation: its queries must finish before the function would time out."""
-    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - REPORT_MARGIN_SECONDS
+    deadline = lambda_deadline(context, REPORT_MARGIN_SECONDS)
     return Athena(_athena_client(), settings.athena_workgroup, settings.glue_database, deadline)
 
 

@@ -10,49 +10,42 @@ Three queries per run, over the tables of :mod:`functions.common.catalog` (every
   (``edges[i-1] < x <= edges[i]``) or categories (in the baseline's order, then one more for ``__other__``), and
   :data:`MISSING` for a missing value (numeric: not a finite JSON number; categorical: null, absent or
   ``__missing__``), the semantics of :mod:`functions.common.distribution`;
-- :func:`feedback_query`: the feedback received in the window, each record's fate counted as the one join's rules
-  (:mod:`functions.common.labelled`) say: no truth for the champion's task, superseded by a later one, an id of
-  the wrong shape, or about a prediction served before the feedback age limit (the id's 12 leading hex digits are
-  its serving time in ms, compared as text with the limit's); and the distinct 7-digit id prefixes (2^20 ms
-  buckets, about 17 minutes) of the usable ones, from which :func:`capture_hours` names the capture hours to read;
-- :func:`join_query`: the usable feedback joined to the champion's captures of those hours only, aggregated:
-  (true, predicted) counts for a classifier, error sums for a regressor.
+- :func:`feedback_query`: the feedback received in the window, each record's fate as the one join's rules
+  (:mod:`functions.common.labelled_sql`) grade it for the champion's task, and the distinct id prefixes of the
+  usable ones, from which :func:`functions.common.labelled_sql.capture_hours` names the capture hours to read;
+- :func:`join_query`: the usable feedback joined to the champion's captures of those hours only (the first delivery
+  of each), aggregated: (true, predicted) counts for a classifier, error sums for a regressor.
 
 An id's checksum cannot be computed in SQL: a well-shaped id with a bad checksum is usable here, matches no
 capture and is counted unmatched (the Python join counted it as an invalid id).
-
-Times: ``hour`` (the partition, arrival hour) bounds what is read, ``time`` (ISO 8601 text, parsed with
-``from_iso8601_timestamp``; a record whose time does not parse is outside every window) selects exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from functions.common.bundle import MISSING_CATEGORY, Task
-from functions.common.catalog import CAPTURES_TABLE, FEEDBACK_TABLE
+from functions.common.catalog import CAPTURES_TABLE
 from functions.common.distribution import Baseline, NumericSummary, Summary
-from functions.common.layout import ARRIVAL_SLACK, HOUR_PARTITION, MODEL_VERSION_PARTITION, hour_values
-from functions.common.records import PREDICTION_ID_LENGTH
+from functions.common.labelled_sql import (
+    ID,
+    PREFIX_DIGITS,
+    USABLE,
+    VERSION,
+    FeedbackWindow,
+    captured,
+    finite,
+    hours_between,
+    time_within,
+    truth,
+)
 from functions.common.sql import identifier, json_path, literal, number
 from functions.monitor.drift import MISSING
 from functions.monitor.quality import Labelled
 
-# The serving time's hex digits at the head of a prediction id, and the prefix the capture hours are named by.
-TIME_DIGITS = 12
-PREFIX_DIGITS = 7
-_BUCKET_MS = 1 << (4 * (TIME_DIGITS - PREFIX_DIGITS))
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_LARGEST = 1.7976931348623157e308
-USABLE = "usable"
-# A feedback record's fate, in the order the join's rules are applied.
-STATUSES = ("unlabelled", "superseded", "invalid_id", "expired", USABLE)
-
-_CAPTURES, _FEEDBACK = identifier(CAPTURES_TABLE), identifier(FEEDBACK_TABLE)
-_HOUR, _VERSION = identifier(HOUR_PARTITION), identifier(MODEL_VERSION_PARTITION)
-_ID, _TIME = identifier("prediction_id"), identifier("time")
+_CAPTURES = identifier(CAPTURES_TABLE)
 
 
 @dataclass(frozen=True)
@@ -76,15 +69,9 @@ class Distribution:
 # -- expressions ----------------------------------------------------------------------------------------------
 
 
-def _finite(expression: str) -> str:
-    """The DOUBLE of a value's text, NULL unless it is a finite number (NaN fails BETWEEN in both engines)."""
-    cast = f"TRY_CAST({expression} AS DOUBLE)"
-    return f"CASE WHEN {cast} BETWEEN {number(-_LARGEST)} AND {number(_LARGEST)} THEN {cast} END"
-
-
 def _json_number(column: str, key: str) -> str:
     """Member ``key`` of a JSON object column when it is a JSON number (a string, boolean or null is not)."""
-    return _finite(f"json_format(json_extract({identifier(column)}, {json_path(key)}))")
+    return finite(f"json_format(json_extract({identifier(column)}, {json_path(key)}))")
 
 
 def _json_text(column: str, key: str) -> str:
@@ -100,21 +87,6 @@ def _bin(value: str, summary: Summary) -> str:
     cases = "".join(f" WHEN {value} = {literal(name)} THEN {index}" for index, name in enumerate(categories))
     missing = f"{value} IS NULL OR {value} = {literal(MISSING_CATEGORY)}"
     return f"CASE WHEN {missing} THEN {MISSING}{cases} ELSE {len(categories)} END"
-
-
-def _time_within(start: datetime, end: datetime) -> str:
-    moment = f"TRY(from_iso8601_timestamp({_TIME}))"
-    return f"{moment} > {_timestamp(start)} AND {moment} <= {_timestamp(end)}"
-
-
-def _timestamp(moment: datetime) -> str:
-    return f"from_iso8601_timestamp({literal(moment.astimezone(UTC).isoformat())})"
-
-
-def _hours_between(start: datetime, end: datetime) -> str:
-    """Partition pruning: the hours records of ``start < time <= end`` can have arrived in."""
-    hours = hour_values(start, end + ARRIVAL_SLACK)
-    return f"{_HOUR} BETWEEN {literal(hours[0])} AND {literal(hours[-1])}"
 
 
 # -- drift ----------------------------------------------------------------------------------------------------
@@ -136,7 +108,7 @@ def prediction_distributions(baseline: Baseline, task: Task, classes: Sequence[s
     """What the model answered: ``label`` (and ``positive_probability``, binary: the probability of
     ``classes[1]``), or ``value`` (regression)."""
     if task == "regression":
-        return [Distribution("value", baseline.prediction, _finite(identifier("value")))]
+        return [Distribution("value", baseline.prediction, finite(identifier("value")))]
     found = [Distribution("label", baseline.prediction, identifier("label"))]
     if baseline.positive_probability is not None and len(classes) == 2:
         probability = _json_number("probabilities", classes[1])
@@ -154,9 +126,9 @@ def drift_query(window: Window, distributions: Sequence[Distribution]) -> str:
     sets = ", ".join(["()", *(f"({b})" for b in bins)])
     where = " AND ".join(
         [
-            f"{_VERSION} = {literal(window.version)}",
-            _hours_between(window.start, window.end),
-            _time_within(window.start, window.end),
+            f"{VERSION} = {literal(window.version)}",
+            hours_between(window.start, window.end),
+            time_within(window.start, window.end),
         ]
     )
     return (
@@ -184,43 +156,12 @@ def drift_counts(rows: Iterable[Sequence[str | None]], count: int) -> tuple[int,
 # -- live quality ---------------------------------------------------------------------------------------------
 
 
-def _truth(task: Task) -> str:
-    """A feedback record's truth for a model of ``task``: a label, or a finite number; NULL when it has none."""
-    return _finite(identifier("value")) if task == "regression" else identifier("label")
-
-
-def oldest_id_time(end: datetime, max_age: timedelta) -> str:
-    """The smallest id time (12 hex digits, ms) of a prediction served no earlier than ``end - max_age``."""
-    milliseconds, rest = divmod(end - max_age - _EPOCH, timedelta(milliseconds=1))
-    return f"{milliseconds + (1 if rest else 0):0{TIME_DIGITS}x}"
-
-
-def _statuses(window: Window, task: Task, oldest: str) -> str:
-    """Per feedback record received in the window: its prediction id, truth and fate (:data:`STATUSES`)."""
-    truth = _truth(task)
-    rank = identifier("rank")
-    shape = f"coalesce(regexp_like({_ID}, {literal(f'^[0-9a-f]{{{PREDICTION_ID_LENGTH}}}$')}), false)"
-    ranked = (
-        f"SELECT {_ID}, {truth} AS {identifier('truth')}, "  # noqa: S608
-        f"row_number() OVER (PARTITION BY {_ID}, {truth} IS NULL ORDER BY {_TIME} DESC) AS {rank} "
-        f"FROM {_FEEDBACK} WHERE {_hours_between(window.start, window.end)} "
-        f"AND {_time_within(window.start, window.end)}"
-    )
-    unlabelled, superseded, invalid, expired, usable = (literal(status) for status in STATUSES)
-    status = (
-        f"CASE WHEN {identifier('truth')} IS NULL THEN {unlabelled} WHEN {rank} > 1 THEN {superseded} "
-        f"WHEN NOT {shape} THEN {invalid} WHEN substr({_ID}, 1, {TIME_DIGITS}) < {literal(oldest)} THEN {expired} "
-        f"ELSE {usable} END"
-    )
-    return f"SELECT {_ID}, {identifier('truth')}, {status} AS {identifier('status')} FROM ({ranked})"  # noqa: S608
-
-
-def feedback_query(window: Window, task: Task, oldest: str) -> str:
+def feedback_query(feedback: FeedbackWindow) -> str:
     """Rows ``(status, prefix, n)``: feedback records per fate, the usable ones per id prefix."""
-    status, prefix = identifier("status"), identifier("prefix")
+    status, prefix, fate = identifier("status"), identifier("prefix"), identifier("fate")
     return (
-        f"SELECT {status}, CASE WHEN {status} = {literal(USABLE)} THEN substr({_ID}, 1, {PREFIX_DIGITS}) END "  # noqa: S608
-        f"AS {prefix}, count(*) AS {identifier('n')} FROM ({_statuses(window, task, oldest)}) GROUP BY 1, 2"
+        f"SELECT {fate} AS {status}, CASE WHEN {fate} = {literal(USABLE)} THEN substr({ID}, 1, {PREFIX_DIGITS}) END "  # noqa: S608
+        f"AS {prefix}, count(*) AS {identifier('n')} FROM ({feedback.graded()}) GROUP BY 1, 2"
     )
 
 
@@ -258,43 +199,33 @@ def feedback_status(rows: Iterable[Sequence[str | None]]) -> FeedbackStatus:
     return FeedbackStatus(counts, tuple(sorted(prefixes)))
 
 
-def capture_hours(prefixes: Iterable[str], end: datetime) -> list[str]:
-    """The capture hours predictions with these id prefixes can have arrived in (ids name their serving time; a
-    prediction served after ``end`` has no feedback in the window: such prefixes name none)."""
-    hours: set[str] = set()
-    last = (end - _EPOCH) // timedelta(milliseconds=1)
-    for prefix in prefixes:
-        # Compared in ms first: 7 hex digits can name a time past the year 9999.
-        milliseconds = int(prefix, 16) * _BUCKET_MS
-        if milliseconds > last:
-            continue
-        first = _EPOCH + timedelta(milliseconds=milliseconds)
-        hours.update(hour_values(first, first + timedelta(milliseconds=_BUCKET_MS - 1) + ARRIVAL_SLACK))
-    return sorted(hours)
-
-
-def join_query(window: Window, task: Task, oldest: str, hours: Sequence[str]) -> str:
-    """The usable feedback joined to the champion's captures of ``hours`` (one per prediction id: Firehose may
-    deliver a record twice). Classification: rows ``(truth, predicted, n)``; regression: one row ``(matched,
-    scored, squared, absolute)``, the error sums over the pairs whose prediction is a finite number."""
+def join_query(window: Window, feedback: FeedbackWindow, hours: Sequence[str]) -> str:
+    """The usable feedback joined to the champion's captures of ``hours``. Classification: rows ``(truth,
+    predicted, n)``; regression: one row ``(matched, scored, squared, absolute)``, the error sums over the pairs
+    whose prediction is a finite number."""
+    if feedback.task is None:
+        raise ValueError("the monitor's join grades feedback for the champion's task")
+    task = feedback.task
+    graded, usable, pairs = identifier("graded"), identifier("usable"), identifier("pairs")
     f, c = identifier("f"), identifier("c")
-    truth, predicted = identifier("truth"), identifier("predicted")
-    answer = _finite(f"{c}.{identifier('value')}") if task == "regression" else f"{c}.{identifier('label')}"
-    hour_list = ", ".join(literal(hour) for hour in hours)
-    pairs = (
-        f"SELECT {f}.{_ID}, min({f}.{truth}) AS {truth}, min({answer}) AS {predicted} "  # noqa: S608
-        f"FROM ({_statuses(window, task, oldest)}) AS {f} JOIN {_CAPTURES} AS {c} ON {c}.{_ID} = {f}.{_ID} "
-        f"WHERE {f}.{identifier('status')} = {literal(USABLE)} AND {c}.{_VERSION} = {literal(window.version)} "
-        f"AND {c}.{_HOUR} IN ({hour_list}) GROUP BY {f}.{_ID}"
+    truth_, predicted = identifier("truth"), identifier("predicted")
+    answer = truth(task, f"{c}.{identifier('label')}", f"{c}.{identifier('value')}")
+    usable_ids = f"SELECT {ID} FROM {usable}"  # noqa: S608
+    chain = (
+        f"WITH {graded} AS ({feedback.graded()}), "  # noqa: S608
+        f"{usable} AS (SELECT {ID}, {truth(task)} AS {truth_} FROM {graded} "
+        f"WHERE {identifier('fate')} = {literal(USABLE)}), "
+        f"{pairs} AS (SELECT {f}.{truth_}, {answer} AS {predicted} FROM {usable} AS {f} "
+        f"JOIN ({captured([window.version], hours, usable_ids)}) AS {c} ON {c}.{ID} = {f}.{ID}) "
     )
     if task == "regression":
-        error = f"({predicted} - {truth})"
+        error = f"({predicted} - {truth_})"
         return (
-            f"SELECT count(*) AS {identifier('matched')}, count({error}) AS {identifier('scored')}, "  # noqa: S608
+            f"{chain}SELECT count(*) AS {identifier('matched')}, count({error}) AS {identifier('scored')}, "  # noqa: S608
             f"sum({error} * {error}) AS {identifier('squared')}, sum(abs({error})) AS {identifier('absolute')} "
-            f"FROM ({pairs})"
+            f"FROM {pairs}"
         )
-    return f"SELECT {truth}, {predicted}, count(*) AS {identifier('n')} FROM ({pairs}) GROUP BY 1, 2"  # noqa: S608
+    return f"{chain}SELECT {truth_}, {predicted}, count(*) AS {identifier('n')} FROM {pairs} GROUP BY 1, 2"  # noqa: S608
 
 
 def labelled(rows: Sequence[Sequence[str | None]], task: Task) -> Labelled:

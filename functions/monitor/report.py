@@ -36,7 +36,7 @@ class FeedbackCounts:
     received: int = 0
     rejected: int = 0
     unmatched: int = 0
-    # The rejected by reason (unlabelled, superseded, invalid_id, expired).
+    # The rejected by reason (unlabelled, superseded, invalid_ids, expired).
     dropped: Mapping[str, int] = field(default_factory=dict)
 
 

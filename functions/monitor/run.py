@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from functions.common.athena import Athena, QueryResult
 from functions.common.bundle import TASKS, Task
 from functions.common.distribution import DistributionError
+from functions.common.labelled_sql import FeedbackWindow, capture_hours
 from functions.common.registry import Registry
 from functions.monitor import queries
 from functions.monitor.adapters import ReportStore, publish_metrics
@@ -136,14 +137,14 @@ def _labelled(
 ) -> tuple[Labelled, FeedbackCounts]:
     """The window's feedback joined to the champion's captures: first its fates and id prefixes, then the join over
     the capture hours the prefixes name (none when no feedback is usable)."""
-    oldest = queries.oldest_id_time(window.end, max_age)
-    result = athena.run(queries.feedback_query(window, task, oldest))
+    feedback = FeedbackWindow(window.start, window.end, max_age, task)
+    result = athena.run(queries.feedback_query(feedback))
     ran.append(result)
     status = queries.feedback_status(result.rows)
-    hours = queries.capture_hours(status.prefixes, window.end)
+    hours = capture_hours(status.prefixes, feedback)
     labelled = Labelled()
     if hours:
-        joined = athena.run(queries.join_query(window, task, oldest, hours))
+        joined = athena.run(queries.join_query(window, feedback, hours))
         ran.append(joined)
         labelled = queries.labelled(joined.rows, task)
     return labelled, FeedbackCounts(status.received, status.rejected, status.usable - labelled.count, status.dropped)

@@ -24,8 +24,8 @@ turns, each caller's rows ranked by a hash keyed with the run's version.
 
 The fingerprint is the sha256 over sorted ``key<TAB>etag`` lines: the base objects' keys (relative to the run's
 folder) with their source ETags give the base fingerprint (the same base data gives the same one in every run);
-with feedback, the fingerprint covers the base fingerprint and each Parquet file Athena wrote with its ETag (the
-files' names are the query's, so every assembly of feedback has its own fingerprint).
+with feedback rows, the fingerprint covers the base fingerprint and each Parquet file Athena wrote with its ETag
+(the files' names are the query's, so every assembly of feedback has its own fingerprint).
 
 Standard library only (csv, json): the workflow Lambdas carry no pandas.
 """
@@ -43,6 +43,8 @@ from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from functions.common.athena import Athena
+from functions.common.labelled_sql import capture_hours
 from functions.common.layout import (
     BASE_FOLDER,
     FEEDBACK_FOLDER,
@@ -51,8 +53,7 @@ from functions.common.layout import (
     capture_model_version,
 )
 from functions.common.text_values import parse_time
-from functions.workflow.athena import Athena
-from functions.workflow.feedback_sql import COUNTS, FeedbackQuery, capture_hours
+from functions.workflow.feedback_sql import COUNTS, FeedbackQuery
 from functions.workflow.state import AssemblyPlan, AssemblyQuery
 
 if TYPE_CHECKING:
@@ -95,8 +96,6 @@ class AssemblyRequest:
     # In (0, 1]: the most of the training set's rows that may be feedback.
     max_feedback_share: float
     now: datetime
-    # The Glue database of the capture and feedback tables.
-    database: str
 
 
 def plan_assembly(s3: S3Client, athena: Athena, request: AssemblyRequest) -> dict[str, Any]:
@@ -146,7 +145,6 @@ def plan_assembly(s3: S3Client, athena: Athena, request: AssemblyRequest) -> dic
     else:
         max_rows = feedback_cap(counted_rows, request.max_feedback_share)
         query = FeedbackQuery(
-            database=request.database,
             header=header,
             target=str(request.target),
             version=request.version,
@@ -154,10 +152,10 @@ def plan_assembly(s3: S3Client, athena: Athena, request: AssemblyRequest) -> dic
             max_age=timedelta(days=request.feedback_max_age_days),
             max_rows=max_rows,
         )
-        prefixes = [row["prefix"] for row in athena.rows(query.id_prefixes()) if row["prefix"]]
+        prefixes = [row["prefix"] for row in athena.run(query.id_prefixes()).records() if row["prefix"]]
         query = replace(
             query,
-            hours=capture_hours(prefixes, query.now, query.max_age),
+            hours=capture_hours(prefixes, query.window),
             model_versions=_model_versions(s3, request.data_bucket, request.capture_prefix),
         )
         unload = query.unload(f"{plan.uri}{FEEDBACK_FOLDER}")
@@ -205,7 +203,7 @@ def finish_assembly(
         counts["feedback"] = feedback
         counts["rows"]["feedback"] = feedback["joined"] - feedback["capped"]
         objects.extend(written)
-        if written:
+        if counts["rows"]["feedback"]:  # an UNLOAD of no row may still write an empty file: not new data
             digest = fingerprint([(BASE_FOLDER, digest), *((item["key"], item["etag"]) for item in written)])
 
     manifest_key = assembled_manifest_key(request.assembled_prefix, request.version)
@@ -275,7 +273,6 @@ def _feedback_counts(
     if now is None:
         raise AssemblyError(f"the assembly plan's time is not an ISO time: {planned['now']!r}")
     query = FeedbackQuery(
-        database=request.database,
         header=header,
         target=str(planned["target"]),
         version=request.version,
@@ -285,7 +282,7 @@ def _feedback_counts(
         hours=planned["hours"],
         max_rows=planned["max_rows"],
     )
-    rows = athena.rows(query.counts())
+    rows = athena.run(query.counts()).records()
     if len(rows) != 1:
         raise AssemblyError(f"the feedback counts query returned {len(rows)} rows, not one")
     found = {name: int(value or 0) for name, value in rows[0].items()}

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from aws_lambda_powertools import Logger
 
+from functions.common.athena import Athena, lambda_deadline
 from functions.common.registry import Registry
 from functions.workflow import steps
-from functions.workflow.athena import Athena
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from functions.workflow.state import ApprovalEvent, RunState, StepEvent
 
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
 
 logger = Logger()
+
+# Athena queries get the function's remaining time less this: enough to stop the query and fail the step with
+# Athena's reason rather than Lambda's timeout.
+QUERY_MARGIN_SECONDS = 5
 
 
 @cache
@@ -47,9 +51,11 @@ def _athena_client() -> AthenaClient:
     return boto3.client("athena")
 
 
-def _athena() -> Athena:
+def _athena(context: Any) -> Athena:
+    """Athena for this invocation: its queries must finish before the function would time out."""
     settings = _settings()
-    return Athena(_athena_client(), settings.athena_workgroup, settings.glue_database)
+    deadline = lambda_deadline(context, QUERY_MARGIN_SECONDS)
+    return Athena(_athena_client(), settings.athena_workgroup, settings.glue_database, deadline)
 
 
 @cache
@@ -73,11 +79,11 @@ def guard(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def assemble(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("assemble", steps.plan_assembly_step(_settings(), _s3(), _athena(), RunState.parse(event)))
+    return _log("assemble", steps.plan_assembly_step(_settings(), _s3(), _athena(context), RunState.parse(event)))
 
 
 def finish_assembly(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    result = steps.finish_assembly_step(_settings(), _s3(), _athena(), RunState.parse(event))
+    result = steps.finish_assembly_step(_settings(), _s3(), _athena(context), RunState.parse(event))
     return _log("finish_assembly", result)
 
 

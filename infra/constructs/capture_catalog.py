@@ -66,22 +66,28 @@ class SharedCatalog:
     results_prefix: str
 
     @property
-    def table_names(self) -> tuple[str, str]:
-        return (CAPTURES_TABLE, FEEDBACK_TABLE)
+    def table_prefixes(self) -> dict[str, str]:
+        """Each table's data prefix in the data bucket."""
+        return {CAPTURES_TABLE: self.capture_prefix, FEEDBACK_TABLE: self.feedback_prefix}
 
-    def grant_query(self, grantee: iam.IGrantable, bucket: s3.IBucket) -> None:
-        """What running Athena queries over the capture and feedback tables needs, and nothing more: the query
-        actions on this workgroup, the catalog reads on this database and its two tables, reading the captures
-        and feedback, and reading and writing the query results (``bucket`` is the data bucket)."""
+    def grant_query(
+        self, grantee: iam.IGrantable, bucket: s3.IBucket, *, tables: Sequence[str] = (CAPTURES_TABLE, FEEDBACK_TABLE)
+    ) -> None:
+        """What running Athena queries over ``tables`` needs, and nothing more: the query actions on this
+        workgroup, the catalog reads on this database and those tables, reading their data, and reading and
+        writing the query results (``bucket`` is the data bucket). Athena reads with the caller's permissions."""
+        unknown = sorted(set(tables) - set(self.table_prefixes))
+        if unknown or not tables:
+            raise ValueError(f"grant_query: tables must be some of {sorted(self.table_prefixes)}, not {unknown}")
         principal = grantee.grant_principal
         principal.add_to_principal_policy(
             iam.PolicyStatement(actions=list(QUERY_ACTIONS), resources=[self.workgroup_arn])
         )
         principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=list(CATALOG_ACTIONS), resources=self.catalog_arns)
+            iam.PolicyStatement(actions=list(CATALOG_ACTIONS), resources=self.catalog_arns(tables))
         )
-        for prefix in (self.capture_prefix, self.feedback_prefix):
-            grant_prefix(grantee, bucket, prefix, "read")
+        for table in tables:
+            grant_prefix(grantee, bucket, self.table_prefixes[table], "read")
         grant_prefix(grantee, bucket, self.results_prefix, "read-write")
         principal.add_to_principal_policy(
             iam.PolicyStatement(
@@ -96,14 +102,13 @@ class SharedCatalog:
     def workgroup_arn(self) -> str:
         return f"arn:{Aws.PARTITION}:athena:{Aws.REGION}:{Aws.ACCOUNT_ID}:workgroup/{self.workgroup_name}"
 
-    @property
-    def catalog_arns(self) -> list[str]:
-        """The Data Catalog, the database and its two tables (Glue authorizes a table read on all three)."""
+    def catalog_arns(self, tables: Sequence[str]) -> list[str]:
+        """The Data Catalog, the database and ``tables`` (Glue authorizes a table read on all three)."""
         glue_arn = f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}"
         return [
             f"{glue_arn}:catalog",
             f"{glue_arn}:database/{self.database_name}",
-            *(f"{glue_arn}:table/{self.database_name}/{table}" for table in self.table_names),
+            *(f"{glue_arn}:table/{self.database_name}/{table}" for table in tables),
         ]
 
 

@@ -18,11 +18,12 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from functions.common.catalog import CAPTURES_TABLE, FEEDBACK_TABLE
+from functions.common.catalog import FEEDBACK_TABLE
 from functions.common.registry import RegistryLayout
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from infra.bundling import WORKFLOW
 from infra.config import DriftloopConfig
+from infra.constructs.capture_catalog import RESULT_UPLOAD_ACTIONS, SharedCatalog
 from infra.constructs.encrypted_topic import EncryptedTopic
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.constructs.sagemaker_role import SageMakerExecutionRole
@@ -40,16 +41,6 @@ from infra.stacks.data_stack import SharedBucket
 WORKFLOW_HANDLERS = "functions.workflow.handlers"
 # The Service of the workflow Lambdas' log lines: one component, whichever step wrote the line.
 SERVICE = "workflow"
-
-
-@dataclass(frozen=True)
-class AthenaNames:
-    """The deployment's Glue database and Athena workgroup (the data stack creates them), and the data bucket's
-    prefix where the workgroup writes query results."""
-
-    database: str
-    workgroup: str
-    results_prefix: str
 
 
 @dataclass(frozen=True)
@@ -72,11 +63,11 @@ class TrainingStack(Stack):
         config: DriftloopConfig,
         data_bucket: SharedBucket,
         model_bucket: SharedBucket,
-        athena: AthenaNames,
+        catalog: SharedCatalog,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.athena = athena
+        self.catalog = catalog
         removal = RemovalPolicy.RETAIN if config.retain else RemovalPolicy.DESTROY
         data, training = config.data, config.training
         self.data_bucket = data_bucket.import_into(self, "DataBucket")
@@ -121,7 +112,7 @@ class TrainingStack(Stack):
                 metric_definitions=_metric_definitions(),
                 tags={"driftloop:stage": config.stage},
             ),
-            query=QuerySpec(workgroup=athena.workgroup, database=athena.database),
+            query=QuerySpec(workgroup=catalog.workgroup_name, database=catalog.database_name),
             failure_topic=self.failure,
             timeout=Duration.seconds(training.workflow_timeout_seconds),
             log_retention_days=config.log_retention_days,
@@ -178,8 +169,8 @@ class TrainingStack(Stack):
             hyperparameters=config.workflow_hyperparameters,
             assembled_prefix=data.assembled_prefix,
             capture_prefix=data.capture_prefix,
-            glue_database=self.athena.database,
-            athena_workgroup=self.athena.workgroup,
+            glue_database=self.catalog.database_name,
+            athena_workgroup=self.catalog.workgroup_name,
             include_feedback=retraining.include_feedback,
             max_feedback_share=retraining.max_feedback_share,
             feedback_max_age_days=config.capture.feedback_max_age_days,
@@ -237,21 +228,14 @@ class TrainingStack(Stack):
         runs, decisions, versions = layout.runs_prefix, layout.decisions_prefix, layout.versions_prefix
         grants: dict[str, list[tuple[s3.IBucket, str, PrefixAccess]]] = {
             "guard": [(model, runs, "read-write"), (model, decisions, "read-write")],
-            # Assemble lists the capture folders (model versions) and has Athena read feedback (with its role);
-            # FinishAssembly's count query reads both; neither reads a record itself.
+            # Assemble lists the capture folders (model versions); its queries (below) read feedback, FinishAssembly's
+            # read both: Athena reads with their roles, neither reads a record itself.
             "assemble": [
                 (bucket, data.training_data_prefix, "read"),
                 (bucket, data.capture_prefix, "list"),
-                (bucket, data.feedback_prefix, "read"),
                 (bucket, data.assembled_prefix, "write"),
-                (bucket, self.athena.results_prefix, "read-write"),
             ],
-            "finish_assembly": [
-                (bucket, data.capture_prefix, "read"),
-                (bucket, data.feedback_prefix, "read"),
-                (bucket, data.assembled_prefix, "read"),
-                (bucket, self.athena.results_prefix, "read-write"),
-            ],
+            "finish_assembly": [(bucket, data.assembled_prefix, "read")],
             "prepare": [],
             "register": [
                 (model, data.artifact_prefix, "read"),
@@ -268,67 +252,25 @@ class TrainingStack(Stack):
                 grant_prefix(steps[name].role, bucket, prefix, access)
         grant_object(steps["prepare"].role, model, layout.champion_key, "read")
         grant_object(steps["promote"].role, model, layout.champion_key, "read-write")
-        self._grant_queries(steps["assemble"].role, tables=(FEEDBACK_TABLE,))
-        self._grant_queries(steps["finish_assembly"].role, tables=(CAPTURES_TABLE, FEEDBACK_TABLE))
+        self.catalog.grant_query(steps["assemble"].role, self.data_bucket, tables=(FEEDBACK_TABLE,))
+        self.catalog.grant_query(steps["finish_assembly"].role, self.data_bucket)
         # The steps that read keys that may be missing (no champion, run lock, version or evaluation yet) need a 404.
         for name in ("guard", "prepare", "register", "promote", "release"):
             grant_missing_key_lookups(steps[name].role, model)
         return steps
 
-    def _grant_queries(self, role: iam.IRole, *, tables: tuple[str, ...]) -> None:
-        """Run queries over ``tables`` in the deployment's workgroup and read their results: Athena reads the
-        catalog and the data with the caller's permissions."""
-        athena = self.athena
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "athena:StartQueryExecution",
-                    "athena:GetQueryExecution",
-                    "athena:GetQueryResults",
-                    "athena:StopQueryExecution",
-                ],
-                resources=[self.format_arn(service="athena", resource="workgroup", resource_name=athena.workgroup)],
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartition", "glue:GetPartitions"],
-                resources=[
-                    self.format_arn(service="glue", resource="catalog"),
-                    self.format_arn(service="glue", resource="database", resource_name=athena.database),
-                    *(
-                        self.format_arn(service="glue", resource="table", resource_name=f"{athena.database}/{table}")
-                        for table in tables
-                    ),
-                ],
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["s3:GetBucketLocation"], resources=[self.data_bucket.bucket_arn])
-        )
-
     def _grant_feedback_unload(self, config: DriftloopConfig, role: iam.IRole) -> None:
         """What AssembleFeedback's ``startQueryExecution.sync`` needs: the query (Athena reads the tables and writes
         the UNLOAD's files and its results with the state machine's role), and nothing beyond those prefixes."""
         data, bucket = config.data, self.data_bucket
-        self._grant_queries(role, tables=(CAPTURES_TABLE, FEEDBACK_TABLE))
-        accesses: tuple[tuple[str, PrefixAccess], ...] = (
-            (data.capture_prefix, "read"),
-            (data.feedback_prefix, "read"),
-            (data.assembled_prefix, "write"),
-            (self.athena.results_prefix, "read-write"),
-        )
-        for prefix, access in accesses:
-            grant_prefix(role, bucket, prefix, access)
+        self.catalog.grant_query(role, bucket)
+        grant_prefix(role, bucket, data.assembled_prefix, "write")
         # UNLOAD checks that its location is empty before it writes.
         grant_prefix(role, bucket, data.assembled_prefix, "list")
         # Athena writes large files in parts, and aborts the upload of a failed query's.
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
-                resources=[
-                    objects_arn(bucket, prefix) for prefix in (data.assembled_prefix, self.athena.results_prefix)
-                ],
+                actions=list(RESULT_UPLOAD_ACTIONS), resources=[objects_arn(bucket, data.assembled_prefix)]
             )
         )
 

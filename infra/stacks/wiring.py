@@ -11,7 +11,7 @@ from infra.config import DriftloopConfig
 from infra.stacks.data_stack import DataStack
 from infra.stacks.monitoring_stack import MonitoringStack
 from infra.stacks.serving_stack import ServingStack
-from infra.stacks.training_stack import AthenaNames, TrainingStack
+from infra.stacks.training_stack import TrainingStack
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,7 @@ def build_stacks(app: App, config: DriftloopConfig) -> DriftloopStacks:
         config=config,
         data_bucket=data.shared_data_bucket,
         model_bucket=data.shared_model_bucket,
-        # Until the data stack exposes its Glue database and Athena workgroup: their names by the same rules.
-        athena=AthenaNames(
-            database=data.catalog.database_name,
-            workgroup=data.catalog.workgroup_name,
-            results_prefix=config.data.athena_results_prefix,
-        ),
+        catalog=data.catalog,
         description="driftloop training workflow: SageMaker job orchestrated by Step Functions",
     )
     serving = ServingStack(

@@ -3,12 +3,17 @@ reason, page the results."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from functions.common.athena import MAX_POLL_SECONDS, Athena, QueryFailed, QueryTimedOut
+from functions.common.athena import MAX_POLL_SECONDS, Athena, QueryFailed, QueryTimedOut, lambda_deadline
+
+if TYPE_CHECKING:
+    from mypy_boto3_athena import AthenaClient
 
 
 class ScriptedAthena:
@@ -63,7 +68,7 @@ class Clock:
 
 
 def adapter(client: ScriptedAthena, clock: Clock, deadline: float = 100.0) -> Athena:
-    return Athena(client, "wg", "db", deadline, clock=clock.time, sleep=clock.sleep)
+    return Athena(cast("AthenaClient", client), "wg", "db", deadline, clock=clock.time, sleep=clock.sleep)
 
 
 def test_a_query_runs_in_the_workgroup_with_the_database_and_returns_every_page_without_the_header() -> None:
@@ -83,6 +88,25 @@ def test_a_query_runs_in_the_workgroup_with_the_database_and_returns_every_page_
     assert result.rows == [("1", None), ("2", "x"), ("3", "y")]
     assert result.scanned_bytes == 1234
     assert [call for call, _ in client.calls].count("results") == 2
+
+
+def test_the_rows_read_by_column_name_keep_nulls() -> None:
+    client = ScriptedAthena([{"State": "SUCCEEDED"}], rows=[["1", None]])
+    assert adapter(client, Clock()).run("SELECT 1").records() == [{"a": "1", "b": None}]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    remaining_ms: int
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+def test_a_lambdas_deadline_is_its_remaining_time_less_the_margin() -> None:
+    before = time.monotonic()
+    deadline = lambda_deadline(Invocation(60_000), 15)
+    assert before + 45 <= deadline <= time.monotonic() + 45
 
 
 def test_polling_backs_off_up_to_a_bound() -> None:

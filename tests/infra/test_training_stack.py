@@ -13,6 +13,7 @@ from aws_cdk.cx_api import CloudAssembly
 
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from functions.workflow.state import APPROVAL_DENIED, APPROVAL_TIMEOUT
+from infra.constructs.capture_catalog import CATALOG_ACTIONS, RESULT_UPLOAD_ACTIONS
 from infra.constructs.training_workflow import FAILED_ERROR
 from infra.stacks.wiring import DriftloopStacks
 from tests.infra.conftest import function_environment
@@ -631,14 +632,10 @@ def test_assemble_copies_the_data_lists_capture_folders_and_queries_only_feedbac
     # The capture folders name the model versions; Assemble reads no capture (its first query reads feedback).
     assert actions_on(training_template, role, object_arn(DATA_BUCKET, "captures/")) == set()
     assert actions_on(training_template, role, object_arn(DATA_BUCKET, "assembled/")) == {"s3:PutObject"}
-    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "athena/")) == {"s3:GetObject", "s3:PutObject"}
+    results = {"s3:GetObject", "s3:PutObject", *RESULT_UPLOAD_ACTIONS}
+    assert actions_on(training_template, role, object_arn(DATA_BUCKET, "athena/")) == results
     assert actions_on(training_template, role, WORKGROUP_ARN) == QUERY_ACTIONS
-    assert actions_on(training_template, role, glue_arn("table/driftloop_dev/feedback")) == {
-        "glue:GetDatabase",
-        "glue:GetTable",
-        "glue:GetPartition",
-        "glue:GetPartitions",
-    }
+    assert actions_on(training_template, role, glue_arn("table/driftloop_dev/feedback")) == set(CATALOG_ACTIONS)
     assert actions_on(training_template, role, glue_arn("table/driftloop_dev/captures")) == set()
     policy = statements(training_template, role)
     writes = [s for s in policy if "s3:PutObject" in json.dumps(s["Action"])]

@@ -10,8 +10,9 @@ import pytest
 
 from functions.common.athena import Athena
 from functions.common.bundle import Task
+from functions.common.labelled_sql import PREFIX_DIGITS, FeedbackWindow, capture_hours
 from functions.common.layout import ARRIVAL_SLACK, hour_value
-from functions.common.records import FeedbackRecord, PredictionRecord, prediction_time
+from functions.common.records import FeedbackRecord, PredictionRecord
 from functions.monitor import queries
 from functions.monitor.quality import Labelled
 from tests.monitor.world import iso, predictions, write_captures, write_feedback
@@ -26,12 +27,12 @@ RECEIVED = iso(NOW - timedelta(minutes=10))
 
 
 def join(athena: Athena, task: Task = "classification") -> tuple[queries.FeedbackStatus, Labelled]:
-    oldest = queries.oldest_id_time(WINDOW.end, MAX_AGE)
-    status = queries.feedback_status(athena.run(queries.feedback_query(WINDOW, task, oldest)).rows)
-    hours = queries.capture_hours(status.prefixes, WINDOW.end)
+    feedback = FeedbackWindow(WINDOW.start, WINDOW.end, MAX_AGE, task)
+    status = queries.feedback_status(athena.run(queries.feedback_query(feedback)).rows)
+    hours = capture_hours(status.prefixes, feedback)
     if not hours:
         return status, Labelled()
-    return status, queries.labelled(athena.run(queries.join_query(WINDOW, task, oldest, hours)).rows, task)
+    return status, queries.labelled(athena.run(queries.join_query(WINDOW, feedback, hours)).rows, task)
 
 
 def served(count: int, at: datetime, version: str = "v1", **answer: object) -> list[PredictionRecord]:
@@ -63,9 +64,9 @@ def test_each_feedback_record_is_counted_by_the_joins_rules(s3: S3Client, athena
 
     status, labelled = join(athena)
 
-    assert status.counts == {"usable": 3, "superseded": 1, "unlabelled": 1, "invalid_id": 2, "expired": 1}
+    assert status.counts == {"usable": 3, "superseded": 1, "unlabelled": 1, "invalid_ids": 2, "expired": 1}
     assert (status.received, status.rejected) == (8, 5)
-    assert status.dropped == {"superseded": 1, "unlabelled": 1, "invalid_id": 2, "expired": 1}
+    assert status.dropped == {"superseded": 1, "unlabelled": 1, "invalid_ids": 2, "expired": 1}
     # The bad checksum cannot be checked in SQL: usable, but no capture has that id.
     assert labelled.count == 2
     assert labelled.confusion == {("yes", "yes"): 1, ("no", "yes"): 1}
@@ -115,33 +116,8 @@ def test_labels_arriving_days_late_find_their_capture_by_the_hour_the_id_names(s
 
     status, labelled = join(athena)
 
-    assert status.prefixes == (days_ago[0].prediction_id[: queries.PREFIX_DIGITS],)
+    assert status.prefixes == (days_ago[0].prediction_id[:PREFIX_DIGITS],)
     assert labelled.count == 3
-
-
-def test_the_capture_hours_cover_the_prefix_bucket_and_the_arrival_slack() -> None:
-    served_at = datetime(2026, 11, 27, 10, 58, tzinfo=UTC)
-    [record] = predictions("v1", served_at, [{}])
-    prefix = record.prediction_id[: queries.PREFIX_DIGITS]
-    # The 7 leading hex digits of the 12-digit ms time: a bucket of 2^20 ms that holds the serving time.
-    bucket_start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(prefix, 16) << 20)
-    assert bucket_start <= prediction_time(record.prediction_id) < bucket_start + timedelta(milliseconds=1 << 20)
-    hours = queries.capture_hours([prefix], NOW)
-    assert hours[0] == hour_value(bucket_start)
-    assert hour_value(served_at + ARRIVAL_SLACK) in hours
-    assert len(hours) <= 3
-    # Ids naming a time after the window name no hour (no such prediction has feedback yet).
-    assert queries.capture_hours(["fffffff"], NOW) == []
-
-
-def test_the_feedback_age_limit_is_exact_to_the_millisecond() -> None:
-    end = datetime(2026, 11, 27, 12, 0, 0, 500, tzinfo=UTC)
-    oldest = queries.oldest_id_time(end, MAX_AGE)
-    limit = end - MAX_AGE
-    [at_limit] = predictions("v1", limit + timedelta(microseconds=500), [{}])
-    [before] = predictions("v1", limit - timedelta(milliseconds=1), [{}])
-    assert at_limit.prediction_id[: queries.TIME_DIGITS] >= oldest
-    assert before.prediction_id[: queries.TIME_DIGITS] < oldest
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])
@@ -152,5 +128,14 @@ def test_no_usable_feedback_runs_no_join(s3: S3Client, athena: Athena, task: Tas
 
 def test_window_hours_bound_the_scan(s3: S3Client, athena: Athena) -> None:
     shifted = dataclasses.replace(WINDOW, start=NOW - timedelta(minutes=30))
-    sql = queries.feedback_query(shifted, "classification", queries.oldest_id_time(NOW, MAX_AGE))
+    sql = queries.feedback_query(FeedbackWindow(shifted.start, shifted.end, MAX_AGE, "classification"))
     assert f"BETWEEN '{hour_value(shifted.start)}' AND '{hour_value(NOW + ARRIVAL_SLACK)}'" in sql
+
+
+def test_feedback_about_a_prediction_served_after_the_window_is_an_invalid_id(s3: S3Client, athena: Athena) -> None:
+    later = served(1, NOW + timedelta(hours=1), label="yes")
+    write_feedback(s3, [FeedbackRecord(later[0].prediction_id, RECEIVED, label="yes")])
+
+    status, _ = join(athena)
+
+    assert status.counts == {"invalid_ids": 1}

@@ -260,7 +260,7 @@ def test_the_report_says_why_feedback_was_dropped(s3: S3Client, athena: Athena) 
         "received": 4,
         "rejected": 3,
         "unmatched": 0,
-        "dropped": {"invalid_id": 1, "superseded": 1, "unlabelled": 1},
+        "dropped": {"invalid_ids": 1, "superseded": 1, "unlabelled": 1},
     }
     assert summary["labelled"] == 1
 
@@ -347,7 +347,8 @@ def test_the_window_reads_only_its_own_hours_and_the_join_only_the_hours_the_ids
     # The join reads the window's feedback again, and the capture hours of the predictions the feedback names:
     # this window's and the two-day-old ones.
     assert set(hours.findall(feedback)) <= window
-    named = set(hours.findall(join.split(" IN (")[-1]))
+    [capture_hours] = re.findall(r'"hour" IN \(([^)]*)\)', join)
+    named = set(hours.findall(capture_hours))
     assert layout.hour_value(NOW - timedelta(days=2)) in named
     assert layout.hour_value(NOW - timedelta(minutes=30)) in named
     assert len(named) <= 8

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -30,6 +30,7 @@ from driftloop_localstack.athena_catalog import QueryError, TableSpec, table_spe
 from tests.plugins.aws import DATA_BUCKET  # noqa: E402
 
 if TYPE_CHECKING:
+    from mypy_boto3_athena import AthenaClient
     from mypy_boto3_s3 import S3Client
 
 DATABASE = "driftloop_test"
@@ -155,7 +156,11 @@ def local_athena(s3: S3Client) -> LocalAthena:
     return LocalAthena(s3, tables())
 
 
+def adapter(client: LocalAthena) -> Athena:
+    """The adapter over ``client`` (boto3's client to the functions), with a minute to spare for every run."""
+    return Athena(cast("AthenaClient", client), WORKGROUP, DATABASE, time.monotonic() + 60)
+
+
 @pytest.fixture
 def athena(local_athena: LocalAthena) -> Athena:
-    """The adapter over :class:`LocalAthena`, with a minute to spare for every run."""
-    return Athena(local_athena, WORKGROUP, DATABASE, time.monotonic() + 60)
+    return adapter(local_athena)

@@ -5,13 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import boto3
-
 from functions.common.registry import Registry, new_version_id, utc_now
 from functions.workflow import steps
-from functions.workflow.athena import Athena
 from functions.workflow.settings import WorkflowSettings
 from functions.workflow.state import RunState
+from tests.plugins.athena import LocalAthena, adapter, tables
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 
 if TYPE_CHECKING:
@@ -46,7 +44,7 @@ def settings(**changes: Any) -> WorkflowSettings:
 def assemble_base_data(s3: S3Client, state: dict[str, Any], config: WorkflowSettings = SETTINGS) -> dict[str, Any]:
     """Assemble's result without feedback (the state machine skips the UNLOAD, Athena is never asked)."""
     assert not config.include_feedback
-    athena = Athena(boto3.client("athena", region_name="us-east-1"), config.athena_workgroup, config.glue_database)
+    athena = adapter(LocalAthena(s3, tables()))
     state = {**state, "assembly_plan": steps.plan_assembly_step(config, s3, athena, RunState.parse(state))}
     return steps.finish_assembly_step(config, s3, athena, RunState.parse(state))
 

@@ -8,7 +8,7 @@ import gzip
 import json
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pyarrow as pa
@@ -16,14 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from functions.common import layout
-from functions.common.layout import HOUR_PARTITION, MODEL_VERSION_PARTITION
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.workflow import assembly, steps
 from functions.workflow.assembly import AssemblyError
-from functions.workflow.athena import Athena
 from functions.workflow.state import RunState
+from tests.plugins.athena import LocalAthena, adapter, tables
 from tests.plugins.aws import DATA_BUCKET
-from tests.workflow.local_athena import DATABASE, LocalAthena
 from tests.workflow.support import settings
 
 if TYPE_CHECKING:
@@ -52,10 +50,12 @@ class Run:
 
     def __init__(self, s3: S3Client) -> None:
         # Athena reads S3 with a client of its own, so what the Lambdas read themselves can be told apart.
-        self.engine = LocalAthena(boto3.client("s3", region_name="us-east-1"))
-        self.athena = Athena(cast(Any, self.engine), "driftloop-test", DATABASE, sleep=lambda _: None)
+        self.engine = LocalAthena(boto3.client("s3", region_name="us-east-1"), tables())
+        self.athena = adapter(self.engine)
         self.s3 = s3
         self.plan: dict[str, Any] = {}
+        # What the state machine's Athena task returned for the UNLOAD (empty: it was skipped).
+        self.unload: dict[str, Any] = {}
 
     def __call__(self, version: str = "v20260302-093000-aaaaaa", **changes: Any) -> dict[str, Any]:
         config = settings(**changes)
@@ -64,8 +64,9 @@ class Run:
             config, self.s3, self.athena, RunState.parse(state), now=NOW
         )
         if "unload" in self.plan:  # the FeedbackQuery? choice
-            self.engine.unload(self.plan["unload"])
-            state["assembly_query"] = {"QueryExecutionId": "unload-1", "DataScannedInBytes": 1234}
+            unloaded = self.athena.run(self.plan["unload"])
+            self.unload = {"QueryExecutionId": unloaded.query_id, "DataScannedInBytes": unloaded.scanned_bytes}
+            state["assembly_query"] = self.unload
         return steps.finish_assembly_step(config, self.s3, self.athena, RunState.parse(state))
 
 
@@ -106,13 +107,13 @@ def capture(
         for prediction_id, instance in zip(ids, features, strict=True)
     ]
     hour = layout.hour_value(arrived or served)
-    key = f"captures/{MODEL_VERSION_PARTITION}={model_version}/{HOUR_PARTITION}={hour}/part-{ids[0]}.gz"
+    key = f"{layout.capture_hour_prefix('captures/', model_version, hour)}part-{ids[0]}.gz"
     put(s3, key, gzip.compress(to_json_lines(records)))
     return ids
 
 
 def feedback_at(received: datetime, name: str) -> str:
-    return f"feedback/{HOUR_PARTITION}={layout.hour_value(received)}/{name}"
+    return layout.feedback_hour_prefix("feedback/", layout.hour_value(received)) + name
 
 
 def feedback(s3: S3Client, received: datetime, labels: dict[str, Any], name: str = "part-1.json") -> None:
@@ -187,7 +188,10 @@ def test_feedback_is_joined_with_its_captures_across_hour_partitions_and_model_v
         "callers": 1,
         "missing_columns": ["customer_id"],
         "model_versions": 2,
-        "athena": {"query_execution_id": "unload-1", "scanned_bytes": 1234},
+        "athena": {
+            "query_execution_id": run.unload["QueryExecutionId"],
+            "scanned_bytes": run.unload["DataScannedInBytes"],
+        },
     }
     assert result["counts"]["rows"] == {"base": 3, "feedback": 3}
     assert [item["key"] for item in result["objects"]][-1].startswith("feedback/")
@@ -240,7 +244,8 @@ def test_a_label_for_a_prediction_served_longer_ago_than_the_age_limit_is_not_tr
 
     counts = result["counts"]["feedback"]
     assert (counts["records"], counts["expired"], counts["joined"]) == (1, 1, 0)
-    assert result["counts"]["rows"]["feedback"] == 0 and result["object_count"] == 2
+    # The UNLOAD may write an empty file: no row of it is trained on.
+    assert result["counts"]["rows"]["feedback"] == 0 and feedback_rows(s3, result) == []
 
 
 def test_a_label_that_does_not_fit_the_task_of_the_model_that_served_the_prediction_is_not_trained_on(
@@ -327,8 +332,9 @@ def test_the_fingerprint_is_stable_and_changes_with_the_data(s3: S3Client, run: 
 
     fingerprints = {first["fingerprint"], changed_base["fingerprint"], new_feedback["fingerprint"]}
     assert len(fingerprints) == 3
-    expected = assembly.fingerprint((item["key"], item["etag"]) for item in changed_base["objects"])
-    assert changed_base["fingerprint"] == expected  # copies of single-part objects keep the source's ETag
+    base = [(item["key"], item["etag"]) for item in changed_base["objects"] if item["key"].startswith("base/")]
+    # Copies of single-part objects keep the source's ETag; an UNLOAD's file of no row is not in the fingerprint.
+    assert changed_base["fingerprint"] == assembly.fingerprint(base)
     [written] = [item for item in new_feedback["objects"] if item["key"].startswith("feedback/")]
     base_only = assembly.fingerprint((item["key"], item["etag"]) for item in new_feedback["objects"][:-1])
     assert new_feedback["fingerprint"] == assembly.fingerprint(
@@ -348,14 +354,14 @@ def test_with_include_feedback_off_only_the_base_data_is_assembled(s3: S3Client,
     assert listed["KeyCount"] == 0
 
 
-def test_feedback_that_matches_no_capture_writes_no_file_but_is_counted(s3: S3Client, run: Run) -> None:
+def test_feedback_that_matches_no_capture_adds_no_row_but_is_counted(s3: S3Client, run: Run) -> None:
     base_data(s3)
     feedback(s3, NOW, {new_prediction_ids(1, NOW - timedelta(hours=1))[0]: "1"})
 
     result = run(include_feedback=True)
 
     assert result["counts"]["feedback"]["unmatched"] == 1 and result["counts"]["feedback"]["joined"] == 0
-    assert result["object_count"] == 2
+    assert result["counts"]["rows"]["feedback"] == 0 and feedback_rows(s3, result) == []
     # No capture folder at all: the query reads no capture.
     assert result["counts"]["feedback"]["model_versions"] == 0
 
@@ -402,8 +408,13 @@ def test_hostile_feature_names_are_columns_like_any_other(s3: S3Client, run: Run
 
     result = run(include_feedback=True, max_feedback_share=1.0)
 
-    # UNLOAD writes the names in lower case (the training program matches them to the header's).
-    assert feedback_rows(s3, result) == [{**{name.lower(): value for name, value in features.items()}, "churned": "1"}]
+    # Athena's UNLOAD writes the names in lower case (the local engine keeps their case): the training program
+    # matches them to the header's whatever the case.
+    [row] = feedback_rows(s3, result)
+    assert {name.lower(): value for name, value in row.items()} == {
+        **{name.lower(): value for name, value in features.items()},
+        "churned": "1",
+    }
     assert result["counts"]["feedback"]["missing_columns"] == []
 
 

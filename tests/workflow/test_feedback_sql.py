@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import sqlglot
 
-from functions.common import catalog
-from functions.common.layout import HOUR_PARTITION, MODEL_VERSION_PARTITION
+from functions.common import layout
+from functions.common.athena import Athena
+from functions.common.labelled_sql import FeedbackWindow, capture_hours
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
-from functions.workflow.feedback_sql import FeedbackQuery, capture_hours
+from functions.workflow.feedback_sql import FeedbackQuery
 from tests.plugins.aws import DATA_BUCKET
-from tests.workflow.local_athena import DATABASE, LocalAthena
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -24,75 +24,65 @@ if TYPE_CHECKING:
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 DAY = timedelta(days=1)
 MONTH = timedelta(days=30)
+WINDOW = FeedbackWindow(NOW - MONTH, NOW, MONTH)
 # Names from users' data: quotes, backticks, semicolons, keywords, JSON path syntax.
 HOSTILE = ['x" FROM kept; --', "`tick`", "a'b", "select", "from", "$.a[0]", 'back\\slash "\\"']
 
 
 def query(header: list[str], **changes: Any) -> FeedbackQuery:
-    return replace(FeedbackQuery(DATABASE, header, header[-1], "v20260302-093000-aaaaaa", NOW, MONTH), **changes)
+    return replace(FeedbackQuery(header, header[-1], "v20260302-093000-aaaaaa", NOW, MONTH), **changes)
 
 
 def captured(s3: S3Client, served: datetime, features: list[dict[str, Any]]) -> list[str]:
     ids = new_prediction_ids(len(features), served)
     records = [PredictionRecord(i, served.isoformat(), "v1", f, label="1") for i, f in zip(ids, features, strict=True)]
-    key = f"captures/{MODEL_VERSION_PARTITION}=v1/{HOUR_PARTITION}={catalog.hour_value(served)}/part-{ids[0]}.gz"
+    key = f"{layout.capture_hour_prefix('captures/', 'v1', layout.hour_value(served))}part-{ids[0]}.gz"
     s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=gzip.compress(to_json_lines(records)))
     return ids
 
 
 def labelled(s3: S3Client, labels: dict[str, str]) -> None:
     records = [FeedbackRecord(i, NOW.isoformat(timespec="milliseconds"), label=label) for i, label in labels.items()]
-    key = f"feedback/{HOUR_PARTITION}={catalog.hour_value(NOW)}/part-{len(labels)}.json"
+    key = f"{layout.feedback_hour_prefix('feedback/', layout.hour_value(NOW))}part-{len(labels)}.json"
     s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=to_json_lines(records))
 
 
-def test_the_training_set_selects_exactly_the_header_columns_whatever_their_names(s3: S3Client) -> None:
+def test_the_training_set_selects_exactly_the_header_columns_whatever_their_names(s3: S3Client, athena: Athena) -> None:
     header = [*HOSTILE, "churned"]
     sql = query(header).training_set()
     # Each name is one quoted output column: none ends a string or an identifier early.
-    assert sqlglot.parse_one(sql, read="athena").named_selects == header
+    parsed = sqlglot.parse_one(sql, read="athena")
+    assert isinstance(parsed, sqlglot.exp.Query) and parsed.named_selects == header
 
     features = {name: f"v{index}" for index, name in enumerate(HOSTILE)}
     [prediction] = captured(s3, NOW - DAY, [features])
     labelled(s3, {prediction: "1"})
-    athena = LocalAthena(s3)
-    hours = capture_hours([row["prefix"] or "" for row in athena.select(query(header).id_prefixes())], NOW, MONTH)
-    rows = athena.select(query(header, model_versions=["v1"], hours=hours).training_set())
+    hours = capture_hours([row["prefix"] or "" for row in athena.run(query(header).id_prefixes()).records()], WINDOW)
+    rows = athena.run(query(header, model_versions=["v1"], hours=hours).training_set()).records()
     assert rows == [{**features, "churned": "1"}]
 
 
-def test_the_first_query_names_only_the_hours_of_usable_feedback(s3: S3Client) -> None:
+def test_the_first_query_names_only_the_hours_of_usable_feedback(s3: S3Client, athena: Athena) -> None:
     recent = captured(s3, NOW - DAY, [{"x": 1}])[0]
     expired = new_prediction_ids(1, NOW - 2 * MONTH)[0]
     future = new_prediction_ids(1, NOW + DAY)[0]
     labelled(s3, {recent: "1", expired: "0", future: "1", "not-an-id": "1"})
 
-    prefixes = [row["prefix"] or "" for row in LocalAthena(s3).select(query(["x", "y"]).id_prefixes())]
+    prefixes = [row["prefix"] or "" for row in athena.run(query(["x", "y"]).id_prefixes()).records()]
 
     assert prefixes == [recent[:7]]
-    hours = capture_hours(prefixes, NOW, MONTH)
-    assert catalog.hour_value(NOW - DAY) in hours and len(hours) <= 2
+    hours = capture_hours(prefixes, WINDOW)
+    assert layout.hour_value(NOW - DAY) in hours and len(hours) <= 2
 
 
-def test_capture_hours_cover_each_prefixs_span_and_the_arrival_slack_within_the_window() -> None:
-    # A prefix spans 16**5 ms (about 17.5 minutes); a prediction may reach Firehose 15 minutes after it was served.
-    start = datetime(2026, 3, 1, 10, 50, tzinfo=UTC)
-    prefix = new_prediction_ids(1, start)[0][:7]
-    assert capture_hours([prefix], NOW, MONTH) == ["2026-03-01-10", "2026-03-01-11"]
-    # Nothing before the window or after now: a made-up id cannot widen the read.
-    assert capture_hours([new_prediction_ids(1, NOW - 2 * MONTH)[0][:7]], NOW, MONTH) == []
-    assert capture_hours(["fffffff"], NOW, MONTH) == []
-
-
-def test_with_no_capture_to_read_the_queries_still_run_and_match_nothing(s3: S3Client) -> None:
+def test_with_no_capture_to_read_the_queries_still_run_and_match_nothing(s3: S3Client, athena: Athena) -> None:
     [prediction] = new_prediction_ids(1, NOW - DAY)
     labelled(s3, {prediction: "1"})
-    athena = LocalAthena(s3)
 
-    [counts] = athena.select(query(["x", "y"]).counts())
+    [counts] = athena.run(query(["x", "y"]).counts()).records()
 
     assert (counts["records"], counts["unmatched"], counts["joined"], counts["kept"]) == ("1", "1", "0", "0")
-    assert athena.select(query(["x", "y"]).training_set()) == []
+    assert athena.run(query(["x", "y"]).training_set()).records() == []
 
 
 def test_the_unload_wraps_the_training_set_as_parquet_at_its_quoted_location() -> None:
@@ -106,7 +96,9 @@ def test_the_unload_wraps_the_training_set_as_parquet_at_its_quoted_location() -
 
 
 @pytest.mark.parametrize("version", ["v1", "it's; DROP", 'q"uote'])
-def test_model_versions_and_the_runs_version_enter_the_sql_as_literals(s3: S3Client, version: str) -> None:
+def test_model_versions_and_the_runs_version_enter_the_sql_as_literals(
+    s3: S3Client, athena: Athena, version: str
+) -> None:
     planned = query(["x", "y"], version=version, model_versions=[version], hours=["2026-03-01-10"])
     # Athena's partition projection reads exactly the versions named: the engine refuses anything else.
-    assert LocalAthena(s3).select(planned.counts())[0]["records"] == "0"
+    assert athena.run(planned.counts()).records()[0]["records"] == "0"

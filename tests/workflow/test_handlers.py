@@ -13,6 +13,7 @@ from functions.common.env import EnvError
 from functions.common.registry import Registry
 from functions.workflow import handlers, steps
 from functions.workflow.settings import WorkflowSettings
+from tests.inference.events import LambdaContext
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 
 if TYPE_CHECKING:
@@ -69,9 +70,9 @@ def test_a_run_through_the_handlers_takes_the_lock_assembles_prepares_and_releas
     state["guard"] = handlers.guard(
         {"execution_id": EXECUTION, "started_at": "2026-01-05T10:00:00Z", "state": state}, None
     )
-    state["assembly_plan"] = handlers.assemble(state, None)
+    state["assembly_plan"] = handlers.assemble(state, LambdaContext())
     assert "unload" not in state["assembly_plan"]  # no feedback: the state machine goes on to FinishAssembly
-    state["assembly"] = handlers.finish_assembly(state, None)
+    state["assembly"] = handlers.finish_assembly(state, LambdaContext())
     state["prepare"] = handlers.prepare(state, None)
     state["rejection"] = {"version": state["guard"]["version"]}
     released = handlers.release({"execution_id": EXECUTION, "state": state}, None)

@@ -8,15 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 
+from functions.common.athena import Athena
 from functions.common.bundle import pack_archive
 from functions.common.gate import GATE_PARSERS, Evaluation, GateSettings, Scores, Verdict, decide
 from functions.common.registry import Decision, PromotionConflict, Registry, RegistryError, new_version_id
 from functions.workflow import steps
 from functions.workflow.assembly import NoTrainingData
-from functions.workflow.athena import Athena
 from functions.workflow.state import ExecutionInput, RunState
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 from tests.workflow.support import SETTINGS, assemble_base_data, prepared_state
@@ -115,9 +114,8 @@ def test_assemble_without_training_data_fails_with_the_location_to_fill(s3: S3Cl
         assemble_base_data(s3, state)
 
 
-def test_finish_assembly_without_assembles_plan_refuses_naming_where_it_belongs(s3: S3Client) -> None:
+def test_finish_assembly_without_assembles_plan_refuses_naming_where_it_belongs(s3: S3Client, athena: Athena) -> None:
     state = RunState.parse({"guard": {"version": new_version_id()}})
-    athena = Athena(boto3.client("athena", region_name="us-east-1"), "workgroup", "database")
     with pytest.raises(steps.WorkflowError, match=r"\$\.assembly_plan"):
         steps.finish_assembly_step(SETTINGS, s3, athena, state)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from functions.common.athena import Athena
 from functions.common.registry import utc_now
 from functions.workflow.assembly import AssemblyRequest, finish_assembly, plan_assembly
-from functions.workflow.athena import Athena
 from functions.workflow.errors import WorkflowError
 from functions.workflow.settings import WorkflowSettings
 from functions.workflow.state import AssemblyPlan, RunState
@@ -30,7 +30,6 @@ def _request(settings: WorkflowSettings, state: RunState, now: datetime | None) 
         feedback_max_age_days=settings.feedback_max_age_days,
         max_feedback_share=settings.max_feedback_share,
         now=now or utc_now(),
-        database=settings.glue_database,
     )
 
 
