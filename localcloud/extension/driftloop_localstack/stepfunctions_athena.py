@@ -38,13 +38,17 @@ from localstack.services.stepfunctions.asl.component.state.state_execution.state
     ResourceCondition,
     ResourceRuntimePart,
 )
-from localstack.services.stepfunctions.asl.component.state.state_execution.state_task.service.state_task_service_callback import (  # noqa: E501
-    StateTaskServiceCallback,
-)
 from localstack.services.stepfunctions.asl.eval.environment import Environment
 from localstack.services.stepfunctions.asl.utils.boto_client import boto_client_for
 
-from driftloop_localstack.stepfunctions_services import api_failure, check_internals, epoch_millis, route, task_failed
+from driftloop_localstack.stepfunctions_services import (
+    JobPoller,
+    SyncJobTask,
+    api_failure,
+    check_internals,
+    epoch_millis,
+    route,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -56,39 +60,24 @@ _SYNC: Final[tuple[str, str]] = (ResourceCondition.Sync, "start_query_execution"
 _RUNNING: Final[frozenset[str]] = frozenset({"QUEUED", "RUNNING"})
 
 
-class _QueryPoller:
-    """The ``.sync`` resolver: None while the query runs, its execution once SUCCEEDED, a failure otherwise."""
+class _QueryPoller(JobPoller):
+    kind = "Athena query"
 
-    def __init__(self, task: StateTaskServiceAthena, env: Environment, client: Any, query_id: str) -> None:
-        self._task = task
-        self._env = env
-        self._client = client
-        self.query_id = query_id
-        self.ended = False
+    def describe(self) -> dict[str, Any]:
+        return dict(self._client.get_query_execution(QueryExecutionId=self.job))
 
-    def __call__(self) -> dict[str, Any] | None:
-        response = self._client.get_query_execution(QueryExecutionId=self.query_id)
-        response.pop("ResponseMetadata", None)
-        if response["QueryExecution"]["Status"]["State"] in _RUNNING:
-            return None
-        self.ended = True
-        described: dict[str, Any] = epoch_millis(response)
+    def succeeded(self, described: dict[str, Any]) -> bool | None:
+        state = described["QueryExecution"]["Status"]["State"]
+        return None if state in _RUNNING else state == "SUCCEEDED"
+
+    def normalise(self, described: dict[str, Any]) -> None:
         self._task.normalise_response(described, "get_query_execution")
-        if described["QueryExecution"]["Status"]["State"] == "SUCCEEDED":
-            return described
-        raise task_failed(self._task, self._env, described)
 
-    def stop(self) -> None:
-        """Best effort, when the execution stopped or the task timed out while the query ran."""
-        if self.ended:
-            return
-        try:
-            self._client.stop_query_execution(QueryExecutionId=self.query_id)
-        except Exception as exc:
-            LOG.info("could not stop Athena query %s after its task ended: %s", self.query_id, exc)
+    def stop_job(self) -> None:
+        self._client.stop_query_execution(QueryExecutionId=self.job)
 
 
-class StateTaskServiceAthena(StateTaskServiceCallback):
+class StateTaskServiceAthena(SyncJobTask):
     """The ``athena`` service integration: four request-response actions, ``.sync`` for startQueryExecution."""
 
     def __init__(self) -> None:
@@ -132,26 +121,6 @@ class StateTaskServiceAthena(StateTaskServiceCallback):
         started = env.stack.pop()  # StartQueryExecution's own response ({"QueryExecutionId": ...})
         client = self._client(resource_runtime_part, state_credentials)
         return _QueryPoller(self, env, client, str(started["QueryExecutionId"]))
-
-    def _eval_sync(
-        self,
-        env: Environment,
-        sync_resolver: Callable[[], Any | None],
-        timeout_seconds: int | None,
-        callback_endpoint: Any,
-        heartbeat_endpoint: Any,
-    ) -> Any:
-        try:
-            return super()._eval_sync(
-                env=env,
-                sync_resolver=sync_resolver,
-                timeout_seconds=timeout_seconds,
-                callback_endpoint=callback_endpoint,
-                heartbeat_endpoint=heartbeat_endpoint,
-            )
-        finally:
-            if isinstance(sync_resolver, _QueryPoller) and not env.is_running():
-                sync_resolver.stop()
 
     def _from_error(self, env: Environment, ex: Exception) -> FailureEvent:
         if isinstance(ex, ClientError):

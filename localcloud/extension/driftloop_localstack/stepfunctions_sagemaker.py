@@ -42,13 +42,17 @@ from localstack.services.stepfunctions.asl.component.state.state_execution.state
     ResourceCondition,
     ResourceRuntimePart,
 )
-from localstack.services.stepfunctions.asl.component.state.state_execution.state_task.service.state_task_service_callback import (  # noqa: E501
-    StateTaskServiceCallback,
-)
 from localstack.services.stepfunctions.asl.eval.environment import Environment
 from localstack.services.stepfunctions.asl.utils.boto_client import boto_client_for
 
-from driftloop_localstack.stepfunctions_services import api_failure, check_internals, epoch_millis, route, task_failed
+from driftloop_localstack.stepfunctions_services import (
+    JobPoller,
+    SyncJobTask,
+    api_failure,
+    check_internals,
+    epoch_millis,
+    route,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -65,40 +69,24 @@ _ERROR_NAMES: Final[dict[str, str]] = {
 _GENERIC_ERROR: Final[str] = "AmazonSageMakerException"
 
 
-class _TrainingJobPoller:
-    """The ``.sync`` resolver: None while the job runs, its description once Completed, a failure otherwise."""
+class _TrainingJobPoller(JobPoller):
+    kind = "training job"
 
-    def __init__(self, task: StateTaskServiceSageMaker, env: Environment, client: Any, job_name: str) -> None:
-        self._task = task
-        self._env = env
-        self._client = client
-        self.job_name = job_name
-        self.ended = False
+    def describe(self) -> dict[str, Any]:
+        return dict(self._client.describe_training_job(TrainingJobName=self.job))
 
-    def __call__(self) -> dict[str, Any] | None:
-        response = self._client.describe_training_job(TrainingJobName=self.job_name)
-        response.pop("ResponseMetadata", None)
-        status = response.get("TrainingJobStatus")
-        if status not in _TERMINAL:
-            return None
-        self.ended = True
-        described: dict[str, Any] = epoch_millis(response)
+    def succeeded(self, described: dict[str, Any]) -> bool | None:
+        status = described.get("TrainingJobStatus")
+        return None if status not in _TERMINAL else status == "Completed"
+
+    def normalise(self, described: dict[str, Any]) -> None:
         self._task.normalise_describe_response(described)
-        if status == "Completed":
-            return described
-        raise task_failed(self._task, self._env, described)
 
-    def stop(self) -> None:
-        """Best effort, when the execution stopped or the task timed out while the job ran."""
-        if self.ended:
-            return
-        try:
-            self._client.stop_training_job(TrainingJobName=self.job_name)
-        except Exception as exc:
-            LOG.info("could not stop training job %s after its task ended: %s", self.job_name, exc)
+    def stop_job(self) -> None:
+        self._client.stop_training_job(TrainingJobName=self.job)
 
 
-class StateTaskServiceSageMaker(StateTaskServiceCallback):
+class StateTaskServiceSageMaker(SyncJobTask):
     """The ``sagemaker`` service integration: request-response for every action, ``.sync`` for createTrainingJob."""
 
     def __init__(self) -> None:
@@ -145,26 +133,6 @@ class StateTaskServiceSageMaker(StateTaskServiceCallback):
             service=_SERVICE, region=resource_runtime_part.region, state_credentials=state_credentials
         )
         return _TrainingJobPoller(self, env, client, str(normalised_parameters["TrainingJobName"]))
-
-    def _eval_sync(
-        self,
-        env: Environment,
-        sync_resolver: Callable[[], Any | None],
-        timeout_seconds: int | None,
-        callback_endpoint: Any,
-        heartbeat_endpoint: Any,
-    ) -> Any:
-        try:
-            return super()._eval_sync(
-                env=env,
-                sync_resolver=sync_resolver,
-                timeout_seconds=timeout_seconds,
-                callback_endpoint=callback_endpoint,
-                heartbeat_endpoint=heartbeat_endpoint,
-            )
-        finally:
-            if isinstance(sync_resolver, _TrainingJobPoller) and not env.is_running():
-                sync_resolver.stop()
 
     def _from_error(self, env: Environment, ex: Exception) -> FailureEvent:
         if isinstance(ex, ClientError):

@@ -20,7 +20,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
 from localstack.aws.api.stepfunctions import HistoryEventType, TaskFailedEventDetails
@@ -155,3 +155,79 @@ def route(service: str, factory: Callable[[], StateTaskServiceCallback]) -> None
     # state_task_factory imported the function by name: that binding is the one the parser calls.
     state_task_factory.state_task_service_for = state_task_service_for
     state_task_service_factory.state_task_service_for = state_task_service_for
+
+
+class JobPoller:
+    """A ``.sync`` resolver over one job (a training job, a query): None while it runs, its description once it
+    succeeded, the task's failure otherwise; :meth:`stop` stops the job when its task ends first (the execution was
+    stopped or the task timed out), as AWS does."""
+
+    kind: ClassVar[str]  # what the job is, for the log
+
+    def __init__(self, task: StateTaskServiceCallback, env: Environment, client: Any, job: str) -> None:
+        self._task = task
+        self._env = env
+        self._client = client
+        self.job = job
+        self.ended = False
+
+    def describe(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def succeeded(self, described: dict[str, Any]) -> bool | None:
+        """True or False once the job ended, None while it runs."""
+        raise NotImplementedError
+
+    def normalise(self, described: dict[str, Any]) -> None:
+        """The description as the task's output shapes it (Step Functions' field names)."""
+        raise NotImplementedError
+
+    def stop_job(self) -> None:
+        raise NotImplementedError
+
+    def __call__(self) -> dict[str, Any] | None:
+        response = self.describe()
+        response.pop("ResponseMetadata", None)
+        outcome = self.succeeded(response)
+        if outcome is None:
+            return None
+        self.ended = True
+        described: dict[str, Any] = epoch_millis(response)
+        self.normalise(described)
+        if outcome:
+            return described
+        raise task_failed(self._task, self._env, described)
+
+    def stop(self) -> None:
+        """Best effort, when the task ended while the job ran."""
+        if self.ended:
+            return
+        try:
+            self.stop_job()
+        except Exception as exc:
+            LOG.info("could not stop %s %s after its task ended: %s", self.kind, self.job, exc)
+
+
+class SyncJobTask(StateTaskServiceCallback):
+    """A service integration whose ``.sync`` resolver is a :class:`JobPoller`: the job is stopped when its task
+    ends before it does."""
+
+    def _eval_sync(
+        self,
+        env: Environment,
+        sync_resolver: Callable[[], Any | None],
+        timeout_seconds: int | None,
+        callback_endpoint: Any,
+        heartbeat_endpoint: Any,
+    ) -> Any:
+        try:
+            return super()._eval_sync(
+                env=env,
+                sync_resolver=sync_resolver,
+                timeout_seconds=timeout_seconds,
+                callback_endpoint=callback_endpoint,
+                heartbeat_endpoint=heartbeat_endpoint,
+            )
+        finally:
+            if isinstance(sync_resolver, JobPoller) and not env.is_running():
+                sync_resolver.stop()
