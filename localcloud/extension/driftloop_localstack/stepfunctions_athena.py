@@ -39,14 +39,12 @@ from localstack.services.stepfunctions.asl.component.state.state_execution.state
     ResourceRuntimePart,
 )
 from localstack.services.stepfunctions.asl.eval.environment import Environment
-from localstack.services.stepfunctions.asl.utils.boto_client import boto_client_for
 
 from driftloop_localstack.stepfunctions_services import (
     JobPoller,
     SyncJobTask,
     api_failure,
     check_internals,
-    epoch_millis,
     route,
 )
 
@@ -80,6 +78,8 @@ class _QueryPoller(JobPoller):
 class StateTaskServiceAthena(SyncJobTask):
     """The ``athena`` service integration: four request-response actions, ``.sync`` for startQueryExecution."""
 
+    service = _SERVICE
+
     def __init__(self) -> None:
         super().__init__(supported_integration_patterns={ResourceCondition.Sync})
 
@@ -93,23 +93,6 @@ class StateTaskServiceAthena(SyncJobTask):
 
     def normalise_response(self, response: dict[str, Any], action: str) -> None:
         self._normalise_response(response, service_action_name=action)
-
-    def _client(self, resource_runtime_part: ResourceRuntimePart, state_credentials: StateCredentials) -> Any:
-        return boto_client_for(
-            service=_SERVICE, region=resource_runtime_part.region, state_credentials=state_credentials
-        )
-
-    def _eval_service_task(
-        self,
-        env: Environment,
-        resource_runtime_part: ResourceRuntimePart,
-        normalised_parameters: dict[str, Any],
-        state_credentials: StateCredentials,
-    ) -> None:
-        client = self._client(resource_runtime_part, state_credentials)
-        response = getattr(client, self._get_boto_service_action())(**normalised_parameters)
-        response.pop("ResponseMetadata", None)
-        env.stack.append(epoch_millis(response))
 
     def _build_sync_resolver(
         self,

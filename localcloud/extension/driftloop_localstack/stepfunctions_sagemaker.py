@@ -43,14 +43,12 @@ from localstack.services.stepfunctions.asl.component.state.state_execution.state
     ResourceRuntimePart,
 )
 from localstack.services.stepfunctions.asl.eval.environment import Environment
-from localstack.services.stepfunctions.asl.utils.boto_client import boto_client_for
 
 from driftloop_localstack.stepfunctions_services import (
     JobPoller,
     SyncJobTask,
     api_failure,
     check_internals,
-    epoch_millis,
     route,
 )
 
@@ -89,6 +87,8 @@ class _TrainingJobPoller(JobPoller):
 class StateTaskServiceSageMaker(SyncJobTask):
     """The ``sagemaker`` service integration: request-response for every action, ``.sync`` for createTrainingJob."""
 
+    service = _SERVICE
+
     def __init__(self) -> None:
         super().__init__(supported_integration_patterns={ResourceCondition.WaitForTaskToken, ResourceCondition.Sync})
 
@@ -105,20 +105,6 @@ class StateTaskServiceSageMaker(SyncJobTask):
     def normalise_describe_response(self, response: dict[str, Any]) -> None:
         self._normalise_response(response, service_action_name="describe_training_job")
 
-    def _eval_service_task(
-        self,
-        env: Environment,
-        resource_runtime_part: ResourceRuntimePart,
-        normalised_parameters: dict[str, Any],
-        state_credentials: StateCredentials,
-    ) -> None:
-        client = boto_client_for(
-            service=_SERVICE, region=resource_runtime_part.region, state_credentials=state_credentials
-        )
-        response = getattr(client, self._get_boto_service_action())(**normalised_parameters)
-        response.pop("ResponseMetadata", None)
-        env.stack.append(epoch_millis(response))
-
     def _build_sync_resolver(
         self,
         env: Environment,
@@ -129,9 +115,7 @@ class StateTaskServiceSageMaker(SyncJobTask):
         if not self._is_create_training_job():
             return super()._build_sync_resolver(env, resource_runtime_part, normalised_parameters, state_credentials)  # type: ignore[no-any-return]
         env.stack.pop()  # CreateTrainingJob's own response ({"TrainingJobArn": ...})
-        client = boto_client_for(
-            service=_SERVICE, region=resource_runtime_part.region, state_credentials=state_credentials
-        )
+        client = self._client(resource_runtime_part, state_credentials)
         return _TrainingJobPoller(self, env, client, str(normalised_parameters["TrainingJobName"]))
 
     def _from_error(self, env: Environment, ex: Exception) -> FailureEvent:

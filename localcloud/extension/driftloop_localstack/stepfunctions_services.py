@@ -34,14 +34,21 @@ from localstack.services.stepfunctions.asl.component.common.error_name.states_er
     StatesErrorNameType,
 )
 from localstack.services.stepfunctions.asl.component.state.state_execution.state_task import state_task_factory
+from localstack.services.stepfunctions.asl.component.state.state_execution.state_task.credentials import (
+    StateCredentials,
+)
 from localstack.services.stepfunctions.asl.component.state.state_execution.state_task.service import (
     state_task_service_factory,
+)
+from localstack.services.stepfunctions.asl.component.state.state_execution.state_task.service.resource import (
+    ResourceRuntimePart,
 )
 from localstack.services.stepfunctions.asl.component.state.state_execution.state_task.service.state_task_service_callback import (  # noqa: E501
     StateTaskServiceCallback,
 )
 from localstack.services.stepfunctions.asl.eval.environment import Environment
 from localstack.services.stepfunctions.asl.eval.event.event_detail import EventDetails
+from localstack.services.stepfunctions.asl.utils.boto_client import boto_client_for
 from localstack.services.stepfunctions.asl.utils.encoding import to_json_str
 
 from driftloop_localstack.pinning import refuse_unless_clean, version_problems
@@ -209,8 +216,27 @@ class JobPoller:
 
 
 class SyncJobTask(StateTaskServiceCallback):
-    """A service integration whose ``.sync`` resolver is a :class:`JobPoller`: the job is stopped when its task
-    ends before it does."""
+    """A service integration of ``service`` whose request-response actions call its API as is, and whose ``.sync``
+    resolver is a :class:`JobPoller`: the job is stopped when its task ends before it does."""
+
+    service: ClassVar[str]
+
+    def _client(self, resource_runtime_part: ResourceRuntimePart, state_credentials: StateCredentials) -> Any:
+        return boto_client_for(
+            service=self.service, region=resource_runtime_part.region, state_credentials=state_credentials
+        )
+
+    def _eval_service_task(
+        self,
+        env: Environment,
+        resource_runtime_part: ResourceRuntimePart,
+        normalised_parameters: dict[str, Any],
+        state_credentials: StateCredentials,
+    ) -> None:
+        client = self._client(resource_runtime_part, state_credentials)
+        response = getattr(client, self._get_boto_service_action())(**normalised_parameters)
+        response.pop("ResponseMetadata", None)
+        env.stack.append(epoch_millis(response))
 
     def _eval_sync(
         self,
