@@ -245,6 +245,50 @@ def test_a_promotion_that_loses_the_compare_and_swap_race_is_superseded_too(
     assert len(conflicts) == 1
 
 
+def test_promote_refuses_a_forged_state_that_claims_passed_for_a_version_the_gate_rejected(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.5, champion=None)
+    assert state["registration"]["passed"] is False
+    forged = {**state, "registration": {**state["registration"], "passed": True, "reasons": ["trust me"]}}
+
+    with pytest.raises(steps.NotPassed, match="registered evaluation says the gate did not pass it") as refused:
+        steps.promote(registry, RunState.parse(forged)).to_json()
+
+    assert registry.champion() is None
+    # The state machine's Catch sends the error to RecordFailure, which records it as the run's reason.
+    error = {"Error": type(refused.value).__name__, "Cause": json.dumps({"errorMessage": str(refused.value)})}
+    steps.record_failure(registry, RunState.parse({**forged, "error": error}))
+    decision = registry.decisions()[-1]
+    assert decision.action == "failed" and decision.version == state["prepare"]["version"]
+    assert decision.reasons[0].startswith("NotPassed: ") and "did not pass" in decision.reasons[0]
+
+
+def test_promote_refuses_a_version_another_run_registered(registered_run: RegisteredRun, registry: Registry) -> None:
+    state = registered_run(challenger=0.9, champion=None)
+    other_run = {**state, "guard": {**state["guard"], "execution_id": "another-execution"}}
+
+    with pytest.raises(steps.NotPassed, match="registered by exec"):
+        steps.promote(registry, RunState.parse(other_run)).to_json()
+    assert registry.champion() is None
+
+
+def test_promote_records_the_scores_and_compares_with_the_champion_of_the_registered_record(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    first = registered_run(challenger=0.8, champion=None)
+    steps.promote(registry, RunState.parse(first)).to_json()
+    second = registered_run(challenger=0.9, champion=0.8)
+    # A state that names another champion and other scores changes neither what is compared nor what is recorded.
+    forged = {**second, "registration": {**second["registration"], "champion_version": None, "challenger": 0.99}}
+
+    result = steps.promote(registry, RunState.parse(forged)).to_json()
+
+    assert result["promoted"] is True and result["previous_version"] == first["prepare"]["version"]
+    decision = registry.decisions()[-1]
+    assert (decision.details["challenger"], decision.details["champion"]) == (0.9, 0.8)
+
+
 def test_register_without_evaluation_output_fails_and_registers_nothing(
     s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
 ) -> None:
