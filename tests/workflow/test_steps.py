@@ -413,6 +413,46 @@ def test_a_job_verdict_that_the_pinned_gate_does_not_confirm_is_overruled_and_re
     assert stored["passed"] is False and stored["job_verdict"] == {"passed": True, "reasons": ["trust me"]}
 
 
+def test_a_job_that_scored_no_champion_while_prepare_named_one_fails_the_gate(
+    registered_run: RegisteredRun, s3: S3Client, registry: Registry, trained_bundle: Path, tmp_path: Path
+) -> None:
+    # The repro: a live champion at 0.80, and an evaluation with champion_given false and ROC AUC 0.65,
+    # which the floor (0.6) alone would pass.
+    live = registered_run(challenger=0.8, champion=None)
+    steps.promote(registry, RunState.parse(live)).to_json()
+    state = prepared_state(s3, registry)
+    assert state["prepare"]["champion"]["version"] == live["prepare"]["version"]
+    state["training"] = fake_training_job(s3, state["prepare"], trained_bundle, tmp_path, challenger=0.65, champion=None)
+
+    registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
+
+    assert registration["passed"] is False
+    assert registration["reasons"][0].startswith(
+        f"the training job compared with no champion (champion_given: false, champion_version: "
+        f"{live['prepare']['version']}) but Prepare named champion {live['prepare']['version']}"
+    )
+    assert registration["champion_version"] == live["prepare"]["version"]
+    stored = registry.get_version(registration["version"]).evaluation or {}
+    assert stored["passed"] is False and stored["reasons"] == registration["reasons"]
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_job_that_compared_with_another_champion_than_prepare_named_fails_the_gate(
+    registered_run: RegisteredRun, s3: S3Client, registry: Registry, trained_bundle: Path, tmp_path: Path, named: bool
+) -> None:
+    if named:
+        steps.promote(registry, RunState.parse(registered_run(challenger=0.8, champion=None))).to_json()
+    state = prepared_state(s3, registry)
+    claimed = {**state["prepare"], "champion": {"version": "v20200101-000000-000000", "sha256": "0" * 64}}
+    state["training"] = fake_training_job(s3, claimed, trained_bundle, tmp_path, challenger=0.95, champion=0.8)
+
+    registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
+
+    assert registration["passed"] is False
+    assert "the training job compared with champion v20200101-000000-000000" in registration["reasons"][0]
+    assert ("Prepare named champion v" if named else "Prepare named no champion") in registration["reasons"][0]
+
+
 def test_a_job_verdict_the_gate_confirms_is_registered_without_a_note(
     registered_run: RegisteredRun, registry: Registry
 ) -> None:
