@@ -438,18 +438,13 @@ class RegistrationResult(_Part):
 
 @dataclass(frozen=True)
 class Approval(_Part):
-    """``$.approval``: the operator's answer (``driftloop approve`` sends :meth:`answer`), or the error the Approval
-    state's Catch put there when it sent the run to Reject (``{"Error", "Cause"}``). ``recorded`` is the value as
-    it came: the decision records it."""
+    """``$.approval``: the operator's answer (``driftloop approve`` sends ``functions.workflow.approver.sign``'s
+    ``{"approved": true, "note", "proof"}``), or the error the Approval state's Catch put there when it sent the
+    run to Reject (``{"Error", "Cause"}``). ``recorded`` is the value as it came."""
 
     KEY = APPROVAL
 
     recorded: Any
-
-    @staticmethod
-    def answer(by: str, note: str | None) -> dict[str, Any]:
-        """What ``driftloop approve`` completes the task with: the task's output, which lands at ``$.approval``."""
-        return {"approved": True, "by": by, "note": note}
 
     @property
     def approved(self) -> bool:

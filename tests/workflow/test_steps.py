@@ -422,7 +422,9 @@ def test_a_job_that_scored_no_champion_while_prepare_named_one_fails_the_gate(
     steps.promote(registry, RunState.parse(live)).to_json()
     state = prepared_state(s3, registry)
     assert state["prepare"]["champion"]["version"] == live["prepare"]["version"]
-    state["training"] = fake_training_job(s3, state["prepare"], trained_bundle, tmp_path, challenger=0.65, champion=None)
+    state["training"] = fake_training_job(
+        s3, state["prepare"], trained_bundle, tmp_path, challenger=0.65, champion=None
+    )
 
     registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
 
@@ -556,17 +558,39 @@ def test_a_retried_record_failure_records_one_failure(s3: S3Client, registry: Re
 # -- manual approval ----------------------------------------------------------------------------------------------
 
 
-def test_promote_after_an_approval_records_who_approved_in_the_decision(
-    registered_run: RegisteredRun, s3: S3Client, registry: Registry, trained_bundle: Path, tmp_path: Path
+ALICE = "arn:aws:sts::123456789012:assumed-role/ops/alice"
+
+
+def test_promote_after_an_approval_records_who_sts_says_approved_never_who_the_answer_claims(
+    registered_run: RegisteredRun, registry: Registry
 ) -> None:
     state = registered_run(challenger=0.9, champion=None)
-    approval = {"approved": True, "by": "arn:aws:sts::123456789012:assumed-role/ops/alice", "note": "looks good"}
+    answer = {"approved": True, "by": "arn:aws:iam::123456789012:user/ceo", "note": "looks good", "proof": "url"}
+    verified: list[Any] = []
 
-    result = steps.promote(registry, RunState.parse({**state, "approval": approval})).to_json()
+    def sts_says(approval: Any) -> str:
+        verified.append(approval)
+        return ALICE
+
+    result = steps.promote(registry, RunState.parse({**state, "approval": answer}), sts_says).to_json()
 
     decision = registry.decisions()[-1]
     assert (decision.action, decision.id) == ("promoted", result["decision_id"])
-    assert decision.details["approval"] == approval
+    assert decision.details["approval"] == {"approved": True, "by": ALICE, "note": "looks good"}
+    assert verified == [answer]
+
+
+def test_promote_refuses_an_approval_whose_sender_cannot_be_verified(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.9, champion=None)
+
+    def sts_refuses(approval: Any) -> str:
+        raise steps.WorkflowError("STS refused the approval's proof of who sent it (ExpiredToken: expired)")
+
+    with pytest.raises(steps.WorkflowError, match="ExpiredToken"):
+        steps.promote(registry, RunState.parse({**state, "approval": {"approved": True}}), sts_refuses).to_json()
+    assert registry.champion() is None
 
 
 @pytest.mark.parametrize("approval", [{"approved": False}, {"Error": "driftloop.ApprovalDenied"}, "yes"])

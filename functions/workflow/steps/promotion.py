@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,14 +20,18 @@ from functions.workflow.state import (
 )
 from functions.workflow.steps.decisions import readable_cause, record_for_run, run_of
 
+# Who signed an approval's answer, as STS vouches for it (functions.workflow.approver.verify at the endpoint).
+Approver = Callable[[Mapping[str, Any]], str]
 
-def promote(registry: Registry, state: RunState) -> PromotionResult:
+
+def promote(registry: Registry, state: RunState, approver: Approver | None = None) -> PromotionResult:
     """Make the gated version the champion, unless the champion it was compared with has since changed.
 
     A champion that changed during training (another run, a manual promotion or a rollback) supersedes this run:
     the version is recorded as ``rejected`` with the reason and the run ends cleanly (``promoted: false``), with
-    that one decision. With manual approval on, ``$.approval`` (the operator's answer) goes into the decision.
-    A retried Promote returns its first attempt's result.
+    that one decision. With manual approval on, the decision records the operator's note and who approved as
+    ``approver`` finds it from the answer's proof (never a name the answer gives). A retried Promote returns its
+    first attempt's result.
 
     The verdict, the scores and the champion compared with are read back from the version's registered record, as
     Register wrote it, not from ``$.registration``: a version whose record does not say passed is refused
@@ -52,7 +57,7 @@ def promote(registry: Registry, state: RunState) -> PromotionResult:
         "execution": state.execution_id,
     }
     if approval is not None:
-        details["approval"] = approval.recorded
+        details["approval"] = _vouched(approval, approver)
 
     def promotion(pointer: ChampionPointer) -> Decision:
         """The decision recorded with ``pointer`` (it names the decision's id and time)."""
@@ -131,6 +136,15 @@ def _registered(registry: Registry, state: RunState, version: str) -> _Registere
         )
     champion = record.lineage.get("champion_at_training")
     return _Registered(evaluation, champion.get("version") if isinstance(champion, dict) else None)
+
+
+def _vouched(approval: Approval, approver: Approver | None) -> dict[str, Any]:
+    """What the promoted decision records of the approval: the note, and who approved as the proof shows."""
+    if approver is None:
+        raise WorkflowError("Promote was given an approval but no way to verify who sent it")
+    answer = approval.recorded
+    note = answer.get("note")
+    return {"approved": True, "by": approver(answer), "note": note if isinstance(note, str) else None}
 
 
 def _registration(state: RunState) -> RegistrationResult:
