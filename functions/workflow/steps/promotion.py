@@ -19,6 +19,7 @@ from functions.workflow.state import (
     RunState,
 )
 from functions.workflow.steps.decisions import readable_cause, record_for_run, run_of
+from functions.workflow.steps.register import gate_scores
 
 # Who signed an approval's answer, as STS vouches for it (functions.workflow.approver.verify at the endpoint).
 Approver = Callable[[Mapping[str, Any]], str]
@@ -52,7 +53,7 @@ def promote(registry: Registry, state: RunState, approver: Approver | None = Non
             return _promotion_result(earlier)
     reasons = registered.evaluation.verdict.reasons
     details: dict[str, Any] = {
-        **registered.scores(),
+        **gate_scores(registered.evaluation),
         "previous_version": compared_with,
         "execution": state.execution_id,
     }
@@ -104,14 +105,6 @@ class _Registered:
 
     evaluation: Evaluation
     compared_with: str | None
-
-    def scores(self) -> dict[str, Any]:
-        metric, scores = self.evaluation.settings.metric, self.evaluation.scores
-        return {
-            "metric": metric,
-            "challenger": None if scores.challenger is None else scores.challenger.get(metric),
-            "champion": None if scores.champion is None else scores.champion.get(metric),
-        }
 
 
 def _registered(registry: Registry, state: RunState, version: str) -> _Registered:

@@ -95,18 +95,25 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         )
         details["job_verdict"] = job_verdict
     decision = record_for_run(registry, state, "registered", record.version, reasons, details)
-    metric, scores = evaluation.settings.metric, evaluation.scores
     return RegistrationResult(
         version=record.version,
         passed=verdict.passed,
         reasons=tuple(verdict.reasons),
         job_verdict_differs=job_verdict is not None,
-        metric=metric,
-        challenger=None if scores.challenger is None else scores.challenger.get(metric),
-        champion=None if scores.champion is None else scores.champion.get(metric),
+        **gate_scores(evaluation),
         champion_version=None if prepared.champion is None else prepared.champion.version,
         decision_id=decision.id,
     )
+
+
+def gate_scores(evaluation: Evaluation) -> dict[str, Any]:
+    """The gate's metric and both models' values of it: what the registration and the decisions show."""
+    metric, scores = evaluation.settings.metric, evaluation.scores
+    return {
+        "metric": metric,
+        "challenger": None if scores.challenger is None else scores.challenger.get(metric),
+        "champion": None if scores.champion is None else scores.champion.get(metric),
+    }
 
 
 def _against_named_champion(verdict: Verdict, named: ChampionRef | None, evaluation: Evaluation) -> Verdict:
