@@ -20,7 +20,8 @@ def add_commands(commands: Commands) -> None:
         _approve,
         help="approve the promotion a training run is waiting for",
         description="Answers the approval request of a training run (retraining.approval): the run promotes its "
-        "version, recording who approved (the caller's identity, from STS) and the note.",
+        "version, recording the note and who approved, as STS finds it from a GetCallerIdentity request the "
+        "command presigns with your credentials (it writes no identity of its own).",
     )
     approve.add_argument("--note", help="recorded with the promotion")
     deny = _approval_command(
@@ -49,14 +50,22 @@ def _approval_command(
 
 
 def _approve(args: argparse.Namespace) -> int:
+    import os
+
     import boto3
 
-    from functions.workflow.state import Approval
+    from functions.workflow import approver
+    from functions.workflow.errors import WorkflowError
 
-    identity = boto3.client("sts").get_caller_identity()["Arn"]
-    output = Approval.answer(identity, args.note)
+    # No name of ours goes into the answer: a proof signed with these credentials does, and Promote records the
+    # identity STS finds in it.
+    try:
+        endpoint = approver.sts_endpoint(os.environ, boto3.session.Session().region_name)
+    except WorkflowError as exc:
+        raise CommandError(f"{exc}: set AWS_REGION to the deployment's region") from exc
+    output = approver.sign(boto3.client("sts", endpoint_url=endpoint), args.note)
     _answer_approval(lambda sfn: sfn.send_task_success(taskToken=args.token, output=json.dumps(output)))
-    print(f"approved by {identity}: the run promotes its version")
+    print("approved: the run verifies who signed the answer with STS, records it and promotes its version")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The one error a workflow step raises when it cannot go on."""
+"""The errors a workflow step raises when it cannot go on: :class:`WorkflowError`, and :class:`NotPassed` for a
+refused promotion."""
 
 from __future__ import annotations
 
@@ -9,3 +10,8 @@ class WorkflowError(Exception):
     Its class name is the error Step Functions catches and RecordFailure records (``WorkflowError: ...``), so the
     state and trigger parsers raise it too rather than subclasses of their own.
     """
+
+
+class NotPassed(WorkflowError):
+    """Promote was asked to promote a version whose registered record does not say the gate passed it (a forged or
+    corrupted state): the run goes to the failure path, which records this as its reason."""

@@ -7,6 +7,8 @@ its record is the registry's decisions.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,7 @@ from aws_lambda_powertools import Logger
 
 from functions.common.athena import Athena, lambda_deadline
 from functions.common.registry import Registry
-from functions.workflow import steps
+from functions.workflow import approver, steps
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from functions.workflow.state import ApprovalEvent, RunState, StepEvent
 
@@ -96,7 +98,12 @@ def register(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def promote(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("promote", steps.promote(_registry(), RunState.parse(event)).to_json())
+    return _log("promote", steps.promote(_registry(), RunState.parse(event), _approver).to_json())
+
+
+def _approver(answer: Mapping[str, Any]) -> str:
+    """Who signed the approval's proof, asked of this function's own STS endpoint (the runtime's region)."""
+    return approver.verify(answer, approver.sts_endpoint(os.environ, os.environ.get("AWS_REGION")))
 
 
 def request_approval(event: dict[str, Any], context: Any) -> None:

@@ -146,6 +146,23 @@ class ExecutionInput:
     # Overrides as given (strings or numbers); which names may be overridden is the steps' rule.
     hyperparameters: Mapping[str, str | int | float] | None = None
 
+    # The only keys a run may be started with: any other would sit in the state beside the steps' results, where
+    # a step could take it for one (an "approval" would reach Promote's decision when no Approval state runs).
+    KEYS: ClassVar[tuple[str, ...]] = (TRIGGER_KEY, HYPERPARAMETERS_KEY)
+
+    @classmethod
+    def parse_start(cls, state: Mapping[str, Any]) -> ExecutionInput:
+        """The execution input as the first state (Guard) gets it, the whole state: refused when it holds any key
+        but :data:`KEYS`."""
+        unknown = sorted(str(key) for key in state if key not in cls.KEYS)
+        if unknown:
+            raise WorkflowError(
+                f"execution input {', '.join(map(repr, unknown))} refused: a run is started with "
+                f"{' and '.join(map(repr, cls.KEYS))} only; the steps' results (the approval among them) come from "
+                "the steps"
+            )
+        return cls.parse(state)
+
     @classmethod
     def parse(cls, state: Mapping[str, Any]) -> ExecutionInput:
         trigger = Trigger.parse(state.get(TRIGGER_KEY))
@@ -421,18 +438,13 @@ class RegistrationResult(_Part):
 
 @dataclass(frozen=True)
 class Approval(_Part):
-    """``$.approval``: the operator's answer (``driftloop approve`` sends :meth:`answer`), or the error the Approval
-    state's Catch put there when it sent the run to Reject (``{"Error", "Cause"}``). ``recorded`` is the value as
-    it came: the decision records it."""
+    """``$.approval``: the operator's answer (``driftloop approve`` sends ``functions.workflow.approver.sign``'s
+    ``{"approved": true, "note", "proof"}``), or the error the Approval state's Catch put there when it sent the
+    run to Reject (``{"Error", "Cause"}``). ``recorded`` is the value as it came."""
 
     KEY = APPROVAL
 
     recorded: Any
-
-    @staticmethod
-    def answer(by: str, note: str | None) -> dict[str, Any]:
-        """What ``driftloop approve`` completes the task with: the task's output, which lands at ``$.approval``."""
-        return {"approved": True, "by": by, "note": note}
 
     @property
     def approved(self) -> bool:

@@ -267,7 +267,9 @@ class TrainingWorkflow(Construct):
             definition_body=sfn.DefinitionBody.from_chainable(guard.next(acquired)),
             timeout=timeout,
             tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            # Every event, but never the state or a task's parameters: the Approval state's parameters hold its
+            # task token, which anyone who can read the log could answer the approval with.
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
         failure_topic.grant_publish(self.state_machine)
         self._grant_training_job(self.state_machine.role)

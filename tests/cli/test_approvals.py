@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import botocore.session
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from cli.main import main
+from functions.workflow import approver
 from functions.workflow.state import APPROVAL_DENIED
-
-OPERATOR = "arn:aws:sts::000000000000:assumed-role/operators/alice"
 
 
 @pytest.fixture
@@ -35,19 +36,28 @@ def approval_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Stubber]
         stub.assert_no_pending_responses()
 
 
-def test_approve_sends_task_success_naming_the_caller_and_the_note(
-    approval_api: dict[str, Stubber], capsys: pytest.CaptureFixture[str]
+def test_approve_sends_the_note_and_a_presigned_identity_proof_but_no_identity_of_its_own(
+    approval_api: dict[str, Stubber], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    approval_api["sts"].add_response(
-        "get_caller_identity", {"Arn": OPERATOR, "Account": "000000000000", "UserId": "AIDEXAMPLE"}
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_STS", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    sent: dict[str, Any] = {}
+    approval_api["stepfunctions"].add_response("send_task_success", {}, {"taskToken": "token-1", "output": ANY})
+    client = approval_api["stepfunctions"].client
+    client.meta.events.register(
+        "before-parameter-build.sfn.SendTaskSuccess", lambda params, **_: sent.update(json.loads(params["output"]))
     )
-    approval_api["stepfunctions"].add_response(
-        "send_task_success",
-        {},
-        {"taskToken": "token-1", "output": json.dumps({"approved": True, "by": OPERATOR, "note": "looks good"})},
-    )
+
     assert main(["approve", "--token", "token-1", "--note", "looks good"]) == 0
-    assert f"approved by {OPERATOR}" in capsys.readouterr().out
+
+    # No STS call and no "by": who approved is what STS finds in the proof, when Promote asks.
+    assert set(sent) == {"approved", "note", "proof"} and "by" not in sent
+    assert (sent["approved"], sent["note"]) == (True, "looks good")
+    proof = urllib.parse.parse_qs(urllib.parse.urlsplit(sent["proof"]).query)
+    assert proof["Action"] == ["GetCallerIdentity"]
+    assert proof["X-Amz-SignedHeaders"] == [f"host;{approver.HEADER}"]
+    assert "approved" in capsys.readouterr().out
 
 
 def test_deny_fails_the_task_with_the_approval_denied_error_and_the_reason(approval_api: dict[str, Stubber]) -> None:

@@ -321,11 +321,14 @@ def test_failures_are_recorded_released_notified_then_fail_with_the_original_err
     }
 
 
-def test_state_machine_logs_all_events_traces_and_times_out(training_template: Template) -> None:
+def test_state_machine_logs_all_events_without_execution_data_traces_and_times_out(
+    training_template: Template,
+) -> None:
+    # Without execution data: a log line never holds the state or the Approval state's task token.
     training_template.has_resource_properties(
         "AWS::StepFunctions::StateMachine",
         {
-            "LoggingConfiguration": {"Level": "ALL", "IncludeExecutionData": True, "Destinations": Match.any_value()},
+            "LoggingConfiguration": {"Level": "ALL", "IncludeExecutionData": False, "Destinations": Match.any_value()},
             "TracingConfiguration": {"Enabled": True},
         },
     )
@@ -749,6 +752,13 @@ def test_with_approval_a_passed_gate_waits_for_a_task_token_then_promotes(approv
     # The operator's answer ({"approved": true, "by", "note"}) is what Promote reads.
     assert (approval["ResultPath"], approval["Next"]) == ("$.approval", "Promote")
     assert approval["TimeoutSeconds"] == 3600
+
+
+def test_with_approval_the_task_token_never_reaches_the_state_machines_log(approval_template: Template) -> None:
+    [machine] = approval_template.find_resources("AWS::StepFunctions::StateMachine").values()
+    logging = machine["Properties"]["LoggingConfiguration"]
+    # Execution data holds the Approval state's parameters, and with them $$.Task.Token.
+    assert logging["IncludeExecutionData"] is False
 
 
 def test_a_denied_or_unanswered_approval_is_rejected_with_the_error_at_approval(

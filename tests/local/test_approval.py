@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
 import tempfile
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from cli.main import main
+from functions.workflow import approver
 from functions.workflow.settings import ApprovalSettings
 from functions.workflow.state import APPROVAL_DENIED, APPROVAL_TIMEOUT
 from infra.bundling import WORKFLOW, LocalPythonBundler
@@ -152,7 +154,7 @@ def command_in(message: str, verb: str) -> list[str]:
     return shlex.split(line)[1:]
 
 
-def test_an_approved_run_goes_on_to_promote_with_who_approved_and_the_note(
+def test_an_approved_run_goes_on_to_promote_with_the_note_and_a_proof_the_local_sts_names_the_approver_from(
     approvals: Approvals, capsys: pytest.CaptureFixture[str]
 ) -> None:
     execution = approvals.start()
@@ -170,8 +172,11 @@ def test_an_approved_run_goes_on_to_promote_with_who_approved_and_the_note(
     assert output["next"] == "promote"
     assert output["approval"]["approved"] is True
     assert output["approval"]["note"] == "checked the holdout counts"
-    assert re.fullmatch(r"arn:aws:(iam|sts)::\d{12}:.+", output["approval"]["by"])
-    assert "approved by" in capsys.readouterr().out
+    assert "by" not in output["approval"]
+    # What Promote does with the answer: the local cloud's STS names who signed its proof.
+    endpoint = approver.sts_endpoint(os.environ, os.environ.get("AWS_DEFAULT_REGION"))
+    assert re.fullmatch(r"arn:aws:(iam|sts)::\d{12}:.+", approver.verify(output["approval"], endpoint))
+    assert "approved" in capsys.readouterr().out
 
 
 def test_a_denied_run_goes_to_reject_with_the_reason(approvals: Approvals) -> None:

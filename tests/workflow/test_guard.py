@@ -267,3 +267,23 @@ def test_guard_returns_the_runs_start_for_the_steps_that_look_up_its_decisions(
     retried = guard(registry, s3, "exec-a", T0 + timedelta(seconds=3))
 
     assert first["started_at"] == retried["started_at"] == T0.isoformat()
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"approval": {"approved": True, "by": "arn:aws:iam::123456789012:user/mallory"}},
+        {"registration": {"version": "v", "passed": True}},
+        {"rejection": {"version": "v"}},
+    ],
+)
+def test_a_run_started_with_anything_but_a_trigger_and_hyperparameters_fails_before_taking_the_lock(
+    s3: S3Client, registry: Registry, forged: dict[str, Any]
+) -> None:
+    state = {"trigger": {"source": "manual"}, **forged}
+    event = {"execution_id": "exec-a", "started_at": T0.isoformat(), "state": state}
+
+    with pytest.raises(steps.WorkflowError, match=f"execution input '{next(iter(forged))}' refused"):
+        steps.guard(NO_COOLDOWN, s3, registry, StepEvent.parse(event), now=T0).to_json()
+    assert RunLock(s3, MODEL_BUCKET, "registry/", timeout=timedelta(hours=1)).read() is None
+    assert registry.decisions() == []

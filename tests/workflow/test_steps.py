@@ -245,6 +245,50 @@ def test_a_promotion_that_loses_the_compare_and_swap_race_is_superseded_too(
     assert len(conflicts) == 1
 
 
+def test_promote_refuses_a_forged_state_that_claims_passed_for_a_version_the_gate_rejected(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.5, champion=None)
+    assert state["registration"]["passed"] is False
+    forged = {**state, "registration": {**state["registration"], "passed": True, "reasons": ["trust me"]}}
+
+    with pytest.raises(steps.NotPassed, match="registered evaluation says the gate did not pass it") as refused:
+        steps.promote(registry, RunState.parse(forged)).to_json()
+
+    assert registry.champion() is None
+    # The state machine's Catch sends the error to RecordFailure, which records it as the run's reason.
+    error = {"Error": type(refused.value).__name__, "Cause": json.dumps({"errorMessage": str(refused.value)})}
+    steps.record_failure(registry, RunState.parse({**forged, "error": error}))
+    decision = registry.decisions()[-1]
+    assert decision.action == "failed" and decision.version == state["prepare"]["version"]
+    assert decision.reasons[0].startswith("NotPassed: ") and "did not pass" in decision.reasons[0]
+
+
+def test_promote_refuses_a_version_another_run_registered(registered_run: RegisteredRun, registry: Registry) -> None:
+    state = registered_run(challenger=0.9, champion=None)
+    other_run = {**state, "guard": {**state["guard"], "execution_id": "another-execution"}}
+
+    with pytest.raises(steps.NotPassed, match="registered by exec"):
+        steps.promote(registry, RunState.parse(other_run)).to_json()
+    assert registry.champion() is None
+
+
+def test_promote_records_the_scores_and_compares_with_the_champion_of_the_registered_record(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    first = registered_run(challenger=0.8, champion=None)
+    steps.promote(registry, RunState.parse(first)).to_json()
+    second = registered_run(challenger=0.9, champion=0.8)
+    # A state that names another champion and other scores changes neither what is compared nor what is recorded.
+    forged = {**second, "registration": {**second["registration"], "champion_version": None, "challenger": 0.99}}
+
+    result = steps.promote(registry, RunState.parse(forged)).to_json()
+
+    assert result["promoted"] is True and result["previous_version"] == first["prepare"]["version"]
+    decision = registry.decisions()[-1]
+    assert (decision.details["challenger"], decision.details["champion"]) == (0.9, 0.8)
+
+
 def test_register_without_evaluation_output_fails_and_registers_nothing(
     s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
 ) -> None:
@@ -369,6 +413,48 @@ def test_a_job_verdict_that_the_pinned_gate_does_not_confirm_is_overruled_and_re
     assert stored["passed"] is False and stored["job_verdict"] == {"passed": True, "reasons": ["trust me"]}
 
 
+def test_a_job_that_scored_no_champion_while_prepare_named_one_fails_the_gate(
+    registered_run: RegisteredRun, s3: S3Client, registry: Registry, trained_bundle: Path, tmp_path: Path
+) -> None:
+    # The repro: a live champion at 0.80, and an evaluation with champion_given false and ROC AUC 0.65,
+    # which the floor (0.6) alone would pass.
+    live = registered_run(challenger=0.8, champion=None)
+    steps.promote(registry, RunState.parse(live)).to_json()
+    state = prepared_state(s3, registry)
+    assert state["prepare"]["champion"]["version"] == live["prepare"]["version"]
+    state["training"] = fake_training_job(
+        s3, state["prepare"], trained_bundle, tmp_path, challenger=0.65, champion=None
+    )
+
+    registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
+
+    assert registration["passed"] is False
+    assert registration["reasons"][0].startswith(
+        f"the training job compared with no champion (champion_given: false, champion_version: "
+        f"{live['prepare']['version']}) but Prepare named champion {live['prepare']['version']}"
+    )
+    assert registration["champion_version"] == live["prepare"]["version"]
+    stored = registry.get_version(registration["version"]).evaluation or {}
+    assert stored["passed"] is False and stored["reasons"] == registration["reasons"]
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_job_that_compared_with_another_champion_than_prepare_named_fails_the_gate(
+    registered_run: RegisteredRun, s3: S3Client, registry: Registry, trained_bundle: Path, tmp_path: Path, named: bool
+) -> None:
+    if named:
+        steps.promote(registry, RunState.parse(registered_run(challenger=0.8, champion=None))).to_json()
+    state = prepared_state(s3, registry)
+    claimed = {**state["prepare"], "champion": {"version": "v20200101-000000-000000", "sha256": "0" * 64}}
+    state["training"] = fake_training_job(s3, claimed, trained_bundle, tmp_path, challenger=0.95, champion=0.8)
+
+    registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
+
+    assert registration["passed"] is False
+    assert "the training job compared with champion v20200101-000000-000000" in registration["reasons"][0]
+    assert ("Prepare named champion v" if named else "Prepare named no champion") in registration["reasons"][0]
+
+
 def test_a_job_verdict_the_gate_confirms_is_registered_without_a_note(
     registered_run: RegisteredRun, registry: Registry
 ) -> None:
@@ -472,17 +558,39 @@ def test_a_retried_record_failure_records_one_failure(s3: S3Client, registry: Re
 # -- manual approval ----------------------------------------------------------------------------------------------
 
 
-def test_promote_after_an_approval_records_who_approved_in_the_decision(
-    registered_run: RegisteredRun, s3: S3Client, registry: Registry, trained_bundle: Path, tmp_path: Path
+ALICE = "arn:aws:sts::123456789012:assumed-role/ops/alice"
+
+
+def test_promote_after_an_approval_records_who_sts_says_approved_never_who_the_answer_claims(
+    registered_run: RegisteredRun, registry: Registry
 ) -> None:
     state = registered_run(challenger=0.9, champion=None)
-    approval = {"approved": True, "by": "arn:aws:sts::123456789012:assumed-role/ops/alice", "note": "looks good"}
+    answer = {"approved": True, "by": "arn:aws:iam::123456789012:user/ceo", "note": "looks good", "proof": "url"}
+    verified: list[Any] = []
 
-    result = steps.promote(registry, RunState.parse({**state, "approval": approval})).to_json()
+    def sts_says(approval: Any) -> str:
+        verified.append(approval)
+        return ALICE
+
+    result = steps.promote(registry, RunState.parse({**state, "approval": answer}), sts_says).to_json()
 
     decision = registry.decisions()[-1]
     assert (decision.action, decision.id) == ("promoted", result["decision_id"])
-    assert decision.details["approval"] == approval
+    assert decision.details["approval"] == {"approved": True, "by": ALICE, "note": "looks good"}
+    assert verified == [answer]
+
+
+def test_promote_refuses_an_approval_whose_sender_cannot_be_verified(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.9, champion=None)
+
+    def sts_refuses(approval: Any) -> str:
+        raise steps.WorkflowError("STS refused the approval's proof of who sent it (ExpiredToken: expired)")
+
+    with pytest.raises(steps.WorkflowError, match="ExpiredToken"):
+        steps.promote(registry, RunState.parse({**state, "approval": {"approved": True}}), sts_refuses).to_json()
+    assert registry.champion() is None
 
 
 @pytest.mark.parametrize("approval", [{"approved": False}, {"Error": "driftloop.ApprovalDenied"}, "yes"])

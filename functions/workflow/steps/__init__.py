@@ -14,7 +14,7 @@ its lock, Register finds the version it stored, and the decisions a run records 
 ``rejected``, ``failed``) are looked up by the execution id from ``$.guard`` before one is written.
 """
 
-from functions.workflow.errors import WorkflowError
+from functions.workflow.errors import NotPassed, WorkflowError
 from functions.workflow.steps.approval import approval_message, request_approval
 from functions.workflow.steps.assemble import finish_assembly_step, plan_assembly_step
 from functions.workflow.steps.failure import record_failure
@@ -26,6 +26,7 @@ from functions.workflow.steps.register import register, split_s3_uri
 
 __all__ = [
     "OVERRIDABLE_HYPERPARAMETERS",
+    "NotPassed",
     "WorkflowError",
     "approval_message",
     "finish_assembly_step",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from functions.common.registry import Registry, new_version_id, utc_now
 from functions.workflow.lock import RunLock
 from functions.workflow.settings import WorkflowSettings
-from functions.workflow.state import GuardResult, ReleaseResult, RunState, StepEvent
+from functions.workflow.state import ExecutionInput, GuardResult, ReleaseResult, RunState, StepEvent
 from functions.workflow.steps.hyperparameters import run_hyperparameters
 from functions.workflow.triggers import Trigger
 
@@ -38,7 +38,7 @@ def guard(
     """
     now = now or utc_now()
     execution = event.require_execution("Guard")
-    request = event.state.execution_input()
+    request = ExecutionInput.parse_start(event.state.raw)
     trigger = request.trigger.to_json()
     # Refused before the lock is taken: such a run must not start (RecordFailure records why).
     run_hyperparameters(settings, request)

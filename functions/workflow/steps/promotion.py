@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from functions.common.registry import ChampionPointer, Decision, PromotionConflict, Registry
-from functions.workflow.errors import WorkflowError
+from functions.common.gate import Evaluation, GateError
+from functions.common.registry import ChampionPointer, Decision, PromotionConflict, Registry, RegistryError
+from functions.workflow.errors import NotPassed, WorkflowError
 from functions.workflow.state import (
     APPROVAL_DENIED,
     APPROVAL_TIMEOUT,
@@ -16,19 +19,28 @@ from functions.workflow.state import (
     RunState,
 )
 from functions.workflow.steps.decisions import readable_cause, record_for_run, run_of
+from functions.workflow.steps.register import gate_scores
+
+# Who signed an approval's answer, as STS vouches for it (functions.workflow.approver.verify at the endpoint).
+Approver = Callable[[Mapping[str, Any]], str]
 
 
-def promote(registry: Registry, state: RunState) -> PromotionResult:
+def promote(registry: Registry, state: RunState, approver: Approver | None = None) -> PromotionResult:
     """Make the gated version the champion, unless the champion it was compared with has since changed.
 
     A champion that changed during training (another run, a manual promotion or a rollback) supersedes this run:
     the version is recorded as ``rejected`` with the reason and the run ends cleanly (``promoted: false``), with
-    that one decision. With manual approval on, ``$.approval`` (the operator's answer) goes into the decision.
-    A retried Promote returns its first attempt's result.
+    that one decision. With manual approval on, the decision records the operator's note and who approved as
+    ``approver`` finds it from the answer's proof (never a name the answer gives). A retried Promote returns its
+    first attempt's result.
+
+    The verdict, the scores and the champion compared with are read back from the version's registered record, as
+    Register wrote it, not from ``$.registration``: a version whose record does not say passed is refused
+    (:class:`NotPassed`), whatever the state claims.
     """
-    registration = _registration(state)
-    version = registration.version
-    compared_with = registration.champion_version
+    version = _registration(state).version
+    registered = _registered(registry, state, version)
+    compared_with = registered.compared_with
     approval = state.approval
     if approval is not None and not approval.approved:
         raise WorkflowError(
@@ -39,16 +51,14 @@ def promote(registry: Registry, state: RunState) -> PromotionResult:
         earlier = registry.run_decision(run[0], version, ("promoted", "rejected"), since=run[1])
         if earlier is not None:
             return _promotion_result(earlier)
-    reasons = registration.reasons
+    reasons = registered.evaluation.verdict.reasons
     details: dict[str, Any] = {
-        "metric": registration.metric,
-        "challenger": registration.challenger,
-        "champion": registration.champion,
+        **gate_scores(registered.evaluation),
         "previous_version": compared_with,
         "execution": state.execution_id,
     }
     if approval is not None:
-        details["approval"] = approval.recorded
+        details["approval"] = _vouched(approval, approver)
 
     def promotion(pointer: ChampionPointer) -> Decision:
         """The decision recorded with ``pointer`` (it names the decision's id and time)."""
@@ -86,6 +96,48 @@ def reject(registry: Registry, state: RunState) -> RejectionResult:
         details["approval"] = approval.recorded
     decision = record_for_run(registry, state, "rejected", registration.version, reasons, details)
     return RejectionResult(registration.version, decision.id, decision.reasons)
+
+
+@dataclass(frozen=True)
+class _Registered:
+    """What Promote reads of the version's registered record: the evaluation with the verdict Register stored, and
+    the champion Prepare named for the run (the one the verdict compared with)."""
+
+    evaluation: Evaluation
+    compared_with: str | None
+
+
+def _registered(registry: Registry, state: RunState, version: str) -> _Registered:
+    """The version's record as Register stored it; :class:`NotPassed` unless it is this run's and says passed."""
+    try:
+        record = registry.get_version(version)
+    except RegistryError as exc:
+        raise NotPassed(f"{version} cannot be promoted: {exc}") from exc
+    if record.lineage.get("execution") != state.execution_id:
+        raise NotPassed(
+            f"{version} cannot be promoted by this run ({state.execution_id}): it was registered by "
+            f"{record.lineage.get('execution')}"
+        )
+    try:
+        evaluation = Evaluation.from_dict(record.evaluation or {})
+    except GateError as exc:
+        raise NotPassed(f"{version} cannot be promoted: its registered evaluation is unreadable: {exc}") from exc
+    if not evaluation.verdict.passed:
+        raise NotPassed(
+            f"{version} cannot be promoted: its registered evaluation says the gate did not pass it "
+            f"({'; '.join(evaluation.verdict.reasons) or 'no reasons'})"
+        )
+    champion = record.lineage.get("champion_at_training")
+    return _Registered(evaluation, champion.get("version") if isinstance(champion, dict) else None)
+
+
+def _vouched(approval: Approval, approver: Approver | None) -> dict[str, Any]:
+    """What the promoted decision records of the approval: the note, and who approved as the proof shows."""
+    if approver is None:
+        raise WorkflowError("Promote was given an approval but no way to verify who sent it")
+    answer = approval.recorded
+    note = answer.get("note")
+    return {"approved": True, "by": approver(answer), "note": note if isinstance(note, str) else None}
 
 
 def _registration(state: RunState) -> RegistrationResult:

@@ -15,7 +15,14 @@ from functions.common.gate import EVALUATION_FILE, Evaluation, Verdict, reassess
 from functions.common.registry import Registry
 from functions.workflow.errors import WorkflowError
 from functions.workflow.settings import WorkflowSettings
-from functions.workflow.state import AssemblyResult, PrepareResult, RegistrationResult, RunState, TrainingResult
+from functions.workflow.state import (
+    AssemblyResult,
+    ChampionRef,
+    PrepareResult,
+    RegistrationResult,
+    RunState,
+    TrainingResult,
+)
 from functions.workflow.steps.decisions import record_for_run
 
 if TYPE_CHECKING:
@@ -34,7 +41,7 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state: RunState) -> RegistrationResult:
     """The verdict is recomputed from the evaluation's metrics and counts under the pinned gate settings
     (``settings.hyperparameters``), not taken from the job: the recomputed one decides, and a job verdict that
-    differs is recorded beside it.
+    differs is recorded beside it. A job that did not compare with the champion Prepare named fails the gate.
     """
     prepared, training = state.prepare, state.training
     if prepared is None or not prepared.version or training is None:
@@ -49,7 +56,7 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         archive = Path(work) / ARCHIVE_FILE
         s3.download_file(bucket, model_key, str(archive))
         evaluation = _read_evaluation(s3, bucket, output_key)
-        verdict = reassess(evaluation, settings.hyperparameters)
+        verdict = _against_named_champion(reassess(evaluation, settings.hyperparameters), prepared.champion, evaluation)
         job_verdict = None if evaluation.verdict == verdict else _verdict_dict(evaluation.verdict)
         stored_evaluation = replace(evaluation, verdict=verdict).to_dict()
         if job_verdict is not None:
@@ -88,17 +95,43 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         )
         details["job_verdict"] = job_verdict
     decision = record_for_run(registry, state, "registered", record.version, reasons, details)
-    metric, scores = evaluation.settings.metric, evaluation.scores
     return RegistrationResult(
         version=record.version,
         passed=verdict.passed,
         reasons=tuple(verdict.reasons),
         job_verdict_differs=job_verdict is not None,
-        metric=metric,
-        challenger=None if scores.challenger is None else scores.challenger.get(metric),
-        champion=None if scores.champion is None else scores.champion.get(metric),
-        champion_version=evaluation.champion_version,
+        **gate_scores(evaluation),
+        champion_version=None if prepared.champion is None else prepared.champion.version,
         decision_id=decision.id,
+    )
+
+
+def gate_scores(evaluation: Evaluation) -> dict[str, Any]:
+    """The gate's metric and both models' values of it: what the registration and the decisions show."""
+    metric, scores = evaluation.settings.metric, evaluation.scores
+    return {
+        "metric": metric,
+        "challenger": None if scores.challenger is None else scores.challenger.get(metric),
+        "champion": None if scores.champion is None else scores.champion.get(metric),
+    }
+
+
+def _against_named_champion(verdict: Verdict, named: ChampionRef | None, evaluation: Evaluation) -> Verdict:
+    """The verdict, failed when the job did not compare with the champion Prepare named: a job that scored no
+    champion, or another one, judged against something else than the live model."""
+    given, seen = evaluation.scores.champion_given, evaluation.champion_version
+    expected = None if named is None else named.version
+    if given == (named is not None) and seen == expected:
+        return verdict
+    saw = f"champion {seen}" if given else "no champion"
+    return Verdict(
+        False,
+        (
+            f"the training job compared with {saw} (champion_given: {str(given).lower()}, champion_version: "
+            f"{seen}) but Prepare named {'champion ' + expected if expected else 'no champion'}: its scores do not "
+            "judge the challenger against the live model",
+            *verdict.reasons,
+        ),
     )
 
 
