@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from functions.common.gate import (
+    Confusion,
     Evaluation,
     GateError,
     GateSettings,
@@ -18,6 +19,14 @@ from functions.common.gate import (
     reassess,
 )
 
+# What the guardrails judge, recorded by the training program: two classes predicted for two, no feature near
+# a leak, and (with a champion) the same per-class results on the trusted rows and no slice large enough.
+ANY_CHALLENGER: dict[str, Any] = {
+    "distinct_predictions": 2,
+    "distinct_targets": 2,
+    "feature_scores": {"tenure": 0.7},
+}
+CONFUSION = Confusion(("0", "1"), ((120, 20), (25, 35)))
 # A champion scored on 300 unseen holdout rows (100 seen ones excluded), 200 of them trusted.
 COMPARED = Scores(
     holdout_rows=400,
@@ -28,8 +37,14 @@ COMPARED = Scores(
     champion={"roc_auc": 0.83},
     champion_trusted={"roc_auc": 0.84},
     champion_seen_rows=100,
+    challenger_confusion=CONFUSION,
+    champion_confusion=CONFUSION,
+    slices=(),
+    **ANY_CHALLENGER,
 )
-ALONE = Scores(holdout_rows=400, challenger={"f1": 0.1}, trusted_rows=400, challenger_trusted={"f1": 0.1})
+ALONE = Scores(
+    holdout_rows=400, challenger={"f1": 0.1}, trusted_rows=400, challenger_trusted={"f1": 0.1}, **ANY_CHALLENGER
+)
 
 
 def test_challenger_that_beats_the_champion_by_the_required_margin_passes() -> None:
@@ -63,7 +78,11 @@ def test_error_metrics_are_better_when_lower() -> None:
 
 def test_min_metric_is_a_floor_even_without_a_champion() -> None:
     scores = Scores(
-        holdout_rows=400, challenger={"accuracy": 0.8}, trusted_rows=400, challenger_trusted={"accuracy": 0.8}
+        holdout_rows=400,
+        challenger={"accuracy": 0.8},
+        trusted_rows=400,
+        challenger_trusted={"accuracy": 0.8},
+        **ANY_CHALLENGER,
     )
     verdict = decide(GateSettings("accuracy", min_metric=0.9), scores)
     assert not verdict.passed
@@ -75,7 +94,9 @@ def test_min_metric_is_a_floor_even_without_a_champion() -> None:
 
 
 def test_min_metric_is_a_ceiling_for_error_metrics() -> None:
-    scores = Scores(holdout_rows=400, challenger={"mae": 1.5}, trusted_rows=400, challenger_trusted={"mae": 1.5})
+    scores = Scores(
+        holdout_rows=400, challenger={"mae": 1.5}, trusted_rows=400, challenger_trusted={"mae": 1.5}, **ANY_CHALLENGER
+    )
     assert decide(GateSettings("mae", min_metric=2.0), scores).passed
     assert not decide(GateSettings("mae", min_metric=1.0), scores).passed
 

@@ -12,7 +12,7 @@ import pytest
 
 from functions.common.athena import Athena
 from functions.common.bundle import pack_archive
-from functions.common.gate import GATE_PARSERS, Evaluation, GateSettings, Scores, Verdict, decide
+from functions.common.gate import GATE_PARSERS, Confusion, Evaluation, GateSettings, Scores, Verdict, decide
 from functions.common.registry import Decision, PromotionConflict, Registry, RegistryError, new_version_id
 from functions.workflow import steps
 from functions.workflow.assembly import NoTrainingData
@@ -59,6 +59,13 @@ def fake_training_job(
         champion=champion_metrics,
         champion_trusted=champion_metrics,
         champion_seen_rows=None if champion is None else 0,
+        # What the guardrails judge: a challenger no worse than the champion class by class, nothing leaked.
+        distinct_predictions=2,
+        distinct_targets=2,
+        challenger_confusion=Confusion(("0", "1"), ((180, 20), (30, 70))),
+        champion_confusion=Confusion(("0", "1"), ((180, 20), (30, 70))),
+        slices=(),
+        feature_scores={"tenure": 0.7},
     )
     evaluation = Evaluation(
         settings=settings,
