@@ -97,57 +97,85 @@ def confusion(model: Any, inputs: pd.DataFrame, target: pd.Series) -> Confusion:
     return Confusion(labels, tuple(tuple(int(n) for n in row) for row in counts))
 
 
-def _bins(column: pd.Series, kind: FeatureType, train: np.ndarray) -> pd.Series:
-    """One key per row: the category, or the quantile bin of the training rows' values; missing is a key too."""
+def _bins(column: pd.Series, kind: FeatureType, train: np.ndarray) -> np.ndarray:
+    """One integer key per row: the category, or the quantile bin of the training rows' values; missing values
+    share a key of their own."""
     if kind == "categorical":
-        return column.astype(str).where(column.notna(), "<missing>")
+        codes = pd.factorize(column, use_na_sentinel=True)[0]
+        return np.where(codes < 0, codes.max(initial=0) + 1, codes)
     values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     known = values[train][~np.isnan(values[train])]
     cuts = np.linspace(0, 1, SINGLE_FEATURE_BINS + 1)[1:-1]
     edges = np.unique(np.quantile(known, cuts)) if len(known) else np.empty(0)
-    keys = np.searchsorted(edges, values, side="right").astype(str)
-    return pd.Series(np.where(np.isnan(values), "<missing>", keys), index=column.index)
+    return np.where(np.isnan(values), len(edges) + 1, np.searchsorted(edges, values, side="right"))
 
 
-def feature_alone(
-    task: Task, keys: pd.Series, target: pd.Series, train: np.ndarray, scored: np.ndarray
-) -> float | None:
-    """How well the target is predicted on the scored rows from one feature's keys alone, by the target's mean
-    (class shares) per key on the training rows: ROC AUC, or r2. None where undefined (one class)."""
-    fitted, truth = keys.iloc[train], target.iloc[train]
-    wanted = keys.iloc[scored].to_numpy()
-    actual = target.iloc[scored]
+def _binned_alone(task: Task, keys: np.ndarray, target: np.ndarray, split: Split) -> float:
+    """The target's mean (class shares) per key on the training rows, scored on the scored rows; a key the
+    training rows lack gets the training rows' overall mean (shares)."""
+    train, scored = split.train, split.scored
+    size = int(keys.max(initial=0)) + 1
+    rows = np.bincount(keys[train], minlength=size).astype(float)
+    seen = rows[keys[scored]] > 0
+    if task == "regression":
+        means = np.bincount(keys[train], weights=target[train], minlength=size) / np.maximum(rows, 1)
+        return float(r2_score(target[scored], np.where(seen, means[keys[scored]], target[train].mean())))
+    classes = int(target.max()) + 1
+    flat = np.bincount(keys[train] * classes + target[train], minlength=size * classes)
+    counts = flat.reshape(size, classes).astype(float)
+    shares = counts / np.maximum(rows, 1)[:, None]
+    probabilities = np.where(seen[:, None], shares[keys[scored]], counts.sum(axis=0) / len(train))
+    actual = target[scored]
+    if classes == 2:
+        return float(roc_auc_score(actual == 1, probabilities[:, 1]))
+    present = np.unique(actual)
+    probabilities = probabilities[:, present] / np.maximum(probabilities[:, present].sum(axis=1, keepdims=True), 1e-12)
+    return float(roc_auc_score(actual, probabilities, multi_class="ovr", labels=present))
+
+
+def _monotone_alone(task: Task, values: np.ndarray, target: np.ndarray) -> float:
+    """How well a numeric feature's own order sorts the target, either way: bins blur an exact copy."""
+    known = ~np.isnan(values)
+    values, target = values[known], target[known]
+    if task == "regression":
+        return float(pd.Series(values).rank().corr(pd.Series(target).rank()) ** 2)
+    if target.max(initial=0) != 1:  # binary only
+        return math.nan
+    auc = float(roc_auc_score(target == 1, values))
+    return max(auc, 1 - auc)
+
+
+def encode_target(task: Task, target: pd.Series) -> np.ndarray:
+    """Floats for regression; for classification each row's index among the sorted labels."""
+    if task == "regression":
+        return target.to_numpy(dtype=float)
+    return np.unique(target.astype(str).to_numpy(), return_inverse=True)[1]
+
+
+def feature_alone(task: Task, column: pd.Series, kind: FeatureType, target: np.ndarray, split: Split) -> float | None:
+    """How well one feature alone predicts the target (:func:`encode_target`) on the scored rows
+    (gate.SINGLE_FEATURE_METRIC: ROC AUC, or r2). None where undefined (one class, or no rows)."""
+    actual = target[split.scored]
+    if len(np.unique(actual)) < 2:
+        return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        if task == "regression":
-            means = truth.groupby(fitted.to_numpy()).mean()
-            predicted = means.reindex(wanted).fillna(truth.mean()).to_numpy()
-            score = r2_score(actual, predicted) if len(actual) > 1 else math.nan
-        else:
-            labels = sorted(str(c) for c in truth.unique())
-            shares = pd.crosstab(fitted.to_numpy(), truth.astype(str).to_numpy(), normalize="index")
-            shares = shares.reindex(columns=labels, fill_value=0.0)
-            prior = truth.astype(str).value_counts(normalize=True).reindex(labels, fill_value=0.0)
-            probabilities = shares.reindex(wanted).fillna(prior).to_numpy()
-            present = actual.astype(str)
-            if present.nunique() < 2:
-                return None
-            if len(labels) == 2:
-                score = roc_auc_score(present == labels[1], probabilities[:, 1])
-            else:
-                known = present.isin(labels).to_numpy()
-                rows = probabilities[known] / probabilities[known].sum(axis=1, keepdims=True)
-                score = roc_auc_score(present[known], rows, multi_class="ovr", labels=labels)
-    return float(score) if math.isfinite(score) else None
+        scores = [_binned_alone(task, _bins(column, kind, split.train), target, split)]
+        if kind == "numeric":
+            values = pd.to_numeric(column.iloc[split.scored], errors="coerce").to_numpy(dtype=float)
+            scores.append(_monotone_alone(task, values, actual))
+    finite = [score for score in scores if math.isfinite(score)]
+    return max(finite) if finite else None
 
 
 def feature_scores(
     task: Task, inputs: pd.DataFrame, target: pd.Series, types: Mapping[str, FeatureType], split: Split
 ) -> dict[str, float]:
     """Per feature the model uses, its score alone (gate.SINGLE_FEATURE_METRIC); undefined ones left out."""
+    encoded = encode_target(task, target)
     scores = {}
     for name, kind in types.items():
-        score = feature_alone(task, _bins(inputs[name], kind, split.train), target, split.train, split.scored)
+        score = feature_alone(task, inputs[name], kind, encoded, split)
         if score is not None:
             scores[name] = score
     return scores

@@ -79,6 +79,7 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         "training_job_name": training.training_job_name,
         "metrics": record.metrics,
         "passed": verdict.passed,
+        "held": verdict.held,
     }
     if job_verdict is not None:
         reasons.append(
@@ -93,6 +94,7 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         version=record.version,
         passed=verdict.passed,
         reasons=tuple(verdict.reasons),
+        held=verdict.held,
         job_verdict_differs=job_verdict is not None,
         metric=metric,
         challenger=None if scores.challenger is None else scores.challenger.get(metric),
