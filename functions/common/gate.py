@@ -7,6 +7,12 @@ API callers' feedback), decides with :func:`decide`, and writes an :class:`Evalu
 the verdict with :func:`reassess` under its own pinned settings instead of trusting the job's. The gate settings
 are parsed from hyperparameter strings here only (:func:`parse_gate_settings`, :data:`GATE_PARSERS`).
 
+Beside the metric, the verdict rests on guardrails judged from facts the evaluation records (a degenerate model,
+per-class recall and F1 or MAE, slices of the trusted rows), and it has a third outcome: *held*
+(:attr:`Verdict.held`, ``held`` in ``evaluation.json`` and in Register's result), a challenger that passed all else
+but one of whose features alone scores near-perfectly. A held verdict is not passed: the workflow must send it to
+the approval step whether or not approval is enabled, and promote it only on a person's approval.
+
 Standard library only: the workflow Lambdas import this module.
 """
 
