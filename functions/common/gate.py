@@ -167,7 +167,8 @@ class Confusion:
 
     def __post_init__(self) -> None:
         if len(self.counts) != len(self.labels) or any(len(row) != len(self.labels) for row in self.counts):
-            raise GateError(f"a confusion matrix over {len(self.labels)} labels must be {len(self.labels)} square")
+            size = len(self.labels)
+            raise GateError(f"a confusion matrix over {size} labels must hold {size} rows of {size} counts")
 
     def recall(self, label: str) -> float | None:
         """None when no row is of this class."""
