@@ -13,8 +13,12 @@ from typing import Any, get_args
 from functions.common import text_values
 from functions.common.bundle import TASKS, Task
 from functions.common.gate import (
+    DEFAULT_MAX_SECONDARY_REGRESSION,
+    DEFAULT_MAX_SINGLE_FEATURE_SCORE,
+    DEFAULT_MAX_SLICE_REGRESSION,
     DEFAULT_MAX_TRUSTED_REGRESSION,
     DEFAULT_MIN_SCORED_ROWS,
+    DEFAULT_MIN_SLICE_ROWS,
     GATE_PARSERS,
     GateError,
     GateSettings,
@@ -122,6 +126,10 @@ class Hyperparameters:
     min_improvement: float = 0.0
     max_trusted_regression: float = DEFAULT_MAX_TRUSTED_REGRESSION
     min_scored_rows: int = DEFAULT_MIN_SCORED_ROWS
+    max_secondary_regression: float = DEFAULT_MAX_SECONDARY_REGRESSION
+    max_slice_regression: float = DEFAULT_MAX_SLICE_REGRESSION
+    min_slice_rows: int = DEFAULT_MIN_SLICE_ROWS
+    max_single_feature_score: float = DEFAULT_MAX_SINGLE_FEATURE_SCORE
     min_rows: int = 50
     # Also at least 2: a stratified holdout needs two examples of every class.
     min_class_count: int = 10
@@ -159,6 +167,10 @@ class Hyperparameters:
                 max_trusted_regression=self.max_trusted_regression,
                 min_scored_rows=self.min_scored_rows,
                 allow_schema_change=self.allow_schema_change,
+                max_secondary_regression=self.max_secondary_regression,
+                max_slice_regression=self.max_slice_regression,
+                min_slice_rows=self.min_slice_rows,
+                max_single_feature_score=self.max_single_feature_score,
             )
         except GateError as exc:
             raise TrainingFailure("invalid hyperparameters", [str(exc)]) from exc
@@ -182,6 +194,10 @@ class Hyperparameters:
             "min_improvement": self.min_improvement,
             "max_trusted_regression": self.max_trusted_regression,
             "min_scored_rows": self.min_scored_rows,
+            "max_secondary_regression": self.max_secondary_regression,
+            "max_slice_regression": self.max_slice_regression,
+            "min_slice_rows": self.min_slice_rows,
+            "max_single_feature_score": self.max_single_feature_score,
             "min_rows": self.min_rows,
             "min_class_count": self.min_class_count,
             "max_missing_fraction": self.max_missing_fraction,

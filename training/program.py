@@ -156,6 +156,8 @@ def train(layout: Layout, work_dir: Path) -> None:
         dataset.inputs,
         dataset.target,
         parts,
+        types=dataset.spec.model_types,
+        min_slice_rows=settings.min_slice_rows,
         champion_given=champion is not None,
         champion_not_compared=dataset.schema_change,
     )
@@ -212,7 +214,8 @@ def train(layout: Layout, work_dir: Path) -> None:
     )
     layout.output_data_dir.mkdir(parents=True, exist_ok=True)
     (layout.output_data_dir / EVALUATION_FILE).write_text(json.dumps(evaluation.to_dict(), indent=2))
-    say(f"gate {'passed' if verdict.passed else 'failed'}: {'; '.join(verdict.reasons)}")
+    outcome = "passed" if verdict.passed else "held for approval" if verdict.held else "failed"
+    say(f"gate {outcome}: {'; '.join(verdict.reasons)}")
     say(f"wrote the bundle to {layout.model_dir} and {EVALUATION_FILE} to {layout.output_data_dir}")
 
 

@@ -7,6 +7,12 @@ API callers' feedback), decides with :func:`decide`, and writes an :class:`Evalu
 the verdict with :func:`reassess` under its own pinned settings instead of trusting the job's. The gate settings
 are parsed from hyperparameter strings here only (:func:`parse_gate_settings`, :data:`GATE_PARSERS`).
 
+Beside the metric, the verdict rests on guardrails judged from facts the evaluation records (a degenerate model,
+per-class recall and F1 or MAE, slices of the trusted rows), and it has a third outcome: *held*
+(:attr:`Verdict.held`, ``held`` in ``evaluation.json`` and in Register's result), a challenger that passed all else
+but one of whose features alone scores near-perfectly. A held verdict is not passed: the workflow must send it to
+the approval step whether or not approval is enabled, and promote it only on a person's approval.
+
 Standard library only: the workflow Lambdas import this module.
 """
 
@@ -37,6 +43,18 @@ DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
 DEFAULT_MAX_TRUSTED_REGRESSION = 0.0
 # Below this many rows a metric is mostly noise (a standard error of several points of ROC AUC or accuracy).
 DEFAULT_MIN_SCORED_ROWS = 50
+# The guardrails beside the gate's metric, so that no single number decides: a challenger may lose this much to
+# the champion on a secondary metric (per-class recall and F1, MAE) or on a slice of the trusted rows (one level of
+# a categorical feature, the gate's metric). A loss is a difference, or for an error measure a share of the
+# champion's value, so one tolerance fits every scale. Not 0: per-class and per-slice counts are small, so noisy.
+DEFAULT_MAX_SECONDARY_REGRESSION = 0.05
+DEFAULT_MAX_SLICE_REGRESSION = 0.05
+# A slice with fewer trusted rows is not compared on its own (a ROC AUC on 100 rows already varies by ~0.05).
+DEFAULT_MIN_SLICE_ROWS = 100
+# One feature that alone scores this well (ROC AUC, or r2 for regression) is more likely a leak than a signal.
+DEFAULT_MAX_SINGLE_FEATURE_SCORE = 0.99
+# The score one feature earns alone, per task: scale-free, so one threshold fits every data set.
+SINGLE_FEATURE_METRIC = {"classification": "roc_auc", "regression": "r2"}
 
 
 class GateError(ValueError):
@@ -60,6 +78,10 @@ GATE_PARSERS: dict[str, Callable[[str], Any]] = {
     "max_trusted_regression": text_values.non_negative,
     "min_scored_rows": text_values.positive_int,
     "allow_schema_change": text_values.boolean,
+    "max_secondary_regression": text_values.non_negative,
+    "max_slice_regression": text_values.non_negative,
+    "min_slice_rows": text_values.positive_int,
+    "max_single_feature_score": text_values.fraction,
 }
 
 
@@ -76,15 +98,25 @@ class GateSettings:
     min_scored_rows: int = DEFAULT_MIN_SCORED_ROWS
     # A champion given but not compared (its feature schema differs) does not fail the gate.
     allow_schema_change: bool = False
+    # ...and, against a compared champion, lose at most this on per-class recall and F1 (MAE for regression)...
+    max_secondary_regression: float = DEFAULT_MAX_SECONDARY_REGRESSION
+    # ...and on each slice of the trusted rows with at least min_slice_rows rows.
+    max_slice_regression: float = DEFAULT_MAX_SLICE_REGRESSION
+    min_slice_rows: int = DEFAULT_MIN_SLICE_ROWS
+    # A challenger one of whose features alone scores at least this is held for a person's approval.
+    max_single_feature_score: float = DEFAULT_MAX_SINGLE_FEATURE_SCORE
 
     def __post_init__(self) -> None:
         higher_is_better(self.metric)
-        for name in ("min_improvement", "max_trusted_regression"):
+        for name in ("min_improvement", "max_trusted_regression", "max_secondary_regression", "max_slice_regression"):
             value = getattr(self, name)
             if value < 0 or not math.isfinite(value):
                 raise GateError(f"{name} must be a finite number >= 0, got {value}")
-        if self.min_scored_rows < 1:
-            raise GateError(f"min_scored_rows must be an integer >= 1, got {self.min_scored_rows}")
+        for name in ("min_scored_rows", "min_slice_rows"):
+            if getattr(self, name) < 1:
+                raise GateError(f"{name} must be an integer >= 1, got {getattr(self, name)}")
+        if not 0 <= self.max_single_feature_score <= 1:
+            raise GateError(f"max_single_feature_score must be between 0 and 1, got {self.max_single_feature_score}")
 
     @classmethod
     def for_task(cls, task: str, metric: str | None = None, **settings: Any) -> GateSettings:
@@ -120,6 +152,88 @@ def parse_gate_settings(hyperparameters: Mapping[str, str], task: str) -> GateSe
 class Verdict:
     passed: bool
     reasons: tuple[str, ...]
+    # Held for a person: every check passed but one only a person can settle (a near-perfect score from one
+    # feature). Never set with ``passed``, so a workflow that does not read it rejects the version. The workflow
+    # routes a held version to its approval step even when retraining.approval is off; approved, it is promoted.
+    held: bool = False
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """A classifier's confusion matrix: ``counts[i][j]`` rows of class ``labels[i]`` predicted ``labels[j]``."""
+
+    labels: tuple[str, ...]
+    counts: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.counts) != len(self.labels) or any(len(row) != len(self.labels) for row in self.counts):
+            size = len(self.labels)
+            raise GateError(f"a confusion matrix over {size} labels must hold {size} rows of {size} counts")
+
+    def recall(self, label: str) -> float | None:
+        """None when no row is of this class."""
+        i = self.labels.index(label)
+        support = sum(self.counts[i])
+        return None if support == 0 else self.counts[i][i] / support
+
+    def f1(self, label: str) -> float | None:
+        """None when the class is neither present nor predicted."""
+        i = self.labels.index(label)
+        hits = self.counts[i][i]
+        misses = sum(self.counts[i]) + sum(row[i] for row in self.counts) - 2 * hits
+        return None if hits + misses == 0 else 2 * hits / (2 * hits + misses)
+
+    @property
+    def classes_predicted(self) -> int:
+        return sum(1 for i in range(len(self.labels)) if any(row[i] for row in self.counts))
+
+    def per_class(self) -> dict[str, dict[str, float | int | None]]:
+        """Per class: its rows, how often it was predicted, recall and F1 (for evaluation.json's readers)."""
+        return {
+            label: {
+                "rows": sum(self.counts[i]),
+                "predicted": sum(row[i] for row in self.counts),
+                "recall": self.recall(label),
+                "f1": self.f1(label),
+            }
+            for i, label in enumerate(self.labels)
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labels": list(self.labels),
+            "counts": [list(row) for row in self.counts],
+            "per_class": self.per_class(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Confusion | None:
+        if data is None:
+            return None
+        return cls(
+            labels=tuple(str(label) for label in data["labels"]),
+            counts=tuple(tuple(int(n) for n in row) for row in data["counts"]),
+        )
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Both models' metrics on the trusted rows where one categorical feature has one level."""
+
+    feature: str
+    level: str
+    rows: int
+    challenger: dict[str, float] | None
+    champion: dict[str, float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "level": self.level,
+            "rows": self.rows,
+            "challenger": self.challenger,
+            "champion": self.champion,
+        }
 
 
 @dataclass(frozen=True)
@@ -143,6 +257,18 @@ class Scores:
     champion_seen_rows: int | None = None
     # Set when allow_schema_change let a schema different from the champion's through: why it was not compared.
     champion_not_compared: str | None = None
+    # The guardrails' facts; None: not recorded (an older evaluation), and the gate then fails closed.
+    # The distinct predictions (labels, or values for regression) of the challenger on the scored rows, and the
+    # distinct targets there: one prediction for several targets is a degenerate model.
+    distinct_predictions: int | None = None
+    distinct_targets: int | None = None
+    # Classification: both models' confusion matrices on the trusted rows (per-class recall and F1).
+    challenger_confusion: Confusion | None = None
+    champion_confusion: Confusion | None = None
+    # Both models on each level of each categorical feature among the trusted rows, with min_slice_rows rows.
+    slices: tuple[Slice, ...] | None = None
+    # The score each feature earns alone on the scored rows (SINGLE_FEATURE_METRIC of the task).
+    feature_scores: dict[str, float] | None = None
 
     @property
     def scored_rows(self) -> int:
@@ -257,13 +383,118 @@ def _judge_trusted(settings: GateSettings, scores: Scores) -> tuple[bool, str]:
     return _meets_floor(settings, score, f" on the {rows} trusted holdout rows")
 
 
+def _loss(metric: str, challenger: float, champion: float) -> float:
+    """How much worse the challenger is: a difference, or for an error measure a share of the champion's."""
+    if metric in LOWER_IS_BETTER:
+        worse = challenger - champion
+        return worse / champion if champion > 0 else (math.inf if worse > 0 else 0.0)
+    return champion - challenger
+
+
+def _older(what: str) -> str:
+    return f"the evaluation records no {what} (written by an older training program): the gate fails closed"
+
+
+def _judge_degenerate(settings: GateSettings, scores: Scores) -> list[str]:
+    predictions, targets = scores.distinct_predictions, scores.distinct_targets
+    if predictions is None or targets is None:
+        return [_older("count of distinct predictions")]
+    if predictions > 1 or targets <= 1:
+        return []
+    what = "class" if settings.metric in CLASSIFICATION_METRICS else "value"
+    return [
+        f"the challenger predicts one {what} on all {scores.scored_rows} scored holdout rows, which hold {targets} "
+        "distinct targets: a degenerate model never passes"
+    ]
+
+
+def _judge_secondary(settings: GateSettings, scores: Scores) -> list[str]:
+    """Per-class recall and F1 (MAE for regression) on the trusted rows, against the champion's."""
+    mine, theirs = scores.challenger_confusion, scores.champion_confusion
+    checks: list[tuple[str, str, float | None, float | None]]
+    if settings.metric in CLASSIFICATION_METRICS:
+        if mine is None or theirs is None:
+            return [_older("confusion matrices of the trusted rows")]
+        if theirs.classes_predicted <= 1:  # a champion that predicts one class: its recall of 1 is no bar
+            return []
+        checks = [
+            (f"{name} of class {label!r}", name, getattr(mine, name)(label), getattr(theirs, name)(label))
+            for label in theirs.labels
+            if label in mine.labels
+            for name in ("recall", "f1")
+        ]
+    else:
+        checks = [("mae", "mae", _value("mae", scores.challenger_trusted), _value("mae", scores.champion_trusted))]
+    failures = []
+    for what, metric, challenger, champion in checks:
+        if challenger is None or champion is None:  # e.g. a class absent from the trusted rows
+            continue
+        loss = _loss(metric, challenger, champion)
+        if loss > settings.max_secondary_regression:
+            failures.append(
+                f"on the {scores.trusted_rows} trusted holdout rows: challenger {what}={challenger:.6g} vs champion "
+                f"{champion:.6g}, a loss of {loss:.6g} beyond max_secondary_regression "
+                f"{settings.max_secondary_regression:.6g}"
+            )
+    return failures
+
+
+def _judge_slices(settings: GateSettings, scores: Scores) -> list[str]:
+    """The gate's metric on each slice of the trusted rows with min_slice_rows rows, against the champion's."""
+    if scores.slices is None:
+        return [_older("slices of the trusted rows")]
+    metric, failures = settings.metric, []
+    for part in scores.slices:
+        challenger, champion = _value(metric, part.challenger), _value(metric, part.champion)
+        if part.rows < settings.min_slice_rows or challenger is None or champion is None:
+            continue  # too few rows, or the metric is undefined there (a slice of one class)
+        loss = _loss(metric, challenger, champion)
+        if loss > settings.max_slice_regression:
+            failures.append(
+                f"on the {part.rows} trusted holdout rows with {part.feature}={part.level!r}: challenger "
+                f"{metric}={challenger:.6g} vs champion {champion:.6g}, a loss of {loss:.6g} beyond "
+                f"max_slice_regression {settings.max_slice_regression:.6g}"
+            )
+    return failures
+
+
+def _judge_single_feature(settings: GateSettings, scores: Scores) -> tuple[list[str], str | None]:
+    """Failures (nothing recorded), and the reason to hold the challenger when one feature alone is near-perfect."""
+    if scores.feature_scores is None:
+        return [_older("score of each feature alone")], None
+    if not scores.feature_scores:
+        return [], None
+    feature, score = max(scores.feature_scores.items(), key=lambda item: item[1])
+    if score < settings.max_single_feature_score:
+        return [], None
+    metric = SINGLE_FEATURE_METRIC["classification" if settings.metric in CLASSIFICATION_METRICS else "regression"]
+    return [], (
+        f"held for approval: feature {feature!r} alone scores {metric}={score:.6g} on the scored holdout rows "
+        f"(max_single_feature_score {settings.max_single_feature_score:.6g}), more likely a leak (an id or the "
+        "target in disguise) than a signal"
+    )
+
+
 def decide(settings: GateSettings, scores: Scores) -> Verdict:
     """Pass when, on the holdout rows the champion never saw, the challenger meets the floor and beats the
     champion by ``min_improvement``, and, on the trusted ones among them, does not regress beyond
-    ``max_trusted_regression`` (meets the floor, without a champion); each set holds ``min_scored_rows`` rows."""
+    ``max_trusted_regression`` (meets the floor, without a champion); each set holds ``min_scored_rows`` rows.
+
+    The guardrails: a degenerate challenger never passes; against a compared champion, no secondary metric and
+    no slice of the trusted rows regresses beyond its tolerance. A challenger that passes all of that but one of
+    whose features alone scores ``max_single_feature_score`` is held for approval (:attr:`Verdict.held`).
+    Passing guardrails add no reason; each failing one adds its own, before the trusted rows' reason."""
     holdout_passed, reasons = _judge_holdout(settings, scores)
     trusted_passed, trusted_reason = _judge_trusted(settings, scores)
-    return Verdict(holdout_passed and trusted_passed, (*reasons, trusted_reason))
+    failures = _judge_degenerate(settings, scores)
+    if scores.champion_compared:
+        failures += _judge_secondary(settings, scores) + _judge_slices(settings, scores)
+    unrecorded, hold = _judge_single_feature(settings, scores)
+    failures += unrecorded
+    passed = holdout_passed and trusted_passed and not failures
+    if passed and hold is not None:
+        return Verdict(False, (*reasons, trusted_reason, hold), held=True)
+    return Verdict(passed, (*reasons, *failures, trusted_reason))
 
 
 def _metrics(data: Any) -> dict[str, float] | None:
@@ -304,8 +535,17 @@ class Evaluation:
             "champion_trusted": scores.champion_trusted,
             "champion_given": scores.champion_given,
             "champion_not_compared": scores.champion_not_compared,
+            "distinct_predictions": scores.distinct_predictions,
+            "distinct_targets": scores.distinct_targets,
+            "challenger_confusion": None
+            if scores.challenger_confusion is None
+            else scores.challenger_confusion.to_dict(),
+            "champion_confusion": None if scores.champion_confusion is None else scores.champion_confusion.to_dict(),
+            "slices": None if scores.slices is None else [part.to_dict() for part in scores.slices],
+            "feature_scores": scores.feature_scores,
             "champion_version": self.champion_version,
             "passed": self.verdict.passed,
+            "held": self.verdict.held,
             "reasons": list(self.verdict.reasons),
             "details": self.details,
         }
@@ -321,7 +561,12 @@ class Evaluation:
                 max_trusted_regression=float(data.get("max_trusted_regression", DEFAULT_MAX_TRUSTED_REGRESSION)),
                 min_scored_rows=int(data.get("min_scored_rows", DEFAULT_MIN_SCORED_ROWS)),
                 allow_schema_change=bool(data.get("allow_schema_change", False)),
+                max_secondary_regression=float(data.get("max_secondary_regression", DEFAULT_MAX_SECONDARY_REGRESSION)),
+                max_slice_regression=float(data.get("max_slice_regression", DEFAULT_MAX_SLICE_REGRESSION)),
+                min_slice_rows=int(data.get("min_slice_rows", DEFAULT_MIN_SLICE_ROWS)),
+                max_single_feature_score=float(data.get("max_single_feature_score", DEFAULT_MAX_SINGLE_FEATURE_SCORE)),
             )
+            slices = data.get("slices")
             champion = _metrics(data.get("champion"))
             scores = Scores(
                 holdout_rows=int(data["holdout_rows"]),
@@ -333,12 +578,33 @@ class Evaluation:
                 champion_trusted=_metrics(data.get("champion_trusted")),
                 champion_seen_rows=_optional_int(data.get("champion_seen_rows")),
                 champion_not_compared=_optional_text(data.get("champion_not_compared")),
+                distinct_predictions=_optional_int(data.get("distinct_predictions")),
+                distinct_targets=_optional_int(data.get("distinct_targets")),
+                challenger_confusion=Confusion.from_dict(data.get("challenger_confusion")),
+                champion_confusion=Confusion.from_dict(data.get("champion_confusion")),
+                slices=None
+                if slices is None
+                else tuple(
+                    Slice(
+                        feature=str(part["feature"]),
+                        level=str(part["level"]),
+                        rows=int(part["rows"]),
+                        challenger=_metrics(part.get("challenger")),
+                        champion=_metrics(part.get("champion")),
+                    )
+                    for part in slices
+                ),
+                feature_scores=_metrics(data.get("feature_scores")),
             )
             details = dict(data.get("details") or {})
             return cls(
                 settings=settings,
                 scores=scores,
-                verdict=Verdict(bool(data["passed"]), tuple(str(r) for r in data.get("reasons", ()))),
+                verdict=Verdict(
+                    bool(data["passed"]),
+                    tuple(str(r) for r in data.get("reasons", ())),
+                    held=bool(data.get("held", False)),
+                ),
                 task=_optional_text(data.get("task") or details.get("task")),
                 champion_version=data.get("champion_version"),
                 details=details,

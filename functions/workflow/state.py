@@ -400,6 +400,8 @@ class RegistrationResult(_Part):
     version: str
     passed: bool
     reasons: tuple[str, ...] = ()
+    # Held for a person's approval (gate.Verdict.held, never with passed): the route to the approval step.
+    held: bool = False
     job_verdict_differs: bool = False
     metric: str | None = None
     challenger: float | None = None
@@ -414,6 +416,7 @@ class RegistrationResult(_Part):
             version=read.text("version"),
             passed=read.boolean("passed"),
             reasons=read.texts("reasons"),
+            held=read.boolean("held", default=False),
             job_verdict_differs=read.boolean("job_verdict_differs", default=False),
             metric=read.optional_text("metric"),
             challenger=read.optional_number("challenger"),
@@ -427,6 +430,7 @@ class RegistrationResult(_Part):
             "version": self.version,
             "passed": self.passed,
             "reasons": list(self.reasons),
+            "held": self.held,
             "job_verdict_differs": self.job_verdict_differs,
             "metric": self.metric,
             "challenger": self.challenger,

@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 
 from functions.common.gate import (
+    Confusion,
     Evaluation,
     GateError,
     GateSettings,
     Scores,
+    Slice,
     Verdict,
     decide,
     higher_is_better,
@@ -18,6 +20,14 @@ from functions.common.gate import (
     reassess,
 )
 
+# What the guardrails judge, recorded by the training program: two classes predicted for two, no feature near
+# a leak, and (with a champion) the same per-class results on the trusted rows and no slice large enough.
+ANY_CHALLENGER: dict[str, Any] = {
+    "distinct_predictions": 2,
+    "distinct_targets": 2,
+    "feature_scores": {"tenure": 0.7},
+}
+CONFUSION = Confusion(("0", "1"), ((120, 20), (25, 35)))
 # A champion scored on 300 unseen holdout rows (100 seen ones excluded), 200 of them trusted.
 COMPARED = Scores(
     holdout_rows=400,
@@ -28,8 +38,14 @@ COMPARED = Scores(
     champion={"roc_auc": 0.83},
     champion_trusted={"roc_auc": 0.84},
     champion_seen_rows=100,
+    challenger_confusion=CONFUSION,
+    champion_confusion=CONFUSION,
+    slices=(),
+    **ANY_CHALLENGER,
 )
-ALONE = Scores(holdout_rows=400, challenger={"f1": 0.1}, trusted_rows=400, challenger_trusted={"f1": 0.1})
+ALONE = Scores(
+    holdout_rows=400, challenger={"f1": 0.1}, trusted_rows=400, challenger_trusted={"f1": 0.1}, **ANY_CHALLENGER
+)
 
 
 def test_challenger_that_beats_the_champion_by_the_required_margin_passes() -> None:
@@ -63,7 +79,11 @@ def test_error_metrics_are_better_when_lower() -> None:
 
 def test_min_metric_is_a_floor_even_without_a_champion() -> None:
     scores = Scores(
-        holdout_rows=400, challenger={"accuracy": 0.8}, trusted_rows=400, challenger_trusted={"accuracy": 0.8}
+        holdout_rows=400,
+        challenger={"accuracy": 0.8},
+        trusted_rows=400,
+        challenger_trusted={"accuracy": 0.8},
+        **ANY_CHALLENGER,
     )
     verdict = decide(GateSettings("accuracy", min_metric=0.9), scores)
     assert not verdict.passed
@@ -75,7 +95,9 @@ def test_min_metric_is_a_floor_even_without_a_champion() -> None:
 
 
 def test_min_metric_is_a_ceiling_for_error_metrics() -> None:
-    scores = Scores(holdout_rows=400, challenger={"mae": 1.5}, trusted_rows=400, challenger_trusted={"mae": 1.5})
+    scores = Scores(
+        holdout_rows=400, challenger={"mae": 1.5}, trusted_rows=400, challenger_trusted={"mae": 1.5}, **ANY_CHALLENGER
+    )
     assert decide(GateSettings("mae", min_metric=2.0), scores).passed
     assert not decide(GateSettings("mae", min_metric=1.0), scores).passed
 
@@ -171,6 +193,10 @@ def test_an_undefined_champion_metric_fails_instead_of_comparing() -> None:
         (lambda: GateSettings("r2", min_improvement=math.inf), "min_improvement"),
         (lambda: GateSettings("r2", max_trusted_regression=-0.1), "max_trusted_regression"),
         (lambda: GateSettings("r2", min_scored_rows=0), "min_scored_rows"),
+        (lambda: GateSettings("r2", max_secondary_regression=-0.1), "max_secondary_regression"),
+        (lambda: GateSettings("r2", max_slice_regression=math.nan), "max_slice_regression"),
+        (lambda: GateSettings("r2", min_slice_rows=0), "min_slice_rows"),
+        (lambda: GateSettings("r2", max_single_feature_score=1.5), "max_single_feature_score"),
     ],
 )
 def test_invalid_gate_settings_are_refused(settings: Callable[[], GateSettings], message: str) -> None:
@@ -187,6 +213,10 @@ def test_gate_settings_are_parsed_from_hyperparameter_strings_ignoring_other_nam
             "max_trusted_regression": "0.005",
             "min_scored_rows": "80",
             "allow_schema_change": "true",
+            "max_secondary_regression": "0.02",
+            "max_slice_regression": "0.1",
+            "min_slice_rows": "300",
+            "max_single_feature_score": "0.95",
         },
         "classification",
     )
@@ -197,6 +227,10 @@ def test_gate_settings_are_parsed_from_hyperparameter_strings_ignoring_other_nam
         max_trusted_regression=0.005,
         min_scored_rows=80,
         allow_schema_change=True,
+        max_secondary_regression=0.02,
+        max_slice_regression=0.1,
+        min_slice_rows=300,
+        max_single_feature_score=0.95,
     )
     assert parse_gate_settings({}, "regression") == GateSettings("rmse")
 
@@ -303,3 +337,128 @@ def test_reassess_refuses_invalid_pinned_settings() -> None:
 def test_malformed_evaluation_is_refused() -> None:
     with pytest.raises(GateError, match="malformed"):
         Evaluation.from_dict({"metric": "roc_auc", "challenger": {}})
+
+
+def test_a_challenger_that_loses_recall_of_a_class_beyond_the_tolerance_fails_despite_a_higher_metric() -> None:
+    # The challenger's ROC AUC is higher, but it finds 10 of the 60 positives where the champion found 35.
+    scores = replace(COMPARED, challenger_confusion=Confusion(("0", "1"), ((135, 5), (50, 10))))
+    verdict = decide(GateSettings("roc_auc"), scores)
+    assert not verdict.passed
+    assert verdict.reasons[2:4] == (
+        "on the 200 trusted holdout rows: challenger recall of class '1'=0.166667 vs champion 0.583333, a loss of "
+        "0.416667 beyond max_secondary_regression 0.05",
+        "on the 200 trusted holdout rows: challenger f1 of class '1'=0.266667 vs champion 0.608696, a loss of "
+        "0.342029 beyond max_secondary_regression 0.05",
+    )
+    assert verdict.reasons[-1].startswith("on the 200 trusted holdout rows: challenger roc_auc=0.84")
+    assert decide(GateSettings("roc_auc", max_secondary_regression=0.5), scores).passed
+
+
+def test_a_champion_that_predicts_one_class_sets_no_per_class_bar() -> None:
+    # Its recall of 1 on class "0" is no achievement a better challenger must match.
+    scores = replace(COMPARED, champion_confusion=Confusion(("0", "1"), ((140, 0), (60, 0))))
+    assert decide(GateSettings("roc_auc"), scores).passed
+
+
+def test_a_regression_challenger_whose_mae_grows_beyond_the_tolerance_relative_to_the_champion_fails() -> None:
+    scores = replace(
+        COMPARED,
+        challenger={"rmse": 1.0},
+        champion={"rmse": 1.2},
+        challenger_trusted={"rmse": 1.0, "mae": 0.88},
+        champion_trusted={"rmse": 1.1, "mae": 0.8},
+        challenger_confusion=None,
+        champion_confusion=None,
+    )
+    verdict = decide(GateSettings("rmse"), scores)
+    assert not verdict.passed
+    # 10% worse than the champion's MAE: the tolerance is a share of it, whatever the target's scale.
+    assert verdict.reasons[2] == (
+        "on the 200 trusted holdout rows: challenger mae=0.88 vs champion 0.8, a loss of 0.1 beyond "
+        "max_secondary_regression 0.05"
+    )
+    assert decide(GateSettings("rmse", max_secondary_regression=0.11), scores).passed
+
+
+def test_a_slice_of_the_trusted_rows_that_regresses_fails_and_a_slice_with_too_few_rows_is_not_judged() -> None:
+    region = Slice("region", "south", 120, challenger={"roc_auc": 0.70}, champion={"roc_auc": 0.80})
+    scores = replace(COMPARED, slices=(region,))
+    verdict = decide(GateSettings("roc_auc"), scores)
+    assert not verdict.passed
+    assert verdict.reasons[2] == (
+        "on the 120 trusted holdout rows with region='south': challenger roc_auc=0.7 vs champion 0.8, a loss of 0.1 "
+        "beyond max_slice_regression 0.05"
+    )
+    assert decide(GateSettings("roc_auc", min_slice_rows=121), scores).passed
+    undefined = replace(region, challenger={}, champion={})  # one class in the slice: no ROC AUC there
+    assert decide(GateSettings("roc_auc"), replace(COMPARED, slices=(undefined,))).passed
+
+
+@pytest.mark.parametrize(("metric", "what"), [("roc_auc", "class"), ("rmse", "value")])
+def test_a_model_that_predicts_one_class_or_a_constant_never_passes_even_without_a_champion(
+    metric: str, what: str
+) -> None:
+    scores = replace(ALONE, challenger={metric: 0.9}, challenger_trusted={metric: 0.9}, distinct_predictions=1)
+    verdict = decide(GateSettings(metric), scores)
+    assert not verdict.passed
+    assert verdict.reasons[1] == (
+        f"the challenger predicts one {what} on all 400 scored holdout rows, which hold 2 distinct targets: "
+        "a degenerate model never passes"
+    )
+    assert decide(GateSettings(metric), replace(scores, distinct_targets=1)).passed
+
+
+def test_a_near_perfect_score_from_one_feature_holds_a_passing_challenger_for_approval() -> None:
+    leaked = replace(COMPARED, feature_scores={"tenure": 0.7, "account_id": 0.999})
+    verdict = decide(GateSettings("roc_auc"), leaked)
+    assert (verdict.passed, verdict.held) == (False, True)
+    assert verdict.reasons[-1] == (
+        "held for approval: feature 'account_id' alone scores roc_auc=0.999 on the scored holdout rows "
+        "(max_single_feature_score 0.99), more likely a leak (an id or the target in disguise) than a signal"
+    )
+    # A challenger that fails anyway is rejected, not held; a higher threshold lets it pass.
+    assert decide(GateSettings("roc_auc", min_improvement=0.1), leaked) == replace(
+        decide(GateSettings("roc_auc", min_improvement=0.1), COMPARED), held=False
+    )
+    assert decide(GateSettings("roc_auc", max_single_feature_score=1.0), leaked).passed
+
+
+def test_the_guardrails_facts_and_a_held_verdict_round_trip_and_are_reassessed_under_the_pinned_settings() -> None:
+    scores = replace(
+        COMPARED,
+        slices=(Slice("region", "south", 120, challenger={"roc_auc": 0.7}, champion={"roc_auc": 0.8}),),
+        feature_scores={"account_id": 0.999},
+    )
+    evaluation = evaluation_of(scores, GateSettings("roc_auc", max_slice_regression=0.2))
+    data = json.loads(json.dumps(evaluation.to_dict()))
+    assert (data["passed"], data["held"], data["max_single_feature_score"]) == (False, True, 0.99)
+    assert data["challenger_confusion"]["per_class"]["1"] == {
+        "rows": 60,
+        "predicted": 55,
+        "recall": 35 / 60,
+        "f1": 70 / 115,
+    }
+    assert data["challenger_confusion"]["counts"] == [[120, 20], [25, 35]]
+    assert Evaluation.from_dict(data) == evaluation
+    # Register's pinned defaults judge the slice the job's lax setting let through.
+    verdict = reassess(Evaluation.from_dict(data), {})
+    assert (verdict.passed, verdict.held) == (False, False)
+    assert "region='south'" in verdict.reasons[2]
+
+
+def test_an_evaluation_without_the_guardrails_facts_fails_closed_when_reassessed() -> None:
+    unrecorded = replace(
+        COMPARED,
+        distinct_predictions=None,
+        challenger_confusion=None,
+        slices=None,
+        feature_scores=None,
+    )
+    verdict = reassess(evaluation_of(unrecorded, GateSettings("roc_auc")), {})
+    assert not verdict.passed
+    assert [reason.split(" (")[0] for reason in verdict.reasons[2:6]] == [
+        "the evaluation records no count of distinct predictions",
+        "the evaluation records no confusion matrices of the trusted rows",
+        "the evaluation records no slices of the trusted rows",
+        "the evaluation records no score of each feature alone",
+    ]

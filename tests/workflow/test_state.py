@@ -53,6 +53,7 @@ REGISTERED = {
     "version": VERSION,
     "passed": True,
     "reasons": ["beats the champion"],
+    "held": False,
     "job_verdict_differs": False,
     "metric": "roc_auc",
     "challenger": 0.91,

@@ -12,7 +12,7 @@ import pytest
 
 from functions.common.athena import Athena
 from functions.common.bundle import pack_archive
-from functions.common.gate import GATE_PARSERS, Evaluation, GateSettings, Scores, Verdict, decide
+from functions.common.gate import GATE_PARSERS, Confusion, Evaluation, GateSettings, Scores, Verdict, decide
 from functions.common.registry import Decision, PromotionConflict, Registry, RegistryError, new_version_id
 from functions.workflow import steps
 from functions.workflow.assembly import NoTrainingData
@@ -38,6 +38,7 @@ def fake_training_job(
     challenger: float,
     champion: float | None,
     verdict: Verdict | None = None,
+    feature_scores: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Upload what SageMaker leaves after a job and return the .sync task's selected result.
 
@@ -59,6 +60,13 @@ def fake_training_job(
         champion=champion_metrics,
         champion_trusted=champion_metrics,
         champion_seen_rows=None if champion is None else 0,
+        # What the guardrails judge: a challenger no worse than the champion class by class, nothing leaked.
+        distinct_predictions=2,
+        distinct_targets=2,
+        challenger_confusion=Confusion(("0", "1"), ((180, 20), (30, 70))),
+        champion_confusion=Confusion(("0", "1"), ((180, 20), (30, 70))),
+        slices=(),
+        feature_scores=feature_scores or {"tenure": 0.7},
     )
     evaluation = Evaluation(
         settings=settings,
@@ -463,6 +471,22 @@ def test_a_job_verdict_the_gate_confirms_is_registered_without_a_note(
     assert registration["passed"] is True and registration["job_verdict_differs"] is False
     [decision] = registry.decisions()
     assert "job_verdict" not in decision.details and decision.reasons == tuple(registration["reasons"])
+
+
+def test_a_challenger_with_a_leaking_feature_is_registered_held_for_approval_and_not_passed(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> None:
+    state = prepared_state(s3, registry)
+    state["training"] = fake_training_job(
+        s3, state["prepare"], trained_bundle, tmp_path, challenger=0.99, champion=None, feature_scores={"id": 1.0}
+    )
+
+    registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
+
+    assert (registration["passed"], registration["held"]) == (False, True)
+    assert registration["reasons"][-1].startswith("held for approval: feature 'id' alone scores roc_auc=1 ")
+    [decision] = registry.decisions()
+    assert (decision.details["passed"], decision.details["held"]) == (False, True)
 
 
 # -- retried steps ------------------------------------------------------------------------------------------------

@@ -86,6 +86,7 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         "training_job_name": training.training_job_name,
         "metrics": record.metrics,
         "passed": verdict.passed,
+        "held": verdict.held,
     }
     if job_verdict is not None:
         reasons.append(
@@ -99,6 +100,7 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         version=record.version,
         passed=verdict.passed,
         reasons=tuple(verdict.reasons),
+        held=verdict.held,
         job_verdict_differs=job_verdict is not None,
         **gate_scores(evaluation),
         champion_version=None if prepared.champion is None else prepared.champion.version,
