@@ -447,9 +447,24 @@ SIGNED = {"userArn": "arn:aws:sts::123456789012:assumed-role/labeller/session-1"
     ("identity", "caller"),
     [
         pytest.param(
-            SIGNED,
-            Caller(principal=SIGNED["userArn"], source_ip="203.0.113.7"),
+            {"userArn": "arn:aws:iam::123456789012:user/labeller", "caller": "AIDAEXAMPLE"},
+            Caller(principal="arn:aws:iam::123456789012:user/labeller", source_ip="203.0.113.7"),
             id="IAM: the ARN",
+        ),
+        pytest.param(
+            SIGNED,
+            Caller(principal="arn:aws:iam::123456789012:role/labeller", source_ip="203.0.113.7", session="session-1"),
+            id="IAM, an assumed role: the role's ARN, the session apart",
+        ),
+        pytest.param(
+            {"caller": "AROAEXAMPLE:session-1", "user": "AROAEXAMPLE:session-1"},
+            Caller(principal="AROAEXAMPLE", source_ip="203.0.113.7", session="session-1"),
+            id="IAM, an assumed role without an ARN: the role's id, the session apart",
+        ),
+        pytest.param(
+            {"user": "AIDAEXAMPLE"},
+            Caller(principal="AIDAEXAMPLE", source_ip="203.0.113.7"),
+            id="IAM with only the user: its principal id",
         ),
         pytest.param(
             {"caller": "AIDAEXAMPLE", "sourceIp": "198.51.100.4"},
@@ -474,3 +489,17 @@ def test_feedback_records_carry_the_caller_api_gateway_identified(
     assert reply.status == 202, reply.body
     assert [record.caller for record in feedback_sink.feedback] == [caller, caller]
     assert "the-secret-key-value" not in to_json_lines(feedback_sink.feedback).decode()
+
+
+def test_feedback_from_a_thousand_sessions_of_one_role_is_recorded_as_one_caller(
+    api: Api, feedback_sink: RecordingSink
+) -> None:
+    ids = new_prediction_ids(1000, datetime.now(UTC))
+    for index, prediction_id in enumerate(ids):
+        session = {"userArn": f"arn:aws:sts::123456789012:assumed-role/labeller/flood-{index}"}
+        reply = api.feedback({"prediction_id": prediction_id, "label": "1"}, identity=session)
+        assert reply.status == 202, reply.body
+
+    written = [json.loads(line)["caller"] for line in to_json_lines(feedback_sink.feedback).splitlines()]
+    assert {caller["principal"] for caller in written} == {"arn:aws:iam::123456789012:role/labeller"}
+    assert len({caller["session"] for caller in written}) == 1000
