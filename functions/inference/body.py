@@ -98,7 +98,12 @@ def _surely_unique(value: Any, body: bytes) -> bool:
     colons = body.count(b":")
     if type(value) is dict and _shallow_keys(value) == colons:
         return True
-    return b"\\u003" not in body and orjson.dumps(value).count(b":") == colons
+    if b"\\u003" in body:
+        return False
+    try:
+        return orjson.dumps(value).count(b":") == colons
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes, though not than it reads
+        return False
 
 
 def _shallow_keys(value: dict[str, Any]) -> int:

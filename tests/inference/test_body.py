@@ -66,3 +66,13 @@ def test_a_repeated_key_is_found_even_where_an_escaped_colon_would_balance_the_c
         decode(text.encode(), print, "instances")
 
     assert [problem.problem[:12] for problem in raised.value.details] == ["repeated key"]
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_a_repeated_key_nested_deeper_than_orjson_writes_is_still_found(depth: int) -> None:
+    text = '{"a":' * depth + '{"x": 1, "x": 2}' + "}" * depth
+
+    with pytest.raises(ValidationFailed) as raised:
+        decode(text.encode(), print, "instances")
+
+    assert [problem.field for problem in raised.value.details] == ["x"]

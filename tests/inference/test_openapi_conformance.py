@@ -98,7 +98,9 @@ def test_a_prediction_and_its_feedback_answer_as_the_documents_link_says(api_sch
     machine = api_schema.as_state_machine()
 
     class Conformance(machine):  # type: ignore[misc,valid-type]
-        def validate_response(self, response: Any, case: Case[Any], additional_checks: Any = None, **kwargs: Any) -> None:
+        def validate_response(
+            self, response: Any, case: Case[Any], additional_checks: Any = None, **kwargs: Any
+        ) -> None:
             case.validate_response(response, checks=checks_for(case))
 
     Conformance.run(settings=settings(SETTINGS, max_examples=30, stateful_step_count=4))
