@@ -60,6 +60,7 @@ test: lint typecheck unit infra-check integration ## everything CI runs
 bench: setup ## inference benchmark: driftloop vs a FastAPI + scikit-learn + pandas reference
 	$(BIN)/python -m tests.benchmarks.bench_inference
 	$(BIN)/python -m tests.benchmarks.bench_capture
+	$(BIN)/python -m tests.benchmarks.bench_body
 
 bench-training: setup ## training benchmark: 10k, 100k and 1M rows with the workflow's hyperparameters (~10 min)
 	$(BIN)/python -m tests.benchmarks.bench_training

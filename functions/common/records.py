@@ -9,9 +9,12 @@ quality, and the training workflow joins them into retraining data. This module 
   it (ids authenticate nothing: the API itself is authenticated);
 - one JSON object per line, for both record kinds;
 - who sent a request (:class:`Caller`, in both record kinds): the identity API Gateway saw, so that feedback labels,
-  which flow into training data, can be traced to and limited per sender. Records written before callers were
-  recorded, and requests that did not come through API Gateway (``driftloop serve``, uvicorn: nothing there
-  authenticates the client), have no caller: ``caller`` is null or absent, and readers must accept both.
+  which flow into training data, can be traced to and limited per sender. A session of an assumed role is
+  recorded as its role (the session name, which whoever assumes the role chooses freely, is kept apart for audit),
+  so that everything counting or capping callers (Assemble's per-caller cap) sees one caller per role. Records
+  written before callers were recorded, and requests that did not come through API Gateway (``driftloop serve``,
+  uvicorn: nothing there authenticates the client), have no caller: ``caller`` is null or absent, and readers
+  must accept both.
 
 Where the records lie in S3 is :mod:`functions.common.layout`'s; how the monitor and Assemble join them,
 :mod:`functions.common.labelled`'s.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -77,15 +81,41 @@ def prediction_time(prediction_id: str) -> datetime:
         raise InvalidPredictionId("no prediction was served with this id (its time is past year 9999)") from None
 
 
+# A session of an assumed role: its STS ARN (the role's path, if any, before its name; a session name has no "/")
+# and its principal id (the role's unique id, "AROA...", then the session name).
+_SESSION_ARN = re.compile(
+    r"arn:(?P<partition>[\w-]+):sts::(?P<account>\d{12}):assumed-role/(?P<role>.+)/(?P<session>[^/]+)"
+)
+_SESSION_ID = re.compile(r"(?P<role>AROA[0-9A-Z]+):(?P<session>.+)")
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who sent a request, as API Gateway (REST API) identified it; any part may be unknown (None)."""
+    """Who sent a request, as API Gateway (REST API) identified it; any part may be unknown (None).
 
-    # The IAM principal's ARN of a SigV4-signed request (else the account or role id API Gateway reports).
+    A principal that is a session of an assumed role becomes its role (``arn:aws:iam::<account>:role/<name>``, or
+    the role's unique id), and the session name goes to ``session``.
+    """
+
+    # The IAM principal's ARN of a SigV4-signed request (else the principal id API Gateway reports).
     principal: str | None = None
     # The id of the API key the request carried (never the key itself).
     api_key_id: str | None = None
     source_ip: str | None = None
+    # The session name of an assumed role: who assumed it says so, so it records, never identifies.
+    session: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.principal:
+            return
+        if match := _SESSION_ARN.fullmatch(self.principal):
+            role = f"arn:{match['partition']}:iam::{match['account']}:role/{match['role']}"
+        elif match := _SESSION_ID.fullmatch(self.principal):
+            role = match["role"]
+        else:
+            return
+        object.__setattr__(self, "principal", role)
+        object.__setattr__(self, "session", match["session"])
 
     @property
     def identity(self) -> str:

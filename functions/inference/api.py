@@ -238,9 +238,11 @@ def _caller(scope: Scope) -> Caller | None:
     if not event:
         return None
     identity = (event.get("requestContext") or {}).get("identity") or {}
-    # userArn: the IAM user or assumed role of a SigV4 request; caller: the principal id when there is no ARN.
+    # userArn: the IAM user or assumed-role session of a SigV4 request (a session's STS ARN never holds the role's
+    # path: IAM names no path there); caller and user: the principal id ("AROA...:<session>" for a session), when
+    # there is no ARN. Caller collapses a session to its role.
     return Caller(
-        principal=identity.get("userArn") or identity.get("caller"),
+        principal=identity.get("userArn") or identity.get("caller") or identity.get("user"),
         api_key_id=identity.get("apiKeyId"),
         source_ip=identity.get("sourceIp"),
     )

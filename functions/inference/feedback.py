@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any
 
 from functions.common.records import InvalidPredictionId, prediction_time
-from functions.inference.body import decode, json_type
+from functions.inference.body import OUT_OF_RANGE, OUT_OF_RANGE_PROBLEM, decode, json_type
 from functions.inference.errors import Problem, ValidationFailed, quote
 
 BATCH_FIELD = "feedback"
@@ -54,7 +54,7 @@ class FeedbackSchema:
         self.answer = LABEL_FIELD if task == "classification" else VALUE_FIELD
 
     def parse(self, body: bytes, now: datetime) -> list[Feedback]:
-        return self.validate(decode(body, partial(self.validate, now=now)), now)
+        return self.validate(decode(body, partial(self.validate, now=now), BATCH_FIELD), now)
 
     def validate(self, payload: Any, now: datetime) -> list[Feedback]:
         problems: list[Problem] = []
@@ -155,6 +155,8 @@ class FeedbackSchema:
 def _value(raw: Any) -> tuple[float | None, str | None]:
     if raw is _ABSENT:
         return None, "missing: the true value, a number"
+    if raw is OUT_OF_RANGE:
+        return None, OUT_OF_RANGE_PROBLEM
     if type(raw) is not int and type(raw) is not float:
         return None, f"expected a number, got {json_type(raw)}"
     try:

@@ -18,7 +18,8 @@ Predictions from the registry's champion model. Request rules:
   the model's 32-bit float range (magnitude at most {float32_max}).
 - Categorical features take strings only (numbers are refused). A category not seen in training is accepted
   (the model ignores it) and reported in that prediction's `warnings`.
-- The body is JSON (`Content-Type: application/json`, UTF-8, not compressed) of at most {max_body_bytes} bytes.
+- The body is JSON (`Content-Type: application/json`, UTF-8, not compressed) of at most {max_body_bytes} bytes,
+  with no key repeated in any object (a repeated key is a 422 naming it, for `/feedback` too).
 
 Every problem of a request is counted in one 422 response (the first {max_details} are listed in `details`).
 Each prediction has a `prediction_id` to quote when reporting the true outcome later.
@@ -35,13 +36,15 @@ ANSWER_RULES = {
 }
 
 ERROR_RESPONSES = {
-    400: "The body is not valid JSON (a lone UTF-16 surrogate escape such as `\\ud800` included).",
+    400: "The body is not valid JSON (a lone UTF-16 surrogate escape such as `\\ud800` included) or not UTF-8 (the "
+    "message names the byte offset).",
     404: "No such route.",
     405: "The route does not accept this method.",
     413: "The body is too large.",
     415: "The body is not declared as JSON (`application/json`, optionally with `charset=utf-8`), or is compressed "
     "(any `Content-Encoding` but `identity`).",
-    422: "The request does not match the model's schema: `details` lists the problems (the first "
+    422: "The request does not match the model's schema, or repeats a key in an object (which one counts would be "
+    "ambiguous): `details` lists the problems (the first "
     f"{MAX_DETAILS}; `omitted` counts the others).",
     500: "The service failed unexpectedly: quote `correlation_id` when reporting it.",
     503: "No model is available (none configured, no champion yet, or the champion could not be loaded), or "
@@ -74,7 +77,8 @@ def document(model: Model, max_instances: int, max_body_bytes: int, feedback_max
                         "content": {"application/json": {"schema": _ref("PredictRequest")}},
                     },
                     "responses": {
-                        "200": _ok("The predictions, in the order of the instances.", "PredictResponse"),
+                        "200": _ok("The predictions, in the order of the instances.", "PredictResponse")
+                        | {"links": {"feedback": _feedback_link(answer)}},
                         **_errors(400, 413, 415, 422, 500, 503),
                     },
                 }
@@ -282,6 +286,16 @@ def _get(operation: str, summary: str, schema: str | None) -> dict[str, Any]:
         "operationId": operation,
         "summary": summary,
         "responses": {"200": {"description": summary, "content": content}, **_errors(500, 503)},
+    }
+
+
+def _feedback_link(answer: str) -> dict[str, Any]:
+    """The first prediction's feedback, its served answer taken as the truth: a client's next step."""
+    first = "$response.body#/predictions/0"
+    return {
+        "operationId": "feedback",
+        "description": "Report the true outcome of the first prediction",
+        "requestBody": {"prediction_id": f"{first}/prediction_id", answer: f"{first}/{answer}"},
     }
 
 

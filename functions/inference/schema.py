@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from functions.common.bundle import MISSING_CATEGORY, Feature
-from functions.inference.body import decode, json_type
+from functions.inference.body import OUT_OF_RANGE, OUT_OF_RANGE_PROBLEM, decode, json_type
 from functions.inference.errors import Problem, ValidationFailed, quote
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+INSTANCES = "instances"
 MISSING_FEATURE = "missing feature (send null for a missing value)"
 _ABSENT: Any = object()
 _NUMBER_TYPES = frozenset({int, float, type(None)})
@@ -51,7 +52,7 @@ class RequestSchema:
         self._known = {f.name: frozenset(f.categories) | {MISSING_CATEGORY} for f in self.features}
 
     def parse(self, body: bytes, max_instances: int) -> Batch:
-        payload = decode(body, partial(self.validate, max_instances=max_instances))
+        payload = decode(body, partial(self.validate, max_instances=max_instances), INSTANCES)
         return self.validate(payload, max_instances)
 
     def validate(self, payload: Any, max_instances: int) -> Batch:
@@ -93,9 +94,9 @@ def _instances(payload: Any, max_instances: int) -> tuple[list[Any], list[Proble
             [Problem(None, None, f"expected an object, got {got}")],
         )
     problems = [
-        Problem(None, key, 'unknown field (the body holds only "instances")') for key in payload if key != "instances"
+        Problem(None, key, 'unknown field (the body holds only "instances")') for key in payload if key != INSTANCES
     ]
-    instances = payload.get("instances", _ABSENT)
+    instances = payload.get(INSTANCES, _ABSENT)
     if instances is _ABSENT:
         problems.append(Problem(None, "instances", 'missing: send {"instances": [{...}, ...]}'))
     elif type(instances) is not list:
@@ -135,6 +136,8 @@ def _number_problem(value: Any) -> str | None:
         return f"out of range: the model takes 32-bit floats (magnitude at most {FLOAT32_MAX:.4g})"
     if value is None or value is _ABSENT:
         return None
+    if value is OUT_OF_RANGE:
+        return OUT_OF_RANGE_PROBLEM
     return f"expected a number, got {json_type(value)}"
 
 

@@ -68,7 +68,12 @@ def test_records_round_trip_through_json_lines_with_their_caller() -> None:
 
     first, second = parse_json_lines(to_json_lines([prediction, feedback]))
 
-    assert first["caller"] == {"principal": caller.principal, "api_key_id": "k1x2", "source_ip": "203.0.113.7"}
+    assert first["caller"] == {
+        "principal": caller.principal,
+        "api_key_id": "k1x2",
+        "source_ip": "203.0.113.7",
+        "session": None,
+    }
     assert PredictionRecord.from_dict(first) == prediction
     assert FeedbackRecord.from_dict(second) == feedback
 
@@ -104,3 +109,55 @@ def test_a_callers_identity_is_its_strongest_known_part() -> None:
     assert Caller(None, "key-1", "192.0.2.1").identity == "api_key_id:key-1"
     assert Caller(source_ip="192.0.2.1").identity == "source_ip:192.0.2.1"
     assert Caller().identity == ""
+
+
+@pytest.mark.parametrize(
+    ("principal", "role", "session"),
+    [
+        pytest.param(
+            "arn:aws:sts::123456789012:assumed-role/labeller/session-1",
+            "arn:aws:iam::123456789012:role/labeller",
+            "session-1",
+            id="the session's ARN",
+        ),
+        pytest.param(
+            "arn:aws-us-gov:sts::123456789012:assumed-role/teams/ml/labeller/jane@example.com",
+            "arn:aws-us-gov:iam::123456789012:role/teams/ml/labeller",
+            "jane@example.com",
+            id="a role path and another partition",
+        ),
+        pytest.param("AROAEXAMPLEID:session-1", "AROAEXAMPLEID", "session-1", id="the session's principal id"),
+    ],
+)
+def test_a_session_of_an_assumed_role_is_recorded_as_its_role_with_the_session_name_apart(
+    principal: str, role: str, session: str
+) -> None:
+    caller = Caller(principal=principal, source_ip="203.0.113.7")
+
+    assert (caller.principal, caller.session) == (role, session)
+    assert caller.identity == f"principal:{role}"
+    record = FeedbackRecord("a" * 32, "t", label="1", caller=caller)
+    assert FeedbackRecord.from_dict(json.loads(to_json_lines([record]))) == record
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [
+        "arn:aws:iam::123456789012:user/labeller",
+        "arn:aws:iam::123456789012:role/labeller",
+        "arn:aws:sts::123456789012:federated-user/labeller",
+        "arn:aws:iam::123456789012:root",
+        "AIDAEXAMPLEID",
+    ],
+)
+def test_a_principal_that_is_not_a_role_session_is_recorded_as_given(principal: str) -> None:
+    assert (Caller(principal).principal, Caller(principal).session) == (principal, None)
+
+
+def test_a_thousand_session_names_of_one_role_are_one_caller() -> None:
+    callers = {
+        Caller(principal=f"arn:aws:sts::123456789012:assumed-role/labeller/flood-{index}").identity
+        for index in range(1000)
+    }
+
+    assert callers == {"principal:arn:aws:iam::123456789012:role/labeller"}

@@ -106,7 +106,8 @@ def test_predict_with_a_wrongly_typed_value_returns_422_naming_it(
         ("NaN", "NaN is not a number: send null"),
         ("Infinity", "Infinity is not a number"),
         ("-Infinity", "Infinity"),
-        ("1e400", "Infinity"),
+        ("1e400", "out of range: the number is beyond a 64-bit float"),
+        ("-1e400", "out of range: the number is beyond a 64-bit float"),
     ],
 )
 def test_non_finite_json_numbers_return_422_naming_the_field(
@@ -121,6 +122,97 @@ def test_non_finite_json_numbers_return_422_naming_the_field(
     [detail] = reply.json["details"]
     assert (detail["instance"], detail["field"]) == (1, "monthly_charges")
     assert problem in detail["problem"]
+
+
+def test_a_number_beyond_the_float_range_is_named_as_such_not_as_infinity(api: Api, rows: list[dict[str, Any]]) -> None:
+    rows[1]["monthly_charges"] = "__TOKEN__"
+    body = json.dumps({"instances": rows}).replace('"__TOKEN__"', "1e400")
+
+    reply = api.call("POST", "/predict", body)
+
+    assert reply.status == 422, reply.body
+    assert reply.json["details"] == [
+        {
+            "instance": 1,
+            "field": "monthly_charges",
+            "problem": "out of range: the number is beyond a 64-bit float (magnitude at most 1.8e308)",
+        }
+    ]
+
+
+def test_a_byte_that_is_not_utf8_is_named_by_its_offset_not_as_a_surrogate(
+    api: Api, rows: list[dict[str, Any]]
+) -> None:
+    body = json.dumps({"instances": rows}).encode().replace(b'"north"', b'"nor\xffth"', 1)
+    offset = body.index(b"\xff")
+
+    reply = api.call("POST", "/predict", body, binary=True)
+
+    assert reply.status == 400, reply.body
+    assert reply.json["error"] == "malformed_json"
+    assert reply.json["message"] == f"the body is not valid UTF-8: invalid start byte at byte offset {offset}"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(
+            '{"instances": [__ROW__], "instances": []}',
+            [{"instance": None, "field": "instances", "problem": "repeated key: given 2 times at the top level"}],
+            id="the instances",
+        ),
+        pytest.param(
+            '{"instances": [__ROW__, __AGE__]}',
+            [{"instance": 1, "field": "age", "problem": "repeated key: given 2 times in the object at /instances/1"}],
+            id="a feature",
+        ),
+        pytest.param(
+            '{"instances": [{"age": {"x": 1, "x": 2, "x": 3}}]}',
+            [{"instance": 0, "field": "x", "problem": "repeated key: given 3 times in the object at /instances/0/age"}],
+            id="inside a value",
+        ),
+    ],
+)
+def test_a_repeated_key_anywhere_in_a_prediction_request_returns_422_naming_the_key_and_its_object(
+    api: Api, rows: list[dict[str, Any]], body: str, expected: list[dict[str, Any]]
+) -> None:
+    row = json.dumps(rows[0])
+    text = body.replace("__ROW__", row).replace("__AGE__", row.replace('"age":', '"age": "x", "age":'))
+
+    reply = api.call("POST", "/predict", text)
+
+    assert reply.status == 422, reply.body
+    assert reply.json["error"] == "validation_failed"
+    assert reply.json["details"] == expected
+
+
+def test_a_repeated_key_is_found_when_colons_in_values_keep_the_quick_count_from_ruling_it_out(
+    api: Api, rows: list[dict[str, Any]]
+) -> None:
+    rows[0]["region"] = "north:east"
+    text = json.dumps({"instances": rows}).replace('"age":', '"age": 1, "age":', 1)
+
+    reply = api.call("POST", "/predict", text)
+
+    assert reply.status == 422, reply.body
+    assert [(d["instance"], d["field"]) for d in reply.json["details"]] == [(0, "age")]
+
+
+def test_a_repeated_key_beside_a_nan_is_refused_as_repeated(api: Api, rows: list[dict[str, Any]]) -> None:
+    text = json.dumps({"instances": rows}).replace('"age":', '"age": NaN, "age":', 1)
+
+    reply = api.call("POST", "/predict", text)
+
+    assert reply.status == 422, reply.body
+    assert [(d["instance"], d["field"], d["problem"][:12]) for d in reply.json["details"]] == [
+        (0, "age", "repeated key")
+    ]
+
+
+def test_colons_in_values_alone_do_not_make_a_request_ambiguous(api: Api, rows: list[dict[str, Any]]) -> None:
+    rows[0]["region"] = "north:east"
+
+    assert api.predict(rows).status == 200
 
 
 def test_every_problem_of_a_request_is_listed_in_one_response(api: Api, rows: list[dict[str, Any]]) -> None:

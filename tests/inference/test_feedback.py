@@ -96,9 +96,17 @@ def test_a_regression_value_that_is_not_a_number_returns_422(
     assert details(reply) == [(None, "value", problem)]
 
 
-@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e400"])
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("NaN", "expected a finite number (not NaN or Infinity)"),
+        ("Infinity", "expected a finite number (not NaN or Infinity)"),
+        ("-Infinity", "expected a finite number (not NaN or Infinity)"),
+        ("1e400", "out of range: the number is beyond a 64-bit float (magnitude at most 1.8e308)"),
+    ],
+)
 def test_a_non_finite_regression_value_returns_422_naming_the_item(
-    make_api: MakeApi, regression_bundle: Path, token: str
+    make_api: MakeApi, regression_bundle: Path, token: str, problem: str
 ) -> None:
     api = make_api(InferenceSettings(model_dir=regression_bundle), feedback=RecordingSink())
     ids = new_prediction_ids(2, datetime.now(UTC))
@@ -107,7 +115,7 @@ def test_a_non_finite_regression_value_returns_422_naming_the_item(
     reply = api.call("POST", "/feedback", body.replace('"value": 0}', f'"value": {token}}}'))
 
     assert reply.status == 422, reply.body
-    assert details(reply) == [(1, "value", "expected a finite number (not NaN or Infinity)")]
+    assert details(reply) == [(1, "value", problem)]
 
 
 def test_an_id_with_a_bad_checksum_returns_422(api: Api, rows: list[dict[str, Any]]) -> None:
@@ -252,6 +260,39 @@ def test_malformed_json_returns_400(api: Api) -> None:
     reply = api.call("POST", "/feedback", '{"prediction_id": ')
     assert reply.status == 400
     assert reply.json["error"] == "malformed_json"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param(
+            '{"prediction_id": "__ID__", "label": "1", "label": "0"}',
+            [(None, "label", "repeated key: given 2 times at the top level")],
+            id="a single item's label",
+        ),
+        pytest.param(
+            '{"feedback": [{"prediction_id": "__ID__", "label": "0"}, {"label": "1", "prediction_id": "__ID__", '
+            '"label": "0"}]}',
+            [(1, "label", "repeated key: given 2 times in the object at /feedback/1")],
+            id="a batch item's label",
+        ),
+        pytest.param(
+            '{"feedback": [{"prediction_id": "__ID__", "label": "1"}], "feedback": []}',
+            [(None, "feedback", "repeated key: given 2 times at the top level")],
+            id="the batch",
+        ),
+    ],
+)
+def test_a_repeated_key_in_feedback_returns_422_naming_the_key_and_records_nothing(
+    api: Api, feedback_sink: RecordingSink, template: str, expected: list[tuple[int | None, str, str]]
+) -> None:
+    [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
+
+    reply = api.call("POST", "/feedback", template.replace("__ID__", prediction_id))
+
+    assert reply.status == 422, reply.body
+    assert details(reply) == expected
+    assert feedback_sink.batches == []
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/json; charset=latin-1"])
@@ -406,9 +447,24 @@ SIGNED = {"userArn": "arn:aws:sts::123456789012:assumed-role/labeller/session-1"
     ("identity", "caller"),
     [
         pytest.param(
-            SIGNED,
-            Caller(principal=SIGNED["userArn"], source_ip="203.0.113.7"),
+            {"userArn": "arn:aws:iam::123456789012:user/labeller", "caller": "AIDAEXAMPLE"},
+            Caller(principal="arn:aws:iam::123456789012:user/labeller", source_ip="203.0.113.7"),
             id="IAM: the ARN",
+        ),
+        pytest.param(
+            SIGNED,
+            Caller(principal="arn:aws:iam::123456789012:role/labeller", source_ip="203.0.113.7", session="session-1"),
+            id="IAM, an assumed role: the role's ARN, the session apart",
+        ),
+        pytest.param(
+            {"caller": "AROAEXAMPLE:session-1", "user": "AROAEXAMPLE:session-1"},
+            Caller(principal="AROAEXAMPLE", source_ip="203.0.113.7", session="session-1"),
+            id="IAM, an assumed role without an ARN: the role's id, the session apart",
+        ),
+        pytest.param(
+            {"user": "AIDAEXAMPLE"},
+            Caller(principal="AIDAEXAMPLE", source_ip="203.0.113.7"),
+            id="IAM with only the user: its principal id",
         ),
         pytest.param(
             {"caller": "AIDAEXAMPLE", "sourceIp": "198.51.100.4"},
@@ -433,3 +489,17 @@ def test_feedback_records_carry_the_caller_api_gateway_identified(
     assert reply.status == 202, reply.body
     assert [record.caller for record in feedback_sink.feedback] == [caller, caller]
     assert "the-secret-key-value" not in to_json_lines(feedback_sink.feedback).decode()
+
+
+def test_feedback_from_a_thousand_sessions_of_one_role_is_recorded_as_one_caller(
+    api: Api, feedback_sink: RecordingSink
+) -> None:
+    ids = new_prediction_ids(1000, datetime.now(UTC))
+    for index, prediction_id in enumerate(ids):
+        session = {"userArn": f"arn:aws:sts::123456789012:assumed-role/labeller/flood-{index}"}
+        reply = api.feedback({"prediction_id": prediction_id, "label": "1"}, identity=session)
+        assert reply.status == 202, reply.body
+
+    written = [json.loads(line)["caller"] for line in to_json_lines(feedback_sink.feedback).splitlines()]
+    assert {caller["principal"] for caller in written} == {"arn:aws:iam::123456789012:role/labeller"}
+    assert len({caller["session"] for caller in written}) == 1000

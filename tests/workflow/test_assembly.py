@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from functions.common import layout
-from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
+from functions.common.records import Caller, FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.workflow import assembly, steps
 from functions.workflow.assembly import AssemblyError
 from functions.workflow.state import RunState
@@ -488,6 +488,25 @@ def test_a_caller_flooding_feedback_does_not_crowd_out_the_other_callers(s3: S3C
     labels = sorted(str(row["churned"]) for row in feedback_rows(s3, result))
     assert labels == ["0", "1", "1"]  # bob's, alice's and one of the flood's
     assert result["counts"]["feedback"]["callers"] == 3 and result["counts"]["feedback"]["capped"] == 9
+
+
+def test_one_role_under_a_thousand_session_names_is_one_caller_for_the_cap(s3: S3Client, run: Run) -> None:
+    base_data(s3)  # 3 base rows; a share of 0.5 allows 3 feedback rows
+    flood, alice = served(s3, 1000, "v1"), served(s3, 1, "v2")
+    # As the API records them: each session of the role chose its own name.
+    role_session = "arn:aws:sts::123456789012:assumed-role/bot/s-{}"
+    sessions = [
+        FeedbackRecord(pid, NOW.isoformat(), label="1", caller=Caller(role_session.format(index)))
+        for index, pid in enumerate(flood)
+    ]
+    alice_arn = "arn:aws:iam::123456789012:user/alice"
+    honest = FeedbackRecord(alice[0], NOW.isoformat(), label="0", caller=Caller(alice_arn))
+    put(s3, feedback_at(NOW, "feedback.json"), to_json_lines([*sessions, honest]))
+
+    result = run(include_feedback=True, max_feedback_share=0.5)
+
+    assert result["counts"]["feedback"]["callers"] == 2
+    assert sorted(str(row["churned"]) for row in feedback_rows(s3, result)) == ["0", "1", "1"]
 
 
 def kept_ids(s3: S3Client, run: Run, version: str) -> set[str]:
