@@ -52,14 +52,14 @@ CAPTURE_COLUMNS = (
     Column("probabilities", "classification: a JSON object, class -> probability"),
     Column("value", "regression: the predicted value (a JSON number's text)"),
     Column("request_id", "the API request that carried the instance"),
-    Column("caller", "who sent the request: a JSON object (principal, api_key_id, source_ip)"),
+    Column("caller", "who sent the request: a JSON object (principal, api_key_id, source_ip, session)"),
 )
 FEEDBACK_COLUMNS = (
     Column("prediction_id", "the prediction the truth is about"),
     Column("time", "when the feedback was received: ISO 8601 UTC"),
     Column("label", "classification: the true label"),
     Column("value", "regression: the true value (a JSON number's text)"),
-    Column("caller", "who sent the feedback: a JSON object (principal, api_key_id, source_ip)"),
+    Column("caller", "who sent the feedback: a JSON object (principal, api_key_id, source_ip, session)"),
 )
 MODEL_VERSION_KEY = Column(MODEL_VERSION_PARTITION, "the model version that served the prediction")
 HOUR_KEY = Column(HOUR_PARTITION, f"the UTC hour Firehose received the record, {HOUR_FORMAT}")
