@@ -86,6 +86,7 @@ class InferenceApi(Construct):
             rest_api_name=name,
             description="driftloop inference: POST /predict, /feedback; GET /health, /model, /openapi.json",
             endpoint_types=[apigw.EndpointType.REGIONAL],
+            policy=_resource_policy(serving.api_stage_name, api_key_mode=api_key_mode),
             # Access and execution logs need the region-wide API Gateway CloudWatch role. Retained on delete:
             # other APIs in the account rely on the same account setting.
             cloud_watch_role=serving.manage_api_gateway_account,
@@ -167,6 +168,27 @@ class InferenceApi(Construct):
                 )
             ],
         )
+
+
+def _resource_policy(stage: str, *, api_key_mode: bool) -> iam.PolicyDocument:
+    """Who may reach the API at all, before authorisation: the account's own principals (each still needs an IAM
+    permission, the invoke policies above, since the account root principal delegates to IAM), so no other account
+    can call it even with a policy of its own. With API keys, the key routes are open to any caller holding a key
+    (the key is their authentication); ``/feedback`` stays the account's."""
+    statements = [
+        iam.PolicyStatement(
+            principals=[iam.AccountRootPrincipal()], actions=["execute-api:Invoke"], resources=["execute-api:/*"]
+        )
+    ]
+    if api_key_mode:
+        statements.append(
+            iam.PolicyStatement(
+                principals=[iam.AnyPrincipal()],
+                actions=["execute-api:Invoke"],
+                resources=[f"execute-api:/{stage}/{method}/{path}" for path, method in PREDICT_ROUTES],
+            )
+        )
+    return iam.PolicyDocument(statements=statements)
 
 
 def _method_path(path: str, method: str) -> str:

@@ -218,6 +218,32 @@ def test_the_api_accepts_only_tls_1_3_and_strict_endpoint_access(serving_templat
     )
 
 
+def resource_policy(template: Template) -> list[dict[str, Any]]:
+    [api] = template.find_resources("AWS::ApiGateway::RestApi").values()
+    return list(api["Properties"]["Policy"]["Statement"])
+
+
+def test_only_the_accounts_principals_may_reach_the_api_in_iam_mode(serving_template: Template) -> None:
+    [statement] = resource_policy(serving_template)
+    assert statement["Effect"] == "Allow" and statement["Action"] == "execute-api:Invoke"
+    assert statement["Resource"] == "execute-api:/*"
+    root = json.dumps(statement["Principal"])
+    assert ":root" in root and "AWS::AccountId" in root
+
+
+def test_api_key_mode_opens_only_the_key_routes_to_any_caller_and_keeps_feedback_to_the_account(
+    api_key_serving_template: Template,
+) -> None:
+    account, keys = resource_policy(api_key_serving_template)
+    assert account["Resource"] == "execute-api:/*"
+    assert keys["Principal"] == {"AWS": "*"}
+    assert sorted(keys["Resource"]) == sorted(
+        f"execute-api:/v1/{method}/{path}"
+        for path, method in (("predict", "POST"), ("health", "GET"), ("model", "GET"), ("openapi.json", "GET"))
+    )
+    assert not any("feedback" in resource for resource in keys["Resource"])
+
+
 def test_api_key_mode_meters_the_key_with_a_usage_plan(api_key_serving_template: Template) -> None:
     api_key_serving_template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
     api_key_serving_template.has_resource_properties(
