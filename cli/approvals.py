@@ -1,4 +1,5 @@
-"""``driftloop approve`` and ``deny``: answer the approval request a training run waits for (retraining.approval)."""
+"""``driftloop approve`` and ``deny``: answer the approval request a training run waits for (a held version,
+or with retraining.approval every passed one)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ def add_commands(commands: Commands) -> None:
         "approve",
         _approve,
         help="approve the promotion a training run is waiting for",
-        description="Answers the approval request of a training run (retraining.approval): the run promotes its "
-        "version, recording the note and who approved, as STS finds it from a GetCallerIdentity request the "
-        "command presigns with your credentials (it writes no identity of its own).",
+        description="Answers the approval request of a training run (a held version, or with retraining.approval "
+        "every passed one): the run promotes its version, recording the note and who approved, as STS finds it "
+        "from a GetCallerIdentity request the command presigns with your credentials (it writes no identity of its "
+        "own).",
     )
     approve.add_argument("--note", help="recorded with the promotion")
     deny = _approval_command(

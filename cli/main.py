@@ -30,7 +30,8 @@ Registry (the model bucket in S3; honours AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_
   driftloop rollback [--to V]        put the previous champion (or V) back live (compare-and-swap)
   driftloop unlock --execution ARN   release the run lock of an execution stopped by hand
 
-Approval (retraining.approval; the token is in the approval message; needs states:SendTaskSuccess/Failure):
+Approval (a held version; every passed one with retraining.approval; the token is in the approval message;
+needs states:SendTaskSuccess/Failure):
   driftloop approve --token T [--note N]     let the waiting run promote its version
   driftloop deny --token T --reason R        reject it instead
 

@@ -463,6 +463,16 @@ class DriftloopConfig(_Model):
         return self.removal == "retain"
 
     @property
+    def approval_timeout_seconds(self) -> int:
+        """How long the Approval state waits: ``retraining.approval.timeout_hours``, which the rules fit in the
+        workflow's timeout when approval is enabled. With it off only a held version waits, for at most what the
+        workflow's timeout leaves after the training job: unanswered, it is then rejected rather than cut off."""
+        configured = self.retraining.approval.timeout_hours * 3600
+        if self.retraining.approval.enabled:
+            return configured
+        return min(configured, self.training.workflow_timeout_seconds - self.training.max_runtime_seconds)
+
+    @property
     def workflow_hyperparameters(self) -> dict[str, str]:
         """The configured hyperparameters plus what the serving Lambda can load, so that training refuses a
         bundle that would not fit it."""

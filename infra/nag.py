@@ -129,10 +129,9 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
     ):
         _acknowledge_function(steps[name], arns)
     functions = [step.function for step in steps.values()]
-    if training.approval is not None:
-        # It only publishes to the approvals topic: no object access to acknowledge.
-        _acknowledge_function(training.approval.function, [])
-        functions.append(training.approval.function.function)
+    # It only publishes to the approvals topic: no object access to acknowledge.
+    _acknowledge_function(training.approval.function, [])
+    functions.append(training.approval.function.function)
     results = training.catalog.results_prefix
     for name, readable in (
         ("assemble", (data.training_data_prefix, data.feedback_prefix, data.assembled_prefix, results)),

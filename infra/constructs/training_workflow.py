@@ -3,8 +3,9 @@
     Guard -> Acquired? -> Assemble -> FeedbackQuery? -> AssembleFeedback -> FinishAssembly -> Prepare -> Train
           -> Register -> GatePassed? -> Promote | Reject -> Release -> Outcome -> Promoted | Superseded | Rejected
     FeedbackQuery? -> FinishAssembly              (no feedback rows to add: nothing for Athena to write)
-    GatePassed? -> Approval -> Promote            (with retraining.approval: an operator approves, or the run is
-                            -> Reject              rejected when one denies or none answers in time)
+    GatePassed? -> Approval -> Promote            (a held version, and with retraining.approval every passed one:
+                            -> Reject              an operator approves, or the run is rejected when one denies or
+                                                   none answers in time)
     Guard -> Acquired? -> Skipped                 (lock held or cooldown; Guard recorded the "skipped" decision)
     any task fails -> RecordFailure -> ReleaseAfterFailure -> NotifyFailure -> TrainingFailed
 
@@ -88,11 +89,13 @@ class WorkflowFunctions:
 
 @dataclass(frozen=True)
 class ApprovalSpec:
-    """A manual approval between a passed gate and Promote: ``function`` publishes the request with the task token
-    (``{"token": $$.Task.Token, "state": $}``); ``driftloop approve`` / ``deny`` answer it."""
+    """A manual approval between the gate and Promote: ``function`` publishes the request with the task token
+    (``{"token": $$.Task.Token, "state": $}``); ``driftloop approve`` / ``deny`` answer it. A held version always
+    waits for it; a passed one only with ``every_pass`` (``retraining.approval.enabled``)."""
 
     function: lambda_.IFunction
     timeout: Duration
+    every_pass: bool
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ class TrainingWorkflow(Construct):
         timeout: Duration,
         log_retention_days: int,
         removal_policy: RemovalPolicy,
-        approval: ApprovalSpec | None = None,
+        approval: ApprovalSpec,
     ) -> None:
         super().__init__(scope, construct_id)
         self._job = job
@@ -229,12 +232,15 @@ class TrainingWorkflow(Construct):
         release.next(outcome)
         promote.next(release)
         reject.next(release)
-        passed: sfn.IChainable = promote
-        if approval is not None:
-            passed = self._approval_state(approval, promote=promote, reject=reject, record_failure=record_failure)
+        approve = self._approval_state(approval, promote=promote, reject=reject, record_failure=record_failure)
+        # Register always writes both flags (held never with passed): a held version waits for a person.
         gate = (
             sfn.Choice(self, "GatePassed?")
-            .when(sfn.Condition.boolean_equals(RegistrationResult.path("passed"), True), passed)
+            .when(sfn.Condition.boolean_equals(RegistrationResult.path("held"), True), approve)
+            .when(
+                sfn.Condition.boolean_equals(RegistrationResult.path("passed"), True),
+                approve if approval.every_pass else promote,
+            )
             .otherwise(reject)
         )
         assemble_feedback.next(finish_assembly).next(prepare).next(train).next(register).next(gate)

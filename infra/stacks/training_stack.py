@@ -45,7 +45,8 @@ SERVICE = "workflow"
 
 @dataclass(frozen=True)
 class WorkflowApproval:
-    """The approval step (``retraining.approval``): its topic, its function and how the state machine uses it."""
+    """The approval step: its topic, its function and how the state machine uses it. Always built: a held version
+    waits for it even when ``retraining.approval`` (every passed version waits too) is off."""
 
     topic: EncryptedTopic
     function: PythonFunction
@@ -100,7 +101,7 @@ class TrainingStack(Stack):
             "Workflow",
             state_machine_name=config.state_machine_name,
             functions=WorkflowFunctions(**{name: step.function for name, step in self.steps.items()}),
-            approval=self.approval.spec if self.approval is not None else None,
+            approval=self.approval.spec,
             job=TrainingJobSpec(
                 image_uri=image.image_uri,
                 role=self.sagemaker_role,
@@ -123,18 +124,15 @@ class TrainingStack(Stack):
 
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         CfnOutput(self, "FailureTopicArn", value=self.failure_topic.topic_arn)
-        if self.approval is not None:
-            CfnOutput(
-                self,
-                "ApprovalTopicArn",
-                value=self.approval.topic.topic.topic_arn,
-                description="Subscribe the approvers: each message carries the task token for driftloop approve/deny",
-            )
+        CfnOutput(
+            self,
+            "ApprovalTopicArn",
+            value=self.approval.topic.topic.topic_arn,
+            description="Subscribe the approvers: each message carries the task token for driftloop approve/deny",
+        )
 
-    def _approval(self, config: DriftloopConfig, removal: RemovalPolicy) -> WorkflowApproval | None:
+    def _approval(self, config: DriftloopConfig, removal: RemovalPolicy) -> WorkflowApproval:
         approval = config.retraining.approval
-        if not approval.enabled:
-            return None
         topic = EncryptedTopic(
             self, "ApprovalTopic", display_name=f"{config.resource_prefix} promotion approvals", removal_policy=removal
         )
@@ -142,7 +140,7 @@ class TrainingStack(Stack):
             config,
             removal,
             "request_approval",
-            "Asks the approvers to approve or deny the promotion of a version the gate passed",
+            "Asks the approvers to approve or deny the promotion of a version the gate passed or held",
             ApprovalSettings(
                 service=config.service_name(SERVICE), log_level=config.log_level, topic_arn=topic.topic.topic_arn
             ).to_env(),
@@ -152,7 +150,11 @@ class TrainingStack(Stack):
         return WorkflowApproval(
             topic=topic,
             function=function,
-            spec=ApprovalSpec(function=function.function, timeout=Duration.hours(approval.timeout_hours)),
+            spec=ApprovalSpec(
+                function=function.function,
+                timeout=Duration.seconds(config.approval_timeout_seconds),
+                every_pass=approval.enabled,
+            ),
         )
 
     def _settings(self, config: DriftloopConfig) -> WorkflowSettings:

@@ -263,6 +263,19 @@ def test_an_enabled_approval_must_fit_in_the_workflow_timeout_with_the_training_
     assert not load(context(retraining__approval={"enabled": False, "timeout_hours": 24})).retraining.approval.enabled
 
 
+def test_with_approval_off_a_held_version_waits_only_as_long_as_the_workflow_timeout_leaves_after_training() -> None:
+    off = load(context(retraining__approval={"enabled": False, "timeout_hours": 24}))
+    assert off.approval_timeout_seconds == 7200 - 3600
+    short = load(
+        context(retraining__approval={"enabled": False, "timeout_hours": 1}, training__workflow_timeout_seconds=9000)
+    )
+    assert short.approval_timeout_seconds == 3600
+    on = load(
+        context(retraining__approval={"enabled": True, "timeout_hours": 24}, training__workflow_timeout_seconds=93600)
+    )
+    assert on.approval_timeout_seconds == 24 * 3600
+
+
 def test_the_workflow_hyperparameters_carry_what_the_serving_lambda_can_load() -> None:
     config = load(context(serving__memory_mb=2048, serving__timeout_seconds=15))
     assert config.workflow_hyperparameters == {

@@ -52,7 +52,7 @@ def test_every_function_reads_its_environment_back_through_its_contract(
 ) -> None:
     stacks: DriftloopStacks = request.getfixturevalue(configuration)
     handlers = driftloop_handlers(stacks)
-    # The inference and monitor functions and the workflow's steps (the approval step only when it is enabled).
+    # The inference and monitor functions and the workflow's steps, the approval step among them.
     assert len(handlers) >= 10
     for template, handler in handlers:
         contract = contract_of(handler)

@@ -149,7 +149,11 @@ def test_states_run_guard_assemble_prepare_train_register_the_gate_then_release(
     assert states["Register"]["Next"] == "GatePassed?"
     gate = states["GatePassed?"]
     assert gate["Type"] == "Choice"
-    assert gate["Choices"] == [{"Variable": "$.registration.passed", "BooleanEquals": True, "Next": "Promote"}]
+    # A held version waits for a person even with retraining.approval off; a passed one promotes at once.
+    assert gate["Choices"] == [
+        {"Variable": "$.registration.held", "BooleanEquals": True, "Next": "Approval"},
+        {"Variable": "$.registration.passed", "BooleanEquals": True, "Next": "Promote"},
+    ]
     assert gate["Default"] == "Reject"
     assert states["Promote"]["Next"] == states["Reject"]["Next"] == "Release"
     assert states["Release"]["Next"] == "Outcome"
@@ -196,9 +200,11 @@ def test_a_failing_release_is_recorded_and_retried_on_the_failure_path_without_a
 
 def test_every_task_state_catches_everything(states: dict[str, Any]) -> None:
     tasks = [name for name, state in states.items() if state["Type"] == "Task"]
-    assert set(tasks) == {*TASKS, "RecordFailure", "ReleaseAfterFailure", "NotifyFailure"}
+    assert set(tasks) == {*TASKS, "Approval", "RecordFailure", "ReleaseAfterFailure", "NotifyFailure"}
     for name in tasks:
-        assert [catch["ErrorEquals"] for catch in states[name]["Catch"]] == [["States.ALL"]], name
+        # Approval first sends a denial or a timeout to Reject (its own test).
+        catches = states[name]["Catch"][1:] if name == "Approval" else states[name]["Catch"]
+        assert [catch["ErrorEquals"] for catch in catches] == [["States.ALL"]], name
 
 
 def test_guard_record_failure_and_release_get_the_execution_id_from_the_context_object(
@@ -734,16 +740,29 @@ def approval_states(approval_template: Template) -> dict[str, Any]:
     return definition_states(approval_template)
 
 
-def test_without_approval_a_passed_gate_promotes_at_once_and_there_is_no_approvals_topic(
+def test_without_approval_only_a_held_version_waits_for_the_approval_step_and_its_topic_is_built(
     states: dict[str, Any], training_template: Template
 ) -> None:
-    assert "Approval" not in states
-    assert "ApprovalTopicArn" not in training_template.find_outputs("*")
-    assert "request_approval" not in json.dumps(training_template.find_resources("AWS::Lambda::Function"))
+    assert [choice["Next"] for choice in states["GatePassed?"]["Choices"]] == ["Approval", "Promote"]
+    approval = states["Approval"]
+    assert approval["Resource"] == "arn:<AWS::Partition>:states:::lambda:invoke.waitForTaskToken"
+    assert (approval["ResultPath"], approval["Next"]) == ("$.approval", "Promote")
+    # Not the configured 24 hours: what the 2-hour workflow leaves after the 1-hour job, so an unanswered hold is
+    # rejected before the state machine's timeout cuts the run off.
+    assert approval["TimeoutSeconds"] == 3600
+    assert approval["Catch"][0] == {
+        "ErrorEquals": [APPROVAL_DENIED, APPROVAL_TIMEOUT],
+        "ResultPath": "$.approval",
+        "Next": "Reject",
+    }
+    assert "ApprovalTopicArn" in training_template.find_outputs("*")
+    policy = statements(training_template, "RequestApprovalFunctionRole")
+    assert [s["Action"] for s in policy if "sns:" in json.dumps(s["Action"])] == ["sns:Publish"]
+    assert not [s for s in policy if "s3:" in json.dumps(s["Action"])]
 
 
 def test_with_approval_a_passed_gate_waits_for_a_task_token_then_promotes(approval_states: dict[str, Any]) -> None:
-    assert approval_states["GatePassed?"]["Choices"][0]["Next"] == "Approval"
+    assert [choice["Next"] for choice in approval_states["GatePassed?"]["Choices"]] == ["Approval", "Approval"]
     assert approval_states["GatePassed?"]["Default"] == "Reject"
     approval = approval_states["Approval"]
     assert approval["Resource"] == "arn:<AWS::Partition>:states:::lambda:invoke.waitForTaskToken"

@@ -91,11 +91,18 @@ def fake_training_job(
 
 
 def run_to_registration(
-    s3: S3Client, registry: Registry, bundle: Path, tmp_path: Path, *, challenger: float, champion: float | None
+    s3: S3Client,
+    registry: Registry,
+    bundle: Path,
+    tmp_path: Path,
+    *,
+    challenger: float,
+    champion: float | None,
+    feature_scores: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     state = prepared_state(s3, registry, {"trigger": {"source": "test"}})
     state["training"] = fake_training_job(
-        s3, state["prepare"], bundle, tmp_path, challenger=challenger, champion=champion
+        s3, state["prepare"], bundle, tmp_path, challenger=challenger, champion=champion, feature_scores=feature_scores
     )
     state["registration"] = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
     return state
@@ -110,8 +117,18 @@ def registered_run(
 ) -> RegisteredRun:
     """Runs to registration on the training data, with the given challenger and champion scores."""
 
-    def run(*, challenger: float, champion: float | None) -> dict[str, Any]:
-        return run_to_registration(s3, registry, trained_bundle, tmp_path, challenger=challenger, champion=champion)
+    def run(
+        *, challenger: float, champion: float | None, feature_scores: dict[str, float] | None = None
+    ) -> dict[str, Any]:
+        return run_to_registration(
+            s3,
+            registry,
+            trained_bundle,
+            tmp_path,
+            challenger=challenger,
+            champion=champion,
+            feature_scores=feature_scores,
+        )
 
     return run
 
@@ -615,6 +632,60 @@ def test_promote_refuses_an_approval_whose_sender_cannot_be_verified(
     with pytest.raises(steps.WorkflowError, match="ExpiredToken"):
         steps.promote(registry, RunState.parse({**state, "approval": {"approved": True}}), sts_refuses).to_json()
     assert registry.champion() is None
+
+
+# A challenger one of whose features alone scores near-perfectly: the gate holds it (Verdict.held).
+LEAK = {"id": 1.0}
+
+
+def test_a_held_version_is_promoted_once_the_approval_step_approved_it_with_the_hold_reason_recorded(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.99, champion=None, feature_scores=LEAK)
+    assert (state["registration"]["passed"], state["registration"]["held"]) == (False, True)
+    answer = {"approved": True, "note": "id is a real signal here", "proof": "url"}
+
+    result = steps.promote(registry, RunState.parse({**state, "approval": answer}), lambda _: ALICE).to_json()
+
+    assert result["promoted"] is True and registry.champion() is not None
+    decision = registry.decisions()[-1]
+    assert decision.action == "promoted" and decision.reasons[-1].startswith("held for approval: feature 'id'")
+    assert decision.details["approval"] == {"approved": True, "by": ALICE, "note": "id is a real signal here"}
+
+
+def test_promote_refuses_a_held_version_no_approval_step_approved(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.99, champion=None, feature_scores=LEAK)
+
+    with pytest.raises(steps.NotPassed, match="held it for a person's approval and none approved it"):
+        steps.promote(registry, RunState.parse(state)).to_json()
+    assert registry.champion() is None
+
+
+def test_promote_refuses_a_held_version_whose_approver_sts_does_not_vouch_for(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.99, champion=None, feature_scores=LEAK)
+
+    def sts_refuses(approval: Any) -> str:
+        raise steps.WorkflowError("STS refused the approval's proof of who sent it (SignatureDoesNotMatch: forged)")
+
+    with pytest.raises(steps.WorkflowError, match="SignatureDoesNotMatch"):
+        steps.promote(registry, RunState.parse({**state, "approval": {"approved": True}}), sts_refuses).to_json()
+    assert registry.champion() is None
+
+
+def test_the_approval_message_of_a_held_version_says_why_the_gate_held_it(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.99, champion=None, feature_scores=LEAK)
+
+    text = steps.approval_message(RunState.parse(state), "token")["message"]
+
+    first = text.splitlines()[0]
+    assert first.startswith(f"driftloop asks for approval to promote {state['prepare']['version']}: held for ")
+    assert "feature 'id' alone scores roc_auc=1 " in first and "passed the gate" not in text
 
 
 @pytest.mark.parametrize("approval", [{"approved": False}, {"Error": "driftloop.ApprovalDenied"}, "yes"])

@@ -1,4 +1,5 @@
-"""The approval request (retraining.approval): what an operator reads, published with the task token."""
+"""The approval request (a held version, or with retraining.approval every passed one): what an operator reads,
+published with the task token."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ if TYPE_CHECKING:
 
 
 def approval_message(state: RunState, token: str) -> dict[str, str]:
-    """The SNS subject and message: what the gate saw, and how to answer."""
+    """The SNS subject and message: what the gate saw (for a held version, why it held it), and how to answer."""
     registration = state.registration
     if registration is None:
         raise WorkflowError(f"no registration in the state ({RegistrationResult.path()}): nothing to approve")
     version = registration.version
     quoted = shlex.quote(token)
+    # The gate puts its hold reason last (functions.common.gate.decide).
+    why = registration.reasons[-1] if registration.held and registration.reasons else "it passed the gate"
     lines = [
-        f"driftloop asks for approval to promote {version}: it passed the gate.",
+        f"driftloop asks for approval to promote {version}: {why}.",
         "",
         f"Gate metric: {registration.metric}",
         f"Challenger {version}: {_number(registration.challenger)}",

@@ -36,16 +36,16 @@ def promote(registry: Registry, state: RunState, approver: Approver | None = Non
 
     The verdict, the scores and the champion compared with are read back from the version's registered record, as
     Register wrote it, not from ``$.registration``: a version whose record does not say passed is refused
-    (:class:`NotPassed`), whatever the state claims.
+    (:class:`NotPassed`), whatever the state claims, unless it says held and the approval step's answer approved it.
     """
     version = _registration(state).version
-    registered = _registered(registry, state, version)
-    compared_with = registered.compared_with
     approval = state.approval
     if approval is not None and not approval.approved:
         raise WorkflowError(
             f"Promote runs only after an approval ({Approval.path()}.approved = true), got {approval.recorded!r}"
         )
+    registered = _registered(registry, state, version, approved=approval is not None)
+    compared_with = registered.compared_with
     run = run_of(state)
     if run is not None:
         earlier = registry.run_decision(run[0], version, ("promoted", "rejected"), since=run[1])
@@ -107,8 +107,10 @@ class _Registered:
     compared_with: str | None
 
 
-def _registered(registry: Registry, state: RunState, version: str) -> _Registered:
-    """The version's record as Register stored it; :class:`NotPassed` unless it is this run's and says passed."""
+def _registered(registry: Registry, state: RunState, version: str, *, approved: bool) -> _Registered:
+    """The version's record as Register stored it; :class:`NotPassed` unless it is this run's and says passed, or
+    says held and was ``approved`` (the approval step answered: Promote then records the approver STS vouches for,
+    so an answer without a valid proof still promotes nothing)."""
     try:
         record = registry.get_version(version)
     except RegistryError as exc:
@@ -122,7 +124,13 @@ def _registered(registry: Registry, state: RunState, version: str) -> _Registere
         evaluation = Evaluation.from_dict(record.evaluation or {})
     except GateError as exc:
         raise NotPassed(f"{version} cannot be promoted: its registered evaluation is unreadable: {exc}") from exc
-    if not evaluation.verdict.passed:
+    verdict = evaluation.verdict
+    if verdict.held and not approved:
+        raise NotPassed(
+            f"{version} cannot be promoted: the gate held it for a person's approval and none approved it "
+            f"({verdict.reasons[-1] if verdict.reasons else 'no reasons'})"
+        )
+    if not (verdict.passed or verdict.held):
         raise NotPassed(
             f"{version} cannot be promoted: its registered evaluation says the gate did not pass it "
             f"({'; '.join(evaluation.verdict.reasons) or 'no reasons'})"
