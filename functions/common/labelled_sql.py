@@ -1,6 +1,9 @@
-"""The one join of captures and feedback as Athena SQL: the rules of :mod:`functions.common.labelled`, shared by the
-monitor's live quality (:mod:`functions.monitor.queries`) and Assemble's feedback rows
-(:mod:`functions.workflow.feedback_sql`), each of which adds its own aggregates or columns on top.
+"""The one join of captures and feedback, as Athena SQL: its rules are shared by the monitor's live quality
+(:mod:`functions.monitor.queries`) and Assemble's feedback rows (:mod:`functions.workflow.feedback_sql`), each of
+which adds its own aggregates or columns on top. No record passes through a Lambda. The truth must fit the task of
+the model that served the prediction (a label for a classifier, a finite number for a regressor), and feedback
+whose prediction is not among the captures read (not sampled, expired, served by another version) is counted
+unmatched, never guessed.
 
 :meth:`FeedbackWindow.graded` grades each feedback record received in the window, in this order:
 

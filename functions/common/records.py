@@ -17,7 +17,7 @@ quality, and the training workflow joins them into retraining data. This module 
   must accept both.
 
 Where the records lie in S3 is :mod:`functions.common.layout`'s; how the monitor and Assemble join them,
-:mod:`functions.common.labelled`'s.
+:mod:`functions.common.labelled_sql`'s.
 """
 
 from __future__ import annotations

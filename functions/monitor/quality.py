@@ -1,7 +1,7 @@
 """Live quality: the metrics over the champion's predictions paired with their ground-truth feedback.
 
 The pairs are joined by Athena (:func:`functions.monitor.queries.join_query`, by the join's rules of
-:mod:`functions.common.labelled`), over the champion's captures only: feedback for a prediction another version
+:mod:`functions.common.labelled_sql`), over the champion's captures only: feedback for a prediction another version
 served finds no capture and is counted unmatched. What comes back are aggregates, :class:`Labelled`, and every
 metric is computed from them (none needs a pair of its own):
 

@@ -119,7 +119,7 @@ class DeliveryStream(Construct):
                 prefix=settings.key_prefix,
                 error_output_prefix=firehose_error_prefix(settings.prefix),
                 # Gzipped JSON lines: Athena reads them by the catalog's table (functions.common.catalog), the
-                # Python readers by functions.common.labelled.object_records.
+                # tests by tests/stored_records.py.
                 compression_format="GZIP",
                 buffering_hints=firehose.CfnDeliveryStream.BufferingHintsProperty(
                     interval_in_seconds=capture.buffer_seconds, size_in_m_bs=capture.buffer_mb

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from functions.common.labelled import object_records
 from functions.common.registry import ChampionPointer, Decision, Registry
 from localcloud.cloud import Cloud
 from localcloud.deploy import Deployment
 from tests.plugins.local_cloud import boto3_client, unique
+from tests.stored_records import object_records
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -30,12 +30,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from functions.common.labelled import CaptureReader
 from functions.common.layout import capture_hour_prefix, feedback_hour_prefix, hour_value
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from infra.bundling import REPO_ROOT
 from localcloud.cloud import Cloud
 from tests.plugins.local_cloud import unique
+from tests.stored_records import CaptureReader
 
 pytestmark = pytest.mark.integration
 

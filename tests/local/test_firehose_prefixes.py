@@ -29,8 +29,8 @@ from driftloop_localstack.firehose_prefixes import (
     new_random_string,
 )
 
-from functions.common.labelled import object_records
 from functions.common.layout import capture_hour_prefix, feedback_hour_prefix
+from tests.stored_records import object_records
 
 # The serving stack's streams (tests/infra/test_serving_stack.py asserts the construct declares these).
 CAPTURE_PREFIX = "captures/model_version=!{partitionKeyFromQuery:model_version}/hour=!{timestamp:yyyy-MM-dd-HH}/"

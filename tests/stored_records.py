@@ -1,21 +1,6 @@
-"""Captured predictions labelled by their ground-truth feedback: the one join of captures and feedback.
-
-The monitor joins them to measure live quality, Assemble to add training rows; both by the same rules, which
-Athena applies in the SQL of :mod:`functions.common.labelled_sql` (no record passes through a Lambda):
-
-- the latest feedback per prediction id wins (a client may correct itself);
-- feedback whose id is not of this service's shape, or names a time after the window, is dropped (SQL cannot
-  check the id's checksum: a made-up id finds no capture and counts as unmatched);
-- feedback about a prediction served more than ``max_age`` before the window's end is dropped (the id says when);
-- the truth must fit the task of the model that served the prediction: a label for a classifier, a finite number
-  for a regressor. A caller that knows that task (the monitor: the champion's, whose captures it reads) drops
-  misfits as unlabelled; otherwise each capture tells (a classifier's has a label, a regressor's a value);
-- only the capture partitions the ids point at are read: the id's time names the hours, the caller names the
-  model versions; the first delivery of a capture counts. Feedback whose prediction is not there (not sampled,
-  expired, served by another version) is counted unmatched, never guessed.
-
-What stays here is reading the records themselves from S3 (plain or gzipped JSON lines, in the layout of
-:mod:`functions.common.layout`), for the tests and tools that look at single records. Standard library only.
+"""Captured predictions and feedback as stored in S3 (plain or gzipped JSON lines, in the layout of
+:mod:`functions.common.layout`), read record by record: for the tests that look at what Firehose delivered. The
+deployed loop never reads records itself; Athena does (:mod:`functions.common.labelled_sql`).
 """
 
 from __future__ import annotations
@@ -33,9 +18,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-# -- reading from S3 --------------------------------------------------------------------------------------------
 
 
 def object_records(body: bytes) -> list[dict[str, Any]]:

@@ -6,10 +6,10 @@ import gzip
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from functions.common.labelled import CaptureReader
 from functions.common.layout import capture_hour_prefix, feedback_hour_prefix, hour_value
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from tests.plugins.aws import DATA_BUCKET
+from tests.stored_records import CaptureReader
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
