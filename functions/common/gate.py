@@ -429,13 +429,8 @@ def _judge_secondary(settings: GateSettings, scores: Scores) -> list[str]:
     for what, metric, challenger, champion in checks:
         if challenger is None or champion is None:  # e.g. a class absent from the trusted rows
             continue
-        loss = _loss(metric, challenger, champion)
-        if loss > settings.max_secondary_regression:
-            failures.append(
-                f"on the {scores.trusted_rows} trusted holdout rows: challenger {what}={challenger:.6g} vs champion "
-                f"{champion:.6g}, a loss of {loss:.6g} beyond max_secondary_regression "
-                f"{settings.max_secondary_regression:.6g}"
-            )
+        where = f"the {scores.trusted_rows} trusted holdout rows"
+        failures += _regression(where, what, metric, challenger, champion, "max_secondary_regression", settings)
     return failures
 
 
@@ -448,14 +443,22 @@ def _judge_slices(settings: GateSettings, scores: Scores) -> list[str]:
         challenger, champion = _value(metric, part.challenger), _value(metric, part.champion)
         if part.rows < settings.min_slice_rows or challenger is None or champion is None:
             continue  # too few rows, or the metric is undefined there (a slice of one class)
-        loss = _loss(metric, challenger, champion)
-        if loss > settings.max_slice_regression:
-            failures.append(
-                f"on the {part.rows} trusted holdout rows with {part.feature}={part.level!r}: challenger "
-                f"{metric}={challenger:.6g} vs champion {champion:.6g}, a loss of {loss:.6g} beyond "
-                f"max_slice_regression {settings.max_slice_regression:.6g}"
-            )
+        where = f"the {part.rows} trusted holdout rows with {part.feature}={part.level!r}"
+        failures += _regression(where, metric, metric, challenger, champion, "max_slice_regression", settings)
     return failures
+
+
+def _regression(
+    where: str, what: str, metric: str, challenger: float, champion: float, limit: str, settings: GateSettings
+) -> list[str]:
+    """The reason the challenger lost more than the setting ``limit`` allows on ``what``, or none."""
+    loss, allowed = _loss(metric, challenger, champion), getattr(settings, limit)
+    if loss <= allowed:
+        return []
+    return [
+        f"on {where}: challenger {what}={challenger:.6g} vs champion {champion:.6g}, a loss of {loss:.6g} beyond "
+        f"{limit} {allowed:.6g}"
+    ]
 
 
 def _judge_single_feature(settings: GateSettings, scores: Scores) -> tuple[list[str], str | None]:
