@@ -835,3 +835,13 @@ def test_the_approval_message_shows_the_gate_and_the_commands_that_answer_it(
     assert f'driftloop approve {bound} --note "..."' in text
     assert f'driftloop deny {bound} --reason "..."' in text
     assert state["prepare"]["training_job_name"] in text
+
+
+def test_the_approval_message_needs_the_run_its_answers_are_signed_for(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.9, champion=None)
+    unguarded = {**state, "guard": {**state["guard"], "execution_id": None}}
+
+    with pytest.raises(steps.WorkflowError, match=r"no execution id in the state \(\$\.guard\.execution_id\)"):
+        steps.approval_message(RunState.parse(unguarded), "token")
