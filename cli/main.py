@@ -30,10 +30,10 @@ Registry (the model bucket in S3; honours AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_
   driftloop rollback [--to V]        put the previous champion (or V) back live (compare-and-swap)
   driftloop unlock --execution ARN   release the run lock of an execution stopped by hand
 
-Approval (a held version; every passed one with retraining.approval; the token is in the approval message;
+Approval (a held version; every passed one with retraining.approval; the approval message has T, E and V;
 needs states:SendTaskSuccess/Failure):
-  driftloop approve --token T [--note N]     let the waiting run promote its version
-  driftloop deny --token T --reason R        reject it instead
+  driftloop approve --token T --execution E --version V [--note N]   let the waiting run promote V
+  driftloop deny --token T --execution E --version V --reason R      reject it instead
 
 Local AWS (LocalStack without Docker, after `make local-setup`):
   driftloop local up / down / status / logs / env    start, stop and inspect it; `env` prints its variables

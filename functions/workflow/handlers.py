@@ -8,7 +8,6 @@ its record is the registry's decisions.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -101,9 +100,10 @@ def promote(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _log("promote", steps.promote(_registry(), RunState.parse(event), _approver).to_json())
 
 
-def _approver(answer: Mapping[str, Any]) -> str:
-    """Who signed the approval's proof, asked of this function's own STS endpoint (the runtime's region)."""
-    return approver.verify(answer, approver.sts_endpoint(os.environ, os.environ.get("AWS_REGION")))
+def _approver(proof: str | None, answer: approver.Answer) -> str:
+    """Who signed the proof of an approval or a denial, asked of this function's own STS endpoint (the runtime's
+    region)."""
+    return approver.verify(proof, answer, approver.sts_endpoint(os.environ, os.environ.get("AWS_REGION")))
 
 
 def request_approval(event: dict[str, Any], context: Any) -> None:
@@ -115,7 +115,7 @@ def request_approval(event: dict[str, Any], context: Any) -> None:
 
 
 def reject(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("reject", steps.reject(_registry(), RunState.parse(event)).to_json())
+    return _log("reject", steps.reject(_registry(), RunState.parse(event), _approver).to_json())
 
 
 def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:

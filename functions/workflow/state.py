@@ -20,6 +20,7 @@ request gets the task token (:class:`ApprovalEvent`).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -442,17 +443,39 @@ class RegistrationResult(_Part):
 
 @dataclass(frozen=True)
 class Approval(_Part):
-    """``$.approval``: the operator's answer (``driftloop approve`` sends ``functions.workflow.approver.sign``'s
-    ``{"approved": true, "note", "proof"}``), or the error the Approval state's Catch put there when it sent the
-    run to Reject (``{"Error", "Cause"}``). ``recorded`` is the value as it came."""
+    """``$.approval``: the operator's answer, or the error the Approval state's Catch put there when it sent the run
+    to Reject (``{"Error", "Cause"}``). ``recorded`` is the value as it came.
+
+    ``driftloop approve`` answers :meth:`approving` (``{"approved": true, "note", "proof"}``); ``driftloop deny``
+    fails the task with :data:`APPROVAL_DENIED` and :meth:`denying` as the cause (``{"reason", "proof"}`` as JSON).
+    Either proof is ``functions.workflow.approver``'s, which the step after verifies.
+    """
 
     KEY = APPROVAL
+    NOTE: ClassVar[str] = "note"
+    REASON: ClassVar[str] = "reason"
+    PROOF: ClassVar[str] = "proof"
 
     recorded: Any
+
+    @classmethod
+    def approving(cls, note: str | None, proof: str) -> dict[str, Any]:
+        """The task's output for an approval."""
+        return {"approved": True, cls.NOTE: note, cls.PROOF: proof}
+
+    @classmethod
+    def denying(cls, reason: str, proof: str) -> str:
+        """The task failure's cause for a denial."""
+        return json.dumps({cls.REASON: reason, cls.PROOF: proof})
 
     @property
     def approved(self) -> bool:
         return isinstance(self.recorded, Mapping) and self.recorded.get("approved") is True
+
+    @property
+    def denied(self) -> bool:
+        error = self.error
+        return error is not None and error.error == APPROVAL_DENIED
 
     @property
     def error(self) -> StepError | None:
@@ -460,6 +483,33 @@ class Approval(_Part):
         if not isinstance(self.recorded, Mapping) or StepError.NAME not in self.recorded:
             return None
         return StepError(str(self.recorded[StepError.NAME]), self.recorded.get(StepError.CAUSE))
+
+    @property
+    def words(self) -> str | None:
+        """The approval's note, or the denial's reason (a cause that is no denial's JSON, as it came)."""
+        value = self._answer().get(self.REASON if self.denied else self.NOTE)
+        if value is None and self.denied:
+            cause = self.recorded.get(StepError.CAUSE)
+            return None if cause is None else str(cause)
+        return value if isinstance(value, str) else None
+
+    @property
+    def proof(self) -> str | None:
+        value = self._answer().get(self.PROOF)
+        return value if isinstance(value, str) else None
+
+    def _answer(self) -> Mapping[str, Any]:
+        """The answer's fields: the output of an approval, the JSON cause of a denial (none for anything else)."""
+        if self.approved:
+            answer: Mapping[str, Any] = self.recorded
+            return answer
+        if self.denied:
+            try:
+                cause = json.loads(self.recorded.get(StepError.CAUSE) or "")
+            except (TypeError, ValueError):
+                return {}
+            return cause if isinstance(cause, Mapping) else {}
+        return {}
 
 
 @dataclass(frozen=True)

@@ -305,7 +305,8 @@ class TrainingWorkflow(Construct):
         self, approval: ApprovalSpec, *, promote: sfn.State, reject: sfn.State, record_failure: sfn.State
     ) -> tasks.LambdaInvoke:
         """Waits for ``driftloop approve`` (its output lands at ``$.approval``, then Promote) or ``deny``; a denial
-        or no answer within the timeout goes to Reject with the error at ``$.approval``."""
+        or no answer within the timeout goes to Reject with the error at ``$.approval``. Promote and Reject verify
+        the answer's proof: one they cannot verify fails the run (their Catch, to RecordFailure)."""
         task = tasks.LambdaInvoke(
             self,
             "Approval",

@@ -23,6 +23,7 @@ import pytest
 
 from cli.main import main
 from functions.workflow import approver
+from functions.workflow.approver import Answer
 from functions.workflow.settings import ApprovalSettings
 from functions.workflow.state import APPROVAL_DENIED, APPROVAL_TIMEOUT
 from infra.bundling import WORKFLOW, LocalPythonBundler
@@ -34,11 +35,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("local_aws_env")]
 
 ROLE = "arn:aws:iam::000000000000:role/driftloop-test-approval"
 TIMEOUT = 120.0
+# The run and the version the approval message names, which the answer's proof is signed for.
+RUN = "arn:aws:states:us-east-1:000000000000:execution:driftloop-training:run-1"
+VERSION = "v-20261205-0001"
 STATE = {
-    "guard": {"execution_id": "arn:aws:states:us-east-1:000000000000:execution:driftloop-training:run-1"},
-    "prepare": {"version": "v-20261205-0001", "training_job_name": "driftloop-20261205-0001"},
+    "guard": {"execution_id": RUN},
+    "prepare": {"version": VERSION, "training_job_name": "driftloop-20261205-0001"},
     "registration": {
-        "version": "v-20261205-0001",
+        "version": VERSION,
         "passed": True,
         "metric": "roc_auc",
         "challenger": 0.91,
@@ -148,6 +152,11 @@ def approvals(local_cloud: Cloud) -> Approvals:
     return Approvals(local_cloud)
 
 
+def sts() -> str:
+    """The local cloud's STS, where the CLI signs the proof for and the workflow's Lambdas send it."""
+    return approver.sts_endpoint(os.environ, os.environ.get("AWS_DEFAULT_REGION"))
+
+
 def command_in(message: str, verb: str) -> list[str]:
     """The answer command the message tells the operator to run, as arguments (the token is shell-quoted)."""
     [line] = [line for line in message.splitlines() if line.strip().startswith(f"driftloop {verb} ")]
@@ -173,9 +182,9 @@ def test_an_approved_run_goes_on_to_promote_with_the_note_and_a_proof_the_local_
     assert output["approval"]["approved"] is True
     assert output["approval"]["note"] == "checked the holdout counts"
     assert "by" not in output["approval"]
-    # What Promote does with the answer: the local cloud's STS names who signed its proof.
-    endpoint = approver.sts_endpoint(os.environ, os.environ.get("AWS_DEFAULT_REGION"))
-    assert re.fullmatch(r"arn:aws:(iam|sts)::\d{12}:.+", approver.verify(output["approval"], endpoint))
+    # What Promote does with the answer: the local cloud's STS names who signed its proof, made for this answer.
+    answer = Answer(RUN, VERSION, approved=True, words="checked the holdout counts")
+    assert re.fullmatch(r"arn:aws:(iam|sts)::\d{12}:.+", approver.verify(output["approval"]["proof"], answer, sts()))
     assert "approved" in capsys.readouterr().out
 
 
@@ -191,7 +200,11 @@ def test_a_denied_run_goes_to_reject_with_the_reason(approvals: Approvals) -> No
     output = json.loads(described["output"])
     assert output["next"] == "reject"
     assert output["approval"]["Error"] == APPROVAL_DENIED
-    assert output["approval"]["Cause"] == "the holdout is too small this week"
+    denial = json.loads(output["approval"]["Cause"])
+    assert denial["reason"] == "the holdout is too small this week"
+    # What Reject does with it: the proof names who denied, for this run's version and a denial.
+    answer = Answer(RUN, VERSION, approved=False, words=denial["reason"])
+    assert re.fullmatch(r"arn:aws:(iam|sts)::\d{12}:.+", approver.verify(denial["proof"], answer, sts()))
 
 
 def test_answering_a_request_twice_is_a_clear_error_not_a_traceback(

@@ -13,6 +13,7 @@ from functions.common.env import EnvError
 from functions.common.registry import Registry
 from functions.workflow import handlers, steps
 from functions.workflow.settings import WorkflowSettings
+from functions.workflow.state import APPROVAL_DENIED
 from tests.inference.events import LambdaContext
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 
@@ -171,6 +172,17 @@ def test_request_approval_without_a_token_says_which(lambda_env: None, monkeypat
 
     with pytest.raises(steps.WorkflowError, match=r"task token \(\$\$\.Task\.Token\)"):
         handlers.request_approval({"state": APPROVAL_STATE}, None)
+
+
+def test_reject_refuses_a_denial_without_a_proof_and_records_nothing(
+    lambda_env: None, s3: S3Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    denial = {"Error": APPROVAL_DENIED, "Cause": "not this week"}
+
+    with pytest.raises(steps.WorkflowError, match=r"the denial carries no proof of who sent it"):
+        handlers.reject({**APPROVAL_STATE, "approval": denial}, None)
+    assert s3.list_objects_v2(Bucket=MODEL_BUCKET).get("KeyCount") == 0
 
 
 def test_a_step_logs_its_result_as_one_structured_json_line(lambda_env: None, monkeypatch: pytest.MonkeyPatch) -> None:

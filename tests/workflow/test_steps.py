@@ -14,10 +14,12 @@ from functions.common.athena import Athena
 from functions.common.bundle import pack_archive
 from functions.common.gate import GATE_PARSERS, Confusion, Evaluation, GateSettings, Scores, Verdict, decide
 from functions.common.registry import Decision, PromotionConflict, Registry, RegistryError, new_version_id
-from functions.workflow import steps
+from functions.workflow import approver, steps
+from functions.workflow.approver import Answer
 from functions.workflow.assembly import NoTrainingData
-from functions.workflow.state import ExecutionInput, RunState
+from functions.workflow.state import APPROVAL_DENIED, Approval, ExecutionInput, RunState
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
+from tests.workflow.sts import ALICE, FakeSts, sts_client, vouching
 from tests.workflow.support import SETTINGS, assemble_base_data, prepared_state
 
 if TYPE_CHECKING:
@@ -599,7 +601,15 @@ def test_a_retried_record_failure_records_one_failure(s3: S3Client, registry: Re
 # -- manual approval ----------------------------------------------------------------------------------------------
 
 
-ALICE = "arn:aws:sts::123456789012:assumed-role/ops/alice"
+def answered(state: dict[str, Any], answer: Any) -> RunState:
+    return RunState.parse({**state, "approval": answer})
+
+
+def signed(state: dict[str, Any], made_for: Callable[[str, str], Answer] | None = None, **answer: Any) -> str:
+    """A proof signed as ``driftloop approve`` / ``deny`` sign it: for this run's version and ``answer``'s
+    ``approved`` and ``words``, or for what ``made_for`` makes of the run and the version."""
+    run, version = state["guard"]["execution_id"], state["prepare"]["version"]
+    return approver.sign(sts_client(), made_for(run, version) if made_for else Answer(run, version, **answer))
 
 
 def test_promote_after_an_approval_records_who_sts_says_approved_never_who_the_answer_claims(
@@ -607,18 +617,55 @@ def test_promote_after_an_approval_records_who_sts_says_approved_never_who_the_a
 ) -> None:
     state = registered_run(challenger=0.9, champion=None)
     answer = {"approved": True, "by": "arn:aws:iam::123456789012:user/ceo", "note": "looks good", "proof": "url"}
-    verified: list[Any] = []
+    verified: list[tuple[str | None, Answer]] = []
 
-    def sts_says(approval: Any) -> str:
-        verified.append(approval)
+    def sts_says(proof: str | None, expected: Answer) -> str:
+        verified.append((proof, expected))
         return ALICE
 
-    result = steps.promote(registry, RunState.parse({**state, "approval": answer}), sts_says).to_json()
+    result = steps.promote(registry, answered(state, answer), sts_says).to_json()
 
     decision = registry.decisions()[-1]
     assert (decision.action, decision.id) == ("promoted", result["decision_id"])
     assert decision.details["approval"] == {"approved": True, "by": ALICE, "note": "looks good"}
-    assert verified == [answer]
+    # The proof must have been made for this run, this version and an approval with this note.
+    run, version = state["guard"]["execution_id"], state["prepare"]["version"]
+    assert verified == [("url", Answer(run, version, approved=True, words="looks good"))]
+
+
+def test_promote_records_the_approver_sts_finds_in_a_proof_made_for_this_runs_version(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.9, champion=None)
+    proof = signed(state, approved=True, words="looks good")
+
+    result = steps.promote(registry, answered(state, Approval.approving("looks good", proof)), vouching(FakeSts()))
+
+    assert result.promoted and registry.decisions()[-1].details["approval"]["by"] == ALICE
+
+
+OTHER_RUN = "arn:aws:states:eu-west-1:123456789012:execution:driftloop-training:other"
+
+
+@pytest.mark.parametrize(
+    "made_for",
+    [
+        lambda run, version: Answer(OTHER_RUN, version, approved=True, words="looks good"),
+        lambda run, version: Answer(run, "v-19700101-000000-000000", approved=True, words="looks good"),
+        lambda run, version: Answer(run, version, approved=False, words="looks good"),
+        lambda run, version: Answer(run, version, approved=True, words="another note"),
+    ],
+    ids=["another run", "another version", "a denial", "another note"],
+)
+def test_promote_refuses_an_approval_whose_proof_was_made_for(
+    registered_run: RegisteredRun, registry: Registry, made_for: Callable[[str, str], Answer]
+) -> None:
+    state = registered_run(challenger=0.9, champion=None)
+    proof = signed(state, made_for)
+
+    with pytest.raises(steps.WorkflowError, match="SignatureDoesNotMatch"):
+        steps.promote(registry, answered(state, Approval.approving("looks good", proof)), vouching(FakeSts()))
+    assert registry.champion() is None and [d.action for d in registry.decisions()] == ["registered"]
 
 
 def test_promote_refuses_an_approval_whose_sender_cannot_be_verified(
@@ -626,11 +673,8 @@ def test_promote_refuses_an_approval_whose_sender_cannot_be_verified(
 ) -> None:
     state = registered_run(challenger=0.9, champion=None)
 
-    def sts_refuses(approval: Any) -> str:
-        raise steps.WorkflowError("STS refused the approval's proof of who sent it (ExpiredToken: expired)")
-
-    with pytest.raises(steps.WorkflowError, match="ExpiredToken"):
-        steps.promote(registry, RunState.parse({**state, "approval": {"approved": True}}), sts_refuses).to_json()
+    with pytest.raises(steps.WorkflowError, match="the approval carries no proof of who sent it"):
+        steps.promote(registry, answered(state, {"approved": True}), vouching(FakeSts())).to_json()
     assert registry.champion() is None
 
 
@@ -643,9 +687,10 @@ def test_a_held_version_is_promoted_once_the_approval_step_approved_it_with_the_
 ) -> None:
     state = registered_run(challenger=0.99, champion=None, feature_scores=LEAK)
     assert (state["registration"]["passed"], state["registration"]["held"]) == (False, True)
-    answer = {"approved": True, "note": "id is a real signal here", "proof": "url"}
+    proof = signed(state, approved=True, words="id is a real signal here")
+    answer = Approval.approving("id is a real signal here", proof)
 
-    result = steps.promote(registry, RunState.parse({**state, "approval": answer}), lambda _: ALICE).to_json()
+    result = steps.promote(registry, answered(state, answer), vouching(FakeSts())).to_json()
 
     assert result["promoted"] is True and registry.champion() is not None
     decision = registry.decisions()[-1]
@@ -667,12 +712,13 @@ def test_promote_refuses_a_held_version_whose_approver_sts_does_not_vouch_for(
     registered_run: RegisteredRun, registry: Registry
 ) -> None:
     state = registered_run(challenger=0.99, champion=None, feature_scores=LEAK)
-
-    def sts_refuses(approval: Any) -> str:
-        raise steps.WorkflowError("STS refused the approval's proof of who sent it (SignatureDoesNotMatch: forged)")
+    # A proof made for the denial of this very version.
+    answer = Approval.approving(
+        "id is a real signal here", signed(state, approved=False, words="id is a real signal here")
+    )
 
     with pytest.raises(steps.WorkflowError, match="SignatureDoesNotMatch"):
-        steps.promote(registry, RunState.parse({**state, "approval": {"approved": True}}), sts_refuses).to_json()
+        steps.promote(registry, answered(state, answer), vouching(FakeSts())).to_json()
     assert registry.champion() is None
 
 
@@ -699,26 +745,73 @@ def test_promote_refuses_an_approval_that_does_not_say_approved(
     assert registry.champion() is None
 
 
-@pytest.mark.parametrize(
-    ("approval", "reason"),
-    [
-        (
-            {"Error": "driftloop.ApprovalDenied", "Cause": "holdout too small"},
-            "denied by an operator: holdout too small",
-        ),
-        ({"Error": "States.Timeout", "Cause": ""}, "no approval within the approval timeout"),
-    ],
-)
-def test_a_version_the_approval_turned_down_is_rejected_with_the_approvals_reason_first(
-    registered_run: RegisteredRun, registry: Registry, approval: dict[str, str], reason: str
+def test_a_denied_version_is_rejected_with_who_sts_says_denied_it_and_the_reason_first(
+    registered_run: RegisteredRun, registry: Registry
 ) -> None:
     state = registered_run(challenger=0.9, champion=None)
+    cause = Approval.denying("holdout too small", signed(state, approved=False, words="holdout too small"))
 
-    result = steps.reject(registry, RunState.parse({**state, "approval": approval})).to_json()
+    result = steps.reject(registry, answered(state, {"Error": APPROVAL_DENIED, "Cause": cause}), vouching(FakeSts()))
 
-    assert result["reasons"] == [reason, *state["registration"]["reasons"]]
+    assert result.reasons == (f"denied by {ALICE}: holdout too small", *state["registration"]["reasons"])
     decision = registry.decisions()[-1]
-    assert decision.action == "rejected" and decision.details["approval"] == approval
+    assert decision.action == "rejected"
+    assert decision.details["approval"] == {"approved": False, "by": ALICE, "reason": "holdout too small"}
+    assert registry.champion() is None
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        pytest.param("holdout too small", id="no proof (an answer the CLI did not make)"),
+        pytest.param(
+            Approval.denying("holdout too small", "https://sts.eu-west-1.amazonaws.com/?Action=GetCallerIdentity"),
+            id="no proof made for an answer",
+        ),
+    ],
+)
+def test_a_denial_without_a_proof_is_refused_and_records_no_rejection(
+    registered_run: RegisteredRun, registry: Registry, cause: str
+) -> None:
+    state = registered_run(challenger=0.9, champion=None)
+    sts = FakeSts()
+
+    with pytest.raises(steps.WorkflowError, match="the denial"):
+        steps.reject(registry, answered(state, {"Error": APPROVAL_DENIED, "Cause": cause}), vouching(sts))
+    assert [d.action for d in registry.decisions()] == ["registered"] and sts.requests == []
+
+
+@pytest.mark.parametrize(
+    "made_for",
+    [
+        lambda run, version: Answer(OTHER_RUN, version, approved=False, words="holdout too small"),
+        lambda run, version: Answer(run, "v-19700101-000000-000000", approved=False, words="holdout too small"),
+        lambda run, version: Answer(run, version, approved=True, words="holdout too small"),
+    ],
+    ids=["another run", "another version", "an approval"],
+)
+def test_a_denial_is_refused_when_its_proof_was_made_for(
+    registered_run: RegisteredRun, registry: Registry, made_for: Callable[[str, str], Answer]
+) -> None:
+    state = registered_run(challenger=0.9, champion=None)
+    cause = Approval.denying("holdout too small", signed(state, made_for))
+
+    with pytest.raises(steps.WorkflowError, match=r"STS refused the denial's proof .*SignatureDoesNotMatch"):
+        steps.reject(registry, answered(state, {"Error": APPROVAL_DENIED, "Cause": cause}), vouching(FakeSts()))
+    assert [d.action for d in registry.decisions()] == ["registered"]
+
+
+def test_a_version_nobody_answered_for_in_time_is_rejected_with_the_timeout_first(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.9, champion=None)
+    timeout = {"Error": "States.Timeout", "Cause": ""}
+
+    result = steps.reject(registry, answered(state, timeout)).to_json()
+
+    assert result["reasons"] == ["no approval within the approval timeout", *state["registration"]["reasons"]]
+    decision = registry.decisions()[-1]
+    assert decision.action == "rejected" and decision.details["approval"] == timeout
     assert registry.champion() is None
 
 
@@ -737,6 +830,18 @@ def test_the_approval_message_shows_the_gate_and_the_commands_that_answer_it(
     assert f"Challenger {version}: 0.912346" in text and f"Champion {champion}: 0.8" in text
     assert "Gate metric: roc_auc" in text
     assert all(f"- {reason}" in text for reason in state["registration"]["reasons"])
-    assert "driftloop approve --token AAAA+token/with=" in text
-    assert "driftloop deny --token AAAA+token/with= --reason" in text
+    # The answer's proof is signed for this run and this version: the commands name both.
+    bound = f"--token AAAA+token/with= --execution {state['guard']['execution_id']} --version {version}"
+    assert f'driftloop approve {bound} --note "..."' in text
+    assert f'driftloop deny {bound} --reason "..."' in text
     assert state["prepare"]["training_job_name"] in text
+
+
+def test_the_approval_message_needs_the_run_its_answers_are_signed_for(
+    registered_run: RegisteredRun, registry: Registry
+) -> None:
+    state = registered_run(challenger=0.9, champion=None)
+    unguarded = {**state, "guard": {**state["guard"], "execution_id": None}}
+
+    with pytest.raises(steps.WorkflowError, match=r"no execution id in the state \(\$\.guard\.execution_id\)"):
+        steps.approval_message(RunState.parse(unguarded), "token")

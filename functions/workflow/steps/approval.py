@@ -7,7 +7,7 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 from functions.workflow.errors import WorkflowError
-from functions.workflow.state import ApprovalEvent, RegistrationResult, RunState
+from functions.workflow.state import ApprovalEvent, GuardResult, RegistrationResult, RunState
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -19,7 +19,13 @@ def approval_message(state: RunState, token: str) -> dict[str, str]:
     if registration is None:
         raise WorkflowError(f"no registration in the state ({RegistrationResult.path()}): nothing to approve")
     version = registration.version
-    quoted = shlex.quote(token)
+    # What the answer's proof is signed for: this run and this version (functions.workflow.approver.Answer).
+    execution = state.execution_id
+    if not execution:
+        raise WorkflowError(
+            f"no execution id in the state ({GuardResult.path('execution_id')}): nothing to bind an answer to"
+        )
+    request = " ".join(shlex.quote(word) for word in ("--token", token, "--execution", execution, "--version", version))
     # The gate puts its hold reason last (functions.common.gate.decide).
     why = registration.reasons[-1] if registration.held and registration.reasons else "it passed the gate"
     lines = [
@@ -33,12 +39,13 @@ def approval_message(state: RunState, token: str) -> dict[str, str]:
         "",
         f"Trigger: {state.trigger().describe()}",
         f"Training job: {None if state.prepare is None else state.prepare.training_job_name}",
-        f"Execution: {state.execution_id}",
+        f"Execution: {execution}",
         "",
         "Approve (promotes it):",
-        f'  driftloop approve --token {quoted} --note "..."',
+        f'  driftloop approve {request} --note "..."',
         "Deny (rejects it, with your reason in the decision record):",
-        f'  driftloop deny --token {quoted} --reason "..."',
+        f'  driftloop deny {request} --reason "..."',
+        "Either answer is good for this run and this version only, and records who sent it as STS vouches for it.",
         "Without an answer within the approval timeout the version is rejected.",
     ]
     return {"subject": f"driftloop: approve promoting {version}?", "message": "\n".join(lines)}

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from functions.common.gate import Evaluation, GateError
 from functions.common.registry import ChampionPointer, Decision, PromotionConflict, Registry, RegistryError
+from functions.workflow.approver import Answer
 from functions.workflow.errors import NotPassed, WorkflowError
 from functions.workflow.state import (
-    APPROVAL_DENIED,
     APPROVAL_TIMEOUT,
     Approval,
+    GuardResult,
     PromotionResult,
     RegistrationResult,
     RejectionResult,
@@ -21,8 +22,9 @@ from functions.workflow.state import (
 from functions.workflow.steps.decisions import readable_cause, record_for_run, run_of
 from functions.workflow.steps.register import gate_scores
 
-# Who signed an approval's answer, as STS vouches for it (functions.workflow.approver.verify at the endpoint).
-Approver = Callable[[Mapping[str, Any]], str]
+# Who signed the proof sent with an approval or a denial, as STS vouches for it when the proof was made for that
+# answer (functions.workflow.approver.verify at the function's STS endpoint).
+Approver = Callable[[str | None, Answer], str]
 
 
 def promote(registry: Registry, state: RunState, approver: Approver | None = None) -> PromotionResult:
@@ -30,9 +32,9 @@ def promote(registry: Registry, state: RunState, approver: Approver | None = Non
 
     A champion that changed during training (another run, a manual promotion or a rollback) supersedes this run:
     the version is recorded as ``rejected`` with the reason and the run ends cleanly (``promoted: false``), with
-    that one decision. With manual approval on, the decision records the operator's note and who approved as
-    ``approver`` finds it from the answer's proof (never a name the answer gives). A retried Promote returns its
-    first attempt's result.
+    that one decision. After an approval, the decision records the operator's note and who approved as
+    ``approver`` finds it from the answer's proof, made for this run's version and an approval (never a name the
+    answer gives). A retried Promote returns its first attempt's result.
 
     The verdict, the scores and the champion compared with are read back from the version's registered record, as
     Register wrote it, not from ``$.registration``: a version whose record does not say passed is refused
@@ -58,7 +60,8 @@ def promote(registry: Registry, state: RunState, approver: Approver | None = Non
         "execution": state.execution_id,
     }
     if approval is not None:
-        details["approval"] = _vouched(approval, approver)
+        note = approval.words
+        details["approval"] = {"approved": True, "by": _vouched(state, version, approval, approver), "note": note}
 
     def promotion(pointer: ChampionPointer) -> Decision:
         """The decision recorded with ``pointer`` (it names the decision's id and time)."""
@@ -82,18 +85,24 @@ def promote(registry: Registry, state: RunState, approver: Approver | None = Non
     return _promotion_result(promotion(pointer))
 
 
-def reject(registry: Registry, state: RunState) -> RejectionResult:
-    """Record the version as rejected: by the gate, or by the approval (denied, or no answer in time)."""
+def reject(registry: Registry, state: RunState, approver: Approver | None = None) -> RejectionResult:
+    """Record the version as rejected: by the gate, or by the approval (denied, or no answer in time).
+
+    A denial records who denied as ``approver`` finds it from the denial's proof, made for this run's version and
+    a denial; a denial without such a proof is refused (:class:`WorkflowError`: the run fails, its ``failed``
+    decision says why, and the version, whose approval request was answered, is never promoted by this run).
+    """
     registration = _registration(state)
     approval = state.approval
-    reasons = [*_approval_refusal(approval), *registration.reasons]
     details: dict[str, Any] = {
         "metric": registration.metric,
         "challenger": registration.challenger,
         "champion": registration.champion,
     }
+    refusal: list[str] = []
     if approval is not None:
-        details["approval"] = approval.recorded
+        refusal, details["approval"] = _refusal(state, registration.version, approval, approver)
+    reasons = [*refusal, *registration.reasons]
     decision = record_for_run(registry, state, "rejected", registration.version, reasons, details)
     return RejectionResult(registration.version, decision.id, decision.reasons)
 
@@ -139,13 +148,17 @@ def _registered(registry: Registry, state: RunState, version: str, *, approved: 
     return _Registered(evaluation, champion.get("version") if isinstance(champion, dict) else None)
 
 
-def _vouched(approval: Approval, approver: Approver | None) -> dict[str, Any]:
-    """What the promoted decision records of the approval: the note, and who approved as the proof shows."""
+def _vouched(state: RunState, version: str, approval: Approval, approver: Approver | None) -> str:
+    """Who sent ``approval``, as its proof shows when it was made for this very answer: this run's execution, this
+    version, approve or deny, these words."""
+    answer = Answer(state.execution_id or "", version, approval.approved, approval.words)
     if approver is None:
-        raise WorkflowError("Promote was given an approval but no way to verify who sent it")
-    answer = approval.recorded
-    note = answer.get("note")
-    return {"approved": True, "by": approver(answer), "note": note if isinstance(note, str) else None}
+        raise WorkflowError(f"the step was given the {answer.verb} but no way to verify who sent it")
+    if not answer.execution:
+        raise WorkflowError(
+            f"no execution in the state ({GuardResult.path('execution_id')}) to verify the {answer.verb} for"
+        )
+    return approver(approval.proof, answer)
 
 
 def _registration(state: RunState) -> RegistrationResult:
@@ -183,13 +196,15 @@ def _promotion_result(decision: Decision) -> PromotionResult:
     )
 
 
-def _approval_refusal(approval: Approval | None) -> list[str]:
-    """Why the approval state sent the run to Reject (its Catch put the error at ``$.approval``), if it did."""
-    error = None if approval is None else approval.error
+def _refusal(state: RunState, version: str, approval: Approval, approver: Approver | None) -> tuple[list[str], Any]:
+    """Why the approval state sent the run to Reject (its Catch put the error at ``$.approval``), and what the
+    decision records of it: for a denial, who denied as its proof shows, and the reason."""
+    if approval.denied:
+        denier, reason = _vouched(state, version, approval, approver), approval.words
+        return [f"denied by {denier}: {reason}"], {"approved": False, "by": denier, "reason": reason}
+    error = approval.error
     if error is None:
-        return []
-    if error.error == APPROVAL_DENIED:
-        return [f"denied by an operator: {readable_cause(error.cause)}"]
+        return [], approval.recorded
     if error.error == APPROVAL_TIMEOUT:
-        return ["no approval within the approval timeout"]
-    return [f"not approved: {error.error}: {readable_cause(error.cause)}"]
+        return ["no approval within the approval timeout"], approval.recorded
+    return [f"not approved: {error.error}: {readable_cause(error.cause)}"], approval.recorded
