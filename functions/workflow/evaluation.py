@@ -310,7 +310,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         passed=verdict.passed,
         held=verdict.held,
         scored_rows=scores.scored_rows,
-        trusted_rows=scores.trusted_rows,
+        trusted_rows=scores.trusted_rows or 0,
     )
 
 
