@@ -89,11 +89,14 @@ def _base_dependencies() -> list[str]:
     return [re.split(r"[^A-Za-z0-9._-]", spec, maxsplit=1)[0] for spec in project["dependencies"]]
 
 
-def _extra_export(extra: str, keep: tuple[str, ...]) -> tuple[str, ...]:
-    """``uv export`` options for an extra plus the project's own dependencies named in ``keep``; the others are
+def _extra_export(extras: tuple[str, ...], keep: tuple[str, ...]) -> tuple[str, ...]:
+    """``uv export`` options for extras plus the project's own dependencies named in ``keep``; the others are
     pruned with whatever only they need (boto3 and botocore among them: the Lambda runtime provides them)."""
     pruned = [name for name in _base_dependencies() if name.lower() not in keep]
-    return ("--extra", extra, *(arg for name in pruned for arg in ("--prune", name)))
+    return (
+        *(arg for extra in extras for arg in ("--extra", extra)),
+        *(arg for name in pruned for arg in ("--prune", name)),
+    )
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ MONITOR = LambdaBundle(
     PinnedRequirements(
         REPO_ROOT / "functions" / "monitor" / "requirements.txt",
         "drift monitor Lambda",
-        _extra_export("monitor", ("numpy",)),
+        _extra_export(("monitor",), ("numpy",)),
     ),
 )
 # The training workflow's steps: the ``workflow`` extra (Powertools) only.
@@ -128,7 +131,26 @@ WORKFLOW = LambdaBundle(
     PinnedRequirements(
         REPO_ROOT / "functions" / "workflow" / "requirements.txt",
         "training workflow Lambdas",
-        _extra_export("workflow", ()),
+        _extra_export(("workflow",), ()),
+    ),
+)
+# The workflow's HoldOut step: the workflow's packages and pyarrow (152 MiB installed; no room for onnxruntime).
+HOLDOUT = LambdaBundle(
+    WORKFLOW.sources,
+    PinnedRequirements(
+        REPO_ROOT / "functions" / "workflow" / "requirements-holdout.txt",
+        "workflow's HoldOut Lambda",
+        _extra_export(("workflow", "holdout"), ()),
+    ),
+)
+# The workflow's Evaluate step: the workflow's packages, and ONNX Runtime with numpy to score the models with
+# the inference package's model loader.
+EVALUATE = LambdaBundle(
+    (*WORKFLOW.sources, "functions/inference"),
+    PinnedRequirements(
+        REPO_ROOT / "functions" / "workflow" / "requirements-evaluate.txt",
+        "workflow's Evaluate Lambda",
+        _extra_export(("workflow",), ("numpy", "onnxruntime")),
     ),
 )
 # Batch scoring: the inference package's model and answers, so the inference Lambda's pins (one cached install for
@@ -138,7 +160,7 @@ BATCH = LambdaBundle(
     INFERENCE.requirements,
 )
 # The bundles whose pin files `python -m infra.bundling` writes (BATCH shares INFERENCE's).
-BUNDLES = (INFERENCE, MONITOR, WORKFLOW)
+BUNDLES = (INFERENCE, MONITOR, WORKFLOW, HOLDOUT, EVALUATE)
 
 
 def _pip_command() -> list[str]:

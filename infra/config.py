@@ -188,6 +188,12 @@ class TrainingConfig(_Model):
     # The workflow Lambdas (guard, assemble, prepare, register, promote, reject, record_failure, release).
     step_memory_mb: Annotated[int, _integer(128, 10240)]
     step_timeout_seconds: Annotated[int, _integer(1, 900)]
+    # The share of each run's rows (trusted and feedback alike) the HoldOut step keeps from the training job for
+    # the Evaluate step to judge both models on. Pinned here, not a run's hyperparameter: whoever starts a run must
+    # not choose how much evidence the gate sees.
+    holdout_share: Annotated[float, _MustBe("a number between 0 and 1, both excluded", (Interval(gt=0, lt=1),))]
+    # HoldOut and Evaluate read and score the holdout (one Lambda vCPU per 1769 MB; they run up to 15 minutes).
+    evaluation_memory_mb: Annotated[int, _integer(512, 10240)]
 
     def _rules(self) -> Iterator[InitErrorDetails]:
         if self.workflow_timeout_seconds <= self.max_runtime_seconds:
@@ -208,6 +214,7 @@ DATA_PREFIXES = (
     "feedback_prefix",
     "report_prefix",
     "assembled_prefix",
+    "holdout_prefix",
     "athena_results_prefix",
     "artifact_prefix",
     "registry_prefix",
@@ -222,6 +229,8 @@ class DataConfig(_Model):
     feedback_prefix: Prefix
     report_prefix: Prefix
     assembled_prefix: Prefix
+    # Each run's holdout (kept from the training job) and the Evaluate step's evaluation on it.
+    holdout_prefix: Prefix
     athena_results_prefix: Prefix
     # In the model bucket: SageMaker outputs and the registry.
     artifact_prefix: Prefix

@@ -117,11 +117,14 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
     run_lock = objects_arn(model, layout.runs_prefix)
     decisions = objects_arn(model, layout.decisions_prefix)
     versions = objects_arn(model, layout.versions_prefix)
+    holdouts = objects_arn(training.data_bucket, data.holdout_prefix)
     steps = training.steps
     for name, arns in (
         ("guard", [run_lock, decisions]),
         ("prepare", []),
-        ("register", [artifacts, versions, decisions]),
+        ("hold_out", [assembled, holdouts]),
+        ("evaluate", [artifacts, versions, holdouts]),
+        ("register", [artifacts, versions, decisions, holdouts]),
         ("promote", [versions, decisions]),
         ("reject", [decisions]),
         ("record_failure", [decisions]),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from functions.common.bundle import MISSING_CATEGORY, FeatureType, ModelMetadata, Task
+from functions.common.bundle import MISSING_CATEGORY, FeatureType, ModelMetadata, Task, schema_differences
 from training.errors import TrainingFailure
 from training.feature_spec import FeatureSpec, onnx_input_names
 from training.features import infer_type, model_inputs, parse_numbers
@@ -221,28 +221,6 @@ def _check_target(target: pd.Series, task: Task, hp: Hyperparameters, problems: 
         return
     for label, count in rare.items():
         problems.append(f"class {label!r} has only {count} example(s) (min_class_count {hp.min_class_count})")
-
-
-def schema_differences(
-    champion: ModelMetadata, target: str, task: Task, feature_types: dict[str, FeatureType], classes: list[str]
-) -> list[str]:
-    """How this data's model would differ from the champion's; empty when they are comparable."""
-    differences = []
-    if champion.target != target or champion.task != task:
-        differences.append(f"the champion predicts {champion.target!r} ({champion.task}), not {target!r} ({task})")
-    old = {f.name: f.type for f in champion.features}
-    added = [n for n in feature_types if n not in old]
-    removed = [n for n in old if n not in feature_types]
-    retyped = [f"{n} ({old[n]} -> {kind})" for n, kind in feature_types.items() if n in old and old[n] != kind]
-    if added:
-        differences.append(f"added features {_listing(added)}")
-    if removed:
-        differences.append(f"removed features {_listing(removed)}")
-    if retyped:
-        differences.append(f"features whose type changed: {', '.join(retyped)}")
-    if task == "classification" and champion.task == task and set(champion.classes) != set(classes):
-        differences.append(f"classes {sorted(classes)} instead of the champion's {sorted(champion.classes)}")
-    return differences
 
 
 def validate(frame: pd.DataFrame, hp: Hyperparameters, champion: ModelMetadata | None) -> Dataset:

@@ -19,7 +19,7 @@ import json
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -259,3 +259,32 @@ def open_bundle(source: Path, work_dir: Path | None = None) -> tuple[Path, Model
         shutil.rmtree(target)
     extract_archive(source, target)
     return target, verify_bundle(target)
+
+
+def _listing(values: list[str], limit: int = 20) -> str:
+    # Bounded: the reasons end up in SageMaker's failure reason, cut at 1024 characters.
+    shown = ", ".join(repr(str(v)) for v in values[:limit])
+    return shown if len(values) <= limit else f"{shown} and {len(values) - limit} more"
+
+
+def schema_differences(
+    champion: ModelMetadata, target: str, task: str, feature_types: Mapping[str, str], classes: Sequence[str]
+) -> list[str]:
+    """How a model of ``target`` (``task``) on ``feature_types`` (and ``classes``) differs from the champion's;
+    empty when the two are comparable on the same rows."""
+    differences = []
+    if champion.target != target or champion.task != task:
+        differences.append(f"the champion predicts {champion.target!r} ({champion.task}), not {target!r} ({task})")
+    old = {f.name: f.type for f in champion.features}
+    added = [n for n in feature_types if n not in old]
+    removed = [n for n in old if n not in feature_types]
+    retyped = [f"{n} ({old[n]} -> {kind})" for n, kind in feature_types.items() if n in old and old[n] != kind]
+    if added:
+        differences.append(f"added features {_listing(added)}")
+    if removed:
+        differences.append(f"removed features {_listing(removed)}")
+    if retyped:
+        differences.append(f"features whose type changed: {', '.join(retyped)}")
+    if task == "classification" and champion.task == task and set(champion.classes) != set(classes):
+        differences.append(f"classes {sorted(classes)} instead of the champion's {sorted(champion.classes)}")
+    return differences

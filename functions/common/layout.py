@@ -13,7 +13,9 @@ a run's training set, and the training program reads that set as its ``train`` c
   (:func:`s3_location`), where Athena names each query's files;
 - monitoring reports: ``<report_prefix><version>/<UTC time, e.g. 20261127T111717Z>.<json|png>``;
 - assembled training sets: ``<assembled_prefix><version>/`` (``base/...`` and ``feedback/feedback.csv``) and its
-  manifest beside it, ``<assembled_prefix><version>.manifest.json`` (so not in the ``train`` channel).
+  manifest beside it, ``<assembled_prefix><version>.manifest.json`` (so not in the ``train`` channel);
+- each run's holdout, which the workflow keeps from the training job, and the Evaluate step's verdict on it:
+  ``<holdout_prefix><version>/rows/{base,feedback}/...`` (CSV) and ``<holdout_prefix><version>/evaluation.json``.
 
 Captures and feedback are JSON lines, gzip-compressed by Firehose (objects named ``....gz``). The hour of a
 partition (:func:`hour_value`, ``yyyy-MM-dd-HH`` in UTC) is the hour Firehose *received* the record, which can be
@@ -108,6 +110,14 @@ def s3_location(bucket: str, prefix: str) -> str:
 # -- monitoring reports -----------------------------------------------------------------------------------------
 
 
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` as (bucket, key)."""
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key
+
+
 def report_key(report_prefix: str, version: str, time: datetime, suffix: str) -> str:
     """``<report_prefix><version>/<UTC time, e.g. 20261127T111717Z>.<suffix>``."""
     return f"{report_prefix}{version}/{time.astimezone(UTC):%Y%m%dT%H%M%SZ}.{suffix}"
@@ -135,3 +145,20 @@ def assembled_manifest_key(assembled_prefix: str, version: str) -> str:
 def is_feedback(relative_path: str) -> bool:
     """Whether a file of the ``train`` channel (its path relative to the channel, ``/``-separated) is feedback."""
     return relative_path.startswith(FEEDBACK_FOLDER)
+
+
+# -- holdouts ---------------------------------------------------------------------------------------------------
+# The rows the HoldOut step takes out of a run's assembled set, in the same ``base/`` and ``feedback/`` folders
+# (so :func:`is_feedback` tells them apart), and the Evaluate step's evaluation of both models on them. Outside
+# the assembled prefix: the training job's role cannot read them.
+
+HOLDOUT_ROWS_FOLDER = "rows/"
+HOLDOUT_EVALUATION_FILE = "evaluation.json"
+
+
+def holdout_rows_folder(holdout_prefix: str, version: str) -> str:
+    return f"{holdout_prefix}{version}/{HOLDOUT_ROWS_FOLDER}"
+
+
+def holdout_evaluation_key(holdout_prefix: str, version: str) -> str:
+    return f"{holdout_prefix}{version}/{HOLDOUT_EVALUATION_FILE}"

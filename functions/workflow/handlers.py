@@ -88,6 +88,20 @@ def finish_assembly(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _log("finish_assembly", result)
 
 
+def hold_out(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # Imported here: only the HoldOut function's bundle carries pyarrow.
+    from functions.workflow.holdout import hold_out_step
+
+    return _log("hold_out", hold_out_step(_settings(), _s3(), RunState.parse(event)).to_json())
+
+
+def evaluate(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # Imported here: only the Evaluate function's bundle carries onnxruntime.
+    from functions.workflow.evaluation import evaluate as evaluate_step
+
+    return _log("evaluate", evaluate_step(_settings(), _s3(), _registry(), RunState.parse(event)).to_json())
+
+
 def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _log("prepare", steps.prepare(_settings(), _registry(), RunState.parse(event)).to_json())
 

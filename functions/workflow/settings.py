@@ -25,6 +25,9 @@ class WorkflowSettings(EnvContract):
     # Data assembly (Assemble): the run's training set lands under <assembled_prefix><version>/.
     assembled_prefix: str = variable("DRIFTLOOP_ASSEMBLED_PREFIX")
     capture_prefix: str = variable("DRIFTLOOP_CAPTURE_PREFIX")
+    # HoldOut moves this share of the run's rows under <holdout_prefix><version>/, where Evaluate scores them.
+    holdout_prefix: str = variable("DRIFTLOOP_HOLDOUT_PREFIX")
+    holdout_share: float = variable("DRIFTLOOP_HOLDOUT_SHARE", env.FRACTION)
     include_feedback: bool = variable("DRIFTLOOP_INCLUDE_FEEDBACK", env.BOOLEAN)
     feedback_max_age_days: int = variable("DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", env.POSITIVE_INT)
     # At most this share of the training set's rows is feedback (API callers' labels are not trusted data).

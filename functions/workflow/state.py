@@ -37,6 +37,8 @@ GUARD = "guard"
 ASSEMBLY_PLAN = "assembly_plan"
 ASSEMBLY_QUERY = "assembly_query"
 ASSEMBLY = "assembly"
+HOLDOUT = "holdout"
+EVALUATION = "evaluation"
 PREPARE = "prepare"
 TRAINING = "training"
 REGISTRATION = "registration"
@@ -302,6 +304,48 @@ class AssemblyResult(_Part):
             object_count=read.optional_int("object_count"),
             counts=read.mapping("counts"),
         )
+
+
+@dataclass(frozen=True)
+class HoldoutResult(_Part):
+    """HoldOut's result (``functions/workflow/holdout.py``): where the held-out rows are, and the rows kept for
+    training and held out, trusted (``base``) and feedback."""
+
+    KEY = HOLDOUT
+
+    folder: str
+    counts: dict[str, Any]
+
+    @classmethod
+    def parse(cls, raw: Any) -> HoldoutResult:
+        read = _Object(raw, path(HOLDOUT))
+        return cls(folder=read.text("folder"), counts=read.mapping("counts") or {})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"folder": self.folder, "counts": self.counts}
+
+
+@dataclass(frozen=True)
+class EvaluationResult(_Part):
+    """Evaluate's result (``functions/workflow/evaluation.py``): where it wrote the evaluation the gate judges,
+    and what it found (Register re-reads the file and recomputes the verdict under the pinned settings)."""
+
+    KEY = EVALUATION
+
+    key: str
+    passed: bool
+    held: bool
+    scored_rows: int
+    trusted_rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "passed": self.passed,
+            "held": self.held,
+            "scored_rows": self.scored_rows,
+            "trusted_rows": self.trusted_rows,
+        }
 
 
 @dataclass(frozen=True)
@@ -630,6 +674,7 @@ class RunState:
     assembly_plan: AssemblyPlan | None = None
     assembly_query: AssemblyQuery | None = None
     assembly: AssemblyResult | None = None
+    holdout: HoldoutResult | None = None
     prepare: PrepareResult | None = None
     training: TrainingResult | None = None
     registration: RegistrationResult | None = None
@@ -650,6 +695,7 @@ class RunState:
             assembly_plan=part(ASSEMBLY_PLAN, AssemblyPlan.parse),
             assembly_query=part(ASSEMBLY_QUERY, AssemblyQuery.parse),
             assembly=part(ASSEMBLY, AssemblyResult.parse),
+            holdout=part(HOLDOUT, HoldoutResult.parse),
             prepare=part(PREPARE, PrepareResult.parse),
             training=part(TRAINING, TrainingResult.parse),
             registration=part(REGISTRATION, RegistrationResult.parse),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import AssetHashType, BundlingOptions, Duration, RemovalPolicy
+from aws_cdk import AssetHashType, BundlingOptions, Duration, RemovalPolicy, Size
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -34,6 +34,7 @@ class PythonFunction(Construct):
         log_retention_days: int,
         removal_policy: RemovalPolicy,
         reserved_concurrency: int | None = None,
+        ephemeral_storage_mb: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(
@@ -59,6 +60,7 @@ class PythonFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=self.log_group,
             reserved_concurrent_executions=reserved_concurrency,
+            ephemeral_storage_size=None if ephemeral_storage_mb is None else Size.mebibytes(ephemeral_storage_mb),
         )
 
 

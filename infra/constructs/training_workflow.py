@@ -1,8 +1,9 @@
 """The training state machine.
 
-    Guard -> Acquired? -> Assemble -> FeedbackQuery? -> AssembleFeedback -> FinishAssembly -> Prepare -> Train
-          -> Register -> GatePassed? -> Promote | Reject -> Release -> Outcome -> Promoted | Superseded | Rejected
-    FeedbackQuery? -> FinishAssembly              (no feedback rows to add: nothing for Athena to write)
+    Guard -> Acquired? -> Assemble -> FeedbackQuery? -> AssembleFeedback -> HoldOut -> FinishAssembly -> Prepare
+          -> Train -> Evaluate -> Register -> GatePassed? -> Promote | Reject -> Release -> Outcome
+          -> Promoted | Superseded | Rejected
+    FeedbackQuery? -> HoldOut                     (no feedback rows to add: nothing for Athena to write)
     GatePassed? -> Approval -> Promote            (a held version, and with retraining.approval every passed one:
                             -> Reject              an operator approves, or the run is rejected when one denies or
                                                    none answers in time)
@@ -15,6 +16,9 @@ taking the lock is covered). A state machine timeout runs no state: the lock the
 
 AssembleFeedback is Athena's ``startQueryExecution.sync``: the UNLOAD that Assemble planned writes the feedback
 rows of the training set to S3 and the state machine waits for it; no Lambda holds those rows.
+
+HoldOut moves the run's holdout out of the assembled set before the job can read it, and Evaluate, not the job,
+scores the challenger and the champion on it: the verdict Register records rests on Evaluate's scores only.
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ from functions.workflow.state import (
     AssemblyPlan,
     AssemblyQuery,
     AssemblyResult,
+    EvaluationResult,
     FailureResult,
     GuardResult,
+    HoldoutResult,
     PrepareResult,
     PromotionResult,
     RegistrationResult,
@@ -78,8 +84,10 @@ SAGEMAKER_EVENTS_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
 class WorkflowFunctions:
     guard: lambda_.IFunction
     assemble: lambda_.IFunction
+    hold_out: lambda_.IFunction
     finish_assembly: lambda_.IFunction
     prepare: lambda_.IFunction
+    evaluate: lambda_.IFunction
     register: lambda_.IFunction
     promote: lambda_.IFunction
     reject: lambda_.IFunction
@@ -198,9 +206,11 @@ class TrainingWorkflow(Construct):
         assemble_feedback.add_retry(
             errors=list(ATHENA_TRANSIENT_ERRORS), interval=Duration.seconds(5), max_attempts=5, backoff_rate=2
         )
+        hold_out = self._invoke("HoldOut", functions.hold_out, HoldoutResult.path())
         finish_assembly = self._invoke("FinishAssembly", functions.finish_assembly, AssemblyResult.path())
         prepare = self._invoke("Prepare", functions.prepare, PrepareResult.path())
         train = self._train_state()
+        evaluate = self._invoke("Evaluate", functions.evaluate, EvaluationResult.path())
         register = self._invoke("Register", functions.register, RegistrationResult.path())
         promote = self._invoke("Promote", functions.promote, PromotionResult.path())
         reject = self._invoke("Reject", functions.reject, RejectionResult.path())
@@ -209,9 +219,11 @@ class TrainingWorkflow(Construct):
             guard,
             assemble,
             assemble_feedback,
+            hold_out,
             finish_assembly,
             prepare,
             train,
+            evaluate,
             register,
             promote,
             reject,
@@ -243,7 +255,9 @@ class TrainingWorkflow(Construct):
             )
             .otherwise(reject)
         )
-        assemble_feedback.next(finish_assembly).next(prepare).next(train).next(register).next(gate)
+        assemble_feedback.next(hold_out).next(finish_assembly).next(prepare).next(train).next(evaluate).next(
+            register
+        ).next(gate)
         acquired = (
             sfn.Choice(self, "Acquired?")
             .when(
@@ -251,7 +265,7 @@ class TrainingWorkflow(Construct):
                 assemble.next(
                     sfn.Choice(self, "FeedbackQuery?")
                     .when(sfn.Condition.is_present(AssemblyPlan.path("unload")), assemble_feedback)
-                    .otherwise(finish_assembly)
+                    .otherwise(hold_out)
                 ),
             )
             # Another run holds the lock, or the cooldown has not passed: Guard recorded a "skipped" decision.

@@ -63,6 +63,12 @@ class DataStack(Stack):
                     prefix=data.assembled_prefix,
                     expiration=Duration.days(data.artifact_expiry_days),
                 ),
+                # Each run's holdout and Evaluate's evaluation of it (the registry keeps a copy of the evaluation).
+                s3.LifecycleRule(
+                    id="expire-holdouts",
+                    prefix=data.holdout_prefix,
+                    expiration=Duration.days(data.artifact_expiry_days),
+                ),
                 # Captured predictions and feedback (Firehose's error output included) expire; a run that
                 # needs them longer keeps them in its assembled data set.
                 *(

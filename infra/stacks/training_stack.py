@@ -21,7 +21,7 @@ from constructs import Construct
 from functions.common.catalog import FEEDBACK_TABLE
 from functions.common.registry import RegistryLayout
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
-from infra.bundling import WORKFLOW
+from infra.bundling import EVALUATE, HOLDOUT, WORKFLOW, LambdaBundle
 from infra.config import DriftloopConfig
 from infra.constructs.capture_catalog import RESULT_UPLOAD_ACTIONS, SharedCatalog
 from infra.constructs.encrypted_topic import EncryptedTopic
@@ -39,6 +39,10 @@ from infra.grants import PrefixAccess, grant_missing_key_lookups, grant_object, 
 from infra.stacks.data_stack import SharedBucket
 
 WORKFLOW_HANDLERS = "functions.workflow.handlers"
+# The steps that read a run's rows, with the bundles that carry what they read them with.
+DATA_STEPS: dict[str, LambdaBundle] = {"hold_out": HOLDOUT, "evaluate": EVALUATE}
+MAX_LAMBDA_SECONDS = 900
+HOLDOUT_STORAGE_MB = 10240
 # The Service of the workflow Lambdas' log lines: one component, whichever step wrote the line.
 SERVICE = "workflow"
 
@@ -171,6 +175,8 @@ class TrainingStack(Stack):
             hyperparameters=config.workflow_hyperparameters,
             assembled_prefix=data.assembled_prefix,
             capture_prefix=data.capture_prefix,
+            holdout_prefix=data.holdout_prefix,
+            holdout_share=config.training.holdout_share,
             glue_database=self.catalog.database_name,
             athena_workgroup=self.catalog.workgroup_name,
             include_feedback=retraining.include_feedback,
@@ -189,18 +195,23 @@ class TrainingStack(Stack):
         description: str,
         environment: Mapping[str, str],
     ) -> PythonFunction:
-        """The Lambda behind one state: ``functions.workflow.handlers.<name>``."""
+        """The Lambda behind one state: ``functions.workflow.handlers.<name>``. HoldOut and Evaluate read and score
+        the run's data: their own bundles (pyarrow; ONNX Runtime), more memory, the longest timeout, and HoldOut
+        room on disk for the largest file it splits (5 GiB, CopyObject's limit, and its two parts)."""
+        data_step = DATA_STEPS.get(name)
+        training = config.training
         return PythonFunction(
             self,
             "".join(part.title() for part in name.split("_")) + "Function",
-            code=self._code,
+            code=self._code if data_step is None else bundled_code(data_step),
             handler=f"{WORKFLOW_HANDLERS}.{name}",
             description=description,
             environment=environment,
-            memory_mb=config.training.step_memory_mb,
-            timeout=Duration.seconds(config.training.step_timeout_seconds),
+            memory_mb=training.step_memory_mb if data_step is None else training.evaluation_memory_mb,
+            timeout=Duration.seconds(training.step_timeout_seconds if data_step is None else MAX_LAMBDA_SECONDS),
             log_retention_days=config.log_retention_days,
             removal_policy=removal,
+            ephemeral_storage_mb=HOLDOUT_STORAGE_MB if name == "hold_out" else None,
         )
 
     def _workflow_functions(self, config: DriftloopConfig, removal: RemovalPolicy) -> dict[str, PythonFunction]:
@@ -209,8 +220,10 @@ class TrainingStack(Stack):
         descriptions = {
             "guard": "Takes the run lock and checks the cooldown, or records why the run is skipped",
             "assemble": "Copies the run's base data and plans the Athena UNLOAD of captured predictions with feedback",
+            "hold_out": "Moves the run's holdout rows out of its training set, where the training job cannot read them",
             "finish_assembly": "Counts the run's feedback rows and writes the training set's manifest",
             "prepare": "Names the training job and builds its channels",
+            "evaluate": "Scores the challenger and the champion on the run's holdout: the scores the gate judges",
             "register": "Registers the trained bundle with its evaluation and lineage",
             "promote": "Makes the gated version the champion",
             "reject": "Records a version the gate rejected",
@@ -237,9 +250,16 @@ class TrainingStack(Stack):
                 (bucket, data.capture_prefix, "list"),
                 (bucket, data.assembled_prefix, "write"),
             ],
+            "hold_out": [(bucket, data.assembled_prefix, "read-write"), (bucket, data.holdout_prefix, "write")],
             "finish_assembly": [(bucket, data.assembled_prefix, "read")],
             "prepare": [],
+            "evaluate": [
+                (model, data.artifact_prefix, "read"),
+                (model, versions, "read"),
+                (bucket, data.holdout_prefix, "read-write"),
+            ],
             "register": [
+                (bucket, data.holdout_prefix, "read"),
                 (model, data.artifact_prefix, "read"),
                 (model, versions, "read-write"),
                 (model, decisions, "read-write"),
@@ -257,7 +277,7 @@ class TrainingStack(Stack):
         self.catalog.grant_query(steps["assemble"].role, self.data_bucket, tables=(FEEDBACK_TABLE,))
         self.catalog.grant_query(steps["finish_assembly"].role, self.data_bucket)
         # The steps that read keys that may be missing (no champion, run lock, version or evaluation yet) need a 404.
-        for name in ("guard", "prepare", "register", "promote", "release"):
+        for name in ("guard", "prepare", "evaluate", "register", "promote", "release"):
             grant_missing_key_lookups(steps[name].role, model)
         return steps
 

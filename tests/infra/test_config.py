@@ -304,7 +304,7 @@ def test_every_problem_is_reported_at_once_each_with_its_full_key() -> None:
         "driftloop.training must be an object, got str",
         "unknown key driftloop.data.registry (known: access_log_expiry_days, artifact_expiry_days, artifact_prefix, "
         "assembled_prefix, athena_results_prefix, capture_expiry_days, capture_prefix, feedback_prefix, "
-        "incomplete_upload_expiry_days, "
+        "holdout_prefix, incomplete_upload_expiry_days, "
         "noncurrent_version_expiry_days, registry_prefix, report_prefix, training_data_prefix)",
         "driftloop.serving.memory_mb must be an integer from 128 to 10240, got 64",
         "driftloop.capture.enabled must be true or false, got 'yes'",
@@ -350,3 +350,9 @@ def test_rules_between_keys_of_one_section_are_all_reported() -> None:
         "driftloop.monitoring.quality_datapoints_to_alarm",
         "driftloop.monitoring.window_minutes",
     ]
+
+
+@pytest.mark.parametrize("share", [0, 1, 1.5])
+def test_a_holdout_share_that_would_leave_nothing_to_judge_or_to_train_on_is_refused(share: float) -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.training\.holdout_share must be a number between 0 and 1"):
+        load(context(training__holdout_share=share))

@@ -13,6 +13,7 @@ from aws_cdk.cx_api import CloudAssembly
 
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from functions.workflow.state import APPROVAL_DENIED, APPROVAL_TIMEOUT
+from infra.bundling import EVALUATE, HOLDOUT, WORKFLOW, LambdaBundle
 from infra.constructs.capture_catalog import CATALOG_ACTIONS, RESULT_UPLOAD_ACTIONS
 from infra.constructs.training_workflow import FAILED_ERROR
 from infra.stacks.wiring import DriftloopStacks
@@ -24,9 +25,11 @@ TASKS = (
     "Guard",
     "Assemble",
     "AssembleFeedback",
+    "HoldOut",
     "FinishAssembly",
     "Prepare",
     "Train",
+    "Evaluate",
     "Register",
     "Promote",
     "Reject",
@@ -131,7 +134,9 @@ def test_state_machine_is_named_from_config(training_template: Template) -> None
     )
 
 
-def test_states_run_guard_assemble_prepare_train_register_the_gate_then_release(states: dict[str, Any]) -> None:
+def test_states_run_guard_assemble_hold_out_prepare_train_evaluate_register_the_gate_then_release(
+    states: dict[str, Any],
+) -> None:
     assert states["Guard"]["Next"] == "Acquired?"
     acquired = states["Acquired?"]
     assert acquired["Type"] == "Choice"
@@ -141,11 +146,15 @@ def test_states_run_guard_assemble_prepare_train_register_the_gate_then_release(
     # Athena writes the feedback rows only when Assemble planned an UNLOAD; the base data alone needs none.
     query = states["FeedbackQuery?"]
     assert query["Choices"] == [{"Variable": "$.assembly_plan.unload", "IsPresent": True, "Next": "AssembleFeedback"}]
-    assert query["Default"] == "FinishAssembly"
-    assert states["AssembleFeedback"]["Next"] == "FinishAssembly"
+    assert query["Default"] == "HoldOut"
+    # Both ways, the holdout leaves the assembled set before the manifest lists it and the job reads it.
+    assert states["AssembleFeedback"]["Next"] == "HoldOut"
+    assert states["HoldOut"]["Next"] == "FinishAssembly"
     assert states["FinishAssembly"]["Next"] == "Prepare"
     assert states["Prepare"]["Next"] == "Train"
-    assert states["Train"]["Next"] == "Register"
+    # The gate judges what Evaluate scored, not what the job says.
+    assert states["Train"]["Next"] == "Evaluate"
+    assert states["Evaluate"]["Next"] == "Register"
     assert states["Register"]["Next"] == "GatePassed?"
     gate = states["GatePassed?"]
     assert gate["Type"] == "Choice"
@@ -226,8 +235,10 @@ def test_lambda_steps_put_their_results_where_the_next_steps_read_them(states: d
     expected = {
         "Guard": ("$.guard", "<GuardFunction"),
         "Assemble": ("$.assembly_plan", "<AssembleFunction"),
+        "HoldOut": ("$.holdout", "<HoldOutFunction"),
         "FinishAssembly": ("$.assembly", "<FinishAssemblyFunction"),
         "Prepare": ("$.prepare", "<PrepareFunction"),
+        "Evaluate": ("$.evaluation", "<EvaluateFunction"),
         "Register": ("$.registration", "<RegisterFunction"),
         "Promote": ("$.promotion", "<PromoteFunction"),
         "Reject": ("$.rejection", "<RejectFunction"),
@@ -494,6 +505,8 @@ def test_workflow_function_settings(training_template: Template, name: str) -> N
                     ),
                     "DRIFTLOOP_ASSEMBLED_PREFIX": "assembled/",
                     "DRIFTLOOP_CAPTURE_PREFIX": "captures/",
+                    "DRIFTLOOP_HOLDOUT_PREFIX": "holdouts/",
+                    "DRIFTLOOP_HOLDOUT_SHARE": "0.2",
                     "GLUE_DATABASE": "driftloop_dev",
                     "ATHENA_WORKGROUP": "driftloop-dev",
                     "DRIFTLOOP_INCLUDE_FEEDBACK": "true",
@@ -574,6 +587,7 @@ def test_only_promote_may_write_the_champion_pointer(training_template: Template
 def test_register_reads_training_outputs_and_creates_versions_and_decisions(training_template: Template) -> None:
     # It reads back a version it may have stored already (a retried step) and the decisions it recorded.
     assert object_actions(training_template, "RegisterFunctionRole") == {
+        "data:holdouts/*": {"s3:GetObject"},
         "model:training-jobs/*": {"s3:GetObject"},
         "model:registry/versions/*": READ_WRITE,
         "model:registry/decisions/*": READ_WRITE,
@@ -687,6 +701,50 @@ def test_state_machine_unloads_feedback_reading_only_captures_and_feedback_and_w
 
 def _actions(policy: list[dict[str, Any]]) -> list[str]:
     return [a for s in policy for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
+
+
+def test_hold_out_rewrites_the_assembled_set_and_writes_only_the_holdout(training_template: Template) -> None:
+    assert object_actions(training_template, "HoldOutFunctionRole") == {
+        "data:assembled/*": READ_WRITE,
+        "data:holdouts/*": {"s3:PutObject"},
+    }
+
+
+def test_evaluate_reads_both_models_and_the_holdout_and_writes_only_its_evaluation(training_template: Template) -> None:
+    assert object_actions(training_template, "EvaluateFunctionRole") == {
+        "model:training-jobs/*": {"s3:GetObject"},
+        "model:registry/versions/*": {"s3:GetObject"},
+        "data:holdouts/*": READ_WRITE,
+    }
+
+
+@pytest.mark.parametrize(("name", "bundle", "storage"), [("HoldOut", HOLDOUT, 10240), ("Evaluate", EVALUATE, None)])
+def test_the_data_steps_get_their_own_bundle_more_memory_and_the_longest_timeout(
+    training_template: Template, name: str, bundle: LambdaBundle, storage: int | None
+) -> None:
+    [function] = [
+        resource["Properties"]
+        for logical_id, resource in training_template.find_resources("AWS::Lambda::Function").items()
+        if logical_id.startswith(f"{name}Function")
+    ]
+    assert (function["MemorySize"], function["Timeout"]) == (2048, 900)
+    assert function.get("EphemeralStorage") == (None if storage is None else {"Size": storage})
+    others = training_template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "functions.workflow.handlers.guard"}}
+    )
+    [guard] = [resource["Properties"] for resource in others.values()]
+    assert function["Code"] != guard["Code"]
+    assert bundle.requirements.path != WORKFLOW.requirements.path
+
+
+def test_holdouts_expire_with_the_training_outputs(data_template: Template) -> None:
+    [bucket] = [
+        resource
+        for logical_id, resource in data_template.find_resources("AWS::S3::Bucket").items()
+        if logical_id.startswith("DataBucket")
+    ]
+    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert {"Id": "expire-holdouts", "Prefix": "holdouts/", "ExpirationInDays": 30, "Status": "Enabled"} in rules
 
 
 def test_assembled_data_sets_expire_with_the_training_outputs(data_template: Template) -> None:

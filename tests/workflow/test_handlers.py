@@ -31,6 +31,8 @@ ENV = {
     "DRIFTLOOP_HYPERPARAMETERS": '{"target": "churned"}',
     "DRIFTLOOP_ASSEMBLED_PREFIX": "assembled/",
     "DRIFTLOOP_CAPTURE_PREFIX": "captures/",
+    "DRIFTLOOP_HOLDOUT_PREFIX": "holdouts/",
+    "DRIFTLOOP_HOLDOUT_SHARE": "0.2",
     "GLUE_DATABASE": "driftloop_dev",
     "ATHENA_WORKGROUP": "driftloop-dev",
     "DRIFTLOOP_INCLUDE_FEEDBACK": "false",
@@ -62,7 +64,7 @@ def clear_clients() -> None:
         cached.cache_clear()
 
 
-def test_a_run_through_the_handlers_takes_the_lock_assembles_prepares_and_releases(
+def test_a_run_through_the_handlers_takes_the_lock_assembles_holds_out_prepares_and_releases(
     lambda_env: None, s3: S3Client
 ) -> None:
     s3.put_object(Bucket=DATA_BUCKET, Key="training-data/data.csv", Body=b"x,churned\n1,0\n")
@@ -72,7 +74,8 @@ def test_a_run_through_the_handlers_takes_the_lock_assembles_prepares_and_releas
         {"execution_id": EXECUTION, "started_at": "2026-01-05T10:00:00Z", "state": state}, None
     )
     state["assembly_plan"] = handlers.assemble(state, LambdaContext())
-    assert "unload" not in state["assembly_plan"]  # no feedback: the state machine goes on to FinishAssembly
+    assert "unload" not in state["assembly_plan"]  # no feedback: the state machine goes on to HoldOut
+    state["holdout"] = handlers.hold_out(state, LambdaContext())
     state["assembly"] = handlers.finish_assembly(state, LambdaContext())
     state["prepare"] = handlers.prepare(state, None)
     state["rejection"] = {"version": state["guard"]["version"]}
@@ -80,6 +83,8 @@ def test_a_run_through_the_handlers_takes_the_lock_assembles_prepares_and_releas
 
     assert state["guard"]["acquired"] is True
     assert state["assembly"]["prefix"] == f"assembled/{state['guard']['version']}/"
+    assert state["holdout"]["folder"] == f"holdouts/{state['guard']['version']}/rows/"
+    assert state["holdout"]["counts"]["base"]["kept"] + state["holdout"]["counts"]["base"]["held"] == 1
     assert state["prepare"]["training_job_name"] == f"driftloop-dev-{state['guard']['version']}"
     assert state["prepare"]["hyperparameters"] == {"target": "churned"}
     assert state["prepare"]["trigger"] == {"source": "alarm", "alarm_name": "drift"}

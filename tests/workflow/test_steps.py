@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import gzip
-import io
 import json
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from functions.common.athena import Athena
-from functions.common.bundle import pack_archive
-from functions.common.gate import GATE_PARSERS, Confusion, Evaluation, GateSettings, Scores, Verdict, decide
+from functions.common.gate import GATE_PARSERS, Verdict
+from functions.common.layout import split_s3_uri
 from functions.common.registry import Decision, PromotionConflict, Registry, RegistryError, new_version_id
 from functions.workflow import approver, steps
 from functions.workflow.approver import Answer
@@ -20,7 +18,7 @@ from functions.workflow.assembly import NoTrainingData
 from functions.workflow.state import APPROVAL_DENIED, Approval, ExecutionInput, RunState
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 from tests.workflow.sts import ALICE, FakeSts, sts_client, vouching
-from tests.workflow.support import SETTINGS, assemble_base_data, prepared_state
+from tests.workflow.support import SETTINGS, assemble_base_data, fake_training_job, prepared_state
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,67 +27,6 @@ if TYPE_CHECKING:
 @pytest.fixture
 def training_data(s3: S3Client) -> None:
     s3.put_object(Bucket=DATA_BUCKET, Key="training-data/part-1.csv", Body=b"a,churned\n1,0\n")
-
-
-def fake_training_job(
-    s3: S3Client,
-    prepared: dict[str, Any],
-    bundle: Path,
-    tmp_path: Path,
-    *,
-    challenger: float,
-    champion: float | None,
-    verdict: Verdict | None = None,
-    feature_scores: dict[str, float] | None = None,
-) -> dict[str, Any]:
-    """Upload what SageMaker leaves after a job and return the .sync task's selected result.
-
-    ``verdict``: the job's own verdict in evaluation.json, instead of the gate's (a forged or buggy job).
-    """
-    job = prepared["training_job_name"]
-    prefix = f"{SETTINGS.artifact_prefix}{job}/output/"
-    pack_archive(bundle, tmp_path / "model.tar.gz")
-    s3.upload_file(str(tmp_path / "model.tar.gz"), MODEL_BUCKET, prefix + "model.tar.gz")
-    settings = GateSettings.for_task("classification", min_metric=0.6, min_improvement=0.01)
-    champion_metrics = None if champion is None else {"roc_auc": champion}
-    # Scored on 300 fresh holdout rows, all trusted: the same metrics on both sets.
-    scores = Scores(
-        holdout_rows=300,
-        challenger={"roc_auc": challenger},
-        trusted_rows=300,
-        challenger_trusted={"roc_auc": challenger},
-        champion_given=champion is not None,
-        champion=champion_metrics,
-        champion_trusted=champion_metrics,
-        champion_seen_rows=None if champion is None else 0,
-        # What the guardrails judge: a challenger no worse than the champion class by class, nothing leaked.
-        distinct_predictions=2,
-        distinct_targets=2,
-        challenger_confusion=Confusion(("0", "1"), ((180, 20), (30, 70))),
-        champion_confusion=Confusion(("0", "1"), ((180, 20), (30, 70))),
-        slices=(),
-        feature_scores=feature_scores or {"tenure": 0.7},
-    )
-    evaluation = Evaluation(
-        settings=settings,
-        scores=scores,
-        verdict=verdict or decide(settings, scores),
-        task="classification",
-        champion_version=(prepared["champion"] or {}).get("version"),
-    )
-    payload = json.dumps(evaluation.to_dict()).encode()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        info = tarfile.TarInfo("./evaluation.json")
-        info.size = len(payload)
-        archive.addfile(info, io.BytesIO(payload))
-    s3.put_object(Bucket=MODEL_BUCKET, Key=prefix + "output.tar.gz", Body=buffer.getvalue())
-    return {
-        "TrainingJobName": job,
-        "TrainingJobStatus": "Completed",
-        "ModelArtifacts": {"S3ModelArtifacts": f"s3://{MODEL_BUCKET}/{prefix}model.tar.gz"},
-        "FinalMetricDataList": [{"MetricName": "roc_auc", "Value": challenger}],
-    }
 
 
 def run_to_registration(
@@ -528,7 +465,7 @@ def test_register_refuses_another_archive_for_a_version_already_registered(
 ) -> None:
     state = registered_run(challenger=0.9, champion=None)
     # The job's output changed since: another archive (same files, other bytes) under the same version.
-    bucket, key = steps.split_s3_uri(state["training"]["ModelArtifacts"]["S3ModelArtifacts"])
+    bucket, key = split_s3_uri(state["training"]["ModelArtifacts"]["S3ModelArtifacts"])
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(gzip.decompress(body), compresslevel=1))
 

@@ -22,7 +22,7 @@ from functions.workflow.steps.guard import guard, release, run_lock, run_outcome
 from functions.workflow.steps.hyperparameters import OVERRIDABLE_HYPERPARAMETERS, run_hyperparameters
 from functions.workflow.steps.prepare import prepare
 from functions.workflow.steps.promotion import promote, reject
-from functions.workflow.steps.register import register, split_s3_uri
+from functions.workflow.steps.register import register
 
 __all__ = [
     "OVERRIDABLE_HYPERPARAMETERS",
@@ -42,5 +42,4 @@ __all__ = [
     "run_hyperparameters",
     "run_lock",
     "run_outcome",
-    "split_s3_uri",
 ]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from functions.common.bundle import ARCHIVE_FILE
 from functions.common.gate import EVALUATION_FILE, Evaluation, Verdict, reassess
+from functions.common.layout import holdout_evaluation_key, split_s3_uri
 from functions.common.registry import Registry
 from functions.workflow.errors import WorkflowError
 from functions.workflow.settings import WorkflowSettings
@@ -29,19 +30,15 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 OUTPUT_ARCHIVE = "output.tar.gz"
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise WorkflowError(f"not an s3://bucket/key URI: {uri!r}")
-    bucket, key = uri[5:].split("/", 1)
-    return bucket, key
+# Where the stored evaluation keeps the training job's own (informational) evaluation.
+JOB_EVALUATION = "training_job"
 
 
 def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state: RunState) -> RegistrationResult:
-    """The verdict is recomputed from the evaluation's metrics and counts under the pinned gate settings
-    (``settings.hyperparameters``), not taken from the job: the recomputed one decides, and a job verdict that
-    differs is recorded beside it. A job that did not compare with the champion Prepare named fails the gate.
+    """The verdict rests on the Evaluate step's scores (the workflow's holdout, which the job never read),
+    recomputed under the pinned gate settings (``settings.hyperparameters``). The job's own evaluation is kept
+    beside it, informational, with its verdict when that differs; a job that did not compare with the champion
+    Prepare named still fails the gate: its output is not to be trusted.
     """
     prepared, training = state.prepare, state.training
     if prepared is None or not prepared.version or training is None:
@@ -55,10 +52,14 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
     with tempfile.TemporaryDirectory(prefix="driftloop-register-") as work:
         archive = Path(work) / ARCHIVE_FILE
         s3.download_file(bucket, model_key, str(archive))
-        evaluation = _read_evaluation(s3, bucket, output_key)
-        verdict = _against_named_champion(reassess(evaluation, settings.hyperparameters), prepared.champion, evaluation)
-        job_verdict = None if evaluation.verdict == verdict else _verdict_dict(evaluation.verdict)
+        job_evaluation = _read_evaluation(s3, bucket, output_key)
+        evaluation = _workflow_evaluation(s3, settings, version)
+        verdict = _against_named_champion(
+            reassess(evaluation, settings.hyperparameters), prepared.champion, job_evaluation
+        )
+        job_verdict = None if job_evaluation.verdict == verdict else _verdict_dict(job_evaluation.verdict)
         stored_evaluation = replace(evaluation, verdict=verdict).to_dict()
+        stored_evaluation[JOB_EVALUATION] = job_evaluation.to_dict()
         if job_verdict is not None:
             stored_evaluation["job_verdict"] = job_verdict
         assembly = state.assembly or AssemblyResult(prefix=None)
@@ -90,8 +91,8 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
     }
     if job_verdict is not None:
         reasons.append(
-            f"the training job's own verdict ({'passed' if evaluation.verdict.passed else 'not passed'}: "
-            f"{'; '.join(evaluation.verdict.reasons) or 'no reasons'}) differs from the verdict recomputed under "
+            f"the training job's own verdict ({'passed' if job_evaluation.verdict.passed else 'not passed'}: "
+            f"{'; '.join(job_evaluation.verdict.reasons) or 'no reasons'}) differs from the verdict recomputed under "
             "the pinned gate settings, which decides"
         )
         details["job_verdict"] = job_verdict
@@ -135,6 +136,18 @@ def _against_named_champion(verdict: Verdict, named: ChampionRef | None, evaluat
             *verdict.reasons,
         ),
     )
+
+
+def _workflow_evaluation(s3: S3Client, settings: WorkflowSettings, version: str) -> Evaluation:
+    key = holdout_evaluation_key(settings.holdout_prefix, version)
+    try:
+        body = s3.get_object(Bucket=settings.data_bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey as exc:
+        raise WorkflowError(f"Evaluate left no s3://{settings.data_bucket}/{key}: Evaluate must run first") from exc
+    try:
+        return Evaluation.from_dict(json.loads(body))
+    except ValueError as exc:  # bad JSON, or a GateError
+        raise WorkflowError(f"s3://{settings.data_bucket}/{key} is not a readable evaluation: {exc}") from exc
 
 
 def _read_evaluation(s3: S3Client, bucket: str, key: str) -> Evaluation:

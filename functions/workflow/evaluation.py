@@ -1,0 +1,318 @@
+"""Evaluate: the workflow scores the challenger and the champion on the run's holdout; the gate judges those scores.
+
+The training job is judged, so it does not supply the scores it is judged by: its own ``evaluation.json`` stays
+informational. This step loads both models' ONNX graphs (the challenger's bundle from the job's artifact, checked
+against the checksums its metadata records; the champion's archive from the registry, checked against the sha256
+Prepare read with the champion pointer), reads the rows HoldOut kept from the job (:mod:`functions.workflow.holdout`)
+and computes every fact the gate judges with :mod:`functions.common.scoring`, the module the training program uses
+too. Nothing is unpickled: a bundle's ``model.joblib`` is never read.
+
+The holdout's cells are read as the training program reads CSV: text, with pandas' default missing-value markers
+and the deployment's ``missing_values`` tokens as missing. A cell a model cannot take (text in a numeric feature)
+fails the step with the file, column and value: judging on fewer rows than were held out would hide it.
+
+All holdout rows are scored (the holdout is chosen by row content, so no model trained by this workflow was fitted
+on them); the trusted ones are those from ``base/`` files. The single-feature scores fit their bins on one half of
+the scored rows and measure on the other.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from functions.common import scoring
+from functions.common.bundle import ARCHIVE_FILE, MISSING_CATEGORY, BundleError, open_bundle, schema_differences
+from functions.common.gate import Evaluation, Scores, decide, parse_gate_settings
+from functions.common.layout import holdout_evaluation_key, holdout_rows_folder, is_feedback, split_s3_uri
+from functions.common.registry import Registry
+from functions.inference.model import Classification, Model, load_model
+from functions.workflow.errors import WorkflowError
+from functions.workflow.settings import WorkflowSettings
+from functions.workflow.state import ChampionRef, EvaluationResult, PrepareResult, RunState, TrainingResult
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# The text cells pandas reads as missing by default (pandas.read_csv's na_values), as the training program does.
+PANDAS_MISSING = frozenset(
+    {
+        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+        "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+    }
+)  # fmt: skip
+# Rows per onnxruntime call: bounds the memory of a graph's intermediate tensors.
+PREDICT_ROWS = 16 * 1024
+
+
+class EvaluationError(WorkflowError):
+    """The holdout cannot be scored; the message says which file, column or value and why."""
+
+
+@dataclass(frozen=True)
+class HoldoutTable:
+    """The held-out rows, cells as text (None: missing), columns by their lower-case names (Athena's UNLOAD
+    writes feedback files' names in lower case), and which rows are feedback."""
+
+    columns: dict[str, list[str | None]]
+    feedback: np.ndarray
+    files: tuple[str, ...]
+
+    def column(self, name: str) -> list[str | None]:
+        try:
+            return self.columns[name.lower()]
+        except KeyError:
+            raise EvaluationError(
+                f"the holdout has no column {name!r}; it has {', '.join(sorted(self.columns)) or 'no columns'}"
+            ) from None
+
+
+def missing_tokens(hyperparameters: Mapping[str, str]) -> frozenset[str]:
+    extra = hyperparameters.get("missing_values", "")
+    return PANDAS_MISSING | {token.strip() for token in extra.split(",") if token.strip()}
+
+
+def _keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from (item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
+
+
+def read_holdout(s3: S3Client, bucket: str, folder: str, missing: frozenset[str], work_dir: Path) -> HoldoutTable:
+    """Every CSV file under ``folder``, concatenated; a column a file lacks is missing in its rows."""
+    columns: dict[str, list[str | None]] = {}
+    feedback: list[bool] = []
+    files = []
+    for key in sorted(_keys(s3, bucket, folder)):
+        relative = key[len(folder) :]
+        path = work_dir / "holdout.csv"
+        s3.download_file(bucket, key, str(path))
+        with path.open(encoding="utf-8-sig", newline="") as stream:
+            reader = csv.reader(stream)
+            header = [name.lower() for name in next(reader, [])]
+            start = len(feedback)
+            for row in reader:
+                if len(row) != len(header):
+                    raise EvaluationError(
+                        f"holdout file {relative} line {reader.line_num}: {len(row)} cells, the header has "
+                        f"{len(header)}"
+                    )
+                for name, cell in zip(header, row, strict=True):
+                    columns.setdefault(name, [None] * start).append(None if cell in missing else cell)
+                feedback.append(is_feedback(relative))
+        for cells in columns.values():  # columns this file lacked
+            cells.extend([None] * (len(feedback) - len(cells)))
+        files.append(relative)
+        path.unlink()
+    return HoldoutTable(columns, np.asarray(feedback, dtype=bool), tuple(files))
+
+
+def _numbers(name: str, cells: Sequence[str | None]) -> np.ndarray:
+    values = np.empty(len(cells), dtype=np.float64)
+    for index, cell in enumerate(cells):
+        if cell is None:
+            values[index] = math.nan
+            continue
+        try:
+            values[index] = float(cell)
+        except ValueError:
+            raise EvaluationError(
+                f"holdout column {name!r} is numeric for the model but row {index} holds {cell!r}"
+            ) from None
+    return values
+
+
+def class_label(cell: str | None, classes: Sequence[str]) -> str | None:
+    """The class a target cell names, spelled as the model's classes are: the training program turns integral
+    numbers into integers (``1.0`` -> ``1``), and Parquet booleans written as CSV are lower case."""
+    if cell is None or cell in classes:
+        return cell
+    try:
+        number = float(cell)
+    except ValueError:
+        number = math.nan
+    if math.isfinite(number) and number == round(number) and str(int(number)) in classes:
+        return str(int(number))
+    matches = [label for label in classes if label.lower() == cell.lower()]
+    return matches[0] if len(matches) == 1 else cell
+
+
+def feature_columns(model: Model, table: HoldoutTable, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The model's inputs for ``rows`` of the table: float64 (NaN: missing) or text (None: missing)."""
+    columns: dict[str, np.ndarray] = {}
+    for feature in model.metadata.features:
+        cells = [table.column(feature.name)[row] for row in rows]
+        columns[feature.name] = (
+            _numbers(feature.name, cells) if feature.type == "numeric" else np.asarray(cells, dtype=object)
+        )
+    return columns
+
+
+def predictions(model: Model, columns: Mapping[str, np.ndarray]) -> scoring.Predictions:
+    """The model's outputs on every row of ``columns`` (its features), in batches."""
+    rows = len(next(iter(columns.values()))) if columns else 0
+    parts = []
+    for start in range(0, rows, PREDICT_ROWS):
+        feeds = {}
+        for feature in model.metadata.features:
+            chunk = columns[feature.name][start : start + PREDICT_ROWS]
+            if feature.type == "numeric":
+                feeds[feature.name] = chunk.astype(np.float32).reshape(-1, 1)
+            else:
+                filled = [MISSING_CATEGORY if cell is None else cell for cell in chunk]
+                feeds[feature.name] = np.asarray(filled, dtype=object).reshape(-1, 1)
+        parts.append(model.predict(feeds))
+    if model.task == "classification":
+        probabilities = [row for part in parts if isinstance(part, Classification) for row in part.probabilities]
+        shape = (len(probabilities), len(model.metadata.classes))
+        return scoring.Predictions(
+            labels=tuple(model.metadata.classes),
+            probabilities=np.asarray(probabilities, dtype=np.float64).reshape(shape),
+        )
+    values = [math.nan if value is None else value for part in parts for value in getattr(part, "values", [])]
+    return scoring.Predictions(values=np.asarray(values, dtype=np.float64))
+
+
+def _open(archive: Path, version: str, work_dir: Path) -> Model:
+    try:
+        bundle_dir, _ = open_bundle(archive, work_dir / version)
+        return load_model(bundle_dir, str(archive), version)
+    except BundleError as exc:
+        raise EvaluationError(f"the {version} bundle cannot be scored: {exc}") from exc
+
+
+def _champion(registry: Registry, champion: ChampionRef, work_dir: Path) -> tuple[Model, str]:
+    """The champion Prepare named, from the registry, refused unless its archive has the checksum Prepare read."""
+    record = registry.get_version(champion.version)
+    archive = registry.fetch_archive(record.archive_key, champion.sha256, work_dir / "champion" / ARCHIVE_FILE)
+    return _open(archive, champion.version, work_dir), champion.sha256
+
+
+def score_holdout(
+    challenger: Model,
+    champion: Model | None,
+    table: HoldoutTable,
+    *,
+    min_slice_rows: int,
+    champion_named: bool,
+    allow_schema_change: bool,
+) -> Scores:
+    """Both models on every labelled holdout row; the champion only when its schema matches the challenger's."""
+    metadata = challenger.metadata
+    target = table.column(metadata.target)
+    labelled = np.flatnonzero([cell is not None for cell in target])
+    truth_cells = [target[row] for row in labelled]
+    truth = (
+        np.asarray([class_label(cell, metadata.classes) for cell in truth_cells], dtype=object)
+        if metadata.task == "classification"
+        else _numbers(metadata.target, truth_cells)
+    )
+    columns = feature_columns(challenger, table, labelled)
+    positions = np.arange(len(labelled))
+    not_compared = None
+    champion_predictions = None
+    if champion is not None:
+        types = {feature.name: feature.type for feature in metadata.features}
+        differences = schema_differences(champion.metadata, metadata.target, metadata.task, types, metadata.classes)
+        if differences:
+            not_compared = "the model schema differs from the champion's: " + "; ".join(differences)
+            if not allow_schema_change:
+                not_compared += " (allow_schema_change is off)"
+        else:
+            champion_predictions = predictions(champion, feature_columns(champion, table, labelled))
+    holdout = scoring.Holdout(
+        task=metadata.task,
+        truth=truth,
+        columns=columns,
+        types={feature.name: feature.type for feature in metadata.features},
+        scored=positions,
+        trusted=np.flatnonzero(~table.feedback[labelled]),
+        feature_fit=positions[0::2],
+        feature_scored=positions[1::2],
+        holdout_rows=len(labelled),
+        champion_seen=None,
+    )
+    return scoring.score(
+        holdout,
+        predictions(challenger, columns),
+        champion_predictions,
+        min_slice_rows=min_slice_rows,
+        champion_given=champion_named,
+        champion_not_compared=not_compared,
+    )
+
+
+def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state: RunState) -> EvaluationResult:
+    """Score both models on the run's holdout and write the evaluation the gate judges beside it."""
+    prepared, training = state.prepare, state.training
+    if prepared is None or not prepared.version or training is None or state.holdout is None:
+        raise WorkflowError(
+            f"Evaluate needs {PrepareResult.path('version')}, {TrainingResult.path()} and the holdout in the state: "
+            "HoldOut, Prepare and Train must run first"
+        )
+    version = prepared.version
+    bucket, key = split_s3_uri(training.model_artifacts)
+    with tempfile.TemporaryDirectory(prefix="driftloop-evaluate-") as work:
+        work_dir = Path(work)
+        archive = work_dir / "challenger" / ARCHIVE_FILE
+        archive.parent.mkdir(parents=True)
+        s3.download_file(bucket, key, str(archive))
+        challenger = _open(archive, version, work_dir)
+        champion, champion_sha256 = (
+            (None, None) if prepared.champion is None else _champion(registry, prepared.champion, work_dir)
+        )
+        gate = parse_gate_settings(settings.hyperparameters, challenger.task)
+        table = read_holdout(
+            s3,
+            settings.data_bucket,
+            holdout_rows_folder(settings.holdout_prefix, version),
+            missing_tokens(settings.hyperparameters),
+            work_dir,
+        )
+        scores = score_holdout(
+            challenger,
+            champion,
+            table,
+            min_slice_rows=gate.min_slice_rows,
+            champion_named=prepared.champion is not None,
+            allow_schema_change=gate.allow_schema_change,
+        )
+    verdict = decide(gate, scores)
+    evaluation = Evaluation(
+        settings=gate,
+        scores=scores,
+        verdict=verdict,
+        task=challenger.task,
+        champion_version=None if prepared.champion is None else prepared.champion.version,
+        details={
+            "evaluated_by": "workflow",
+            "holdout_files": list(table.files),
+            "champion_sha256": champion_sha256,
+            "challenger_artifact": training.model_artifacts,
+        },
+    )
+    key = holdout_evaluation_key(settings.holdout_prefix, version)
+    s3.put_object(
+        Bucket=settings.data_bucket,
+        Key=key,
+        Body=evaluation_json(evaluation),
+        ContentType="application/json",
+    )
+    return EvaluationResult(
+        key=key,
+        passed=verdict.passed,
+        held=verdict.held,
+        scored_rows=scores.scored_rows,
+        trusted_rows=scores.trusted_rows or 0,
+    )
+
+
+def evaluation_json(evaluation: Evaluation) -> bytes:
+    return json.dumps(evaluation.to_dict(), indent=2, sort_keys=True).encode()

@@ -1,0 +1,208 @@
+"""Evaluate: the workflow scores both models' ONNX bundles on its own holdout, and the gate judges those scores only.
+
+The attack of issue 13: a training job that writes its own scores (a forged evaluation that passes) no longer
+steers the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from functions.common.bundle import JOBLIB_FILE, pack_archive, read_metadata
+from functions.common.gate import Verdict
+from functions.common.layout import holdout_evaluation_key, holdout_rows_folder
+from functions.common.registry import Registry, RegistryError, new_version_id
+from functions.workflow import steps
+from functions.workflow.evaluation import EvaluationError, evaluate
+from functions.workflow.state import RunState
+from tests.conftest import MakeJob
+from tests.plugins.aws import DATA_BUCKET
+from tests.workflow.support import SETTINGS, fake_training_job, prepared_state
+from training.features import model_inputs
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+TARGET = "churned"
+
+
+@pytest.fixture
+def training_data(s3: S3Client) -> None:
+    s3.put_object(Bucket=DATA_BUCKET, Key="training-data/part-1.csv", Body=b"a,churned\n1,0\n")
+
+
+@pytest.fixture(scope="module")
+def holdout_rows() -> pd.DataFrame:
+    from training.synthetic import generate
+
+    return generate(1200, seed=21)
+
+
+@pytest.fixture(scope="module")
+def noise_bundle(make_job: MakeJob, churn_data: pd.DataFrame) -> Path:
+    """A model fitted to shuffled labels: it has learnt nothing."""
+    from training.program import run
+
+    shuffled = churn_data.assign(**{TARGET: np.random.default_rng(3).permutation(churn_data[TARGET].to_numpy())})
+    base = make_job({"target": TARGET, "algorithm": "logistic_regression"}, shuffled)
+    assert run(base) == 0, (base / "output" / "failure").read_text()
+    return base / "model"
+
+
+def _promote(registry: Registry, bundle: Path, tmp_path: Path) -> str:
+    version = new_version_id()
+    archive = tmp_path / f"{version}.tar.gz"
+    pack_archive(bundle, archive)
+    registry.register(version, archive)
+    registry.promote(version, expected=registry.champion())
+    return version
+
+
+def _upload_holdout(s3: S3Client, version: str, rows: pd.DataFrame) -> dict[str, Any]:
+    """The rows as HoldOut leaves them: most trusted, the last 200 feedback (lower-case names, as UNLOAD writes)."""
+    folder = holdout_rows_folder(SETTINGS.holdout_prefix, version)
+    trusted, feedback = rows.iloc[:-200], rows.iloc[-200:].rename(columns=str.lower)
+    s3.put_object(Bucket=DATA_BUCKET, Key=folder + "base/part-1.csv", Body=trusted.to_csv(index=False).encode())
+    s3.put_object(Bucket=DATA_BUCKET, Key=folder + "feedback/query_1.csv", Body=feedback.to_csv(index=False).encode())
+    return {"folder": folder, "counts": {}}
+
+
+def _run_to_evaluation(
+    s3: S3Client,
+    registry: Registry,
+    bundle: Path,
+    rows: pd.DataFrame,
+    tmp_path: Path,
+    **job_claims: Any,
+) -> dict[str, Any]:
+    state = prepared_state(s3, registry, {"trigger": {"source": "test"}})
+    state["holdout"] = _upload_holdout(s3, state["prepare"]["version"], rows)
+    claims = {"challenger": 0.99, "champion": None, **job_claims}
+    state["training"] = fake_training_job(s3, state["prepare"], bundle, tmp_path, **claims)
+    state["evaluation"] = evaluate(SETTINGS, s3, registry, RunState.parse(state)).to_json()
+    return state
+
+
+def _stored_evaluation(s3: S3Client, state: dict[str, Any]) -> dict[str, Any]:
+    key = holdout_evaluation_key(SETTINGS.holdout_prefix, state["prepare"]["version"])
+    return dict(json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read()))
+
+
+def test_evaluate_scores_both_bundles_with_onnx_as_the_fitted_pipelines_score_them(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    trained_bundle: Path,
+    trained_forest_bundle: Path,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    _promote(registry, trained_bundle, tmp_path)
+
+    state = _run_to_evaluation(s3, registry, trained_forest_bundle, holdout_rows, tmp_path)
+
+    scores = _stored_evaluation(s3, state)
+    assert state["evaluation"]["scored_rows"] == scores["holdout_rows"] == len(holdout_rows)
+    assert state["evaluation"]["trusted_rows"] == len(holdout_rows) - 200
+    truth = holdout_rows[TARGET].astype(str) == "1"
+    for bundle, metrics in ((trained_forest_bundle, scores["challenger"]), (trained_bundle, scores["champion"])):
+        pipeline = joblib.load(bundle / JOBLIB_FILE)  # the test's own bundles: Evaluate itself never unpickles
+        types = {feature.name: feature.type for feature in read_metadata(bundle).features}
+        expected = roc_auc_score(truth, pipeline.predict_proba(model_inputs(holdout_rows, types))[:, 1])
+        assert metrics["roc_auc"] == pytest.approx(expected, abs=1e-4)
+    assert scores["champion_given"] is True and scores["challenger_confusion"] is not None
+    assert {s["feature"] for s in scores["slices"]} >= {"contract"}
+
+
+def test_a_job_that_forges_a_passing_evaluation_is_judged_on_the_workflows_scores_and_rejected(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    trained_forest_bundle: Path,
+    noise_bundle: Path,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    champion = _promote(registry, trained_forest_bundle, tmp_path)
+    # The job claims what the issue's forged evaluation claimed: a great challenger and a champion it never saw.
+    forged = Verdict(True, ("the challenger is better",))
+
+    state = _run_to_evaluation(
+        s3, registry, noise_bundle, holdout_rows, tmp_path, challenger=0.99, champion=None, verdict=forged
+    )
+    registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
+
+    assert state["evaluation"]["passed"] is False
+    assert registration["passed"] is False and registration["held"] is False
+    assert registration["challenger"] < registration["champion"] - 0.1
+    assert registration["job_verdict_differs"] is True
+    record = registry.get_version(registration["version"])
+    assert record.evaluation is not None
+    assert record.evaluation["training_job"]["challenger"] == {"roc_auc": 0.99}
+    assert record.evaluation["challenger"]["roc_auc"] == registration["challenger"]
+    with pytest.raises(steps.NotPassed):
+        steps.promote(registry, RunState.parse({**state, "registration": registration}))
+    assert (registry.champion() or pytest.fail("no champion")).version == champion
+
+
+def test_a_job_whose_claims_are_consistent_but_false_is_still_rejected(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    trained_forest_bundle: Path,
+    noise_bundle: Path,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    _promote(registry, trained_forest_bundle, tmp_path)
+
+    state = _run_to_evaluation(s3, registry, noise_bundle, holdout_rows, tmp_path, challenger=0.99, champion=0.5)
+    registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
+
+    assert registration["passed"] is False
+    assert any("below" in reason or "regress" in reason for reason in registration["reasons"])
+
+
+def test_evaluate_refuses_a_champion_archive_changed_since_prepare_read_its_checksum(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    trained_bundle: Path,
+    trained_forest_bundle: Path,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    champion = _promote(registry, trained_bundle, tmp_path)
+    state = prepared_state(s3, registry, {"trigger": {"source": "test"}})
+    state["holdout"] = _upload_holdout(s3, state["prepare"]["version"], holdout_rows)
+    state["training"] = fake_training_job(
+        s3, state["prepare"], trained_forest_bundle, tmp_path, challenger=0.9, champion=None
+    )
+    pack_archive(trained_forest_bundle, tmp_path / "swapped.tar.gz")
+    s3.upload_file(str(tmp_path / "swapped.tar.gz"), registry.bucket, registry.get_version(champion).archive_key)
+
+    with pytest.raises(RegistryError, match="checksum mismatch"):
+        evaluate(SETTINGS, s3, registry, RunState.parse(state))
+
+
+def test_evaluate_names_the_column_and_value_a_model_cannot_take(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    trained_bundle: Path,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    rows = holdout_rows.astype({"tenure_months": object})
+    rows.loc[rows.index[3], "tenure_months"] = "twelve"
+
+    with pytest.raises(EvaluationError, match=r"'tenure_months' is numeric for the model but row 3 holds 'twelve'"):
+        _run_to_evaluation(s3, registry, trained_bundle, rows, tmp_path)
