@@ -14,9 +14,12 @@ from typing import Any
 
 import joblib
 import numpy as np
+import pandas as pd
 
 from functions.common.bundle import JOBLIB_FILE, METADATA_FILE, BundleError, ModelMetadata, open_bundle, read_fit_rows
+from functions.common.scoring import Predictions
 from training.errors import TrainingFailure
+from training.evaluation import pipeline_predictions
 from training.row_ids import fit_rows
 
 
@@ -64,3 +67,12 @@ def load_champion(channel: Path, work_dir: Path) -> Champion | None:
     if not (hasattr(model, "predict_proba") if metadata.task == "classification" else hasattr(model, "predict")):
         raise TrainingFailure(f"the champion model is unusable: {JOBLIB_FILE} holds no fitted {metadata.task} model")
     return Champion(metadata=metadata, model=model, fit_rows=None if recorded is None else fit_rows(recorded))
+
+
+def champion_predictions(champion: Champion, inputs: pd.DataFrame, positions: np.ndarray) -> Predictions:
+    """The champion's outputs on the rows of ``inputs`` at ``positions``; a champion that cannot be scored fails the
+    job (comparing against nothing would let any challenger through)."""
+    try:
+        return pipeline_predictions(champion.model, champion.metadata.task, inputs, positions)
+    except Exception as exc:  # a pickled model can fail in any way; each means "cannot compare"
+        raise TrainingFailure(f"the champion model cannot be scored on the holdout: {exc!r}") from exc
