@@ -1,8 +1,9 @@
 """The training program: SageMaker's ``train`` entry point, runnable locally against any base directory.
 
 Steps: read the hyperparameters and the ``train`` (and optional ``champion``) channel, validate the data,
-fit the pipeline on a (stratified) split, score challenger and champion on the holdout rows the champion was
-never fitted on and on the trusted ones among them (training.holdout), check the ONNX export against
+fit the pipeline on a (stratified) split, score challenger (its pipeline) and champion (its ``model.onnx``,
+training.champion) on the holdout rows the champion was never fitted on and on the trusted ones among them
+(training.holdout; the facts the gate judges: functions.common.scoring), check the ONNX export against
 scikit-learn, then write the bundle to ``model/`` and ``evaluation.json`` to ``output/data/``. Any failure
 writes its reason to ``output/failure`` and exits non-zero. The gate verdict does not fail the job: the
 workflow reads it from ``evaluation.json``.
