@@ -1,11 +1,9 @@
 import hashlib
 import io
 import json
-import pickle
 import shutil
 import tarfile
 from pathlib import Path
-from typing import Any
 
 import joblib
 import numpy as np
@@ -26,7 +24,7 @@ from functions.common.bundle import (
 from functions.common.gate import reassess
 from functions.common.layout import FEEDBACK_FILE
 from tests.conftest import MakeJob
-from tests.training.jobs import CHURN, evaluation, evaluation_json, failure, metadata
+from tests.training.jobs import CHURN, evaluation, evaluation_json, failure, metadata, poisoned_champion
 from training.data import load_training_data
 from training.holdout import feedback_rows, split
 from training.program import run
@@ -176,33 +174,20 @@ def test_a_champion_whose_model_file_was_tampered_with_fails_the_job(
     assert failure(base).startswith("the champion model is unusable: model.onnx checksum mismatch")
 
 
-class WritesAMarker:
-    """Unpickled, opens (so creates) the marker file: code an attacker with write access to a bundle could run."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
-        return open, (str(self.marker), "w")
-
-
 def test_a_champion_whose_model_joblib_is_a_malicious_pickle_is_compared_without_ever_unpickling_it(
     make_job: MakeJob, fresh_data: pd.DataFrame, trained_bundle: Path, tmp_path: Path
 ) -> None:
-    poisoned, marker = tmp_path / "bundle", tmp_path / "unpickled"
-    shutil.copytree(trained_bundle, poisoned)
-    with (poisoned / JOBLIB_FILE).open("wb") as stream:
-        pickle.dump(WritesAMarker(marker), stream)
-    write_metadata(poisoned, read_metadata(poisoned))  # resealed: the checksums vouch for the pickle
-    archive = tmp_path / "model.tar.gz"
-    pack_archive(poisoned, archive)
+    archive, marker = poisoned_champion(trained_bundle, tmp_path)
 
     base = make_job(CHURN, fresh_data, champion=archive)
     assert run(base) == 0
     scores = evaluation(base).scores
     assert scores.champion_compared and set(scores.champion or {}) == {"accuracy", "f1", "roc_auc", "log_loss"}
     assert not marker.exists()
-    joblib.load(poisoned / JOBLIB_FILE)  # what loading the champion used to do
+    with tarfile.open(archive) as members:
+        pickled = members.extractfile(JOBLIB_FILE)
+        assert pickled is not None
+        joblib.load(pickled)  # what loading the champion used to do
     assert marker.exists()
 
 
