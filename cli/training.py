@@ -27,7 +27,12 @@ def add_commands(commands: Commands) -> None:
     )
     train.add_argument("--data", type=Path, required=True, action="append", help="CSV/Parquet file or folder")
     train.add_argument("--out", type=Path, required=True, help="base directory to create (like /opt/ml)")
-    train.add_argument("--champion", type=Path, help="the live model: a bundle folder or model.tar.gz")
+    train.add_argument(
+        "--champion",
+        type=Path,
+        help="the live model: a bundle folder or model.tar.gz (scored through its model.onnx; its model.joblib, "
+        "a pickle, is never loaded)",
+    )
     train.add_argument(
         "--hp",
         metavar="KEY=VALUE",

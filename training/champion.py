@@ -1,30 +1,44 @@
 """The optional ``champion`` channel: the live model, to be scored on the challenger's holdout, and the rows it
 was fitted on (absent from older bundles), which that holdout must leave out.
 
-The channel holds either a ``model.tar.gz`` (as the registry stores it) or an extracted bundle directory.
-A champion that is given but unusable fails the job: comparing against nothing would let any challenger
-through the gate.
+The channel holds either a ``model.tar.gz`` (as the registry stores it) or an extracted bundle directory. The
+champion is scored through its ``model.onnx`` with ONNX Runtime, fed as serving feeds it, and described by its
+``metadata.json``: its ``model.joblib`` is a pickle, which runs code when loaded, so it is never read (and may
+be absent). A champion that is given but unusable fails the job: comparing against nothing would let any
+challenger through the gate.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import joblib
 import numpy as np
+import onnxruntime
+import pandas as pd
 
-from functions.common.bundle import JOBLIB_FILE, METADATA_FILE, BundleError, ModelMetadata, open_bundle, read_fit_rows
+from functions.common.bundle import (
+    METADATA_FILE,
+    ONNX_FILE,
+    PROBABILITIES_OUTPUT,
+    VALUE_OUTPUT,
+    BundleError,
+    ModelMetadata,
+    open_bundle,
+    read_fit_rows,
+)
+from functions.common.scoring import Predictions
 from training.errors import TrainingFailure
+from training.evaluation import spread
+from training.onnx_export import run_onnx, session
 from training.row_ids import fit_rows
 
 
 @dataclass(frozen=True)
 class Champion:
     metadata: ModelMetadata
-    # The champion's fitted scikit-learn pipeline (model.joblib).
-    model: Any
+    # The champion's model.onnx, loaded.
+    model: onnxruntime.InferenceSession
     # The hashes of the rows it was fitted on (training.row_ids); None: its bundle records none (an older one).
     fit_rows: np.ndarray | None
 
@@ -54,13 +68,28 @@ def load_champion(channel: Path, work_dir: Path) -> Champion | None:
     if source is None:
         return None
     try:
-        bundle_dir, metadata = open_bundle(source, work_dir / "champion")
+        bundle_dir, metadata = open_bundle(source, work_dir / "champion", require=(ONNX_FILE,))
         recorded = read_fit_rows(bundle_dir, metadata)
-        model = joblib.load(bundle_dir / JOBLIB_FILE)
     except BundleError as exc:
         raise TrainingFailure(f"the champion model is unusable: {exc}") from exc
-    except Exception as exc:  # unpickling can fail in many ways; all mean the same to the user
-        raise TrainingFailure(f"the champion model is unusable: cannot load {JOBLIB_FILE}: {exc!r}") from exc
-    if not (hasattr(model, "predict_proba") if metadata.task == "classification" else hasattr(model, "predict")):
-        raise TrainingFailure(f"the champion model is unusable: {JOBLIB_FILE} holds no fitted {metadata.task} model")
+    try:
+        model = session(bundle_dir / ONNX_FILE)
+    except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable graphs
+        raise TrainingFailure(f"the champion model is unusable: ONNX Runtime cannot load {ONNX_FILE}: {exc}") from exc
     return Champion(metadata=metadata, model=model, fit_rows=None if recorded is None else fit_rows(recorded))
+
+
+def champion_predictions(champion: Champion, inputs: pd.DataFrame, positions: np.ndarray) -> Predictions:
+    """The champion's outputs on the rows of ``inputs`` (model inputs with every feature of its schema) at
+    ``positions`` (see training.evaluation.spread). A champion that cannot be scored fails the job."""
+    metadata = champion.metadata
+    types = {feature.name: feature.type for feature in metadata.features}
+    names = {feature.name: feature.onnx_input for feature in metadata.features}
+    try:
+        outputs = run_onnx(champion.model, inputs.iloc[positions], types, names, metadata.task)
+        if metadata.task == "classification":
+            probabilities = spread(outputs[PROBABILITIES_OUTPUT], positions, len(inputs))
+            return Predictions(metadata.classes, probabilities=probabilities)
+        return Predictions(values=spread(outputs[VALUE_OUTPUT].reshape(-1), positions, len(inputs)))
+    except Exception as exc:  # a graph can fail on these inputs in any way; each means "cannot compare"
+        raise TrainingFailure(f"the champion model cannot be scored on the holdout: {exc!r}") from exc

@@ -58,9 +58,12 @@ def model_inputs(frame: pd.DataFrame, feature_types: Mapping[str, FeatureType]) 
     return pd.DataFrame(columns, index=frame.index)
 
 
-def onnx_feeds(inputs: pd.DataFrame, feature_types: Mapping[str, FeatureType]) -> dict[str, np.ndarray]:
-    """One [N, 1] array per feature: float32 for numeric, str objects for categorical."""
+def onnx_feeds(
+    inputs: pd.DataFrame, feature_types: Mapping[str, FeatureType], input_names: Mapping[str, str]
+) -> dict[str, np.ndarray]:
+    """One [N, 1] array per feature, under its ONNX input name (``input_names``): float32 for numeric, str objects
+    for categorical."""
     return {
-        name: inputs[[name]].to_numpy(np.float32) if kind == "numeric" else inputs[[name]].to_numpy(object)
+        input_names[name]: inputs[[name]].to_numpy(np.float32) if kind == "numeric" else inputs[[name]].to_numpy(object)
         for name, kind in feature_types.items()
     }

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,17 +125,29 @@ def parity_probe(inputs: pd.DataFrame, feature_types: Mapping[str, FeatureType])
     return pd.concat([inputs, *extra], ignore_index=True)
 
 
-def session(model: onnx.ModelProto) -> onnxruntime.InferenceSession:
-    return onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+def session(model: onnx.ModelProto | Path) -> onnxruntime.InferenceSession:
+    source = str(model) if isinstance(model, Path) else model.SerializeToString()
+    return onnxruntime.InferenceSession(source, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(
+    model: onnxruntime.InferenceSession,
+    frame: pd.DataFrame,
+    feature_types: Mapping[str, FeatureType],
+    input_names: Mapping[str, str],
+    task: Task,
+) -> dict[str, np.ndarray]:
+    """A bundle's ONNX model on ``frame`` (model inputs, training.features) fed as serving feeds it; its outputs
+    by name (:data:`functions.common.bundle.ONNX_OUTPUTS`)."""
+    names = list(ONNX_OUTPUTS[task])
+    return dict(zip(names, model.run(names, onnx_feeds(frame, feature_types, input_names)), strict=True))
 
 
 def check_parity(
     model: onnx.ModelProto, pipeline: Any, probe: pd.DataFrame, spec: FeatureSpec, task: Task
 ) -> dict[str, Any]:
     """Run both models on ``probe`` fed as serving feeds ONNX; fail the job unless they agree."""
-    feeds = {spec.onnx_inputs[name]: array for name, array in onnx_feeds(probe, spec.types).items()}
-    outputs = session(model).run(None, feeds)
-    found = dict(zip(ONNX_OUTPUTS[task], outputs, strict=True))
+    found = run_onnx(session(model), probe, spec.types, spec.onnx_inputs, task)
     if task == "classification":
         return _classification_parity(pipeline, probe, found[LABEL_OUTPUT], found[PROBABILITIES_OUTPUT])
     return _regression_parity(pipeline.predict(probe), np.asarray(found[VALUE_OUTPUT], dtype=np.float64))

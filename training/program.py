@@ -1,8 +1,9 @@
 """The training program: SageMaker's ``train`` entry point, runnable locally against any base directory.
 
 Steps: read the hyperparameters and the ``train`` (and optional ``champion``) channel, validate the data,
-fit the pipeline on a (stratified) split, score challenger and champion on the holdout rows the champion was
-never fitted on and on the trusted ones among them (training.holdout), check the ONNX export against
+fit the pipeline on a (stratified) split, score challenger (its pipeline) and champion (its ``model.onnx``,
+training.champion) on the holdout rows the champion was never fitted on and on the trusted ones among them
+(training.holdout; the facts the gate judges: functions.common.scoring), check the ONNX export against
 scikit-learn, then write the bundle to ``model/`` and ``evaluation.json`` to ``output/data/``. Any failure
 writes its reason to ``output/failure`` and exits non-zero. The gate verdict does not fail the job: the
 workflow reads it from ``evaluation.json``.
@@ -22,9 +23,10 @@ import numpy as np
 
 from functions.common.bundle import ModelMetadata
 from functions.common.gate import EVALUATION_FILE, Evaluation, decide
+from functions.common.scoring import metrics, score
 from training.baseline import build_baseline
 from training.bundle_writer import describe_features, library_versions, utc_now, write_bundle
-from training.champion import Champion, load_champion
+from training.champion import Champion, champion_predictions, load_champion
 from training.contract import (
     CHAMPION_CHANNEL,
     CHAMPION_PREFIX,
@@ -36,7 +38,7 @@ from training.contract import (
 )
 from training.data import TrainingData, load_training_data
 from training.errors import TrainingFailure
-from training.evaluation import gate_scores, holdout_metrics
+from training.evaluation import holdout, pipeline_predictions, truth
 from training.holdout import Rows, Split, labelled_rows, split
 from training.hyperparameters import Hyperparameters, parse_hyperparameters
 from training.onnx_export import check_parity, parity_probe, to_onnx
@@ -138,7 +140,8 @@ def train(layout: Layout, work_dir: Path) -> None:
     pipeline.fit(train_x, train_y)
     fit_seconds = round(time.monotonic() - started, 1)
     say(f"fitted in {fit_seconds} s")
-    challenger = holdout_metrics(pipeline, task, holdout_x, holdout_y)
+    mine = pipeline_predictions(pipeline, task, dataset.inputs, parts.holdout)
+    challenger = metrics(task, truth(task, holdout_y), mine.take(parts.holdout)) or {}
 
     details: dict[str, Any] = {
         "task": task,
@@ -149,14 +152,10 @@ def train(layout: Layout, work_dir: Path) -> None:
     }
     if estimate:
         details["serving_estimate"] = estimate
-    scores = gate_scores(
-        pipeline,
-        None if compared is None else compared.model,
-        task,
-        dataset.inputs,
-        dataset.target,
-        parts,
-        types=dataset.spec.model_types,
+    scores = score(
+        holdout(task, dataset.inputs, dataset.target, parts, dataset.spec.model_types),
+        mine,
+        None if compared is None else champion_predictions(compared, dataset.inputs, parts.scored),
         min_slice_rows=settings.min_slice_rows,
         champion_given=champion is not None,
         champion_not_compared=dataset.schema_change,

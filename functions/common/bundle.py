@@ -3,7 +3,8 @@
 A bundle is a directory (inside SageMaker's ``model.tar.gz``) holding:
 
 - ``model.onnx``: the whole preprocessing + estimator pipeline, one ONNX input per feature;
-- ``model.joblib``: the same scikit-learn pipeline, for analysis and re-scoring as a champion;
+- ``model.joblib``: the same scikit-learn pipeline, for analysis by a person who trusts its origin (a pickle:
+  loading it runs code, so no platform step, serving or a later training job, ever loads it);
 - ``metadata.json``: what the model expects and how it was made (see :class:`ModelMetadata`),
   including the sha256 of the two model files so a tampered or truncated bundle is refused;
 - ``fit_rows.u64`` (optional, absent from older bundles): the rows the model was fitted on, so that a later
@@ -250,15 +251,18 @@ def extract_archive(archive_path: Path, dest: Path) -> Path:
     return dest
 
 
-def open_bundle(source: Path, work_dir: Path | None = None) -> tuple[Path, ModelMetadata]:
-    """Accept either an extracted bundle directory or a ``model.tar.gz``; return (directory, metadata)."""
+def open_bundle(
+    source: Path, work_dir: Path | None = None, *, require: tuple[str, ...] = MODEL_FILES
+) -> tuple[Path, ModelMetadata]:
+    """Accept either an extracted bundle directory or a ``model.tar.gz``; return (directory, metadata), the
+    ``require``d model files checked (:func:`verify_bundle`)."""
     if source.is_dir():
-        return source, verify_bundle(source)
+        return source, verify_bundle(source, require=require)
     target = work_dir or Path(tempfile.mkdtemp(prefix="driftloop-bundle-"))
     if target.exists():
         shutil.rmtree(target)
     extract_archive(source, target)
-    return target, verify_bundle(target)
+    return target, verify_bundle(target, require=require)
 
 
 def _listing(values: list[str], limit: int = 20) -> str:

@@ -100,6 +100,15 @@ class Holdout:
     # Holdout rows the champion was fitted on, excluded from scoring; None: unknown, or no champion.
     champion_seen: int | None
 
+    def __post_init__(self) -> None:
+        rows = len(self.truth)
+        missing = [name for name in self.types if name not in self.columns]
+        if missing:
+            raise ScoringError(f"the holdout has no column for the feature(s) {', '.join(map(repr, missing))}")
+        uneven = [f"{name!r} ({len(self.columns[name])})" for name in self.types if len(self.columns[name]) != rows]
+        if uneven:
+            raise ScoringError(f"the holdout has {rows} rows but column(s) {', '.join(uneven)} do not")
+
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks, ties sharing the mean of their ranks."""

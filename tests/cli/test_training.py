@@ -1,4 +1,4 @@
-"""``driftloop serve``: the app it starts reads the model it was given through the inference settings."""
+"""``driftloop train`` and ``driftloop serve``: what a person runs on their own machine."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import uvicorn
 
 from cli.main import main
 from functions.inference.settings import InferenceSettings
+from tests.training.jobs import poisoned_champion
+from training.synthetic import generate
 
 
 @pytest.fixture
@@ -56,3 +58,18 @@ def test_serve_with_a_bad_setting_in_the_environment_names_it_and_starts_nothing
     assert main(["serve", "--bucket", "models"]) != 0
     assert "DRIFTLOOP_MAX_INSTANCES='many'" in capsys.readouterr().err
     assert started == []
+
+
+def test_train_with_a_champion_whose_pickle_is_malicious_compares_with_it_and_never_runs_the_pickle(
+    trained_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archive, marker = poisoned_champion(trained_bundle, tmp_path)
+    data = tmp_path / "fresh.csv"
+    generate(1500, seed=11).to_csv(data, index=False)
+
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--hp", "target=churned",
+                 "--champion", str(archive)])  # fmt: skip
+
+    assert code == 0
+    assert "champion roc_auc on the same holdout: " in capsys.readouterr().out
+    assert not marker.exists()

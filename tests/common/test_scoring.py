@@ -2,6 +2,7 @@
 
 import math
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -229,3 +230,11 @@ def test_one_feature_scored_alone_catches_a_disguised_target_and_an_exact_copy_b
     amounts = encode_target("regression", noise)
     assert feature_alone("regression", noise * 3 + 1, "numeric", amounts, fit, scored) == pytest.approx(1.0)
     assert (feature_alone("regression", rng.normal(size=2000), "numeric", amounts, fit, scored) or 0) < 0.1
+
+
+def test_a_holdout_whose_columns_do_not_match_its_rows_or_features_is_refused_naming_them() -> None:
+    holdout = churn_holdout(np.random.default_rng(13))
+    with pytest.raises(ScoringError, match=r"the holdout has 1000 rows but column\(s\) 'tenure' \(999\) do not"):
+        replace(holdout, columns={**holdout.columns, "tenure": np.zeros(999)})
+    with pytest.raises(ScoringError, match=r"no column for the feature\(s\) 'age'"):
+        replace(holdout, types={**holdout.types, "age": "numeric"})

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
+import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
-from functions.common.bundle import ModelMetadata, verify_bundle
+from functions.common.bundle import (
+    JOBLIB_FILE,
+    ModelMetadata,
+    pack_archive,
+    read_metadata,
+    verify_bundle,
+    write_metadata,
+)
 from functions.common.gate import EVALUATION_FILE, Evaluation
 from training.contract import Layout
 
@@ -28,3 +37,26 @@ def evaluation_json(base: Path) -> dict[str, Any]:
 
 def metadata(base: Path) -> ModelMetadata:
     return verify_bundle(Layout(base).model_dir)
+
+
+class WritesAMarker:
+    """Unpickled, opens (so creates) the marker file: code an attacker with write access to a bundle could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return open, (str(self.marker), "w")
+
+
+def poisoned_champion(bundle: Path, work: Path) -> tuple[Path, Path]:
+    """A copy of ``bundle`` as a model.tar.gz whose model.joblib, resealed in its metadata, writes a marker file
+    when unpickled; returns the archive and the marker's path."""
+    poisoned, marker = work / "poisoned", work / "unpickled"
+    shutil.copytree(bundle, poisoned)
+    with (poisoned / JOBLIB_FILE).open("wb") as stream:
+        pickle.dump(WritesAMarker(marker), stream)
+    write_metadata(poisoned, read_metadata(poisoned))  # the checksums vouch for the pickle
+    archive = work / "model.tar.gz"
+    pack_archive(poisoned, archive)
+    return archive, marker

@@ -1,9 +1,11 @@
 import hashlib
 import io
+import json
 import shutil
 import tarfile
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,8 @@ import pytest
 from functions.common.bundle import (
     FIT_ROWS_FILE,
     JOBLIB_FILE,
+    METADATA_FILE,
+    ONNX_FILE,
     pack_archive,
     read_fit_rows,
     read_metadata,
@@ -20,7 +24,7 @@ from functions.common.bundle import (
 from functions.common.gate import reassess
 from functions.common.layout import FEEDBACK_FILE
 from tests.conftest import MakeJob
-from tests.training.jobs import CHURN, evaluation, evaluation_json, failure, metadata
+from tests.training.jobs import CHURN, evaluation, evaluation_json, failure, metadata, poisoned_champion
 from training.data import load_training_data
 from training.holdout import feedback_rows, split
 from training.program import run
@@ -101,8 +105,9 @@ def test_both_models_are_scored_on_the_same_holdout(
     assert run(base) == 0
     result = evaluation(base)
     assert (result.scores.holdout_rows, result.scores.champion_seen_rows, result.scores.trusted_rows) == (400, 0, 400)
-    assert result.scores.champion == pytest.approx(result.scores.challenger, abs=1e-12)
-    assert result.scores.champion_trusted == pytest.approx(result.scores.challenger_trusted, abs=1e-12)
+    # The champion is scored through its model.onnx, whose float32 probabilities match scikit-learn's within 1e-7.
+    assert result.scores.champion == pytest.approx(result.scores.challenger, abs=1e-6)
+    assert result.scores.champion_trusted == pytest.approx(result.scores.challenger_trusted, abs=1e-6)
     assert result.verdict.passed  # an equal score meets the default min_improvement of 0
 
 
@@ -163,10 +168,44 @@ def test_a_champion_whose_model_file_was_tampered_with_fails_the_job(
 ) -> None:
     tampered = tmp_path / "bundle"
     shutil.copytree(trained_bundle, tampered)
-    (tampered / JOBLIB_FILE).write_bytes(b"not a model")
+    (tampered / ONNX_FILE).write_bytes(b"not a model")
     base = make_job(CHURN, fresh_data, champion=tampered)
     assert run(base) == 1
-    assert failure(base).startswith("the champion model is unusable: model.joblib checksum mismatch")
+    assert failure(base).startswith("the champion model is unusable: model.onnx checksum mismatch")
+
+
+def test_a_champion_whose_model_joblib_is_a_malicious_pickle_is_compared_without_ever_unpickling_it(
+    make_job: MakeJob, fresh_data: pd.DataFrame, trained_bundle: Path, tmp_path: Path
+) -> None:
+    archive, marker = poisoned_champion(trained_bundle, tmp_path)
+
+    base = make_job(CHURN, fresh_data, champion=archive)
+    assert run(base) == 0
+    scores = evaluation(base).scores
+    assert scores.champion_compared and set(scores.champion or {}) == {"accuracy", "f1", "roc_auc", "log_loss"}
+    assert not marker.exists()
+    with tarfile.open(archive) as members:
+        pickled = members.extractfile(JOBLIB_FILE)
+        assert pickled is not None
+        joblib.load(pickled)  # what loading the champion used to do
+    assert marker.exists()
+
+
+def test_a_champion_bundle_without_model_joblib_is_compared_through_its_onnx_model(
+    make_job: MakeJob, fresh_data: pd.DataFrame, trained_bundle: Path, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, bundle)
+    (bundle / JOBLIB_FILE).unlink()
+    recorded = json.loads((bundle / METADATA_FILE).read_text())
+    del recorded["files"][JOBLIB_FILE]
+    (bundle / METADATA_FILE).write_text(json.dumps(recorded))
+
+    with_pickle = make_job(CHURN, fresh_data, champion=trained_bundle)
+    without = make_job(CHURN, fresh_data, champion=bundle)
+    assert run(with_pickle) == 0 and run(without) == 0
+    assert evaluation(without).scores.champion is not None
+    assert evaluation(without).scores == evaluation(with_pickle).scores
 
 
 def test_a_corrupt_champion_archive_fails_the_job(make_job: MakeJob, fresh_data: pd.DataFrame, tmp_path: Path) -> None:
@@ -234,8 +273,9 @@ def test_a_champion_is_scored_only_on_holdout_rows_it_never_saw(
         400,
         400,
     )
-    # Scored on exactly its own old holdout, the champion scores what it scored when it was trained.
-    assert scores.champion == pytest.approx(verify_bundle(trained_bundle).metrics, abs=1e-12)
+    # Scored on exactly its own old holdout, the champion scores what it scored when it was trained (through its
+    # model.onnx now, whose float32 probabilities match scikit-learn's within 1e-7).
+    assert scores.champion == pytest.approx(verify_bundle(trained_bundle).metrics, abs=1e-6)
     assert evaluation_json(base)["reasons"][0] == "600 of 1000 holdout rows excluded: the champion was fitted on them"
 
 
