@@ -21,6 +21,8 @@ from infra.grants import grant_missing_key_lookups, grant_prefix
 from infra.stacks.data_stack import SharedBucket
 
 INFERENCE_HANDLER = "functions.inference.app.handler"
+# The output mapping each client's name to its API key id (cli/client.py reads it).
+API_KEY_IDS_OUTPUT = "ApiKeyIds"
 
 
 class ServingStack(Stack):
@@ -147,10 +149,9 @@ class ServingStack(Stack):
                 value=self.api.predict_policy.managed_policy_arn,
                 description="Attach to the callers that may predict: POST /predict and the GET routes, not /feedback",
             )
-        if self.api.api_key is not None:
-            CfnOutput(
-                self,
-                "ApiKeyId",
-                value=self.api.api_key.key_id,
-                description="aws apigateway get-api-key --include-value --api-key <id> prints the key",
-            )
+        CfnOutput(
+            self,
+            API_KEY_IDS_OUTPUT,
+            value=self.to_json_string({client: key.key_id for client, key in self.api.api_keys.items()}),
+            description="Each client's API key id, by client name: driftloop api-key --client NAME prints its key",
+        )
