@@ -21,8 +21,6 @@ from infra.grants import grant_missing_key_lookups, grant_prefix
 from infra.stacks.data_stack import SharedBucket
 
 INFERENCE_HANDLER = "functions.inference.app.handler"
-# The output mapping each client's name to its API key id (cli/client.py reads it).
-API_KEY_IDS_OUTPUT = "ApiKeyIds"
 
 
 class ServingStack(Stack):
@@ -151,7 +149,7 @@ class ServingStack(Stack):
             )
         CfnOutput(
             self,
-            API_KEY_IDS_OUTPUT,
+            "ApiKeyIds",
             value=self.to_json_string({client: key.key_id for client, key in self.api.api_keys.items()}),
             description="Each client's API key id, by client name: driftloop api-key --client NAME prints its key",
         )
