@@ -125,15 +125,12 @@ class InferenceApi(Construct):
         rest_api.endpoint_access_mode = ENDPOINT_ACCESS_MODE
         # One integration for all routes; the console's test-invoke permission is not needed.
         integration = apigw.LambdaIntegration(handler, proxy=True, allow_test_invoke=False)
-        methods = {}
         for path, method in ROUTES:
             resource = self.api.root.add_resource(path)
             if (path, method) == FEEDBACK_ROUTE:
-                methods[path, method] = resource.add_method(
-                    method, integration, authorization_type=apigw.AuthorizationType.IAM
-                )
+                feedback = resource.add_method(method, integration, authorization_type=apigw.AuthorizationType.IAM)
             else:
-                methods[path, method] = resource.add_method(method, integration)
+                resource.add_method(method, integration)
 
         self.feedback_policy = self._invoke_policy(
             "FeedbackInvokePolicy", "May post ground-truth labels: POST /feedback only", [FEEDBACK_ROUTE]
@@ -146,8 +143,7 @@ class InferenceApi(Construct):
 
         # Client name -> its API key (the ApiKeyIds output lists their ids).
         self.api_keys = {
-            client.name: self._client(client, f"{name}-{client.name}", methods[FEEDBACK_ROUTE])
-            for client in serving.clients
+            client.name: self._client(client, f"{name}-{client.name}", feedback) for client in serving.clients
         }
 
     def _client(self, client: ApiClientConfig, name: str, feedback: apigw.Method) -> apigw.IApiKey:
