@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pandas as pd
 
-from cli.client import get_json, post_json
+from cli.client import DEFAULT_CLIENT, api_key_value, get_json, post_json
 from functions.common.registry import Registry
 from functions.workflow import state, triggers
 from localcloud import cloud as local_cloud
@@ -96,6 +96,16 @@ class Loop:
         self.cloudwatch = session.client("cloudwatch", endpoint_url=running.endpoint)
         self.lambda_ = session.client("lambda", endpoint_url=running.endpoint)
         self.registry = Registry(self.s3, deployment.model_bucket)
+        apigateway = session.client("apigateway", endpoint_url=running.endpoint)
+        # The local stage's one client: the API wants a client's key on every route.
+        self.api_key = api_key_value(apigateway, deployment.outputs, DEFAULT_CLIENT)
+
+    def post(self, path: str, document: Any) -> tuple[int, Any]:
+        """POST a JSON document to the deployed API with the client's key."""
+        return post_json(self.deployment.api_url + path, json.dumps(document).encode(), api_key=self.api_key)
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return get_json(self.deployment.api_url + path, api_key=self.api_key)
 
     def upload(self, key: str, frame: pd.DataFrame) -> None:
         self.s3.put_object(Bucket=self.deployment.data_bucket, Key=key, Body=frame.to_csv(index=False).encode())
@@ -152,7 +162,6 @@ def run(keep: bool = False) -> int:
 
 
 def closed_loop(narrator: Narrator, loop: Loop) -> None:
-    api = loop.deployment.api_url
     with narrator.step("Upload labelled data and let the state machine train version 1 for real"):
         loop.upload("training-data/history.csv", synthetic.generate(TRAINING_ROWS, seed=1))
         first = start_and_finish(narrator, loop, {triggers.INPUT_KEY: {"source": triggers.MANUAL, "by": "make demo"}})
@@ -164,24 +173,24 @@ def closed_loop(narrator: Narrator, loop: Loop) -> None:
 
     with narrator.step("Call the deployed API through LocalStack's API Gateway"):
         sample = instances_of(synthetic.generate(2, seed=7))
-        status, body = post_json(api + "/predict", json.dumps({"instances": sample}).encode())
+        status, body = loop.post("/predict", {"instances": sample})
         expect(status == 200, f"POST /predict answered {status}: {body}")
         narrator.say(f"POST /predict -> {status}: answered by {body['model_version']}")
         narrator.event(f"API answered with {body['model_version']}; a malformed request got a 422")
         for prediction in body["predictions"]:
             narrator.say(f"  {prediction['prediction_id']}: label {prediction['label']} {prediction['probabilities']}")
         broken = dict(sample[0], tenure_months="twelve")
-        status, body = post_json(api + "/predict", json.dumps({"instances": [broken]}).encode())
+        status, body = loop.post("/predict", {"instances": [broken]})
         expect(status == 422, f"a bad request answered {status}: {body}")
         narrator.say(f"POST /predict with tenure_months='twelve' -> {status}: {body['details']}")
 
     with narrator.step(f"The world changes: {DRIFTED_ROWS} predictions on drifted data, then their ground truth"):
         drifted = synthetic.generate(DRIFTED_ROWS, seed=11, **CHANGED_WORLD)
-        served = predict_all(api, instances_of(drifted))
+        served = predict_all(loop, instances_of(drifted))
         correct = sum(str(p["label"]) == str(truth) for p, truth in zip(served, drifted[synthetic.TARGET], strict=True))
         narrator.say(f"served {len(served)} predictions; {correct / len(served):.0%} turn out to be right")
         narrator.event(f"{len(served)} drifted predictions served by {v1}, ground truth sent")
-        send_feedback(api, served, drifted[synthetic.TARGET].tolist())
+        send_feedback(loop, served, drifted[synthetic.TARGET].tolist())
         narrator.say("sent the true labels to POST /feedback (captured through Firehose into S3)")
         # The labelled-data pipeline keeps a rolling window: last month's labelled rows replace the old ones.
         loop.s3.delete_object(Bucket=loop.deployment.data_bucket, Key="training-data/history.csv")
@@ -227,7 +236,7 @@ def closed_loop(narrator: Narrator, loop: Loop) -> None:
         expect(v2 is not None and v2 != v1, f"the challenger was not promoted (champion still {v1})")
 
     with narrator.step("The API answers with version 2, without a redeploy"):
-        version = wait_for(f"the API to serve {v2}", lambda: serving(api, sample, v2), 60, 2)
+        version = wait_for(f"the API to serve {v2}", lambda: serving(loop, sample, v2), 60, 2)
         narrator.say(f"POST /predict -> answered by {version}")
         narrator.event(f"API answered with {version}, no redeploy")
 
@@ -267,21 +276,19 @@ def instances_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def predict_all(api: str, instances: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def predict_all(loop: Loop, instances: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     served: list[dict[str, Any]] = []
     for offset in range(0, len(instances), BATCH):
-        status, body = post_json(
-            api + "/predict", json.dumps({"instances": instances[offset : offset + BATCH]}).encode()
-        )
+        status, body = loop.post("/predict", {"instances": instances[offset : offset + BATCH]})
         expect(status == 200, f"POST /predict answered {status}: {body}")
         served.extend(body["predictions"])
     return served
 
 
-def send_feedback(api: str, served: Sequence[dict[str, Any]], truths: Sequence[Any]) -> None:
+def send_feedback(loop: Loop, served: Sequence[dict[str, Any]], truths: Sequence[Any]) -> None:
     items = [{"prediction_id": p["prediction_id"], "label": str(t)} for p, t in zip(served, truths, strict=True)]
     for offset in range(0, len(items), BATCH):
-        status, body = post_json(api + "/feedback", json.dumps({"feedback": items[offset : offset + BATCH]}).encode())
+        status, body = loop.post("/feedback", {"feedback": items[offset : offset + BATCH]})
         expect(status == 202, f"POST /feedback answered {status}: {body}")
 
 
@@ -298,9 +305,9 @@ def new_executions(loop: Loop, before: set[str]) -> list[dict[str, Any]] | None:
     return fresh or None
 
 
-def serving(api: str, sample: list[dict[str, Any]], version: str | None) -> str | None:
+def serving(loop: Loop, sample: list[dict[str, Any]], version: str | None) -> str | None:
     """``version`` once the API answers with it (it re-reads the champion every serving.refresh_seconds)."""
-    status, body = post_json(api + "/predict", json.dumps({"instances": sample[:1]}).encode())
+    status, body = loop.post("/predict", {"instances": sample[:1]})
     return version if status == 200 and body.get("model_version") == version else None
 
 
@@ -319,7 +326,7 @@ def summarise(narrator: Narrator, loop: Loop) -> None:
         trigger = triggers.Trigger.from_decision(decision.details)
         source = f" [{trigger.source}]" if trigger is not None else ""
         narrator.say(f"  {decision.time[11:19]} {decision.action:<11} {decision.version or '-'}{source}")
-    status, health = get_json(loop.deployment.api_url + "/health")
+    status, health = loop.get("/health")
     narrator.say(f"GET /health -> {status}: {health}")
 
 

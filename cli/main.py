@@ -18,6 +18,10 @@ Local (no AWS account needed):
   driftloop serve --model-dir runs/v1/model              serve the bundle over HTTP (same app as Lambda)
   driftloop predict --url http://127.0.0.1:8080 --json '{"instances": [...]}'
 
+Deployed API (every route wants a client's API key; AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL):
+  driftloop api-key --client NAME --stack driftloop-dev-serving      print a client's key (for $DRIFTLOOP_API_KEY)
+  driftloop predict / feedback --url URL [--sign] --json ...        send it with a request
+
 Batch scoring (the serving stack's batch state machine; CSV objects under s3://<data bucket>/batch/input/):
   driftloop batch --input s3://B/batch/input/june/ [--version V] [--capture]   predictions beside each object
 

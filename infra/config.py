@@ -12,12 +12,13 @@ import re
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, cast, get_args
 
 from annotated_types import GroupedMetadata, Interval, MinLen
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     PrivateAttr,
     ValidationError,
@@ -42,6 +43,8 @@ LOG_RETENTION_DAYS = (
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Lowercase because S3 bucket names, SageMaker job names and exports are built from them.
 _NAME = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+# An IAM role or user ARN (a session of an assumed role is checked as its role's ARN, aws:PrincipalArn).
+_PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
 # A Glue database Athena names without quoting: lowercase letters, digits and '_' (Glue's limit is 255 characters).
 _GLUE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,254}$")
@@ -138,10 +141,19 @@ Prefix = Annotated[str, _matching(_PREFIX, "an S3 key prefix ending in '/' like 
 Hyperparameter = Annotated[str, _MustBe("a string (SageMaker hyperparameters are strings)")]
 
 
+def _listed(value: Any) -> Any:
+    """A JSON list as a tuple: strict validation takes only tuples for a tuple field, and the config is frozen."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _loc(key: str) -> tuple[int | str, ...]:
+    return tuple(int(part) if part.isdigit() else part for part in key.split("."))
+
+
 def _broken(key: str, message: str, *refs: str) -> InitErrorDetails:
-    """A rule broken at ``key`` (dotted, relative to the model checking it); each ``{}`` in ``message`` is filled
-    with the full name of the matching ``refs`` key (relative to the same model)."""
-    loc = tuple(key.split("."))
+    """A rule broken at ``key`` (dotted, relative to the model checking it; a digit part is a list index); each
+    ``{}`` in ``message`` is filled with the full name of the matching ``refs`` key (relative to the same model)."""
+    loc = _loc(key)
     context = {"message": message, "refs": refs, "depth": len(loc)}
     return InitErrorDetails(type=PydanticCustomError(_ErrorType.BROKEN, "{message}", context), loc=loc, input=None)
 
@@ -267,6 +279,33 @@ class AthenaConfig(_Model):
     results_expiry_days: Annotated[int, _integer(1, 3650)]
 
 
+# What a client may send, per second (rate) and at once (burst): the stage's and each client's throttle.
+Rate = Annotated[float, _number(0.1, 10000)]
+Burst = Annotated[int, _integer(1, 5000)]
+THROTTLE_KINDS = ("rate", "burst")
+
+
+class ApiClientConfig(_Model):
+    """One caller of the API (an application, a team): its own API key and usage plan, so that its requests are
+    throttled and counted apart from every other client's. In iam mode the key only identifies the client for
+    throttling; SigV4 still authenticates."""
+
+    name: Name
+    rate_limit: Rate
+    burst_limit: Burst
+    # Within the client's limits: POST /feedback trains the next model, so a flood of it is costlier.
+    feedback_rate_limit: Rate
+    feedback_burst_limit: Burst
+    # Requests per UTC day; None: no quota.
+    quota_per_day: Annotated[int, _integer(1, 1_000_000_000)] | None = None
+
+    def _rules(self) -> Iterator[InitErrorDetails]:
+        for kind in THROTTLE_KINDS:
+            feedback, overall = f"feedback_{kind}_limit", f"{kind}_limit"
+            if getattr(self, feedback) > getattr(self, overall):
+                yield _broken(feedback, "must not exceed {}", overall)
+
+
 class ServingConfig(_Model):
     auth_mode: Annotated[AuthMode, _one_of(get_args(AuthMode))]
     memory_mb: Annotated[int, _integer(128, 10240)]
@@ -275,21 +314,57 @@ class ServingConfig(_Model):
     max_instances: Annotated[int, _integer(1, 100_000)]
     max_body_bytes: Annotated[int, _integer(1, MAX_LAMBDA_PAYLOAD_BYTES)]
     refresh_seconds: Annotated[int, _integer(1, 24 * 3600)]
-    throttle_rate_limit: Annotated[float, _number(0.1, 10000)]
-    throttle_burst_limit: Annotated[int, _integer(1, 5000)]
+    # The stage's throttle caps all clients together; the clients' limits must fit in it (the rules below).
+    throttle_rate_limit: Rate
+    throttle_burst_limit: Burst
     # POST /feedback has its own, lower limits: labels feed training and the gate, so a flood is costlier.
-    feedback_throttle_rate_limit: Annotated[float, _number(0.1, 10000)]
-    feedback_throttle_burst_limit: Annotated[int, _integer(1, 5000)]
-    quota_per_day: Annotated[int, _integer(1, 1_000_000_000)]
+    feedback_throttle_rate_limit: Rate
+    feedback_throttle_burst_limit: Burst
+    # Every caller sends its client's API key, in both auth modes; at least one client.
+    clients: Annotated[tuple[ApiClientConfig, ...], BeforeValidator(_listed)]
+    # Optional: only these IAM roles and users may call the IAM-authorised routes (besides the account restriction);
+    # empty: any principal of the account holding an invoke policy.
+    allowed_principals: Annotated[
+        tuple[Annotated[str, _matching(_PRINCIPAL_ARN, "an IAM role or user ARN")], ...], BeforeValidator(_listed)
+    ] = ()
     api_stage_name: Name
     # Whether this app sets the region-wide API Gateway CloudWatch role that access and execution logs need.
     manage_api_gateway_account: Flag
 
     def _rules(self) -> Iterator[InitErrorDetails]:
-        for kind in ("rate", "burst"):
+        for kind in THROTTLE_KINDS:
             feedback, stage = f"feedback_throttle_{kind}_limit", f"throttle_{kind}_limit"
             if getattr(self, feedback) > getattr(self, stage):
                 yield _broken(feedback, "must not exceed {}", stage)
+        if not self.clients:
+            yield _broken("clients", "must list at least one client: every request carries a client's API key")
+        seen: dict[str, int] = {}
+        for index, client in enumerate(self.clients):
+            if client.name in seen:
+                yield _broken(
+                    f"clients.{index}.name",
+                    f"must be unique: {{}} is also {client.name!r}",
+                    f"clients.{seen[client.name]}.name",
+                )
+            seen.setdefault(client.name, index)
+        # Each client at its limits together must still fit in the stage's: else one client's flood hits the
+        # stage throttle and the others are refused with it.
+        for prefix in ("", "feedback_"):
+            for kind in THROTTLE_KINDS:
+                total = sum(getattr(client, f"{prefix}{kind}_limit") for client in self.clients)
+                stage = f"{prefix}throttle_{kind}_limit"
+                if total > getattr(self, stage):
+                    yield _broken(
+                        "clients",
+                        f"{prefix}{kind}_limit adds up to {total:g} over the clients, more than {{}}: a client at "
+                        "its limit would take the others' share of the stage",
+                        stage,
+                    )
+
+    @property
+    def client_rate_total(self) -> float:
+        """Requests per second the clients may send together."""
+        return sum(client.rate_limit for client in self.clients)
 
 
 class CaptureConfig(_Model):
@@ -434,6 +509,18 @@ class DriftloopConfig(_Model):
                 "training.max_runtime_seconds",
                 "retraining.approval.timeout_hours",
             )
+        serving = self.serving
+        if serving.reserved_concurrency is not None:
+            # Little's law: requests in flight = rate x latency, at the latency the p99 alarm still accepts.
+            needed = serving.client_rate_total * self.monitoring.api_p99_latency_ms / 1000
+            if needed > serving.reserved_concurrency:
+                yield _broken(
+                    "serving.clients",
+                    f"rate_limit adds up to {serving.client_rate_total:g} requests/s over the clients: at {{}} "
+                    f"that needs {needed:g} concurrent invocations, more than {{}} (lower the rates or raise it)",
+                    "monitoring.api_p99_latency_ms",
+                    "serving.reserved_concurrency",
+                )
 
     @property
     def stage(self) -> str:
@@ -545,7 +632,11 @@ class _KeyNames:
     def __call__(self, loc: Loc) -> str:
         node: Any = self.override
         for part in loc:
-            if not isinstance(node, Mapping) or part not in node:
+            if isinstance(node, Mapping):
+                present = part in node
+            else:  # a list of sections, such as serving.clients
+                present = isinstance(node, list) and isinstance(part, int) and part < len(node)
+            if not present:
                 return ".".join(map(str, (CONTEXT_KEY, *loc)))
             node = node[part]
         return ".".join(map(str, (self.override_key, *loc)))
@@ -561,18 +652,21 @@ def _describe(error: ErrorDetails, name: _KeyNames) -> str:
             return f"unknown key {name(loc)} (known: {', '.join(sorted(_model_at(loc[:-1]).model_fields))})"
         case "model_type" | "dict_type":
             return f"{name(loc)} must be an object, got {type(error['input']).__name__}"
+        case "tuple_type":
+            return f"{name(loc)} must be a list, got {type(error['input']).__name__}"
         case _ErrorType.REFUSED:
             return f"{name(loc)} {context['message']}"
         case _ErrorType.BROKEN:
             model_loc = loc[: len(loc) - context["depth"]]
-            refs = (name((*model_loc, *ref.split("."))) for ref in context["refs"])
+            refs = (name((*model_loc, *_loc(ref))) for ref in context["refs"])
             return f"{name(loc)} {context['message'].format(*refs)}"
         case _:
             return f"{name(loc)}: {error['msg']}"
 
 
 def _model_at(loc: Loc) -> type[BaseModel]:
-    model: type[BaseModel] = DriftloopConfig
+    model: Any = DriftloopConfig
     for part in loc:
-        model = model.model_fields[str(part)].annotation  # type: ignore[assignment]  # a section: a model
-    return model
+        # A list index: the list's item model (a tuple[Model, ...] field); else a section: a model.
+        model = get_args(model)[0] if isinstance(part, int) else model.model_fields[str(part)].annotation
+    return cast(type[BaseModel], model)

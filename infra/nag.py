@@ -220,22 +220,23 @@ def _acknowledge_serving(stacks: DriftloopStacks) -> None:
     acknowledge(
         api.deployment_stage,
         "APIG3",
-        "No WAF web ACL by default: every method requires IAM (SigV4) or an API key and the stage (and usage "
-        "plan) throttle requests. Associate a web ACL with the stage where the API faces untrusted networks.",
+        "No WAF web ACL by default: every method requires a client's API key, whose own usage plan throttles it "
+        "under the stage's throttle, and IAM (SigV4) in iam mode. Associate a web ACL with the stage where the API "
+        "faces untrusted networks.",
     )
     for method in api.methods:
         acknowledge(
             method,
             "COG4",
             "The callers are services and scripts, not end users: methods are authorised with IAM (SigV4) or, "
-            "in api_key mode, API keys with a usage plan, so there is no Cognito user pool.",
+            "in api_key mode, API keys with a usage plan per client, so there is no Cognito user pool.",
         )
         if config.serving.auth_mode == "api_key":
             acknowledge(
                 method,
                 "APIG4",
                 "api_key mode is chosen in config for clients that cannot sign requests: the API key identifies "
-                "the caller and the usage plan throttles and meters it. Use auth_mode 'iam' for authorisation.",
+                "the client and its usage plan throttles and meters it. Use auth_mode 'iam' for authorisation.",
             )
     cloud_watch_role = api.node.try_find_child("CloudWatchRole")
     if cloud_watch_role is not None:

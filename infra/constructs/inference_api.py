@@ -4,6 +4,10 @@ Feedback labels flow into the training data and the gate, so ``POST /feedback`` 
 ``/predict``: it always requires IAM (SigV4), whatever ``serving.auth_mode`` says (an API key that may predict may
 not label), and it has its own, lower throttle. Callers get ``execute-api:Invoke`` through one of two managed
 policies: the predict policy (iam mode) and the feedback policy.
+
+Every method requires an API key in both modes: each configured client (``serving.clients``) has its own key and
+usage plan, so API Gateway throttles and counts each client apart and one cannot use up another's share. In iam
+mode the key only says which client's limits apply; SigV4 still says who the caller is.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.config import ServingConfig
+from infra.config import ApiClientConfig, ServingConfig
 from infra.constructs.log_group import log_group
 
 # (path, method): every route the inference app serves, all through one Lambda proxy integration.
@@ -61,8 +65,8 @@ def _access_log_format() -> apigw.AccessLogFormat:
 
 
 class InferenceApi(Construct):
-    """IAM (SigV4) authorisation on every method, or API keys with a usage plan, as ``serving.auth_mode`` says;
-    ``POST /feedback`` always with IAM."""
+    """IAM (SigV4) authorisation on every method, or API keys, as ``serving.auth_mode`` says; ``POST /feedback``
+    always with IAM; a key with its client's usage plan on every method in both modes."""
 
     def __init__(
         self,
@@ -86,7 +90,9 @@ class InferenceApi(Construct):
             rest_api_name=name,
             description="driftloop inference: POST /predict, /feedback; GET /health, /model, /openapi.json",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            policy=_resource_policy(serving.api_stage_name, api_key_mode=api_key_mode),
+            policy=_resource_policy(
+                serving.api_stage_name, api_key_mode=api_key_mode, allowed_principals=serving.allowed_principals
+            ),
             # Access and execution logs need the region-wide API Gateway CloudWatch role. Retained on delete:
             # other APIs in the account rely on the same account setting.
             cloud_watch_role=serving.manage_api_gateway_account,
@@ -109,10 +115,9 @@ class InferenceApi(Construct):
                     )
                 },
             ),
-            default_method_options=(
-                apigw.MethodOptions(api_key_required=True)
-                if api_key_mode
-                else apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM)
+            default_method_options=apigw.MethodOptions(
+                api_key_required=True,
+                authorization_type=apigw.AuthorizationType.NONE if api_key_mode else apigw.AuthorizationType.IAM,
             ),
         )
         rest_api = cast(apigw.CfnRestApi, self.api.node.default_child)
@@ -123,9 +128,7 @@ class InferenceApi(Construct):
         for path, method in ROUTES:
             resource = self.api.root.add_resource(path)
             if (path, method) == FEEDBACK_ROUTE:
-                resource.add_method(
-                    method, integration, authorization_type=apigw.AuthorizationType.IAM, api_key_required=False
-                )
+                feedback = resource.add_method(method, integration, authorization_type=apigw.AuthorizationType.IAM)
             else:
                 resource.add_method(method, integration)
 
@@ -138,19 +141,42 @@ class InferenceApi(Construct):
                 "PredictInvokePolicy", "May call POST /predict and the read-only routes, not /feedback", PREDICT_ROUTES
             )
 
-        self.api_key: apigw.IApiKey | None = None
-        if api_key_mode:
-            self.api_key = self.api.add_api_key("ApiKey", api_key_name=f"{name}-key")
-            plan = self.api.add_usage_plan(
-                "UsagePlan",
-                name=f"{name}-plan",
-                throttle=apigw.ThrottleSettings(
-                    rate_limit=serving.throttle_rate_limit, burst_limit=serving.throttle_burst_limit
-                ),
-                quota=apigw.QuotaSettings(limit=serving.quota_per_day, period=apigw.Period.DAY),
-                api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
-            )
-            plan.add_api_key(self.api_key)
+        # Client name -> its API key (the ApiKeyIds output lists their ids).
+        self.api_keys = {
+            client.name: self._client(client, f"{name}-{client.name}", feedback) for client in serving.clients
+        }
+
+    def _client(self, client: ApiClientConfig, name: str, feedback: apigw.Method) -> apigw.IApiKey:
+        """The client's API key in a usage plan of its own: its throttle (and its lower one on ``/feedback``) and
+        quota are counted for its key alone."""
+        key = apigw.ApiKey(self, f"ApiKey-{client.name}", api_key_name=name, description=f"client {client.name}")
+        plan = self.api.add_usage_plan(
+            f"UsagePlan-{client.name}",
+            name=name,
+            description=f"client {client.name}: its own throttle and quota",
+            throttle=apigw.ThrottleSettings(rate_limit=client.rate_limit, burst_limit=client.burst_limit),
+            quota=(
+                None
+                if client.quota_per_day is None
+                else apigw.QuotaSettings(limit=client.quota_per_day, period=apigw.Period.DAY)
+            ),
+            api_stages=[
+                apigw.UsagePlanPerApiStage(
+                    api=self.api,
+                    stage=self.api.deployment_stage,
+                    throttle=[
+                        apigw.ThrottlingPerMethod(
+                            method=feedback,
+                            throttle=apigw.ThrottleSettings(
+                                rate_limit=client.feedback_rate_limit, burst_limit=client.feedback_burst_limit
+                            ),
+                        )
+                    ],
+                )
+            ],
+        )
+        plan.add_api_key(key)
+        return key
 
     def _invoke_policy(
         self, construct_id: str, description: str, routes: Sequence[tuple[str, str]]
@@ -170,11 +196,13 @@ class InferenceApi(Construct):
         )
 
 
-def _resource_policy(stage: str, *, api_key_mode: bool) -> iam.PolicyDocument:
+def _resource_policy(stage: str, *, api_key_mode: bool, allowed_principals: Sequence[str]) -> iam.PolicyDocument:
     """Who may reach the API at all, before authorisation: the account's own principals (each still needs an IAM
     permission, the invoke policies above, since the account root principal delegates to IAM), so no other account
     can call it even with a policy of its own. With API keys, the key routes are open to any caller holding a key
-    (the key is their authentication); ``/feedback`` stays the account's."""
+    (the key is their authentication); ``/feedback`` stays the account's. With ``allowed_principals``, the
+    IAM-authorised routes refuse every other principal of the account too (an assumed role's session is judged by
+    its role's ARN)."""
     statements = [
         iam.PolicyStatement(
             principals=[iam.AccountRootPrincipal()], actions=["execute-api:Invoke"], resources=["execute-api:/*"]
@@ -185,10 +213,25 @@ def _resource_policy(stage: str, *, api_key_mode: bool) -> iam.PolicyDocument:
             iam.PolicyStatement(
                 principals=[iam.AnyPrincipal()],
                 actions=["execute-api:Invoke"],
-                resources=[f"execute-api:/{stage}/{method}/{path}" for path, method in PREDICT_ROUTES],
+                resources=[_execute_api_path(stage, *route) for route in PREDICT_ROUTES],
+            )
+        )
+    if allowed_principals:
+        signed = [FEEDBACK_ROUTE] if api_key_mode else ROUTES
+        statements.append(
+            iam.PolicyStatement(
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["execute-api:Invoke"],
+                resources=[_execute_api_path(stage, *route) for route in signed],
+                conditions={"ArnNotLike": {"aws:PrincipalArn": list(allowed_principals)}},
             )
         )
     return iam.PolicyDocument(statements=statements)
+
+
+def _execute_api_path(stage: str, path: str, method: str) -> str:
+    return f"execute-api:/{stage}/{method}/{path}"
 
 
 def _method_path(path: str, method: str) -> str:

@@ -147,10 +147,9 @@ class ServingStack(Stack):
                 value=self.api.predict_policy.managed_policy_arn,
                 description="Attach to the callers that may predict: POST /predict and the GET routes, not /feedback",
             )
-        if self.api.api_key is not None:
-            CfnOutput(
-                self,
-                "ApiKeyId",
-                value=self.api.api_key.key_id,
-                description="aws apigateway get-api-key --include-value --api-key <id> prints the key",
-            )
+        CfnOutput(
+            self,
+            "ApiKeyIds",
+            value=self.to_json_string({client: key.key_id for client, key in self.api.api_keys.items()}),
+            description="Each client's API key id, by client name: driftloop api-key --client NAME prints its key",
+        )

@@ -1,11 +1,15 @@
-"""The API client's commands against a local HTTP server."""
+"""The API client's commands against a local HTTP server, and ``api-key`` against stubbed AWS clients."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
+import boto3
+import botocore.session
 import pytest
+from botocore.stub import Stubber
 
 from cli.main import main
 
@@ -61,3 +65,100 @@ def test_feedback_posts_the_labels_signed_with_sigv4_to_the_feedback_route(
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/eu-west-1/execute-api/aws4_request" in headers["Authorization"]
     assert "HTTP 202" in capsys.readouterr().out
+
+
+def lowercase(headers: object) -> dict[str, str]:
+    """HTTP header names are case-insensitive (urllib sends "X-api-key")."""
+    assert isinstance(headers, dict)
+    return {str(name).lower(): str(value) for name, value in headers.items()}
+
+
+def test_signed_feedback_sends_the_clients_api_key_and_signs_it_too(
+    api_server: tuple[str, list[dict[str, object]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, received = api_server
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    labels = '{"prediction_id": "0123456789abcdef0123456789abcdef", "label": "1"}'
+
+    assert main(["feedback", "--url", url, "--json", labels, "--sign", "--api-key", "key-of-labeller"]) == 0
+
+    [request] = received
+    headers = lowercase(request["headers"])
+    assert headers["x-api-key"] == "key-of-labeller"
+    assert "x-api-key" in headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+
+
+SERVING_STACK = "driftloop-prod-serving"
+KEY_IDS = json.dumps({"default": "k0default", "reports": "k1reports"})
+
+
+@pytest.fixture
+def key_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Stubber]]:
+    """Stubbed CloudFormation and API Gateway clients, as the CLI's boto3.client returns them."""
+    session = botocore.session.get_session()
+    clients = {
+        name: session.create_client(
+            name, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
+        for name in ("cloudformation", "apigateway")
+    }
+    monkeypatch.setattr(boto3, "client", lambda name, **_: clients[name])
+    stubs = {name: Stubber(client) for name, client in clients.items()}
+    for stub in stubs.values():
+        stub.activate()
+    yield stubs
+    for stub in stubs.values():
+        stub.assert_no_pending_responses()
+
+
+def serving_stack_with(outputs: dict[str, str]) -> dict[str, Any]:
+    stack = {"StackName": SERVING_STACK, "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": "CREATE_COMPLETE"}
+    return {"Stacks": [{**stack, "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()]}]}
+
+
+def test_api_key_prints_the_named_clients_key_found_through_the_serving_stacks_output(
+    key_api: dict[str, Stubber], capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_api["cloudformation"].add_response(
+        "describe_stacks", serving_stack_with({"ApiKeyIds": KEY_IDS}), {"StackName": SERVING_STACK}
+    )
+    key_api["apigateway"].add_response(
+        "get_api_key", {"id": "k1reports", "value": "the-reports-key"}, {"apiKey": "k1reports", "includeValue": True}
+    )
+
+    assert main(["api-key", "--client", "reports", "--stack", SERVING_STACK]) == 0
+
+    assert capsys.readouterr().out == "the-reports-key\n"
+
+
+@pytest.mark.parametrize(
+    ("outputs", "problem"),
+    [
+        ({"ApiKeyIds": KEY_IDS}, "no client 'churn-app' in serving.clients; deployed: default, reports"),
+        ({"ApiUrl": "https://x"}, "the serving stack has no ApiKeyIds output: deploy this version of driftloop first"),
+    ],
+)
+def test_api_key_names_what_is_missing_when_it_cannot_find_the_client(
+    key_api: dict[str, Stubber], capsys: pytest.CaptureFixture[str], outputs: dict[str, str], problem: str
+) -> None:
+    key_api["cloudformation"].add_response("describe_stacks", serving_stack_with(outputs), {"StackName": SERVING_STACK})
+
+    assert main(["api-key", "--client", "churn-app", "--stack", SERVING_STACK]) == 1
+
+    assert capsys.readouterr().err == f"driftloop: {problem}\n"
+
+
+def test_api_key_reports_a_missing_stack_as_a_command_error(
+    key_api: dict[str, Stubber], capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_api["cloudformation"].add_client_error(
+        "describe_stacks", "ValidationError", f"Stack with id {SERVING_STACK} does not exist"
+    )
+
+    assert main(["api-key", "--stack", SERVING_STACK]) == 1
+
+    error = capsys.readouterr().err
+    assert error.startswith(f"driftloop: cannot read the API key of client 'default' from {SERVING_STACK}: ")
+    assert "does not exist" in error

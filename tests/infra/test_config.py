@@ -356,3 +356,128 @@ def test_rules_between_keys_of_one_section_are_all_reported() -> None:
 def test_a_holdout_share_that_would_leave_nothing_to_judge_or_to_train_on_is_refused(share: float) -> None:
     with pytest.raises(ConfigError, match=r"driftloop\.training\.holdout_share must be a number between 0 and 1"):
         load(context(training__holdout_share=share))
+
+
+def client(name: str, rate: float, burst: int, **more: object) -> dict[str, object]:
+    """A client whose /feedback limits are a fifth of its own."""
+    return {
+        "name": name,
+        "rate_limit": rate,
+        "burst_limit": burst,
+        "feedback_rate_limit": rate / 5,
+        "feedback_burst_limit": max(1, burst // 5),
+        **more,
+    }
+
+
+def test_the_default_deployment_has_one_client_with_todays_stage_limits_and_quota() -> None:
+    [default] = load(context()).serving.clients
+    assert (default.name, default.rate_limit, default.burst_limit, default.quota_per_day) == (
+        "default",
+        50,
+        100,
+        100000,
+    )
+    assert (default.feedback_rate_limit, default.feedback_burst_limit) == (10, 20)
+    assert load(context()).serving.allowed_principals == ()
+
+
+def test_clients_are_read_from_a_list_with_an_optional_quota() -> None:
+    clients = [client("churn-app", 30, 60, quota_per_day=1000), client("reports", 10, 20)]
+    config = load(context(serving__clients=clients))
+    assert [(c.name, c.rate_limit, c.quota_per_day) for c in config.serving.clients] == [
+        ("churn-app", 30, 1000),
+        ("reports", 10, None),
+    ]
+
+
+def test_the_clients_rates_together_must_fit_in_the_stage_throttle_so_none_takes_anothers_share() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(context(serving__clients=[client("churn-app", 40, 60), client("reports", 20, 50)]))
+    assert raised.value.problems == (
+        "driftloop.serving.clients rate_limit adds up to 60 over the clients, more than "
+        "driftloop.serving.throttle_rate_limit: a client at its limit would take the others' share of the stage",
+        "driftloop.serving.clients burst_limit adds up to 110 over the clients, more than "
+        "driftloop.serving.throttle_burst_limit: a client at its limit would take the others' share of the stage",
+        "driftloop.serving.clients feedback_rate_limit adds up to 12 over the clients, more than "
+        "driftloop.serving.feedback_throttle_rate_limit: a client at its limit would take the others' share of the "
+        "stage",
+        "driftloop.serving.clients feedback_burst_limit adds up to 22 over the clients, more than "
+        "driftloop.serving.feedback_throttle_burst_limit: a client at its limit would take the others' share of the "
+        "stage",
+    )
+
+
+def test_the_clients_rates_must_not_need_more_than_the_reserved_concurrency_at_the_alarmed_latency() -> None:
+    ctx = context(serving__reserved_concurrency=10, monitoring__api_p99_latency_ms=2000)
+    ctx["driftloop"]["serving"]["clients"] = [client("churn-app", 4, 10), client("reports", 2, 10)]
+    with pytest.raises(ConfigError) as raised:
+        load(ctx)
+    assert raised.value.problems == (
+        "driftloop.serving.clients rate_limit adds up to 6 requests/s over the clients: at "
+        "driftloop.monitoring.api_p99_latency_ms that needs 12 concurrent invocations, more than "
+        "driftloop.serving.reserved_concurrency (lower the rates or raise it)",
+    )
+    ctx["driftloop"]["serving"]["clients"] = [client("churn-app", 3, 10), client("reports", 2, 10)]
+    assert load(ctx).serving.reserved_concurrency == 10
+    # Unreserved, the function draws on the account's pool: nothing to check against.
+    del ctx["driftloop"]["serving"]["reserved_concurrency"]
+    ctx["driftloop"]["serving"]["clients"] = [client("churn-app", 40, 10)]
+    assert load(ctx).serving.reserved_concurrency is None
+
+
+def test_a_clients_feedback_limits_must_not_exceed_its_own() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(context(serving__clients=[{**client("reports", 10, 20), "feedback_rate_limit": 11}]))
+    assert raised.value.problems == (
+        "driftloop.serving.clients.0.feedback_rate_limit must not exceed driftloop.serving.clients.0.rate_limit",
+    )
+
+
+def test_client_names_are_unique_and_each_error_names_the_client_by_its_index_where_it_was_written() -> None:
+    ctx = context("local")
+    ctx["driftloop:stages"]["local"]["serving"]["clients"] = [
+        client("reports", 10, 20),
+        client("reports", 10, 20),
+        {**client("Bad_Name", 1, 1), "quota": 5},
+    ]
+    with pytest.raises(ConfigError) as raised:
+        load(ctx)
+    assert raised.value.problems[0] == (
+        "driftloop:stages.local.serving.clients.2.name must be lowercase letters, digits and '-', got 'Bad_Name'"
+    )
+    assert raised.value.problems[1].startswith(
+        "unknown key driftloop:stages.local.serving.clients.2.quota (known: burst_limit, feedback_burst_limit, "
+        "feedback_rate_limit, name, quota_per_day, rate_limit)"
+    )
+    ctx["driftloop:stages"]["local"]["serving"]["clients"].pop()
+    with pytest.raises(ConfigError) as raised:
+        load(ctx)
+    assert raised.value.problems == (
+        "driftloop:stages.local.serving.clients.1.name must be unique: "
+        "driftloop:stages.local.serving.clients.0.name is also 'reports'",
+    )
+
+
+@pytest.mark.parametrize(
+    ("clients", "problem"),
+    [
+        ([], "driftloop.serving.clients must list at least one client: every request carries a client's API key"),
+        ({"name": "default"}, "driftloop.serving.clients must be a list, got dict"),
+    ],
+)
+def test_there_is_at_least_one_client_in_a_list(clients: object, problem: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load(context(serving__clients=clients))
+    assert raised.value.problems == (problem,)
+
+
+def test_allowed_principals_are_iam_role_or_user_arns() -> None:
+    roles = ["arn:aws:iam::123456789012:role/team/labeller", "arn:aws:iam::123456789012:user/ops"]
+    assert load(context(serving__allowed_principals=roles)).serving.allowed_principals == tuple(roles)
+    with pytest.raises(ConfigError) as raised:
+        load(context(serving__allowed_principals=[roles[0], "arn:aws:sts::123456789012:assumed-role/labeller/s"]))
+    assert raised.value.problems == (
+        "driftloop.serving.allowed_principals.1 must be an IAM role or user ARN, got "
+        "'arn:aws:sts::123456789012:assumed-role/labeller/s'",
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
 from functions.common import layout
@@ -158,22 +159,27 @@ def test_feedback_requires_iam_in_both_modes_so_an_api_key_cannot_post_labels(
     for template in (serving_template, api_key_serving_template):
         feedback = methods(template)[FEEDBACK_ROUTE]
         assert feedback["AuthorizationType"] == "AWS_IAM"
-        assert feedback.get("ApiKeyRequired") in (None, False)
 
 
 def test_iam_mode_authorizes_every_method_with_iam(serving_template: Template) -> None:
     for properties in methods(serving_template).values():
         assert properties["AuthorizationType"] == "AWS_IAM"
-        assert not properties.get("ApiKeyRequired")
-    serving_template.resource_count_is("AWS::ApiGateway::ApiKey", 0)
-    serving_template.resource_count_is("AWS::ApiGateway::UsagePlan", 0)
 
 
-def test_api_key_mode_requires_a_key_on_every_method_but_feedback(api_key_serving_template: Template) -> None:
+def test_api_key_mode_authorizes_every_method_but_feedback_by_the_key_alone(
+    api_key_serving_template: Template,
+) -> None:
     for route, properties in methods(api_key_serving_template).items():
         if route != FEEDBACK_ROUTE:
-            assert properties["ApiKeyRequired"] is True, route
             assert properties["AuthorizationType"] == "NONE", route
+
+
+def test_every_method_requires_an_api_key_in_both_modes_so_each_request_counts_against_a_client(
+    serving_template: Template, api_key_serving_template: Template
+) -> None:
+    for template in (serving_template, api_key_serving_template):
+        for route, properties in methods(template).items():
+            assert properties["ApiKeyRequired"] is True, route
 
 
 def invoke_policies(template: Template) -> dict[str, set[str]]:
@@ -244,20 +250,103 @@ def test_api_key_mode_opens_only_the_key_routes_to_any_caller_and_keeps_feedback
     assert not any("feedback" in resource for resource in keys["Resource"])
 
 
-def test_api_key_mode_meters_the_key_with_a_usage_plan(api_key_serving_template: Template) -> None:
-    api_key_serving_template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
-    api_key_serving_template.has_resource_properties(
-        "AWS::ApiGateway::UsagePlan",
-        {
-            "Throttle": {"RateLimit": 50, "BurstLimit": 100},
-            "Quota": {"Limit": 100000, "Period": "DAY"},
-            "ApiStages": [Match.object_like({"Stage": {"Ref": Match.string_like_regexp("DeploymentStage")}})],
-        },
-    )
-    api_key_serving_template.has_resource_properties(
-        "AWS::ApiGateway::UsagePlanKey", {"KeyType": "API_KEY", "KeyId": {"Ref": Match.string_like_regexp("ApiKey")}}
-    )
-    api_key_serving_template.has_output("ApiKeyId", {})
+def usage_plans(template: Template) -> dict[str, dict[str, Any]]:
+    """Client name (the plan's name after '<prefix>-inference-') -> its usage plan's properties, with the logical
+    ids of the API keys bound to it under "Keys"."""
+    keys: dict[str, list[str]] = {}
+    for binding in template.find_resources("AWS::ApiGateway::UsagePlanKey").values():
+        assert binding["Properties"]["KeyType"] == "API_KEY"
+        keys.setdefault(binding["Properties"]["UsagePlanId"]["Ref"], []).append(binding["Properties"]["KeyId"]["Ref"])
+    return {
+        plan["Properties"]["UsagePlanName"].removeprefix("driftloop-dev-inference-"): {
+            **plan["Properties"],
+            "Keys": keys.get(logical_id, []),
+        }
+        for logical_id, plan in template.find_resources("AWS::ApiGateway::UsagePlan").items()
+    }
+
+
+def test_the_default_client_keeps_todays_limits_with_its_own_key_and_usage_plan_in_both_modes(
+    serving_template: Template, api_key_serving_template: Template
+) -> None:
+    for template in (serving_template, api_key_serving_template):
+        template.resource_count_is("AWS::ApiGateway::ApiKey", 1)
+        [(client, plan)] = usage_plans(template).items()
+        assert client == "default"
+        assert plan["Throttle"] == {"RateLimit": 50, "BurstLimit": 100}
+        assert plan["Quota"] == {"Limit": 100000, "Period": "DAY"}
+        [stage] = plan["ApiStages"]
+        assert stage["Stage"]["Ref"].startswith("InferenceApiDeploymentStage")
+        assert stage["Throttle"] == {"/feedback/POST": {"RateLimit": 10, "BurstLimit": 20}}
+        assert len(plan["Keys"]) == 1
+
+
+TWO_CLIENTS = [
+    {
+        "name": "churn-app",
+        "rate_limit": 30,
+        "burst_limit": 60,
+        "feedback_rate_limit": 8,
+        "feedback_burst_limit": 15,
+        "quota_per_day": 50000,
+    },
+    {"name": "reports", "rate_limit": 5, "burst_limit": 10, "feedback_rate_limit": 1, "feedback_burst_limit": 2},
+]
+LABELLER = "arn:aws:iam::123456789012:role/labeller"
+
+
+@pytest.fixture(scope="module")
+def two_clients_template() -> Template:
+    """iam mode with two clients, and only one role admitted to the signed routes."""
+    context = cdk_context(overrides={"serving": {"clients": TWO_CLIENTS, "allowed_principals": [LABELLER]}})
+    return Template.from_stack(build(context).serving)
+
+
+def test_each_configured_client_gets_its_own_key_in_its_own_usage_plan_with_its_limits(
+    two_clients_template: Template,
+) -> None:
+    plans = usage_plans(two_clients_template)
+
+    assert set(plans) == {"churn-app", "reports"}
+    two_clients_template.resource_count_is("AWS::ApiGateway::ApiKey", 2)
+    # One key per plan and no key in two plans: a client at its limit is throttled on its own key only.
+    [app_key], [reports_key] = plans["churn-app"]["Keys"], plans["reports"]["Keys"]
+    assert app_key != reports_key
+    assert plans["churn-app"]["Throttle"] == {"RateLimit": 30, "BurstLimit": 60}
+    assert plans["churn-app"]["Quota"] == {"Limit": 50000, "Period": "DAY"}
+    assert plans["churn-app"]["ApiStages"][0]["Throttle"] == {"/feedback/POST": {"RateLimit": 8, "BurstLimit": 15}}
+    assert plans["reports"]["Throttle"] == {"RateLimit": 5, "BurstLimit": 10}
+    assert "Quota" not in plans["reports"]
+    assert plans["reports"]["ApiStages"][0]["Throttle"] == {"/feedback/POST": {"RateLimit": 1, "BurstLimit": 2}}
+    names = {
+        key["Properties"]["Name"] for key in two_clients_template.find_resources("AWS::ApiGateway::ApiKey").values()
+    }
+    assert names == {"driftloop-dev-inference-churn-app", "driftloop-dev-inference-reports"}
+
+
+def test_the_api_key_ids_output_maps_each_client_to_its_key(two_clients_template: Template) -> None:
+    [output] = [value for name, value in two_clients_template.find_outputs("*").items() if name == "ApiKeyIds"]
+    rendered = json.dumps(output["Value"])
+    keys = two_clients_template.find_resources("AWS::ApiGateway::ApiKey")
+    for client in ("churn-app", "reports"):
+        [logical_id] = [i for i, key in keys.items() if key["Properties"]["Name"].endswith(client)]
+        assert f'\\"{client}\\":\\"' in rendered and json.dumps({"Ref": logical_id}) in rendered
+
+
+def test_listed_principals_alone_may_call_the_signed_routes_besides_the_account_restriction(
+    two_clients_template: Template,
+) -> None:
+    account, deny = resource_policy(two_clients_template)
+    assert account["Effect"] == "Allow" and account["Resource"] == "execute-api:/*"
+    assert deny["Effect"] == "Deny" and deny["Principal"] == {"AWS": "*"}
+    assert deny["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": [LABELLER]}}
+    assert sorted(deny["Resource"]) == sorted(f"execute-api:/v1/{method}/{path}" for path, method in ROUTES)
+
+
+def test_in_api_key_mode_the_listed_principals_bind_only_the_signed_feedback_route() -> None:
+    context = cdk_context(overrides={"serving": {"auth_mode": "api_key", "allowed_principals": [LABELLER]}})
+    _, _, deny = resource_policy(Template.from_stack(build(context).serving))
+    assert deny["Effect"] == "Deny" and deny["Resource"] == "execute-api:/v1/POST/feedback"
 
 
 def test_stage_throttles_feedback_lower_traces_and_records_metrics(serving_template: Template) -> None:
@@ -317,7 +406,7 @@ def test_lambda_permissions_are_scoped_to_each_route_of_the_stage(serving_templa
     assert suffixes == {f"/{method}/{path}" for path, method in ROUTES}
 
 
-def test_outputs_name_the_api_url_the_function_the_invoke_policies_and_batch_scoring(
+def test_outputs_name_the_api_url_the_function_the_invoke_policies_batch_scoring_and_the_api_keys(
     serving_template: Template,
 ) -> None:
     outputs = serving_template.find_outputs("*")
@@ -328,12 +417,15 @@ def test_outputs_name_the_api_url_the_function_the_invoke_policies_and_batch_sco
         "PredictPolicyArn",
         "FeedbackPolicyArn",
         "BatchStateMachineArn",
+        "ApiKeyIds",
     }
     assert outputs["ApiUrl"]["Value"]["Fn::Join"][1][0] == "https://"
 
 
 def test_reserved_concurrency_follows_the_config_and_null_leaves_the_function_unreserved() -> None:
-    template = Template.from_stack(build(cdk_context(overrides={"serving": {"reserved_concurrency": 5}})).serving)
+    # Five concurrent invocations serve the clients' 5 requests/s at the 1 s p99 latency the alarm allows.
+    five = {"reserved_concurrency": 5, "clients": [{**TWO_CLIENTS[1], "rate_limit": 5}]}
+    template = Template.from_stack(build(cdk_context(overrides={"serving": five})).serving)
     template.has_resource_properties("AWS::Lambda::Function", {"ReservedConcurrentExecutions": 5})
     # In the base config: jsii drops null members of context objects, so a stage override cannot unset it.
     context = cdk_context()

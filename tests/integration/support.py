@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cli.client import API_KEY_HEADER, DEFAULT_CLIENT, api_key_value
 from functions.common.registry import ChampionPointer, Decision, Registry
 from localcloud.cloud import Cloud
 from localcloud.deploy import Deployment
@@ -91,9 +92,11 @@ class Answer:
 
 @dataclass(frozen=True)
 class Api:
-    """The deployed API at its path-style LocalStack URL (``.../_aws/execute-api/<id>/<stage>``)."""
+    """The deployed API at its path-style LocalStack URL (``.../_aws/execute-api/<id>/<stage>``), called with a
+    client's API key (every route requires one) unless ``key`` is None."""
 
     url: str
+    key: str | None
 
     def call(
         self,
@@ -104,7 +107,8 @@ class Api:
         content_type: str | None = "application/json",
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
-        sent = dict(headers or {})
+        sent = {} if self.key is None else {API_KEY_HEADER: self.key}
+        sent.update(headers or {})
         if content_type is not None and body is not None:
             sent["Content-Type"] = content_type
         request = urllib.request.Request(self.url + path, data=body, method=method, headers=sent)
@@ -163,7 +167,8 @@ class Deployed:
         self.cloudwatch = self.client("cloudwatch")
         self.cloudformation = self.client("cloudformation")
         self.registry = Registry(self.s3, self.deployment.model_bucket)
-        self.api = Api(self.deployment.api_url)
+        key = api_key_value(self.client("apigateway"), self.deployment.outputs, DEFAULT_CLIENT)
+        self.api = Api(self.deployment.api_url, key)
 
     def client(self, service: str) -> Any:
         return boto3_client(self.cloud, service)

@@ -16,7 +16,7 @@ import pytest
 from functions.common.records import PREDICTION_ID_LENGTH
 from functions.inference.schema import MISSING_FEATURE
 from tests.inference.events import rest_event
-from tests.integration.support import Answer, Deployed, as_instances
+from tests.integration.support import Answer, Api, Deployed, as_instances
 
 pytestmark = pytest.mark.integration
 
@@ -153,6 +153,22 @@ def test_api_gateway_refuses_a_route_or_method_the_api_does_not_define(
     answer = deployed.api.call(method, path, b"{}" if method == "POST" else None)
     assert answer.status == 403, answer
     assert answer.json == {"message": "Missing Authentication Token"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/predict"), ("POST", "/feedback"), ("GET", "/health"), ("GET", "/model"), ("GET", "/openapi.json")],
+)
+@pytest.mark.parametrize("key", [None, "not-a-clients-key"])
+def test_every_route_refuses_a_request_without_a_clients_api_key(
+    deployed: Deployed, served_champion: str, method: str, path: str, key: str | None
+) -> None:
+    # Without a client's key a request would count against no client's usage plan (LocalStack checks the key is
+    # in a plan of the stage, as AWS does, but throttles no plan: tests/infra/test_serving_stack.py shows each
+    # client's own limits).
+    answer = Api(deployed.api.url, key).call(method, path, b"{}" if method == "POST" else None)
+    assert answer.status == 403, answer
+    assert answer.json["message"] == "Forbidden", answer
 
 
 @pytest.mark.parametrize(
