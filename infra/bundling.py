@@ -143,14 +143,14 @@ HOLDOUT = LambdaBundle(
         _extra_export(("workflow", "holdout"), ()),
     ),
 )
-# The workflow's Evaluate step: the workflow's packages, and ONNX Runtime with numpy to score the models with
-# the inference package's model loader.
+# The workflow's Evaluate step: the workflow's packages, and what the inference package's model loader imports
+# (ONNX Runtime, numpy, and orjson for its request parser) to score the models.
 EVALUATE = LambdaBundle(
     (*WORKFLOW.sources, "functions/inference"),
     PinnedRequirements(
         REPO_ROOT / "functions" / "workflow" / "requirements-evaluate.txt",
         "workflow's Evaluate Lambda",
-        _extra_export(("workflow",), ("numpy", "onnxruntime")),
+        _extra_export(("workflow",), ("numpy", "onnxruntime", "orjson")),
     ),
 )
 # Batch scoring: the inference package's model and answers, so the inference Lambda's pins (one cached install for

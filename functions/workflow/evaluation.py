@@ -22,7 +22,7 @@ import csv
 import json
 import math
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,11 +85,18 @@ def _keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
         yield from (item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
 
 
-def read_holdout(s3: S3Client, bucket: str, folder: str, missing: frozenset[str], work_dir: Path) -> HoldoutTable:
-    """Every CSV file under ``folder``, concatenated; a column a file lacks is missing in its rows."""
-    columns: dict[str, list[str | None]] = {}
+def read_holdout(
+    s3: S3Client, bucket: str, folder: str, wanted: Iterable[str], missing: frozenset[str], work_dir: Path
+) -> HoldoutTable:
+    """The ``wanted`` columns (the models' features and target) of every CSV file under ``folder``, concatenated;
+    a column a file lacks is missing in its rows. Equal cells share one string, so memory grows by a pointer per
+    cell (a row of ten features costs about 100 bytes), whatever else the files hold."""
+    names = {name.lower() for name in wanted}
+    columns: dict[str, list[str | None]] = {name: [] for name in names}
+    shared: dict[str, str] = {}
     feedback: list[bool] = []
     files = []
+    seen: set[str] = set()
     for key in sorted(_keys(s3, bucket, folder)):
         relative = key[len(folder) :]
         path = work_dir / "holdout.csv"
@@ -97,21 +104,24 @@ def read_holdout(s3: S3Client, bucket: str, folder: str, missing: frozenset[str]
         with path.open(encoding="utf-8-sig", newline="") as stream:
             reader = csv.reader(stream)
             header = [name.lower() for name in next(reader, [])]
-            start = len(feedback)
+            seen.update(header)
+            kept = [(position, columns[name]) for position, name in enumerate(header) if name in names]
             for row in reader:
                 if len(row) != len(header):
                     raise EvaluationError(
                         f"holdout file {relative} line {reader.line_num}: {len(row)} cells, the header has "
                         f"{len(header)}"
                     )
-                for name, cell in zip(header, row, strict=True):
-                    columns.setdefault(name, [None] * start).append(None if cell in missing else cell)
+                for position, cells in kept:
+                    cell = row[position]
+                    cells.append(None if cell in missing else shared.setdefault(cell, cell))
                 feedback.append(is_feedback(relative))
         for cells in columns.values():  # columns this file lacked
             cells.extend([None] * (len(feedback) - len(cells)))
         files.append(relative)
         path.unlink()
-    return HoldoutTable(columns, np.asarray(feedback, dtype=bool), tuple(files))
+    present = {name: cells for name, cells in columns.items() if name in seen}
+    return HoldoutTable(present, np.asarray(feedback, dtype=bool), tuple(files))
 
 
 def _numbers(name: str, cells: Sequence[str | None]) -> np.ndarray:
@@ -270,10 +280,14 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             (None, None) if prepared.champion is None else _champion(registry, prepared.champion, work_dir)
         )
         gate = parse_gate_settings(settings.hyperparameters, challenger.task)
+        wanted = {challenger.metadata.target} | {
+            feature.name for model in (challenger, champion) if model is not None for feature in model.metadata.features
+        }
         table = read_holdout(
             s3,
             settings.data_bucket,
             holdout_rows_folder(settings.holdout_prefix, version),
+            wanted,
             missing_tokens(settings.hyperparameters),
             work_dir,
         )
