@@ -184,8 +184,10 @@ def test_feedback_is_joined_with_its_captures_across_hour_partitions_and_model_v
         "expired": 0,
         "misfits": 0,
         "max_rows": None,
+        "held": 0,
         "capped": 0,
         "callers": 1,
+        "new_values": {"reference": None, "skipped": "no champion: no trusted values to tell new ones from"},
         "missing_columns": ["customer_id"],
         "model_versions": 2,
         "athena": {
@@ -209,8 +211,10 @@ def test_the_lambdas_read_no_capture_or_feedback_object_themselves(s3: S3Client,
 
     assert result["counts"]["feedback"]["joined"] == 3 and len(feedback_rows(s3, result)) == 3
     read_by_lambdas = [key for key in fetched if not key.startswith(result["prefix"] + "feedback/")]
-    assert read_by_lambdas and all(key.startswith(("training-data/", result["prefix"])) for key in read_by_lambdas)
-    # Athena's queries: the id prefixes, the UNLOAD's SELECT, the counts.
+    # Besides the data: the registry's champion pointer (none here), whose values tell new ones apart.
+    allowed = ("training-data/", result["prefix"], "registry/")
+    assert read_by_lambdas and all(key.startswith(allowed) for key in read_by_lambdas)
+    # Athena's queries: the id prefixes, the UNLOAD's SELECT, the counts (no champion: no new values to list).
     assert len(run.engine.queries) == 3
 
 
