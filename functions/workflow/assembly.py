@@ -44,7 +44,7 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -270,6 +270,26 @@ def finish_assembly(
         "objects": objects[:MAX_LISTED_OBJECTS],
         "objects_truncated": len(objects) > MAX_LISTED_OBJECTS,
     }
+
+
+def held_out(counts: Mapping[str, Any]) -> str | None:
+    """The sentence for the run's record when Assemble held feedback rows out as new values (None: it held none),
+    from an ``AssemblyResult``'s counts."""
+    feedback = counts.get("feedback") or {}
+    rows, found = feedback.get("held"), feedback.get("new_values") or {}
+    if not rows:
+        return None
+    held = [value for value in found.get("values", ()) if value["held"]]
+    named = ", ".join(
+        f"{value['feature']}={value['value']!r} ({value['rows']} rows, {value['callers']} "
+        f"caller{'' if value['callers'] == 1 else 's'})"
+        for value in held
+    )
+    listed = f": {named}{' and more' if found.get('values_truncated') else ''}" if named else ""
+    return (
+        f"{rows} feedback rows held out of training: values new to champion {found.get('reference')} that fewer "
+        f"than {found.get('min_callers')} distinct callers used{listed}"
+    )
 
 
 def fingerprint(entries: Iterable[tuple[str, str]]) -> str:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from functions.common.bundle import ARCHIVE_FILE
 from functions.common.gate import EVALUATION_FILE, Evaluation, Verdict, reassess
 from functions.common.registry import Registry
+from functions.workflow.assembly import held_out
 from functions.workflow.errors import WorkflowError
 from functions.workflow.settings import WorkflowSettings
 from functions.workflow.state import (
@@ -88,6 +89,8 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         "passed": verdict.passed,
         "held": verdict.held,
     }
+    if held := held_out(assembly.counts or {}):
+        reasons.append(held)  # the run's record says what its training set left out, beside the verdict
     if job_verdict is not None:
         reasons.append(
             f"the training job's own verdict ({'passed' if evaluation.verdict.passed else 'not passed'}: "
