@@ -3,7 +3,7 @@
 One chain of common table expressions (:meth:`FeedbackQuery.chain`) takes the join's rules from
 :mod:`functions.common.labelled_sql` (feedback received in the last ``max_age``, graded; the first delivery of
 each capture of every model version, pruned to the hours the ids name; the truth must fit the task of the model
-that served it, as its capture tells) and adds Assemble's cap, read by three queries:
+that served it, as its capture tells) and adds Assemble's rule for new values and its cap, read by these queries:
 
 1. :meth:`FeedbackQuery.id_prefixes`: the distinct time prefixes of the usable feedback's prediction ids, from
    which :func:`functions.common.labelled_sql.capture_hours` names the capture hours to read;
@@ -45,6 +45,7 @@ COUNTS = ("records", *FATES, "unmatched", "misfits", "joined", "callers", "held"
 # The columns of :meth:`KnownValues.novel`, and of :meth:`FeedbackQuery.new_values`.
 NOVEL_COLUMNS = ("prediction_id", "caller", "feature", "value")
 NEW_VALUE_COLUMNS = ("feature", "value", "rows", "callers")
+_CALLER, _FEATURE, _VALUE = (_c(name) for name in NOVEL_COLUMNS[1:])
 # A numeric value outside the trusted range is new as its side of the range.
 BELOW, ABOVE = "below", "above"
 # new_values lists at most this many values (the result travels in the state) and cuts each to this many characters.
@@ -78,7 +79,7 @@ class KnownValues:
                 "SELECT " + ", ".join(f"CAST(NULL AS VARCHAR) AS {_c(name)}" for name in NOVEL_COLUMNS) + " WHERE false"
             )
         return " UNION ALL ".join(
-            f"SELECT {pid}, {caller} AS caller, {literal(name)} AS feature, {value} AS value "  # noqa: S608
+            f"SELECT {pid}, {caller} AS {_CALLER}, {literal(name)} AS {_FEATURE}, {value} AS {_VALUE} "  # noqa: S608
             f"FROM {joined} WHERE truth IS NOT NULL AND {new}"
             for name, value, new in parts
         )
@@ -135,10 +136,10 @@ class FeedbackQuery:
             f"{identity} AS caller_identity, {fitted_truth('u', 'c')} AS truth "
             f"FROM usable u LEFT JOIN captured c ON c.{pid} = u.{pid}), "
             f"novel AS ({known.novel('joined', 'caller_identity')}), "
-            "vouched AS (SELECT feature, value FROM novel GROUP BY feature, value "
-            f"HAVING count(DISTINCT caller) >= {int(known.min_callers)}), "
+            f"vouched AS (SELECT {_FEATURE}, {_VALUE} FROM novel GROUP BY {_FEATURE}, {_VALUE} "
+            f"HAVING count(DISTINCT {_CALLER}) >= {int(known.min_callers)}), "
             f"held AS (SELECT DISTINCT n.{pid} FROM novel n LEFT JOIN vouched v "
-            "ON v.feature = n.feature AND v.value = n.value WHERE v.feature IS NULL), "
+            f"ON v.{_FEATURE} = n.{_FEATURE} AND v.{_VALUE} = n.{_VALUE} WHERE v.{_FEATURE} IS NULL), "
             f"ranked AS (SELECT {pid}, features, truth,"
             f" row_number() OVER (PARTITION BY caller_identity ORDER BY {_hash(seed, pid)}) AS turn,"
             f" {_hash(seed, 'caller_identity')} AS caller_rank "
@@ -184,9 +185,14 @@ class FeedbackQuery:
         """Each new value (:data:`NEW_VALUE_COLUMNS`): its feature, its text (cut to :data:`MAX_VALUE_CHARS`) or
         side, the rows and the distinct callers that used it; the most used first, at most
         :data:`MAX_NEW_VALUES` + 1 (so the reader knows whether there are more)."""
-        pid = _c("prediction_id")
+        pid, rows, callers = (_c(name) for name in ("prediction_id", *NEW_VALUE_COLUMNS[2:]))
+        # Counted by the whole value, cut only for the answer.
+        counted = (
+            f"SELECT {_FEATURE}, {_VALUE}, count(DISTINCT {pid}) AS {rows}, "  # noqa: S608
+            f"count(DISTINCT {_CALLER}) AS {callers} FROM novel GROUP BY {_FEATURE}, {_VALUE}"
+        )
         return (
-            f"{self.chain()}SELECT feature, substr(value, 1, {MAX_VALUE_CHARS}) AS value, "  # noqa: S608
-            f"count(DISTINCT {pid}) AS rows, count(DISTINCT caller) AS callers FROM novel GROUP BY feature, value "
-            f"ORDER BY rows DESC, feature, value LIMIT {MAX_NEW_VALUES + 1}"
+            f"{self.chain()}SELECT {_FEATURE}, substr({_VALUE}, 1, {MAX_VALUE_CHARS}) AS {_VALUE}, "  # noqa: S608
+            f"{rows}, {callers} FROM ({counted}) ORDER BY {rows} DESC, {_FEATURE}, {_VALUE} "
+            f"LIMIT {MAX_NEW_VALUES + 1}"
         )
