@@ -386,14 +386,14 @@ def _new_values(athena: Athena, query: FeedbackQuery, reference: Reference | Non
     if reference is None or query.known is None:
         return {"reference": None, "skipped": "no champion: no trusted values to tell new ones from"}
     minimum = query.known.min_callers
-    found = [
-        {**row, "rows": int(row["rows"] or 0), "callers": int(row["callers"] or 0)}
-        for row in athena.run(query.new_values()).records()
-    ]
-    values = [
-        {**{name: row[name] for name in NEW_VALUE_COLUMNS}, "held": row["callers"] < minimum}
-        for row in found[:MAX_NEW_VALUES]
-    ]
+    found = athena.run(query.new_values()).records()
+    values = []
+    for row in found[:MAX_NEW_VALUES]:
+        feature, value, rows, callers = (row[name] for name in NEW_VALUE_COLUMNS)
+        count = int(callers or 0)
+        values.append(
+            {"feature": feature, "value": value, "rows": int(rows or 0), "callers": count, "held": count < minimum}
+        )
     return {
         "reference": reference.version,
         "min_callers": minimum,

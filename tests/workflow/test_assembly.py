@@ -607,7 +607,7 @@ def champion_knows(s3: S3Client, features: list[dict[str, Any]]) -> None:
     s3.put_object(Bucket=MODEL_BUCKET, Key=f"{registry}champion.json", Body=json.dumps(pointer).encode())
 
 
-KNOWN = [
+KNOWN: list[dict[str, Any]] = [
     {"name": "tenure", "type": "numeric", "minimum": 0.0, "maximum": 72.0},
     {"name": "contract", "type": "categorical", "categories": ["monthly", "yearly", 'it\'s "ünïcode"']},
 ]
@@ -683,7 +683,11 @@ def test_a_number_outside_the_champions_range_needs_k_callers_on_its_side(s3: S3
 def test_known_categories_and_numbers_within_the_range_are_trained_on_whoever_sent_them(s3: S3Client, run: Run) -> None:
     base_data(s3)
     champion_knows(s3, KNOWN)
-    known = [{"tenure": 0, "contract": "yearly"}, {"tenure": 72, "contract": 'it\'s "ünïcode"'}, {"contract": None}]
+    known: list[dict[str, Any]] = [
+        {"tenure": 0, "contract": "yearly"},
+        {"tenure": 72, "contract": 'it\'s "ünïcode"'},
+        {"contract": None},
+    ]
     for index, instance in enumerate(known):
         labelled_by(s3, [MALLORY.format(index)], instance, f"known-{index}")
 
@@ -692,3 +696,14 @@ def test_known_categories_and_numbers_within_the_range_are_trained_on_whoever_se
     assert len(feedback_rows(s3, result)) == 3
     counts = result["counts"]["feedback"]
     assert counts["held"] == 0 and counts["new_values"]["values"] == []
+
+
+def test_a_champion_with_more_categories_than_a_query_can_hold_fails_the_plan_saying_so(s3: S3Client, run: Run) -> None:
+    base_data(s3)
+    champion_knows(
+        s3, [{"name": "contract", "type": "categorical", "categories": [f"plan-{i:06}" for i in range(20_000)]}]
+    )
+    labelled_by(s3, [USERS.format(1)], {"tenure": 5, "contract": "monthly"}, "honest")
+
+    with pytest.raises(AssemblyError, match=rf"or the champion {CHAMPION} too many categories \(20000\)"):
+        run(include_feedback=True)

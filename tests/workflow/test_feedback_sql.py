@@ -107,7 +107,13 @@ def test_model_versions_and_the_runs_version_enter_the_sql_as_literals(
 def test_new_values_are_judged_and_counted_whole_and_listed_cut(s3: S3Client, athena: Athena) -> None:
     long = "é'\"" + "x" * 200
     known = KnownValues(2, categories={"c": ["a'b", "ünï"]}, ranges={"n": (0.0, 1.0)})
-    instances = [{"c": "a'b", "n": 0.5}, {"c": "ünï", "n": 1}, {"c": long, "n": 0}, {"c": long + "y"}, {"n": 1.5}]
+    instances: list[dict[str, Any]] = [
+        {"c": "a'b", "n": 0.5},
+        {"c": "ünï", "n": 1},
+        {"c": long, "n": 0},
+        {"c": long + "y"},
+        {"n": 1.5},
+    ]
     ids = captured(s3, NOW - DAY, instances)
     labelled(s3, dict.fromkeys(ids, "1"))
     hours = capture_hours(

@@ -80,7 +80,9 @@ def attack(s3: S3Client, seed: int) -> None:
     ids = new_prediction_ids(len(rows), served)
     instances = rows.drop(columns=TARGET).astype(object).where(rows.notna(), None).to_dict("records")
     captures = [
-        PredictionRecord(pid, served.isoformat(), CHAMPION, features, label="0")
+        PredictionRecord(
+            pid, served.isoformat(), CHAMPION, {str(name): value for name, value in features.items()}, label="0"
+        )
         for pid, features in zip(ids, instances, strict=True)
     ]
     labels = [
