@@ -4,9 +4,10 @@
 real SQL (the local Athena engine), the challenger trained by the real training program against the registered
 champion and judged by the real gate.
 
-Before the k-distinct-callers rule, the backdoor was learned and passed the gate in some seeds (with
-``new_value_min_callers`` at 1, which admits every value, it still is); with it, the poisoned rows are held out
-and no seed promotes a backdoored model.
+Before the k-distinct-callers rule, the backdoor was learned and passed the gate in some seeds (measured with
+``new_value_min_callers`` at 1, which admits every value: 4 of these 10 seeds, month-to-month customers of the
+backdoor scored 0.27 to 0.29 below elsewhere; the last test keeps one such seed as proof that the attack bites);
+with it, the poisoned rows are held out and no seed promotes a backdoored model.
 """
 
 from __future__ import annotations
@@ -165,3 +166,13 @@ def test_a_poisoned_category_from_one_role_never_reaches_a_promoted_model(
     backdoor = [v for v in counts["new_values"]["values"] if v["feature"] == "region" and v["value"] == BACKDOOR]
     assert backdoor == [{"feature": "region", "value": BACKDOOR, "rows": POISONED_ROWS, "callers": 1, "held": True}]
     assert counts["held"] >= POISONED_ROWS
+
+
+def test_with_every_new_value_admitted_the_attack_teaches_the_backdoor(
+    s3: S3Client, make_job: MakeJob, base_data: pd.DataFrame, champion_archive: Path
+) -> None:
+    # The rule off (one caller suffices), as before it: the attack above is a real one, not one that fails anyway.
+    _, gap, counts = poisoning_run(s3, make_job, base_data, champion_archive, 0, min_callers=1)
+
+    assert counts["held"] == 0
+    assert gap > 2 * MARGIN
