@@ -459,6 +459,9 @@ class RetrainingConfig(_Model):
     include_feedback: Flag
     # At most this share of the assembled training set may come from feedback, in (0, 1].
     max_feedback_share: Annotated[float, _number(0.0, 1.0)]
+    # A feedback row with a category or a number the champion was never trained on enters training only when at
+    # least this many distinct callers (roles, not sessions) used that value; else it is held out and counted.
+    new_value_min_callers: Annotated[int, _integer(1, 1000)]
     approval: ApprovalConfig
 
     def _rules(self) -> Iterator[InitErrorDetails]:

@@ -18,6 +18,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from functions.batch.layout import BATCH
+from functions.common.bundle import METADATA_FILE
 from functions.common.registry import RegistryLayout
 from infra.grants import objects_arn
 
@@ -34,6 +35,10 @@ PINNED_RUNTIME = (
 XRAY = (
     "Active X-Ray tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
     "resource-level permissions, so their resource must be '*'."
+)
+VERSION_METADATA = (
+    "Reads only each registered version's metadata.json (the champion's categories and ranges, which tell values "
+    "new to it): versions are created at run time, so the version segment is a wildcard; no archive is readable."
 )
 PREFIX_OBJECTS = (
     "Object access is confined to one configured key prefix of one bucket; the keys below it (data files, "
@@ -141,6 +146,9 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
         ("finish_assembly", (data.capture_prefix, data.feedback_prefix, data.assembled_prefix, results)),
     ):
         _acknowledge_function(steps[name], [objects_arn(training.data_bucket, prefix) for prefix in readable])
+        policy = _default_policy(steps[name].role)
+        metadata = model.arn_for_objects(layout.version_key("*", METADATA_FILE))
+        acknowledge(policy, "IAM5", VERSION_METADATA, [resource_finding(policy, metadata)])
 
     sagemaker = training.sagemaker
     sagemaker_policy = _default_policy(sagemaker.role)

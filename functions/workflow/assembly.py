@@ -22,6 +22,13 @@ the cap is taken against the rows that were counted, a lower bound: the share is
 is added when no base row was counted. Which joined feedback is kept when the cap bites is the SQL's: callers take
 turns, each caller's rows ranked by a hash keyed with the run's version.
 
+Before the cap, the SQL holds out the rows with a value the trusted data never had (a category, a number outside
+its range) that fewer than ``new_value_min_callers`` distinct callers used, and counts them per value. The trusted
+data's values are the live champion's (:class:`Reference`: its registered metadata records the categories and
+numeric ranges it was trained on, base data and the feedback earlier runs admitted): the registry's copy is
+sealed and immutable, one small read, where the base data may be Parquet or too large to scan in a Lambda. With no
+champion (no model served the captures yet) nothing is held out, and the counts say so.
+
 The fingerprint is the sha256 over sorted ``key<TAB>etag`` lines: the base objects' keys (relative to the run's
 folder) with their source ETags give the base fingerprint (the same base data gives the same one in every run);
 with feedback rows, the fingerprint covers the base fingerprint and each Parquet file Athena wrote with its ETag
@@ -37,13 +44,14 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from functions.common.athena import Athena
+from functions.common.bundle import Feature
 from functions.common.labelled_sql import capture_hours
 from functions.common.layout import (
     BASE_FOLDER,
@@ -53,7 +61,7 @@ from functions.common.layout import (
     capture_model_version,
 )
 from functions.common.text_values import parse_time
-from functions.workflow.feedback_sql import COUNTS, FeedbackQuery
+from functions.workflow.feedback_sql import COUNTS, MAX_NEW_VALUES, NEW_VALUE_COLUMNS, FeedbackQuery, KnownValues
 from functions.workflow.state import AssemblyPlan, AssemblyQuery
 
 if TYPE_CHECKING:
@@ -95,11 +103,38 @@ class AssemblyRequest:
     feedback_max_age_days: int
     # In (0, 1]: the most of the training set's rows that may be feedback.
     max_feedback_share: float
+    # A value the trusted data never had enters training only when this many distinct callers used it.
+    new_value_min_callers: int
     now: datetime
 
 
-def plan_assembly(s3: S3Client, athena: Athena, request: AssemblyRequest) -> dict[str, Any]:
-    """Copy and count the base data, and plan the feedback rows: the :class:`AssemblyPlan` as JSON."""
+@dataclass(frozen=True)
+class Reference:
+    """The trusted data's values: the features of the champion ``version`` as its registered metadata records
+    them."""
+
+    version: str
+    features: tuple[Feature, ...]
+
+    def known(self, header: list[str], target: str, min_callers: int) -> KnownValues:
+        """The base columns' known values; a numeric feature without a range (never a finite value) has none."""
+        features = [feature for feature in self.features if feature.name in header and feature.name != target]
+        return KnownValues(
+            min_callers,
+            categories={f.name: f.categories for f in features if f.type == "categorical"},
+            ranges={
+                f.name: (f.minimum, f.maximum)
+                for f in features
+                if f.type == "numeric" and f.minimum is not None and f.maximum is not None
+            },
+        )
+
+
+def plan_assembly(
+    s3: S3Client, athena: Athena, request: AssemblyRequest, reference: Reference | None
+) -> dict[str, Any]:
+    """Copy and count the base data, and plan the feedback rows (new values judged against ``reference``, None:
+    no champion): the :class:`AssemblyPlan` as JSON."""
     folder = assembled_folder(request.assembled_prefix, request.version)
     sources = list(_objects(s3, request.data_bucket, request.training_data_prefix))
     if not sources:
@@ -144,13 +179,15 @@ def plan_assembly(s3: S3Client, athena: Athena, request: AssemblyRequest) -> dic
         counts["feedback"] = {"skipped": "the base data has no CSV file to take the columns from"}
     else:
         max_rows = feedback_cap(counted_rows, request.max_feedback_share)
+        target = str(request.target)
         query = FeedbackQuery(
             header=header,
-            target=str(request.target),
+            target=target,
             version=request.version,
             now=request.now,
             max_age=timedelta(days=request.feedback_max_age_days),
             max_rows=max_rows,
+            known=None if reference is None else reference.known(header, target, request.new_value_min_callers),
         )
         prefixes = [row["prefix"] for row in athena.run(query.id_prefixes()).records() if row["prefix"]]
         query = replace(
@@ -162,8 +199,9 @@ def plan_assembly(s3: S3Client, athena: Athena, request: AssemblyRequest) -> dic
         if len(unload.encode()) > MAX_QUERY_BYTES:
             raise AssemblyError(
                 f"the feedback query is {len(unload.encode())} bytes, over {MAX_QUERY_BYTES}: the base data has too "
-                f"many or too long column names ({len(header)} columns) to add feedback; turn "
-                "retraining.include_feedback off"
+                f"many or too long column names ({len(header)} columns), or the champion"
+                f"{'' if reference is None else ' ' + reference.version} too many categories "
+                f"({_category_count(query.known)}), to add feedback; turn retraining.include_feedback off"
             )
         counts["feedback"] = {"max_rows": max_rows}
         plan = replace(
@@ -175,15 +213,23 @@ def plan_assembly(s3: S3Client, athena: Athena, request: AssemblyRequest) -> dic
                 "hours": list(query.hours),
                 "model_versions": list(query.model_versions),
                 "max_rows": max_rows,
+                # The champion whose values are the trusted ones (None: no champion, nothing held out as new).
+                "reference": None if reference is None else reference.version,
             },
         )
     return plan.to_json()
 
 
 def finish_assembly(
-    s3: S3Client, athena: Athena, request: AssemblyRequest, plan: AssemblyPlan, query: AssemblyQuery | None
+    s3: S3Client,
+    athena: Athena,
+    request: AssemblyRequest,
+    plan: AssemblyPlan,
+    query: AssemblyQuery | None,
+    reference: Reference | None,
 ) -> dict[str, Any]:
-    """List what the UNLOAD wrote, count the feedback and write the manifest: the ``AssemblyResult`` as JSON."""
+    """List what the UNLOAD wrote, count the feedback and write the manifest: the ``AssemblyResult`` as JSON.
+    ``reference``: the champion the plan names (``plan.feedback["reference"]``), read again from the registry."""
     if not plan.prefix.startswith(request.assembled_prefix):
         raise AssemblyError(f"the plan's folder {plan.prefix} is not under {request.assembled_prefix}")
     counts = json.loads(json.dumps(plan.counts))  # a copy: the plan stays as it came
@@ -197,11 +243,11 @@ def finish_assembly(
             {"key": item["Key"][len(plan.prefix) :], "size": item["Size"], "etag": item["ETag"]}
             for item in _objects(s3, request.data_bucket, plan.prefix + FEEDBACK_FOLDER)
         ]
-        feedback = _feedback_counts(s3, athena, request, plan, plan.feedback)
+        feedback = _feedback_counts(s3, athena, request, plan, plan.feedback, reference)
         if query is not None:
             feedback["athena"] = {"query_execution_id": query.query_execution_id, "scanned_bytes": query.scanned_bytes}
         counts["feedback"] = feedback
-        counts["rows"]["feedback"] = feedback["joined"] - feedback["capped"]
+        counts["rows"]["feedback"] = feedback["joined"] - feedback["held"] - feedback["capped"]
         objects.extend(written)
         if counts["rows"]["feedback"]:  # an UNLOAD of no row may still write an empty file: not new data
             digest = fingerprint([(BASE_FOLDER, digest), *((item["key"], item["etag"]) for item in written)])
@@ -224,6 +270,26 @@ def finish_assembly(
         "objects": objects[:MAX_LISTED_OBJECTS],
         "objects_truncated": len(objects) > MAX_LISTED_OBJECTS,
     }
+
+
+def held_out(counts: Mapping[str, Any]) -> str | None:
+    """The sentence for the run's record when Assemble held feedback rows out as new values (None: it held none),
+    from an ``AssemblyResult``'s counts."""
+    feedback = counts.get("feedback") or {}
+    rows, found = feedback.get("held"), feedback.get("new_values") or {}
+    if not rows:
+        return None
+    held = [value for value in found.get("values", ()) if value["held"]]
+    named = ", ".join(
+        f"{value['feature']}={value['value']!r} ({value['rows']} rows, {value['callers']} "
+        f"caller{'' if value['callers'] == 1 else 's'})"
+        for value in held
+    )
+    listed = f": {named}{' and more' if found.get('values_truncated') else ''}" if named else ""
+    return (
+        f"{rows} feedback rows held out of training: values new to champion {found.get('reference')} that fewer "
+        f"than {found.get('min_callers')} distinct callers used{listed}"
+    )
 
 
 def fingerprint(entries: Iterable[tuple[str, str]]) -> str:
@@ -262,25 +328,40 @@ def _check_header(header: list[str], target: str | None) -> None:
             )
 
 
+def _category_count(known: KnownValues | None) -> int:
+    return 0 if known is None else sum(len(categories) for categories in known.categories.values())
+
+
 def _feedback_counts(
-    s3: S3Client, athena: Athena, request: AssemblyRequest, plan: AssemblyPlan, planned: dict[str, Any]
+    s3: S3Client,
+    athena: Athena,
+    request: AssemblyRequest,
+    plan: AssemblyPlan,
+    planned: dict[str, Any],
+    reference: Reference | None,
 ) -> dict[str, Any]:
-    """The counts of what happened to each feedback record in the window (one aggregate query)."""
+    """The counts of what happened to each feedback record in the window (one aggregate query), and the new values
+    (a second)."""
     header = _first_header(s3, request.data_bucket, list(_objects(s3, request.data_bucket, plan.prefix + BASE_FOLDER)))
     if header is None:
         raise AssemblyError(f"the assembled base data under {plan.prefix}{BASE_FOLDER} has no CSV file any more")
     now = parse_time(planned["now"])
     if now is None:
         raise AssemblyError(f"the assembly plan's time is not an ISO time: {planned['now']!r}")
+    named, given = planned.get("reference"), None if reference is None else reference.version
+    if given != named:
+        raise AssemblyError(f"the assembly plan judged new values against champion {named!r}, not {given!r}")
+    target = str(planned["target"])
     query = FeedbackQuery(
         header=header,
-        target=str(planned["target"]),
+        target=target,
         version=request.version,
         now=now,
         max_age=timedelta(days=request.feedback_max_age_days),
         model_versions=planned["model_versions"],
         hours=planned["hours"],
         max_rows=planned["max_rows"],
+        known=None if reference is None else reference.known(header, target, request.new_value_min_callers),
     )
     rows = athena.run(query.counts()).records()
     if len(rows) != 1:
@@ -291,11 +372,33 @@ def _feedback_counts(
     return {
         **{name: found[name] for name in COUNTS if name != "kept"},
         "max_rows": planned["max_rows"],
-        "capped": found["joined"] - kept,
+        "capped": found["joined"] - found["held"] - kept,
+        "new_values": _new_values(athena, query, reference),
         # Base columns no kept row has a value for (left empty).
         "missing_columns": uncovered if kept else [],
         "model_versions": len(query.model_versions),
         "capture_hours": len(query.hours),
+    }
+
+
+def _new_values(athena: Athena, query: FeedbackQuery, reference: Reference | None) -> dict[str, Any]:
+    """What ``held`` counts: each new value with its rows and callers, whether held out, against which champion."""
+    if reference is None or query.known is None:
+        return {"reference": None, "skipped": "no champion: no trusted values to tell new ones from"}
+    minimum = query.known.min_callers
+    found = athena.run(query.new_values()).records()
+    values = []
+    for row in found[:MAX_NEW_VALUES]:
+        feature, value, rows, callers = (row[name] for name in NEW_VALUE_COLUMNS)
+        count = int(callers or 0)
+        values.append(
+            {"feature": feature, "value": value, "rows": int(rows or 0), "callers": count, "held": count < minimum}
+        )
+    return {
+        "reference": reference.version,
+        "min_callers": minimum,
+        "values": values,
+        "values_truncated": len(found) > MAX_NEW_VALUES,
     }
 
 

@@ -32,6 +32,9 @@ class WorkflowSettings(EnvContract):
     feedback_max_age_days: int = variable("DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", env.POSITIVE_INT)
     # At most this share of the training set's rows is feedback (API callers' labels are not trusted data).
     max_feedback_share: float = variable("DRIFTLOOP_MAX_FEEDBACK_SHARE", env.FRACTION)
+    # A feedback row with a category or a number the champion was never trained on enters training only when at
+    # least this many distinct callers (roles, not sessions) used that value.
+    new_value_min_callers: int = variable("DRIFTLOOP_NEW_VALUE_MIN_CALLERS", env.POSITIVE_INT)
     # Where Assemble's queries run: the Glue database of the capture and feedback tables, and the Athena workgroup
     # (which sets where query results go).
     glue_database: str = variable("GLUE_DATABASE")

@@ -18,6 +18,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from functions.common.bundle import METADATA_FILE
 from functions.common.catalog import FEEDBACK_TABLE
 from functions.common.registry import RegistryLayout
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
@@ -181,6 +182,7 @@ class TrainingStack(Stack):
             athena_workgroup=self.catalog.workgroup_name,
             include_feedback=retraining.include_feedback,
             max_feedback_share=retraining.max_feedback_share,
+            new_value_min_callers=retraining.new_value_min_callers,
             feedback_max_age_days=config.capture.feedback_max_age_days,
             cooldown_minutes=retraining.cooldown_minutes,
             # A lock older than the state machine's timeout belongs to an execution that can no longer run.
@@ -273,11 +275,16 @@ class TrainingStack(Stack):
             for bucket, prefix, access in accesses:
                 grant_prefix(steps[name].role, bucket, prefix, access)
         grant_object(steps["prepare"].role, model, layout.champion_key, "read")
+        # Assemble tells new feature values from the champion's (its metadata); FinishAssembly re-reads the same
+        # version's. Metadata only, never an archive.
+        grant_object(steps["assemble"].role, model, layout.champion_key, "read")
+        for name in ("assemble", "finish_assembly"):
+            grant_object(steps[name].role, model, layout.version_key("*", METADATA_FILE), "read")
         grant_object(steps["promote"].role, model, layout.champion_key, "read-write")
         self.catalog.grant_query(steps["assemble"].role, self.data_bucket, tables=(FEEDBACK_TABLE,))
         self.catalog.grant_query(steps["finish_assembly"].role, self.data_bucket)
         # The steps that read keys that may be missing (no champion, run lock, version or evaluation yet) need a 404.
-        for name in ("guard", "prepare", "evaluate", "register", "promote", "release"):
+        for name in ("guard", "assemble", "prepare", "evaluate", "register", "promote", "release"):
             grant_missing_key_lookups(steps[name].role, model)
         return steps
 

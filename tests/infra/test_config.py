@@ -45,6 +45,7 @@ def test_cdk_json_dev_stage_loads_the_documented_defaults() -> None:
     assert config.serving.reserved_concurrency == 50
     assert (config.serving.feedback_throttle_rate_limit, config.serving.feedback_throttle_burst_limit) == (10, 20)
     assert config.retraining.max_feedback_share == 0.3
+    assert config.retraining.new_value_min_callers == 3
     assert config.retraining.approval == ApprovalConfig(enabled=False, timeout_hours=24)
 
 
@@ -236,6 +237,13 @@ def test_the_feedback_share_must_lie_above_zero_and_at_most_one(share: object) -
     with pytest.raises(ConfigError, match=r"driftloop\.retraining\.max_feedback_share must be"):
         load(context(retraining__max_feedback_share=share))
     assert load(context(retraining__max_feedback_share=1)).retraining.max_feedback_share == 1.0
+
+
+@pytest.mark.parametrize("callers", [0, -1, 1001, 2.5, "3", True])
+def test_the_callers_a_new_feature_value_needs_are_a_whole_number_from_one(callers: object) -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.retraining\.new_value_min_callers must be"):
+        load(context(retraining__new_value_min_callers=callers))
+    assert load(context(retraining__new_value_min_callers=1)).retraining.new_value_min_callers == 1
 
 
 def test_approval_settings_are_checked_with_their_full_key() -> None:

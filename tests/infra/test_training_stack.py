@@ -511,6 +511,7 @@ def test_workflow_function_settings(training_template: Template, name: str) -> N
                     "ATHENA_WORKGROUP": "driftloop-dev",
                     "DRIFTLOOP_INCLUDE_FEEDBACK": "true",
                     "DRIFTLOOP_MAX_FEEDBACK_SHARE": "0.3",
+                    "DRIFTLOOP_NEW_VALUE_MIN_CALLERS": "3",
                     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
                     "DRIFTLOOP_COOLDOWN_MINUTES": "360",
                     "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": "7200",
@@ -663,7 +664,13 @@ def test_assemble_copies_the_data_lists_capture_folders_and_queries_only_feedbac
     policy = statements(training_template, role)
     writes = [s for s in policy if "s3:PutObject" in json.dumps(s["Action"])]
     assert len(writes) == 2  # the assembled prefix, and the workgroup's query results
-    assert "ModelBucketName" not in json.dumps(policy)
+    # In the model bucket: the champion pointer and the versions' metadata (the values new to the champion).
+    assert {
+        key: actions for key, actions in object_actions(training_template, role).items() if key.startswith("model:")
+    } == {
+        "model:registry/champion.json": {"s3:GetObject"},
+        "model:registry/versions/*/metadata.json": {"s3:GetObject"},
+    }
     assert not any(action.startswith("glue:") and not action.startswith("glue:Get") for action in _actions(policy))
 
 
@@ -675,6 +682,11 @@ def test_finish_assembly_counts_with_athena_and_writes_nothing_but_query_results
     policy = statements(training_template, role)
     writes = [s for s in policy if "s3:PutObject" in json.dumps(s["Action"])]
     assert [w["Resource"] for w in writes] == [object_arn(DATA_BUCKET, "athena/")]
+    # The metadata of the champion the plan named, never its archive or the pointer.
+    models = {
+        key: actions for key, actions in object_actions(training_template, role).items() if key.startswith("model:")
+    }
+    assert models == {"model:registry/versions/*/metadata.json": {"s3:GetObject"}}
 
 
 def test_state_machine_unloads_feedback_reading_only_captures_and_feedback_and_writing_assembled_sets(

@@ -42,6 +42,7 @@ SETTINGS = WorkflowSettings(
     include_feedback=False,
     feedback_max_age_days=30,
     max_feedback_share=0.3,
+    new_value_min_callers=3,
     cooldown_minutes=0,
     lock_timeout_seconds=7200,
 )

@@ -16,12 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from functions.common import layout
+from functions.common.bundle import Feature, ModelMetadata
 from functions.common.records import Caller, FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.workflow import assembly, steps
 from functions.workflow.assembly import AssemblyError
 from functions.workflow.state import RunState
 from tests.plugins.athena import LocalAthena, adapter, tables
-from tests.plugins.aws import DATA_BUCKET
+from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
 from tests.workflow.support import settings
 
 if TYPE_CHECKING:
@@ -184,8 +185,10 @@ def test_feedback_is_joined_with_its_captures_across_hour_partitions_and_model_v
         "expired": 0,
         "misfits": 0,
         "max_rows": None,
+        "held": 0,
         "capped": 0,
         "callers": 1,
+        "new_values": {"reference": None, "skipped": "no champion: no trusted values to tell new ones from"},
         "missing_columns": ["customer_id"],
         "model_versions": 2,
         "athena": {
@@ -209,8 +212,10 @@ def test_the_lambdas_read_no_capture_or_feedback_object_themselves(s3: S3Client,
 
     assert result["counts"]["feedback"]["joined"] == 3 and len(feedback_rows(s3, result)) == 3
     read_by_lambdas = [key for key in fetched if not key.startswith(result["prefix"] + "feedback/")]
-    assert read_by_lambdas and all(key.startswith(("training-data/", result["prefix"])) for key in read_by_lambdas)
-    # Athena's queries: the id prefixes, the UNLOAD's SELECT, the counts.
+    # Besides the data: the registry's champion pointer (none here), whose values tell new ones apart.
+    allowed = ("training-data/", result["prefix"], "registry/")
+    assert read_by_lambdas and all(key.startswith(allowed) for key in read_by_lambdas)
+    # Athena's queries: the id prefixes, the UNLOAD's SELECT, the counts (no champion: no new values to list).
     assert len(run.engine.queries) == 3
 
 
@@ -565,3 +570,140 @@ def test_csv_past_the_counting_budget_is_not_counted_and_the_cap_stays_within_th
 
     assert result["counts"]["base"]["rows"] is None
     assert result["counts"]["feedback"]["max_rows"] == 1 and result["counts"]["rows"]["feedback"] == 1
+
+
+# -- values new to the champion -----------------------------------------------------------------------------------
+
+CHAMPION = "v20260301-080000-champn"
+
+
+def champion_knows(s3: S3Client, features: list[dict[str, Any]]) -> None:
+    """A live champion whose registered metadata records ``features`` (what Assemble reads of it)."""
+    metadata = ModelMetadata(
+        task="classification",
+        target="churned",
+        features=tuple(Feature.from_dict(feature) for feature in features),
+        classes=("0", "1"),
+        algorithm="random_forest",
+        primary_metric="roc_auc",
+        metrics={},
+        baseline={},
+        training_data={},
+        hyperparameters={},
+        libraries={},
+        created_at=NOW.isoformat(),
+    ).to_dict()
+    registry = "registry/"
+    s3.put_object(
+        Bucket=MODEL_BUCKET, Key=f"{registry}versions/{CHAMPION}/metadata.json", Body=json.dumps(metadata).encode()
+    )
+    pointer = {
+        "version": CHAMPION,
+        "archive_key": "a",
+        "sha256": "0",
+        "promoted_at": NOW.isoformat(),
+        "decision_id": "d",
+    }
+    s3.put_object(Bucket=MODEL_BUCKET, Key=f"{registry}champion.json", Body=json.dumps(pointer).encode())
+
+
+KNOWN: list[dict[str, Any]] = [
+    {"name": "tenure", "type": "numeric", "minimum": 0.0, "maximum": 72.0},
+    {"name": "contract", "type": "categorical", "categories": ["monthly", "yearly", 'it\'s "ünïcode"']},
+]
+
+
+def labelled_by(s3: S3Client, callers: list[str], instance: dict[str, Any], name: str) -> None:
+    """One captured prediction of ``instance`` per caller (a role's session ARN or a user ARN), each labelled 0."""
+    for index, principal in enumerate(callers):
+        [prediction_id] = capture(s3, "v1", NOW - timedelta(hours=1), [instance])
+        record = FeedbackRecord(prediction_id, NOW.isoformat(), label="0", caller=Caller(principal))
+        put(s3, feedback_at(NOW, f"{name}-{index:03}.json"), to_json_lines([record]))
+
+
+MALLORY = "arn:aws:sts::123456789012:assumed-role/mallory/s-{}"
+USERS = "arn:aws:iam::123456789012:user/u{}"
+
+
+def test_a_new_category_one_caller_used_under_many_sessions_is_held_out_and_counted(s3: S3Client, run: Run) -> None:
+    base_data(s3)
+    champion_knows(s3, KNOWN)
+    backdoor = {"tenure": 2, "contract": "zz-backdoor"}
+    labelled_by(s3, [MALLORY.format(index) for index in range(20)], backdoor, "mallory")
+    labelled_by(s3, [USERS.format(1)], {"tenure": 5, "contract": "monthly"}, "honest")
+
+    result = run(include_feedback=True, max_feedback_share=1.0)
+
+    assert [row["contract"] for row in feedback_rows(s3, result)] == ["monthly"]
+    counts = result["counts"]["feedback"]
+    assert (counts["joined"], counts["held"], counts["capped"], result["counts"]["rows"]["feedback"]) == (21, 20, 0, 1)
+    assert counts["new_values"] == {
+        "reference": CHAMPION,
+        "min_callers": 3,
+        "values": [{"feature": "contract", "value": "zz-backdoor", "rows": 20, "callers": 1, "held": True}],
+        "values_truncated": False,
+    }
+    # The plan names the champion FinishAssembly re-reads.
+    assert run.plan["feedback"]["reference"] == CHAMPION
+
+
+def test_a_new_category_k_callers_used_is_trained_on(s3: S3Client, run: Run) -> None:
+    base_data(s3)
+    champion_knows(s3, KNOWN)
+    labelled_by(s3, [USERS.format(index) for index in range(3)], {"tenure": 2, "contract": "two-year"}, "users")
+
+    result = run(include_feedback=True, max_feedback_share=1.0)
+
+    assert [row["contract"] for row in feedback_rows(s3, result)] == ["two-year"] * 3
+    counts = result["counts"]["feedback"]
+    assert counts["held"] == 0
+    assert counts["new_values"]["values"] == [
+        {"feature": "contract", "value": "two-year", "rows": 3, "callers": 3, "held": False}
+    ]
+
+
+def test_a_number_outside_the_champions_range_needs_k_callers_on_its_side(s3: S3Client, run: Run) -> None:
+    base_data(s3)
+    champion_knows(s3, KNOWN)
+    # Above the range: one caller; below it: three.
+    labelled_by(s3, [MALLORY.format(index) for index in range(5)], {"tenure": 900, "contract": "monthly"}, "high")
+    labelled_by(s3, [USERS.format(index) for index in range(3)], {"tenure": -1, "contract": "monthly"}, "low")
+
+    result = run(include_feedback=True, max_feedback_share=1.0)
+
+    assert sorted(str(row["tenure"]) for row in feedback_rows(s3, result)) == ["-1"] * 3
+    counts = result["counts"]["feedback"]
+    assert counts["held"] == 5
+    assert counts["new_values"]["values"] == [
+        {"feature": "tenure", "value": "above", "rows": 5, "callers": 1, "held": True},
+        {"feature": "tenure", "value": "below", "rows": 3, "callers": 3, "held": False},
+    ]
+
+
+def test_known_categories_and_numbers_within_the_range_are_trained_on_whoever_sent_them(s3: S3Client, run: Run) -> None:
+    base_data(s3)
+    champion_knows(s3, KNOWN)
+    known: list[dict[str, Any]] = [
+        {"tenure": 0, "contract": "yearly"},
+        {"tenure": 72, "contract": 'it\'s "ünïcode"'},
+        {"contract": None},
+    ]
+    for index, instance in enumerate(known):
+        labelled_by(s3, [MALLORY.format(index)], instance, f"known-{index}")
+
+    result = run(include_feedback=True, max_feedback_share=1.0)
+
+    assert len(feedback_rows(s3, result)) == 3
+    counts = result["counts"]["feedback"]
+    assert counts["held"] == 0 and counts["new_values"]["values"] == []
+
+
+def test_a_champion_with_more_categories_than_a_query_can_hold_fails_the_plan_saying_so(s3: S3Client, run: Run) -> None:
+    base_data(s3)
+    champion_knows(
+        s3, [{"name": "contract", "type": "categorical", "categories": [f"plan-{i:06}" for i in range(20_000)]}]
+    )
+    labelled_by(s3, [USERS.format(1)], {"tenure": 5, "contract": "monthly"}, "honest")
+
+    with pytest.raises(AssemblyError, match=rf"or the champion {CHAMPION} too many categories \(20000\)"):
+        run(include_feedback=True)

@@ -15,7 +15,7 @@ from functions.common import layout
 from functions.common.athena import Athena
 from functions.common.labelled_sql import FeedbackWindow, capture_hours
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
-from functions.workflow.feedback_sql import FeedbackQuery
+from functions.workflow.feedback_sql import MAX_VALUE_CHARS, FeedbackQuery, KnownValues
 from tests.plugins.aws import DATA_BUCKET
 
 if TYPE_CHECKING:
@@ -102,3 +102,35 @@ def test_model_versions_and_the_runs_version_enter_the_sql_as_literals(
     planned = query(["x", "y"], version=version, model_versions=[version], hours=["2026-03-01-10"])
     # Athena's partition projection reads exactly the versions named: the engine refuses anything else.
     assert athena.run(planned.counts()).records()[0]["records"] == "0"
+
+
+def test_new_values_are_judged_and_counted_whole_and_listed_cut(s3: S3Client, athena: Athena) -> None:
+    long = "é'\"" + "x" * 200
+    known = KnownValues(2, categories={"c": ["a'b", "ünï"]}, ranges={"n": (0.0, 1.0)})
+    instances: list[dict[str, Any]] = [
+        {"c": "a'b", "n": 0.5},
+        {"c": "ünï", "n": 1},
+        {"c": long, "n": 0},
+        {"c": long + "y"},
+        {"n": 1.5},
+    ]
+    ids = captured(s3, NOW - DAY, instances)
+    labelled(s3, dict.fromkeys(ids, "1"))
+    hours = capture_hours(
+        [row["prefix"] or "" for row in athena.run(query(["c", "y"]).id_prefixes()).records()], WINDOW
+    )
+    planned = query(["c", "n", "y"], model_versions=["v1"], hours=hours, known=known)
+
+    # One caller (none recorded) is fewer than two: every row with a new value is held out.
+    assert athena.run(planned.training_set()).records() == [
+        {"c": "a'b", "n": "0.5", "y": "1"},
+        {"c": "ünï", "n": "1", "y": "1"},
+    ]
+    assert athena.run(planned.counts()).records()[0]["held"] == "3"
+    listed = athena.run(planned.new_values()).records()
+    # Two values that differ past the cut stay two values.
+    assert sorted((row["feature"], row["value"], row["rows"], row["callers"]) for row in listed) == [
+        ("c", long[:MAX_VALUE_CHARS], "1", "1"),
+        ("c", long[:MAX_VALUE_CHARS], "1", "1"),
+        ("n", "above", "1", "1"),
+    ]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from cli.registry import format_decision
 from functions.common.athena import Athena
 from functions.common.gate import GATE_PARSERS, Verdict
 from functions.common.layout import split_s3_uri
@@ -125,6 +126,30 @@ def test_first_model_is_registered_and_promoted(
     assert data["objects"] == 1
     assert data["counts"]["base"] == {"objects": 1, "bytes": 14, "rows": 1}
     assert [d.action for d in registry.decisions()] == ["registered", "promoted"]
+
+
+def test_the_registered_decision_names_the_feedback_rows_held_out_as_new_values(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> None:
+    state = prepared_state(s3, registry, {"trigger": {"source": "test"}})
+    backdoor = {"feature": "region", "value": "zz-backdoor", "rows": 100, "callers": 1, "held": True}
+    state["assembly"]["counts"]["feedback"] = {
+        "held": 100,
+        "new_values": {"reference": "v1", "min_callers": 3, "values": [backdoor], "values_truncated": False},
+    }
+    state["training"] = fake_training_job(s3, state["prepare"], trained_bundle, tmp_path, challenger=0.9, champion=None)
+
+    registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
+
+    [decision] = registry.decisions()
+    assert decision.reasons[-1] == (
+        "100 feedback rows held out of training: values new to champion v1 that fewer than 3 distinct callers "
+        "used: region='zz-backdoor' (100 rows, 1 caller)"
+    )
+    assert decision.reasons[-1] in format_decision(decision)  # what `driftloop history` prints
+    # The gate's reasons stay the gate's; the version record keeps the counts.
+    assert decision.reasons[-1] not in registration["reasons"]
+    assert registry.get_version(registration["version"]).lineage["data"]["counts"]["feedback"]["held"] == 100
 
 
 def test_second_run_gets_the_champion_channel_and_a_worse_challenger_is_rejected(

@@ -14,6 +14,7 @@ from functions.common.bundle import ARCHIVE_FILE
 from functions.common.gate import EVALUATION_FILE, Evaluation, Verdict, reassess
 from functions.common.layout import holdout_evaluation_key, split_s3_uri
 from functions.common.registry import Registry
+from functions.workflow.assembly import held_out
 from functions.workflow.errors import WorkflowError
 from functions.workflow.settings import WorkflowSettings
 from functions.workflow.state import (
@@ -89,6 +90,8 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         "passed": verdict.passed,
         "held": verdict.held,
     }
+    if held := held_out(assembly.counts or {}):
+        reasons.append(held)  # the run's record says what its training set left out, beside the verdict
     if job_verdict is not None:
         reasons.append(
             f"the training job's own verdict ({'passed' if job_evaluation.verdict.passed else 'not passed'}: "
