@@ -154,6 +154,12 @@ class ServingStack(Stack):
         )
         CfnOutput(
             self,
+            "IdKeySecretArn",
+            value=key_secret,
+            description="The prediction id key: aws secretsmanager rotate-secret --secret-id <arn> rotates it now",
+        )
+        CfnOutput(
+            self,
             "FeedbackPolicyArn",
             value=self.api.feedback_policy.managed_policy_arn,
             description="Attach to the callers that may post ground-truth labels (POST /feedback, SigV4)",

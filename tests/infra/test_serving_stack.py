@@ -321,7 +321,7 @@ def test_lambda_permissions_are_scoped_to_each_route_of_the_stage(serving_templa
     assert suffixes == {f"/{method}/{path}" for path, method in ROUTES}
 
 
-def test_outputs_name_the_api_url_the_function_the_invoke_policies_and_batch_scoring(
+def test_outputs_name_the_api_url_the_function_the_invoke_policies_batch_scoring_and_the_id_key(
     serving_template: Template,
 ) -> None:
     outputs = serving_template.find_outputs("*")
@@ -332,7 +332,9 @@ def test_outputs_name_the_api_url_the_function_the_invoke_policies_and_batch_sco
         "PredictPolicyArn",
         "FeedbackPolicyArn",
         "BatchStateMachineArn",
+        "IdKeySecretArn",
     }
+    assert outputs["IdKeySecretArn"]["Value"] == {"Ref": id_key_secret(serving_template)}
     assert outputs["ApiUrl"]["Value"]["Fn::Join"][1][0] == "https://"
 
 
