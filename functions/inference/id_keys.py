@@ -9,7 +9,8 @@ soon after a rotation, and when an id names a key tag they do not hold (a key ne
 per :data:`RETRY`, so that made-up tags do not turn each request into a Secrets Manager call.
 
 Without a secret (``driftloop serve``, tests) the process generates its own key (:data:`LOCAL_KEYS`): its ids
-are valid as long as the process runs.
+are valid as long as the process runs. boto3 is imported only when a secret is read: a directory-served function
+never loads it.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.common.records import FixedKeys, IdKey, IdKeys
 from functions.inference.telemetry import Telemetry
@@ -55,6 +53,8 @@ def rotation_days(feedback_max_age_days: int) -> int:
 def read_key(client: SecretsManagerClient, secret_id: str, stage: str, version_id: str | None = None) -> IdKey | None:
     """The key of the secret's version at ``stage`` (and ``version_id``, if given); None when no version is there
     or it has no value yet. ValueError when its value is too short to be a key."""
+    from botocore.exceptions import ClientError
+
     request = {"SecretId": secret_id, "VersionStage": stage} | ({"VersionId": version_id} if version_id else {})
     try:
         value = client.get_secret_value(**request).get("SecretString")
@@ -100,7 +100,7 @@ class SecretKeys:
             self._read_at = self._clock()
             self._keys = self._read()
             return True
-        except (ClientError, BotoCoreError, LookupError, ValueError) as exc:
+        except Exception as exc:  # whatever failed, the keys held still mint and verify
             self._telemetry.exception("re-reading the prediction id keys failed; keeping the keys held", exc)
             return False
         finally:
@@ -121,4 +121,6 @@ def id_keys(secret_id: str | None, telemetry: Telemetry) -> IdKeys:
     """The deployment's keys when a secret is configured, else this process's own."""
     if secret_id is None:
         return LOCAL_KEYS
+    import boto3
+
     return SecretKeys(boto3.client("secretsmanager"), secret_id, telemetry)

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -21,7 +22,9 @@ from functions.common.records import IdKey, InvalidPredictionId, new_prediction_
 from functions.inference import key_rotation
 from functions.inference.id_keys import CURRENT, PREVIOUS, REFRESH, RETRY, SecretKeys, read_key, rotation_days
 from functions.inference.key_rotation import RotationError, rotate
+from functions.inference.settings import InferenceSettings
 from functions.inference.telemetry import Telemetry
+from tests.inference.conftest import MakeApi, RecordingSink
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -273,3 +276,28 @@ def test_the_rotation_interval_keeps_every_id_verifiable_for_as_long_as_feedback
 
     assert all_verifiable(rotation_days(max_age_days))
     assert not all_verifiable(rotation_days(max_age_days) - 1)
+
+
+def test_an_app_with_a_key_secret_mints_with_its_current_key_and_accepts_the_previous_after_a_rotation(
+    client: SecretsManagerClient,
+    secret: str,
+    make_api: MakeApi,
+    trained_bundle: Path,
+    rows: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    settings = InferenceSettings(model_dir=trained_bundle, id_key_secret=secret)
+    [before] = make_api(settings, feedback=RecordingSink()).predict(rows[:1]).json["predictions"]
+    old = read_key(client, secret, CURRENT)
+
+    rotated(client, secret)
+    # A cold start after the rotation.
+    api = make_api(settings, feedback=RecordingSink())
+
+    reply = api.feedback({"prediction_id": before["prediction_id"], "label": "1"})
+    assert reply.status == 202, reply.body
+    [after] = api.predict(rows[:1]).json["predictions"]
+    new = read_key(client, secret, CURRENT)
+    assert old is not None and new is not None
+    assert before["prediction_id"][24:28] == old.tag and after["prediction_id"][24:28] == new.tag != old.tag
