@@ -39,8 +39,9 @@ _BODY_DIGITS = TIME_DIGITS + _RANDOM_DIGITS
 # The key's tag only picks which key to try (the current or the previous one): it needs no more than to tell
 # two keys apart, which rotation guarantees (functions.inference.key_rotation).
 KEY_TAG_DIGITS = 4
-# 64 bits: /feedback takes at most (throttle) x (items per request), some 10^4 ids a second, so a caller guessing
-# MACs for the whole feedback_max_age_days (30 days: ~2.6e10 guesses) forges one with probability ~1.4e-9.
+# 64 bits: /feedback checks at most (throttle) x (items per request) ids a second, 10 x 1000 by default, so a
+# caller guessing MACs for the whole feedback_max_age_days (30 days: ~2.6e10 guesses) forges one with probability
+# ~1.4e-9.
 _MAC_DIGITS = 16
 PREDICTION_ID_LENGTH = _BODY_DIGITS + KEY_TAG_DIGITS + _MAC_DIGITS
 # At least 256 bits of secret: a shorter key would be easier to guess than the MAC.
