@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
+from functions.inference.id_keys import rotation_days
+
 CONTEXT_KEY = "driftloop"
 STAGES_KEY = "driftloop:stages"
 STAGE_KEY = "stage"
@@ -58,6 +60,9 @@ MAX_JOB_PREFIX_LENGTH = 30
 MAX_API_TIMEOUT_SECONDS = 29
 # Lambda's synchronous request payload limit.
 MAX_LAMBDA_PAYLOAD_BYTES = 6 * 1024 * 1024
+# The prediction id key rotates every rotation_days(feedback_max_age_days), and Secrets Manager rotates a secret
+# at least every 1000 days.
+MAX_FEEDBACK_AGE_DAYS = 1000 - rotation_days(0)
 # CloudWatch alarms evaluate at most 7 days of periods, and 1 day when the period is shorter than an hour.
 MAX_ALARM_SPAN_MINUTES = 7 * 24 * 60
 MAX_SHORT_PERIOD_ALARM_SPAN_MINUTES = 24 * 60
@@ -377,8 +382,9 @@ class CaptureConfig(_Model):
     buffer_seconds: Annotated[int, _integer(60, 900)]
     # Firehose's dynamic partitioning (by model version) needs a buffer of at least 64 MiB.
     buffer_mb: Annotated[int, _integer(64, 128)]
-    # Feedback for predictions older than this is refused (their captures are no longer joined).
-    feedback_max_age_days: Annotated[int, _integer(1, 3650)]
+    # Feedback for predictions older than this is refused (their captures are no longer joined, and their ids'
+    # key may be rotated away).
+    feedback_max_age_days: Annotated[int, _integer(1, MAX_FEEDBACK_AGE_DAYS)]
 
 
 class MonitoringConfig(_Model):

@@ -206,6 +206,8 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
 def _acknowledge_serving(stacks: DriftloopStacks) -> None:
     serving, config = stacks.serving, stacks.config
     _acknowledge_function(serving.inference, [objects_arn(serving.model_bucket, config.data.registry_prefix)])
+    # Its only grant is on the id key's secret (no wildcard): X-Ray and the runtime pin are the findings left.
+    _acknowledge_function(serving.id_keys.rotation, [])
     for stream in serving.streams.streams:
         delivery_policy = _default_policy(stream.role)
         acknowledge(

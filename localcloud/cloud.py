@@ -72,6 +72,7 @@ DEFAULT_SERVICES = (
     "apigateway",
     "sagemaker",
     "kms",
+    "secretsmanager",
     "athena",
     "glue",
 )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from functions.common.layout import capture_hour_prefix, feedback_hour_prefix, hour_value
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from tests.plugins.aws import DATA_BUCKET
+from tests.prediction_ids import ID_KEY
 from tests.stored_records import CaptureReader
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def reader(s3: S3Client) -> CaptureReader:
 
 def test_only_the_partitions_of_the_version_and_hours_asked_are_read(s3: S3Client) -> None:
     served = NOW - timedelta(days=3)
-    [wanted, other] = new_prediction_ids(2, served)
+    [wanted, other] = new_prediction_ids(2, served, ID_KEY)
     hour, next_hour = hour_value(served), hour_value(served + timedelta(hours=1))
     put(s3, capture_hour_prefix("captures/", "v1", hour) + "a", to_json_lines([prediction(wanted, label="yes")]))
     put(s3, capture_hour_prefix("captures/", "v1", next_hour) + "a", to_json_lines([prediction(other, label="no")]))
@@ -49,7 +50,7 @@ def test_only_the_partitions_of_the_version_and_hours_asked_are_read(s3: S3Clien
 
 
 def test_gzipped_objects_are_read_and_malformed_ones_counted(s3: S3Client) -> None:
-    [pid] = new_prediction_ids(1, NOW)
+    [pid] = new_prediction_ids(1, NOW, ID_KEY)
     prefix = feedback_hour_prefix("feedback/", hour_value(NOW))
     put(s3, prefix + "a.gz", gzip.compress(to_json_lines([feedback(pid, label="yes")])))
     put(s3, prefix + "b", b'{"prediction_id": ["not", "an", "id"], "time": "2026-11-27T11:00:00Z"}\n{"time": 1}\n')

@@ -17,8 +17,10 @@ from functions.batch.job import Job, resolve, summarise
 from functions.batch.layout import BATCH, is_scored
 from functions.batch.scoring import Capture, ObjectRefused, score_stream
 from functions.batch.settings import BatchSettings
+from functions.common.records import IdKeys
 from functions.common.registry import Registry
 from functions.inference.capture import CaptureLog
+from functions.inference.id_keys import id_keys
 from functions.inference.model import Model
 from functions.inference.sources import RegistrySource, Revision
 from functions.inference.telemetry import Telemetry
@@ -41,6 +43,12 @@ def _telemetry() -> Telemetry:
     """JSON log lines as the inference Lambda writes them: the batch functions ship its code and packages."""
     settings = _settings()
     return Telemetry(settings.service, level=settings.log_level)
+
+
+@cache
+def _keys() -> IdKeys:
+    """The keys the inference API mints with: /feedback accepts the ids of batch predictions too."""
+    return id_keys(_settings().id_key_secret, _telemetry())
 
 
 @cache
@@ -95,7 +103,7 @@ def score_handler(event: dict[str, Any], _context: object) -> dict[str, Any]:
         with tempfile.NamedTemporaryFile(dir=settings.scratch, suffix=".jsonl") as output:
             body = s3.get_object(Bucket=job.bucket, Key=key)["Body"]
             lines = body.iter_lines(keepends=True)
-            counts = score_stream(model, lines, output, chunk_rows=settings.chunk_rows, capture=capture)
+            counts = score_stream(model, lines, output, chunk_rows=settings.chunk_rows, keys=_keys(), capture=capture)
             output.flush()
             output_key = BATCH.output_key(key)
             s3.upload_file(output.name, job.bucket, output_key, ExtraArgs={"ContentType": "application/x-ndjson"})

@@ -23,6 +23,7 @@ from typing import IO, Any
 import orjson
 
 from functions.common.bundle import Feature
+from functions.common.records import IdKey, IdKeys
 from functions.inference.capture import Sink, lost_records
 from functions.inference.errors import ValidationFailed
 from functions.inference.model import Model
@@ -73,10 +74,11 @@ def score_stream(
     output: IO[bytes],
     *,
     chunk_rows: int,
+    keys: IdKeys,
     capture: Capture | None = None,
 ) -> ObjectCounts:
     """Score the CSV ``lines`` (a binary file, or an S3 body's ``iter_lines(keepends=True)``) into ``output``
-    (JSON lines, one per data row, in order)."""
+    (JSON lines, one per data row, in order), with prediction ids minted by ``keys`` as the API's are."""
     reader = csv.reader(codecs.iterdecode(lines, "utf-8"))
     try:
         header = next(reader, None)
@@ -87,7 +89,7 @@ def score_stream(
         counts = ObjectCounts(ignored_columns=[name for index, name in enumerate(header) if index not in used])
         rows = enumerate(reader, start=1)
         while chunk := list(itertools.islice(rows, chunk_rows)):
-            _score_chunk(model, chunk, columns, len(header), output, counts, capture)
+            _score_chunk(model, chunk, columns, len(header), output, counts, capture, keys.minting())
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ObjectRefused(f"not UTF-8 CSV: {exc}") from exc
     return counts
@@ -113,6 +115,7 @@ def _score_chunk(
     output: IO[bytes],
     counts: ObjectCounts,
     capture: Capture | None,
+    key: IdKey,
 ) -> None:
     lines: dict[int, dict[str, Any]] = {}
     instances: list[dict[str, Any]] = []
@@ -130,7 +133,7 @@ def _score_chunk(
     batch, numbers = _validated(model, instances, numbers, lines)
     if batch is not None:
         now = datetime.now(UTC)
-        predictions = answer(model, batch, now)
+        predictions = answer(model, batch, now, key)
         for number, prediction in zip(numbers, predictions, strict=True):
             lines[number] = {"row": number, **prediction}
         counts.scored += len(predictions)

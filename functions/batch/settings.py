@@ -24,6 +24,9 @@ class BatchSettings(EnvContract):
     # The capture delivery stream, which the score function's log subscription feeds (its capture lines); without
     # one a run asking for capture is refused.
     capture_stream: str | None = variable("DRIFTLOOP_CAPTURE_STREAM", default=None)
+    # The ARN of the secret holding the prediction id keys the inference API verifies (functions.inference.id_keys);
+    # unset: a key of this process's own.
+    id_key_secret: str | None = variable("DRIFTLOOP_ID_KEY_SECRET", default=None)
     # Rows validated, predicted and captured at a time: memory stays flat whatever the object's size.
     chunk_rows: int = variable("DRIFTLOOP_BATCH_CHUNK_ROWS", env.POSITIVE_INT, default=1000)
     # Where downloaded bundles and output files are written; unset: the temporary directory.

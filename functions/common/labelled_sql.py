@@ -11,8 +11,9 @@ unmatched, never guessed.
   unknown: either);
 - ``superseded``: a later record with a truth is about the same prediction (ties broken by the truth, so the
   choice never depends on the engine);
-- ``invalid_ids``: not 32 lowercase hex digits, or served after the window's end (SQL cannot check the id's
-  checksum: a well-formed made-up id finds no capture and counts as unmatched);
+- ``invalid_ids``: not :data:`~functions.common.records.PREDICTION_ID_LENGTH` lowercase hex digits, or served after
+  the window's end (SQL cannot check the id's MAC, whose key only the serving functions hold: a well-formed
+  made-up id finds no capture and counts as unmatched);
 - ``expired``: served more than ``max_age`` before the window's end (the id's 12 leading hex digits are its serving
   time in ms, compared as text with :func:`oldest_id_time`);
 - the rest is ``usable``.

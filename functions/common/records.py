@@ -4,9 +4,10 @@ The inference API writes both (captures as lines of its log, which a subscriptio
 feedback straight to Firehose), the monitor reads them to measure drift and live
 quality, and the training workflow joins them into retraining data. This module is the one place that knows:
 
-- prediction ids: 32 lowercase hex digits = the serving time in milliseconds (12 digits), 12 random digits and an
-  8-digit checksum. A mistyped or made-up id fails the checksum, and the time says which capture partition holds
-  it (ids authenticate nothing: the API itself is authenticated);
+- prediction ids: 44 lowercase hex digits = the serving time in milliseconds (12 digits), 12 random digits, the
+  4-digit tag of the key that minted it and a 16-digit MAC (HMAC-SHA256) of the rest under that key. Only the
+  holders of the key (the functions that serve predictions) can mint an id that ``/feedback`` accepts, and the
+  time says which capture partition holds it. Where the keys come from is :mod:`functions.inference.id_keys`'s;
 - one JSON object per line, for both record kinds;
 - who sent a request (:class:`Caller`, in both record kinds): the identity API Gateway saw, so that feedback labels,
   which flow into training data, can be traced to and limited per sender. A session of an assumed role is
@@ -23,29 +24,93 @@ Where the records lie in S3 is :mod:`functions.common.layout`'s; how the monitor
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-PREDICTION_ID_LENGTH = 32
 TIME_DIGITS = 12
 _RANDOM_DIGITS = 12
-_CHECK_DIGITS = PREDICTION_ID_LENGTH - TIME_DIGITS - _RANDOM_DIGITS
+_BODY_DIGITS = TIME_DIGITS + _RANDOM_DIGITS
+# The key's tag only picks which key to try (the current or the previous one): it needs no more than to tell
+# two keys apart, which rotation guarantees (functions.inference.key_rotation).
+KEY_TAG_DIGITS = 4
+# 64 bits: /feedback checks at most (throttle) x (items per request) ids a second, 10 x 1000 by default, so a
+# caller guessing MACs for the whole feedback_max_age_days (30 days: ~2.6e10 guesses) forges one with probability
+# ~1.4e-9.
+_MAC_DIGITS = 16
+PREDICTION_ID_LENGTH = _BODY_DIGITS + KEY_TAG_DIGITS + _MAC_DIGITS
+# The shortest key taken; the keys made here hold 256 random bits or more (32 random bytes, 64 hex digits, or 64
+# letters and digits).
+MIN_KEY_BYTES = 32
 # Lowercase only: the ids this service issues are, and int(x, 16) alone would also take "0x", "_", "+" and spaces.
 _HEX_DIGITS = frozenset("0123456789abcdef")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InvalidPredictionId(ValueError):
-    """Not an id this service issued: wrong length, not lowercase hex, a bad checksum or an impossible time."""
+    """Not an id this service issued: wrong length, not lowercase hex, an unknown key, a bad MAC or an impossible
+    time."""
 
 
-def _check(body: str) -> str:
-    return hashlib.blake2b(body.encode(), digest_size=_CHECK_DIGITS // 2).hexdigest()
+@dataclass(frozen=True)
+class IdKey:
+    """A secret that mints and verifies prediction ids; ``tag`` (derived from it) names it inside the ids."""
+
+    secret: bytes = field(repr=False)
+    tag: str = field(init=False)
+    # The MAC keyed and fed its fixed prefix once: each id then costs a copy and one update (half the time).
+    _ids: hmac.HMAC = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.secret) < MIN_KEY_BYTES:
+            raise ValueError(f"a prediction id key has at least {MIN_KEY_BYTES} bytes, got {len(self.secret)}")
+        # A MAC of a fixed message, not of anything an id carries: the tag reveals nothing usable about the key.
+        tag = hmac.new(self.secret, b"key-tag", hashlib.sha256).hexdigest()[:KEY_TAG_DIGITS]
+        object.__setattr__(self, "tag", tag)
+        object.__setattr__(self, "_ids", hmac.new(self.secret, b"prediction-id:", hashlib.sha256))
+
+    @classmethod
+    def generate(cls) -> IdKey:
+        return cls(os.urandom(MIN_KEY_BYTES))
+
+    def sign(self, body: str) -> str:
+        """The id of ``body`` (time and random digits): the body, this key's tag and their MAC."""
+        tagged = body + self.tag
+        mac = self._ids.copy()
+        mac.update(tagged.encode())
+        return tagged + mac.hexdigest()[:_MAC_DIGITS]
+
+    def signed(self, prediction_id: str) -> bool:
+        return hmac.compare_digest(self.sign(prediction_id[:_BODY_DIGITS]), prediction_id)
+
+
+class IdKeys(Protocol):
+    """The keys of a deployment: one mints, and those whose ids may still be valid verify."""
+
+    def minting(self) -> IdKey: ...
+
+    def verifying(self, tag: str) -> IdKey | None:
+        """The key tagged ``tag``, or None when none is (any more, or yet: an implementation may look again)."""
+        ...
+
+
+class FixedKeys:
+    """Keys that never change: ``current`` mints, it and ``others`` verify."""
+
+    def __init__(self, current: IdKey, *others: IdKey) -> None:
+        self._current = current
+        self._by_tag = {key.tag: key for key in (*others, current)}
+
+    def minting(self) -> IdKey:
+        return self._current
+
+    def verifying(self, tag: str) -> IdKey | None:
+        return self._by_tag.get(tag)
 
 
 def time_prefix(served: datetime) -> str:
@@ -54,27 +119,28 @@ def time_prefix(served: datetime) -> str:
     return f"{int(served.timestamp() * 1000):0{TIME_DIGITS}x}"
 
 
-def new_prediction_ids(count: int, now: datetime) -> list[str]:
-    """``count`` fresh ids served at ``now`` (one ``urandom`` call for the batch: ids are minted on the hot path)."""
+def new_prediction_ids(count: int, now: datetime, key: IdKey) -> list[str]:
+    """``count`` fresh ids served at ``now``, minted with ``key`` (one ``urandom`` call for the batch: ids are
+    minted on the hot path)."""
     stamp = time_prefix(now)
     randomness = os.urandom(_RANDOM_DIGITS // 2 * count).hex()
-    ids = []
-    for index in range(count):
-        body = stamp + randomness[index * _RANDOM_DIGITS : (index + 1) * _RANDOM_DIGITS]
-        ids.append(body + _check(body))
-    return ids
+    return [
+        key.sign(stamp + randomness[index * _RANDOM_DIGITS : (index + 1) * _RANDOM_DIGITS]) for index in range(count)
+    ]
 
 
-def prediction_time(prediction_id: str) -> datetime:
-    """When the prediction was served; raises :class:`InvalidPredictionId` for an id this service did not issue."""
+def prediction_time(prediction_id: str, keys: IdKeys) -> datetime:
+    """When the prediction was served; raises :class:`InvalidPredictionId` for an id none of ``keys`` minted."""
     if not isinstance(prediction_id, str) or len(prediction_id) != PREDICTION_ID_LENGTH:
         raise InvalidPredictionId(f"a prediction id is {PREDICTION_ID_LENGTH} hex digits")
     if not _HEX_DIGITS.issuperset(prediction_id):
         raise InvalidPredictionId("a prediction id is lowercase hex digits only (0-9, a-f)")
-    body = prediction_id[: TIME_DIGITS + _RANDOM_DIGITS]
-    if prediction_id[len(body) :] != _check(body):
-        raise InvalidPredictionId("no prediction was served with this id (checksum mismatch)")
-    # The checksum is not a secret: a well-formed id can carry any 12-digit time, up to year 10889.
+    key = keys.verifying(prediction_id[_BODY_DIGITS : _BODY_DIGITS + KEY_TAG_DIGITS])
+    if key is None:
+        raise InvalidPredictionId("no prediction was served with this id (no current key has its key tag)")
+    if not key.signed(prediction_id):
+        raise InvalidPredictionId("no prediction was served with this id (its MAC does not match)")
+    # A key holder (the serving functions) mints only the current time, but check the time's range anyway.
     try:
         return _EPOCH + timedelta(milliseconds=int(prediction_id[:TIME_DIGITS], 16))
     except OverflowError:

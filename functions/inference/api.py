@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from functions.common.records import Caller
+from functions.common.records import Caller, IdKeys
 from functions.inference.capture import Sampler, Sink, capture_sink, feedback_sink
 from functions.inference.errors import (
     BodyTooLarge,
@@ -38,6 +38,7 @@ from functions.inference.errors import (
     error_response,
     quote,
 )
+from functions.inference.id_keys import id_keys
 from functions.inference.service import InferenceService
 from functions.inference.settings import InferenceSettings
 from functions.inference.sources import ModelProvider, model_source
@@ -57,13 +58,17 @@ def create_app(
     rng: random.Random | None = None,
     telemetry: Telemetry | None = None,
     clock: Callable[[], float] = time.monotonic,
+    keys: IdKeys | None = None,
 ) -> Starlette:
-    """Build the app and load the model now: in Lambda that is the init phase, not the first request.
+    """Build the app, read the prediction id keys and load the model now: in Lambda that is the init phase, not the
+    first request.
 
-    A model that cannot be loaded does not stop the app: it answers 503 and retries at the next refresh.
-    ``sink`` and ``feedback`` replace the sinks the settings name; ``rng`` drives capture sampling.
+    A model that cannot be loaded does not stop the app: it answers 503 and retries at the next refresh. Keys that
+    cannot be read do: without them it can neither mint nor check an id.
+    ``sink`` and ``feedback`` replace the sinks the settings name, ``keys`` the keys; ``rng`` drives capture sampling.
     """
     telemetry = telemetry or Telemetry(settings.service, level=settings.log_level)
+    keys = keys or id_keys(settings.id_key_secret, telemetry)
     provider = ModelProvider(model_source(settings), settings.refresh_seconds, telemetry, clock)
     provider.refresh()
     capture = sink or capture_sink(settings.capture)
@@ -78,6 +83,7 @@ def create_app(
         max_instances=settings.max_instances,
         max_body_bytes=settings.max_body_bytes,
         feedback_max_age=timedelta(days=settings.feedback_max_age_days),
+        keys=keys,
     )
     endpoints = _Endpoints(service)
     routes = [

@@ -4,8 +4,8 @@ The body is one item, ``{"prediction_id": ..., "label": ...}`` (``"value"`` for 
 ``{"feedback": [item, ...]}`` of 1 to ``max_items``. Every item must carry:
 
 - a ``prediction_id`` this service issued (``functions.common.records.prediction_time`` checks its format and
-  checksum), served no later than now (a few seconds of clock skew between hosts allowed) and no earlier than
-  ``max_age`` ago;
+  its MAC under one of the deployment's keys), served no later than now (a few seconds of clock skew between
+  hosts allowed) and no earlier than ``max_age`` ago;
 - for a classifier, ``label``: one of the live model's classes, as a string (``"1"``, not ``1``); for a regression
   model, ``value``: a finite number;
 - and no other key.
@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from functions.common.records import InvalidPredictionId, prediction_time
+from functions.common.records import IdKeys, InvalidPredictionId, prediction_time
 from functions.inference.body import OUT_OF_RANGE, OUT_OF_RANGE_PROBLEM, decode, json_type
 from functions.inference.errors import Problem, ValidationFailed, quote
 
@@ -45,12 +45,13 @@ class Feedback:
 class FeedbackSchema:
     """What feedback the live model takes: its task and, for a classifier, its classes."""
 
-    def __init__(self, task: str, classes: Sequence[str], max_items: int, max_age: timedelta) -> None:
+    def __init__(self, task: str, classes: Sequence[str], max_items: int, max_age: timedelta, keys: IdKeys) -> None:
         self.task = task
         self.classes = tuple(classes)
         self._known = frozenset(self.classes)
         self.max_items = max_items
         self.max_age = max_age
+        self._keys = keys
         self.answer = LABEL_FIELD if task == "classification" else VALUE_FIELD
 
     def parse(self, body: bytes, now: datetime) -> list[Feedback]:
@@ -132,7 +133,7 @@ class FeedbackSchema:
         if type(raw) is not str:
             return "", f"expected a string, got {json_type(raw)}"
         try:
-            served = prediction_time(raw)
+            served = prediction_time(raw, self._keys)
         except InvalidPredictionId as exc:
             return raw, str(exc)
         if served > now + CLOCK_SKEW:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from functions.common.bundle import MISSING_CATEGORY, Feature
+from functions.common.records import PREDICTION_ID_LENGTH
 from functions.inference.errors import INTERNAL_ERROR, MAX_DETAILS, STATUS_CODES
 from functions.inference.model import Model
 from functions.inference.schema import FLOAT32_MAX
 
+ID_PATTERN = f"^[0-9a-f]{{{PREDICTION_ID_LENGTH}}}$"
 DESCRIPTION = """\
 Predictions from the registry's champion model. Request rules:
 
@@ -241,7 +243,7 @@ def _feature(feature: Feature) -> dict[str, Any]:
 
 def _prediction(model: Model) -> dict[str, Any]:
     properties: dict[str, Any] = {
-        "prediction_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "quote it with the outcome"},
+        "prediction_id": {"type": "string", "pattern": ID_PATTERN, "description": "quote it with the outcome"},
         "warnings": {"type": "array", "items": _ref("Warning"), "description": "present only when there are some"},
     }
     classes = list(model.metadata.classes)
@@ -272,7 +274,7 @@ def _feedback_item(model: Model, answer: str) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "prediction_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "as /predict served it"},
+            "prediction_id": {"type": "string", "pattern": ID_PATTERN, "description": "as /predict served it"},
             answer: truth,
         },
         "required": ["prediction_id", answer],

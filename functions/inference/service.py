@@ -1,7 +1,8 @@
 """What the API does, free of HTTP and Lambda: predict, record feedback, describe the model, report health.
 
 Each served prediction gets an id (``functions.common.records.new_prediction_ids``: serving time, randomness and
-a checksum) that the client keeps to send ground truth later. The sampled predictions of a request go through
+a MAC under the deployment's key, ``functions.inference.id_keys``) that the client keeps to send ground truth
+later, and that only this service can mint. The sampled predictions of a request go through
 the capture sink once; a capture failure is logged and counted, and the client still gets its predictions.
 Feedback goes through its own sink; if that fails the client gets a 503 and sends it again. Both kinds of record
 carry the request's caller (who sent it, as the HTTP adapter found it; None when unknown).
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from functions.common.records import Caller, FeedbackRecord, PredictionRecord, new_prediction_ids
+from functions.common.records import Caller, FeedbackRecord, IdKey, IdKeys, PredictionRecord, new_prediction_ids
 from functions.inference import openapi
 from functions.inference.capture import NoCapture, Sampler, Sink, lost_records
 from functions.inference.errors import FeedbackUnavailable
@@ -42,8 +43,10 @@ class InferenceService:
         max_instances: int,
         max_body_bytes: int,
         feedback_max_age: timedelta,
+        keys: IdKeys,
     ) -> None:
         self._provider = provider
+        self._keys = keys
         self._capture_sink = capture
         self._sampler = sampler
         # Nothing to sample for: no record is built at all.
@@ -65,7 +68,7 @@ class InferenceService:
         count = len(batch.instances)
         log.batch_size = count
         now = datetime.now(UTC)
-        predictions = answer(model, batch, now)
+        predictions = answer(model, batch, now, self._keys.minting())
         if self._capturing:
             log.capture_failures = self._capture(
                 prediction_records(
@@ -93,7 +96,9 @@ class InferenceService:
 
     def feedback(self, body: bytes, log: RequestLog, caller: Caller | None) -> dict[str, Any]:
         model = self.model(log)
-        schema = FeedbackSchema(model.task, model.metadata.classes, self.max_instances, self.feedback_max_age)
+        schema = FeedbackSchema(
+            model.task, model.metadata.classes, self.max_instances, self.feedback_max_age, self._keys
+        )
         now = datetime.now(UTC)
         items = schema.parse(body, now)
         log.feedback = len(items)
@@ -141,11 +146,11 @@ class InferenceService:
         return openapi.document(self.model(log), self.max_instances, self.max_body_bytes, self.feedback_max_age.days)
 
 
-def answer(model: Model, batch: Batch, now: datetime) -> list[dict[str, Any]]:
-    """The model's answers to a validated batch, one per instance, each with a fresh prediction id: what /predict
-    returns (and batch scoring writes)."""
+def answer(model: Model, batch: Batch, now: datetime, key: IdKey) -> list[dict[str, Any]]:
+    """The model's answers to a validated batch, one per instance, each with a fresh prediction id minted with
+    ``key``: what /predict returns (and batch scoring writes)."""
     result = model.predict(batch.columns)
-    ids = new_prediction_ids(len(batch.instances), now)
+    ids = new_prediction_ids(len(batch.instances), now, key)
     predictions: list[dict[str, Any]]
     if isinstance(result, Classification):
         classes = model.metadata.classes

@@ -47,6 +47,9 @@ class InferenceSettings(EnvContract):
     feedback_stream: str | None = variable("DRIFTLOOP_FEEDBACK_STREAM", default=None)
     # Feedback for older predictions is refused.
     feedback_max_age_days: int = variable("DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS", env.POSITIVE_INT, default=30)
+    # The ARN of the secret holding the prediction id keys (functions.inference.id_keys; never the key itself);
+    # unset: a key of this process's own.
+    id_key_secret: str | None = variable("DRIFTLOOP_ID_KEY_SECRET", default=None)
 
     @property
     def models_dir(self) -> Path:
@@ -58,3 +61,10 @@ class InferenceSettings(EnvContract):
     def sample_rate(self) -> float:
         # The stack sets the rate only when it captures; a local capture keeps every prediction.
         return 1.0 if self.capture_sample_rate is None else self.capture_sample_rate
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeyRotationSettings(EnvContract):
+    """The id key's rotation function (functions.inference.key_rotation): Secrets Manager's event names the secret."""
+
+    description = "prediction id key rotation"

@@ -1,6 +1,7 @@
 """Serving: the inference Lambda (ZIP, bundled locally) behind a REST API, the Firehose streams that carry its
-captured predictions (from its log, through a subscription) and ground-truth feedback to the data bucket, and batch
-scoring (the champion's other way of serving, deployed and changed with the inference code it reuses)."""
+captured predictions (from its log, through a subscription) and ground-truth feedback to the data bucket, batch
+scoring (the champion's other way of serving, deployed and changed with the inference code it reuses), and the
+rotated key both sign prediction ids with."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from constructs import Construct
 
 from functions.batch.settings import BatchSettings
-from functions.inference.settings import InferenceSettings
+from functions.inference.settings import InferenceSettings, KeyRotationSettings
 from infra.bundling import INFERENCE
 from infra.config import DriftloopConfig
 from infra.constructs.batch_scoring import BatchScoring
 from infra.constructs.capture_streams import CaptureStreams, DeliveryStream
+from infra.constructs.id_keys import PredictionIdKeys
 from infra.constructs.inference_api import InferenceApi
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.grants import grant_missing_key_lookups, grant_prefix
@@ -53,6 +55,16 @@ class ServingStack(Stack):
         )
         self.capture_stream: DeliveryStream | None = self.streams.capture
         self.feedback_stream: DeliveryStream = self.streams.feedback
+        # The key that signs prediction ids: the functions that predict mint with it, /feedback verifies.
+        self.id_keys = PredictionIdKeys(
+            self,
+            "PredictionIdKeys",
+            rotation=KeyRotationSettings(service=config.service_name("id-key-rotation"), log_level=config.log_level),
+            feedback_max_age_days=config.capture.feedback_max_age_days,
+            log_retention_days=config.log_retention_days,
+            removal_policy=removal,
+        )
+        key_secret = self.id_keys.secret.secret_arn
         # Without capture the function gets neither a capture stream nor a sampling rate.
         capture = self.capture_stream
         settings = InferenceSettings(
@@ -67,6 +79,7 @@ class ServingStack(Stack):
             capture_sample_rate=None if capture is None else config.capture.sample_rate,
             feedback_stream=self.feedback_stream.stream_name,
             feedback_max_age_days=config.capture.feedback_max_age_days,
+            id_key_secret=key_secret,
         )
 
         self.inference = PythonFunction(
@@ -86,6 +99,7 @@ class ServingStack(Stack):
         # Read-only, and only the registry: the champion pointer and the versions it names.
         grant_prefix(self.inference.role, self.model_bucket, registry, "read")
         grant_missing_key_lookups(self.inference.role, self.model_bucket)
+        self.id_keys.grant_read(self.inference.role)
         # PutRecordBatch on the feedback stream only (captures leave through the log); it cannot read what it delivers.
         self.feedback_stream.grant_put(self.inference.role)
 
@@ -100,6 +114,7 @@ class ServingStack(Stack):
                 registry_prefix=registry,
                 data_bucket=self.data_bucket.bucket_name,
                 capture_stream=None if capture is None else capture.stream_name,
+                id_key_secret=key_secret,
             ),
             model_bucket=self.model_bucket,
             data_bucket=self.data_bucket,
@@ -109,6 +124,9 @@ class ServingStack(Stack):
             log_retention_days=config.log_retention_days,
             removal_policy=removal,
         )
+
+        # Batch predictions' ids are minted as the API's: /feedback accepts them.
+        self.id_keys.grant_read(self.batch.score.role)
 
         # The capture lines of the functions that predict reach the capture stream through their logs.
         if capture is not None:
@@ -133,6 +151,12 @@ class ServingStack(Stack):
             "BatchStateMachineArn",
             value=self.batch.state_machine.state_machine_arn,
             description="driftloop batch --state-machine <arn> --input s3://<data bucket>/batch/input/<name>/",
+        )
+        CfnOutput(
+            self,
+            "IdKeySecretArn",
+            value=key_secret,
+            description="The prediction id key: aws secretsmanager rotate-secret --secret-id <arn> rotates it now",
         )
         CfnOutput(
             self,

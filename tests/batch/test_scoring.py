@@ -13,11 +13,20 @@ import pandas as pd
 import pytest
 
 from functions.batch.scoring import Capture, ObjectCounts, ObjectRefused, score_stream
-from functions.common.records import PredictionRecord
+from functions.common.records import (
+    PREDICTION_ID_LENGTH,
+    FixedKeys,
+    IdKey,
+    InvalidPredictionId,
+    PredictionRecord,
+    prediction_time,
+)
 from functions.inference.capture import DeliveryFailed, Record
+from functions.inference.id_keys import LOCAL_KEYS
 from functions.inference.model import Model
 from functions.inference.service import answer
 from tests.batch.conftest import TARGET, csv_bytes
+from tests.prediction_ids import ID_KEY
 
 
 class RecordingSink:
@@ -35,14 +44,14 @@ def score(
     model: Model, body: bytes, *, chunk_rows: int = 1000, capture: Capture | None = None
 ) -> tuple[list[dict[str, Any]], ObjectCounts]:
     output = io.BytesIO()
-    counts = score_stream(model, io.BytesIO(body), output, chunk_rows=chunk_rows, capture=capture)
+    counts = score_stream(model, io.BytesIO(body), output, chunk_rows=chunk_rows, keys=LOCAL_KEYS, capture=capture)
     return [json.loads(line) for line in output.getvalue().splitlines()], counts
 
 
 def api_answers(model: Model, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What /predict answers for these instances, without the prediction ids (fresh on every call)."""
     batch = model.schema.validate({"instances": instances}, len(instances))
-    return [without_id(line) for line in answer(model, batch, datetime.now(UTC))]
+    return [without_id(line) for line in answer(model, batch, datetime.now(UTC), ID_KEY)]
 
 
 def without_id(line: dict[str, Any]) -> dict[str, Any]:
@@ -56,11 +65,20 @@ def instances_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{name: (float(v) if isinstance(v, int) else v) for name, v in record.items()} for record in records]
 
 
+def test_batch_prediction_ids_are_minted_with_the_keys_the_api_verifies(model: Model, rows: pd.DataFrame) -> None:
+    lines, _ = score(model, rows.to_csv(index=False).encode())
+
+    ids = [line["prediction_id"] for line in lines]
+    assert all(prediction_time(i, LOCAL_KEYS) for i in ids)
+    with pytest.raises(InvalidPredictionId):
+        prediction_time(ids[0], FixedKeys(IdKey.generate()))
+
+
 def test_each_row_gets_the_answer_the_api_gives_for_it(model: Model, rows: pd.DataFrame) -> None:
     lines, counts = score(model, csv_bytes(rows))
     assert [line["row"] for line in lines] == list(range(1, len(rows) + 1))
     assert [without_id(line) for line in lines] == api_answers(model, instances_of(rows))
-    assert all(len(line["prediction_id"]) == 32 for line in lines)
+    assert all(len(line["prediction_id"]) == PREDICTION_ID_LENGTH for line in lines)
     assert (counts.rows, counts.scored, counts.bad_rows) == (len(rows), len(rows), 0)
     # The target is a column the model does not take: ignored, and said so.
     assert counts.ignored_columns == [TARGET]

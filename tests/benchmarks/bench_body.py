@@ -24,6 +24,7 @@ from functions.common.records import new_prediction_ids
 from functions.inference.body import decode
 from functions.inference.feedback import BATCH_FIELD
 from functions.inference.schema import INSTANCES
+from tests.prediction_ids import ID_KEY
 
 RUNS = 3000
 # The synthetic churn data's shape: numeric and categorical features.
@@ -51,7 +52,7 @@ def median_seconds(action: Callable[[], object], runs: int = RUNS) -> float:
 
 
 def bodies() -> dict[str, tuple[bytes, str]]:
-    ids = new_prediction_ids(100, datetime.now(UTC))
+    ids = new_prediction_ids(100, datetime.now(UTC), ID_KEY)
     colon = ROW | {"region": "eu:north"}
     return {
         "predict, 1 row": (json.dumps({INSTANCES: [ROW]}).encode(), INSTANCES),

@@ -27,6 +27,7 @@ import boto3
 
 from functions.common.records import PredictionRecord, new_prediction_ids
 from functions.inference.capture import CaptureLog, FirehoseClient, FirehoseSink, Record
+from tests.prediction_ids import ID_KEY
 
 LOG_RUNS = 2000
 HANGING_RUNS = 3
@@ -38,7 +39,7 @@ def records(count: int) -> list[Record]:
     return [
         PredictionRecord(pid, now.isoformat(timespec="milliseconds"), "v1", features, label="1",
                          probabilities={"0": 0.31, "1": 0.69}, request_id="c6f1a3e2-8a9b-4c1d")
-        for pid in new_prediction_ids(count, now)
+        for pid in new_prediction_ids(count, now, ID_KEY)
     ]  # fmt: skip
 
 

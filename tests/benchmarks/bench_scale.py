@@ -46,6 +46,7 @@ from functions.workflow import state, triggers
 from infra.config import STAGE_KEY, load_config
 from localcloud import cloud as local_cloud
 from localcloud.deploy import deploy
+from tests.prediction_ids import ID_KEY
 from training import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -248,7 +249,7 @@ class Bench:
     def _captures(self, times: Sequence[datetime], rng: random.Random) -> list[PredictionRecord]:
         records = []
         for index, moment in enumerate(times):
-            [prediction_id] = new_prediction_ids(1, moment)
+            [prediction_id] = new_prediction_ids(1, moment, ID_KEY)
             probability = rng.random()
             label = self.classes[int(probability >= 0.5)] if len(self.classes) == 2 else rng.choice(self.classes)
             records.append(

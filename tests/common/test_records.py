@@ -10,38 +10,56 @@ import pytest
 from functions.common.records import (
     Caller,
     FeedbackRecord,
+    FixedKeys,
+    IdKey,
     InvalidPredictionId,
     PredictionRecord,
-    _check,
     new_prediction_ids,
     parse_json_lines,
     prediction_time,
     to_json_lines,
 )
 
+KEY = IdKey(b"k" * 32)
+KEYS = FixedKeys(KEY)
+
 
 def forged(time_digits: str, random_digits: str = "0123456789ab") -> str:
-    """An id with a valid checksum over any 24 characters (the checksum is not a secret)."""
-    body = time_digits + random_digits
-    return body + _check(body)
+    """An id over any 24 characters, as only a holder of the key can mint it."""
+    return KEY.sign(time_digits + random_digits)
 
 
 def test_an_issued_id_gives_back_its_serving_time_to_the_millisecond() -> None:
     now = datetime(2026, 3, 14, 15, 9, 26, 535_000, tzinfo=UTC)
-    [prediction_id] = new_prediction_ids(1, now)
-    assert prediction_time(prediction_id) == now
+    [prediction_id] = new_prediction_ids(1, now, KEY)
+    assert prediction_time(prediction_id, KEYS) == now
 
 
 def test_the_last_millisecond_of_year_9999_is_a_valid_time() -> None:
     last = datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
     millis = (last - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
-    assert prediction_time(forged(f"{millis:012x}")) == last
+    assert prediction_time(forged(f"{millis:012x}"), KEYS) == last
 
 
 @pytest.mark.parametrize("time_digits", ["e677d21fdc00", "ffffffffffff"])
 def test_an_id_whose_time_is_past_year_9999_is_refused_as_invalid(time_digits: str) -> None:
     with pytest.raises(InvalidPredictionId, match="past year 9999"):
-        prediction_time(forged(time_digits))
+        prediction_time(forged(time_digits), KEYS)
+
+
+def test_an_id_verifies_under_any_key_that_holds_its_tag_and_under_no_other() -> None:
+    previous = IdKey(b"p" * 32)
+    [old] = new_prediction_ids(1, datetime.now(UTC), previous)
+    [new] = new_prediction_ids(1, datetime.now(UTC), KEY)
+
+    assert prediction_time(old, FixedKeys(KEY, previous)) and prediction_time(new, FixedKeys(KEY, previous))
+    with pytest.raises(InvalidPredictionId, match="no current key has its key tag"):
+        prediction_time(old, KEYS)
+
+
+def test_a_key_shorter_than_256_bits_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 32 bytes, got 31"):
+        IdKey(b"k" * 31)
 
 
 @pytest.mark.parametrize(
@@ -56,7 +74,7 @@ def test_an_id_whose_time_is_past_year_9999_is_refused_as_invalid(time_digits: s
 )
 def test_only_lowercase_hex_digits_make_an_id_even_where_int_would_parse_it(prediction_id: str) -> None:
     with pytest.raises(InvalidPredictionId, match="lowercase hex digits only"):
-        prediction_time(prediction_id)
+        prediction_time(prediction_id, KEYS)
 
 
 def test_records_round_trip_through_json_lines_with_their_caller() -> None:

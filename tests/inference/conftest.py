@@ -18,7 +18,7 @@ import pytest
 from mangum import Mangum
 
 from functions.common.metrics import InferenceMetric
-from functions.common.records import FeedbackRecord, PredictionRecord
+from functions.common.records import FeedbackRecord, IdKeys, PredictionRecord
 from functions.inference.api import create_app
 from functions.inference.capture import Record, Sink
 from functions.inference.settings import InferenceSettings
@@ -131,6 +131,7 @@ def make_api() -> MakeApi:
         *,
         feedback: Sink | None = None,
         rng: random.Random | None = None,
+        keys: IdKeys | None = None,
     ) -> Api:
         log = io.StringIO()
         app = create_app(
@@ -140,6 +141,7 @@ def make_api() -> MakeApi:
             rng=rng,
             telemetry=Telemetry("driftloop-test", log),
             clock=clock,
+            keys=keys,
         )
         return Api(Mangum(app, lifespan="off"), log)
 

@@ -25,6 +25,7 @@ from functions.inference.capture import (
 )
 from functions.inference.settings import InferenceSettings
 from tests.inference.conftest import MakeApi, instances
+from tests.prediction_ids import ID_KEY
 
 
 def capture_lines(text: str) -> list[dict[str, Any]]:
@@ -59,7 +60,7 @@ def test_every_prediction_is_one_marked_log_line_holding_its_prediction_record(
 
 
 def test_a_capture_line_is_the_record_line_with_the_marker_first() -> None:
-    [pid] = new_prediction_ids(1, datetime.now(UTC))
+    [pid] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
     record = PredictionRecord(pid, "2026-01-01T00:00:00.000+00:00", "v1", {"city": "Zürich", "n": None}, value=1.5)
 
     line = capture_line(record)
@@ -117,7 +118,7 @@ def test_a_record_too_large_for_a_log_event_is_not_written_and_counted_as_lost(
 
 
 def test_the_largest_line_a_log_event_takes_is_written() -> None:
-    [pid] = new_prediction_ids(1, datetime.now(UTC))
+    [pid] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
     empty = PredictionRecord(pid, "2026-01-01T00:00:00.000+00:00", "v1", {"t": ""}, value=1.0)
     room = MAX_LOG_EVENT_BYTES - LOG_EVENT_OVERHEAD_BYTES - len(capture_line(empty))
     fits = PredictionRecord(pid, empty.time, "v1", {"t": "x" * room}, value=1.0)

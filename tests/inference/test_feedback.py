@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -11,10 +12,19 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from functions.common.records import Caller, FeedbackRecord, _check, new_prediction_ids, to_json_lines
+from functions.common.records import (
+    PREDICTION_ID_LENGTH,
+    Caller,
+    FeedbackRecord,
+    IdKey,
+    new_prediction_ids,
+    time_prefix,
+    to_json_lines,
+)
 from functions.inference.capture import DeliveryFailed, Record
 from functions.inference.settings import InferenceSettings
 from tests.inference.conftest import TARGET, Api, FailingSink, MakeApi, RecordingSink, assert_valid_emf, instances
+from tests.prediction_ids import ID_KEY
 
 
 def served_ids(api: Api, rows: list[dict[str, Any]]) -> list[str]:
@@ -88,7 +98,7 @@ def test_a_regression_value_that_is_not_a_number_returns_422(
     make_api: MakeApi, regression_bundle: Path, value: Any, problem: str
 ) -> None:
     api = make_api(InferenceSettings(model_dir=regression_bundle), feedback=RecordingSink())
-    [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
+    [prediction_id] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
 
     reply = api.feedback({"prediction_id": prediction_id, "value": value})
 
@@ -109,7 +119,7 @@ def test_a_non_finite_regression_value_returns_422_naming_the_item(
     make_api: MakeApi, regression_bundle: Path, token: str, problem: str
 ) -> None:
     api = make_api(InferenceSettings(model_dir=regression_bundle), feedback=RecordingSink())
-    ids = new_prediction_ids(2, datetime.now(UTC))
+    ids = new_prediction_ids(2, datetime.now(UTC), ID_KEY)
     body = json.dumps({"feedback": [{"prediction_id": ids[0], "value": 1.0}, {"prediction_id": ids[1], "value": 0}]})
 
     reply = api.call("POST", "/feedback", body.replace('"value": 0}', f'"value": {token}}}'))
@@ -118,7 +128,7 @@ def test_a_non_finite_regression_value_returns_422_naming_the_item(
     assert details(reply) == [(1, "value", problem)]
 
 
-def test_an_id_with_a_bad_checksum_returns_422(api: Api, rows: list[dict[str, Any]]) -> None:
+def test_an_id_with_a_wrong_mac_returns_422(api: Api, rows: list[dict[str, Any]]) -> None:
     [prediction_id] = served_ids(api, rows[:1])
     tampered = prediction_id[:-1] + ("0" if prediction_id[-1] != "0" else "1")
 
@@ -126,14 +136,50 @@ def test_an_id_with_a_bad_checksum_returns_422(api: Api, rows: list[dict[str, An
 
     assert reply.status == 422
     assert reply.json["error"] == "validation_failed"
-    assert details(reply) == [(None, "prediction_id", "no prediction was served with this id (checksum mismatch)")]
+    assert details(reply) == [(None, "prediction_id", "no prediction was served with this id (its MAC does not match)")]
+
+
+def unkeyed(body: str, digits: int) -> str:
+    """The checksum ids carried before they had a MAC: an unkeyed blake2b of the rest, which anyone can compute."""
+    return hashlib.blake2b(body.encode(), digest_size=digits // 2).hexdigest()
+
+
+def test_an_id_minted_with_the_old_unkeyed_checksum_returns_422(api: Api) -> None:
+    body = time_prefix(datetime.now(UTC)) + "0123456789ab"
+    # The format of issue 13's forgery, and the same forgery stretched to today's length under the API's key tag.
+    old_format = body + unkeyed(body, 8)
+    tagged = body + ID_KEY.tag
+    new_length = tagged + unkeyed(tagged, PREDICTION_ID_LENGTH - len(tagged))
+
+    reply = api.feedback({"feedback": [{"prediction_id": i, "label": "1"} for i in (old_format, new_length)]})
+
+    assert reply.status == 422, reply.body
+    assert details(reply) == [
+        (0, "prediction_id", f"a prediction id is {PREDICTION_ID_LENGTH} hex digits"),
+        (1, "prediction_id", "no prediction was served with this id (its MAC does not match)"),
+    ]
+
+
+def test_an_id_minted_with_a_key_of_ones_own_returns_422(api: Api, feedback_sink: RecordingSink) -> None:
+    own = IdKey(b"a key the attacker chose, at least 32 bytes long")
+    [forged] = new_prediction_ids(1, datetime.now(UTC), own)
+    # Even one that happens to carry the API's key tag: the tag only picks the key, the MAC decides.
+    same_tag = forged[:24] + ID_KEY.tag + forged[28:]
+
+    reply = api.feedback({"feedback": [{"prediction_id": i, "label": "1"} for i in (forged, same_tag)]})
+
+    assert reply.status == 422, reply.body
+    assert [problem for _, _, problem in details(reply)][1] == (
+        "no prediction was served with this id (its MAC does not match)"
+    )
+    assert feedback_sink.feedback == []
 
 
 @pytest.mark.parametrize(
     ("prediction_id", "problem"),
     [
-        ("abc", "a prediction id is 32 hex digits"),
-        ("z" * 32, "a prediction id is lowercase hex digits only (0-9, a-f)"),
+        ("abc", f"a prediction id is {PREDICTION_ID_LENGTH} hex digits"),
+        ("z" * PREDICTION_ID_LENGTH, "a prediction id is lowercase hex digits only (0-9, a-f)"),
         (12, "expected a string, got number"),
     ],
 )
@@ -144,7 +190,7 @@ def test_a_malformed_id_returns_422(api: Api, prediction_id: Any, problem: str) 
 
 
 def test_an_id_from_the_future_returns_422(api: Api) -> None:
-    [prediction_id] = new_prediction_ids(1, datetime.now(UTC) + timedelta(hours=1))
+    [prediction_id] = new_prediction_ids(1, datetime.now(UTC) + timedelta(hours=1), ID_KEY)
 
     reply = api.feedback({"prediction_id": prediction_id, "label": "1"})
 
@@ -157,8 +203,8 @@ def test_an_id_from_the_future_returns_422(api: Api) -> None:
 def test_an_id_older_than_the_maximum_age_returns_422(make_api: MakeApi, trained_bundle: Path) -> None:
     api = make_api(InferenceSettings(model_dir=trained_bundle, feedback_max_age_days=7), feedback=RecordingSink())
     now = datetime.now(UTC)
-    old, recent = new_prediction_ids(1, now - timedelta(days=7, minutes=1)) + new_prediction_ids(
-        1, now - timedelta(days=6)
+    old, recent = new_prediction_ids(1, now - timedelta(days=7, minutes=1), ID_KEY) + new_prediction_ids(
+        1, now - timedelta(days=6), ID_KEY
     )
 
     too_old = api.feedback({"prediction_id": old, "label": "1"})
@@ -182,7 +228,7 @@ def test_an_id_older_than_the_maximum_age_returns_422(make_api: MakeApi, trained
 def test_a_label_that_is_not_one_of_the_model_s_classes_as_a_string_returns_422(
     api: Api, feedback_sink: RecordingSink, label: Any, problem: str
 ) -> None:
-    [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
+    [prediction_id] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
 
     reply = api.feedback({"prediction_id": prediction_id, "label": label})
 
@@ -192,7 +238,7 @@ def test_a_label_that_is_not_one_of_the_model_s_classes_as_a_string_returns_422(
 
 
 def test_unknown_and_missing_keys_are_reported(api: Api) -> None:
-    [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
+    [prediction_id] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
 
     reply = api.feedback({"feedback": [{"prediction_id": prediction_id, "value": 1.0, "note": "x"}, {"label": "1"}]})
 
@@ -209,7 +255,7 @@ def test_every_offending_item_of_a_batch_is_listed_and_nothing_is_recorded(
     api: Api, feedback_sink: RecordingSink, rows: list[dict[str, Any]]
 ) -> None:
     ids = served_ids(api, rows[:3])
-    [future] = new_prediction_ids(1, datetime.now(UTC) + timedelta(days=1))
+    [future] = new_prediction_ids(1, datetime.now(UTC) + timedelta(days=1), ID_KEY)
     items: list[Any] = [
         {"prediction_id": ids[0], "label": "1"},
         {"prediction_id": future, "label": "yes"},
@@ -251,7 +297,7 @@ def test_a_body_that_is_neither_an_item_nor_a_batch_returns_422(
 
 def test_the_batch_limit_is_the_prediction_batch_limit(make_api: MakeApi, trained_bundle: Path) -> None:
     api = make_api(InferenceSettings(model_dir=trained_bundle, max_instances=2), feedback=RecordingSink())
-    items = [{"prediction_id": i, "label": "0"} for i in new_prediction_ids(3, datetime.now(UTC))]
+    items = [{"prediction_id": i, "label": "0"} for i in new_prediction_ids(3, datetime.now(UTC), ID_KEY)]
     assert api.feedback({"feedback": items[:2]}).status == 202
     assert api.feedback({"feedback": items}).status == 422
 
@@ -286,7 +332,7 @@ def test_malformed_json_returns_400(api: Api) -> None:
 def test_a_repeated_key_in_feedback_returns_422_naming_the_key_and_records_nothing(
     api: Api, feedback_sink: RecordingSink, template: str, expected: list[tuple[int | None, str, str]]
 ) -> None:
-    [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
+    [prediction_id] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
 
     reply = api.call("POST", "/feedback", template.replace("__ID__", prediction_id))
 
@@ -304,7 +350,7 @@ def test_a_body_not_declared_as_utf8_json_returns_415(api: Api, content_type: st
 
 def test_a_body_over_the_size_limit_returns_413(make_api: MakeApi, trained_bundle: Path) -> None:
     api = make_api(InferenceSettings(model_dir=trained_bundle, max_body_bytes=256), feedback=RecordingSink())
-    items = [{"prediction_id": i, "label": "0"} for i in new_prediction_ids(5, datetime.now(UTC))]
+    items = [{"prediction_id": i, "label": "0"} for i in new_prediction_ids(5, datetime.now(UTC), ID_KEY)]
     reply = api.feedback({"feedback": items})
     assert reply.status == 413
     assert reply.json["error"] == "body_too_large"
@@ -317,7 +363,7 @@ def test_feedback_only_takes_post(api: Api) -> None:
 
 
 def test_without_a_model_feedback_returns_503(make_api: MakeApi) -> None:
-    [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
+    [prediction_id] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
     reply = make_api(InferenceSettings(), feedback=RecordingSink()).feedback(
         {"prediction_id": prediction_id, "label": "1"}
     )
@@ -329,7 +375,7 @@ def test_a_feedback_sink_failure_returns_503_asking_to_retry_and_is_logged_and_c
     make_api: MakeApi, trained_bundle: Path
 ) -> None:
     api = make_api(InferenceSettings(model_dir=trained_bundle), feedback=FailingSink())
-    items = [{"prediction_id": i, "label": "1"} for i in new_prediction_ids(3, datetime.now(UTC))]
+    items = [{"prediction_id": i, "label": "1"} for i in new_prediction_ids(3, datetime.now(UTC), ID_KEY)]
 
     reply = api.feedback({"feedback": items})
 
@@ -359,7 +405,7 @@ class PartlyFailingSink:
 
 def test_a_partial_feedback_failure_returns_503_naming_how_many_failed(make_api: MakeApi, trained_bundle: Path) -> None:
     api = make_api(InferenceSettings(model_dir=trained_bundle), feedback=PartlyFailingSink())
-    items = [{"prediction_id": i, "label": "0"} for i in new_prediction_ids(2, datetime.now(UTC))]
+    items = [{"prediction_id": i, "label": "0"} for i in new_prediction_ids(2, datetime.now(UTC), ID_KEY)]
 
     reply = api.feedback({"feedback": items})
 
@@ -370,7 +416,7 @@ def test_a_partial_feedback_failure_returns_503_naming_how_many_failed(make_api:
 
 
 def test_accepted_feedback_is_counted_in_the_request_metrics(api: Api) -> None:
-    items = [{"prediction_id": i, "label": "0"} for i in new_prediction_ids(4, datetime.now(UTC))]
+    items = [{"prediction_id": i, "label": "0"} for i in new_prediction_ids(4, datetime.now(UTC), ID_KEY)]
 
     api.feedback({"feedback": items})
 
@@ -385,7 +431,7 @@ def test_without_a_feedback_stream_feedback_goes_to_the_log(
     make_api: MakeApi, trained_bundle: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     api = make_api(InferenceSettings(model_dir=trained_bundle))
-    [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
+    [prediction_id] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
 
     assert api.feedback({"prediction_id": prediction_id, "label": "0"}).status == 202
 
@@ -417,8 +463,8 @@ def test_the_openapi_document_describes_feedback_for_the_live_model(
 
 
 def test_an_id_whose_time_is_past_year_9999_returns_422_naming_the_field(api: Api) -> None:
-    body = "ffffffffffff" + "0123456789ab"
-    forged = body + _check(body)  # a well-formed id: the checksum is not a secret
+    # Only a key holder can mint this id, yet the API would never: the time is checked all the same.
+    forged = ID_KEY.sign("ffffffffffff" + "0123456789ab")
 
     reply = api.feedback({"feedback": [{"prediction_id": forged, "label": "1"}]})
 
@@ -482,7 +528,7 @@ SIGNED = {"userArn": "arn:aws:sts::123456789012:assumed-role/labeller/session-1"
 def test_feedback_records_carry_the_caller_api_gateway_identified(
     api: Api, feedback_sink: RecordingSink, identity: dict[str, str], caller: Caller
 ) -> None:
-    items = [{"prediction_id": i, "label": "1"} for i in new_prediction_ids(2, datetime.now(UTC))]
+    items = [{"prediction_id": i, "label": "1"} for i in new_prediction_ids(2, datetime.now(UTC), ID_KEY)]
 
     reply = api.feedback({"feedback": items}, identity=identity)
 
@@ -494,7 +540,7 @@ def test_feedback_records_carry_the_caller_api_gateway_identified(
 def test_feedback_from_a_thousand_sessions_of_one_role_is_recorded_as_one_caller(
     api: Api, feedback_sink: RecordingSink
 ) -> None:
-    ids = new_prediction_ids(1000, datetime.now(UTC))
+    ids = new_prediction_ids(1000, datetime.now(UTC), ID_KEY)
     for index, prediction_id in enumerate(ids):
         session = {"userArn": f"arn:aws:sts::123456789012:assumed-role/labeller/flood-{index}"}
         reply = api.feedback({"prediction_id": prediction_id, "label": "1"}, identity=session)

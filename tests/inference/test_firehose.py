@@ -36,6 +36,7 @@ from functions.inference.capture import (
 from functions.inference.settings import InferenceSettings
 from tests.inference.conftest import MakeApi
 from tests.plugins.aws import DATA_BUCKET
+from tests.prediction_ids import ID_KEY
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -119,7 +120,7 @@ def accepted(count: int) -> dict[str, Any]:
 
 def test_a_call_that_fails_after_earlier_chunks_counts_only_the_unsent_records() -> None:
     fake = FakeFirehose(accepted(500), ConnectionError("connection reset"))
-    records = [_record(pid) for pid in new_prediction_ids(1200, datetime.now(UTC))]
+    records = [_record(pid) for pid in new_prediction_ids(1200, datetime.now(UTC), ID_KEY)]
 
     with pytest.raises(DeliveryFailed) as failed:
         FirehoseSink("feedback", client=fake).write(records)
@@ -131,7 +132,7 @@ def test_a_call_that_fails_after_earlier_chunks_counts_only_the_unsent_records()
 
 def test_a_record_over_the_firehose_limit_is_not_sent_and_counted_as_lost() -> None:
     fake = FakeFirehose(accepted(1))
-    small, large = (_record(pid) for pid in new_prediction_ids(2, datetime.now(UTC)))
+    small, large = (_record(pid) for pid in new_prediction_ids(2, datetime.now(UTC), ID_KEY))
     large = PredictionRecord(large.prediction_id, large.time, "v1", {"text": "x" * MAX_RECORD_BYTES}, label="0")
 
     with pytest.raises(DeliveryFailed, match="RecordTooLarge x1") as failed:
@@ -142,7 +143,7 @@ def test_a_record_over_the_firehose_limit_is_not_sent_and_counted_as_lost() -> N
 
 
 def test_each_record_is_one_json_line_as_the_records_contract_writes_it() -> None:
-    [pid] = new_prediction_ids(1, datetime.now(UTC))
+    [pid] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
     record = _record(pid)
     feedback = FeedbackRecord(pid, record.time, label="1")
     unicode = PredictionRecord(pid, record.time, "v1", {"city": "Zürich", "n": None}, value=1.5)
@@ -193,7 +194,7 @@ def test_a_firehose_failure_for_feedback_returns_503(
     firehose: S3Client, make_api: MakeApi, trained_bundle: Path
 ) -> None:
     api = make_api(firehose_settings(trained_bundle, feedback_stream="no-such-stream"))
-    [pid] = new_prediction_ids(1, datetime.now(UTC))
+    [pid] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
 
     reply = api.feedback({"prediction_id": pid, "label": "1"})
 
@@ -230,7 +231,7 @@ def _record(prediction_id: str) -> PredictionRecord:
 def test_json_lines_are_what_the_sink_sends(firehose: S3Client) -> None:
     records = [
         FeedbackRecord(pid, "2026-01-01T00:00:00.000+00:00", label="1")
-        for pid in new_prediction_ids(3, datetime.now(UTC))
+        for pid in new_prediction_ids(3, datetime.now(UTC), ID_KEY)
     ]
 
     FirehoseSink(FEEDBACK_STREAM).write(records)

@@ -19,11 +19,19 @@ from starlette.applications import Starlette
 from starlette.types import Message
 
 from functions.common.bundle import JOBLIB_FILE, MISSING_CATEGORY, read_metadata
-from functions.common.records import Caller, new_prediction_ids, prediction_time, to_json_lines
+from functions.common.records import (
+    PREDICTION_ID_LENGTH,
+    Caller,
+    new_prediction_ids,
+    prediction_time,
+    to_json_lines,
+)
 from functions.inference.api import create_app
+from functions.inference.id_keys import LOCAL_KEYS
 from functions.inference.settings import InferenceSettings
 from functions.inference.telemetry import Telemetry
 from tests.inference.conftest import TARGET, Api, FailingSink, MakeApi, RecordingSink, instances
+from tests.prediction_ids import ID_KEY
 
 
 def test_predict_classification_returns_a_label_probabilities_and_an_id_per_instance(
@@ -45,17 +53,17 @@ def test_predict_classification_returns_a_label_probabilities_and_an_id_per_inst
         assert prediction["label"] == max(prediction["probabilities"], key=prediction["probabilities"].get)
     ids = [p["prediction_id"] for p in answer["predictions"]]
     assert len(set(ids)) == len(ids)
-    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert all(len(i) == PREDICTION_ID_LENGTH and int(i, 16) >= 0 for i in ids)
 
 
-def test_prediction_ids_carry_the_serving_time_and_a_valid_checksum(
+def test_prediction_ids_carry_the_serving_time_and_a_mac_under_the_apps_key(
     api: Api, sink: RecordingSink, rows: list[dict[str, Any]]
 ) -> None:
     before = datetime.now(UTC)
     served = api.predict(rows).json["predictions"]
     after = datetime.now(UTC)
 
-    times = {prediction_time(p["prediction_id"]) for p in served}
+    times = {prediction_time(p["prediction_id"], LOCAL_KEYS) for p in served}
     [served_at] = times
     assert before - timedelta(milliseconds=1) <= served_at <= after
     # The record's time and the id's are the same instant (both in whole milliseconds; float rounding aside).
@@ -272,7 +280,7 @@ def test_without_api_gateway_capture_and_feedback_records_have_no_caller(
         feedback=feedback_sink,
         telemetry=Telemetry("t", io.StringIO()),
     )
-    [prediction_id] = new_prediction_ids(1, datetime.now(UTC))
+    [prediction_id] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
 
     assert asgi_post(app, "/predict", json.dumps({"instances": rows}).encode()) == 200
     assert asgi_post(app, "/feedback", json.dumps({"prediction_id": prediction_id, "label": "1"}).encode()) == 202

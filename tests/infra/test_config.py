@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from functions.inference.id_keys import rotation_days
 from infra.config import LOG_RETENTION_DAYS, ApprovalConfig, ConfigError, DriftloopConfig, load_config
 from infra.constructs.log_group import RETENTION
 from tests.infra.conftest import CDK_JSON
@@ -127,6 +128,14 @@ def test_image_uri_must_be_an_ecr_image() -> None:
 def test_api_timeout_cannot_exceed_the_api_gateway_limit() -> None:
     with pytest.raises(ConfigError, match=r"driftloop\.serving\.timeout_seconds must be an integer from 1 to 29"):
         load(context(serving__timeout_seconds=60))
+
+
+def test_a_feedback_age_whose_key_rotation_secrets_manager_cannot_schedule_is_rejected() -> None:
+    with pytest.raises(
+        ConfigError, match=r"driftloop\.capture\.feedback_max_age_days must be an integer from 1 to 998"
+    ):
+        load(context(capture__feedback_max_age_days=999))
+    assert rotation_days(load(context(capture__feedback_max_age_days=998)).capture.feedback_max_age_days) == 1000
 
 
 def test_booleans_are_not_accepted_as_numbers() -> None:

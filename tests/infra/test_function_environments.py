@@ -11,9 +11,10 @@ from aws_cdk.assertions import Template
 
 from functions.batch.settings import BatchSettings
 from functions.common.env import EnvContract
-from functions.inference.settings import InferenceSettings
+from functions.inference.settings import InferenceSettings, KeyRotationSettings
 from functions.monitor.settings import MonitorSettings
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
+from infra.constructs.id_keys import ROTATION_HANDLER
 from infra.stacks.wiring import DriftloopStacks
 from tests.infra.conftest import function_environment
 
@@ -21,6 +22,7 @@ WORKFLOW_HANDLERS = "functions.workflow.handlers."
 # The handlers whose contract is not the one of their package.
 CONTRACTS: dict[str, type[EnvContract]] = {
     "functions.inference.app.handler": InferenceSettings,
+    ROTATION_HANDLER: KeyRotationSettings,
     "functions.monitor.handler.handler": MonitorSettings,
     WORKFLOW_HANDLERS + "request_approval": ApprovalSettings,
     **{f"functions.batch.handlers.{name}_handler": BatchSettings for name in ("resolve", "score", "summarise")},

@@ -11,8 +11,10 @@ from aws_cdk.assertions import Capture, Match, Template
 
 from functions.common import layout
 from functions.common.records import CAPTURE_FILTER_PATTERN
+from functions.inference.id_keys import rotation_days
 from functions.inference.settings import InferenceSettings
 from infra.config import load_config
+from infra.constructs.id_keys import ROTATION_HANDLER
 from infra.constructs.inference_api import FEEDBACK_ROUTE, ROUTES
 from infra.stacks.wiring import DriftloopStacks
 from tests.infra.conftest import build, cdk_context, function_environment
@@ -401,12 +403,14 @@ def test_api_gateway_cloudwatch_role_is_set_for_the_account_and_retained(serving
 
 
 def test_lambda_permissions_are_scoped_to_each_route_of_the_stage(serving_template: Template) -> None:
-    permissions = serving_template.find_resources("AWS::Lambda::Permission").values()
+    permissions = serving_template.find_resources(
+        "AWS::Lambda::Permission", {"Properties": {"Principal": "apigateway.amazonaws.com"}}
+    ).values()
     suffixes = {p["Properties"]["SourceArn"]["Fn::Join"][1][-1] for p in permissions}
     assert suffixes == {f"/{method}/{path}" for path, method in ROUTES}
 
 
-def test_outputs_name_the_api_url_the_function_the_invoke_policies_batch_scoring_and_the_api_keys(
+def test_outputs_name_the_api_url_the_function_the_invoke_policies_batch_scoring_the_api_keys_and_the_id_key(
     serving_template: Template,
 ) -> None:
     outputs = serving_template.find_outputs("*")
@@ -418,7 +422,9 @@ def test_outputs_name_the_api_url_the_function_the_invoke_policies_batch_scoring
         "FeedbackPolicyArn",
         "BatchStateMachineArn",
         "ApiKeyIds",
+        "IdKeySecretArn",
     }
+    assert outputs["IdKeySecretArn"]["Value"] == {"Ref": id_key_secret(serving_template)}
     assert outputs["ApiUrl"]["Value"]["Fn::Join"][1][0] == "https://"
 
 
@@ -699,3 +705,89 @@ def test_without_capture_there_is_only_the_feedback_stream_and_the_function_capt
     assert firehose == [
         {"Action": "firehose:PutRecordBatch", "Effect": "Allow", "Resource": {"Fn::GetAtt": [feedback, "Arn"]}}
     ]
+
+
+def id_key_secret(template: Template) -> str:
+    [secret] = template.find_resources("AWS::SecretsManager::Secret")
+    return secret
+
+
+def test_the_prediction_id_key_is_a_generated_secret_with_no_value_in_the_template(
+    serving_template: Template,
+) -> None:
+    [secret] = serving_template.find_resources("AWS::SecretsManager::Secret").values()
+    properties = secret["Properties"]
+    assert properties["GenerateSecretString"] == {"ExcludePunctuation": True, "PasswordLength": 64}
+    # Secrets Manager's AWS managed key encrypts it: no key of ours to grant or to lose.
+    assert "SecretString" not in properties and "KmsKeyId" not in properties
+
+
+def test_the_key_rotates_through_its_function_on_an_interval_derived_from_the_feedback_age(
+    serving_template: Template,
+) -> None:
+    template = serving_template
+    secret = id_key_secret(template)
+    rotation = Capture()
+    max_age = load_config(cdk_context().get).capture.feedback_max_age_days
+
+    template.has_resource_properties(
+        "AWS::SecretsManager::RotationSchedule",
+        {
+            "SecretId": {"Ref": secret},
+            "RotationLambdaARN": {"Fn::GetAtt": [rotation, "Arn"]},
+            "RotationRules": {"ScheduleExpression": f"rate({rotation_days(max_age)} days)"},
+        },
+    )
+    function = template.find_resources("AWS::Lambda::Function")[rotation.as_string()]
+    assert function["Properties"]["Handler"] == ROTATION_HANDLER
+    template.has_resource_properties(
+        "AWS::Lambda::Permission",
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Fn::GetAtt": [rotation.as_string(), "Arn"]},
+            "Principal": "secretsmanager.amazonaws.com",
+            "SourceArn": {"Ref": secret},
+        },
+    )
+    # The rotation function may change this secret, and nothing else.
+    changes = [s for s in role_policy(template, "PredictionIdKeysRotationRole") if "secretsmanager:" in json.dumps(s)]
+    assert changes == [
+        {
+            "Action": [
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:UpdateSecretVersionStage",
+            ],
+            "Effect": "Allow",
+            "Resource": {"Ref": secret},
+        }
+    ]
+
+
+def test_the_functions_that_mint_or_verify_ids_read_the_key_and_get_its_arn_never_its_value(
+    serving_template: Template,
+) -> None:
+    secret = id_key_secret(serving_template)
+    read = {
+        "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
+        "Effect": "Allow",
+        "Resource": {"Ref": secret},
+    }
+    for role, handler in (
+        ("InferenceFunctionRole", "functions.inference.app.handler"),
+        ("BatchScoringScoreRole", "functions.batch.handlers.score_handler"),
+    ):
+        statements = role_policy(serving_template, role)
+        assert read in statements, role
+        assert not [s for s in statements if "secretsmanager:" in json.dumps(s) and s != read], role
+        assert function_environment(serving_template, handler)["DRIFTLOOP_ID_KEY_SECRET"] == json.dumps({"Ref": secret})
+    # No other function reads it, and no environment holds a value resolved from it.
+    readers = [
+        policy
+        for policy in serving_template.find_resources("AWS::IAM::Policy").values()
+        if "secretsmanager:GetSecretValue" in json.dumps(policy)
+    ]
+    assert len(readers) == 3  # the two above and the rotation function
+    for function in serving_template.find_resources("AWS::Lambda::Function").values():
+        assert "resolve:secretsmanager" not in json.dumps(function["Properties"].get("Environment", {}))

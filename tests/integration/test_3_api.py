@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from functions.common.records import PREDICTION_ID_LENGTH
+from functions.inference.id_keys import CURRENT, PREVIOUS, read_key
 from functions.inference.schema import MISSING_FEATURE
 from tests.inference.events import rest_event
 from tests.integration.support import Answer, Api, Deployed, as_instances
@@ -246,8 +247,27 @@ def test_invalid_feedback_is_a_422_listing_every_problem(
     found = problems(deployed.api.post("/feedback", {"feedback": items}))
 
     assert found == [
-        (0, "prediction_id", "no prediction was served with this id (checksum mismatch)"),
+        (0, "prediction_id", "no prediction was served with this id (its MAC does not match)"),
         (1, "label", "unknown class '2': expected one of '0', '1'"),
         (2, "note", 'unknown field (an item holds "prediction_id" and "label")'),
         (2, "label", "expected a string, one of '0', '1'; got number"),
     ]
+
+
+def test_the_id_key_rotates_through_its_function_and_ids_of_the_previous_key_stay_valid(
+    deployed: Deployed, served_champion: str, instances: list[dict[str, Any]]
+) -> None:
+    secrets = deployed.client("secretsmanager")
+    secret = deployed.environment(deployed.deployment.inference_function)["DRIFTLOOP_ID_KEY_SECRET"]
+    rotation = deployed.function_named(f"{deployed.prefix}-serving", "PredictionIdKeysRotation")
+    [prediction] = deployed.api.predict(instances[:1])["predictions"]
+    before = read_key(secrets, secret, CURRENT)
+
+    # LocalStack's RotationSchedule resource configures nothing: rotate as the schedule would, through the function.
+    secrets.rotate_secret(SecretId=secret, RotationLambdaARN=rotation)
+
+    after = read_key(secrets, secret, CURRENT)
+    assert before is not None and after is not None and after.tag != before.tag
+    assert read_key(secrets, secret, PREVIOUS) == before
+    answer = deployed.api.post("/feedback", {"prediction_id": prediction["prediction_id"], "label": "1"})
+    assert (answer.status, answer.json) == (202, {"accepted": 1}), answer

@@ -23,6 +23,7 @@ from driftloop_localstack.firehose_prefixes import DeliveryPlan, Record
 from functions.common.layout import CAPTURE_PARTITION_KEYS, firehose_capture_prefix, firehose_error_prefix
 from functions.common.records import PredictionRecord, new_prediction_ids, parse_json_lines
 from functions.inference.capture import capture_line
+from tests.prediction_ids import ID_KEY
 
 QUERY = "{" + ",".join(f"{key}:{path}" for key, path in CAPTURE_PARTITION_KEYS.items()) + "}"
 # The capture stream's processors, in the order infra/constructs/capture_streams.py lists them.
@@ -50,7 +51,7 @@ def run(records: list[bytes]) -> list[bytes]:
 
 
 def prediction(version: str) -> PredictionRecord:
-    [pid] = new_prediction_ids(1, datetime.now(UTC))
+    [pid] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
     return PredictionRecord(pid, "2026-01-01T00:00:00.000+00:00", version, {"x": 1.5}, value=2.0)
 
 

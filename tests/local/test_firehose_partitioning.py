@@ -35,6 +35,7 @@ from functions.common.records import FeedbackRecord, PredictionRecord, new_predi
 from infra.bundling import REPO_ROOT
 from localcloud.cloud import Cloud
 from tests.plugins.local_cloud import unique
+from tests.prediction_ids import ID_KEY
 from tests.stored_records import CaptureReader
 
 pytestmark = pytest.mark.integration
@@ -182,7 +183,7 @@ def destination(local_cloud: Cloud, local_client: Callable[[str], Any]) -> Itera
 
 
 def prediction(version: str, now: datetime, tenure: int) -> PredictionRecord:
-    [prediction_id] = new_prediction_ids(1, now)
+    [prediction_id] = new_prediction_ids(1, now, ID_KEY)
     return PredictionRecord(
         prediction_id=prediction_id,
         time=now.isoformat(),

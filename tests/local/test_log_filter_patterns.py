@@ -14,10 +14,11 @@ from driftloop_localstack.log_filter_patterns import UnsupportedPattern, compile
 from functions.common.records import CAPTURE_FILTER_PATTERN, PredictionRecord, new_prediction_ids
 from functions.inference.capture import CaptureLog, LogSink
 from functions.inference.telemetry import RequestLog, Telemetry
+from tests.prediction_ids import ID_KEY
 
 
 def record() -> PredictionRecord:
-    [pid] = new_prediction_ids(1, datetime.now(UTC))
+    [pid] = new_prediction_ids(1, datetime.now(UTC), ID_KEY)
     return PredictionRecord(pid, "2026-01-01T00:00:00.000+00:00", "v1", {"a": 1}, label="1", request_id="r")
 
 

@@ -18,6 +18,7 @@ from functions.monitor.report import Limits
 from functions.monitor.settings import MonitorSettings
 from tests.plugins.athena import CAPTURE_PREFIX, DATABASE, FEEDBACK_PREFIX, WORKGROUP
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
+from tests.prediction_ids import ID_KEY
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -115,7 +116,7 @@ def publish_champion(s3: S3Client, version: str, metadata: dict[str, Any]) -> No
 def predictions(
     version: str, served: datetime, features: Sequence[dict[str, Any]], **answer: Any
 ) -> list[PredictionRecord]:
-    ids = new_prediction_ids(len(features), served)
+    ids = new_prediction_ids(len(features), served, ID_KEY)
     return [PredictionRecord(pid, iso(served), version, row, **answer) for pid, row in zip(ids, features, strict=True)]
 
 

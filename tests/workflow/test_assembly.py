@@ -23,6 +23,7 @@ from functions.workflow.assembly import AssemblyError
 from functions.workflow.state import RunState
 from tests.plugins.athena import LocalAthena, adapter, tables
 from tests.plugins.aws import DATA_BUCKET, MODEL_BUCKET
+from tests.prediction_ids import ID_KEY
 from tests.workflow.support import settings
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ def capture(
 ) -> list[str]:
     """Captured predictions served at ``served`` (by a classifier unless ``answer`` says otherwise), gzipped in the
     hour partition of their arrival (default: when served), as Firehose writes them; returns their ids."""
-    ids = new_prediction_ids(len(features), served)
+    ids = new_prediction_ids(len(features), served, ID_KEY)
     records = [
         PredictionRecord(prediction_id, served.isoformat(), model_version, instance, **(answer or {"label": "1"}))
         for prediction_id, instance in zip(ids, features, strict=True)
@@ -158,7 +159,7 @@ def test_feedback_is_joined_with_its_captures_across_hour_partitions_and_model_v
     ]
     old_ids = capture(s3, "v1", NOW - timedelta(days=3, hours=2), first_day)
     new_ids = capture(s3, "v2", NOW - timedelta(hours=1), [{"tenure": 7.5, "contract": "yearly", "region": "west"}] * 2)
-    uncaptured = new_prediction_ids(1, NOW - timedelta(hours=5))[0]
+    uncaptured = new_prediction_ids(1, NOW - timedelta(hours=5), ID_KEY)[0]
     feedback(s3, NOW - timedelta(days=1), {old_ids[0]: "0", old_ids[1]: "1", uncaptured: "1"})
     # A later correction for the same prediction wins; an id this service cannot have issued is counted.
     feedback(s3, NOW, {old_ids[0]: "1", new_ids[0]: "0", "f" * 32: "1"})
@@ -361,7 +362,7 @@ def test_with_include_feedback_off_only_the_base_data_is_assembled(s3: S3Client,
 
 def test_feedback_that_matches_no_capture_adds_no_row_but_is_counted(s3: S3Client, run: Run) -> None:
     base_data(s3)
-    feedback(s3, NOW, {new_prediction_ids(1, NOW - timedelta(hours=1))[0]: "1"})
+    feedback(s3, NOW, {new_prediction_ids(1, NOW - timedelta(hours=1), ID_KEY)[0]: "1"})
 
     result = run(include_feedback=True)
 

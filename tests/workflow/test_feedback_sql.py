@@ -17,6 +17,7 @@ from functions.common.labelled_sql import FeedbackWindow, capture_hours
 from functions.common.records import FeedbackRecord, PredictionRecord, new_prediction_ids, to_json_lines
 from functions.workflow.feedback_sql import MAX_VALUE_CHARS, FeedbackQuery, KnownValues
 from tests.plugins.aws import DATA_BUCKET
+from tests.prediction_ids import ID_KEY
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -34,7 +35,7 @@ def query(header: list[str], **changes: Any) -> FeedbackQuery:
 
 
 def captured(s3: S3Client, served: datetime, features: list[dict[str, Any]]) -> list[str]:
-    ids = new_prediction_ids(len(features), served)
+    ids = new_prediction_ids(len(features), served, ID_KEY)
     records = [PredictionRecord(i, served.isoformat(), "v1", f, label="1") for i, f in zip(ids, features, strict=True)]
     key = f"{layout.capture_hour_prefix('captures/', 'v1', layout.hour_value(served))}part-{ids[0]}.gz"
     s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=gzip.compress(to_json_lines(records)))
@@ -64,8 +65,8 @@ def test_the_training_set_selects_exactly_the_header_columns_whatever_their_name
 
 def test_the_first_query_names_only_the_hours_of_usable_feedback(s3: S3Client, athena: Athena) -> None:
     recent = captured(s3, NOW - DAY, [{"x": 1}])[0]
-    expired = new_prediction_ids(1, NOW - 2 * MONTH)[0]
-    future = new_prediction_ids(1, NOW + DAY)[0]
+    expired = new_prediction_ids(1, NOW - 2 * MONTH, ID_KEY)[0]
+    future = new_prediction_ids(1, NOW + DAY, ID_KEY)[0]
     labelled(s3, {recent: "1", expired: "0", future: "1", "not-an-id": "1"})
 
     prefixes = [row["prefix"] or "" for row in athena.run(query(["x", "y"]).id_prefixes()).records()]
@@ -76,7 +77,7 @@ def test_the_first_query_names_only_the_hours_of_usable_feedback(s3: S3Client, a
 
 
 def test_with_no_capture_to_read_the_queries_still_run_and_match_nothing(s3: S3Client, athena: Athena) -> None:
-    [prediction] = new_prediction_ids(1, NOW - DAY)
+    [prediction] = new_prediction_ids(1, NOW - DAY, ID_KEY)
     labelled(s3, {prediction: "1"})
 
     [counts] = athena.run(query(["x", "y"]).counts()).records()
