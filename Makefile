@@ -17,7 +17,7 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: help setup demo test lint typecheck unit infra-check integration bench bench-training bench-scale synth clean local-setup local-up local-down local-lock
+.PHONY: help setup demo test lint typecheck unit infra-check integration bench bench-training bench-scale bench-evaluate synth clean local-setup local-up local-down local-lock
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ bench: setup ## inference benchmark: driftloop vs a FastAPI + scikit-learn + pan
 
 bench-training: setup ## training benchmark: 10k, 100k and 1M rows with the workflow's hyperparameters (~10 min)
 	$(BIN)/python -m tests.benchmarks.bench_training
+
+bench-evaluate: setup ## holdout benchmark: the HoldOut and Evaluate steps at 10k, 100k and 1M training rows (~5 min)
+	$(BIN)/python -m tests.benchmarks.bench_evaluate $(ARGS)
 
 bench-scale: setup local-setup ## scale benchmark: the monitor and Assemble at 10k, 100k and 1M captures on the local cloud (~15 min)
 	$(BIN)/python -m tests.benchmarks.bench_scale $(ARGS)

@@ -7,8 +7,6 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
-import botocore.session
 import pytest
 from botocore.stub import ANY, Stubber
 
@@ -17,6 +15,7 @@ from functions.workflow import approver
 from functions.workflow.approver import Answer
 from functions.workflow.errors import WorkflowError
 from functions.workflow.state import APPROVAL_DENIED
+from tests.cli.stubs import stubbed_clients
 from tests.workflow.sts import ALICE, FakeSts
 
 
@@ -26,20 +25,7 @@ def approval_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Stubber]
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL_STS", raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    session = botocore.session.get_session()
-    clients = {
-        name: session.create_client(
-            name, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-        )
-        for name in ("sts", "stepfunctions")
-    }
-    monkeypatch.setattr(boto3, "client", lambda name, **_: clients[name])
-    stubs = {name: Stubber(client) for name, client in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
-    yield stubs
-    for stub in stubs.values():
-        stub.assert_no_pending_responses()
+    yield from stubbed_clients(monkeypatch, "sts", "stepfunctions")
 
 
 RUN = "arn:aws:states:us-east-1:123456789012:execution:driftloop-training:run-1"

@@ -6,12 +6,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
-import botocore.session
 import pytest
 from botocore.stub import Stubber
 
 from cli.main import main
+from tests.cli.stubs import stubbed_clients
 
 
 @pytest.fixture
@@ -97,20 +96,7 @@ KEY_IDS = json.dumps({"default": "k0default", "reports": "k1reports"})
 @pytest.fixture
 def key_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Stubber]]:
     """Stubbed CloudFormation and API Gateway clients, as the CLI's boto3.client returns them."""
-    session = botocore.session.get_session()
-    clients = {
-        name: session.create_client(
-            name, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
-        )
-        for name in ("cloudformation", "apigateway")
-    }
-    monkeypatch.setattr(boto3, "client", lambda name, **_: clients[name])
-    stubs = {name: Stubber(client) for name, client in clients.items()}
-    for stub in stubs.values():
-        stub.activate()
-    yield stubs
-    for stub in stubs.values():
-        stub.assert_no_pending_responses()
+    yield from stubbed_clients(monkeypatch, "cloudformation", "apigateway")
 
 
 def serving_stack_with(outputs: dict[str, str]) -> dict[str, Any]:

@@ -25,21 +25,6 @@ REFRESH = 60.0
 
 
 @pytest.fixture
-def publish(registry: Registry, tmp_path: Path) -> Callable[[Path], str]:
-    """Register a bundle directory as a new version and make it the champion; returns the version."""
-
-    def publish(bundle: Path) -> str:
-        version = new_version_id()
-        archive = tmp_path / f"{version}.tar.gz"
-        pack_archive(bundle, archive)
-        registry.register(version, archive)
-        registry.promote(version, expected=registry.champion())
-        return version
-
-    return publish
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 

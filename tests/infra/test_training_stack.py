@@ -749,24 +749,19 @@ def test_the_data_steps_get_their_own_bundle_more_memory_and_the_longest_timeout
     assert bundle.requirements.path != WORKFLOW.requirements.path
 
 
-def test_holdouts_expire_with_the_training_outputs(data_template: Template) -> None:
+@pytest.mark.parametrize(
+    ("rule", "prefix"), [("expire-assembled-data", "assembled/"), ("expire-holdouts", "holdouts/")]
+)
+def test_assembled_data_sets_and_holdouts_expire_with_the_training_outputs(
+    data_template: Template, rule: str, prefix: str
+) -> None:
     [bucket] = [
         resource
         for logical_id, resource in data_template.find_resources("AWS::S3::Bucket").items()
         if logical_id.startswith("DataBucket")
     ]
     rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert {"Id": "expire-holdouts", "Prefix": "holdouts/", "ExpirationInDays": 30, "Status": "Enabled"} in rules
-
-
-def test_assembled_data_sets_expire_with_the_training_outputs(data_template: Template) -> None:
-    [bucket] = [
-        resource
-        for logical_id, resource in data_template.find_resources("AWS::S3::Bucket").items()
-        if logical_id.startswith("DataBucket")
-    ]
-    rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert {"Id": "expire-assembled-data", "Prefix": "assembled/", "ExpirationInDays": 30, "Status": "Enabled"} in rules
+    assert {"Id": rule, "Prefix": prefix, "ExpirationInDays": 30, "Status": "Enabled"} in rules
 
 
 def test_training_image_context_holds_only_what_the_dockerfile_copies(dev: DriftloopStacks) -> None:

@@ -1,15 +1,18 @@
-"""Fixtures for code that talks to AWS: an in-process moto account with the project's buckets."""
+"""Fixtures for code that talks to AWS: an in-process moto account with the project's buckets, its registry, and
+``publish`` (a bundle directory registered and promoted as a new version)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from functions.common.registry import Registry
+from functions.common.bundle import pack_archive
+from functions.common.registry import Registry, new_version_id
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -41,3 +44,18 @@ def s3(aws: None) -> S3Client:
 @pytest.fixture
 def registry(s3: S3Client) -> Registry:
     return Registry(s3, MODEL_BUCKET)
+
+
+@pytest.fixture
+def publish(registry: Registry, tmp_path: Path) -> Callable[[Path], str]:
+    """Register a bundle directory as a new version and make it the champion; returns the version."""
+
+    def publish(bundle: Path) -> str:
+        version = new_version_id()
+        archive = tmp_path / f"{version}.tar.gz"
+        pack_archive(bundle, archive)
+        registry.register(version, archive)
+        registry.promote(version, expected=registry.champion())
+        return version
+
+    return publish

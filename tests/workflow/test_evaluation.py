@@ -7,6 +7,7 @@ steers the verdict.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 from functions.common.bundle import JOBLIB_FILE, pack_archive, read_metadata
 from functions.common.gate import Verdict
 from functions.common.layout import holdout_evaluation_key, holdout_rows_folder
-from functions.common.registry import Registry, RegistryError, new_version_id
+from functions.common.registry import Registry, RegistryError
 from functions.workflow import steps
 from functions.workflow.evaluation import EvaluationError, evaluate
 from functions.workflow.state import RunState
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 TARGET = "churned"
+# tests.plugins.aws's fixture: registers a bundle directory and promotes it.
+Publish = Callable[[Path], str]
 
 
 @pytest.fixture
@@ -55,15 +58,6 @@ def noise_bundle(make_job: MakeJob, churn_data: pd.DataFrame) -> Path:
     base = make_job({"target": TARGET, "algorithm": "logistic_regression"}, shuffled)
     assert run(base) == 0, (base / "output" / "failure").read_text()
     return base / "model"
-
-
-def _promote(registry: Registry, bundle: Path, tmp_path: Path) -> str:
-    version = new_version_id()
-    archive = tmp_path / f"{version}.tar.gz"
-    pack_archive(bundle, archive)
-    registry.register(version, archive)
-    registry.promote(version, expected=registry.champion())
-    return version
 
 
 def _upload_holdout(s3: S3Client, version: str, rows: pd.DataFrame) -> dict[str, Any]:
@@ -99,13 +93,14 @@ def _stored_evaluation(s3: S3Client, state: dict[str, Any]) -> dict[str, Any]:
 def test_evaluate_scores_both_bundles_with_onnx_as_the_fitted_pipelines_score_them(
     s3: S3Client,
     registry: Registry,
+    publish: Publish,
     training_data: None,
     trained_bundle: Path,
     trained_forest_bundle: Path,
     holdout_rows: pd.DataFrame,
     tmp_path: Path,
 ) -> None:
-    _promote(registry, trained_bundle, tmp_path)
+    publish(trained_bundle)
 
     state = _run_to_evaluation(s3, registry, trained_forest_bundle, holdout_rows, tmp_path)
 
@@ -125,13 +120,14 @@ def test_evaluate_scores_both_bundles_with_onnx_as_the_fitted_pipelines_score_th
 def test_a_job_that_forges_a_passing_evaluation_is_judged_on_the_workflows_scores_and_rejected(
     s3: S3Client,
     registry: Registry,
+    publish: Publish,
     training_data: None,
     trained_forest_bundle: Path,
     noise_bundle: Path,
     holdout_rows: pd.DataFrame,
     tmp_path: Path,
 ) -> None:
-    champion = _promote(registry, trained_forest_bundle, tmp_path)
+    champion = publish(trained_forest_bundle)
     # The job claims what the forged evaluation claimed: a great challenger and a champion it never saw.
     forged = Verdict(True, ("the challenger is better",))
 
@@ -156,13 +152,14 @@ def test_a_job_that_forges_a_passing_evaluation_is_judged_on_the_workflows_score
 def test_a_job_whose_claims_are_consistent_but_false_is_still_rejected(
     s3: S3Client,
     registry: Registry,
+    publish: Publish,
     training_data: None,
     trained_forest_bundle: Path,
     noise_bundle: Path,
     holdout_rows: pd.DataFrame,
     tmp_path: Path,
 ) -> None:
-    _promote(registry, trained_forest_bundle, tmp_path)
+    publish(trained_forest_bundle)
 
     state = _run_to_evaluation(s3, registry, noise_bundle, holdout_rows, tmp_path, challenger=0.99, champion=0.5)
     registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
@@ -174,13 +171,14 @@ def test_a_job_whose_claims_are_consistent_but_false_is_still_rejected(
 def test_evaluate_refuses_a_champion_archive_changed_since_prepare_read_its_checksum(
     s3: S3Client,
     registry: Registry,
+    publish: Publish,
     training_data: None,
     trained_bundle: Path,
     trained_forest_bundle: Path,
     holdout_rows: pd.DataFrame,
     tmp_path: Path,
 ) -> None:
-    champion = _promote(registry, trained_bundle, tmp_path)
+    champion = publish(trained_bundle)
     state = prepared_state(s3, registry, {"trigger": {"source": "test"}})
     state["holdout"] = _upload_holdout(s3, state["prepare"]["version"], holdout_rows)
     state["training"] = fake_training_job(

@@ -33,6 +33,7 @@ from functions.workflow.state import RunState
 from tests.conftest import MakeJob
 from tests.plugins.athena import LocalAthena, adapter, tables
 from tests.plugins.aws import DATA_BUCKET
+from tests.prediction_ids import ID_KEY
 from tests.training.jobs import evaluation
 from tests.workflow.support import settings
 from training.contract import Layout
@@ -78,7 +79,7 @@ def attack(s3: S3Client, seed: int) -> None:
     )
     rows = pd.concat([honest, poisoned], ignore_index=True)
     served = NOW - timedelta(hours=1)
-    ids = new_prediction_ids(len(rows), served)
+    ids = new_prediction_ids(len(rows), served, ID_KEY)
     instances = rows.drop(columns=TARGET).astype(object).where(rows.notna(), None).to_dict("records")
     captures = [
         PredictionRecord(
