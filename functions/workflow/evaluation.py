@@ -22,19 +22,21 @@ import csv
 import json
 import math
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from boto3.s3.transfer import TransferConfig
 
 from functions.common import scoring
 from functions.common.bundle import ARCHIVE_FILE, MISSING_CATEGORY, BundleError, open_bundle, schema_differences
 from functions.common.gate import Evaluation, Scores, decide, parse_gate_settings
 from functions.common.layout import holdout_evaluation_key, holdout_rows_folder, is_feedback, split_s3_uri
 from functions.common.registry import Registry
-from functions.inference.model import Classification, Model, load_model
+from functions.inference.model import Model, load_model
 from functions.workflow.errors import WorkflowError
 from functions.workflow.settings import WorkflowSettings
 from functions.workflow.state import ChampionRef, EvaluationResult, PrepareResult, RunState, TrainingResult
@@ -49,6 +51,8 @@ PANDAS_MISSING = frozenset(
         "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
     }
 )  # fmt: skip
+# Holdout files are read one part at a time (parallel parts would hold ten 8 MiB buffers).
+ONE_STREAM = TransferConfig(use_threads=False)
 # Rows per onnxruntime call: bounds the memory of a graph's intermediate tensors.
 PREDICT_ROWS = 16 * 1024
 
@@ -59,14 +63,15 @@ class EvaluationError(WorkflowError):
 
 @dataclass(frozen=True)
 class HoldoutTable:
-    """The held-out rows, cells as text (None: missing), columns by their lower-case names (Athena's UNLOAD
-    writes feedback files' names in lower case), and which rows are feedback."""
+    """The held-out rows' columns that were read, by their lower-case names (Athena's UNLOAD writes feedback files'
+    names in lower case): float64 with NaN for a missing number, text with None for a missing cell; and which
+    rows are feedback."""
 
-    columns: dict[str, list[str | None]]
+    columns: dict[str, np.ndarray]
     feedback: np.ndarray
     files: tuple[str, ...]
 
-    def column(self, name: str) -> list[str | None]:
+    def column(self, name: str) -> np.ndarray:
         try:
             return self.columns[name.lower()]
         except KeyError:
@@ -85,58 +90,89 @@ def _keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
         yield from (item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
 
 
+class _Numbers:
+    """A numeric column as it is read: parsed at once into a float array (8 bytes a cell)."""
+
+    def __init__(self, name: str, missing: frozenset[str]) -> None:
+        self.name, self._missing, self.values = name, missing, array("d")
+
+    def add(self, cell: str, where: str) -> None:
+        if cell in self._missing:
+            self.values.append(math.nan)
+            return
+        try:
+            self.values.append(float(cell))
+        except ValueError:
+            raise EvaluationError(
+                f"{where}: column {self.name!r} is numeric for the model but holds {cell!r}"
+            ) from None
+
+    def pad(self, rows: int) -> None:
+        """Missing cells up to ``rows`` (the rows of a file without this column)."""
+        self.values.extend([math.nan] * (rows - len(self.values)))
+
+    def array(self) -> np.ndarray:
+        return np.array(self.values, dtype=np.float64)
+
+
+class _Texts:
+    """A text column as it is read: equal cells share one string (a pointer a cell)."""
+
+    def __init__(self, missing: frozenset[str], shared: dict[str, str]) -> None:
+        self._missing, self._shared = missing, shared
+        self.values: list[str | None] = []
+
+    def add(self, cell: str, where: str) -> None:
+        self.values.append(None if cell in self._missing else self._shared.setdefault(cell, cell))
+
+    def pad(self, rows: int) -> None:
+        self.values.extend([None] * (rows - len(self.values)))
+
+    def array(self) -> np.ndarray:
+        return np.asarray(self.values, dtype=object)
+
+
 def read_holdout(
-    s3: S3Client, bucket: str, folder: str, wanted: Iterable[str], missing: frozenset[str], work_dir: Path
+    s3: S3Client,
+    bucket: str,
+    folder: str,
+    numeric: Mapping[str, bool],
+    missing: frozenset[str],
+    work_dir: Path,
 ) -> HoldoutTable:
-    """The ``wanted`` columns (the models' features and target) of every CSV file under ``folder``, concatenated;
-    a column a file lacks is missing in its rows. Equal cells share one string, so memory grows by a pointer per
-    cell (a row of ten features costs about 100 bytes), whatever else the files hold."""
-    names = {name.lower() for name in wanted}
-    columns: dict[str, list[str | None]] = {name: [] for name in names}
+    """The columns named in ``numeric`` (the challenger's features and target; True: read as numbers) of every CSV
+    file under ``folder``, concatenated; a column a file lacks is missing in its rows. Numbers are parsed as they
+    are read and equal texts share one string, so memory grows by about 8 bytes per cell read."""
     shared: dict[str, str] = {}
+    columns: dict[str, _Numbers | _Texts] = {
+        name.lower(): _Numbers(name, missing) if is_number else _Texts(missing, shared)
+        for name, is_number in numeric.items()
+    }
     feedback: list[bool] = []
     files = []
     seen: set[str] = set()
     for key in sorted(_keys(s3, bucket, folder)):
         relative = key[len(folder) :]
         path = work_dir / "holdout.csv"
-        s3.download_file(bucket, key, str(path))
+        s3.download_file(bucket, key, str(path), Config=ONE_STREAM)
         with path.open(encoding="utf-8-sig", newline="") as stream:
             reader = csv.reader(stream)
             header = [name.lower() for name in next(reader, [])]
             seen.update(header)
-            kept = [(position, columns[name]) for position, name in enumerate(header) if name in names]
+            kept = [(position, columns[name]) for position, name in enumerate(header) if name in columns]
             for row in reader:
+                where = f"holdout file {relative} line {reader.line_num}"
                 if len(row) != len(header):
-                    raise EvaluationError(
-                        f"holdout file {relative} line {reader.line_num}: {len(row)} cells, the header has "
-                        f"{len(header)}"
-                    )
-                for position, cells in kept:
-                    cell = row[position]
-                    cells.append(None if cell in missing else shared.setdefault(cell, cell))
+                    raise EvaluationError(f"{where}: {len(row)} cells, the header has {len(header)}")
+                for position, column in kept:
+                    column.add(row[position], where)
                 feedback.append(is_feedback(relative))
-        for cells in columns.values():  # columns this file lacked
-            cells.extend([None] * (len(feedback) - len(cells)))
+        for column in columns.values():
+            column.pad(len(feedback))
         files.append(relative)
         path.unlink()
-    present = {name: cells for name, cells in columns.items() if name in seen}
-    return HoldoutTable(present, np.asarray(feedback, dtype=bool), tuple(files))
-
-
-def _numbers(name: str, cells: Sequence[str | None]) -> np.ndarray:
-    values = np.empty(len(cells), dtype=np.float64)
-    for index, cell in enumerate(cells):
-        if cell is None:
-            values[index] = math.nan
-            continue
-        try:
-            values[index] = float(cell)
-        except ValueError:
-            raise EvaluationError(
-                f"holdout column {name!r} is numeric for the model but row {index} holds {cell!r}"
-            ) from None
-    return values
+    found = {name: column.array() for name, column in columns.items() if name in seen}
+    return HoldoutTable(found, np.asarray(feedback, dtype=bool), tuple(files))
 
 
 def class_label(cell: str | None, classes: Sequence[str]) -> str | None:
@@ -154,19 +190,9 @@ def class_label(cell: str | None, classes: Sequence[str]) -> str | None:
     return matches[0] if len(matches) == 1 else cell
 
 
-def feature_columns(model: Model, table: HoldoutTable, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """The model's inputs for ``rows`` of the table: float64 (NaN: missing) or text (None: missing)."""
-    columns: dict[str, np.ndarray] = {}
-    for feature in model.metadata.features:
-        cells = [table.column(feature.name)[row] for row in rows]
-        columns[feature.name] = (
-            _numbers(feature.name, cells) if feature.type == "numeric" else np.asarray(cells, dtype=object)
-        )
-    return columns
-
-
 def predictions(model: Model, columns: Mapping[str, np.ndarray]) -> scoring.Predictions:
-    """The model's outputs on every row of ``columns`` (its features), in batches."""
+    """The model's outputs on every row of ``columns`` (its features, as :class:`HoldoutTable` holds them), in
+    batches: numbers as float32, a missing category as the graph expects it."""
     rows = len(next(iter(columns.values()))) if columns else 0
     parts = []
     for start in range(0, rows, PREDICT_ROWS):
@@ -176,18 +202,14 @@ def predictions(model: Model, columns: Mapping[str, np.ndarray]) -> scoring.Pred
             if feature.type == "numeric":
                 feeds[feature.name] = chunk.astype(np.float32).reshape(-1, 1)
             else:
-                filled = [MISSING_CATEGORY if cell is None else cell for cell in chunk]
-                feeds[feature.name] = np.asarray(filled, dtype=object).reshape(-1, 1)
-        parts.append(model.predict(feeds))
+                feeds[feature.name] = np.where(chunk == None, MISSING_CATEGORY, chunk).reshape(-1, 1)  # noqa: E711
+        parts.append(model.outputs(feeds))
     if model.task == "classification":
-        probabilities = [row for part in parts if isinstance(part, Classification) for row in part.probabilities]
-        shape = (len(probabilities), len(model.metadata.classes))
+        classes = tuple(model.metadata.classes)
         return scoring.Predictions(
-            labels=tuple(model.metadata.classes),
-            probabilities=np.asarray(probabilities, dtype=np.float64).reshape(shape),
+            labels=classes, probabilities=np.concatenate(parts) if parts else np.empty((0, len(classes)))
         )
-    values = [math.nan if value is None else value for part in parts for value in getattr(part, "values", [])]
-    return scoring.Predictions(values=np.asarray(values, dtype=np.float64))
+    return scoring.Predictions(values=np.concatenate(parts) if parts else np.empty(0))
 
 
 def _open(archive: Path, version: str, work_dir: Path) -> Model:
@@ -215,34 +237,34 @@ def score_holdout(
     champion_named: bool,
     allow_schema_change: bool,
 ) -> Scores:
-    """Both models on every labelled holdout row; the champion only when its schema matches the challenger's."""
+    """Both models on every labelled holdout row; the champion only when its schema matches the challenger's (then
+    it takes the same columns)."""
     metadata = challenger.metadata
     target = table.column(metadata.target)
-    labelled = np.flatnonzero([cell is not None for cell in target])
-    truth_cells = [target[row] for row in labelled]
-    truth = (
-        np.asarray([class_label(cell, metadata.classes) for cell in truth_cells], dtype=object)
-        if metadata.task == "classification"
-        else _numbers(metadata.target, truth_cells)
-    )
-    columns = feature_columns(challenger, table, labelled)
+    if metadata.task == "classification":
+        labelled = np.flatnonzero(target != None)  # noqa: E711
+        truth = np.asarray([class_label(cell, metadata.classes) for cell in target[labelled]], dtype=object)
+    else:
+        labelled = np.flatnonzero(~np.isnan(target))
+        truth = target[labelled]
+    columns = {feature.name: table.column(feature.name)[labelled] for feature in metadata.features}
     positions = np.arange(len(labelled))
     not_compared = None
     champion_predictions = None
+    types = {feature.name: feature.type for feature in metadata.features}
     if champion is not None:
-        types = {feature.name: feature.type for feature in metadata.features}
         differences = schema_differences(champion.metadata, metadata.target, metadata.task, types, metadata.classes)
         if differences:
             not_compared = "the model schema differs from the champion's: " + "; ".join(differences)
             if not allow_schema_change:
                 not_compared += " (allow_schema_change is off)"
         else:
-            champion_predictions = predictions(champion, feature_columns(champion, table, labelled))
+            champion_predictions = predictions(champion, columns)
     holdout = scoring.Holdout(
         task=metadata.task,
         truth=truth,
         columns=columns,
-        types={feature.name: feature.type for feature in metadata.features},
+        types=types,
         scored=positions,
         trusted=np.flatnonzero(~table.feedback[labelled]),
         feature_fit=positions[0::2],
@@ -280,14 +302,13 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             (None, None) if prepared.champion is None else _champion(registry, prepared.champion, work_dir)
         )
         gate = parse_gate_settings(settings.hyperparameters, challenger.task)
-        wanted = {challenger.metadata.target} | {
-            feature.name for model in (challenger, champion) if model is not None for feature in model.metadata.features
-        }
+        metadata = challenger.metadata
+        numeric = {feature.name: feature.type == "numeric" for feature in metadata.features}
         table = read_holdout(
             s3,
             settings.data_bucket,
             holdout_rows_folder(settings.holdout_prefix, version),
-            wanted,
+            {**numeric, metadata.target: metadata.task == "regression"},
             missing_tokens(settings.hyperparameters),
             work_dir,
         )

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from boto3.s3.transfer import TransferConfig
 
 from functions.common.layout import holdout_rows_folder, is_feedback
 from functions.workflow.errors import WorkflowError
@@ -44,8 +45,12 @@ if TYPE_CHECKING:
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 PARQUET_MAGIC = b"PAR1"
-# Rows per batch: big enough that pyarrow's per-batch work is negligible, small enough to bound memory.
-BATCH_ROWS = 64 * 1024
+# Rows per Parquet batch, and bytes per CSV block (about as many rows of ten columns): big enough that pyarrow's
+# per-batch work is negligible, small enough that a batch's cells as Python values stay a few MB.
+BATCH_ROWS = 16 * 1024
+CSV_BLOCK_BYTES = 1 << 20
+# Files move one part at a time: parallel parts would hold ten 8 MiB buffers, more than the split itself needs.
+ONE_STREAM = TransferConfig(use_threads=False)
 # A row is held out when the first 8 bytes of its hash, as a fraction of 2**64, are below the share.
 _HASH_SCALE = float(1 << 64)
 
@@ -106,7 +111,7 @@ def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
         return
     yield from pa_csv.open_csv(
         path,
-        read_options=pa_csv.ReadOptions(block_size=8 << 20),
+        read_options=pa_csv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
         parse_options=pa_csv.ParseOptions(newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
             column_types=dict.fromkeys(header, pa.string()),
@@ -174,7 +179,7 @@ def hold_out(
             if key.endswith("/") or not item["Size"]:
                 continue
             source, kept, held = (work_dir / name for name in ("source", "kept", "held.csv"))
-            s3.download_file(bucket, key, str(source))
+            s3.download_file(bucket, key, str(source), Config=ONE_STREAM)
             split = split_file(source, relative, kept, held, share)
             if split is None:
                 continue
@@ -184,8 +189,8 @@ def hold_out(
             counts.files += 1
             if held_rows:  # the held rows first: a retry after the rewrite finds them there
                 suffix = "" if relative.lower().endswith(CSV_SUFFIXES) else ".csv"
-                s3.upload_file(str(held), bucket, holdout_folder + relative + suffix)
-                s3.upload_file(str(kept), bucket, key)
+                s3.upload_file(str(held), bucket, holdout_folder + relative + suffix, Config=ONE_STREAM)
+                s3.upload_file(str(kept), bucket, key, Config=ONE_STREAM)
             for path in (source, kept, held):
                 path.unlink(missing_ok=True)
     return counts

@@ -10,8 +10,8 @@ assembled ``base/part-1.csv``; then:
 1. HoldOut splits it (pyarrow, in batches): the rows it keeps are written back, the held ones to the holdout;
 2. Evaluate scores both ONNX bundles on the held rows and writes the evaluation.
 
-Reported per size: each step's wall time and the child's peak resident memory (``ru_maxrss``, as Lambda's REPORT
-line counts the whole environment), and the ratio to the smallest size. HoldOut's memory should stay flat (it
+Reported per size: each step's wall time and the child's peak resident memory (VmHWM, as Lambda's REPORT line
+counts the whole environment), and the ratio to the smallest size. HoldOut's memory should stay flat (it
 streams); Evaluate's grows with the holdout's rows by the columns the models use (about 100 bytes per row of ten
 features), which sets how large a holdout the Evaluate Lambda's memory scores. Raw figures go to
 ``bench-output/evaluate.json``. The program reports; it exits non-zero only when it cannot run.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,6 @@ import boto3
 from functions.common.bundle import pack_archive
 from functions.common.registry import Registry, new_version_id
 from functions.workflow.settings import WorkflowSettings
-from infra.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "bench-output" / "evaluate.json"
@@ -47,6 +45,10 @@ MIB = 1024 * 1024
 
 
 def settings() -> WorkflowSettings:
+    """The workflow's settings from cdk.json (the parent's: a child reads them from its environment, so that it
+    imports no more than the step's Lambda)."""
+    from infra.config import load_config
+
     config = load_config(json.loads((ROOT / "cdk.json").read_text())["context"].get)
     data = config.data
     return WorkflowSettings(
@@ -67,6 +69,7 @@ def settings() -> WorkflowSettings:
         include_feedback=False,
         feedback_max_age_days=config.capture.feedback_max_age_days,
         max_feedback_share=config.retraining.max_feedback_share,
+        new_value_min_callers=config.retraining.new_value_min_callers,
         cooldown_minutes=0,
         lock_timeout_seconds=3600,
     )
@@ -99,7 +102,7 @@ def step(name: str, endpoint: str, state: dict[str, Any]) -> dict[str, Any]:
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"},
+        env={**os.environ, **settings().to_env(), "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"},
     )
     if child.returncode != 0:
         raise SystemExit(f"{name} failed:\n{child.stderr[-3000:]}")
@@ -114,14 +117,22 @@ def run_child(name: str, endpoint: str, raw_state: str) -> None:
     from functions.workflow.state import RunState
 
     s3 = s3_client(endpoint)
-    config = settings()
+    config = WorkflowSettings.from_env()
     state = RunState.parse(json.loads(raw_state))
     if name == "hold_out":
         result = hold_out_step(config, s3, state).to_json()
     else:
         result = evaluate(config, s3, Registry(s3, MODEL_BUCKET, config.registry_prefix), state).to_json()
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"result": result, "peak_mb": round(peak_kib / 1024)}))
+    print(json.dumps({"result": result, "peak_mb": round(peak_kib() / 1024)}))
+
+
+def peak_kib() -> int:
+    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux keeps that across exec, so a child
+    would report the parent's peak (here the S3 server's data) whenever it is higher."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def measure(endpoint: str, rows: int, base_state: dict[str, Any]) -> dict[str, Any]:

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.integration
 INVALID_DATA_KEY = "training-data/zz-invalid.csv"
 # retraining.include_feedback is on: Athena's UNLOAD writes the feedback rows (none before any feedback).
 SUCCESS_PATH = [
-    "Guard", "Acquired?", "Assemble", "FeedbackQuery?", "AssembleFeedback", "FinishAssembly", "Prepare", "Train",
-    "Register", "GatePassed?", "Promote", "Release", "Outcome", "Promoted",
+    "Guard", "Acquired?", "Assemble", "FeedbackQuery?", "AssembleFeedback", "HoldOut", "FinishAssembly", "Prepare",
+    "Train", "Evaluate", "Register", "GatePassed?", "Promote", "Release", "Outcome", "Promoted",
 ]  # fmt: skip
 REJECTION_PATH = [*SUCCESS_PATH[: SUCCESS_PATH.index("Promote")], "Reject", "Release", "Outcome", "Rejected"]
 FAILURE_PATH = ["RecordFailure", "ReleaseAfterFailure", "NotifyFailure", "TrainingFailed"]

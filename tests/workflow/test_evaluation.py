@@ -202,5 +202,9 @@ def test_evaluate_names_the_column_and_value_a_model_cannot_take(
     rows = holdout_rows.astype({"tenure_months": object})
     rows.loc[rows.index[3], "tenure_months"] = "twelve"
 
-    with pytest.raises(EvaluationError, match=r"'tenure_months' is numeric for the model but row 3 holds 'twelve'"):
+    with pytest.raises(
+        EvaluationError,
+        match=r"holdout file base/part-1\.csv line 5: column 'tenure_months' is numeric for the model but holds "
+        r"'twelve'",
+    ):
         _run_to_evaluation(s3, registry, trained_bundle, rows, tmp_path)
