@@ -128,7 +128,7 @@ def test_first_model_is_registered_and_promoted(
     assert [d.action for d in registry.decisions()] == ["registered", "promoted"]
 
 
-def test_the_registered_decision_names_the_feedback_rows_held_out_as_new_values(
+def test_the_registered_decision_and_evaluation_name_the_feedback_rows_held_out_as_new_values(
     s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
 ) -> None:
     state = prepared_state(s3, registry, {"trigger": {"source": "test"}})
@@ -149,7 +149,12 @@ def test_the_registered_decision_names_the_feedback_rows_held_out_as_new_values(
     assert decision.reasons[-1] in format_decision(decision)  # what `driftloop history` prints
     # The gate's reasons stay the gate's; the version record keeps the counts.
     assert decision.reasons[-1] not in registration["reasons"]
-    assert registry.get_version(registration["version"]).lineage["data"]["counts"]["feedback"]["held"] == 100
+    record = registry.get_version(registration["version"])
+    assert record.lineage["data"]["counts"]["feedback"]["held"] == 100
+    # ...and so does its evaluation, beside the scores.
+    assert record.evaluation is not None
+    assert record.evaluation["feedback_held_out"]["rows"] == 100
+    assert record.evaluation["feedback_held_out"]["new_values"]["values"] == [backdoor]
 
 
 def test_second_run_gets_the_champion_channel_and_a_worse_challenger_is_rejected(

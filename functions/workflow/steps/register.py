@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 OUTPUT_ARCHIVE = "output.tar.gz"
 # Where the stored evaluation keeps the training job's own (informational) evaluation.
 JOB_EVALUATION = "training_job"
+# Where it keeps the feedback rows Assemble held out as values new to the champion (functions.workflow.assembly).
+FEEDBACK_HELD_OUT = "feedback_held_out"
 
 
 def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state: RunState) -> RegistrationResult:
@@ -64,6 +66,9 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         if job_verdict is not None:
             stored_evaluation["job_verdict"] = job_verdict
         assembly = state.assembly or AssemblyResult(prefix=None)
+        feedback = (assembly.counts or {}).get("feedback") or {}
+        if feedback.get("held"):  # beside the scores: what the training set left out, and why
+            stored_evaluation[FEEDBACK_HELD_OUT] = {"rows": feedback["held"], "new_values": feedback.get("new_values")}
         lineage = {
             "training_job_name": training.training_job_name,
             "model_artifacts": training.model_artifacts,
