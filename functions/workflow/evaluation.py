@@ -11,14 +11,17 @@ The holdout's cells are read as the training program reads CSV: text, with panda
 and the deployment's ``missing_values`` tokens as missing. A cell a model cannot take (text in a numeric feature)
 fails the step with the file, column and value: judging on fewer rows than were held out would hide it.
 
-All holdout rows are scored (the holdout is chosen by row content, so no model trained by this workflow was fitted
-on them); the trusted ones are those from ``base/`` files. The single-feature scores fit their bins on one half of
-the scored rows and measure on the other.
+The holdout is chosen by row content, so no model trained by this workflow was fitted on it; rows the champion's
+bundle lists among its fit rows (``training.row_ids``' hashes, recomputed here from the cells as read: an older
+champion, or another holdout share) are left out of the scoring and counted, as the training program does. The
+trusted rows are those from ``base/`` files. The single-feature scores fit their bins on one half of the scored rows
+and measure on the other.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import tempfile
@@ -32,7 +35,15 @@ import numpy as np
 from boto3.s3.transfer import TransferConfig
 
 from functions.common import scoring
-from functions.common.bundle import ARCHIVE_FILE, MISSING_CATEGORY, BundleError, open_bundle, schema_differences
+from functions.common.bundle import (
+    ARCHIVE_FILE,
+    FIT_ROWS_DTYPE,
+    MISSING_CATEGORY,
+    BundleError,
+    open_bundle,
+    read_fit_rows,
+    schema_differences,
+)
 from functions.common.gate import Evaluation, Scores, decide, parse_gate_settings
 from functions.common.layout import holdout_evaluation_key, holdout_rows_folder, is_feedback, split_s3_uri
 from functions.common.registry import Registry
@@ -70,6 +81,9 @@ class HoldoutTable:
     columns: dict[str, np.ndarray]
     feedback: np.ndarray
     files: tuple[str, ...]
+    # Each row's hash as the training program hashes the rows it fits on (training.row_ids): a champion's fit
+    # rows are compared with it.
+    hashes: np.ndarray
 
     def column(self, name: str) -> np.ndarray:
         try:
@@ -137,18 +151,21 @@ def read_holdout(
     bucket: str,
     folder: str,
     numeric: Mapping[str, bool],
+    hashed: Sequence[str],
     missing: frozenset[str],
     work_dir: Path,
 ) -> HoldoutTable:
     """The columns named in ``numeric`` (the challenger's features and target; True: read as numbers) of every CSV
     file under ``folder``, concatenated; a column a file lacks is missing in its rows. Numbers are parsed as they
-    are read and equal texts share one string, so memory grows by about 8 bytes per cell read."""
+    are read and equal texts share one string, so memory grows by about 8 bytes per cell read. Each row is also
+    hashed over the ``hashed`` columns' cells (:func:`row_hash`)."""
     shared: dict[str, str] = {}
     columns: dict[str, _Numbers | _Texts] = {
         name.lower(): _Numbers(name, missing) if is_number else _Texts(missing, shared)
         for name, is_number in numeric.items()
     }
     feedback: list[bool] = []
+    hashes = array("Q")
     files = []
     seen: set[str] = set()
     for key in sorted(_keys(s3, bucket, folder)):
@@ -160,6 +177,8 @@ def read_holdout(
             header = [name.lower() for name in next(reader, [])]
             seen.update(header)
             kept = [(position, columns[name]) for position, name in enumerate(header) if name in columns]
+            places = {name: position for position, name in enumerate(header)}
+            hashed_at = [places.get(name.lower()) for name in hashed]
             for row in reader:
                 where = f"holdout file {relative} line {reader.line_num}"
                 if len(row) != len(header):
@@ -167,12 +186,20 @@ def read_holdout(
                 for position, column in kept:
                     column.add(row[position], where)
                 feedback.append(is_feedback(relative))
+                hashes.append(row_hash([None if at is None or row[at] in missing else row[at] for at in hashed_at]))
         for column in columns.values():
             column.pad(len(feedback))
         files.append(relative)
         path.unlink()
     found = {name: column.array() for name, column in columns.items() if name in seen}
-    return HoldoutTable(found, np.asarray(feedback, dtype=bool), tuple(files))
+    return HoldoutTable(found, np.asarray(feedback, dtype=bool), tuple(files), np.array(hashes, dtype=np.uint64))
+
+
+def row_hash(cells: Sequence[str | None]) -> int:
+    """A row's hash as ``training.row_ids`` computes it over the cells as the training program read them: the
+    first 8 bytes (little-endian) of the SHA-256 of the compact JSON array of the cells (None for missing)."""
+    text = json.dumps(list(cells), ensure_ascii=False, separators=(",", ":"))
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
 
 
 def class_label(cell: str | None, classes: Sequence[str]) -> str | None:
@@ -212,33 +239,49 @@ def predictions(model: Model, columns: Mapping[str, np.ndarray]) -> scoring.Pred
     return scoring.Predictions(values=np.concatenate(parts) if parts else np.empty(0))
 
 
-def _open(archive: Path, version: str, work_dir: Path) -> Model:
+@dataclass(frozen=True)
+class Champion:
+    model: Model
+    # The archive's sha256, as Prepare read it with the champion pointer.
+    sha256: str
+    # The hashes of the rows it was fitted on; None: its bundle records none (an older bundle).
+    fit_rows: np.ndarray | None
+
+
+def _open(archive: Path, version: str, work_dir: Path) -> tuple[Path, Model]:
     try:
         # load_model checks the graph against the metadata's checksum; model.joblib is never read.
         bundle_dir, _ = open_bundle(archive, work_dir / version, require=())
-        return load_model(bundle_dir, str(archive), version)
+        return bundle_dir, load_model(bundle_dir, str(archive), version)
     except BundleError as exc:
         raise EvaluationError(f"the {version} bundle cannot be scored: {exc}") from exc
 
 
-def _champion(registry: Registry, champion: ChampionRef, work_dir: Path) -> tuple[Model, str]:
+def _champion(registry: Registry, champion: ChampionRef, work_dir: Path) -> Champion:
     """The champion Prepare named, from the registry, refused unless its archive has the checksum Prepare read."""
     record = registry.get_version(champion.version)
     archive = registry.fetch_archive(record.archive_key, champion.sha256, work_dir / "champion" / ARCHIVE_FILE)
-    return _open(archive, champion.version, work_dir), champion.sha256
+    bundle_dir, model = _open(archive, champion.version, work_dir)
+    try:
+        recorded = read_fit_rows(bundle_dir, model.metadata)
+    except BundleError as exc:
+        raise EvaluationError(f"the champion {champion.version} bundle cannot be scored: {exc}") from exc
+    fit_rows = None if recorded is None else np.frombuffer(recorded, dtype=FIT_ROWS_DTYPE).astype(np.uint64)
+    return Champion(model, champion.sha256, fit_rows)
 
 
 def score_holdout(
     challenger: Model,
-    champion: Model | None,
+    champion: Champion | None,
     table: HoldoutTable,
     *,
     min_slice_rows: int,
     champion_named: bool,
     allow_schema_change: bool,
 ) -> Scores:
-    """Both models on every labelled holdout row; the champion only when its schema matches the challenger's (then
-    it takes the same columns)."""
+    """Both models on the labelled holdout rows the champion was not fitted on (by its fit rows: none of them when
+    it was trained by this workflow, whose holdout is the same rows in every run); the champion only when its
+    schema matches the challenger's (then it takes the same columns)."""
     metadata = challenger.metadata
     target = table.column(metadata.target)
     if metadata.task == "classification":
@@ -248,29 +291,35 @@ def score_holdout(
         labelled = np.flatnonzero(~np.isnan(target))
         truth = target[labelled]
     columns = {feature.name: table.column(feature.name)[labelled] for feature in metadata.features}
-    positions = np.arange(len(labelled))
+    scored = np.arange(len(labelled))
+    champion_seen = None
     not_compared = None
     champion_predictions = None
     types = {feature.name: feature.type for feature in metadata.features}
     if champion is not None:
-        differences = schema_differences(champion.metadata, metadata.target, metadata.task, types, metadata.classes)
+        differences = schema_differences(
+            champion.model.metadata, metadata.target, metadata.task, types, metadata.classes
+        )
         if differences:
             not_compared = "the model schema differs from the champion's: " + "; ".join(differences)
             if not allow_schema_change:
                 not_compared += " (allow_schema_change is off)"
         else:
-            champion_predictions = predictions(champion, columns)
+            champion_predictions = predictions(champion.model, columns)
+            if champion.fit_rows is not None:
+                seen = np.isin(table.hashes[labelled], champion.fit_rows)
+                scored, champion_seen = scored[~seen], int(seen.sum())
     holdout = scoring.Holdout(
         task=metadata.task,
         truth=truth,
         columns=columns,
         types=types,
-        scored=positions,
-        trusted=np.flatnonzero(~table.feedback[labelled]),
-        feature_fit=positions[0::2],
-        feature_scored=positions[1::2],
+        scored=scored,
+        trusted=scored[~table.feedback[labelled][scored]],
+        feature_fit=scored[0::2],
+        feature_scored=scored[1::2],
         holdout_rows=len(labelled),
-        champion_seen=None,
+        champion_seen=champion_seen,
     )
     return scoring.score(
         holdout,
@@ -297,10 +346,8 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         archive = work_dir / "challenger" / ARCHIVE_FILE
         archive.parent.mkdir(parents=True)
         s3.download_file(bucket, key, str(archive))
-        challenger = _open(archive, version, work_dir)
-        champion, champion_sha256 = (
-            (None, None) if prepared.champion is None else _champion(registry, prepared.champion, work_dir)
-        )
+        _, challenger = _open(archive, version, work_dir)
+        champion = None if prepared.champion is None else _champion(registry, prepared.champion, work_dir)
         gate = parse_gate_settings(settings.hyperparameters, challenger.task)
         metadata = challenger.metadata
         numeric = {feature.name: feature.type == "numeric" for feature in metadata.features}
@@ -309,6 +356,8 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             settings.data_bucket,
             holdout_rows_folder(settings.holdout_prefix, version),
             {**numeric, metadata.target: metadata.task == "regression"},
+            # training.row_ids' order: the target, then the features by name.
+            [metadata.target, *sorted(numeric)],
             missing_tokens(settings.hyperparameters),
             work_dir,
         )
@@ -330,7 +379,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         details={
             "evaluated_by": "workflow",
             "holdout_files": list(table.files),
-            "champion_sha256": champion_sha256,
+            "champion_sha256": None if champion is None else champion.sha256,
             "challenger_artifact": training.model_artifacts,
         },
     )

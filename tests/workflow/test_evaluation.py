@@ -106,6 +106,7 @@ def test_evaluate_scores_both_bundles_with_onnx_as_the_fitted_pipelines_score_th
 
     scores = _stored_evaluation(s3, state)
     assert state["evaluation"]["scored_rows"] == scores["holdout_rows"] == len(holdout_rows)
+    assert scores["champion_seen_rows"] == 0  # its fit rows are known, and none of them was held out
     assert state["evaluation"]["trusted_rows"] == len(holdout_rows) - 200
     truth = holdout_rows[TARGET].astype(str) == "1"
     for bundle, metrics in ((trained_forest_bundle, scores["challenger"]), (trained_bundle, scores["champion"])):
@@ -115,6 +116,31 @@ def test_evaluate_scores_both_bundles_with_onnx_as_the_fitted_pipelines_score_th
         assert metrics["roc_auc"] == pytest.approx(expected, abs=1e-4)
     assert scores["champion_given"] is True and scores["challenger_confusion"] is not None
     assert {s["feature"] for s in scores["slices"]} >= {"contract"}
+
+
+def test_holdout_rows_the_champion_was_fitted_on_are_left_out_and_counted(
+    s3: S3Client,
+    registry: Registry,
+    publish: Publish,
+    training_data: None,
+    trained_bundle: Path,
+    trained_forest_bundle: Path,
+    churn_data: pd.DataFrame,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    # The champion (trained_bundle) was fitted on most of churn_data: a holdout holding some of those rows, as one
+    # drawn before the workflow held rows out could, must not score it on them.
+    publish(trained_bundle)
+    rows = pd.concat([churn_data.iloc[:300], holdout_rows], ignore_index=True)
+
+    state = _run_to_evaluation(s3, registry, trained_forest_bundle, rows, tmp_path)
+
+    scores = _stored_evaluation(s3, state)
+    assert scores["holdout_rows"] == len(rows)
+    # About 80% of those 300 rows were the champion's fit rows (the rest was its own holdout).
+    assert 200 <= scores["champion_seen_rows"] <= 280
+    assert scores["scored_rows"] == len(rows) - scores["champion_seen_rows"]
 
 
 def test_a_job_that_forges_a_passing_evaluation_is_judged_on_the_workflows_scores_and_rejected(
