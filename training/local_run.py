@@ -61,9 +61,10 @@ def run(layout: Layout, *, log: Path | None = None) -> int:
 
 
 def summary(layout: Layout) -> str:
-    """What a person wants to read after a run: the failure, or the metrics and the gate verdict."""
+    """What a person wants to read after a run: where the failure is (the program's log above already said why),
+    or the metrics and the gate verdict."""
     if layout.failure_file.exists():
-        return f"training failed:\n{layout.failure_file.read_text().strip()}"
+        return f"training failed: the reason is above, and in {layout.failure_file}"
     evaluation = json.loads((layout.output_data_dir / EVALUATION_FILE).read_text())
     metric = evaluation["metric"]
     lines = [f"bundle written to {layout.model_dir}"]

@@ -73,3 +73,15 @@ def test_train_with_a_champion_whose_pickle_is_malicious_compares_with_it_and_ne
     assert code == 0
     assert "champion roc_auc on the same holdout: " in capsys.readouterr().out
     assert not marker.exists()
+
+
+def test_train_on_invalid_data_says_the_reason_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "bad.csv"
+    generate(300, seed=3).drop(columns=["churned"]).to_csv(data, index=False)
+
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--hp", "target=churned"])
+
+    out = capsys.readouterr().out
+    assert code != 0
+    assert out.count("target column 'churned' is missing") == 1
+    assert f"the reason is above, and in {tmp_path / 'run'}" in out
