@@ -164,6 +164,19 @@ def test_a_training_job_runs_the_training_program_and_uploads_its_artifacts(
     assert any(e["message"].startswith("metric:roc_auc=") for e in events["events"])
 
 
+def test_a_job_is_described_and_its_metrics_published_as_the_sagemaker_sdk_reads_them(
+    local_cloud: Cloud, completed_job: dict[str, Any]
+) -> None:
+    # Estimator.attach reads OutputDataConfig's KmsKeyId; SageMaker answers "" when the job named none.
+    assert completed_job["OutputDataConfig"]["KmsKeyId"] == ""
+    # training_job_analytics asks CloudWatch by TrainingJobName; the console and alarms by Host.
+    cloudwatch = boto3_client(local_cloud, "cloudwatch")
+    name = completed_job["TrainingJobName"]
+    for dimension in ({"Name": "TrainingJobName", "Value": name}, {"Name": "Host", "Value": f"{name}/algo-1"}):
+        listed = cloudwatch.list_metrics(Namespace="/aws/sagemaker/TrainingJobs", Dimensions=[dimension])["Metrics"]
+        assert "roc_auc" in {metric["MetricName"] for metric in listed}, dimension
+
+
 def test_a_champion_channel_can_be_a_single_model_archive(
     local_cloud: Cloud, data: dict[str, str], completed_job: dict[str, Any]
 ) -> None:

@@ -234,6 +234,8 @@ class SageMakerProvider(ServiceLifecycleHook):
                     f"arn:aws:sagemaker:{context.region}:{context.account_id}:training-job/{name.lower()}"
                 ),
                 "AlgorithmSpecification": algorithm,
+                # SageMaker describes an output without a key with an empty KmsKeyId (the SDK's attach reads it).
+                "OutputDataConfig": {"KmsKeyId": "", **output},
                 "HyperParameters": _string_map(request.get("HyperParameters"), "HyperParameters"),
                 "Environment": _string_map(request.get("Environment"), "Environment"),
                 "StoppingCondition": dict(request.get("StoppingCondition") or {"MaxRuntimeInSeconds": 86400}),

@@ -594,19 +594,20 @@ class TrainingJobRunner:
             self.job.description["FinalMetricDataList"] = final
 
     def _publish_metrics(self) -> None:
-        """Every matched value to CloudWatch metrics, as SageMaker does (namespace /aws/sagemaker/TrainingJobs)."""
+        """Every matched value to CloudWatch metrics, as SageMaker does (namespace /aws/sagemaker/TrainingJobs), by
+        host and by training job: the SDK's ``training_job_analytics`` asks by ``TrainingJobName``."""
         client = self.clients.cloudwatch
         if client is None:
             return
+        dimensions = (
+            {"Name": "Host", "Value": f"{self.job.name}/{HOST}"},
+            {"Name": "TrainingJobName", "Value": self.job.name},
+        )
         data = [
-            {
-                "MetricName": metric.name,
-                "Dimensions": [{"Name": "Host", "Value": f"{self.job.name}/{HOST}"}],
-                "Timestamp": at,
-                "Value": value,
-            }
+            {"MetricName": metric.name, "Dimensions": [dimension], "Timestamp": at, "Value": value}
             for metric in self._metrics
             for at, value in metric.values
+            for dimension in dimensions
         ]
         try:
             for start in range(0, len(data), 500):
