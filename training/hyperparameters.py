@@ -109,7 +109,8 @@ class Hyperparameters:
     knobs: dict[str, Knob] = field(default_factory=dict)
     test_size: float = 0.2
     random_seed: int = 42
-    # None: every column but the target and drop_columns is a feature, its type inferred.
+    # The types of the columns they name (None: not declared); every other column but the target and drop_columns
+    # is a feature too, its type inferred.
     numeric_features: tuple[str, ...] | None = None
     categorical_features: tuple[str, ...] | None = None
     drop_columns: tuple[str, ...] = ()
@@ -136,10 +137,6 @@ class Hyperparameters:
     max_missing_fraction: float = 0.5
     champion_version: str | None = None
     allow_schema_change: bool = False
-
-    @property
-    def declares_features(self) -> bool:
-        return self.numeric_features is not None or self.categorical_features is not None
 
     def knobs_for(self, task: Task) -> dict[str, Knob]:
         """The estimator knobs with defaults applied; fails when a set knob does not apply."""
@@ -237,6 +234,9 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> Hyperparameters:
     both = sorted({n for n in declared if declared.count(n) > 1})
     if both:
         problems.append(f"columns declared both numeric and categorical: {', '.join(both)}")
+    dropped = sorted(set(declared) & set(values.get("drop_columns", ())))
+    if dropped:
+        problems.append(f"columns declared as features and also in drop_columns: {', '.join(dropped)}")
     target = values.get("target")
     if target in declared or target in values.get("drop_columns", ()):
         problems.append(f"the target {target!r} cannot also be a feature or a dropped column")

@@ -101,6 +101,11 @@ def test_a_column_declared_twice_or_as_the_target_is_refused() -> None:
     assert "the target 'y' cannot also be a feature or a dropped column" in problems
 
 
+def test_a_column_declared_as_a_feature_and_dropped_is_refused() -> None:
+    (problem,) = problems_of({"target": "y", "categorical_features": "a,b", "drop_columns": "b"})
+    assert problem == "columns declared as features and also in drop_columns: b"
+
+
 def test_min_class_count_below_two_is_refused() -> None:
     (problem,) = problems_of({"target": "y", "min_class_count": "1"})
     assert "'min_class_count' must be at least 2" in problem
