@@ -55,14 +55,6 @@ DEFAULT_KNOBS: dict[str, dict[str, Knob]] = {
 }
 
 
-def _names(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"lists {', '.join(duplicates)} more than once")
-    return names
-
-
 def _text(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -83,10 +75,10 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "algorithm": text_values.choice(ALGORITHMS),
     "test_size": text_values.open_fraction,
     "random_seed": text_values.integer,
-    "numeric_features": _names,
-    "categorical_features": _names,
-    "drop_columns": _names,
-    "missing_values": _names,
+    "numeric_features": text_values.text_list,
+    "categorical_features": text_values.text_list,
+    "drop_columns": text_values.text_list,
+    "missing_values": text_values.text_list,
     "max_categories": text_values.positive_int,
     "serving_memory_mb": text_values.positive_int,
     "serving_timeout_seconds": text_values.positive_float,
@@ -181,8 +173,8 @@ class Hyperparameters:
             **self.knobs_for(task),
             "test_size": self.test_size,
             "random_seed": self.random_seed,
-            "drop_columns": ",".join(self.drop_columns),
-            "missing_values": ",".join(self.missing_values),
+            "drop_columns": text_values.list_text(self.drop_columns),
+            "missing_values": text_values.list_text(self.missing_values),
             "max_categories": self.max_categories,
             "serving_memory_mb": self.serving_memory_mb,
             "serving_timeout_seconds": self.serving_timeout_seconds,
@@ -202,9 +194,9 @@ class Hyperparameters:
             "allow_schema_change": str(self.allow_schema_change).lower(),
         }
         if self.numeric_features is not None:
-            values["numeric_features"] = ",".join(self.numeric_features)
+            values["numeric_features"] = text_values.list_text(self.numeric_features)
         if self.categorical_features is not None:
-            values["categorical_features"] = ",".join(self.categorical_features)
+            values["categorical_features"] = text_values.list_text(self.categorical_features)
         return {key: "" if value is None else str(value) for key, value in values.items()}
 
 

@@ -180,3 +180,23 @@ def test_invalid_data_and_serving_settings_are_named() -> None:
         "hyperparameter 'serving_memory_mb'='1.5' must be an integer >= 1",
         "hyperparameter 'serving_timeout_seconds'='0' must be a finite number > 0",
     )
+
+
+def test_list_hyperparameters_accept_a_json_list_kept_exactly() -> None:
+    hp = parse_hyperparameters(
+        {
+            "target": "y",
+            "drop_columns": '["Price, USD", "Weight"]',
+            "missing_values": '[" ?"]',
+            "categorical_features": '["occupation"]',
+            "numeric_features": '["age, years"]',
+        }
+    )
+    assert (hp.drop_columns, hp.missing_values) == (("Price, USD", "Weight"), (" ?",))
+    assert (hp.categorical_features, hp.numeric_features) == (("occupation",), ("age, years",))
+    assert hp.effective("regression")["drop_columns"] == '["Price, USD", "Weight"]'
+
+
+def test_a_malformed_json_list_is_refused_naming_the_hyperparameter() -> None:
+    (problem,) = problems_of({"target": "y", "drop_columns": '["Price, USD", 3]'})
+    assert problem.startswith("hyperparameter 'drop_columns'='[\"Price, USD\", 3]' starts with '[' but is not")

@@ -197,6 +197,17 @@ def test_dropped_columns_are_not_features(make_job: MakeJob, churn: pd.DataFrame
     assert "region" not in metadata(base).feature_names
 
 
+def test_a_json_listed_drop_column_with_a_comma_in_its_name_drops_that_one_column(
+    make_job: MakeJob, churn: pd.DataFrame
+) -> None:
+    data = churn.rename(columns={"monthly_charges": "Price, USD"}).assign(USD=1.0, Price=2.0)
+    base = make_job({**CHURN, "drop_columns": '["Price, USD"]'}, data)
+    assert run(base) == 0, failure(base)
+    names = metadata(base).feature_names
+    assert "Price, USD" not in names
+    assert {"Price", "USD"} <= set(names)
+
+
 def test_task_is_inferred_from_the_target(make_job: MakeJob, churn: pd.DataFrame) -> None:
     for target, task in (
         ("churned", "classification"),
