@@ -55,14 +55,6 @@ DEFAULT_KNOBS: dict[str, dict[str, Knob]] = {
 }
 
 
-def _names(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"lists {', '.join(duplicates)} more than once")
-    return names
-
-
 def _text(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -83,10 +75,10 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "algorithm": text_values.choice(ALGORITHMS),
     "test_size": text_values.open_fraction,
     "random_seed": text_values.integer,
-    "numeric_features": _names,
-    "categorical_features": _names,
-    "drop_columns": _names,
-    "missing_values": _names,
+    "numeric_features": text_values.text_list,
+    "categorical_features": text_values.text_list,
+    "drop_columns": text_values.text_list,
+    "missing_values": text_values.text_list,
     "max_categories": text_values.positive_int,
     "serving_memory_mb": text_values.positive_int,
     "serving_timeout_seconds": text_values.positive_float,
@@ -109,7 +101,8 @@ class Hyperparameters:
     knobs: dict[str, Knob] = field(default_factory=dict)
     test_size: float = 0.2
     random_seed: int = 42
-    # None: every column but the target and drop_columns is a feature, its type inferred.
+    # The types of the columns they name (None: not declared); every other column but the target and drop_columns
+    # is a feature too, its type inferred.
     numeric_features: tuple[str, ...] | None = None
     categorical_features: tuple[str, ...] | None = None
     drop_columns: tuple[str, ...] = ()
@@ -136,10 +129,6 @@ class Hyperparameters:
     max_missing_fraction: float = 0.5
     champion_version: str | None = None
     allow_schema_change: bool = False
-
-    @property
-    def declares_features(self) -> bool:
-        return self.numeric_features is not None or self.categorical_features is not None
 
     def knobs_for(self, task: Task) -> dict[str, Knob]:
         """The estimator knobs with defaults applied; fails when a set knob does not apply."""
@@ -184,8 +173,8 @@ class Hyperparameters:
             **self.knobs_for(task),
             "test_size": self.test_size,
             "random_seed": self.random_seed,
-            "drop_columns": ",".join(self.drop_columns),
-            "missing_values": ",".join(self.missing_values),
+            "drop_columns": text_values.list_text(self.drop_columns),
+            "missing_values": text_values.list_text(self.missing_values),
             "max_categories": self.max_categories,
             "serving_memory_mb": self.serving_memory_mb,
             "serving_timeout_seconds": self.serving_timeout_seconds,
@@ -205,9 +194,9 @@ class Hyperparameters:
             "allow_schema_change": str(self.allow_schema_change).lower(),
         }
         if self.numeric_features is not None:
-            values["numeric_features"] = ",".join(self.numeric_features)
+            values["numeric_features"] = text_values.list_text(self.numeric_features)
         if self.categorical_features is not None:
-            values["categorical_features"] = ",".join(self.categorical_features)
+            values["categorical_features"] = text_values.list_text(self.categorical_features)
         return {key: "" if value is None else str(value) for key, value in values.items()}
 
 
@@ -237,6 +226,9 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> Hyperparameters:
     both = sorted({n for n in declared if declared.count(n) > 1})
     if both:
         problems.append(f"columns declared both numeric and categorical: {', '.join(both)}")
+    dropped = sorted(set(declared) & set(values.get("drop_columns", ())))
+    if dropped:
+        problems.append(f"columns declared as features and also in drop_columns: {', '.join(dropped)}")
     target = values.get("target")
     if target in declared or target in values.get("drop_columns", ()):
         problems.append(f"the target {target!r} cannot also be a feature or a dropped column")

@@ -3,9 +3,9 @@
 Rows whose target is missing are dropped (they carry no label to learn from) and counted; the job fails
 instead when more than ``max_missing_fraction`` of the targets are missing.
 
-Without declared feature lists, every column but the target and ``drop_columns`` is a feature, typed by
-:func:`training.features.infer_type`. With ``numeric_features`` and/or ``categorical_features`` declared,
-the features are exactly those columns.
+Every column but the target and ``drop_columns`` is a feature, typed by :func:`training.features.infer_type`,
+unless ``numeric_features`` or ``categorical_features`` declares its type: declarations set types, they never
+drop a column (declaring some columns categorical once trained on those alone, silently).
 
 What does not fail the job but deserves a look becomes a warning (job log and bundle metadata): a column that
 looks like an identifier (a distinct integer, numbered densely or in row order, or a distinct text, on every
@@ -89,10 +89,6 @@ def infer_task(target: pd.Series) -> Task:
 
 
 def _feature_types(frame: pd.DataFrame, hp: Hyperparameters, problems: list[str]) -> dict[str, FeatureType]:
-    declared: dict[str, FeatureType] = {
-        **dict.fromkeys(hp.numeric_features or (), "numeric"),
-        **dict.fromkeys(hp.categorical_features or (), "categorical"),
-    }
     for setting, names in (
         ("numeric_features", hp.numeric_features),
         ("categorical_features", hp.categorical_features),
@@ -101,10 +97,14 @@ def _feature_types(frame: pd.DataFrame, hp: Hyperparameters, problems: list[str]
         absent = [n for n in names or () if n not in frame.columns]
         if absent:
             problems.append(f"{setting} names columns that are not in the data: {_listing(absent)}")
-    if hp.declares_features:
-        return {name: kind for name, kind in declared.items() if name in frame.columns}
+    declared: dict[str, FeatureType] = {
+        **dict.fromkeys(hp.numeric_features or (), "numeric"),
+        **dict.fromkeys(hp.categorical_features or (), "categorical"),
+    }
     skipped = {hp.target, *hp.drop_columns}
-    return {str(name): infer_type(frame[name]) for name in frame.columns if name not in skipped}
+    return {
+        str(name): declared.get(str(name)) or infer_type(frame[name]) for name in frame.columns if name not in skipped
+    }
 
 
 def _numeric_notes(name: str, column: pd.Series, problems: list[str], notes: list[str]) -> bool:

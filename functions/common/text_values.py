@@ -7,6 +7,7 @@ library only: the Lambdas and the training program all use it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -99,3 +100,31 @@ def choice(options: tuple[str, ...]) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+def text_list(text: str) -> tuple[str, ...]:
+    """A list of texts: a JSON list of strings when it starts with ``[`` (each kept exactly, spaces and commas
+    included: ``["Price, USD", " ?"]``), else comma-separated (each stripped, empty ones skipped). Each at most once.
+    """
+    if text.lstrip().startswith("["):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"starts with '[' but is not a JSON list: {exc.msg} at character {exc.pos}") from None
+        if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+            raise ValueError("starts with '[' but is not a JSON list of non-empty strings")
+        items = tuple(value)
+    else:
+        items = tuple(item.strip() for item in text.split(",") if item.strip())
+    repeated = sorted({item for item in items if items.count(item) > 1})
+    if repeated:
+        raise ValueError(f"lists {', '.join(repeated)} more than once")
+    return items
+
+
+def list_text(items: tuple[str, ...]) -> str:
+    """``items`` as :func:`text_list` reads them back: comma-separated when that is exact, else a JSON list."""
+    plain = all(item == item.strip() and "," not in item for item in items)
+    if plain and not (items and items[0].startswith("[")):
+        return ",".join(items)
+    return json.dumps(list(items), ensure_ascii=False)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from boto3.s3.transfer import TransferConfig
 
-from functions.common import scoring
+from functions.common import scoring, text_values
 from functions.common.bundle import (
     ARCHIVE_FILE,
     FIT_ROWS_DTYPE,
@@ -95,8 +95,11 @@ class HoldoutTable:
 
 
 def missing_tokens(hyperparameters: Mapping[str, str]) -> frozenset[str]:
-    extra = hyperparameters.get("missing_values", "")
-    return PANDAS_MISSING | {token.strip() for token in extra.split(",") if token.strip()}
+    text = hyperparameters.get("missing_values", "")
+    try:
+        return PANDAS_MISSING | frozenset(text_values.text_list(text))
+    except ValueError as exc:
+        raise EvaluationError(f"hyperparameter 'missing_values'={text!r} {exc}") from None
 
 
 def _keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:

@@ -106,6 +106,23 @@ def test_declared_missing_value_tokens_are_missing_values_in_csv_and_parquet(
     assert bundle.hyperparameters["missing_values"] == "?,unknown"
 
 
+def test_a_json_listed_token_keeps_its_space_and_makes_exactly_those_cells_missing(
+    make_job: MakeJob, churn_data: pd.DataFrame
+) -> None:
+    # As in the adult census data: a " ?" cell is missing, a "?" one is a value.
+    data = churn_data.head(300).copy()
+    data.loc[data.index[:20], "region"] = " ?"
+    data.loc[data.index[20:40], "region"] = "?"
+    base = make_job({**CHURN, "missing_values": '[" ?"]'}, {"data.csv": data})
+    assert run(base) == 0, failure(base)
+    bundle = metadata(base)
+    region = next(f for f in bundle.features if f.name == "region")
+    assert " ?" not in region.categories
+    assert "?" in region.categories
+    assert bundle.baseline["features"]["region"]["missing"] == pytest.approx(20 / 300)
+    assert bundle.hyperparameters["missing_values"] == '[" ?"]'
+
+
 def test_missing_value_tokens_leave_parquet_numbers_alone(tmp_path: Path) -> None:
     pd.DataFrame({"code": ["-1", "?", "a"], "amount": [-1.0, 2.0, 3.0]}).to_parquet(tmp_path / "data.parquet")
     frame = load_training_data(tmp_path, ["-1", "?"]).frame

@@ -101,6 +101,11 @@ def test_a_column_declared_twice_or_as_the_target_is_refused() -> None:
     assert "the target 'y' cannot also be a feature or a dropped column" in problems
 
 
+def test_a_column_declared_as_a_feature_and_dropped_is_refused() -> None:
+    (problem,) = problems_of({"target": "y", "categorical_features": "a,b", "drop_columns": "b"})
+    assert problem == "columns declared as features and also in drop_columns: b"
+
+
 def test_min_class_count_below_two_is_refused() -> None:
     (problem,) = problems_of({"target": "y", "min_class_count": "1"})
     assert "'min_class_count' must be at least 2" in problem
@@ -175,3 +180,23 @@ def test_invalid_data_and_serving_settings_are_named() -> None:
         "hyperparameter 'serving_memory_mb'='1.5' must be an integer >= 1",
         "hyperparameter 'serving_timeout_seconds'='0' must be a finite number > 0",
     )
+
+
+def test_list_hyperparameters_accept_a_json_list_kept_exactly() -> None:
+    hp = parse_hyperparameters(
+        {
+            "target": "y",
+            "drop_columns": '["Price, USD", "Weight"]',
+            "missing_values": '[" ?"]',
+            "categorical_features": '["occupation"]',
+            "numeric_features": '["age, years"]',
+        }
+    )
+    assert (hp.drop_columns, hp.missing_values) == (("Price, USD", "Weight"), (" ?",))
+    assert (hp.categorical_features, hp.numeric_features) == (("occupation",), ("age, years",))
+    assert hp.effective("regression")["drop_columns"] == '["Price, USD", "Weight"]'
+
+
+def test_a_malformed_json_list_is_refused_naming_the_hyperparameter() -> None:
+    (problem,) = problems_of({"target": "y", "drop_columns": '["Price, USD", 3]'})
+    assert problem.startswith("hyperparameter 'drop_columns'='[\"Price, USD\", 3]' starts with '[' but is not")

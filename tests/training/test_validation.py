@@ -78,11 +78,10 @@ def test_infinite_values_count_as_non_numeric(make_job: MakeJob, churn: pd.DataF
 
 
 def test_when_every_feature_is_constant_the_job_fails_naming_them(make_job: MakeJob, churn: pd.DataFrame) -> None:
-    churn["country"] = "nl"
-    churn["version"] = 3
+    constant = churn[["churned"]].assign(version=3, country="nl")
     fails_with(
         make_job,
-        churn,
+        constant,
         "every feature is constant, a single value: 'version', 'country'",
         numeric_features="version",
         categorical_features="country",
@@ -145,11 +144,50 @@ def test_too_many_rows_without_a_target_fail(make_job: MakeJob, churn: pd.DataFr
     fails_with(make_job, churn, "target 'churned' is missing in 66.7% of rows")
 
 
-def test_declared_feature_lists_are_exactly_the_features(make_job: MakeJob, churn: pd.DataFrame) -> None:
-    base = make_job({**CHURN, "numeric_features": "tenure_months", "categorical_features": "contract,age"}, churn)
-    assert run(base) == 0
+def affairs_data(rows: int = 400, seed: int = 3) -> pd.DataFrame:
+    """Shaped like statsmodels' fair data: six numeric columns and two occupations coded as integers 1-6."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "rate_marriage": rng.integers(1, 6, rows),
+            "age": rng.uniform(17.5, 42, rows).round(1),
+            "yrs_married": rng.uniform(0.5, 23, rows).round(1),
+            "children": rng.integers(0, 6, rows),
+            "religious": rng.integers(1, 5, rows),
+            "educ": rng.choice([9, 12, 14, 16, 17, 20], rows),
+            "occupation": rng.integers(1, 7, rows),
+            "occupation_husb": rng.integers(1, 7, rows),
+        }
+    )
+    score = 0.4 * (5 - frame.rate_marriage) + 0.05 * frame.yrs_married - 0.3 * frame.religious
+    frame["affair"] = (score + rng.normal(0, 0.8, rows) > score.median()).astype(int)
+    return frame
+
+
+def test_declaring_some_columns_categorical_keeps_every_other_column_as_an_inferred_feature(
+    make_job: MakeJob,
+) -> None:
+    hyperparameters = {"target": "affair", "categorical_features": "occupation,occupation_husb"}
+    base = make_job({**hyperparameters, "algorithm": "logistic_regression"}, affairs_data())
+    assert run(base) == 0, failure(base)
     features = {f.name: f.type for f in metadata(base).features}
-    assert features == {"tenure_months": "numeric", "contract": "categorical", "age": "categorical"}
+    assert features == {
+        **dict.fromkeys(["rate_marriage", "age", "yrs_married", "children", "religious", "educ"], "numeric"),
+        "occupation": "categorical",
+        "occupation_husb": "categorical",
+    }
+
+
+def test_declared_types_override_the_inferred_ones_and_drop_columns_alone_drops(
+    make_job: MakeJob, churn: pd.DataFrame
+) -> None:
+    declared = {"numeric_features": "support_calls", "categorical_features": "age", "drop_columns": "region"}
+    base = make_job({**CHURN, **declared}, churn)
+    assert run(base) == 0, failure(base)
+    features = {f.name: f.type for f in metadata(base).features}
+    assert "region" not in features
+    assert (features["support_calls"], features["age"]) == ("numeric", "categorical")
+    assert features.keys() == set(churn.columns) - {"churned", "region"}
 
 
 def test_dropped_columns_are_not_features(make_job: MakeJob, churn: pd.DataFrame) -> None:
@@ -157,6 +195,17 @@ def test_dropped_columns_are_not_features(make_job: MakeJob, churn: pd.DataFrame
     assert run(base) == 0
     assert "age" not in metadata(base).feature_names
     assert "region" not in metadata(base).feature_names
+
+
+def test_a_json_listed_drop_column_with_a_comma_in_its_name_drops_that_one_column(
+    make_job: MakeJob, churn: pd.DataFrame
+) -> None:
+    data = churn.rename(columns={"monthly_charges": "Price, USD"}).assign(USD=1.0, Price=2.0)
+    base = make_job({**CHURN, "drop_columns": '["Price, USD"]'}, data)
+    assert run(base) == 0, failure(base)
+    names = metadata(base).feature_names
+    assert "Price, USD" not in names
+    assert {"Price", "USD"} <= set(names)
 
 
 def test_task_is_inferred_from_the_target(make_job: MakeJob, churn: pd.DataFrame) -> None:

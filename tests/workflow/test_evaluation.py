@@ -22,7 +22,7 @@ from functions.common.gate import Verdict
 from functions.common.layout import holdout_evaluation_key, holdout_rows_folder
 from functions.common.registry import Registry, RegistryError
 from functions.workflow import steps
-from functions.workflow.evaluation import EvaluationError, evaluate
+from functions.workflow.evaluation import PANDAS_MISSING, EvaluationError, evaluate, missing_tokens
 from functions.workflow.state import RunState
 from tests.conftest import MakeJob
 from tests.plugins.aws import DATA_BUCKET
@@ -234,3 +234,13 @@ def test_evaluate_names_the_column_and_value_a_model_cannot_take(
         r"'twelve'",
     ):
         _run_to_evaluation(s3, registry, trained_bundle, rows, tmp_path)
+
+
+def test_missing_values_as_a_json_list_are_read_as_the_training_program_reads_them() -> None:
+    assert missing_tokens({"missing_values": '[" ?", "unknown, none"]'}) == PANDAS_MISSING | {" ?", "unknown, none"}
+    assert missing_tokens({"missing_values": " ?, unknown"}) == PANDAS_MISSING | {"?", "unknown"}
+
+
+def test_malformed_missing_values_are_refused_naming_the_hyperparameter() -> None:
+    with pytest.raises(EvaluationError, match=r"hyperparameter 'missing_values'='\[\" \?\"' starts with '\['"):
+        missing_tokens({"missing_values": '[" ?"'})
