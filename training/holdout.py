@@ -21,9 +21,10 @@ import pyarrow.parquet as pq
 from sklearn.model_selection import train_test_split
 
 from functions.common.layout import is_feedback
+from functions.common.row_ids import hashed_columns
 from training.data import TrainingData, is_parquet
 from training.errors import TrainingFailure
-from training.row_ids import hashed_columns, row_hashes
+from training.row_ids import row_hashes
 
 
 def _row_count(path: Path) -> int:

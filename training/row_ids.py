@@ -1,48 +1,29 @@
-"""Row identities: the canonical 64-bit hash of a training row, and the fit-rows bundle member built from them.
-
-A row's hash is over its raw cells as read from the ``train`` channel (before any type conversion), in a fixed
-column order: the target first, then the features sorted by name. Each cell is its text as read (CSV cells are
-text; other values, e.g. Parquet numbers, as Python's ``str``), or JSON null when missing. The row is encoded
-as the compact JSON array of those cells (``json.dumps(cells, ensure_ascii=False, separators=(",", ":"))``) in
-UTF-8, and its hash is the first 8 bytes of the SHA-256 of that, read as an unsigned little-endian integer.
-The same file copied into a later training set thus gives the same hashes; 64 bits keep collisions negligible
-(about n^2 / 2^65 for n rows: 3e-8 for a million rows).
-"""
+"""The training program's row identities: the hash of each row it reads (:mod:`functions.common.row_ids`, over
+the target and the features by name, cells as read from the ``train`` channel before any type conversion), and the
+fit-rows bundle member built from them."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from functions.common.bundle import FIT_ROWS_DTYPE, FIT_ROWS_FILE
+from functions.common.row_ids import row_hash
 
 
-def hashed_columns(target: str, features: Iterable[str]) -> list[str]:
-    """The columns a row hash covers, in hashing order."""
-    return [target, *sorted(features)]
-
-
-def _cells(column: pd.Series) -> list[str | None]:
+def _cells(column: pd.Series) -> list[object]:
+    """The column's values, None where missing (pandas' NaN, None or NA)."""
     missing = column.isna().tolist()
-    return [
-        None if gone else value if isinstance(value, str) else str(value)
-        for value, gone in zip(column.tolist(), missing, strict=True)
-    ]
+    return [None if gone else value for value, gone in zip(column.tolist(), missing, strict=True)]
 
 
 def row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
-    """The canonical hash of each row of ``frame`` over ``columns`` (see the module docstring), as uint64."""
-    hashes = np.empty(len(frame), dtype=np.uint64)
+    """The canonical hash of each row of ``frame`` over ``columns`` (:func:`functions.common.row_ids.row_hash`), as
+    uint64."""
     rows = zip(*(_cells(frame[name]) for name in columns), strict=True)
-    for position, row in enumerate(rows):
-        text = json.dumps(row, ensure_ascii=False, separators=(",", ":"))
-        hashes[position] = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
-    return hashes
+    return np.fromiter((row_hash(row) for row in rows), dtype=np.uint64, count=len(frame))
 
 
 def write_fit_rows(model_dir: Path, hashes: np.ndarray) -> None:

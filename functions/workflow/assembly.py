@@ -272,13 +272,21 @@ def finish_assembly(
     }
 
 
+def held_out_feedback(counts: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The feedback rows Assemble held out as values new to the champion, from an ``AssemblyResult``'s counts:
+    ``rows`` and ``new_values`` (what and why); None when it held none."""
+    feedback = counts.get("feedback") or {}
+    rows = feedback.get("held")
+    return {"rows": rows, "new_values": feedback.get("new_values")} if rows else None
+
+
 def held_out(counts: Mapping[str, Any]) -> str | None:
     """The sentence for the run's record when Assemble held feedback rows out as new values (None: it held none),
     from an ``AssemblyResult``'s counts."""
-    feedback = counts.get("feedback") or {}
-    rows, found = feedback.get("held"), feedback.get("new_values") or {}
-    if not rows:
+    held_feedback = held_out_feedback(counts)
+    if held_feedback is None:
         return None
+    rows, found = held_feedback["rows"], held_feedback["new_values"] or {}
     held = [value for value in found.get("values", ()) if value["held"]]
     named = ", ".join(
         f"{value['feature']}={value['value']!r} ({value['rows']} rows, {value['callers']} "

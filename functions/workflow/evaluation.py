@@ -21,7 +21,6 @@ and measure on the other.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import tempfile
@@ -47,6 +46,7 @@ from functions.common.bundle import (
 from functions.common.gate import Evaluation, Scores, decide, parse_gate_settings
 from functions.common.layout import holdout_evaluation_key, holdout_rows_folder, is_feedback, split_s3_uri
 from functions.common.registry import Registry
+from functions.common.row_ids import hashed_columns, row_hash
 from functions.inference.model import Model, load_model
 from functions.workflow.errors import WorkflowError
 from functions.workflow.settings import WorkflowSettings
@@ -161,7 +161,7 @@ def read_holdout(
     """The columns named in ``numeric`` (the challenger's features and target; True: read as numbers) of every CSV
     file under ``folder``, concatenated; a column a file lacks is missing in its rows. Numbers are parsed as they
     are read and equal texts share one string, so memory grows by about 8 bytes per cell read. Each row is also
-    hashed over the ``hashed`` columns' cells (:func:`row_hash`)."""
+    hashed over the ``hashed`` columns' cells (:func:`functions.common.row_ids.row_hash`)."""
     shared: dict[str, str] = {}
     columns: dict[str, _Numbers | _Texts] = {
         name.lower(): _Numbers(name, missing) if is_number else _Texts(missing, shared)
@@ -196,13 +196,6 @@ def read_holdout(
         path.unlink()
     found = {name: column.array() for name, column in columns.items() if name in seen}
     return HoldoutTable(found, np.asarray(feedback, dtype=bool), tuple(files), np.array(hashes, dtype=np.uint64))
-
-
-def row_hash(cells: Sequence[str | None]) -> int:
-    """A row's hash as ``training.row_ids`` computes it over the cells as the training program read them: the
-    first 8 bytes (little-endian) of the SHA-256 of the compact JSON array of the cells (None for missing)."""
-    text = json.dumps(list(cells), ensure_ascii=False, separators=(",", ":"))
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
 
 
 def class_label(cell: str | None, classes: Sequence[str]) -> str | None:
@@ -245,8 +238,6 @@ def predictions(model: Model, columns: Mapping[str, np.ndarray]) -> scoring.Pred
 @dataclass(frozen=True)
 class Champion:
     model: Model
-    # The archive's sha256, as Prepare read it with the champion pointer.
-    sha256: str
     # The hashes of the rows it was fitted on; None: its bundle records none (an older bundle).
     fit_rows: np.ndarray | None
 
@@ -270,7 +261,7 @@ def _champion(registry: Registry, champion: ChampionRef, work_dir: Path) -> Cham
     except BundleError as exc:
         raise EvaluationError(f"the champion {champion.version} bundle cannot be scored: {exc}") from exc
     fit_rows = None if recorded is None else np.frombuffer(recorded, dtype=FIT_ROWS_DTYPE).astype(np.uint64)
-    return Champion(model, champion.sha256, fit_rows)
+    return Champion(model, fit_rows)
 
 
 def score_holdout(
@@ -359,8 +350,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             settings.data_bucket,
             holdout_rows_folder(settings.holdout_prefix, version),
             {**numeric, metadata.target: metadata.task == "regression"},
-            # training.row_ids' order: the target, then the features by name.
-            [metadata.target, *sorted(numeric)],
+            hashed_columns(metadata.target, numeric),
             missing_tokens(settings.hyperparameters),
             work_dir,
         )
@@ -382,7 +372,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         details={
             "evaluated_by": "workflow",
             "holdout_files": list(table.files),
-            "champion_sha256": None if champion is None else champion.sha256,
+            "champion_sha256": None if prepared.champion is None else prepared.champion.sha256,
             "challenger_artifact": training.model_artifacts,
         },
     )
@@ -390,7 +380,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
     s3.put_object(
         Bucket=settings.data_bucket,
         Key=key,
-        Body=evaluation_json(evaluation),
+        Body=json.dumps(evaluation.to_dict(), indent=2, sort_keys=True).encode(),
         ContentType="application/json",
     )
     return EvaluationResult(
@@ -400,7 +390,3 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         scored_rows=scores.scored_rows,
         trusted_rows=scores.trusted_rows or 0,
     )
-
-
-def evaluation_json(evaluation: Evaluation) -> bytes:
-    return json.dumps(evaluation.to_dict(), indent=2, sort_keys=True).encode()

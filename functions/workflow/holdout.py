@@ -20,8 +20,6 @@ the function's ephemeral storage. What is not a data file (by the training progr
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ import pyarrow.parquet as pq
 from boto3.s3.transfer import TransferConfig
 
 from functions.common.layout import holdout_rows_folder, is_feedback
+from functions.common.row_ids import HASH_SPACE, row_hash
 from functions.workflow.errors import WorkflowError
 from functions.workflow.settings import WorkflowSettings
 from functions.workflow.state import AssemblyPlan, HoldoutResult, RunState
@@ -51,8 +50,6 @@ BATCH_ROWS = 16 * 1024
 CSV_BLOCK_BYTES = 1 << 20
 # Files move one part at a time: parallel parts would hold ten 8 MiB buffers, more than the split itself needs.
 ONE_STREAM = TransferConfig(use_threads=False)
-# A row is held out when the first 8 bytes of its hash, as a fraction of 2**64, are below the share.
-_HASH_SCALE = float(1 << 64)
 
 
 class HoldoutError(Exception):
@@ -61,12 +58,7 @@ class HoldoutError(Exception):
 
 def holdout_position(cells: Sequence[Any]) -> float:
     """Where a row falls in [0, 1): uniform over rows, fixed by the row's cells (in column order)."""
-    text = json.dumps(
-        [None if cell is None else cell if isinstance(cell, str) else str(cell) for cell in cells],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") / _HASH_SCALE
+    return row_hash(cells) / HASH_SPACE
 
 
 @dataclass

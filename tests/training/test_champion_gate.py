@@ -23,12 +23,13 @@ from functions.common.bundle import (
 )
 from functions.common.gate import reassess
 from functions.common.layout import FEEDBACK_FILE
+from functions.common.row_ids import hashed_columns
 from tests.conftest import MakeJob
 from tests.training.jobs import CHURN, evaluation, evaluation_json, failure, metadata, poisoned_champion
 from training.data import load_training_data
 from training.holdout import feedback_rows, split
 from training.program import run
-from training.row_ids import fit_rows, hashed_columns, row_hashes
+from training.row_ids import fit_rows, row_hashes
 from training.synthetic import generate
 
 

@@ -14,7 +14,7 @@ from functions.common.bundle import ARCHIVE_FILE
 from functions.common.gate import EVALUATION_FILE, Evaluation, Verdict, reassess
 from functions.common.layout import holdout_evaluation_key, split_s3_uri
 from functions.common.registry import Registry
-from functions.workflow.assembly import held_out
+from functions.workflow.assembly import held_out, held_out_feedback
 from functions.workflow.errors import WorkflowError
 from functions.workflow.settings import WorkflowSettings
 from functions.workflow.state import (
@@ -66,9 +66,8 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         if job_verdict is not None:
             stored_evaluation["job_verdict"] = job_verdict
         assembly = state.assembly or AssemblyResult(prefix=None)
-        feedback = (assembly.counts or {}).get("feedback") or {}
-        if feedback.get("held"):  # beside the scores: what the training set left out, and why
-            stored_evaluation[FEEDBACK_HELD_OUT] = {"rows": feedback["held"], "new_values": feedback.get("new_values")}
+        if held_feedback := held_out_feedback(assembly.counts or {}):  # beside the scores: what training left out
+            stored_evaluation[FEEDBACK_HELD_OUT] = held_feedback
         lineage = {
             "training_job_name": training.training_job_name,
             "model_artifacts": training.model_artifacts,
