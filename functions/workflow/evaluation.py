@@ -285,7 +285,7 @@ def holdout_importances(challenger: Model, table: HoldoutTable, metric: str) -> 
     the gate does not judge them."""
     _, truth, columns = labelled_rows(challenger.metadata, table)
     found = importances.permutation_importances(
-        lambda part: predictions(challenger, part), challenger.task, truth, columns, metric
+        lambda part: predictions(challenger, part), challenger.metadata.task, truth, columns, metric
     )
     return None if found is None else found.to_dict()
 

@@ -11,9 +11,14 @@ from functions.common.importances import MAX_ROWS, REPEATS, Importances, permuta
 from functions.common.scoring import Predictions
 
 
-def _by_feature(found: Importances | None) -> dict[str, tuple[float | None, float | None]]:
+def _by_feature(found: Importances | None) -> dict[str, tuple[float, float]]:
+    """Each feature's mean drop and its spread, all defined."""
     assert found is not None
-    return {f.feature: (f.mean, f.std) for f in found.features}
+    pairs = {}
+    for importance in found.features:
+        assert importance.mean is not None and importance.std is not None
+        pairs[importance.feature] = (importance.mean, importance.std)
+    return pairs
 
 
 def test_the_feature_that_determines_the_label_is_clearly_more_important_than_noise() -> None:
