@@ -4,8 +4,9 @@ A feature the model relies on loses its accuracy when its column no longer lines
 feature it ignores changes nothing. Measured on held-out rows (Evaluate's holdout), from a model's outputs only
 (a predict function), so ONNX bundles are measured as they are served. Informational: the gate does not judge them.
 
-Bounded for a Lambda: at most :data:`MAX_ROWS` rows, a seeded sample, each feature shuffled :data:`REPEATS` times,
-so a model predicts at most ``(features * REPEATS + 1) * MAX_ROWS`` rows, one call per feature. A drop is
+Bounded for a Lambda: a seeded sample of at most :data:`MAX_ROWS` rows, each feature shuffled :data:`REPEATS`
+times, one predict call per feature; with many features the sample shrinks so that the model predicts at most
+:data:`MAX_PREDICTED_ROWS` rows in all (``(features * REPEATS + 1) * rows``). A drop is
 positive when shuffling made the metric worse, whichever way the metric points (``log_loss``, ``rmse``: lower is
 better). Seeded: the same model on the same rows gets the same importances.
 
@@ -28,6 +29,8 @@ from functions.common.scoring import Predictions, metrics
 # worth of rows) and memory (REPEATS copies of the sample) whatever the holdout's size.
 MAX_ROWS = 2_000
 REPEATS = 5
+# ...and the rows predicted in all: about 10 s for a 100-tree forest, whatever the number of features.
+MAX_PREDICTED_ROWS = 200_000
 SEED = 0
 # Where the evaluation Evaluate writes keeps them (beside the gate's scores, which they are not part of).
 EVALUATION_KEY = "importances"
@@ -79,14 +82,17 @@ def permutation_importances(
     metric: str,
     *,
     max_rows: int = MAX_ROWS,
+    max_predicted_rows: int = MAX_PREDICTED_ROWS,
     repeats: int = REPEATS,
     seed: int = SEED,
 ) -> Importances | None:
     """Each feature of ``columns`` (all the model's inputs, row for row with ``truth``) shuffled ``repeats`` times
-    on a sample of at most ``max_rows`` rows; None when ``metric`` is undefined on the unshuffled sample (no rows,
-    one class for ROC AUC)."""
+    on a sample of at most ``max_rows`` rows, fewer when the model would otherwise predict more than
+    ``max_predicted_rows`` rows; None when ``metric`` is undefined on the unshuffled sample (no rows, one class for
+    ROC AUC)."""
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(len(truth), size=min(len(truth), max_rows), replace=False))
+    bound = min(max_rows, max(1, max_predicted_rows // (len(columns) * repeats + 1)))
+    sample = np.sort(rng.choice(len(truth), size=min(len(truth), bound), replace=False))
     truth = truth[sample]
     columns = {name: column[sample] for name, column in columns.items()}
     baseline = _metric(task, metric, truth, predict(columns))

@@ -7,7 +7,13 @@ from collections.abc import Mapping
 import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from functions.common.importances import MAX_ROWS, REPEATS, Importances, permutation_importances
+from functions.common.importances import (
+    MAX_PREDICTED_ROWS,
+    MAX_ROWS,
+    REPEATS,
+    Importances,
+    permutation_importances,
+)
 from functions.common.scoring import Predictions
 
 
@@ -60,6 +66,24 @@ def test_importances_are_measured_on_at_most_the_bounded_sample_and_are_seeded()
     assert max(calls) == MAX_ROWS * REPEATS  # one call per feature, its shuffles stacked
     assert sum(calls) == 2 * (MAX_ROWS + len(columns) * MAX_ROWS * REPEATS)
     assert found == again
+
+
+def test_with_many_features_the_sample_shrinks_so_the_rows_predicted_stay_bounded() -> None:
+    rng = np.random.default_rng(4)
+    columns = {f"x{i}": rng.standard_normal(MAX_ROWS) for i in range(60)}
+    truth = (columns["x0"] > 0).astype(str).astype(object)
+    predicted: list[int] = []
+
+    def predict(part: Mapping[str, np.ndarray]) -> Predictions:
+        predicted.append(len(part["x0"]))
+        positive = 1 / (1 + np.exp(-4 * part["x0"]))
+        return Predictions(("False", "True"), probabilities=np.column_stack([1 - positive, positive]))
+
+    found = permutation_importances(predict, "classification", truth, columns, "roc_auc")
+
+    assert found is not None and found.rows == MAX_PREDICTED_ROWS // (60 * REPEATS + 1) < MAX_ROWS
+    assert sum(predicted) <= MAX_PREDICTED_ROWS
+    assert found.features[0].feature == "x0"
 
 
 def test_a_regression_model_gets_importances_of_a_lower_is_better_metric_as_positive_drops() -> None:
