@@ -60,7 +60,7 @@ def _metrics(metadata: ModelMetadata, evaluation: Mapping[str, Any]) -> dict[str
         "champion": evaluation.get("champion"),
         "per_class": confusion.get("per_class"),
         "slices": [
-            {"feature": part["feature"], "level": part["level"], "rows": part["rows"], "metrics": part["challenger"]}
+            {key: part.get(key) for key in ("feature", "level", "rows")} | {"metrics": part.get("challenger")}
             for part in evaluation.get("slices") or ()
         ],
         # The training job's own report, on its own split: informational.
@@ -236,7 +236,10 @@ def markdown(card: Mapping[str, Any]) -> str:
         lines += ["", "Per slice, on the trusted holdout rows:", ""]
         lines += _table(
             ("feature", "level", "rows", str(gate_metric)),
-            ((s["feature"], s["level"], s["rows"], _mapping(s.get("metrics")).get(str(gate_metric))) for s in slices),
+            (
+                (s.get("feature"), s.get("level"), s.get("rows"), _mapping(s.get("metrics")).get(str(gate_metric)))
+                for s in slices
+            ),
         )
     lines += ["", "## Importances", ""]
     if importances := _mapping(card.get("importances")):
