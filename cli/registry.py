@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 
 
 def add_commands(commands: Commands) -> None:
+    versions = commands.add_parser("versions", help="list registered versions, or show one's model card")
+    _registry_arguments(versions)
+    versions.add_argument("--show", metavar="VERSION", help="print this version's model card instead of the list")
+    versions.set_defaults(run=_versions)
+
     for name, handler, summary in (
-        ("versions", _versions, "list registered versions"),
         ("champion", _champion, "show the live version"),
         ("history", _history, "print the decision record"),
     ):
@@ -88,6 +92,8 @@ def _registry(args: argparse.Namespace) -> Registry:
 
 def _versions(args: argparse.Namespace) -> int:
     registry = _registry(args)
+    if args.show:
+        return _show(registry, args.show)
     champion = registry.champion()
     records = registry.list_versions()
     if not records:
@@ -98,6 +104,28 @@ def _versions(args: argparse.Namespace) -> int:
         verdict = (record.evaluation or {}).get("passed")
         gate = {True: "gate passed", False: "gate failed", None: "no gate"}[verdict]
         print(f"{live} {record.version}  {record.algorithm:<22} {gate:<11}  {metrics}")
+    return 0
+
+
+def _show(registry: Registry, version: str) -> int:
+    """The version's model card as Markdown; for a version registered before model cards, its record."""
+    from functions.common.model_card import markdown
+    from functions.common.registry import RegistryError
+
+    try:
+        record = registry.get_version(version)
+    except RegistryError as exc:
+        raise CommandError(f"{exc}: `driftloop versions` lists the registered ones") from None
+    card = registry.get_card(version)
+    if card is not None:
+        print(markdown(card), end="")
+        return 0
+    verdict = (record.evaluation or {}).get("passed")
+    print(f"{version} was registered before model cards: its record says")
+    print(f"  {record.algorithm} {record.task} of {record.target}, registered {record.created_at}")
+    print(f"  gate: {({True: 'passed', False: 'failed', None: 'none'})[verdict]}")
+    print(f"  metrics: {', '.join(f'{k}={v:.4f}' for k, v in sorted(record.metrics.items())) or '-'}")
+    print(f"  training job: {record.lineage.get('training_job_name') or '-'}")
     return 0
 
 

@@ -7,6 +7,8 @@ Layout under ``<prefix>`` in the model bucket::
 
     versions/<version>/model.tar.gz     the bundle archive, immutable
     versions/<version>/metadata.json    the bundle's metadata (features, metrics, drift baseline)
+    versions/<version>/model_card.json  the model card (functions.common.model_card), and model_card.md its
+                                        rendering; versions registered before model cards have none
     versions/<version>/version.json     the registration record (checksum, evaluation, lineage)
     champion.json                       the live model pointer, changed only by compare-and-swap
     decisions/<time>-<id>.json          one object per decision, written create-only (append-only log)
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 
 DEFAULT_PREFIX = "registry/"
 VERSION_FILE = "version.json"
+CARD_FILE = "model_card.json"
+CARD_MARKDOWN_FILE = "model_card.md"
 
 Action = Literal["registered", "promoted", "rejected", "rolled_back", "failed", "skipped", "triggered"]
 
@@ -199,6 +203,12 @@ class RegistryLayout:
     def version_key(self, version: str, name: str) -> str:
         return f"{self.versions_prefix}{version}/{name}"
 
+    def card_key(self, version: str) -> str:
+        return self.version_key(version, CARD_FILE)
+
+    def card_markdown_key(self, version: str) -> str:
+        return self.version_key(version, CARD_MARKDOWN_FILE)
+
     def decision_key(self, time: datetime, decision_id: str) -> str:
         return f"{self.decisions_prefix}{_stamp(time)}-{decision_id}.json"
 
@@ -230,8 +240,12 @@ class Registry:
         """Validate a bundle archive and store it as an immutable version.
 
         Registering a version again with the same archive (a retried step) returns the stored record; another
-        archive under an existing version is refused.
+        archive under an existing version is refused. The version's model card is built from the bundle's
+        metadata, ``evaluation`` and ``lineage`` and stored beside it.
         """
+        # Imported here: the serving function reads the registry and never builds a card.
+        from functions.common import model_card
+
         sha256 = sha256_file(archive_path)
         existing = self._get_json(self.version_key(version, VERSION_FILE))
         if existing is not None:
@@ -263,6 +277,9 @@ class Registry:
         with archive_path.open("rb") as body:
             self._create(record.archive_key, body.read(), "application/gzip")
         self._create(self.version_key(version, METADATA_FILE), _json(metadata.to_dict()), "application/json")
+        card = model_card.build(version, metadata, record.evaluation, record.lineage)
+        self._create(self.layout.card_key(version), _json(card), "application/json")
+        self._create(self.layout.card_markdown_key(version), model_card.markdown(card).encode(), "text/markdown")
         # version.json last: its presence means the version is complete.
         self._create(self.version_key(version, VERSION_FILE), _json(asdict(record)), "application/json")
         return record
@@ -278,6 +295,11 @@ class Registry:
         if data is None:
             raise RegistryError(f"version {version!r} has no metadata")
         return dict(data)
+
+    def get_card(self, version: str) -> dict[str, Any] | None:
+        """The version's model card; None for a version registered before model cards."""
+        data = self._get_json(self.layout.card_key(version))
+        return None if data is None else dict(data)
 
     def list_versions(self) -> list[VersionRecord]:
         records = [

@@ -6,9 +6,11 @@ names its outputs as the bundle contract says (``functions.common.bundle.ONNX_OU
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -41,8 +43,19 @@ class Regression:
     not_finite: list[int] = field(default_factory=list)
 
 
+# Reads a served version's model card (functions.common.model_card); None: the version has none.
+CardReader = Callable[[], dict[str, Any] | None]
+
+
 class Model:
-    def __init__(self, version: str, metadata: ModelMetadata, session: ort.InferenceSession, source: str) -> None:
+    def __init__(
+        self,
+        version: str,
+        metadata: ModelMetadata,
+        session: ort.InferenceSession,
+        source: str,
+        card: CardReader | None = None,
+    ) -> None:
         self.version = version
         self.metadata = metadata
         self.source = source
@@ -52,6 +65,17 @@ class Model:
         self._outputs = list(ONNX_OUTPUTS[metadata.task])
         # Column names are free text; the graph's inputs carry sanitised names (Feature.onnx_input).
         self._inputs = {feature.name: feature.onnx_input for feature in metadata.features}
+        self._read_card = card
+        self._card: dict[str, Any] | None = None
+        self._card_read = card is None
+
+    def card(self) -> dict[str, Any] | None:
+        """The model card, read on first use (``GET /model``), never while loading: loading and predicting do not
+        wait for it. A failed read raises and is tried again next time."""
+        if not self._card_read:
+            assert self._read_card is not None
+            self._card, self._card_read = self._read_card(), True
+        return self._card
 
     @property
     def task(self) -> str:
@@ -81,12 +105,13 @@ class Model:
         return Regression(answers, not_finite)
 
 
-def load_model(bundle_dir: Path, source: str, version: str | None = None) -> Model:
+def load_model(bundle_dir: Path, source: str, version: str | None = None, card: CardReader | None = None) -> Model:
     """Verify the bundle, open its ONNX graph and check the graph against the metadata.
 
     Only ``model.onnx`` is checked and loaded: serving never reads ``model.joblib``, and hashing it would only
     slow the cold start (a registry archive is checksummed as a whole before extraction anyway).
-    ``version`` defaults to ``local-<sha256 prefix of model.onnx>``: stable for a given model file.
+    ``version`` defaults to ``local-<sha256 prefix of model.onnx>``: stable for a given model file. ``card`` reads
+    its model card when it is first asked for (None: it has none).
     """
     metadata = verify_bundle(bundle_dir, require=(ONNX_FILE,))
     try:
@@ -96,7 +121,7 @@ def load_model(bundle_dir: Path, source: str, version: str | None = None) -> Mod
     except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable graphs
         raise BundleError(f"{ONNX_FILE} cannot be loaded by onnxruntime: {exc}") from exc
     _check_signature(session, metadata)
-    return Model(version or f"local-{metadata.files[ONNX_FILE][:12]}", metadata, session, source)
+    return Model(version or f"local-{metadata.files[ONNX_FILE][:12]}", metadata, session, source, card)
 
 
 def _session_options() -> ort.SessionOptions:

@@ -102,7 +102,7 @@ def document(model: Model, max_instances: int, max_body_bytes: int, feedback_max
                 }
             },
             "/health": {"get": _get("health", "Whether a model is loaded, and which", "Health")},
-            "/model": {"get": _get("describeModel", "The served model's schema and metrics", "ModelInfo")},
+            "/model": {"get": _get("describeModel", "The served model's schema, metrics and model card", "ModelInfo")},
             "/openapi.json": {"get": _get("openapi", "This document", None)},
         },
         "components": {
@@ -210,6 +210,12 @@ def document(model: Model, max_instances: int, max_body_bytes: int, feedback_max
                         "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
                         "created_at": {"type": "string", "format": "date-time"},
                         "loaded_at": {"type": "string", "format": "date-time"},
+                        "card": {
+                            "type": ["object", "null"],
+                            "description": "The version's model card (data, features, metrics per class and slice, "
+                            "importances, warnings, limits, lineage); null when it has none (registered before "
+                            "model cards, or served from a directory) or it could not be read (logged).",
+                        },
                     },
                 },
             },

@@ -140,7 +140,15 @@ class InferenceService:
             "metrics": metadata.metrics,
             "created_at": metadata.created_at,
             "loaded_at": model.loaded_at,
+            "card": self._card(model),
         }
+
+    def _card(self, model: Model) -> dict[str, Any] | None:
+        try:
+            return model.card()
+        except Exception as exc:  # the description stands without it; the next GET /model reads it again
+            self._telemetry.exception("reading the model card failed; /model answers without it", exc)
+            return None
 
     def openapi(self, log: RequestLog) -> dict[str, Any]:
         return openapi.document(self.model(log), self.max_instances, self.max_body_bytes, self.feedback_max_age.days)

@@ -107,10 +107,13 @@ class RegistrySource:
             archive = self.registry.fetch_archive(revision.location, revision.sha256, target / ARCHIVE_FILE)
             extract_archive(archive, target / "bundle")
             archive.unlink()
+            version = revision.version
             model = load_model(
                 target / "bundle",
                 source=f"s3://{self._bucket}/{revision.location}",
-                version=revision.version,
+                version=version,
+                # Read beside the version on the first GET /model, not with the archive: no load waits for it.
+                card=lambda: self.registry.get_card(version),
             )
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)

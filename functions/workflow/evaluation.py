@@ -15,7 +15,8 @@ The holdout is chosen by row content, so no model trained by this workflow was f
 bundle lists among its fit rows (``training.row_ids``' hashes, recomputed here from the cells as read: an older
 champion, or another holdout share) are left out of the scoring and counted, as the training program does. The
 trusted rows are those from ``base/`` files. The single-feature scores fit their bins on one half of the scored rows
-and measure on the other.
+and measure on the other. Beside the scores, informational, the challenger's permutation importances
+(``importances``: :mod:`functions.common.importances`) on the labelled holdout rows.
 """
 
 from __future__ import annotations
@@ -28,17 +29,18 @@ from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from boto3.s3.transfer import TransferConfig
 
-from functions.common import scoring, text_values
+from functions.common import importances, scoring, text_values
 from functions.common.bundle import (
     ARCHIVE_FILE,
     FIT_ROWS_DTYPE,
     MISSING_CATEGORY,
     BundleError,
+    ModelMetadata,
     open_bundle,
     read_fit_rows,
     schema_differences,
@@ -264,6 +266,30 @@ def _champion(registry: Registry, champion: ChampionRef, work_dir: Path) -> Cham
     return Champion(model, fit_rows)
 
 
+def labelled_rows(metadata: ModelMetadata, table: HoldoutTable) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """The holdout rows with a target: their positions in ``table``, their truth (class labels spelled as the
+    model's, or floats) and the model's feature columns on them."""
+    target = table.column(metadata.target)
+    if metadata.task == "classification":
+        labelled = np.flatnonzero(target != None)  # noqa: E711
+        truth = np.asarray([class_label(cell, metadata.classes) for cell in target[labelled]], dtype=object)
+    else:
+        labelled = np.flatnonzero(~np.isnan(target))
+        truth = target[labelled]
+    return labelled, truth, {feature.name: table.column(feature.name)[labelled] for feature in metadata.features}
+
+
+def holdout_importances(challenger: Model, table: HoldoutTable, metric: str) -> dict[str, Any] | None:
+    """The challenger's permutation importances of the gate's metric on the labelled holdout rows (a bounded,
+    seeded sample: :mod:`functions.common.importances`); None when the metric is undefined there. Informational:
+    the gate does not judge them."""
+    _, truth, columns = labelled_rows(challenger.metadata, table)
+    found = importances.permutation_importances(
+        lambda part: predictions(challenger, part), challenger.metadata.task, truth, columns, metric
+    )
+    return None if found is None else found.to_dict()
+
+
 def score_holdout(
     challenger: Model,
     champion: Champion | None,
@@ -277,14 +303,7 @@ def score_holdout(
     it was trained by this workflow, whose holdout is the same rows in every run); the champion only when its
     schema matches the challenger's (then it takes the same columns)."""
     metadata = challenger.metadata
-    target = table.column(metadata.target)
-    if metadata.task == "classification":
-        labelled = np.flatnonzero(target != None)  # noqa: E711
-        truth = np.asarray([class_label(cell, metadata.classes) for cell in target[labelled]], dtype=object)
-    else:
-        labelled = np.flatnonzero(~np.isnan(target))
-        truth = target[labelled]
-    columns = {feature.name: table.column(feature.name)[labelled] for feature in metadata.features}
+    labelled, truth, columns = labelled_rows(metadata, table)
     scored = np.arange(len(labelled))
     champion_seen = None
     not_compared = None
@@ -362,6 +381,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             champion_named=prepared.champion is not None,
             allow_schema_change=gate.allow_schema_change,
         )
+        found_importances = holdout_importances(challenger, table, gate.metric)
     verdict = decide(gate, scores)
     evaluation = Evaluation(
         settings=gate,
@@ -380,7 +400,9 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
     s3.put_object(
         Bucket=settings.data_bucket,
         Key=key,
-        Body=json.dumps(evaluation.to_dict(), indent=2, sort_keys=True).encode(),
+        Body=json.dumps(
+            {**evaluation.to_dict(), importances.EVALUATION_KEY: found_importances}, indent=2, sort_keys=True
+        ).encode(),
         ContentType="application/json",
     )
     return EvaluationResult(

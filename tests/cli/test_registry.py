@@ -184,3 +184,40 @@ def test_unlock_releases_the_lock_of_a_stopped_execution_and_only_that_one(
     assert released is not None
     assert (released.state, released.outcome) == ("released", "released by hand")
     assert f"released by {STOPPED}" in capsys.readouterr().out
+
+
+def test_versions_show_prints_the_model_card_as_readable_text(
+    registry: Registry, archive: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    version = new_version_id()
+    registry.register(version, archive, lineage={"training_job_name": "driftloop-test-job"})
+
+    assert cli("versions", "--show", version) == 0
+
+    out = capsys.readouterr().out
+    assert out.startswith(f"# Model card: {version}\n")
+    assert "## Features" in out and "| contract | categorical |" in out
+    assert "not scored by the workflow on a holdout" in out
+    assert f"- version {version}, training job driftloop-test-job" in out
+
+
+def test_versions_show_of_a_version_registered_before_model_cards_prints_its_record(
+    registry: Registry, archive: Path, s3: S3Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    version = new_version_id()
+    registry.register(version, archive, evaluation={"passed": True}, lineage={"training_job_name": "job-1"})
+    s3.delete_object(Bucket=MODEL_BUCKET, Key=registry.layout.card_key(version))
+
+    assert cli("versions", "--show", version) == 0
+
+    out = capsys.readouterr().out
+    assert out.startswith(f"{version} was registered before model cards")
+    assert "gate: passed" in out and "training job: job-1" in out
+
+
+def test_versions_show_of_an_unknown_version_says_where_the_versions_are_listed(
+    registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("versions", "--show", "v20260101-000000-abcdef") != 0
+
+    assert "unknown version 'v20260101-000000-abcdef': `driftloop versions` lists" in capsys.readouterr().err

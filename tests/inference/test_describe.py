@@ -42,6 +42,7 @@ def test_model_describes_version_task_target_features_classes_and_metrics(api: A
     assert answer["metrics"] == metadata.metrics
     assert answer["created_at"] == metadata.created_at
     assert "baseline" not in answer
+    assert answer["card"] is None  # a bundle served from a directory has no registry, so no card
 
 
 def test_openapi_document_describes_the_live_feature_schema(api: Api, trained_bundle: Path) -> None:

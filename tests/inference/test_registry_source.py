@@ -262,3 +262,71 @@ def test_only_the_served_bundle_is_kept_on_disk(
     assert sorted(p.name for p in (kept / "bundle").iterdir()) == sorted(
         p.name for p in trained_forest_bundle.iterdir()
     )
+
+
+def test_get_model_shows_the_champions_model_card_read_once_on_first_ask_not_while_loading(
+    publish: Callable[[Path], str],
+    serve: Callable[[], Api],
+    trained_bundle: Path,
+    rows: list[dict[str, Any]],
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    version = publish(trained_bundle)
+    reads: list[str] = []
+    get_card = Registry.get_card
+
+    def counted(self: Registry, asked: str) -> dict[str, Any] | None:
+        reads.append(asked)
+        return get_card(self, asked)
+
+    monkeypatch.setattr(Registry, "get_card", counted)
+    api = serve()
+    assert served_version(api, rows) == version
+    assert api.call("GET", "/health", content_type=None).status == 200
+    assert reads == []  # loading and predicting never wait for the card
+
+    first = api.call("GET", "/model", content_type=None).json
+    second = api.call("GET", "/model", content_type=None).json
+
+    assert reads == [version]
+    assert first["card"] == second["card"] == registry.get_card(version)
+    assert first["card"]["version"] == version and first["card"]["features"]
+
+
+def test_get_model_of_a_champion_registered_before_model_cards_answers_without_one(
+    publish: Callable[[Path], str], serve: Callable[[], Api], trained_bundle: Path, registry: Registry, s3: S3Client
+) -> None:
+    version = publish(trained_bundle)
+    s3.delete_object(Bucket=MODEL_BUCKET, Key=registry.layout.card_key(version))
+
+    reply = serve().call("GET", "/model", content_type=None)
+
+    assert reply.status == 200
+    assert reply.json["version"] == version and reply.json["card"] is None
+
+
+def test_a_card_that_cannot_be_read_leaves_get_model_answering_and_is_read_again_next_time(
+    publish: Callable[[Path], str],
+    serve: Callable[[], Api],
+    trained_bundle: Path,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    version = publish(trained_bundle)
+    get_card = Registry.get_card
+    failures = [RuntimeError("S3 is slow today")]
+
+    def flaky(self: Registry, asked: str) -> dict[str, Any] | None:
+        if failures:
+            raise failures.pop()
+        return get_card(self, asked)
+
+    monkeypatch.setattr(Registry, "get_card", flaky)
+    api = serve()
+
+    failed = api.call("GET", "/model", content_type=None)
+    assert failed.status == 200 and failed.json["card"] is None
+    [logged] = api.log_messages("reading the model card failed; /model answers without it")
+    assert "S3 is slow today" in logged["exception"]
+    assert api.call("GET", "/model", content_type=None).json["card"]["version"] == version

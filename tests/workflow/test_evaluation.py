@@ -244,3 +244,22 @@ def test_missing_values_as_a_json_list_are_read_as_the_training_program_reads_th
 def test_malformed_missing_values_are_refused_naming_the_hyperparameter() -> None:
     with pytest.raises(EvaluationError, match=r"hyperparameter 'missing_values'='\[\" \?\"' starts with '\['"):
         missing_tokens({"missing_values": '[" ?"'})
+
+
+def test_evaluate_writes_the_challengers_permutation_importances_beside_the_scores(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    trained_bundle: Path,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    state = _run_to_evaluation(s3, registry, trained_bundle, holdout_rows, tmp_path)
+
+    importances = _stored_evaluation(s3, state)["importances"]
+    assert importances["metric"] == "roc_auc" and importances["rows"] == len(holdout_rows)
+    ranked = [entry["feature"] for entry in importances["features"]]
+    assert sorted(ranked) == sorted(read_metadata(trained_bundle).feature_names)
+    # The churn generator's label leans on the contract among others.
+    assert importances["features"][0]["mean"] > 0.02
+    assert ranked.index("contract") < len(ranked) // 2

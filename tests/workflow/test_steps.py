@@ -11,7 +11,7 @@ import pytest
 from cli.registry import format_decision
 from functions.common.athena import Athena
 from functions.common.gate import GATE_PARSERS, Verdict
-from functions.common.layout import split_s3_uri
+from functions.common.layout import holdout_evaluation_key, split_s3_uri
 from functions.common.registry import Decision, PromotionConflict, Registry, RegistryError, new_version_id
 from functions.workflow import approver, steps
 from functions.workflow.approver import Answer
@@ -155,6 +155,29 @@ def test_the_registered_decision_and_evaluation_name_the_feedback_rows_held_out_
     assert record.evaluation is not None
     assert record.evaluation["feedback_held_out"]["rows"] == 100
     assert record.evaluation["feedback_held_out"]["new_values"]["values"] == [backdoor]
+
+
+def test_register_writes_a_model_card_with_evaluates_importances_and_the_runs_lineage(
+    s3: S3Client, registry: Registry, training_data: None, trained_bundle: Path, tmp_path: Path
+) -> None:
+    state = prepared_state(s3, registry, {"trigger": {"source": "test"}})
+    state["training"] = fake_training_job(s3, state["prepare"], trained_bundle, tmp_path, challenger=0.9, champion=None)
+    key = holdout_evaluation_key(SETTINGS.holdout_prefix, state["prepare"]["version"])
+    written = json.loads(s3.get_object(Bucket=DATA_BUCKET, Key=key)["Body"].read())
+    importances = {"method": "permutation", "metric": "roc_auc", "baseline": 0.9, "rows": 400, "repeats": 5}
+    importances |= {"seed": 0, "features": [{"feature": "contract", "mean": 0.1, "std": 0.01}]}
+    s3.put_object(Bucket=DATA_BUCKET, Key=key, Body=json.dumps({**written, "importances": importances}).encode())
+
+    version = steps.register(SETTINGS, s3, registry, RunState.parse(state)).version
+
+    record = registry.get_version(version)
+    assert record.evaluation is not None and record.evaluation["importances"] == importances
+    card = registry.get_card(version)
+    assert card is not None and card["importances"] == importances
+    assert card["gate"] == {"passed": True, "held": False, "reasons": record.evaluation["reasons"]}
+    assert card["lineage"]["training_job"] == state["prepare"]["training_job_name"]
+    assert card["lineage"]["trigger"] == {"source": "test"} and card["lineage"]["execution"] == "exec"
+    assert card["data"]["sources"] == {"trusted": 1, "feedback": 0}
 
 
 def test_second_run_gets_the_champion_channel_and_a_worse_challenger_is_rejected(
