@@ -34,6 +34,7 @@ OPERATIONAL_ALARMS = (
     "driftloop-dev-training-failures",
     "driftloop-dev-monitor-errors",
     "driftloop-dev-monitor-blind",
+    "driftloop-dev-data-quality",
     "driftloop-dev-event-delivery-failures",
     "driftloop-dev-captures-delivery-failures",
     "driftloop-dev-feedback-delivery-failures",
@@ -495,6 +496,30 @@ def test_a_monitor_run_that_failed_uncovered_or_reported_nothing_alarms_the_ops_
     }
     assert {key: alarm.get(key) for key in expected} == expected
     assert alarms(custom_template)["driftloop-dev-monitor-blind"][1]["Period"] == 30 * 60
+    retraining = json.dumps([rule.get("EventPattern") for rule in rules(template).values()])
+    assert logical_id not in retraining
+
+
+def test_a_violated_data_quality_constraint_notifies_the_ops_topic_and_never_retrains(
+    template: Template, custom_template: Template
+) -> None:
+    logical_id, alarm = alarms(template)["driftloop-dev-data-quality"]
+    expected = {
+        "Namespace": "driftloop",
+        "MetricName": "ConstraintViolations",
+        # All checks together; the per-check series (ConstraintCheck) are there for alarms of your own.
+        "Dimensions": MONITOR_SERVICE,
+        "Statistic": "Maximum",
+        "Period": 3600,
+        "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "EvaluationPeriods": 1,
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": [topic_ref(template)],
+        "OKActions": [topic_ref(template)],
+    }
+    assert {key: alarm.get(key) for key in expected} == expected
+    assert alarms(custom_template)["driftloop-dev-data-quality"][1]["Period"] == 30 * 60
     retraining = json.dumps([rule.get("EventPattern") for rule in rules(template).values()])
     assert logical_id not in retraining
 
