@@ -10,8 +10,8 @@ import pytest
 from functions.common.env import EnvError
 from functions.common.metrics import NAMESPACE, Dimension, MonitorMetric
 from functions.monitor.adapters import publish_metrics
-from functions.monitor.drift import MISSING
 from functions.monitor.data_quality import DataQuality
+from functions.monitor.drift import MISSING
 from functions.monitor.metrics import Outcome, constraint_sets, metric_data, metric_sets, outcome_set
 from functions.monitor.quality import Labelled
 from functions.monitor.report import FeedbackCounts, LiveCounts, WindowReport, evaluate
