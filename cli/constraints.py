@@ -43,10 +43,17 @@ def add_commands(commands: Commands) -> None:
 
 
 def _checked(registry: Registry, path: Path, version: str | None) -> Constraints:
+    from datetime import UTC, datetime
+
     from functions.common.constraints import ConstraintsError, read_constraints
+    from functions.monitor.data_quality import constraints_query
+    from functions.monitor.queries import Window
 
     try:
         constraints = read_constraints(path.read_bytes())
+        # The monitor's query must fit Athena's limit.
+        now = datetime.now(UTC)
+        constraints_query(Window(version or "any", now, now), constraints)
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}") from exc
     except ConstraintsError as exc:

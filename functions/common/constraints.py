@@ -42,8 +42,8 @@ ENABLED, DISABLED = "Enabled", "Disabled"
 DEFAULT_DATATYPE_CHECK_THRESHOLD = 1.0
 DEFAULT_DOMAIN_CONTENT_THRESHOLD = 1.0
 # A String feature gets a domain (its observed values) only up to this many distinct values: a larger one is an id
-# or free text, whose new values are not violations.
-MAX_DOMAIN_VALUES = 1000
+# or free text, whose new values are not violations (and its values would lengthen the monitor's query).
+MAX_DOMAIN_VALUES = 100
 
 
 class ConstraintsError(ValueError):

@@ -23,12 +23,21 @@ from typing import Any
 
 from functions.common.bundle import MISSING_CATEGORY
 from functions.common.catalog import CAPTURES_TABLE
-from functions.common.constraints import CheckType, Constraints, FeatureConstraint, Violation, violations_document
+from functions.common.constraints import (
+    CheckType,
+    Constraints,
+    ConstraintsError,
+    FeatureConstraint,
+    Violation,
+    violations_document,
+)
 from functions.common.labelled_sql import finite
 from functions.common.sql import identifier, json_path, literal, number
 from functions.monitor.queries import Window, window_filter
 
 COUNTS = ("missing", "wrong_type", "negative", "out_of_range", "unseen")
+# Athena's limit on a query's text: a longer one fails, and with it the run.
+MAX_QUERY_BYTES = 262_144
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,8 @@ def _columns(constraints: Constraints) -> list[tuple[int, str, str]]:
 
 
 def constraints_query(window: Window, constraints: Constraints) -> str:
-    """One row: the captures in the window, then each count of :func:`_columns`, in its order."""
+    """One row: the captures in the window, then each count of :func:`_columns`, in its order. Raises
+    ConstraintsError when the query would be too long for Athena."""
     features = identifier("features")
     read = ", ".join(
         f"json_format(json_extract({features}, {json_path(feature.name)})) AS {identifier(f'j{index}')}, "
@@ -88,10 +98,19 @@ def constraints_query(window: Window, constraints: Constraints) -> str:
         f", sum(CASE WHEN {condition} THEN 1 ELSE 0 END) AS {identifier(f'c{position}')}"
         for position, (_, _, condition) in enumerate(_columns(constraints))
     )
-    return (
+    query = (
         f"SELECT count(*) AS {identifier('n')}{sums} "  # noqa: S608
         f"FROM (SELECT {read or '1 AS one'} FROM {identifier(CAPTURES_TABLE)} WHERE {window_filter(window)})"
     )
+    size = len(query.encode())
+    if size > MAX_QUERY_BYTES:
+        largest = max(constraints.features, key=lambda feature: len(feature.domains or ()))
+        raise ConstraintsError(
+            f"the constraints make an Athena query of {size} bytes, above Athena's {MAX_QUERY_BYTES}: check fewer "
+            f"features or shorten their domains (the longest: feature {largest.name!r}, "
+            f"{len(largest.domains or ())} values)"
+        )
+    return query
 
 
 def constraint_counts(

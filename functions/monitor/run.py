@@ -160,12 +160,13 @@ def _data_quality(
     source, text = found
     try:
         constraints = read_constraints(text)
+        query = data_quality.constraints_query(window, constraints)
     except ConstraintsError as exc:
         return None, f"data quality not checked: {source}: {exc}"
     config = constraints.monitoring_config
     if not config.evaluate_constraints:
         return None, f"data quality not checked: {source} sets evaluate_constraints Disabled"
-    result = athena.run(data_quality.constraints_query(window, constraints))
+    result = athena.run(query)
     ran.append(result)
     total, counts = data_quality.constraint_counts(result.rows, constraints)
     return DataQuality(

@@ -97,6 +97,14 @@ def test_a_file_for_one_version_must_name_its_features_with_their_types(
             {"features": [], "monitoring_config": {"emit_metrics": "yes"}},
             "monitoring_config.emit_metrics must be 'Enabled' or 'Disabled', got 'yes'",
         ),
+        (
+            {
+                "features": [
+                    {"name": "plan", "inferred_type": "String", "string_constraints": {"domains": ["x" * 9] * 30_000}}
+                ]
+            },
+            "above Athena's 262144: check fewer features or shorten their domains (the longest: feature 'plan'",
+        ),
     ],
 )
 def test_an_invalid_file_is_refused_with_the_feature_and_field_at_fault(

@@ -235,3 +235,24 @@ def test_disabled_metrics_still_report_and_disabled_evaluation_checks_nothing(
     off = run_monitor(SETTINGS, NOW + timedelta(seconds=1), s3, athena)
     assert report(s3, off["report"])["data_quality"] is None
     assert not any("sum(CASE WHEN" in query for query in local_athena.queries[scans:])
+
+
+def test_constraints_too_long_for_an_athena_query_are_noted_and_do_not_blind_the_monitor(
+    s3: S3Client, athena: Athena, capsys: pytest.CaptureFixture[str]
+) -> None:
+    publish_champion(s3, VERSION, classification_metadata())
+    huge = {
+        "name": "plan",
+        "inferred_type": "String",
+        "string_constraints": {"domains": [f"p{i:07}" for i in range(30_000)]},
+    }
+    registry(s3).put_constraints(json.dumps({"version": 0, "features": [huge]}).encode(), None)
+    serve(s3, bad_rows())
+
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
+
+    assert summary["outcome"] == "covered"
+    document = report(s3, summary["report"])
+    assert document["data_quality"] is None
+    assert any("above Athena's 262144: check fewer features" in note for note in document["notes"])
+    assert constraint_metrics(capsys.readouterr().out) == {}
