@@ -635,6 +635,7 @@ def test_dashboard_has_the_widgets(template: Template) -> None:
         "Live quality: classification",
         "Live quality: regression",
         "Captured and labelled predictions per run",
+        "Data-quality violations per check",
         "Champion: predictions by model version",
         "Monitor runs (latest first)",
         "Training runs",
@@ -662,8 +663,10 @@ def test_dashboard_has_the_widgets(template: Template) -> None:
     # Per-feature drift and the champion come from search expressions over the Feature and ModelVersion dimensions.
     assert '{driftloop,Feature,Service} MetricName=\\"FeatureDrift\\"' in text
     assert '{driftloop,ModelVersion,Service} MetricName=\\"Predictions\\"' in text
+    assert '{driftloop,ConstraintCheck,Service} MetricName=\\"ConstraintViolations\\"' in text
     [runs] = [w for w in widgets if w["properties"].get("title") == "Monitor runs (latest first)"]
     assert "status, outcome," in runs["properties"]["query"]
+    assert "constraint_violations" in runs["properties"]["query"]
     [latency] = [w for w in widgets if w["properties"].get("title") == "Latency (ms)"]
     assert [m[-1] for m in latency["properties"]["metrics"]][:2] == [
         {"label": "inference p50", "stat": "p50"},
@@ -787,6 +790,7 @@ def test_every_metric_an_alarm_or_the_dashboard_watches_is_declared_in_the_metri
         ("Service",),
         ("Feature", "Service"),
         ("ModelVersion", "Service"),
+        ("ConstraintCheck", "Service"),
     }
     for name, service, dimensions in watched:
         assert service in SERVICE_METRICS, f"{name} is watched for an unknown Service {service!r}"
