@@ -56,7 +56,7 @@ class CheckType(StrEnum):
     DATA_TYPE = "data_type_check"
     COMPLETENESS = "completeness_check"
     CATEGORICAL_VALUES = "categorical_values_check"
-    # Model Monitor's is_non_negative, reported under its own name so an alarm can tell it from a type error.
+    # is_non_negative (Model Monitor documents no check type for it), apart so an alarm tells a sign from a type.
     NON_NEGATIVE = "non_negative_check"
     # driftloop's own: num_constraints.min / max.
     RANGE = "range_check"
