@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import approvals, batch, client, demo, local, registry, training
+from cli import approvals, batch, client, constraints, demo, local, registry, training
 from cli.command import CommandError
 
 DESCRIPTION = """\
@@ -33,6 +33,7 @@ Registry (the model bucket in S3; honours AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_
   driftloop register / promote       register a bundle archive, promote a version (compare-and-swap)
   driftloop rollback [--to V]        put the previous champion (or V) back live (compare-and-swap)
   driftloop unlock --execution ARN   release the run lock of an execution stopped by hand
+  driftloop constraints set FILE [--version V]   your own data-quality constraints (Model Monitor's format)
 
 Approval (a held version; every passed one with retraining.approval; the approval message has T, E and V;
 needs states:SendTaskSuccess/Failure):
@@ -51,6 +52,7 @@ ADD_COMMANDS = (
     client.add_commands,
     batch.add_commands,
     registry.add_commands,
+    constraints.add_commands,
     approvals.add_commands,
     demo.add_commands,
     local.add_commands,

@@ -37,6 +37,7 @@ from training.contract import (
     metric_line,
 )
 from training.data import TrainingData, load_training_data
+from training.data_quality import write_data_quality
 from training.errors import TrainingFailure
 from training.evaluation import holdout, pipeline_predictions, truth
 from training.holdout import Rows, Split, labelled_rows, split
@@ -202,6 +203,7 @@ def train(layout: Layout, work_dir: Path) -> None:
     )
     # Before write_bundle seals the bundle, which records this member's checksum.
     write_fit_rows(layout.model_dir, rows.hashes[parts.train])
+    write_data_quality(layout.model_dir, dataset.inputs, dataset.spec)
     write_bundle(layout.model_dir, pipeline, onnx_model, metadata)
     evaluation = Evaluation(
         settings=settings,

@@ -9,6 +9,9 @@ A bundle is a directory (inside SageMaker's ``model.tar.gz``) holding:
   including the sha256 of the two model files so a tampered or truncated bundle is refused;
 - ``fit_rows.u64`` (optional, absent from older bundles): the rows the model was fitted on, so that a later
   challenger's gate scores it only on rows it never saw (see :data:`FIT_ROWS_FILE`). Serving never reads it.
+- ``statistics.json`` and ``constraints.json`` (optional, absent from older bundles): the training data's
+  data-quality baseline in SageMaker Model Monitor's formats (:mod:`functions.common.constraints`); the registry
+  keeps a copy beside the version for the monitor.
 
 Standard library only: the inference and workflow Lambdas import this module.
 """
@@ -35,7 +38,11 @@ MODEL_FILES = (ONNX_FILE, JOBLIB_FILE)
 # unsigned little-endian, 8 bytes each, no header. Sealed like the model files when present.
 FIT_ROWS_FILE = "fit_rows.u64"
 FIT_ROWS_DTYPE = "<u8"
-OPTIONAL_FILES = (FIT_ROWS_FILE,)
+# The data-quality baseline, in the formats functions.common.constraints owns.
+STATISTICS_FILE = "statistics.json"
+CONSTRAINTS_FILE = "constraints.json"
+DATA_QUALITY_FILES = (STATISTICS_FILE, CONSTRAINTS_FILE)
+OPTIONAL_FILES = (FIT_ROWS_FILE, *DATA_QUALITY_FILES)
 
 Task = Literal["classification", "regression"]
 FeatureType = Literal["numeric", "categorical"]
@@ -220,12 +227,20 @@ def _check_file(bundle_dir: Path, metadata: ModelMetadata, name: str) -> Path:
     return path
 
 
+def read_optional(bundle_dir: Path, metadata: ModelMetadata, name: str) -> bytes | None:
+    """An optional member (one of :data:`OPTIONAL_FILES`), checked against its sha256; None when the bundle records
+    none (an older bundle)."""
+    if name not in metadata.files:
+        return None
+    return _check_file(bundle_dir, metadata, name).read_bytes()
+
+
 def read_fit_rows(bundle_dir: Path, metadata: ModelMetadata) -> bytes | None:
     """The fit-rows member (format: :data:`FIT_ROWS_FILE`), checked against its sha256; None when the bundle
     records none (an older bundle)."""
-    if FIT_ROWS_FILE not in metadata.files:
+    data = read_optional(bundle_dir, metadata, FIT_ROWS_FILE)
+    if data is None:
         return None
-    data = _check_file(bundle_dir, metadata, FIT_ROWS_FILE).read_bytes()
     if len(data) % 8:
         raise BundleError(f"{FIT_ROWS_FILE} holds {len(data)} bytes, not a whole number of 8-byte row hashes")
     return data

@@ -18,6 +18,8 @@ class Dimension(StrEnum):
     SERVICE = "Service"
     MODEL_VERSION = "ModelVersion"
     FEATURE = "Feature"
+    # A data-quality check (functions.common.constraints.CheckType: completeness_check, data_type_check, ...).
+    CONSTRAINT_CHECK = "ConstraintCheck"
 
 
 class Unit(StrEnum):
@@ -47,7 +49,9 @@ class InferenceMetric(StrEnum):
 class MonitorMetric(StrEnum):
     """Published by the monitor for each window, with ``[Service]`` and ``[Service, ModelVersion]``;
     ``FeatureDrift`` adds ``Feature`` to both. ``UncoveredWindows`` is the run's own outcome, with ``[Service]``
-    alone, on every run (failed ones too): 0 when it covered its window, 1 when it failed or could not."""
+    alone, on every run (failed ones too): 0 when it covered its window, 1 when it failed or could not.
+    ``ConstraintViolations``: the data-quality constraints the window's captures violated, with ``[Service]`` (all
+    checks) and ``[Service, ConstraintCheck]`` (per check), never per feature or version (the report names them)."""
 
     CAPTURED_RECORDS = "CapturedRecords"
     LABELLED_RECORDS = "LabelledRecords"
@@ -59,10 +63,16 @@ class MonitorMetric(StrEnum):
     LIVE_RMSE = "LiveRMSE"
     LIVE_MAE = "LiveMAE"
     UNCOVERED_WINDOWS = "UncoveredWindows"
+    CONSTRAINT_VIOLATIONS = "ConstraintViolations"
 
     @property
     def unit(self) -> Unit:
-        counts = (MonitorMetric.CAPTURED_RECORDS, MonitorMetric.LABELLED_RECORDS, MonitorMetric.UNCOVERED_WINDOWS)
+        counts = (
+            MonitorMetric.CAPTURED_RECORDS,
+            MonitorMetric.LABELLED_RECORDS,
+            MonitorMetric.UNCOVERED_WINDOWS,
+            MonitorMetric.CONSTRAINT_VIOLATIONS,
+        )
         return Unit.COUNT if self in counts else Unit.NONE
 
 

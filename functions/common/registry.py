@@ -10,6 +10,9 @@ Layout under ``<prefix>`` in the model bucket::
     versions/<version>/model_card.json  the model card (functions.common.model_card), and model_card.md its
                                         rendering; versions registered before model cards have none
     versions/<version>/version.json     the registration record (checksum, evaluation, lineage)
+    versions/<version>/constraints.json the bundle's data-quality baseline (and statistics.json), when it has one
+    constraints/default.json            an operator's constraints for every version (``driftloop constraints``)
+    constraints/versions/<version>.json an operator's constraints for one version; replaceable, unlike versions/
     champion.json                       the live model pointer, changed only by compare-and-swap
     decisions/<time>-<id>.json          one object per decision, written create-only (append-only log)
 
@@ -24,6 +27,7 @@ stored record (an object a failed attempt already wrote with the same bytes coun
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -35,7 +39,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from functions.common.bundle import ARCHIVE_FILE, METADATA_FILE, BundleError, open_bundle, sha256_file
+from functions.common.bundle import (
+    ARCHIVE_FILE,
+    CONSTRAINTS_FILE,
+    DATA_QUALITY_FILES,
+    METADATA_FILE,
+    BundleError,
+    open_bundle,
+    read_optional,
+    sha256_file,
+)
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
@@ -209,6 +222,17 @@ class RegistryLayout:
     def card_markdown_key(self, version: str) -> str:
         return self.version_key(version, CARD_MARKDOWN_FILE)
 
+    @property
+    def constraints_prefix(self) -> str:
+        """An operator's own data-quality constraints, replaceable (``driftloop constraints set``)."""
+        return self.prefix + "constraints/"
+
+    def constraints_key(self, version: str | None) -> str:
+        """An operator's constraints for ``version``, or for every version (None)."""
+        if version is None:
+            return self.constraints_prefix + "default.json"
+        return f"{self.constraints_prefix}versions/{version}.json"
+
     def decision_key(self, time: datetime, decision_id: str) -> str:
         return f"{self.decisions_prefix}{_stamp(time)}-{decision_id}.json"
 
@@ -258,7 +282,11 @@ class Registry:
             return stored
         try:
             with tempfile.TemporaryDirectory(prefix="driftloop-register-") as work:
-                _, metadata = open_bundle(archive_path, Path(work) / "bundle")
+                bundle_dir, metadata = open_bundle(archive_path, Path(work) / "bundle")
+                # The monitor reads the data-quality baseline without fetching the archive.
+                baselines = {
+                    name: data for name in DATA_QUALITY_FILES if (data := read_optional(bundle_dir, metadata, name))
+                }
         except BundleError as exc:
             raise RegistryError(f"version {version} not registered: invalid bundle: {exc}") from exc
         record = VersionRecord(
@@ -280,6 +308,8 @@ class Registry:
         card = model_card.build(version, metadata, record.evaluation, record.lineage)
         self._create(self.layout.card_key(version), _json(card), "application/json")
         self._create(self.layout.card_markdown_key(version), model_card.markdown(card).encode(), "text/markdown")
+        for name, data in baselines.items():
+            self._create(self.version_key(version, name), data, "application/json")
         # version.json last: its presence means the version is complete.
         self._create(self.version_key(version, VERSION_FILE), _json(asdict(record)), "application/json")
         return record
@@ -318,6 +348,39 @@ class Registry:
             dest.unlink(missing_ok=True)
             raise RegistryError(f"{archive_key} checksum mismatch: expected {sha256[:12]}…, found {actual[:12]}…")
         return dest
+
+    # -- data-quality constraints -----------------------------------------------------------------------------
+
+    def put_constraints(self, document: bytes, version: str | None) -> str:
+        """Store an operator's constraints (checked by the caller) for ``version`` or every version; returns the
+        key. They replace any stored before."""
+        key = self.layout.constraints_key(version)
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=document, ContentType="application/json")
+        return key
+
+    def delete_constraints(self, version: str | None) -> str:
+        key = self.layout.constraints_key(version)
+        self._s3.delete_object(Bucket=self.bucket, Key=key)
+        return key
+
+    def constraints(self, version: str, files: Mapping[str, str]) -> tuple[str, bytes] | None:
+        """The constraints that apply to ``version`` and where they come from: the operator's for the version, else
+        the operator's for every version, else the version's own (checked against its bundle's sha256 in
+        ``files``, the metadata's); None when there are none."""
+        for source, key in (
+            ("operator, this version", self.layout.constraints_key(version)),
+            ("operator, every version", self.layout.constraints_key(None)),
+        ):
+            data = self._get_bytes(key)
+            if data is not None:
+                return f"{source}: s3://{self.bucket}/{key}", data
+        key = self.version_key(version, CONSTRAINTS_FILE)
+        data = self._get_bytes(key) if CONSTRAINTS_FILE in files else None
+        if data is None:
+            return None
+        if hashlib.sha256(data).hexdigest() != files[CONSTRAINTS_FILE]:
+            raise RegistryError(f"{key} does not match the checksum its bundle recorded")
+        return f"training: s3://{self.bucket}/{key}", data
 
     # -- champion ---------------------------------------------------------------------------------------------
 
@@ -480,14 +543,18 @@ class Registry:
             if self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read() != body:
                 raise RegistryError(f"s3://{self.bucket}/{key} already exists; registry objects are immutable") from exc
 
-    def _get_json(self, key: str) -> Any:
+    def _get_bytes(self, key: str) -> bytes | None:
         try:
             response = self._s3.get_object(Bucket=self.bucket, Key=key)
         except self._s3.exceptions.ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404"):
                 return None
             raise
-        return json.loads(response["Body"].read())
+        return response["Body"].read()
+
+    def _get_json(self, key: str) -> Any:
+        data = self._get_bytes(key)
+        return None if data is None else json.loads(data)
 
     def _keys(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
         paginator = self._s3.get_paginator("list_objects_v2")

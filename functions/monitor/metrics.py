@@ -9,6 +9,9 @@ What is published when: ``CapturedRecords`` and ``LabelledRecords`` on every run
 ``LiveF1`` (classification) or ``LiveRMSE`` and ``LiveMAE`` (regression) only with ``min_feedback`` labels;
 ``UncoveredWindows``, the run's :class:`Outcome`, with ``[Service]`` alone on every run, failed or without a champion
 too (:func:`outcome_set`): the alarm that watches it treats a run that reported nothing as one that failed.
+``ConstraintViolations`` for a sufficient window checked against constraints that enable it (:func:`constraint_sets`):
+with ``[Service]`` the violated constraints of all checks, with ``[Service, ConstraintCheck]`` those of each check
+(0 included), and no more: per feature or version would multiply CloudWatch's metrics, the report lists them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING
 from functions.common.metrics import QUALITY_METRICS, Dimension, MonitorMetric, Unit
 
 if TYPE_CHECKING:
+    from functions.monitor.data_quality import DataQuality
     from functions.monitor.report import WindowReport
 
 SERVICE_SETS = ((Dimension.SERVICE,), (Dimension.SERVICE, Dimension.MODEL_VERSION))
@@ -92,6 +96,26 @@ def metric_sets(report: WindowReport, service: str) -> list[MetricSet]:
             for feature, score in sorted(report.features.items())
         ]
     return sets
+
+
+def constraint_sets(quality: DataQuality, service: str) -> list[MetricSet]:
+    """``ConstraintViolations`` of a checked window: in all, then per check; none when its constraints disable
+    metrics (``monitoring_config.emit_metrics``)."""
+    if not quality.emit_metrics:
+        return []
+    name = MonitorMetric.CONSTRAINT_VIOLATIONS
+    total = MetricSet({name: float(len(quality.violations))}, {Dimension.SERVICE: service}, SERVICE_SETS[:1])
+    return [
+        total,
+        *(
+            MetricSet(
+                {name: float(count)},
+                {Dimension.SERVICE: service, Dimension.CONSTRAINT_CHECK: check},
+                ((Dimension.SERVICE, Dimension.CONSTRAINT_CHECK),),
+            )
+            for check, count in quality.by_check().items()
+        ),
+    ]
 
 
 def outcome_set(outcome: Outcome, service: str) -> MetricSet:

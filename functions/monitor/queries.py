@@ -89,6 +89,17 @@ def _bin(value: str, summary: Summary) -> str:
     return f"CASE WHEN {missing} THEN {MISSING}{cases} ELSE {len(categories)} END"
 
 
+def window_filter(window: Window) -> str:
+    """The captures ``window`` reads: the champion's, served in it (its hours bound what is scanned)."""
+    return " AND ".join(
+        [
+            f"{VERSION} = {literal(window.version)}",
+            hours_between(window.start, window.end),
+            time_within(window.start, window.end),
+        ]
+    )
+
+
 # -- drift ----------------------------------------------------------------------------------------------------
 
 
@@ -124,16 +135,9 @@ def drift_query(window: Window, distributions: Sequence[Distribution]) -> str:
     read = ", ".join(f"{d.value} AS {v}" for d, v in zip(distributions, values, strict=True)) or "1 AS one"
     binned = ", ".join(f"{_bin(v, d.summary)} AS {b}" for d, v, b in zip(distributions, values, bins, strict=True))
     sets = ", ".join(["()", *(f"({b})" for b in bins)])
-    where = " AND ".join(
-        [
-            f"{VERSION} = {literal(window.version)}",
-            hours_between(window.start, window.end),
-            time_within(window.start, window.end),
-        ]
-    )
     return (
         f"SELECT {''.join(b + ', ' for b in bins)}count(*) AS {identifier('n')} "  # noqa: S608
-        f"FROM (SELECT {binned or '1 AS one'} FROM (SELECT {read} FROM {_CAPTURES} WHERE {where})) "
+        f"FROM (SELECT {binned or '1 AS one'} FROM (SELECT {read} FROM {_CAPTURES} WHERE {window_filter(window)})) "
         f"GROUP BY GROUPING SETS ({sets})"
     )
 

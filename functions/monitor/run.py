@@ -1,6 +1,7 @@
 """One monitor run: the champion's window of captures and feedback -> report, metrics, report objects.
 
-Athena counts (:mod:`functions.monitor.queries`, three queries a run); the run holds only those counts, so its
+Athena counts (:mod:`functions.monitor.queries`, three queries a run, and a fourth for the data-quality constraints
+of :mod:`functions.monitor.data_quality`); the run holds only those counts, so its
 memory does not grow with the window's traffic. A query that fails or outlives the run's deadline raises: the
 handler publishes the failed run.
 
@@ -17,13 +18,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from functions.common.athena import Athena, QueryResult
 from functions.common.bundle import TASKS, Task
+from functions.common.constraints import ConstraintsError, read_constraints
 from functions.common.distribution import DistributionError
 from functions.common.labelled_sql import FeedbackWindow, capture_hours
 from functions.common.registry import Registry
-from functions.monitor import queries
+from functions.monitor import data_quality, queries
 from functions.monitor.adapters import ReportStore, publish_metrics
+from functions.monitor.data_quality import DataQuality
 from functions.monitor.drift import most_drifted
-from functions.monitor.metrics import Outcome, metric_data, metric_sets, outcome_set
+from functions.monitor.metrics import Outcome, constraint_sets, metric_data, metric_sets, outcome_set
 from functions.monitor.quality import Labelled
 from functions.monitor.report import FeedbackCounts, Limits, LiveCounts, WindowReport, baseline, evaluate
 from functions.monitor.settings import MonitorSettings
@@ -67,6 +70,7 @@ def run_monitor(
     ran: list[QueryResult] = []
     live = _live_counts(athena, window, task, metadata, ran)
     labelled, feedback = _labelled(athena, window, task, timedelta(days=settings.feedback_max_age_days), ran)
+    quality, quality_note = _data_quality(registry, athena, window, metadata, live.captured, settings.min_records, ran)
 
     report = evaluate(
         version=version,
@@ -82,18 +86,23 @@ def run_monitor(
     gaps = _gaps(report)
     outcome = Outcome.NOT_COVERED if gaps else Outcome.COVERED
     sets = [*metric_sets(report, settings.service), outcome_set(outcome, settings.service)]
+    if quality is not None:
+        sets += constraint_sets(quality, settings.service)
     publish_metrics(sets, now)
     data = metric_data(sets)
 
     document = report.to_dict()
     document["outcome"] = outcome
-    document["notes"] += gaps
+    document["notes"] += [*gaps, *([quality_note] if quality_note else [])]
+    document["data_quality"] = None if quality is None else quality.to_dict()
     document["metrics"] = sorted({datum.name for datum in data})
     document["queries"] = [{"id": result.query_id, "scanned_bytes": result.scanned_bytes} for result in ran]
     document["scanned_bytes"] = sum(result.scanned_bytes for result in ran)
     chart = _chart(report, render_chart, document)
     keys = ReportStore(s3, settings.data_bucket, settings.report_prefix).write(version, now, document, chart)
-    return _summary(report, outcome, keys, len(data), document["scanned_bytes"])
+    summary = _summary(report, outcome, keys, len(data), document["scanned_bytes"])
+    summary["constraint_violations"] = None if quality is None else len(quality.violations)
+    return summary
 
 
 def _live_counts(
@@ -130,6 +139,43 @@ def count_live(
         predictions={d.name: c for d, c in zip(predictions, counts[split:], strict=True)},
     )
     return live, result
+
+
+def _data_quality(
+    registry: Registry,
+    athena: Athena,
+    window: queries.Window,
+    metadata: dict[str, Any],
+    captured: int,
+    min_records: int,
+    ran: list[QueryResult],
+) -> tuple[DataQuality | None, str | None]:
+    """The window's captures checked against the constraints that apply to the champion (an operator's, else its
+    training's), and a note when they are not checked. An insufficient window is not checked (its report says so)."""
+    if captured < min_records:
+        return None, None
+    found = registry.constraints(window.version, metadata.get("files") or {})
+    if found is None:
+        return None, "data quality not checked: the champion's bundle has no constraints.json and none is stored"
+    source, text = found
+    try:
+        constraints = read_constraints(text)
+        query = data_quality.constraints_query(window, constraints)
+    except ConstraintsError as exc:
+        return None, f"data quality not checked: {source}: {exc}"
+    config = constraints.monitoring_config
+    if not config.evaluate_constraints:
+        return None, f"data quality not checked: {source} sets evaluate_constraints Disabled"
+    result = athena.run(query)
+    ran.append(result)
+    total, counts = data_quality.constraint_counts(result.rows, constraints)
+    return DataQuality(
+        source=source,
+        checked=total,
+        emit_metrics=config.emit_metrics,
+        features={feature.name: found for feature, found in zip(constraints.features, counts, strict=True)},
+        violations=tuple(data_quality.check(constraints, total, counts)),
+    ), None
 
 
 def _labelled(

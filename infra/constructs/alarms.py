@@ -1,5 +1,5 @@
 """The alarms: model alarms (data drift, live quality) that may start retraining, operational alarms that only
-notify, and the operations topic they notify.
+notify (data-quality violations among them: bad inputs are not drift), and the operations topic they notify.
 
 Missing data is chosen per alarm: the model alarms leave it missing (:class:`ModelAlarms`); operational alarms on
 events (errors, throttles, failures) treat it as not breaching, since an idle system publishes nothing; the
@@ -298,6 +298,27 @@ class OperationalAlarms(Construct):
             # applies this only when the evaluation range holds no point at all (it skips gaps otherwise): a single
             # run that timed out is monitor-errors' to report.
             treat_missing_data=cw.TreatMissingData.BREACHING,
+        )
+        self.alarms["DataQuality"] = cw.Alarm(
+            self,
+            "DataQuality",
+            alarm_name=f"{prefix}-data-quality",
+            alarm_description="The champion's captures violated its data-quality constraints (constraints.json: "
+            "completeness, data type, sign, range, unseen categories): the monitor's report lists each violation "
+            "under data_quality.constraint_violations. Bad inputs are a client's or a pipeline's fault, not drift: "
+            "this notifies and never retrains. driftloop constraints set adjusts the constraints.",
+            metric=service_metric(
+                MonitorMetric.CONSTRAINT_VIOLATIONS,
+                targets.monitor_service,
+                "Maximum",
+                Duration.minutes(monitoring.schedule_minutes),
+            ),
+            threshold=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            # Nothing checked (an insufficient window, no constraints) is no violation; a blind monitor is
+            # monitor-blind's to report.
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
         self._any(
             "EventDeliveryFailures",

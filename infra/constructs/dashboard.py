@@ -180,6 +180,23 @@ class MonitoringDashboard(Construct):
             ]
         )
         rows.append(
+            [  # data quality: its own row, so the rows above keep their places
+                graph(
+                    "Data-quality violations per check",
+                    [
+                        _search(
+                            Dimension.CONSTRAINT_CHECK,
+                            MonitorMetric.CONSTRAINT_VIOLATIONS,
+                            monitor,
+                            "Maximum",
+                            run_period,
+                        )
+                    ],
+                    left_annotations=[line(1, "data-quality alarm")],
+                ),
+            ]
+        )
+        rows.append(
             [  # the champion and the training runs
                 graph(
                     "Champion: predictions by model version",
@@ -191,7 +208,7 @@ class MonitoringDashboard(Construct):
                     log_group_names=[sources.monitor_log_group.log_group_name],
                     query_lines=[
                         "fields @timestamp, model_version, status, outcome, max_feature_drift, max_drift_feature, "
-                        "captured, labelled, quality.accuracy, quality.rmse, report",
+                        "captured, labelled, quality.accuracy, quality.rmse, constraint_violations, report",
                         'filter message = "monitor run"',
                         "sort @timestamp desc",
                         "limit 20",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from functions.common import registry as registry_module
-from functions.common.bundle import ONNX_FILE, pack_archive, sha256_file
+from functions.common.bundle import CONSTRAINTS_FILE, ONNX_FILE, STATISTICS_FILE, pack_archive, sha256_file
 from functions.common.registry import (
     PromotionConflict,
     Registry,
@@ -311,3 +311,41 @@ def test_find_decision_reads_the_one_a_champion_pointer_names(registry: Registry
 
     assert found is not None and (found.action, found.version) == ("promoted", version)
     assert registry.find_decision("0" * 32, pointer.promoted_at) is None
+
+
+def test_register_keeps_the_bundles_data_quality_baseline_beside_the_version(
+    registry: Registry, archive: Path, trained_bundle: Path, s3: S3Client
+) -> None:
+    version = register_new(registry, archive)
+
+    for name in (CONSTRAINTS_FILE, STATISTICS_FILE):
+        stored = s3.get_object(Bucket=MODEL_BUCKET, Key=f"registry/versions/{version}/{name}")["Body"].read()
+        assert stored == (trained_bundle / name).read_bytes()
+    files = registry.get_metadata(version)["files"]
+    source, text = registry.constraints(version, files) or ("", b"")
+    assert source == f"training: s3://{MODEL_BUCKET}/registry/versions/{version}/{CONSTRAINTS_FILE}"
+    assert text == (trained_bundle / CONSTRAINTS_FILE).read_bytes()
+
+
+def test_an_operators_constraints_are_kept_outside_the_immutable_versions_and_can_be_replaced(
+    registry: Registry, archive: Path
+) -> None:
+    version = register_new(registry, archive)
+    files = registry.get_metadata(version)["files"]
+
+    key = registry.put_constraints(b'{"features": [], "version": 0}', version)
+    registry.put_constraints(b'{"features": [], "version": 1}', version)
+
+    assert key == f"registry/constraints/versions/{version}.json"
+    assert not key.startswith(registry.layout.history_prefixes)
+    assert registry.constraints(version, files) == (
+        f"operator, this version: s3://{MODEL_BUCKET}/{key}",
+        b'{"features": [], "version": 1}',
+    )
+    registry.delete_constraints(version)
+    default = registry.put_constraints(b'{"features": []}', None)
+    assert default == "registry/constraints/default.json"
+    assert registry.constraints(version, files) == (
+        f"operator, every version: s3://{MODEL_BUCKET}/{default}",
+        b'{"features": []}',
+    )

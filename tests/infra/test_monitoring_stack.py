@@ -34,6 +34,7 @@ OPERATIONAL_ALARMS = (
     "driftloop-dev-training-failures",
     "driftloop-dev-monitor-errors",
     "driftloop-dev-monitor-blind",
+    "driftloop-dev-data-quality",
     "driftloop-dev-event-delivery-failures",
     "driftloop-dev-captures-delivery-failures",
     "driftloop-dev-feedback-delivery-failures",
@@ -499,6 +500,30 @@ def test_a_monitor_run_that_failed_uncovered_or_reported_nothing_alarms_the_ops_
     assert logical_id not in retraining
 
 
+def test_a_violated_data_quality_constraint_notifies_the_ops_topic_and_never_retrains(
+    template: Template, custom_template: Template
+) -> None:
+    logical_id, alarm = alarms(template)["driftloop-dev-data-quality"]
+    expected = {
+        "Namespace": "driftloop",
+        "MetricName": "ConstraintViolations",
+        # All checks together; the per-check series (ConstraintCheck) are there for alarms of your own.
+        "Dimensions": MONITOR_SERVICE,
+        "Statistic": "Maximum",
+        "Period": 3600,
+        "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "EvaluationPeriods": 1,
+        "TreatMissingData": "notBreaching",
+        "AlarmActions": [topic_ref(template)],
+        "OKActions": [topic_ref(template)],
+    }
+    assert {key: alarm.get(key) for key in expected} == expected
+    assert alarms(custom_template)["driftloop-dev-data-quality"][1]["Period"] == 30 * 60
+    retraining = json.dumps([rule.get("EventPattern") for rule in rules(template).values()])
+    assert logical_id not in retraining
+
+
 def test_capture_failures_alarm_watches_the_inference_service(template: Template) -> None:
     _, alarm = alarms(template)["driftloop-dev-capture-failures"]
     assert alarm["Dimensions"] == [{"Name": "Service", "Value": "driftloop-dev-inference"}]
@@ -610,6 +635,7 @@ def test_dashboard_has_the_widgets(template: Template) -> None:
         "Live quality: classification",
         "Live quality: regression",
         "Captured and labelled predictions per run",
+        "Data-quality violations per check",
         "Champion: predictions by model version",
         "Monitor runs (latest first)",
         "Training runs",
@@ -637,8 +663,10 @@ def test_dashboard_has_the_widgets(template: Template) -> None:
     # Per-feature drift and the champion come from search expressions over the Feature and ModelVersion dimensions.
     assert '{driftloop,Feature,Service} MetricName=\\"FeatureDrift\\"' in text
     assert '{driftloop,ModelVersion,Service} MetricName=\\"Predictions\\"' in text
+    assert '{driftloop,ConstraintCheck,Service} MetricName=\\"ConstraintViolations\\"' in text
     [runs] = [w for w in widgets if w["properties"].get("title") == "Monitor runs (latest first)"]
     assert "status, outcome," in runs["properties"]["query"]
+    assert "constraint_violations" in runs["properties"]["query"]
     [latency] = [w for w in widgets if w["properties"].get("title") == "Latency (ms)"]
     assert [m[-1] for m in latency["properties"]["metrics"]][:2] == [
         {"label": "inference p50", "stat": "p50"},
@@ -762,6 +790,7 @@ def test_every_metric_an_alarm_or_the_dashboard_watches_is_declared_in_the_metri
         ("Service",),
         ("Feature", "Service"),
         ("ModelVersion", "Service"),
+        ("ConstraintCheck", "Service"),
     }
     for name, service, dimensions in watched:
         assert service in SERVICE_METRICS, f"{name} is watched for an unknown Service {service!r}"

@@ -10,8 +10,9 @@ import pytest
 from functions.common.env import EnvError
 from functions.common.metrics import NAMESPACE, Dimension, MonitorMetric
 from functions.monitor.adapters import publish_metrics
+from functions.monitor.data_quality import DataQuality
 from functions.monitor.drift import MISSING
-from functions.monitor.metrics import Outcome, metric_data, metric_sets, outcome_set
+from functions.monitor.metrics import Outcome, constraint_sets, metric_data, metric_sets, outcome_set
 from functions.monitor.quality import Labelled
 from functions.monitor.report import FeedbackCounts, LiveCounts, WindowReport, evaluate
 from functions.monitor.settings import MonitorSettings
@@ -159,7 +160,8 @@ def published_lines(result: WindowReport, capsys: pytest.CaptureFixture[str]) ->
 def test_every_metric_the_monitor_publishes_is_named_and_measured_as_the_contract_says(
     lambda_stdout: pytest.CaptureFixture[str],
 ) -> None:
-    publish_metrics([outcome_set(Outcome.COVERED, SERVICE)], NOW)
+    checked = DataQuality(source="training", checked=30, emit_metrics=True)
+    publish_metrics([outcome_set(Outcome.COVERED, SERVICE), *constraint_sets(checked, SERVICE)], NOW)
     documents = [
         *emf_documents(lambda_stdout.readouterr().out),
         *published_lines(report(classification_metadata(), captured=30, labelled=10), lambda_stdout),
@@ -169,8 +171,8 @@ def test_every_metric_the_monitor_publishes_is_named_and_measured_as_the_contrac
     assert {directive["Namespace"] for directive in directives} == {NAMESPACE}
     assert {name for d in directives for names in d["Dimensions"] for name in names} <= set(Dimension)
     units = {metric["Name"]: metric["Unit"] for directive in directives for metric in directive["Metrics"]}
-    # Between a run's outcome, a classification and a regression champion: every monitor metric of the contract,
-    # with its unit.
+    # Between a run's outcome, its data quality, a classification and a regression champion: every monitor metric of
+    # the contract, with its unit.
     assert units == {metric.value: metric.unit.value for metric in MonitorMetric}
     # No dimension but the contract's: Powertools' own lower-case "service" would split every metric in two.
     assert all(set(document) - {"_aws"} <= set(Dimension) | set(MonitorMetric) for document in documents)

@@ -61,10 +61,12 @@ def test_a_run_writes_the_bundle_and_the_evaluation(make_job: MakeJob, churn_dat
     assert run(base) == 0
     layout = Layout(base)
     assert sorted(p.name for p in layout.model_dir.iterdir()) == [
+        "constraints.json",
         "fit_rows.u64",
         "metadata.json",
         "model.joblib",
         "model.onnx",
+        "statistics.json",
     ]
     assert (layout.output_data_dir / EVALUATION_FILE).is_file()
     assert not layout.failure_file.exists()
