@@ -37,8 +37,12 @@ from functions.common import scoring, text_values
 from functions.common.bundle import (
     ARCHIVE_FILE,
     FIT_ROWS_DTYPE,
+    LABEL_OUTPUT,
     MISSING_CATEGORY,
+    PROBABILITIES_OUTPUT,
+    VALUE_OUTPUT,
     BundleError,
+    ModelMetadata,
     open_bundle,
     read_fit_rows,
     schema_differences,
@@ -227,12 +231,19 @@ def predictions(model: Model, columns: Mapping[str, np.ndarray]) -> scoring.Pred
             else:
                 feeds[feature.name] = np.where(chunk == None, MISSING_CATEGORY, chunk).reshape(-1, 1)  # noqa: E711
         parts.append(model.outputs(feeds))
+
+    def joined(name: str, empty: np.ndarray) -> np.ndarray:
+        return np.concatenate([part[name] for part in parts]) if parts else empty
+
     if model.task == "classification":
+        # The graph's own answers, as serving sends them (a decision threshold may have set them).
         classes = tuple(model.metadata.classes)
-        return scoring.Predictions(
-            labels=classes, probabilities=np.concatenate(parts) if parts else np.empty((0, len(classes)))
+        return scoring.Predictions.answered(
+            classes,
+            joined(PROBABILITIES_OUTPUT, np.empty((0, len(classes)))),
+            joined(LABEL_OUTPUT, np.empty((0,), dtype=object)).ravel(),
         )
-    return scoring.Predictions(values=np.concatenate(parts) if parts else np.empty(0))
+    return scoring.Predictions(values=joined(VALUE_OUTPUT, np.empty(0)).ravel())
 
 
 @dataclass(frozen=True)
@@ -264,6 +275,27 @@ def _champion(registry: Registry, champion: ChampionRef, work_dir: Path) -> Cham
     return Champion(model, fit_rows)
 
 
+def positive_class(hyperparameters: Mapping[str, str], challenger: ModelMetadata) -> str | None:
+    """The class F1 is of: the run's ``positive_class`` (else the second of the sorted classes), never one the
+    judged job chose. A challenger whose metadata records another one is refused."""
+    chosen = hyperparameters.get("positive_class") or None
+    classes = tuple(challenger.classes) if challenger.task == "classification" else ()
+    if len(classes) != 2:
+        if chosen is not None:
+            raise EvaluationError(
+                f"hyperparameter 'positive_class'={chosen!r} applies to binary classification only; the challenger "
+                f"is a {challenger.task} model with {len(classes)} classes"
+            )
+        return None
+    expected = sorted(classes)[1] if chosen is None else chosen
+    if challenger.positive_label != expected:
+        raise EvaluationError(
+            f"the challenger's metadata records the positive class {challenger.positive_label!r}, but the run's "
+            f"hyperparameters make it {expected!r}: the job did not train as it was told"
+        )
+    return expected
+
+
 def score_holdout(
     challenger: Model,
     champion: Champion | None,
@@ -272,6 +304,7 @@ def score_holdout(
     min_slice_rows: int,
     champion_named: bool,
     allow_schema_change: bool,
+    positive: str | None = None,
 ) -> Scores:
     """Both models on the labelled holdout rows the champion was not fitted on (by its fit rows: none of them when
     it was trained by this workflow, whose holdout is the same rows in every run); the champion only when its
@@ -314,6 +347,7 @@ def score_holdout(
         feature_scored=scored[1::2],
         holdout_rows=len(labelled),
         champion_seen=champion_seen,
+        positive_class=positive,
     )
     return scoring.score(
         holdout,
@@ -341,9 +375,10 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         archive.parent.mkdir(parents=True)
         s3.download_file(bucket, key, str(archive))
         _, challenger = _open(archive, version, work_dir)
+        metadata = challenger.metadata
+        positive = positive_class(prepared.hyperparameters, metadata)
         champion = None if prepared.champion is None else _champion(registry, prepared.champion, work_dir)
         gate = parse_gate_settings(settings.hyperparameters, challenger.task)
-        metadata = challenger.metadata
         numeric = {feature.name: feature.type == "numeric" for feature in metadata.features}
         table = read_holdout(
             s3,
@@ -361,6 +396,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             min_slice_rows=gate.min_slice_rows,
             champion_named=prepared.champion is not None,
             allow_schema_change=gate.allow_schema_change,
+            positive=positive,
         )
     verdict = decide(gate, scores)
     evaluation = Evaluation(
@@ -369,6 +405,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         verdict=verdict,
         task=challenger.task,
         champion_version=None if prepared.champion is None else prepared.champion.version,
+        positive_class=positive,
         details={
             "evaluated_by": "workflow",
             "holdout_files": list(table.files),
