@@ -23,7 +23,7 @@ import numpy as np
 
 from functions.common.bundle import ModelMetadata
 from functions.common.gate import EVALUATION_FILE, Evaluation, decide
-from functions.common.scoring import metrics, score
+from functions.common.scoring import class_warnings, metrics, score
 from training.baseline import build_baseline
 from training.bundle_writer import describe_features, library_versions, utc_now, write_bundle
 from training.champion import Champion, champion_predictions, load_champion
@@ -168,6 +168,10 @@ def train(layout: Layout, work_dir: Path) -> None:
     # Both on the rows the gate scores, so the two series compare.
     log_metrics(scores.challenger)
     log_metrics(scores.champion, CHAMPION_PREFIX)
+    if scores.challenger_confusion is not None:
+        details["class_warnings"] = list(class_warnings(scores.challenger_confusion))
+        for warning in details["class_warnings"]:
+            say(f"warning: {warning}")
     verdict = decide(settings, scores)
 
     onnx_model = to_onnx(pipeline, dataset.spec, task)

@@ -27,6 +27,8 @@ import numpy as np
 from functions.common.bundle import FeatureType, Task
 from functions.common.gate import Confusion, Scores, Slice
 
+# A class the model finds less than this share of is reported (seattle weather's drizzle: recall 0.09).
+MIN_CLASS_RECALL = 0.5
 # Numeric features are cut at this many quantiles of the fit rows to score them alone: fine enough that a feature
 # which sorts the target (an id numbered by outcome) reaches a near-perfect score.
 SINGLE_FEATURE_BINS = 100
@@ -249,6 +251,20 @@ def confusion(truth: np.ndarray, predictions: Predictions) -> Confusion:
     counts = np.zeros((len(labels), len(labels)), dtype=np.int64)
     np.add.at(counts, (actual[known], predictions.indices()[known]), 1)
     return Confusion(labels, tuple(tuple(int(n) for n in row) for row in counts))
+
+
+def class_warnings(matrix: Confusion) -> tuple[str, ...]:
+    """A warning per class whose recall is below :data:`MIN_CLASS_RECALL`: the model misses most of its rows."""
+    found = []
+    for i, label in enumerate(matrix.labels):
+        recall = matrix.recall(label)
+        if recall is not None and recall < MIN_CLASS_RECALL:
+            found.append(
+                f"class {label!r} has recall {recall:.2f} on {sum(matrix.counts[i])} holdout rows (below "
+                f"{MIN_CLASS_RECALL}): the model misses most of it; class_weight (or, binary, decision_threshold) "
+                "trades other classes' precision for it"
+            )
+    return tuple(found)
 
 
 def _is_missing(value: object) -> bool:

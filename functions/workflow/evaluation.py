@@ -411,6 +411,10 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             "holdout_files": list(table.files),
             "champion_sha256": None if prepared.champion is None else prepared.champion.sha256,
             "challenger_artifact": training.model_artifacts,
+            # For readers (the model card): not judged.
+            "class_warnings": []
+            if scores.challenger_confusion is None
+            else list(scoring.class_warnings(scores.challenger_confusion)),
         },
     )
     key = holdout_evaluation_key(settings.holdout_prefix, version)
