@@ -31,7 +31,7 @@ DIAGNOSIS = "diagnosis"
 def breast_cancer() -> pd.DataFrame:
     """The breast cancer data as a data scientist has it: the target's labels are words, ``malignant`` the rarer."""
     data = load_breast_cancer(as_frame=True)
-    frame = data.frame.drop(columns="target")
+    frame: pd.DataFrame = data.frame.drop(columns="target")
     frame.columns = [name.replace(" ", "_") for name in frame.columns]
     return frame.assign(**{DIAGNOSIS: data.target_names[data.target]})
 
