@@ -236,8 +236,7 @@ def test_class_settings_are_checked_against_the_targets_classes() -> None:
 
     assert hp.class_problems("classification", ["drizzle", "rain", "sun"]) == [
         "hyperparameter 'positive_class' applies to binary classification only, not classification with 3 classes",
-        "hyperparameter 'decision_threshold' applies to binary classification only, not classification with 3 "
-        "classes",
+        "hyperparameter 'decision_threshold' applies to binary classification only, not classification with 3 classes",
         "hyperparameter 'class_weight' names label(s) 'hail' that are not among the target's classes 'drizzle', "
         "'rain', 'sun'",
     ]
