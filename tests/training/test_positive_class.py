@@ -16,7 +16,6 @@ from functions.common.gate import Confusion
 from functions.inference.model import load_model
 from tests.conftest import MakeJob
 from tests.training.jobs import evaluation_json, failure, metadata
-from training import local_run
 from training.contract import Layout
 from training.feature_spec import FeatureSpec
 from training.features import model_inputs
@@ -140,7 +139,7 @@ def test_served_labels_at_a_decision_threshold_are_the_pipelines_probabilities_t
     assert (expected == "malignant").sum() > (pipeline.predict(inputs) == "malignant").sum()
 
 
-def _imbalanced(rows: int = 1500) -> tuple[pd.DataFrame, pd.Series]:
+def imbalanced(rows: int) -> tuple[pd.DataFrame, pd.Series]:
     """A rare class (8%) that overlaps the common one: unweighted models mostly miss it."""
     rng = np.random.default_rng(5)
     rare = rng.random(rows) < 0.08
@@ -150,7 +149,7 @@ def _imbalanced(rows: int = 1500) -> tuple[pd.DataFrame, pd.Series]:
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_balanced_class_weight_finds_more_of_a_rare_class_with_every_algorithm(algorithm: str) -> None:
-    inputs, target = _imbalanced(3000)
+    inputs, target = imbalanced(3000)
     fit_rows, scored = slice(0, 2000), slice(2000, None)
     spec = FeatureSpec({"a": "numeric", "b": "numeric"}, {"a": "a", "b": "b"}, frozenset(), {})
     # Leaves of some rows: a fully grown forest's pure leaves would ignore any weight.
@@ -162,20 +161,3 @@ def test_balanced_class_weight_finds_more_of_a_rare_class_with_every_algorithm(a
         recalls.append(recall_score(target[scored], pipeline.predict(inputs[scored]), pos_label="drizzle"))
 
     assert recalls[1] > recalls[0] + 0.1
-
-
-def test_driftloop_train_prints_per_class_metrics_and_warns_of_a_class_it_misses(
-    make_job: MakeJob, capsys: pytest.CaptureFixture[str]
-) -> None:
-    inputs, target = _imbalanced(2000)
-    base = make_job({"target": "weather", "algorithm": "logistic_regression"}, inputs.assign(weather=target))
-    assert run(base) == 0, failure(base)
-    capsys.readouterr()
-
-    printed = local_run.summary(Layout(base))
-
-    assert "precision  recall     f1  support" in printed
-    lines = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if line.startswith("  ")}
-    assert float(lines["drizzle"][1]) < 0.5 and int(lines["drizzle"][3]) + int(lines["sun"][3]) == 400
-    assert "warning: class 'drizzle' has recall" in printed
-    assert evaluation_json(base)["details"]["class_warnings"][0].startswith("class 'drizzle' has recall")
