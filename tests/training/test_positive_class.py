@@ -11,15 +11,17 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import recall_score
 
-from functions.common.bundle import JOBLIB_FILE
+from functions.common.bundle import JOBLIB_FILE, FeatureType
 from functions.common.gate import Confusion
 from functions.inference.model import load_model
 from tests.conftest import MakeJob
 from tests.training.jobs import evaluation_json, failure, metadata
 from training.contract import Layout
+from training.errors import TrainingFailure
 from training.feature_spec import FeatureSpec
 from training.features import model_inputs
 from training.hyperparameters import ALGORITHMS
+from training.onnx_export import bake_threshold, check_parity, to_onnx
 from training.pipeline import build_pipeline, fit
 from training.program import run
 
@@ -161,3 +163,16 @@ def test_balanced_class_weight_finds_more_of_a_rare_class_with_every_algorithm(a
         recalls.append(recall_score(target[scored], pipeline.predict(inputs[scored]), pos_label="drizzle"))
 
     assert recalls[1] > recalls[0] + 0.1
+
+
+def test_a_graph_answering_by_another_threshold_fails_the_parity_check(breast_cancer: pd.DataFrame) -> None:
+    types: dict[str, FeatureType] = {name: "numeric" for name in breast_cancer.columns if name != DIAGNOSIS}
+    spec = FeatureSpec(types, {name: name for name in types}, frozenset(), {})
+    pipeline = build_pipeline("classification", "logistic_regression", {"max_iter": 1000}, spec, 0)
+    fit(pipeline, breast_cancer, breast_cancer[DIAGNOSIS], None)
+    graph = to_onnx(pipeline, spec, "classification")
+    bake_threshold(graph, tuple(pipeline.classes_), "malignant", 0.9)
+
+    check_parity(graph, pipeline, breast_cancer, spec, "classification", ("malignant", 0.9))
+    with pytest.raises(TrainingFailure, match="rows get another label"):
+        check_parity(graph, pipeline, breast_cancer, spec, "classification", ("malignant", 0.1))
