@@ -18,6 +18,7 @@ import onnxruntime
 import pandas as pd
 
 from functions.common.bundle import (
+    LABEL_OUTPUT,
     METADATA_FILE,
     ONNX_FILE,
     PROBABILITIES_OUTPUT,
@@ -88,8 +89,11 @@ def champion_predictions(champion: Champion, inputs: pd.DataFrame, positions: np
     try:
         outputs = run_onnx(champion.model, inputs.iloc[positions], types, names, metadata.task)
         if metadata.task == "classification":
+            # Its own answers (a decision threshold may set them), placed as spread places the probabilities.
             probabilities = spread(outputs[PROBABILITIES_OUTPUT], positions, len(inputs))
-            return Predictions(metadata.classes, probabilities=probabilities)
+            answers = np.full(len(inputs), metadata.classes[0], dtype=object)
+            answers[positions] = np.asarray(outputs[LABEL_OUTPUT], dtype=object).ravel()
+            return Predictions.answered(metadata.classes, probabilities, answers)
         return Predictions(values=spread(outputs[VALUE_OUTPUT].reshape(-1), positions, len(inputs)))
     except Exception as exc:  # a graph can fail on these inputs in any way; each means "cannot compare"
         raise TrainingFailure(f"the champion model cannot be scored on the holdout: {exc!r}") from exc

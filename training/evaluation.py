@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from functions.common.bundle import FeatureType, Task
-from functions.common.scoring import Holdout, Predictions
+from functions.common.scoring import Holdout, Predictions, thresholded
 from training.holdout import Split
 
 
@@ -27,12 +27,19 @@ def spread(outputs: np.ndarray, positions: np.ndarray, rows: int) -> np.ndarray:
     return placed
 
 
-def pipeline_predictions(model: Any, task: Task, inputs: pd.DataFrame, positions: np.ndarray) -> Predictions:
-    """A fitted pipeline's outputs on the rows of ``inputs`` at ``positions`` (see :func:`spread`)."""
+def pipeline_predictions(
+    model: Any, task: Task, inputs: pd.DataFrame, positions: np.ndarray, decision: tuple[str, float] | None = None
+) -> Predictions:
+    """A fitted pipeline's outputs on the rows of ``inputs`` at ``positions`` (see :func:`spread`); ``decision``:
+    the positive class and the decision threshold the model answers by, as its exported graph will."""
     rows = inputs.iloc[positions]
     if task == "classification":
         labels = tuple(str(c) for c in model.classes_)
-        return Predictions(labels, probabilities=spread(model.predict_proba(rows), positions, len(inputs)))
+        probabilities = spread(model.predict_proba(rows), positions, len(inputs))
+        if decision is None:
+            return Predictions(labels, probabilities=probabilities)
+        chosen = thresholded(probabilities, labels.index(decision[0]), decision[1])
+        return Predictions(labels, probabilities=probabilities, chosen=chosen)
     return Predictions(values=spread(model.predict(rows), positions, len(inputs)))
 
 
@@ -44,10 +51,15 @@ def truth(task: Task, target: pd.Series) -> np.ndarray:
 
 
 def holdout(
-    task: Task, inputs: pd.DataFrame, target: pd.Series, split: Split, types: Mapping[str, FeatureType]
+    task: Task,
+    inputs: pd.DataFrame,
+    target: pd.Series,
+    split: Split,
+    types: Mapping[str, FeatureType],
+    positive_class: str | None = None,
 ) -> Holdout:
     """The labelled rows, with the split's positions: each feature alone is fitted on the challenger's fit rows and
-    scored on the scored rows. ``types``: the features the challenger uses."""
+    scored on the scored rows. ``types``: the features the challenger uses; ``positive_class``: the class F1 is of."""
     columns = {
         name: inputs[name].to_numpy(dtype=np.float64) if kind == "numeric" else inputs[name].to_numpy(dtype=object)
         for name, kind in types.items()
@@ -63,4 +75,5 @@ def holdout(
         feature_scored=split.scored,
         holdout_rows=len(split.holdout),
         champion_seen=split.champion_seen,
+        positive_class=positive_class,
     )

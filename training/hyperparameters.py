@@ -6,12 +6,14 @@ Unknown names are an error, so a typo never silently falls back to a default; Sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from functions.common import text_values
-from functions.common.bundle import TASKS, Task
+from functions.common.bundle import TASKS, Task, positive_label
 from functions.common.gate import (
     DEFAULT_MAX_SECONDARY_REGRESSION,
     DEFAULT_MAX_SINGLE_FEATURE_SCORE,
@@ -61,6 +63,28 @@ def _text(text: str) -> str:
     return text.strip()
 
 
+BALANCED = "balanced"
+# ``balanced`` (each class weighted inversely to its frequency, as scikit-learn computes it), or a weight per label.
+ClassWeight = str | dict[str, float]
+
+
+def _class_weight(text: str) -> ClassWeight:
+    if text.strip() == BALANCED:
+        return BALANCED
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f'must be {BALANCED!r} or a JSON object of label -> weight, e.g. {{"drizzle": 5}}')
+    weights = {}
+    for label, weight in value.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            raise ValueError(f"gives label {label!r} the weight {weight!r}; a weight must be a finite number > 0")
+        weights[label] = float(weight)
+    return weights
+
+
 KNOB_PARSERS: dict[str, Callable[[str], Knob]] = {
     "n_estimators": text_values.positive_int,
     "max_depth": text_values.positive_int,
@@ -86,6 +110,9 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "min_class_count": text_values.positive_int,
     "max_missing_fraction": text_values.fraction,
     "champion_version": _text,
+    "positive_class": _text,
+    "class_weight": _class_weight,
+    "decision_threshold": text_values.open_fraction,
     **GATE_PARSERS,
     **KNOB_PARSERS,
 }
@@ -129,6 +156,42 @@ class Hyperparameters:
     max_missing_fraction: float = 0.5
     champion_version: str | None = None
     allow_schema_change: bool = False
+    # Binary classification: the class F1 is of, and whose probability the decision threshold and drift baseline
+    # follow. None: the second of the two sorted labels.
+    positive_class: str | None = None
+    # Classification: per-class weights in the fit (None: every row counts the same).
+    class_weight: ClassWeight | None = None
+    # Binary classification: the positive class is predicted when its probability is at least this (None: the most
+    # probable class).
+    decision_threshold: float | None = None
+
+    def class_problems(self, task: Task, classes: Sequence[str]) -> list[str]:
+        """What is wrong with the class settings for a ``task`` target of these (sorted) ``classes``."""
+        problems = []
+        binary_only = {"positive_class": self.positive_class, "decision_threshold": self.decision_threshold}
+        for name, value in binary_only.items():
+            if value is not None and (task != "classification" or len(classes) != 2):
+                kind = task if task == "regression" else f"classification with {len(classes)} classes"
+                problems.append(f"hyperparameter {name!r} applies to binary classification only, not {kind}")
+        if self.positive_class is not None and len(classes) == 2 and self.positive_class not in classes:
+            problems.append(
+                f"hyperparameter 'positive_class'={self.positive_class!r} is not one of the target's classes "
+                f"{', '.join(map(repr, classes))}"
+            )
+        if self.class_weight is not None and task != "classification":
+            problems.append("hyperparameter 'class_weight' applies to classification only, not regression")
+        elif isinstance(self.class_weight, dict):
+            unknown = [label for label in self.class_weight if label not in classes]
+            if unknown:
+                problems.append(
+                    f"hyperparameter 'class_weight' names label(s) {', '.join(map(repr, unknown))} that are not "
+                    f"among the target's classes {', '.join(map(repr, classes))}"
+                )
+        return problems
+
+    def positive_label(self, classes: Sequence[str]) -> str | None:
+        """The positive class of a binary target of these sorted ``classes``; None for any other target."""
+        return positive_label(classes, self.positive_class)
 
     def knobs_for(self, task: Task) -> dict[str, Knob]:
         """The estimator knobs with defaults applied; fails when a set knob does not apply."""
@@ -192,6 +255,11 @@ class Hyperparameters:
             "max_missing_fraction": self.max_missing_fraction,
             "champion_version": self.champion_version,
             "allow_schema_change": str(self.allow_schema_change).lower(),
+            "positive_class": self.positive_class,
+            "class_weight": self.class_weight
+            if not isinstance(self.class_weight, dict)
+            else json.dumps(self.class_weight, ensure_ascii=False),
+            "decision_threshold": self.decision_threshold,
         }
         if self.numeric_features is not None:
             values["numeric_features"] = text_values.list_text(self.numeric_features)

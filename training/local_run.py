@@ -11,9 +11,10 @@ import shutil
 from collections.abc import Iterable, Mapping
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Any
 
 from functions.common.bundle import ARCHIVE_FILE
-from functions.common.gate import EVALUATION_FILE
+from functions.common.gate import EVALUATION_FILE, Confusion
 from training.contract import CHAMPION_CHANNEL, TRAIN_CHANNEL, Layout
 
 LOCAL_HOST = "algo-1"
@@ -68,12 +69,38 @@ def summary(layout: Layout) -> str:
     evaluation = json.loads((layout.output_data_dir / EVALUATION_FILE).read_text())
     metric = evaluation["metric"]
     lines = [f"bundle written to {layout.model_dir}"]
-    lines.append("holdout metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(evaluation["challenger"].items())))
+    positive = evaluation.get("positive_class")
+    of = f" (f1 of the positive class {positive!r})" if positive else ""
+    lines.append(
+        f"holdout metrics{of}: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(evaluation["challenger"].items()))
+    )
     if evaluation.get("champion"):
         lines.append(f"champion {metric} on the same holdout: {evaluation['champion'][metric]:.4f}")
+    lines.extend(_per_class(evaluation))
     lines.append(f"gate on {metric}: {'PASSED' if evaluation['passed'] else 'REJECTED'}")
     lines.extend(f"  - {reason}" for reason in evaluation["reasons"])
     return "\n".join(lines)
+
+
+def _per_class(evaluation: Mapping[str, Any]) -> list[str]:
+    """The challenger's precision, recall, F1 and support per class on the holdout (classification), and the job's
+    warnings about classes it misses."""
+    confusion = Confusion.from_dict(evaluation.get("challenger_confusion"))
+    if confusion is None:
+        return []
+    width = max(len("class"), *(len(label) for label in confusion.labels))
+    lines = [f"per class on the holdout:\n  {'class':<{width}}  precision  recall     f1  support"]
+    for i, label in enumerate(confusion.labels):
+        predicted = sum(row[i] for row in confusion.counts)
+        precision = None if not predicted else confusion.counts[i][i] / predicted
+        cells = [_rate(precision, 9), _rate(confusion.recall(label), 6), _rate(confusion.f1(label), 6)]
+        lines.append(f"  {label:<{width}}  {'  '.join(cells)}  {sum(confusion.counts[i]):>7}")
+    lines.extend(f"warning: {warning}" for warning in evaluation.get("details", {}).get("class_warnings", ()))
+    return lines
+
+
+def _rate(value: float | None, width: int) -> str:
+    return f"{'-' if value is None else f'{value:.3f}':>{width}}"
 
 
 def _copy_into(source: Path, target: Path, channel: str) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 import onnxruntime
 import pandas as pd
+from onnx import numpy_helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -38,6 +39,7 @@ from functions.common.bundle import (
     FeatureType,
     Task,
 )
+from functions.common.scoring import thresholded
 from training.errors import TrainingFailure
 from training.feature_spec import FeatureSpec
 from training.features import onnx_feeds
@@ -73,6 +75,46 @@ def to_onnx(pipeline: Any, spec: FeatureSpec, task: Task) -> onnx.ModelProto:
     _rename_values(model, dict(zip(outputs, ONNX_OUTPUTS[task], strict=True)))
     onnx.checker.check_model(model)
     return model
+
+
+def bake_threshold(model: onnx.ModelProto, classes: tuple[str, ...], positive: str, threshold: float) -> None:
+    """Make the graph's ``label`` the decision threshold's answer (:func:`functions.common.scoring.thresholded`):
+    ``positive`` when its probability is at least ``threshold``, else the other class. Serving, batch scoring and
+    Evaluate read ``label``, so they all answer by the threshold without knowing it. The converter's own label
+    (the most probable class) is left unused."""
+    graph = model.graph
+    taken = {name for node in graph.node for name in (*node.input, *node.output)}
+    prefix = next(
+        f"decision{n}_" for n in range(len(taken) + 1) if not any(t.startswith(f"decision{n}_") for t in taken)
+    )
+    for node in graph.node:
+        node.output[:] = [f"{prefix}most_probable" if name == LABEL_OUTPUT else name for name in node.output]
+    other = classes[1 - classes.index(positive)]
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(classes.index(positive), dtype=np.int64), f"{prefix}column"),
+            numpy_helper.from_array(np.array(threshold, dtype=np.float32), f"{prefix}threshold"),
+            numpy_helper.from_array(np.array([positive], dtype=object), f"{prefix}positive"),
+            numpy_helper.from_array(np.array([other], dtype=object), f"{prefix}other"),
+        ]
+    )
+    graph.node.extend(
+        [
+            onnx.helper.make_node(
+                "Gather", [PROBABILITIES_OUTPUT, f"{prefix}column"], [f"{prefix}probability"], axis=1,
+                name=f"{prefix}gather",
+            ),
+            # Less, not GreaterOrEqual (opset 12): the converters' graphs may be of opset 11.
+            onnx.helper.make_node(
+                "Less", [f"{prefix}probability", f"{prefix}threshold"], [f"{prefix}below"], name=f"{prefix}compare"
+            ),
+            onnx.helper.make_node(
+                "Where", [f"{prefix}below", f"{prefix}other", f"{prefix}positive"], [LABEL_OUTPUT],
+                name=f"{prefix}answer",
+            ),
+        ]
+    )  # fmt: skip
+    onnx.checker.check_model(model)
 
 
 def _float32_thresholds(pipeline: Any) -> Any:
@@ -144,12 +186,18 @@ def run_onnx(
 
 
 def check_parity(
-    model: onnx.ModelProto, pipeline: Any, probe: pd.DataFrame, spec: FeatureSpec, task: Task
+    model: onnx.ModelProto,
+    pipeline: Any,
+    probe: pd.DataFrame,
+    spec: FeatureSpec,
+    task: Task,
+    decision: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Run both models on ``probe`` fed as serving feeds ONNX; fail the job unless they agree."""
+    """Run both models on ``probe`` fed as serving feeds ONNX; fail the job unless they agree. ``decision``: the
+    positive class and decision threshold baked into the graph (:func:`bake_threshold`), if any."""
     found = run_onnx(session(model), probe, spec.types, spec.onnx_inputs, task)
     if task == "classification":
-        return _classification_parity(pipeline, probe, found[LABEL_OUTPUT], found[PROBABILITIES_OUTPUT])
+        return _classification_parity(pipeline, probe, found[LABEL_OUTPUT], found[PROBABILITIES_OUTPUT], decision)
     return _regression_parity(pipeline.predict(probe), np.asarray(found[VALUE_OUTPUT], dtype=np.float64))
 
 
@@ -157,7 +205,9 @@ def _fail(detail: str) -> TrainingFailure:
     return TrainingFailure(f"ONNX parity check failed: the exported model disagrees with scikit-learn: {detail}")
 
 
-def _classification_parity(pipeline: Any, probe: pd.DataFrame, labels: Any, probabilities: Any) -> dict[str, Any]:
+def _classification_parity(
+    pipeline: Any, probe: pd.DataFrame, labels: Any, probabilities: Any, decision: tuple[str, float] | None
+) -> dict[str, Any]:
     expected = pipeline.predict_proba(probe)
     classes = np.asarray([str(c) for c in pipeline.classes_], dtype=object)
     if probabilities.shape != expected.shape:
@@ -169,15 +219,22 @@ def _classification_parity(pipeline: Any, probe: pd.DataFrame, labels: Any, prob
             f"{int((difference > TOLERANCE).sum())} of {len(probe)} rows differ by more than {TOLERANCE} in a "
             f"class probability (worst: row {worst}, {difference[worst]:.3g})"
         )
-    ordered = np.sort(expected, axis=1)
-    # A near-tie between the top two classes may break either way in float32; anything else must match.
-    decisive = ordered[:, -1] - ordered[:, -2] > TOLERANCE
-    mismatched = decisive & (np.asarray(labels, dtype=object).ravel() != classes[expected.argmax(axis=1)])
+    if decision is None:
+        answers = expected.argmax(axis=1)
+        ordered = np.sort(expected, axis=1)
+        # A near-tie between the top two classes may break either way in float32; anything else must match.
+        decisive = ordered[:, -1] - ordered[:, -2] > TOLERANCE
+    else:
+        positive, threshold = list(classes).index(decision[0]), decision[1]
+        answers = thresholded(expected, positive, threshold)
+        # Likewise a probability next to the threshold.
+        decisive = np.abs(expected[:, positive] - threshold) > TOLERANCE
+    mismatched = decisive & (np.asarray(labels, dtype=object).ravel() != classes[answers])
     if mismatched.any():
         row = int(np.flatnonzero(mismatched)[0])
         raise _fail(
             f"{int(mismatched.sum())} of {len(probe)} rows get another label "
-            f"(e.g. row {row}: ONNX {labels[row]!r}, scikit-learn {classes[expected[row].argmax()]!r})"
+            f"(e.g. row {row}: ONNX {labels[row]!r}, scikit-learn {classes[answers[row]]!r})"
         )
     return {"rows": len(probe), "max_probability_difference": float(difference.max())}
 

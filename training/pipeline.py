@@ -26,6 +26,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import pandas as pd
 from skl2onnx.sklapi import CastTransformer
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
@@ -41,10 +42,11 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+from sklearn.utils.class_weight import compute_sample_weight
 
 from functions.common.bundle import Task
 from training.feature_spec import FeatureSpec
-from training.hyperparameters import Knob
+from training.hyperparameters import ClassWeight, Knob
 
 PREPROCESS_STEP = "preprocess"
 # The ColumnTransformer's branches: their names are how training.bundle_writer finds the encoders.
@@ -56,8 +58,12 @@ FLOAT64_ALGORITHMS = frozenset({"hist_gradient_boosting"})
 ESTIMATOR_STEP = "estimator"
 
 
-def build_estimator(task: Task, algorithm: str, knobs: Mapping[str, Knob], seed: int) -> Any:
-    params = dict(knobs)
+def build_estimator(
+    task: Task, algorithm: str, knobs: Mapping[str, Knob], seed: int, class_weight: ClassWeight | None = None
+) -> Any:
+    params: dict[str, Any] = dict(knobs)
+    if class_weight is not None and task == "classification" and algorithm != "gradient_boosting":
+        params["class_weight"] = class_weight  # gradient_boosting has none: see fit
     if algorithm == "logistic_regression":
         if task == "classification":
             return LogisticRegression(**params)
@@ -86,7 +92,14 @@ def _one_hot(categories: Any = "auto") -> OneHotEncoder:
     return OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False)
 
 
-def build_pipeline(task: Task, algorithm: str, knobs: Mapping[str, Knob], spec: FeatureSpec, seed: int) -> Pipeline:
+def build_pipeline(
+    task: Task,
+    algorithm: str,
+    knobs: Mapping[str, Knob],
+    spec: FeatureSpec,
+    seed: int,
+    class_weight: ClassWeight | None = None,
+) -> Pipeline:
     types = spec.model_types
     numeric = [name for name, kind in types.items() if kind == "numeric"]
     categorical = [name for name, kind in types.items() if kind == "categorical" and name not in spec.capped]
@@ -108,6 +121,16 @@ def build_pipeline(task: Task, algorithm: str, knobs: Mapping[str, Knob], spec: 
     return Pipeline(
         [
             (PREPROCESS_STEP, ColumnTransformer(branches)),
-            (ESTIMATOR_STEP, build_estimator(task, algorithm, knobs, seed)),
+            (ESTIMATOR_STEP, build_estimator(task, algorithm, knobs, seed, class_weight)),
         ]
     )
+
+
+def fit(pipeline: Pipeline, inputs: pd.DataFrame, target: pd.Series, class_weight: ClassWeight | None) -> None:
+    """Fit the pipeline. Classic gradient boosting takes no ``class_weight``, so its rows carry their class's weight
+    instead (the same weights: scikit-learn's other estimators multiply them into the rows' weights too)."""
+    if class_weight is not None and isinstance(pipeline.named_steps[ESTIMATOR_STEP], GradientBoostingClassifier):
+        weights = compute_sample_weight(class_weight, target)
+        pipeline.fit(inputs, target, **{f"{ESTIMATOR_STEP}__sample_weight": weights})
+    else:
+        pipeline.fit(inputs, target)

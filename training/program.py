@@ -23,7 +23,7 @@ import numpy as np
 
 from functions.common.bundle import ModelMetadata
 from functions.common.gate import EVALUATION_FILE, Evaluation, decide
-from functions.common.scoring import metrics, score
+from functions.common.scoring import class_warnings, metrics, score
 from training.baseline import build_baseline
 from training.bundle_writer import describe_features, library_versions, utc_now, write_bundle
 from training.champion import Champion, champion_predictions, load_champion
@@ -42,8 +42,8 @@ from training.errors import TrainingFailure
 from training.evaluation import holdout, pipeline_predictions, truth
 from training.holdout import Rows, Split, labelled_rows, split
 from training.hyperparameters import Hyperparameters, parse_hyperparameters
-from training.onnx_export import check_parity, parity_probe, to_onnx
-from training.pipeline import build_pipeline, parallelism
+from training.onnx_export import bake_threshold, check_parity, parity_probe, to_onnx
+from training.pipeline import build_pipeline, fit, parallelism
 from training.row_ids import write_fit_rows
 from training.serving_estimate import estimate_serving_load
 from training.serving_load import check_serving_load
@@ -135,14 +135,19 @@ def train(layout: Layout, work_dir: Path) -> None:
     estimate = estimate_serving_load(hp, task, knobs, dataset.spec, train_x, train_y, work_dir)
     if estimate:
         say(f"serving load estimated from a fit on {estimate['sample_rows']} rows: {estimate}")
-    pipeline = build_pipeline(task, hp.algorithm, knobs, dataset.spec, hp.random_seed)
+    pipeline = build_pipeline(task, hp.algorithm, knobs, dataset.spec, hp.random_seed, hp.class_weight)
     say(f"fitting on {len(train_x)} rows: {parallelism()}")
     started = time.monotonic()
-    pipeline.fit(train_x, train_y)
+    fit(pipeline, train_x, train_y, hp.class_weight)
     fit_seconds = round(time.monotonic() - started, 1)
     say(f"fitted in {fit_seconds} s")
-    mine = pipeline_predictions(pipeline, task, dataset.inputs, parts.holdout)
-    challenger = metrics(task, truth(task, holdout_y), mine.take(parts.holdout)) or {}
+    classes = tuple(str(c) for c in pipeline.classes_) if task == "classification" else ()
+    positive = hp.positive_label(classes)
+    decision = None if positive is None or hp.decision_threshold is None else (positive, hp.decision_threshold)
+    if positive is not None:
+        say(f"positive class (F1, decision threshold, drift baseline): {positive!r}")
+    mine = pipeline_predictions(pipeline, task, dataset.inputs, parts.holdout, decision)
+    challenger = metrics(task, truth(task, holdout_y), mine.take(parts.holdout), positive) or {}
 
     details: dict[str, Any] = {
         "task": task,
@@ -154,7 +159,7 @@ def train(layout: Layout, work_dir: Path) -> None:
     if estimate:
         details["serving_estimate"] = estimate
     scores = score(
-        holdout(task, dataset.inputs, dataset.target, parts, dataset.spec.model_types),
+        holdout(task, dataset.inputs, dataset.target, parts, dataset.spec.model_types, positive),
         mine,
         None if compared is None else champion_predictions(compared, dataset.inputs, parts.scored),
         min_slice_rows=settings.min_slice_rows,
@@ -164,11 +169,17 @@ def train(layout: Layout, work_dir: Path) -> None:
     # Both on the rows the gate scores, so the two series compare.
     log_metrics(scores.challenger)
     log_metrics(scores.champion, CHAMPION_PREFIX)
+    if scores.challenger_confusion is not None:
+        details["class_warnings"] = list(class_warnings(scores.challenger_confusion))
+        for warning in details["class_warnings"]:
+            say(f"warning: {warning}")
     verdict = decide(settings, scores)
 
     onnx_model = to_onnx(pipeline, dataset.spec, task)
+    if decision is not None:
+        bake_threshold(onnx_model, classes, *decision)
     details["onnx_parity"] = check_parity(
-        onnx_model, pipeline, parity_probe(holdout_x, dataset.feature_types), dataset.spec, task
+        onnx_model, pipeline, parity_probe(holdout_x, dataset.feature_types), dataset.spec, task, decision
     )
     say(f"ONNX parity: {details['onnx_parity']}")
     # Before model/ holds anything: a job that fails here leaves no bundle behind.
@@ -183,11 +194,13 @@ def train(layout: Layout, work_dir: Path) -> None:
         task=task,
         target=hp.target,
         features=describe_features(pipeline, train_x, dataset.spec),
-        classes=tuple(str(c) for c in pipeline.classes_) if task == "classification" else (),
+        classes=classes,
         algorithm=hp.algorithm,
         primary_metric=settings.metric,
         metrics=challenger,
-        baseline=build_baseline(dataset.inputs, dataset.spec, pipeline, task, holdout_x).to_dict(),
+        baseline=build_baseline(
+            dataset.inputs, dataset.spec, pipeline, task, holdout_x, positive, hp.decision_threshold
+        ).to_dict(),
         training_data={
             "sha256": data.sha256,
             "files": list(data.files),
@@ -200,6 +213,8 @@ def train(layout: Layout, work_dir: Path) -> None:
         libraries=library_versions(),
         created_at=utc_now(),
         warnings=dataset.warnings,
+        positive_class=positive,
+        decision_threshold=hp.decision_threshold,
     )
     # Before write_bundle seals the bundle, which records this member's checksum.
     write_fit_rows(layout.model_dir, rows.hashes[parts.train])
@@ -212,6 +227,7 @@ def train(layout: Layout, work_dir: Path) -> None:
         task=task,
         champion_version=hp.champion_version,
         details=details,
+        positive_class=positive,
     )
     layout.output_data_dir.mkdir(parents=True, exist_ok=True)
     (layout.output_data_dir / EVALUATION_FILE).write_text(json.dumps(evaluation.to_dict(), indent=2))

@@ -238,11 +238,12 @@ def validate(frame: pd.DataFrame, hp: Hyperparameters, champion: ModelMetadata |
     feature_types = _feature_types(labelled, hp, problems)
     spec, warnings = _feature_spec(labelled, feature_types, hp, problems)
     task: Task = hp.task or (infer_task(labelled[hp.target]) if has_target else "regression")
+    classes = sorted(class_labels(labelled[hp.target]).unique()) if has_target and task == "classification" else []
     if has_target:
         _check_target(labelled[hp.target], task, hp, problems)
+        problems += hp.class_problems(task, classes)
     schema_change = None
     if champion is not None and has_target:
-        classes = sorted(class_labels(labelled[hp.target]).unique()) if task == "classification" else []
         differences = schema_differences(champion, hp.target, task, feature_types, classes)
         if differences and hp.allow_schema_change:
             schema_change = "the model schema differs from the champion's: " + "; ".join(differences)

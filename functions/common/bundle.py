@@ -67,6 +67,14 @@ class BundleError(Exception):
     """The bundle is missing, incomplete, tampered with or of an unknown format."""
 
 
+def positive_label(classes: Sequence[str], positive_class: str | None = None) -> str | None:
+    """The positive class among a classifier's ``classes``: ``positive_class`` when given, else the second; None
+    unless there are two classes."""
+    if len(classes) != 2:
+        return None
+    return classes[1] if positive_class is None else positive_class
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
@@ -131,10 +139,21 @@ class ModelMetadata:
     # What training noticed about the data and did not fail on (e.g. an id-like column, a constant column the model
     # ignores), as shown in the job log.
     warnings: tuple[str, ...] = ()
+    # Binary classification: the class F1 is of and whose probability the decision threshold and the drift baseline
+    # follow. None (and in bundles written before it was recorded): the second of the sorted classes.
+    positive_class: str | None = None
+    # Binary classification: the graph's ``label`` is the positive class when its probability is at least this
+    # (baked into model.onnx); None: the most probable class.
+    decision_threshold: float | None = None
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
+
+    @property
+    def positive_label(self) -> str | None:
+        """The positive class of a binary classifier; None for any other model."""
+        return positive_label(self.classes, self.positive_class) if self.task == "classification" else None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -168,6 +187,10 @@ class ModelMetadata:
                 files={str(k): str(v) for k, v in data.get("files", {}).items()},
                 format_version=version,
                 warnings=tuple(str(w) for w in data.get("warnings", ())),
+                positive_class=None if data.get("positive_class") is None else str(data["positive_class"]),
+                decision_threshold=None
+                if data.get("decision_threshold") is None
+                else float(data["decision_threshold"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"metadata is malformed: {exc!r}") from exc

@@ -522,12 +522,16 @@ class Evaluation:
     task: str | None = None
     champion_version: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # Binary classification: the class ``f1`` is of (the run's ``positive_class``). None: not binary, or an older
+    # evaluation (the second of the sorted classes).
+    positive_class: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         scores = self.scores
         return {
             **{f.name: getattr(self.settings, f.name) for f in fields(self.settings)},
             "task": self.task,
+            "positive_class": self.positive_class,
             "holdout_rows": scores.holdout_rows,
             "champion_seen_rows": scores.champion_seen_rows,
             "scored_rows": scores.scored_rows,
@@ -611,6 +615,7 @@ class Evaluation:
                 task=_optional_text(data.get("task") or details.get("task")),
                 champion_version=data.get("champion_version"),
                 details=details,
+                positive_class=_optional_text(data.get("positive_class")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise GateError(f"evaluation is malformed: {exc!r}") from exc
@@ -620,9 +625,19 @@ def reassess(evaluation: Evaluation, hyperparameters: Mapping[str, str]) -> Verd
     """The verdict recomputed from the scores recorded in ``evaluation``, under the gate settings among
     ``hyperparameters`` (the workflow's pinned ones, as strings); the task is the evaluation's.
 
-    Fails closed (not passed, with the reason) on an evaluation that records no trusted rows (an older one) or
-    no task; raises :class:`GateError` when the settings themselves are invalid.
+    Fails closed (not passed, with the reason) on an evaluation that records no trusted rows (an older one), no
+    task, or F1 of another class than the pinned ``positive_class``; raises :class:`GateError` when the settings
+    themselves are invalid.
     """
     if evaluation.task not in TASK_METRICS:
         return Verdict(False, (f"the evaluation records no known task ({evaluation.task!r}): it cannot be reassessed",))
+    positive = hyperparameters.get("positive_class") or None
+    if positive is not None and evaluation.positive_class != positive:
+        return Verdict(
+            False,
+            (
+                f"the evaluation scored F1 of the class {evaluation.positive_class!r}, not the pinned positive_class "
+                f"{positive!r}: it cannot be reassessed",
+            ),
+        )
     return decide(parse_gate_settings(hyperparameters, evaluation.task), evaluation.scores)

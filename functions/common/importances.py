@@ -70,8 +70,8 @@ class Importances:
         }
 
 
-def _metric(task: Task, metric: str, truth: np.ndarray, predictions: Predictions) -> float | None:
-    return (metrics(task, truth, predictions) or {}).get(metric)
+def _metric(task: Task, metric: str, truth: np.ndarray, predictions: Predictions, positive: str | None) -> float | None:
+    return (metrics(task, truth, predictions, positive) or {}).get(metric)
 
 
 def permutation_importances(
@@ -81,6 +81,7 @@ def permutation_importances(
     columns: Mapping[str, np.ndarray],
     metric: str,
     *,
+    positive: str | None = None,
     max_rows: int = MAX_ROWS,
     max_predicted_rows: int = MAX_PREDICTED_ROWS,
     repeats: int = REPEATS,
@@ -89,13 +90,13 @@ def permutation_importances(
     """Each feature of ``columns`` (all the model's inputs, row for row with ``truth``) shuffled ``repeats`` times
     on a sample of at most ``max_rows`` rows, fewer when the model would otherwise predict more than
     ``max_predicted_rows`` rows; None when ``metric`` is undefined on the unshuffled sample (no rows, one class for
-    ROC AUC)."""
+    ROC AUC). ``positive``: a binary classifier's positive class, as the gate scores it."""
     rng = np.random.default_rng(seed)
     bound = min(max_rows, max(1, max_predicted_rows // (len(columns) * repeats + 1)))
     sample = np.sort(rng.choice(len(truth), size=min(len(truth), bound), replace=False))
     truth = truth[sample]
     columns = {name: column[sample] for name, column in columns.items()}
-    baseline = _metric(task, metric, truth, predict(columns))
+    baseline = _metric(task, metric, truth, predict(columns), positive)
     if baseline is None:
         return None
     rows, sign = len(truth), 1.0 if higher_is_better(metric) else -1.0
@@ -106,7 +107,7 @@ def permutation_importances(
         shuffled = np.concatenate([column[rng.permutation(rows)] for _ in range(repeats)])
         outputs = predict({**tiled, name: shuffled})
         scores = [
-            _metric(task, metric, truth, outputs.take(np.arange(repeat * rows, (repeat + 1) * rows)))
+            _metric(task, metric, truth, outputs.take(np.arange(repeat * rows, (repeat + 1) * rows)), positive)
             for repeat in range(repeats)
         ]
         drops = np.array([sign * (baseline - score) for score in scores if score is not None])

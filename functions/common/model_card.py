@@ -20,8 +20,6 @@ from functions.common.bundle import ModelMetadata
 from functions.common.importances import EVALUATION_KEY as IMPORTANCES
 
 FORMAT = 1
-# A class whose recall on the trusted holdout rows is below this is named among the warnings.
-LOW_RECALL = 0.5
 # Categories listed per feature in the Markdown rendering (the JSON card lists them all).
 LISTED_CATEGORIES = 12
 
@@ -83,10 +81,8 @@ def _warnings(metadata: ModelMetadata, evaluation: Mapping[str, Any]) -> list[st
     held = _mapping(evaluation.get("feedback_held_out"))
     if held.get("rows"):
         found.append(f"{held['rows']} feedback rows held out of training and scoring as values new to the champion")
-    for label, facts in _mapping(_mapping(evaluation.get("challenger_confusion")).get("per_class")).items():
-        recall = _mapping(facts).get("recall")
-        if recall is not None and recall < LOW_RECALL:
-            found.append(f"class {label!r} has a low recall: {recall:.2f} on {facts.get('rows')} trusted holdout rows")
+    # Classes the model misses most of: scoring.class_warnings words them, on Evaluate's holdout.
+    found.extend(_mapping(evaluation.get("details")).get("class_warnings") or ())
     found.extend(f"training: {warning}" for warning in metadata.warnings)
     return found
 

@@ -4,8 +4,9 @@ A model is scored by its outputs on the holdout rows (:class:`Predictions`: clas
 same code serves the training job, which predicts with its fitted pipeline, and a step that only runs ONNX bundles.
 
 Metrics, the same for the challenger and the champion: classification ``accuracy``, ``f1`` and ``roc_auc`` (of the
-positive class ``labels[1]`` when binary; macro F1 and one-vs-rest macro ROC AUC otherwise) and ``log_loss``; the
-predicted class is the most probable one (the first on a tie). Regression: ``rmse``, ``mae``, ``r2``. Each equals
+positive class when binary: the run's ``positive_class``, else ``labels[1]``; macro F1 and one-vs-rest macro ROC AUC
+otherwise) and ``log_loss``; the predicted class is the model's answer when it says one (a decision threshold's),
+else the most probable one (the first on a tie). Regression: ``rmse``, ``mae``, ``r2``. Each equals
 scikit-learn's (ROC AUC averages the ranks of ties; log loss clips probabilities to [eps, 1 - eps]; F1 of a class
 neither present nor predicted is 0; r2 on constant targets is 1 when exact, else 0). A metric undefined on the rows
 (ROC AUC on one class, r2 on one row, a true class the model does not know) is left out, so the gate says it cannot
@@ -26,6 +27,8 @@ import numpy as np
 from functions.common.bundle import FeatureType, Task
 from functions.common.gate import Confusion, Scores, Slice
 
+# A class the model finds less than this share of is reported (seattle weather's drizzle: recall 0.09).
+MIN_CLASS_RECALL = 0.5
 # Numeric features are cut at this many quantiles of the fit rows to score them alone: fine enough that a feature
 # which sorts the target (an id numbered by outcome) reaches a near-perfect score.
 SINGLE_FEATURE_BINS = 100
@@ -45,6 +48,9 @@ class Predictions:
     probabilities: np.ndarray | None = None
     # Regression: (n,) predicted values.
     values: np.ndarray | None = None
+    # Classification: each row's answer as a position in ``labels`` when the model says it (a graph's ``label``
+    # output, which a decision threshold may set); None: the most probable class (the first on a tie).
+    chosen: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.probabilities is not None:
@@ -59,6 +65,21 @@ class Predictions:
             object.__setattr__(self, "values", np.asarray(self.values, dtype=np.float64).reshape(-1))
         if (self.probabilities is None) == (self.values is None):
             raise ScoringError("predictions hold either class probabilities or values, not both or neither")
+        if self.chosen is not None:
+            chosen = np.asarray(self.chosen, dtype=np.int64).reshape(-1)
+            if len(chosen) != len(self) or self.probabilities is None:
+                raise ScoringError(f"{len(chosen)} answers for {len(self)} rows of class probabilities")
+            object.__setattr__(self, "chosen", chosen)
+
+    @classmethod
+    def answered(cls, labels: tuple[str, ...], probabilities: np.ndarray, answers: np.ndarray) -> Predictions:
+        """A classifier's probabilities and its answers (labels, e.g. a graph's ``label`` output)."""
+        index = {label: i for i, label in enumerate(labels)}
+        strange = sorted({str(answer) for answer in answers.tolist() if answer not in index})
+        if strange:
+            raise ScoringError(f"the model answers label(s) {', '.join(map(repr, strange))} outside its classes")
+        chosen = np.fromiter((index[answer] for answer in answers.tolist()), dtype=np.int64, count=len(answers))
+        return cls(labels, probabilities=probabilities, chosen=chosen)
 
     def __len__(self) -> int:
         outputs = self.probabilities if self.probabilities is not None else self.values
@@ -67,14 +88,23 @@ class Predictions:
 
     def take(self, positions: np.ndarray) -> Predictions:
         if self.probabilities is not None:
-            return Predictions(self.labels, probabilities=self.probabilities[positions])
+            chosen = None if self.chosen is None else self.chosen[positions]
+            return Predictions(self.labels, probabilities=self.probabilities[positions], chosen=chosen)
         assert self.values is not None
         return Predictions(values=self.values[positions])
 
     def indices(self) -> np.ndarray:
         """Classification: each row's predicted class, as a position in ``labels``."""
         assert self.probabilities is not None, "regression predictions have no classes"
+        if self.chosen is not None:
+            return self.chosen
         return np.asarray(self.probabilities.argmax(axis=1), dtype=np.int64)
+
+
+def thresholded(probabilities: np.ndarray, positive: int, threshold: float) -> np.ndarray:
+    """Each row's answer, as a position among two classes, when the positive one (column ``positive``) is answered
+    at a probability of at least ``threshold``: the rule a decision threshold bakes into a model's graph."""
+    return np.where(np.asarray(probabilities)[:, positive] >= threshold, positive, 1 - positive).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -99,6 +129,8 @@ class Holdout:
     holdout_rows: int
     # Holdout rows the champion was fitted on, excluded from scoring; None: unknown, or no champion.
     champion_seen: int | None
+    # Binary classification: the class F1 is of (None: each model's second class).
+    positive_class: str | None = None
 
     def __post_init__(self) -> None:
         rows = len(self.truth)
@@ -138,7 +170,15 @@ def _f1(actual: np.ndarray, predicted: np.ndarray) -> float:
     return 2 * hits / support if support else 0.0
 
 
-def _classification(truth: np.ndarray, predictions: Predictions) -> dict[str, float]:
+def _positive(labels: tuple[str, ...], positive: str | None) -> int:
+    if positive is None:
+        return 1
+    if positive not in labels:
+        raise ScoringError(f"the positive class {positive!r} is not one of the model's classes {labels}")
+    return labels.index(positive)
+
+
+def _classification(truth: np.ndarray, predictions: Predictions, positive: str | None) -> dict[str, float]:
     labels, probabilities = predictions.labels, predictions.probabilities
     assert probabilities is not None
     chosen = predictions.indices()
@@ -147,8 +187,9 @@ def _classification(truth: np.ndarray, predictions: Predictions) -> dict[str, fl
     known = actual.any(axis=1).all()
     predicted = chosen[:, None] == np.arange(len(labels))
     if len(labels) == 2:
-        f1 = _f1(actual[:, 1], predicted[:, 1])
-        auc = roc_auc(actual[:, 1], probabilities[:, 1])
+        i = _positive(labels, positive)
+        f1 = _f1(actual[:, i], predicted[:, i])
+        auc = roc_auc(actual[:, i], probabilities[:, i])
     else:
         f1 = float(np.mean([_f1(actual[:, i], predicted[:, i]) for i in range(len(labels))]))
         # One-vs-rest needs every row's class among the model's.
@@ -185,14 +226,19 @@ def _regression(truth: np.ndarray, predictions: Predictions) -> dict[str, float]
     }
 
 
-def metrics(task: Task, truth: np.ndarray, predictions: Predictions) -> dict[str, float] | None:
+def metrics(
+    task: Task, truth: np.ndarray, predictions: Predictions, positive: str | None = None
+) -> dict[str, float] | None:
     """One model's metrics on some rows (``truth`` and ``predictions`` row for row); None without rows.
-    A metric undefined on them is left out."""
+    A metric undefined on them is left out. ``positive``: a binary classifier's positive class (None: its second)."""
     if len(truth) != len(predictions):
         raise ScoringError(f"{len(predictions)} predictions for {len(truth)} rows")
     if not len(truth):
         return None
-    found = _classification(truth, predictions) if task == "classification" else _regression(truth, predictions)
+    if task == "classification":
+        found = _classification(truth, predictions, positive)
+    else:
+        found = _regression(truth, predictions)
     return {name: value for name, value in found.items() if math.isfinite(value)}
 
 
@@ -205,6 +251,20 @@ def confusion(truth: np.ndarray, predictions: Predictions) -> Confusion:
     counts = np.zeros((len(labels), len(labels)), dtype=np.int64)
     np.add.at(counts, (actual[known], predictions.indices()[known]), 1)
     return Confusion(labels, tuple(tuple(int(n) for n in row) for row in counts))
+
+
+def class_warnings(matrix: Confusion) -> tuple[str, ...]:
+    """A warning per class whose recall is below :data:`MIN_CLASS_RECALL`: the model misses most of its rows."""
+    found = []
+    for i, label in enumerate(matrix.labels):
+        recall = matrix.recall(label)
+        if recall is not None and recall < MIN_CLASS_RECALL:
+            found.append(
+                f"class {label!r} has recall {recall:.2f} on {sum(matrix.counts[i])} holdout rows (below "
+                f"{MIN_CLASS_RECALL}): the model misses most of it; class_weight (or, binary, decision_threshold) "
+                "trades other classes' precision for it"
+            )
+    return tuple(found)
 
 
 def _is_missing(value: object) -> bool:
@@ -342,8 +402,8 @@ def slices(holdout: Holdout, challenger: Predictions, champion: Predictions, min
                     feature=name,
                     level=str(level),
                     rows=rows,
-                    challenger=metrics(holdout.task, truth, challenger.take(positions)),
-                    champion=metrics(holdout.task, truth, champion.take(positions)),
+                    challenger=metrics(holdout.task, truth, challenger.take(positions), holdout.positive_class),
+                    champion=metrics(holdout.task, truth, champion.take(positions), holdout.positive_class),
                 )
             )
     return tuple(found)
@@ -366,7 +426,7 @@ def score(
             raise ScoringError(f"the {who}'s predictions cover {len(predictions)} rows, the holdout {len(truth)}")
 
     def on(predictions: Predictions, positions: np.ndarray) -> dict[str, float] | None:
-        return metrics(task, truth[positions], predictions.take(positions))
+        return metrics(task, truth[positions], predictions.take(positions), holdout.positive_class)
 
     def matrix(predictions: Predictions) -> Confusion | None:
         if task != "classification":

@@ -81,13 +81,11 @@ class Model:
     def task(self) -> str:
         return self.metadata.task
 
-    def outputs(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        """The graph's scores as an array: each row's class probabilities (columns in the order of
-        ``metadata.classes``), or each row's value."""
+    def outputs(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The graph's outputs by name (``ONNX_OUTPUTS``): each row's label and class probabilities (columns in the
+        order of ``metadata.classes``), or each row's value."""
         feeds = {self._inputs[name]: column for name, column in columns.items()}
-        if self.metadata.task == "classification":
-            return np.asarray(self._session.run(self._outputs[1:], feeds)[0])
-        return np.asarray(self._session.run(self._outputs, feeds)[0]).ravel()
+        return dict(zip(self._outputs, self._session.run(self._outputs, feeds), strict=True))
 
     def predict(self, columns: dict[str, np.ndarray]) -> Classification | Regression:
         feeds = {self._inputs[name]: column for name, column in columns.items()}

@@ -5,9 +5,10 @@ The pairs are joined by Athena (:func:`functions.monitor.queries.join_query`, by
 served finds no capture and is counted unmatched. What comes back are aggregates, :class:`Labelled`, and every
 metric is computed from them (none needs a pair of its own):
 
-- Classification, from the (true, predicted) counts: accuracy, and F1: of the positive class ``classes[1]`` for a
-  binary model (the class whose probability the baseline tracks), else the macro average over every label seen in
-  truth or predictions. A class never predicted nor true has no F1; a class with no true positive has F1 0.
+- Classification, from the (true, predicted) counts: accuracy, and F1: of the positive class for a binary model (the
+  champion's metadata's ``positive_class``, else ``classes[1]``: the class whose probability the baseline tracks),
+  else the macro average over every label seen in truth or predictions. A class never predicted nor true has no
+  F1; a class with no true positive has F1 0.
 - Regression, from the error sums: RMSE and MAE.
 
 Standard library only.
@@ -51,12 +52,13 @@ def _f1(confusion: Confusion, positive: str) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def f1(confusion: Confusion, classes: Sequence[str]) -> float:
-    """F1 of ``classes[1]`` for two classes, else the macro F1 over the labels in truth or predictions."""
+def f1(confusion: Confusion, classes: Sequence[str], positive: str | None = None) -> float:
+    """F1 of the positive class for two classes (``positive``, else ``classes[1]``), else the macro F1 over the labels
+    in truth or predictions."""
     if not sum(confusion.values()):
         raise ValueError("F1 of no pairs")
     if len(classes) == 2:
-        return _f1(confusion, classes[1])
+        return _f1(confusion, classes[1] if positive is None else positive)
     labels = sorted({label for pair, n in confusion.items() if n for label in pair})
     return sum(_f1(confusion, label) for label in labels) / len(labels)
 
@@ -73,9 +75,12 @@ def mae(scored: int, absolute_error: float) -> float:
     return absolute_error / scored
 
 
-def live_quality(labelled: Labelled, task: Task, classes: Sequence[str]) -> dict[str, float]:
-    """``accuracy`` and ``f1`` (classification) or ``rmse`` and ``mae`` (regression) over pairs whose prediction
-    has an answer (a label or a finite value); empty when none has."""
+def live_quality(
+    labelled: Labelled, task: Task, classes: Sequence[str], positive: str | None = None
+) -> dict[str, float]:
+    """``accuracy`` and ``f1`` (classification; ``positive``: a binary model's positive class, else ``classes[1]``)
+    or ``rmse`` and ``mae`` (regression) over pairs whose prediction has an answer (a label or a finite value);
+    empty when none has."""
     if task == "regression":
         if not labelled.scored:
             return {}
@@ -85,4 +90,4 @@ def live_quality(labelled: Labelled, task: Task, classes: Sequence[str]) -> dict
         }
     if not sum(labelled.confusion.values()):
         return {}
-    return {"accuracy": accuracy(labelled.confusion), "f1": f1(labelled.confusion, classes)}
+    return {"accuracy": accuracy(labelled.confusion), "f1": f1(labelled.confusion, classes, positive)}

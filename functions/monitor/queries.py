@@ -115,14 +115,16 @@ def feature_distributions(baseline: Baseline) -> list[Distribution]:
     ]
 
 
-def prediction_distributions(baseline: Baseline, task: Task, classes: Sequence[str]) -> list[Distribution]:
-    """What the model answered: ``label`` (and ``positive_probability``, binary: the probability of
-    ``classes[1]``), or ``value`` (regression)."""
+def prediction_distributions(
+    baseline: Baseline, task: Task, classes: Sequence[str], positive: str | None = None
+) -> list[Distribution]:
+    """What the model answered: ``label`` (and ``positive_probability``, binary: the probability of its positive
+    class, ``positive`` or else ``classes[1]``, as training's baseline has it), or ``value`` (regression)."""
     if task == "regression":
         return [Distribution("value", baseline.prediction, finite(identifier("value")))]
     found = [Distribution("label", baseline.prediction, identifier("label"))]
     if baseline.positive_probability is not None and len(classes) == 2:
-        probability = _json_number("probabilities", classes[1])
+        probability = _json_number("probabilities", classes[1] if positive is None else positive)
         found.append(Distribution("positive_probability", baseline.positive_probability, probability))
     return found
 

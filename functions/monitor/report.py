@@ -145,10 +145,11 @@ def evaluate(
         raise ValueError(f"model {version} has no valid task in its metadata: {task!r}")
     task = cast(Task, task)
     classes = [str(c) for c in metadata.get("classes", ())]
+    positive = None if metadata.get("positive_class") is None else str(metadata["positive_class"])
     notes: list[str] = []
     quality: dict[str, float] = {}
     if labelled.count >= limits.min_feedback:
-        quality = live_quality(labelled, task, classes)
+        quality = live_quality(labelled, task, classes, positive)
     else:
         notes.append(f"{labelled.count} labelled predictions, fewer than {limits.min_feedback}: no quality metric")
 
@@ -172,7 +173,7 @@ def evaluate(
     except DistributionError as exc:
         notes.append(f"the model's metadata has no usable drift baseline: {exc}")
         return WindowReport(status="no_baseline", notes=tuple(notes), **common)
-    predictions = {d.name: d.summary for d in prediction_distributions(reference, task, classes)}
+    predictions = {d.name: d.summary for d in prediction_distributions(reference, task, classes, positive)}
     return WindowReport(
         status="ok",
         features=drift_scores(reference.features, live.features),

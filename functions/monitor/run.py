@@ -116,7 +116,11 @@ def _live_counts(
     else:
         classes = [str(c) for c in metadata.get("classes", ())]
         features = queries.feature_distributions(reference)
-        live, result = count_live(athena, window, features, queries.prediction_distributions(reference, task, classes))
+        positive = metadata.get("positive_class")
+        answers = queries.prediction_distributions(
+            reference, task, classes, None if positive is None else str(positive)
+        )
+        live, result = count_live(athena, window, features, answers)
     ran.append(result)
     return live
 

@@ -38,7 +38,10 @@ from functions.common import importances, scoring, text_values
 from functions.common.bundle import (
     ARCHIVE_FILE,
     FIT_ROWS_DTYPE,
+    LABEL_OUTPUT,
     MISSING_CATEGORY,
+    PROBABILITIES_OUTPUT,
+    VALUE_OUTPUT,
     BundleError,
     ModelMetadata,
     open_bundle,
@@ -229,12 +232,19 @@ def predictions(model: Model, columns: Mapping[str, np.ndarray]) -> scoring.Pred
             else:
                 feeds[feature.name] = np.where(chunk == None, MISSING_CATEGORY, chunk).reshape(-1, 1)  # noqa: E711
         parts.append(model.outputs(feeds))
+
+    def joined(name: str, empty: np.ndarray) -> np.ndarray:
+        return np.concatenate([part[name] for part in parts]) if parts else empty
+
     if model.task == "classification":
+        # The graph's own answers, as serving sends them (a decision threshold may have set them).
         classes = tuple(model.metadata.classes)
-        return scoring.Predictions(
-            labels=classes, probabilities=np.concatenate(parts) if parts else np.empty((0, len(classes)))
+        return scoring.Predictions.answered(
+            classes,
+            joined(PROBABILITIES_OUTPUT, np.empty((0, len(classes)))),
+            joined(LABEL_OUTPUT, np.empty((0,), dtype=object)).ravel(),
         )
-    return scoring.Predictions(values=np.concatenate(parts) if parts else np.empty(0))
+    return scoring.Predictions(values=joined(VALUE_OUTPUT, np.empty(0)).ravel())
 
 
 @dataclass(frozen=True)
@@ -279,15 +289,38 @@ def labelled_rows(metadata: ModelMetadata, table: HoldoutTable) -> tuple[np.ndar
     return labelled, truth, {feature.name: table.column(feature.name)[labelled] for feature in metadata.features}
 
 
-def holdout_importances(challenger: Model, table: HoldoutTable, metric: str) -> dict[str, Any] | None:
+def holdout_importances(
+    challenger: Model, table: HoldoutTable, metric: str, positive: str | None
+) -> dict[str, Any] | None:
     """The challenger's permutation importances of the gate's metric on the labelled holdout rows (a bounded,
     seeded sample: :mod:`functions.common.importances`); None when the metric is undefined there. Informational:
-    the gate does not judge them."""
+    the gate does not judge them. ``positive``: the class F1 is of, as the gate scores it."""
     _, truth, columns = labelled_rows(challenger.metadata, table)
     found = importances.permutation_importances(
-        lambda part: predictions(challenger, part), challenger.metadata.task, truth, columns, metric
+        lambda part: predictions(challenger, part), challenger.metadata.task, truth, columns, metric, positive=positive
     )
     return None if found is None else found.to_dict()
+
+
+def positive_class(hyperparameters: Mapping[str, str], challenger: ModelMetadata) -> str | None:
+    """The class F1 is of: the run's ``positive_class`` (else the second of the sorted classes), never one the
+    judged job chose. A challenger whose metadata records another one is refused."""
+    chosen = hyperparameters.get("positive_class") or None
+    classes = tuple(challenger.classes) if challenger.task == "classification" else ()
+    if len(classes) != 2:
+        if chosen is not None:
+            raise EvaluationError(
+                f"hyperparameter 'positive_class'={chosen!r} applies to binary classification only; the challenger "
+                f"is a {challenger.task} model with {len(classes)} classes"
+            )
+        return None
+    expected = sorted(classes)[1] if chosen is None else chosen
+    if challenger.positive_label != expected:
+        raise EvaluationError(
+            f"the challenger's metadata records the positive class {challenger.positive_label!r}, but the run's "
+            f"hyperparameters make it {expected!r}: the job did not train as it was told"
+        )
+    return expected
 
 
 def score_holdout(
@@ -298,6 +331,7 @@ def score_holdout(
     min_slice_rows: int,
     champion_named: bool,
     allow_schema_change: bool,
+    positive: str | None = None,
 ) -> Scores:
     """Both models on the labelled holdout rows the champion was not fitted on (by its fit rows: none of them when
     it was trained by this workflow, whose holdout is the same rows in every run); the champion only when its
@@ -333,6 +367,7 @@ def score_holdout(
         feature_scored=scored[1::2],
         holdout_rows=len(labelled),
         champion_seen=champion_seen,
+        positive_class=positive,
     )
     return scoring.score(
         holdout,
@@ -360,9 +395,10 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         archive.parent.mkdir(parents=True)
         s3.download_file(bucket, key, str(archive))
         _, challenger = _open(archive, version, work_dir)
+        metadata = challenger.metadata
+        positive = positive_class(prepared.hyperparameters, metadata)
         champion = None if prepared.champion is None else _champion(registry, prepared.champion, work_dir)
         gate = parse_gate_settings(settings.hyperparameters, challenger.task)
-        metadata = challenger.metadata
         numeric = {feature.name: feature.type == "numeric" for feature in metadata.features}
         table = read_holdout(
             s3,
@@ -380,8 +416,9 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             min_slice_rows=gate.min_slice_rows,
             champion_named=prepared.champion is not None,
             allow_schema_change=gate.allow_schema_change,
+            positive=positive,
         )
-        found_importances = holdout_importances(challenger, table, gate.metric)
+        found_importances = holdout_importances(challenger, table, gate.metric, positive)
     verdict = decide(gate, scores)
     evaluation = Evaluation(
         settings=gate,
@@ -389,11 +426,16 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         verdict=verdict,
         task=challenger.task,
         champion_version=None if prepared.champion is None else prepared.champion.version,
+        positive_class=positive,
         details={
             "evaluated_by": "workflow",
             "holdout_files": list(table.files),
             "champion_sha256": None if prepared.champion is None else prepared.champion.sha256,
             "challenger_artifact": training.model_artifacts,
+            # For readers (the model card): not judged.
+            "class_warnings": []
+            if scores.challenger_confusion is None
+            else list(scoring.class_warnings(scores.challenger_confusion)),
         },
     )
     key = holdout_evaluation_key(settings.holdout_prefix, version)

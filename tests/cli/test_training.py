@@ -13,6 +13,7 @@ import uvicorn
 from cli.main import main
 from functions.inference.settings import InferenceSettings
 from tests.training.jobs import poisoned_champion
+from tests.training.test_positive_class import imbalanced
 from training.synthetic import generate
 
 
@@ -85,3 +86,22 @@ def test_train_on_invalid_data_says_the_reason_once(tmp_path: Path, capsys: pyte
     assert code != 0
     assert out.count("target column 'churned' is missing") == 1
     assert f"the reason is above, and in {tmp_path / 'run'}" in out
+
+
+def test_train_prints_per_class_metrics_and_warns_of_a_class_the_model_misses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs, target = imbalanced(2000)  # a rare "drizzle" an unweighted model mostly misses, as on seattle weather
+    data = tmp_path / "weather.csv"
+    inputs.assign(weather=target).to_csv(data, index=False)
+
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--hp", "target=weather",
+                 "--hp", "algorithm=logistic_regression"])  # fmt: skip
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "  class    precision  recall     f1  support" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("  drizzle", "  sun"))}
+    assert float(rows["drizzle"][1]) < 0.5 <= float(rows["sun"][1])
+    assert int(rows["drizzle"][3]) + int(rows["sun"][3]) == 400  # the holdout
+    assert out.count("warning: class 'drizzle' has recall") == 2  # the job's log, and the summary

@@ -145,3 +145,16 @@ def test_a_corrupt_archive_is_refused(tmp_path: Path) -> None:
     archive.write_bytes(b"this is not a tarball")
     with pytest.raises(BundleError, match="not a readable model archive"):
         open_bundle(archive, tmp_path / "out")
+
+
+def test_the_positive_class_and_threshold_read_back_and_older_metadata_means_the_second_class(
+    bundle_dir: Path,
+) -> None:
+    chosen = replace(METADATA, positive_class="0", decision_threshold=0.3)
+    write_metadata(bundle_dir, chosen)
+    assert (read_metadata(bundle_dir).positive_label, read_metadata(bundle_dir).decision_threshold) == ("0", 0.3)
+
+    older = json.loads((bundle_dir / METADATA_FILE).read_text())
+    del older["positive_class"], older["decision_threshold"]
+    (bundle_dir / METADATA_FILE).write_text(json.dumps(older))
+    assert (read_metadata(bundle_dir).positive_label, read_metadata(bundle_dir).decision_threshold) == ("1", None)

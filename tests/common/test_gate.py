@@ -462,3 +462,16 @@ def test_an_evaluation_without_the_guardrails_facts_fails_closed_when_reassessed
         "the evaluation records no slices of the trusted rows",
         "the evaluation records no score of each feature alone",
     ]
+
+
+def test_reassess_fails_closed_on_an_evaluation_of_another_positive_class_than_the_pinned_one() -> None:
+    evaluation = replace(evaluation_of(COMPARED, GateSettings("f1")), positive_class="benign")
+    round_tripped = Evaluation.from_dict(json.loads(json.dumps(evaluation.to_dict())))
+
+    assert round_tripped.positive_class == "benign"
+    assert reassess(round_tripped, {"positive_class": "malignant"}) == Verdict(
+        False,
+        ("the evaluation scored F1 of the class 'benign', not the pinned positive_class 'malignant': it cannot be "
+         "reassessed",),
+    )  # fmt: skip
+    assert reassess(replace(round_tripped, positive_class="malignant"), {"positive_class": "malignant"}).passed

@@ -30,6 +30,9 @@ LINEAGE = {
 }
 
 
+LOW_RECALL_WARNING = "class '1' has recall 0.20 on 90 holdout rows (below 0.5): the model misses most of it"
+
+
 def evaluation() -> dict[str, Any]:
     """A stored evaluation as Register keeps it: a failed gate, a class with a low recall, a slice, importances,
     feedback rows held out."""
@@ -51,6 +54,7 @@ def evaluation() -> dict[str, Any]:
             },
         },
         "slices": [{"feature": "contract", "level": "two_year", "rows": 80, "challenger": {"roc_auc": 0.7}}],
+        "details": {"class_warnings": [LOW_RECALL_WARNING]},
         "importances": {
             "method": "permutation",
             "metric": "roc_auc",
@@ -93,7 +97,7 @@ def test_the_card_holds_data_features_metrics_importances_warnings_limits_and_li
     assert card["importances"]["features"][0] == {"feature": "contract", "mean": 0.12, "std": 0.01}
     warnings = "\n".join(card["warnings"])
     assert "the gate did not pass: challenger roc_auc=0.81 does not beat" in warnings
-    assert "class '1' has a low recall: 0.20 on 90 trusted holdout rows" in warnings
+    assert LOW_RECALL_WARNING in warnings
     assert "100 feedback rows held out" in warnings
     assert "class '0'" not in warnings
     limits = "\n".join(card["limits"])
@@ -125,7 +129,7 @@ def test_the_markdown_rendering_shows_the_same_facts_for_a_person(metadata: Mode
     assert "| contract | two_year | 80 | 0.7 |" in text  # per slice
     assert "| contract | 0.12 | 0.01 |" in text  # importances
     assert "- trigger: alarm (driftloop-dev-drift); champion compared: v20261101-000000-aaaaaa" in text
-    assert "- class '1' has a low recall" in text
+    assert f"- {LOW_RECALL_WARNING}" in text
 
 
 def test_a_version_registered_without_an_evaluation_gets_a_card_that_says_what_is_unknown(

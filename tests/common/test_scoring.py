@@ -17,15 +17,18 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
+from functions.common.gate import Confusion
 from functions.common.scoring import (
     Holdout,
     Predictions,
     ScoringError,
+    class_warnings,
     encode_target,
     feature_alone,
     metrics,
     roc_auc,
     score,
+    thresholded,
 )
 
 
@@ -238,3 +241,45 @@ def test_a_holdout_whose_columns_do_not_match_its_rows_or_features_is_refused_na
         replace(holdout, columns={**holdout.columns, "tenure": np.zeros(999)})
     with pytest.raises(ScoringError, match=r"no column for the feature\(s\) 'age'"):
         replace(holdout, types={**holdout.types, "age": "numeric"})
+
+
+def test_binary_f1_is_of_the_positive_class_given_and_roc_auc_does_not_depend_on_it() -> None:
+    truth = np.asarray(["malignant", "benign", "benign", "malignant", "benign", "benign"], dtype=object)
+    probabilities = np.asarray([[0.2, 0.8], [0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.3, 0.7], [0.8, 0.2]])
+    predictions = Predictions(("benign", "malignant"), probabilities=probabilities)
+    predicted = np.asarray(["malignant", "benign", "benign", "benign", "malignant", "benign"], dtype=object)
+
+    of_benign = metrics("classification", truth, predictions, "benign")
+    of_malignant = metrics("classification", truth, predictions, "malignant")
+
+    assert of_benign is not None and of_malignant is not None
+    assert of_benign["f1"] == pytest.approx(f1_score(truth, predicted, pos_label="benign"))
+    assert of_malignant["f1"] == pytest.approx(f1_score(truth, predicted, pos_label="malignant"))
+    assert of_benign["roc_auc"] == pytest.approx(of_malignant["roc_auc"])
+    with pytest.raises(ScoringError, match="the positive class 'cancerous' is not one of the model's classes"):
+        metrics("classification", truth, predictions, "cancerous")
+
+
+def test_a_models_own_answers_are_scored_instead_of_its_most_probable_class() -> None:
+    truth = np.asarray(["yes", "no", "yes", "no"], dtype=object)
+    probabilities = np.asarray([[0.7, 0.3], [0.8, 0.2], [0.6, 0.4], [0.9, 0.1]])
+    # A threshold of 0.25 on "yes" answers the first and third rows "yes": all right, where the most probable is not.
+    answers = thresholded(probabilities, 1, 0.25)
+    answered = Predictions.answered(("no", "yes"), probabilities, np.asarray(["no", "yes"], dtype=object)[answers])
+
+    assert answers.tolist() == [1, 0, 1, 0]
+    assert (metrics("classification", truth, answered) or {})["accuracy"] == 1.0
+    assert (metrics("classification", truth, Predictions(("no", "yes"), probabilities)) or {})["accuracy"] == 0.5
+    assert answered.take(np.asarray([2])).indices().tolist() == [1]
+    with pytest.raises(ScoringError, match="answers label\\(s\\) 'maybe' outside its classes"):
+        Predictions.answered(("no", "yes"), probabilities, np.asarray(["no", "maybe", "no", "no"], dtype=object))
+
+
+def test_a_class_the_model_mostly_misses_gets_a_warning() -> None:
+    # Seattle weather's drizzle: 1 of 11 found.
+    matrix = Confusion(("drizzle", "rain", "sun"), ((1, 2, 8), (0, 40, 5), (1, 3, 90)))
+
+    assert class_warnings(matrix) == (
+        "class 'drizzle' has recall 0.09 on 11 holdout rows (below 0.5): the model misses most of it; class_weight "
+        "(or, binary, decision_threshold) trades other classes' precision for it",
+    )

@@ -14,7 +14,8 @@ from functions.monitor.data_quality import DataQuality
 from functions.monitor.drift import MISSING
 from functions.monitor.metrics import Outcome, constraint_sets, metric_data, metric_sets, outcome_set
 from functions.monitor.quality import Labelled
-from functions.monitor.report import FeedbackCounts, LiveCounts, WindowReport, evaluate
+from functions.monitor.queries import prediction_distributions
+from functions.monitor.report import FeedbackCounts, LiveCounts, WindowReport, baseline, evaluate
 from functions.monitor.settings import MonitorSettings
 from tests.monitor.world import (
     LIMITS,
@@ -198,3 +199,32 @@ def test_the_emf_lines_make_exactly_the_data_points_the_report_lists(lambda_stdo
 
     expected = {(datum.name.value, tuple(sorted(datum.dimensions))): datum.value for datum in metric_data(sets)}
     assert emf_published(lambda_stdout.readouterr().out, NOW) == expected
+
+
+def test_live_f1_and_the_tracked_probability_are_of_the_champions_positive_class() -> None:
+    # Breast cancer as scikit-learn ships it: 0 malignant, 1 benign; the champion was trained with positive_class=0.
+    metadata = {**classification_metadata(), "classes": ["0", "1"], "positive_class": "0"}
+    pairs = {("0", "0"): 8, ("0", "1"): 2, ("1", "1"): 85, ("1", "0"): 5}
+    live = LiveCounts(100, features={}, predictions={})
+
+    window = evaluate(
+        version="v1",
+        metadata=metadata,
+        time=NOW,
+        start=START,
+        end=NOW,
+        live=live,
+        labelled=Labelled(count=100, confusion=pairs),
+        feedback=FeedbackCounts(received=100),
+        limits=LIMITS,
+    )
+
+    # malignant: tp 8, fp 5, fn 2 -> F1 = 16 / 23 (benign's would be 170 / 177)
+    assert window.quality["f1"] == pytest.approx(16 / 23)
+
+    def probability(classes: list[str], positive: str | None) -> str:
+        found = prediction_distributions(baseline(metadata), "classification", classes, positive)
+        return next(d.value for d in found if d.name == "positive_probability")
+
+    # The probability of "0", as it would be read for a model whose second class is "0".
+    assert probability(["0", "1"], "0") == probability(["1", "0"], None) != probability(["0", "1"], None)

@@ -200,3 +200,49 @@ def test_list_hyperparameters_accept_a_json_list_kept_exactly() -> None:
 def test_a_malformed_json_list_is_refused_naming_the_hyperparameter() -> None:
     (problem,) = problems_of({"target": "y", "drop_columns": '["Price, USD", 3]'})
     assert problem.startswith("hyperparameter 'drop_columns'='[\"Price, USD\", 3]' starts with '[' but is not")
+
+
+def test_class_settings_are_parsed_and_recorded_among_the_effective_ones() -> None:
+    hp = parse_hyperparameters(
+        {"target": "y", "positive_class": "malignant", "class_weight": '{"malignant": 3}', "decision_threshold": "0.3"}
+    )
+
+    assert (hp.positive_class, hp.class_weight, hp.decision_threshold) == ("malignant", {"malignant": 3.0}, 0.3)
+    assert parse_hyperparameters({"target": "y", "class_weight": "balanced"}).class_weight == "balanced"
+    effective = hp.effective("classification")
+    assert effective["positive_class"] == "malignant"
+    assert parse_hyperparameters({"target": "y", "class_weight": effective["class_weight"]}).class_weight == {
+        "malignant": 3.0
+    }
+    assert Hyperparameters(target="y").effective("classification")["decision_threshold"] == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"class_weight": "heavy"}, "'class_weight'='heavy' must be 'balanced' or a JSON object of label -> weight"),
+        ({"class_weight": '{"drizzle": -1}'}, "gives label 'drizzle' the weight -1; a weight must be a finite number"),
+        ({"class_weight": '{"drizzle": true}'}, "gives label 'drizzle' the weight True"),
+        ({"decision_threshold": "1"}, "'decision_threshold'='1' must be a number strictly between 0 and 1"),
+        ({"positive_class": " "}, "'positive_class'=' ' must not be empty"),
+    ],
+)
+def test_bad_class_settings_are_reported_with_the_setting_and_why(raw: dict[str, str], expected: str) -> None:
+    assert any(expected in problem for problem in problems_of({"target": "y", **raw}))
+
+
+def test_class_settings_are_checked_against_the_targets_classes() -> None:
+    hp = Hyperparameters(target="y", positive_class="rain", decision_threshold=0.4, class_weight={"hail": 2.0})
+
+    assert hp.class_problems("classification", ["drizzle", "rain", "sun"]) == [
+        "hyperparameter 'positive_class' applies to binary classification only, not classification with 3 classes",
+        "hyperparameter 'decision_threshold' applies to binary classification only, not classification with 3 classes",
+        "hyperparameter 'class_weight' names label(s) 'hail' that are not among the target's classes 'drizzle', "
+        "'rain', 'sun'",
+    ]
+    assert hp.class_problems("regression", []) == [
+        "hyperparameter 'positive_class' applies to binary classification only, not regression",
+        "hyperparameter 'decision_threshold' applies to binary classification only, not regression",
+        "hyperparameter 'class_weight' applies to classification only, not regression",
+    ]
+    assert Hyperparameters(target="y", positive_class="rain").class_problems("classification", ["rain", "sun"]) == []

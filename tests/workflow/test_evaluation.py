@@ -15,7 +15,8 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.datasets import load_breast_cancer
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from functions.common.bundle import JOBLIB_FILE, pack_archive, read_metadata
 from functions.common.gate import Verdict
@@ -75,9 +76,11 @@ def _run_to_evaluation(
     bundle: Path,
     rows: pd.DataFrame,
     tmp_path: Path,
+    run_hyperparameters: dict[str, str] | None = None,
     **job_claims: Any,
 ) -> dict[str, Any]:
     state = prepared_state(s3, registry, {"trigger": {"source": "test"}})
+    state["prepare"]["hyperparameters"].update(run_hyperparameters or {})
     state["holdout"] = _upload_holdout(s3, state["prepare"]["version"], rows)
     claims = {"challenger": 0.99, "champion": None, **job_claims}
     state["training"] = fake_training_job(s3, state["prepare"], bundle, tmp_path, **claims)
@@ -263,3 +266,68 @@ def test_evaluate_writes_the_challengers_permutation_importances_beside_the_scor
     # The churn generator's label leans on the contract among others.
     assert importances["features"][0]["mean"] > 0.02
     assert ranked.index("contract") < len(ranked) // 2
+
+
+DIAGNOSIS = "diagnosis"
+
+
+@pytest.fixture(scope="module")
+def breast_cancer() -> pd.DataFrame:
+    """Breast cancer as scikit-learn ships it, the issue's repro: 0 malignant, 1 benign (the second label)."""
+    data = load_breast_cancer(as_frame=True)
+    frame: pd.DataFrame = data.frame.rename(columns=lambda name: name.replace(" ", "_"))
+    return frame.rename(columns={"target": DIAGNOSIS})
+
+
+def _breast_cancer_bundle(make_job: MakeJob, data: pd.DataFrame, **hyperparameters: str) -> Path:
+    from training.program import run
+
+    base = make_job({"target": DIAGNOSIS, "algorithm": "logistic_regression", **hyperparameters}, data)
+    assert run(base) == 0, (base / "output" / "failure").read_text()
+    return base / "model"
+
+
+@pytest.fixture(scope="module")
+def malignant_bundle(make_job: MakeJob, breast_cancer: pd.DataFrame) -> Path:
+    return _breast_cancer_bundle(make_job, breast_cancer, positive_class="0", decision_threshold="0.25")
+
+
+def test_evaluate_scores_f1_of_the_runs_positive_class_on_the_graphs_thresholded_answers(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    malignant_bundle: Path,
+    breast_cancer: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    state = _run_to_evaluation(
+        s3, registry, malignant_bundle, breast_cancer, tmp_path, run_hyperparameters={"positive_class": "0"}
+    )
+
+    scores = _stored_evaluation(s3, state)
+    pipeline = joblib.load(malignant_bundle / JOBLIB_FILE)  # the test's own bundle: Evaluate never unpickles
+    types = {feature.name: feature.type for feature in read_metadata(malignant_bundle).features}
+    malignant = pipeline.predict_proba(model_inputs(breast_cancer, types))[:, list(pipeline.classes_).index("0")]
+    answers = np.where(malignant >= 0.25, "0", "1")
+    truth = breast_cancer[DIAGNOSIS].astype(str)
+    assert scores["positive_class"] == "0"
+    assert scores["challenger"]["f1"] == pytest.approx(f1_score(truth, answers, pos_label="0"))
+    assert scores["challenger"]["accuracy"] == pytest.approx(accuracy_score(truth, answers))
+    assert scores["challenger"]["accuracy"] != pytest.approx(
+        accuracy_score(truth, pipeline.predict(model_inputs(breast_cancer, types)))
+    )
+
+
+def test_evaluate_refuses_a_challenger_whose_positive_class_is_not_the_runs(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    malignant_bundle: Path,
+    breast_cancer: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    # The run pins no positive_class (so the second label, "1"); the job chose "0" itself.
+    with pytest.raises(
+        EvaluationError, match="records the positive class '0', but the run's hyperparameters make it '1'"
+    ):
+        _run_to_evaluation(s3, registry, malignant_bundle, breast_cancer, tmp_path)
