@@ -11,7 +11,9 @@ AWS_REGION, AWS_ENDPOINT_URL), so a local cloud works the same way (``driftloop 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +34,9 @@ ARTIFACT_OUTPUT = "TrainingOutputUri"
 OUTPUTS = (IMAGE_OUTPUT, ROLE_OUTPUT, JOB_PREFIX_OUTPUT, INPUT_OUTPUT, ARTIFACT_OUTPUT)
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 DEFAULT_MAX_RUNTIME_SECONDS = 3600
+VALIDATE_ROLE = "SAGEMAKER_VALIDATE_ROLE"
+# Where the SDK's TrainingJob.wait(logs=True) logs each of the job's log lines.
+SDK_JOB_LOGGER = "sagemaker.core.resources"
 
 
 @dataclass(frozen=True)
@@ -146,21 +151,19 @@ def train_remote(
     channels = upload_channels(
         boto_session.client("s3"), target, f"{base_job_name}-{uuid.uuid4().hex[:12]}", data, champion
     )
-    # The role may read and write only driftloop's prefixes; the SDK's generic check of a training role (S3 on any
-    # bucket, ...) would call that missing. AWS still enforces the role when the job runs.
-    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
-    trainer = ModelTrainer(
-        training_image=target.image_uri,
-        role=target.role_arn,
-        base_job_name=base_job_name,
-        sagemaker_session=Session(boto_session=boto_session),
-        compute=Compute(instance_type=instance_type, instance_count=1),
-        stopping_condition=StoppingCondition(max_runtime_in_seconds=max_runtime_seconds),
-        output_data_config=OutputDataConfig(s3_output_path=target.output_uri),
-        # As the workflow runs it: the program reads its channels and writes /opt/ml, nothing else.
-        networking=Networking(enable_network_isolation=True),
-        hyperparameters=dict(hyperparameters),
-    ).with_metric_definitions([MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in METRIC_DEFINITIONS])
+    with _role_checked_by_aws_only():
+        trainer = ModelTrainer(
+            training_image=target.image_uri,
+            role=target.role_arn,
+            base_job_name=base_job_name,
+            sagemaker_session=Session(boto_session=boto_session),
+            compute=Compute(instance_type=instance_type, instance_count=1),
+            stopping_condition=StoppingCondition(max_runtime_in_seconds=max_runtime_seconds),
+            output_data_config=OutputDataConfig(s3_output_path=target.output_uri),
+            # As the workflow runs it: the program reads its channels and writes /opt/ml, nothing else.
+            networking=Networking(enable_network_isolation=True),
+            hyperparameters=dict(hyperparameters),
+        ).with_metric_definitions([MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in METRIC_DEFINITIONS])
     trainer.train(
         input_data_config=[InputData(channel_name=name, data_source=uri) for name, uri in channels.items()],
         wait=False,
@@ -171,6 +174,16 @@ def train_remote(
         job.wait(logs=logs)
     job.refresh()
     return describe(job)
+
+
+def show_job_logs() -> None:
+    """Print the job's log lines as the SDK streams them: it logs them at INFO on a logger with no handler."""
+    job_logs = logging.getLogger(SDK_JOB_LOGGER)
+    job_logs.setLevel(logging.INFO)
+    if not job_logs.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        job_logs.addHandler(handler)
 
 
 def describe(job: Any) -> RemoteResult:
@@ -184,6 +197,20 @@ def describe(job: Any) -> RemoteResult:
         metrics=metrics,
         model_uri=str(artifacts) if artifacts else None,
     )
+
+
+@contextlib.contextmanager
+def _role_checked_by_aws_only() -> Iterator[None]:
+    """The role may read and write only driftloop's prefixes, which the SDK's generic check of a training role (S3 on
+    any bucket, ...) would call missing permissions; AWS still enforces the role when the job runs. The SDK reads
+    this switch from the environment only: set it while the trainer is built, unless the caller chose."""
+    chosen = os.environ.get(VALIDATE_ROLE)
+    os.environ.setdefault(VALIDATE_ROLE, "false")
+    try:
+        yield
+    finally:
+        if chosen is None:
+            os.environ.pop(VALIDATE_ROLE, None)
 
 
 def _session() -> Any:

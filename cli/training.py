@@ -100,6 +100,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
+    remote_training.show_job_logs()
     result = remote_training.train_remote(
         remote_training.stack_target(args.stack),
         args.data,

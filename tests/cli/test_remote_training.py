@@ -33,7 +33,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
     requests: list[dict[str, Any]] = []
 
     def session() -> Any:
