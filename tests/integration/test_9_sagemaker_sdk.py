@@ -59,6 +59,7 @@ def test_model_trainer_trains_driftloops_image_and_the_job_reads_back_as_the_sdk
 
     # The SDK streamed the job's log lines from CloudWatch Logs while it waited.
     streamed = "\n".join(record.getMessage() for record in caplog.records if record.name == SDK_JOB_LOGGER)
+    assert "read 300 rows from 1 file(s)" in streamed
     assert "metric:roc_auc=" in streamed
 
     # Attach by name, as a notebook would, and refresh.
@@ -87,7 +88,6 @@ def test_model_trainer_trains_driftloops_image_and_the_job_reads_back_as_the_sdk
     deployed.s3.download_file(bucket, key, str(archive))
     _, metadata = open_bundle(archive, tmp_path / "bundle")
     assert (metadata.target, metadata.algorithm, metadata.task) == ("churned", "logistic_regression", "classification")
-    assert metadata.metrics["roc_auc"] == pytest.approx(final["roc_auc"], abs=1e-6)
 
 
 def test_a_bad_hyperparameter_fails_the_job_with_driftloops_reason(target: RemoteTarget, data: Path) -> None:

@@ -530,6 +530,8 @@ class TrainingJobRunner:
             with job.lock:
                 job.transition(IN_PROGRESS, "Uploading")
             self._upload(model=True, output=True)
+            # Before the job ends: the SDK stops streaming the logs once it sees a terminal status.
+            self._sink.flush()
             with job.lock:
                 self._final_metrics()
                 job.transition(COMPLETED, COMPLETED)
@@ -673,6 +675,7 @@ class TrainingJobRunner:
 
     def _finish_failed(self, reason: str) -> None:
         job = self.job
+        self._sink.flush()
         with job.lock:
             if job.status in TERMINAL_STATUSES:
                 return
