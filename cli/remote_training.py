@@ -83,12 +83,11 @@ class RemoteResult:
         return "\n".join(lines)
 
 
-def stack_target(stack: str, cloudformation: Any = None) -> RemoteTarget:
+def stack_target(stack: str) -> RemoteTarget:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        client = cloudformation or _session().client("cloudformation")
-        [found] = client.describe_stacks(StackName=stack)["Stacks"]
+        [found] = _session().client("cloudformation").describe_stacks(StackName=stack)["Stacks"]
     except (BotoCoreError, ClientError) as error:
         raise CommandError(f"cannot read the outputs of the training stack {stack}: {error}") from error
     return RemoteTarget.from_outputs({o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}, stack)

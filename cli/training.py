@@ -100,15 +100,21 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    target = remote_training.stack_target(args.stack)
     remote_training.show_job_logs()
-    result = remote_training.train_remote(
-        remote_training.stack_target(args.stack),
-        args.data,
-        hyperparameters,
-        champion=args.champion,
-        instance_type=args.instance_type,
-        max_runtime_seconds=args.max_runtime_seconds,
-    )
+    try:
+        result = remote_training.train_remote(
+            target,
+            args.data,
+            hyperparameters,
+            champion=args.champion,
+            instance_type=args.instance_type,
+            max_runtime_seconds=args.max_runtime_seconds,
+        )
+    except (BotoCoreError, ClientError) as error:
+        raise CommandError(f"the training job could not run: {error}") from error
     print(result.summary())
     return 0 if result.completed else 1
 

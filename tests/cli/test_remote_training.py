@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from cli import remote_training
@@ -120,6 +121,24 @@ def test_a_failed_job_is_described_with_its_reason_and_the_command_exits_1(
         "training job driftloop-dev-remote-1: Failed",
         f"failure reason: {failed.failure_reason}",
     ]
+
+
+def test_a_job_sagemaker_refuses_is_a_command_error_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    def refuse(*args: Any, **options: Any) -> Any:
+        raise ClientError(
+            {"Error": {"Code": "ValidationException", "Message": "TrainingImage is not driftloop's"}},
+            "CreateTrainingJob",
+        )
+
+    monkeypatch.setattr(remote_training, "stack_target", lambda stack: stack)
+    monkeypatch.setattr(remote_training, "train_remote", refuse)
+    assert main(["train", "--remote", "--data", str(tmp_path), "--hp", "target=y"]) == 1
+    assert capsys.readouterr().err.startswith(
+        "driftloop: the training job could not run: An error occurred (ValidationException) when calling the "
+        "CreateTrainingJob operation: TrainingImage is not driftloop's"
+    )
 
 
 def test_a_completed_job_prints_its_metrics_and_model_artifact() -> None:
