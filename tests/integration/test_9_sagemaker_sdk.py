@@ -103,10 +103,11 @@ def test_a_bad_hyperparameter_fails_the_job_with_driftloops_reason(target: Remot
 
 
 def test_a_model_trainer_job_that_would_run_its_own_script_is_refused(
-    target: RemoteTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    deployed: Deployed, target: RemoteTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import boto3
     from sagemaker.core.training.configs import Compute, OutputDataConfig, SourceCode
-    from sagemaker.train import ModelTrainer
+    from sagemaker.train import ModelTrainer, Session
 
     monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")  # as train_remote runs it (the role is least-privilege)
     (tmp_path / "src").mkdir()
@@ -115,6 +116,9 @@ def test_a_model_trainer_job_that_would_run_its_own_script_is_refused(
         training_image=target.image_uri,
         role=target.role_arn,
         base_job_name=f"{target.job_prefix}-script",
+        # The code is uploaded to the SDK's default bucket, whose generated name it asks AWS's own STS endpoint for,
+        # whatever AWS_ENDPOINT_URL says: name one.
+        sagemaker_session=Session(boto_session=boto3.Session(), default_bucket=deployed.deployment.data_bucket),
         compute=Compute(instance_type="ml.m5.large", instance_count=1),
         output_data_config=OutputDataConfig(s3_output_path=target.output_uri),
         source_code=SourceCode(source_dir=str(tmp_path / "src"), entry_script="train.py"),
