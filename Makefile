@@ -27,8 +27,8 @@ $(UV):
 	$(PYTHON312) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(SETUP_STAMP): $(UV) uv.lock pyproject.toml package.json package-lock.json
-	UV_PYTHON=$(PYTHON312) $(UV) sync --frozen --extra training --extra infra --extra local --extra monitor --extra workflow
+$(SETUP_STAMP): $(UV) uv.lock pyproject.toml package.json package-lock.json Makefile
+	UV_PYTHON=$(PYTHON312) $(UV) sync --frozen --extra training --extra infra --extra local --extra monitor --extra workflow --extra sagemaker
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

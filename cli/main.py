@@ -16,6 +16,7 @@ Local (no AWS account needed):
   driftloop data --rows 5000 --out data/train.csv        generate a synthetic churn data set
   driftloop train --data data/train.csv --out runs/v1    train like SageMaker would, locally
   driftloop serve --model-dir runs/v1/model              serve the bundle over HTTP (same app as Lambda)
+  driftloop train --data data/train.csv --hp target=churned --remote   the same, as a SageMaker job in the account
   driftloop predict --url http://127.0.0.1:8080 --json '{"instances": [...]}'
 
 Deployed API (every route wants a client's API key; AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL):

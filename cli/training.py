@@ -7,6 +7,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from cli import remote_training
 from cli.command import CommandError, Commands
 
 
@@ -21,12 +22,15 @@ def add_commands(commands: Commands) -> None:
 
     train = commands.add_parser(
         "train",
-        help="train locally with the SageMaker container contract",
+        help="train locally with the SageMaker container contract, or as a SageMaker job (--remote)",
         description="Lays out a SageMaker-style base directory under --out and runs the training program on it. "
-        "The bundle lands in OUT/model, metrics and the gate verdict in OUT/output/data/evaluation.json.",
+        "The bundle lands in OUT/model, metrics and the gate verdict in OUT/output/data/evaluation.json. "
+        "With --remote, runs the same training as a SageMaker training job through the SageMaker Python SDK "
+        "(ModelTrainer), with the image, role and buckets of the deployed training stack, and prints the failure "
+        "reason or the metrics and the model artifact's S3 URI (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL).",
     )
     train.add_argument("--data", type=Path, required=True, action="append", help="CSV/Parquet file or folder")
-    train.add_argument("--out", type=Path, required=True, help="base directory to create (like /opt/ml)")
+    train.add_argument("--out", type=Path, help="base directory to create (like /opt/ml); required unless --remote")
     train.add_argument(
         "--champion",
         type=Path,
@@ -39,6 +43,21 @@ def add_commands(commands: Commands) -> None:
         action="append",
         default=[],
         help="a hyperparameter (repeatable), e.g. --hp target=churned --hp algorithm=random_forest",
+    )
+    remote = train.add_argument_group("as a SageMaker training job in the account")
+    remote.add_argument("--remote", action="store_true", help="run the training as a SageMaker training job")
+    remote.add_argument(
+        "--stack",
+        default=os.environ.get("DRIFTLOOP_TRAINING_STACK", "driftloop-dev-training"),
+        help="the training stack, <name_prefix>-<stage>-training (default $DRIFTLOOP_TRAINING_STACK or "
+        "driftloop-dev-training)",
+    )
+    remote.add_argument("--instance-type", default=remote_training.DEFAULT_INSTANCE_TYPE, help="default %(default)s")
+    remote.add_argument(
+        "--max-runtime-seconds",
+        type=int,
+        default=remote_training.DEFAULT_MAX_RUNTIME_SECONDS,
+        help="default %(default)s",
     )
     train.set_defaults(run=_train)
 
@@ -67,6 +86,10 @@ def _train(args: argparse.Namespace) -> int:
     from training import local_run
 
     hyperparameters = dict(_key_value(item) for item in args.hp)
+    if args.remote:
+        return _train_remote(args, hyperparameters)
+    if args.out is None:
+        raise CommandError("train needs --out (the base directory to create), or --remote")
     try:
         layout = local_run.stage(args.out, args.data, hyperparameters, champion=args.champion)
     except FileNotFoundError as exc:
@@ -74,6 +97,26 @@ def _train(args: argparse.Namespace) -> int:
     code = local_run.run(layout)
     print(local_run.summary(layout))
     return code
+
+
+def _train_remote(args: argparse.Namespace, hyperparameters: dict[str, str]) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    target = remote_training.stack_target(args.stack)
+    remote_training.show_job_logs()
+    try:
+        result = remote_training.train_remote(
+            target,
+            args.data,
+            hyperparameters,
+            champion=args.champion,
+            instance_type=args.instance_type,
+            max_runtime_seconds=args.max_runtime_seconds,
+        )
+    except (BotoCoreError, ClientError) as error:
+        raise CommandError(f"the training job could not run: {error}") from error
+    print(result.summary())
+    return 0 if result.completed else 1
 
 
 def _key_value(item: str) -> tuple[str, str]:

@@ -16,6 +16,11 @@ TRAIN_CHANNEL = "train"
 # A model.tar.gz (or an extracted bundle) of the live model, scored on the challenger's holdout.
 CHAMPION_CHANNEL = "champion"
 CHANNELS = (TRAIN_CHANNEL, CHAMPION_CHANNEL)
+# The SageMaker Python SDK's ModelTrainer adds these for its source_code (your scripts, and the drivers that run them
+# from its own ContainerEntrypoint). When this program runs anyway, it was what that entry point ran: the channels
+# hold nothing for it, and are ignored with a log line. Script-mode hyperparameters are refused
+# (training.hyperparameters.SCRIPT_MODE_KEYS).
+SDK_CODE_CHANNELS = ("code", "sm_drivers")
 
 # Holdout metrics are logged as ``metric:<name>=<value>`` (challenger) and ``metric:champion_<name>=<value>``.
 METRIC_PREFIX = "metric:"

@@ -1,7 +1,9 @@
 """Parse and check the job's hyperparameters (SageMaker passes every value as a string).
 
 Unknown names are an error, so a typo never silently falls back to a default; SageMaker's own
-``sagemaker_*`` keys are ignored. Standard library only.
+``sagemaker_*`` keys are ignored, but for the script-mode ones (:data:`SCRIPT_MODE_KEYS`): this program runs no
+script, so a job that names one is refused rather than silently running something else. Values may also come
+JSON-encoded, as the SageMaker Python SDK sends them (:func:`decoded`). Standard library only.
 """
 
 from __future__ import annotations
@@ -55,6 +57,24 @@ DEFAULT_KNOBS: dict[str, dict[str, Knob]] = {
     "logistic_regression": {"max_iter": 1000},
     "random_forest": {"n_estimators": 200, "min_samples_leaf": 2},
 }
+
+
+# SageMaker's script mode: the SDK's framework estimators (SKLearn, PyTorch...) and entry_point/source_dir name the
+# script the framework image's toolkit would run. This image runs only driftloop's program.
+SCRIPT_MODE_KEYS = ("sagemaker_program", "sagemaker_submit_directory")
+
+
+def decoded(text: str) -> str:
+    """The text a hyperparameter means: a JSON string literal (``'"logistic_regression"'``, as the SDK's framework
+    estimators and ModelTrainer encode strings) is decoded; anything else is kept as written, since the plain forms of
+    numbers, booleans and JSON lists (``'5'``, ``'true'``, ``'["a","b"]'``) already are what the parsers read."""
+    if not (len(text) >= 2 and text.startswith('"') and text.endswith('"')):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, str) else text
 
 
 def _text(text: str) -> str:
@@ -273,6 +293,13 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> Hyperparameters:
     problems: list[str] = []
     values: dict[str, Any] = {}
     for name, value in raw.items():
+        if name in SCRIPT_MODE_KEYS:
+            problems.append(
+                f"hyperparameter {name!r}={value!r} asks SageMaker's script mode to run your code, which this image "
+                "does not: it runs only driftloop's training program (leave out entry_point/source_dir/source_code "
+                "and pass driftloop's hyperparameters)"
+            )
+            continue
         if name.startswith("sagemaker_"):
             continue
         parser = PARSERS.get(name)
@@ -283,7 +310,7 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> Hyperparameters:
             problems.append(f"hyperparameter {name!r} must be a string, got {type(value).__name__}")
             continue
         try:
-            values[name] = parser(str(value))
+            values[name] = parser(decoded(str(value)))
         except ValueError as exc:
             problems.append(f"hyperparameter {name!r}={value!r} {exc}")
     if "target" not in raw:

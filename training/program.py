@@ -31,6 +31,7 @@ from training.contract import (
     CHAMPION_CHANNEL,
     CHAMPION_PREFIX,
     CHANNELS,
+    SDK_CODE_CHANNELS,
     TRAIN_CHANNEL,
     Layout,
     base_dir_from_env,
@@ -79,6 +80,9 @@ def check_job_config(layout: Layout) -> None:
     if len(hosts) > 1:
         raise TrainingFailure(f"distributed training is not supported: use one instance, not {len(hosts)}")
     channels = _read_json(layout.input_data_config, required=False) or {}
+    for name in SDK_CODE_CHANNELS:
+        if channels.pop(name, None) is not None:
+            say(f"ignoring channel {name!r}: the SageMaker SDK's source code, which this program does not run")
     problems = [
         f"unknown channel {name!r} (supported: {', '.join(CHANNELS)})" for name in channels if name not in CHANNELS
     ]

@@ -142,6 +142,12 @@ def assembled_manifest_key(assembled_prefix: str, version: str) -> str:
     return f"{assembled_prefix}{version}.manifest.json"
 
 
+def remote_channel_folder(assembled_prefix: str, run: str, channel: str) -> str:
+    """A channel of a ``driftloop train --remote`` job: beside the runs' assembled sets, where the training role
+    reads (``run`` starts with the job prefix, so it is never a version)."""
+    return f"{assembled_prefix}{run}/{channel}/"
+
+
 def is_feedback(relative_path: str) -> bool:
     """Whether a file of the ``train`` channel (its path relative to the channel, ``/``-separated) is feedback."""
     return relative_path.startswith(FEEDBACK_FOLDER)

@@ -20,6 +20,7 @@ from constructs import Construct
 
 from functions.common.bundle import METADATA_FILE
 from functions.common.catalog import FEEDBACK_TABLE
+from functions.common.layout import s3_location
 from functions.common.registry import RegistryLayout
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from infra.bundling import EVALUATE, HOLDOUT, WORKFLOW, LambdaBundle
@@ -128,6 +129,14 @@ class TrainingStack(Stack):
         self._grant_feedback_unload(config, self.state_machine.role)
 
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
+        # What a training job outside the workflow needs to run as the workflow's do (`driftloop train --remote`, the
+        # SageMaker SDK: README "The SageMaker Python SDK"): the role reads below the input and writes below the
+        # output location, and writes logs only for job names that start with the prefix.
+        CfnOutput(self, "TrainingImageUri", value=image.image_uri)
+        CfnOutput(self, "SageMakerRoleArn", value=self.sagemaker_role.role_arn)
+        CfnOutput(self, "TrainingJobPrefix", value=config.job_prefix)
+        CfnOutput(self, "TrainingInputUri", value=s3_location(self.data_bucket.bucket_name, data.assembled_prefix))
+        CfnOutput(self, "TrainingOutputUri", value=s3_location(self.model_bucket.bucket_name, data.artifact_prefix))
         CfnOutput(self, "FailureTopicArn", value=self.failure_topic.topic_arn)
         CfnOutput(
             self,

@@ -11,6 +11,7 @@ from aws_cdk import Stack, Stage
 from aws_cdk.assertions import Match, Template
 from aws_cdk.cx_api import CloudAssembly
 
+from cli import remote_training
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from functions.workflow.state import APPROVAL_DENIED, APPROVAL_TIMEOUT
 from infra.bundling import EVALUATE, HOLDOUT, WORKFLOW, LambdaBundle
@@ -454,6 +455,28 @@ def test_sagemaker_role_reads_assembled_data_and_registry_and_writes_only_traini
     assert actions_on(training_template, role, object_arn(MODEL_BUCKET, "training-jobs/")) == {"s3:PutObject"}
     writes = [s for s in statements(training_template, role) if "s3:PutObject" in json.dumps(s["Action"])]
     assert len(writes) == 1
+
+
+def test_the_stack_outputs_what_a_remote_training_job_needs_to_run_as_the_workflow_runs_one(
+    training_template: Template,
+) -> None:
+    outputs = {name: output["Value"] for name, output in training_template.find_outputs("*").items()}
+    assert set(remote_training.OUTPUTS) <= set(outputs)
+    # The image built from training/Dockerfile, the workflow's role and job prefix.
+    assert outputs["TrainingImageUri"]["Fn::Sub"].startswith("${AWS::AccountId}.dkr.ecr.${AWS::Region}.")
+    assert outputs["SageMakerRoleArn"]["Fn::GetAtt"][0].startswith("SageMakerExecutionRole")
+    assert outputs["TrainingJobPrefix"] == "driftloop-dev"
+    # The prefixes the role reads below and writes below (test above).
+    assert outputs["TrainingInputUri"]["Fn::Join"][1] == [
+        "s3://",
+        {"Fn::ImportValue": "driftloop-dev-DataBucketName"},
+        "/assembled/",
+    ]
+    assert outputs["TrainingOutputUri"]["Fn::Join"][1] == [
+        "s3://",
+        {"Fn::ImportValue": "driftloop-dev-ModelBucketName"},
+        "/training-jobs/",
+    ]
 
 
 def test_sagemaker_role_logs_and_publishes_metrics_only_for_training_jobs(training_template: Template) -> None:

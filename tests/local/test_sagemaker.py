@@ -273,6 +273,28 @@ def test_requests_are_checked_as_sagemaker_checks_them(local_cloud: Cloud, data:
     assert error.value.response["Error"]["Code"] == "ResourceInUse"
 
 
+def test_a_job_that_would_run_another_image_or_script_on_aws_is_refused_saying_why(
+    local_cloud: Cloud, data: dict[str, str]
+) -> None:
+    sagemaker = boto3_client(local_cloud, "sagemaker")
+    name = unique("sklearn")
+    request = training_job_request(
+        name, data["bucket"], {"target": "churned", "sagemaker_program": '"train.py"'}, {"train": data["train"]}
+    )
+    request["AlgorithmSpecification"]["TrainingImage"] = (
+        "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+    )
+    with pytest.raises(ClientError) as error:
+        sagemaker.create_training_job(**request)
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    message = error.value.response["Error"]["Message"]
+    assert message.startswith("the local SageMaker runs only driftloop's training program")
+    assert "TrainingImage '683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn" in message
+    assert "HyperParameters.sagemaker_program" in message
+    with pytest.raises(ClientError):
+        sagemaker.describe_training_job(TrainingJobName=name)
+
+
 def test_other_sagemaker_operations_still_reach_moto(local_cloud: Cloud, data: dict[str, str]) -> None:
     sagemaker = boto3_client(local_cloud, "sagemaker")
     group = unique("group")

@@ -148,6 +148,19 @@ def test_unknown_channel_or_pipe_mode_in_input_data_config_fails(make_job: MakeJ
     assert "channel 'train' uses Pipe mode" in reason
 
 
+def test_the_sagemaker_sdk_code_channels_are_ignored_with_a_log_line(
+    make_job: MakeJob, churn_data: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = make_job(CHURN, churn_data.head(300))
+    Layout(base).input_data_config.write_text(
+        json.dumps({name: {"TrainingInputMode": "File"} for name in ("train", "code", "sm_drivers")})
+    )
+    assert run(base) == 0
+    logged = capsys.readouterr().out
+    assert "ignoring channel 'code'" in logged
+    assert "ignoring channel 'sm_drivers'" in logged
+
+
 def test_more_than_one_host_fails(make_job: MakeJob, churn_data: pd.DataFrame) -> None:
     base = make_job(CHURN, churn_data.head(10))
     Layout(base).resource_config.write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]}))

@@ -61,8 +61,54 @@ def test_unknown_hyperparameter_is_an_error_naming_it() -> None:
 
 
 def test_sagemaker_own_hyperparameters_are_ignored() -> None:
-    hp = parse_hyperparameters({"target": "y", "sagemaker_program": "train.py", "sagemaker_region": "x"})
+    hp = parse_hyperparameters({"target": "y", "sagemaker_region": "x", "sagemaker_container_log_level": "20"})
     assert hp.target == "y"
+
+
+def test_script_mode_hyperparameters_are_refused_naming_the_script_that_would_not_run() -> None:
+    problems = problems_of(
+        {"target": "y", "sagemaker_program": '"train.py"', "sagemaker_submit_directory": '"s3://b/code.tar.gz"'}
+    )
+    assert [p.split("=", 1)[0] for p in problems] == [
+        "hyperparameter 'sagemaker_program'",
+        "hyperparameter 'sagemaker_submit_directory'",
+    ]
+    assert "train.py" in problems[0]
+    assert "runs only driftloop's training program" in problems[0]
+
+
+def test_json_encoded_values_as_the_sagemaker_sdk_sends_them_mean_what_their_plain_forms_mean() -> None:
+    plain = {
+        "target": "churned",
+        "algorithm": "logistic_regression",
+        "C": "0.5",
+        "max_iter": "5",
+        "allow_schema_change": "true",
+        "drop_columns": '["a","b"]',
+        "missing_values": "?, n/a",
+    }
+    # json.dumps of each value, as framework estimators and ModelTrainer encode them.
+    encoded = {
+        "target": '"churned"',
+        "algorithm": '"logistic_regression"',
+        "C": "0.5",
+        "max_iter": "5",
+        "allow_schema_change": "true",
+        "drop_columns": '["a", "b"]',
+        "missing_values": '"?, n/a"',
+    }
+    assert parse_hyperparameters(encoded) == parse_hyperparameters(plain)
+    # A list given as one JSON-encoded string of a JSON list, too.
+    assert parse_hyperparameters({"target": "y", "drop_columns": '"[\\"Price, USD\\"]"'}).drop_columns == (
+        "Price, USD",
+    )
+
+
+def test_a_plain_value_that_happens_to_be_json_keeps_its_plain_meaning() -> None:
+    hp = parse_hyperparameters({"target": "null", "champion_version": "12", "drop_columns": '"x'})
+    assert (hp.target, hp.champion_version, hp.drop_columns) == ("null", "12", ('"x',))
+    (problem,) = problems_of({"target": "y", "algorithm": '"random forest"'})
+    assert problem.startswith("hyperparameter 'algorithm'='\"random forest\"' must be one of")
 
 
 def test_missing_target_is_reported() -> None:

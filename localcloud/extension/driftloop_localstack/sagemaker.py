@@ -13,9 +13,12 @@ namespace) whose dispatch table answers
 - every other SageMaker operation: moto, as LocalStack's own providers fall back to it (``call_moto``), so the
   model registry, models and endpoints keep moto's behaviour.
 
-**The training image is not run.** Whatever ``AlgorithmSpecification.TrainingImage`` says, the job runs the
-repository's ``training/`` program with the project's Python 3.12 interpreter; that is what the ``local`` stage is
-for. Both come from the environment LocalStack starts with (see :func:`runner_settings`).
+**The training image is not run.** The job runs the repository's ``training/`` program with the project's Python
+3.12 interpreter in its place; that is what the ``local`` stage is for. Both come from the environment LocalStack
+starts with (see :func:`runner_settings`). So CreateTrainingJob accepts only jobs that AWS would run as that program:
+driftloop's image (ECR repository ``driftloop-training``) with its own entry point and no script; any other image,
+algorithm, ContainerEntrypoint/ContainerArguments or script-mode hyperparameter is a ValidationException saying why
+(``sagemaker_runner.refusals``).
 
 Only File-mode ``S3Prefix`` channels are supported; other data sources fail the job with a ``ClientError`` reason.
 Jobs live in memory: they are lost when LocalStack stops (running ones are terminated) or its state is reset.
@@ -43,6 +46,7 @@ from driftloop_localstack.sagemaker_runner import (
     IN_PROGRESS,
     STOPPED,
     TERMINAL_STATUSES,
+    TRAINING_REPOSITORY,
     AwsClients,
     JobFailure,
     RunnerSettings,
@@ -50,6 +54,7 @@ from driftloop_localstack.sagemaker_runner import (
     TrainingJobRunner,
     compile_metric_definitions,
     parse_s3_uri,
+    refusals,
     utcnow,
 )
 
@@ -224,6 +229,14 @@ class SageMakerProvider(ServiceLifecycleHook):
         names = [channel.get("ChannelName") for channel in channels]
         if any(not channel_name for channel_name in names) or len(set(names)) != len(names):
             raise _validation("every InputDataConfig channel needs a unique ChannelName")
+        hyperparameters = _string_map(request.get("HyperParameters"), "HyperParameters")
+        refused = refusals(algorithm, hyperparameters, names)
+        if refused:
+            raise _validation(
+                f"the local SageMaker runs only driftloop's training program, as its image (ECR repository "
+                f"{TRAINING_REPOSITORY}, e.g. the training stack's TrainingImageUri output) runs it with its own entry "
+                f"point and no script; this job would run something else on AWS: {'; '.join(refused)}"
+            )
 
         now = utcnow()
         description = {key: value for key, value in request.items() if key in self._describe_members}
@@ -236,7 +249,7 @@ class SageMakerProvider(ServiceLifecycleHook):
                 "AlgorithmSpecification": algorithm,
                 # SageMaker describes an output without a key with an empty KmsKeyId (the SDK's attach reads it).
                 "OutputDataConfig": {"KmsKeyId": "", **output},
-                "HyperParameters": _string_map(request.get("HyperParameters"), "HyperParameters"),
+                "HyperParameters": hyperparameters,
                 "Environment": _string_map(request.get("Environment"), "Environment"),
                 "StoppingCondition": dict(request.get("StoppingCondition") or {"MaxRuntimeInSeconds": 86400}),
                 "TrainingJobStatus": IN_PROGRESS,

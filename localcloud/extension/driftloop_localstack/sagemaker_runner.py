@@ -23,8 +23,9 @@ runtime limit sends SIGTERM to the program, SIGKILL after a grace period, upload
 ``MaxRuntimeExceeded``). Input problems (no objects under a prefix, unsupported data sources) fail the job with
 ``ClientError: ...`` before the program runs.
 
-The training image named in the request is not run: there is no container runtime here. Whatever the image, the
-repository's own training program runs, which is the point of the local stage.
+The training image named in the request is not run: there is no container runtime here. The repository's own
+training program runs in its place, so the provider accepts only jobs that name driftloop's image and would run its
+program as its entry point does (:func:`refusals`); any other job is refused rather than silently run as driftloop.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import tarfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -63,6 +64,20 @@ HOST = "algo-1"
 FAILURE_REASON_LIMIT = 1024  # DescribeTrainingJob's FailureReason is at most 1024 characters
 LOG_TAIL_LINES = 20
 DEFAULT_MAX_RUNTIME_SECONDS = 86400  # SageMaker's default when StoppingCondition omits it
+
+# The one image the local SageMaker runs (as the repository's program): an ECR image of this repository, as the local
+# stage's cdk.json names it (<account>.dkr.ecr.<region>.amazonaws.com/driftloop-training:local), any tag or digest.
+TRAINING_REPOSITORY = "driftloop-training"
+_ECR_IMAGE = re.compile(
+    r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/(?P<repository>[a-z0-9._/-]+)([:@][\w.:-]+)?$"
+)
+# training/Dockerfile's ENTRYPOINT, and the argument SageMaker passes it (`docker run <image> train`).
+PROGRAM_ENTRYPOINT = ["python", "-m", "training"]
+PROGRAM_ARGUMENTS = ["train"]
+# The SDK's script mode: the hyperparameters that name a script for a framework image's toolkit to run.
+SCRIPT_MODE_HYPERPARAMETERS = ("sagemaker_program", "sagemaker_submit_directory")
+# ModelTrainer's source_code channel: its script runs through ModelTrainer's own ContainerEntrypoint.
+CODE_CHANNEL = "code"
 
 # What SageMaker shows in SecondaryStatusTransitions[].StatusMessage.
 _MESSAGES = {
@@ -103,7 +118,8 @@ class RunnerSettings:
     stop_grace_seconds: float = 10.0
 
     def command(self, base_dir: Path) -> list[str]:
-        return [str(self.python), "-m", "training", "train", "--base-dir", str(base_dir)]
+        # The image's entry point and argument, with the project's interpreter in place of the image's python.
+        return [str(self.python), *PROGRAM_ENTRYPOINT[1:], *PROGRAM_ARGUMENTS, "--base-dir", str(base_dir)]
 
 
 class JobFailure(Exception):
@@ -123,6 +139,37 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if not match:
         raise JobFailure(f"ClientError: {uri!r} is not an S3 URI (s3://bucket/key)")
     return match.group(1), match.group(2)
+
+
+def refusals(algorithm: dict[str, Any], hyperparameters: dict[str, Any], channels: Collection[str]) -> list[str]:
+    """Why AWS would not run driftloop's training program for this job (empty: it would), each naming the field.
+
+    The local SageMaker runs that program whatever the request says, so a job that names another image, algorithm,
+    entry point or script must be refused: running driftloop's program instead would hide the mistake.
+    """
+    problems: list[str] = []
+    image = algorithm.get("TrainingImage")
+    if algorithm.get("AlgorithmName"):
+        problems.append(f"AlgorithmSpecification.AlgorithmName {algorithm['AlgorithmName']!r} names an algorithm")
+    if image:
+        match = _ECR_IMAGE.fullmatch(str(image))
+        if match is None or match["repository"] != TRAINING_REPOSITORY:
+            problems.append(
+                f"AlgorithmSpecification.TrainingImage {image!r} is not driftloop's training image (an ECR image of "
+                f"repository {TRAINING_REPOSITORY})"
+            )
+    entrypoint, arguments = algorithm.get("ContainerEntrypoint"), algorithm.get("ContainerArguments")
+    if entrypoint not in (None, PROGRAM_ENTRYPOINT) or arguments not in (None, PROGRAM_ARGUMENTS):
+        runs = f"ContainerEntrypoint {entrypoint} with ContainerArguments {arguments} runs another command"
+        if CODE_CHANNEL in channels:
+            runs += f" (the {CODE_CHANNEL!r} channel's script: the SDK's source_code)"
+        problems.append(f"{runs}, not driftloop's {PROGRAM_ENTRYPOINT + PROGRAM_ARGUMENTS}")
+    problems += [
+        f"HyperParameters.{name} {hyperparameters[name]!r} asks script mode to run a script"
+        for name in SCRIPT_MODE_HYPERPARAMETERS
+        if name in hyperparameters
+    ]
+    return problems
 
 
 def truncate(text: str, limit: int = FAILURE_REASON_LIMIT) -> str:
@@ -483,6 +530,8 @@ class TrainingJobRunner:
             with job.lock:
                 job.transition(IN_PROGRESS, "Uploading")
             self._upload(model=True, output=True)
+            # Before the job ends: the SDK stops streaming the logs once it sees a terminal status.
+            self._sink.flush()
             with job.lock:
                 self._final_metrics()
                 job.transition(COMPLETED, COMPLETED)
@@ -626,6 +675,7 @@ class TrainingJobRunner:
 
     def _finish_failed(self, reason: str) -> None:
         job = self.job
+        self._sink.flush()
         with job.lock:
             if job.status in TERMINAL_STATUSES:
                 return
