@@ -114,6 +114,21 @@ def test_a_version_the_gate_rejects_is_rejected_and_the_decision_says_so(
     assert status(sagemaker, package_of(registry, first.registration.version)["arn"]) == "Approved"
 
 
+def test_a_version_superseded_while_it_trained_is_rejected(
+    run: Any, registry: Registry, sagemaker: SageMakerClient
+) -> None:
+    first = run(challenger=0.8, champion=None)
+    steps.promote(registry, first, packages=ModelPackages(sagemaker))
+    superseded, newer = run(challenger=0.95, champion=0.8), run(challenger=0.9, champion=0.8)
+    steps.promote(registry, newer, packages=ModelPackages(sagemaker))
+
+    result = steps.promote(registry, superseded, packages=ModelPackages(sagemaker))
+
+    assert not result.promoted
+    assert status(sagemaker, package_of(registry, superseded.registration.version)["arn"]) == "Rejected"
+    assert status(sagemaker, package_of(registry, newer.registration.version)["arn"]) == "Approved"
+
+
 def test_a_rollback_rejects_the_rolled_back_version_and_approves_the_one_put_back(
     run: Any, registry: Registry, sagemaker: SageMakerClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
