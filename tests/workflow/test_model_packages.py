@@ -90,6 +90,19 @@ def test_a_registered_version_becomes_a_pending_package_linking_its_evaluation_a
     assert version in described["ModelPackageDescription"]
 
 
+def test_a_retried_register_mirrors_the_version_once(
+    run: Any, s3: S3Client, registry: Registry, sagemaker: SageMakerClient, packages: ModelPackages
+) -> None:
+    state = run(challenger=0.9, champion=None)
+
+    steps.register(SETTINGS, s3, registry, state, packages)
+
+    listed = sagemaker.list_model_packages(ModelPackageGroupName=SETTINGS.model_package_group)
+    assert [p["ModelPackageArn"] for p in listed["ModelPackageSummaryList"]] == [
+        package_of(registry, state.registration.version)["arn"]
+    ]
+
+
 def test_a_promoted_version_is_approved(run: Any, registry: Registry, sagemaker: SageMakerClient) -> None:
     state = run(challenger=0.9, champion=None)
 

@@ -26,7 +26,7 @@ from functions.workflow.state import (
     RunState,
     TrainingResult,
 )
-from functions.workflow.steps.decisions import record_for_run
+from functions.workflow.steps.decisions import record_for_run, run_of
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -113,7 +113,7 @@ def register(
             "the pinned gate settings, which decides"
         )
         details["job_verdict"] = job_verdict
-    if packages is not None:
+    if packages is not None and not _registered_before(registry, state, version):
         evaluation_key = holdout_evaluation_key(settings.holdout_prefix, version)
         mirrored = packages.create(
             settings.model_package_group,
@@ -140,6 +140,13 @@ def register(
         champion_version=None if prepared.champion is None else prepared.champion.version,
         decision_id=decision.id,
     )
+
+
+def _registered_before(registry: Registry, state: RunState, version: str) -> bool:
+    """Whether a first attempt of this run's Register recorded its decision (with the mirror's outcome): a retry
+    then creates no second package (moto, unlike AWS, ignores the create's client token)."""
+    run = run_of(state)
+    return run is not None and registry.run_decision(run[0], version, ("registered",), since=run[1]) is not None
 
 
 def gate_scores(evaluation: Evaluation) -> dict[str, Any]:
