@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -246,4 +247,29 @@ def _rollback(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         raise CommandError(f"cannot roll back to {target}: {exc}") from exc
     print(f"rolled back: champion is now {pointer.version} (was {current.version})")
+    _mirror_rollback(registry, rolled_back=current.version, target=pointer.version, reason=args.reason)
     return 0
+
+
+def _mirror_rollback(registry: Registry, *, rolled_back: str, target: str, reason: str) -> None:
+    """SageMaker's model registry follows the rollback: the rolled-back version's package Rejected, the target's
+    Approved. Versions without a package (registered by hand) are left alone; a failure is reported, the rollback
+    stands (S3 is the record)."""
+    import boto3
+
+    from functions.workflow.model_packages import APPROVED, REJECTED, ModelPackages, package_arn
+
+    packages: ModelPackages | None = None
+    for version, status, why in (
+        (rolled_back, REJECTED, f"driftloop: rolled back to {target}: {reason}"),
+        (target, APPROVED, f"driftloop: champion again after a rollback from {rolled_back}: {reason}"),
+    ):
+        arn = package_arn(registry, version)
+        if arn is None:
+            continue
+        packages = packages or ModelPackages(boto3.client("sagemaker"))
+        mirrored = packages.set_status(arn, status, why)
+        if mirrored.error:
+            print(f"warning: the SageMaker model registry was not updated: {mirrored.error}", file=sys.stderr)
+        else:
+            print(f"model package {arn} of {version}: {status}")

@@ -50,6 +50,9 @@ _PRINCIPAL_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*/$")
 # A Glue database Athena names without quoting: lowercase letters, digits and '_' (Glue's limit is 255 characters).
 _GLUE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,254}$")
+# A SageMaker model package group name (1-63 characters), lowercase: AWS lowercases it in its packages' ARNs, which
+# the IAM grants name.
+_PACKAGE_GROUP = re.compile(r"^[a-z0-9](-*[a-z0-9]){0,62}$")
 ECR_IMAGE_URI = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?"
     r"/(?P<repository>[a-z0-9._/-]+)([:@][\w.:-]+)?$"
@@ -211,6 +214,15 @@ class TrainingConfig(_Model):
     holdout_share: Annotated[float, _MustBe("a number between 0 and 1, both excluded", (Interval(gt=0, lt=1),))]
     # HoldOut and Evaluate read and score the holdout (one Lambda vCPU per 1769 MB; they run up to 15 minutes).
     evaluation_memory_mb: Annotated[int, _integer(512, 10240)]
+    # The SageMaker model package group mirroring the registry; None: <name_prefix>-<stage>
+    # (DriftloopConfig.model_package_group_name).
+    model_package_group: (
+        Annotated[
+            str,
+            _matching(_PACKAGE_GROUP, "lowercase letters, digits and '-' (at most 63, no '-' at either end), or null"),
+        ]
+        | None
+    ) = None
 
     def _rules(self) -> Iterator[InitErrorDetails]:
         if self.workflow_timeout_seconds <= self.max_runtime_seconds:
@@ -554,6 +566,12 @@ class DriftloopConfig(_Model):
     def athena_workgroup_name(self) -> str:
         """The deployment's Athena workgroup, ``<name_prefix>-<stage>``."""
         return self.resource_prefix
+
+    @property
+    def model_package_group_name(self) -> str:
+        """The deployment's SageMaker model package group: ``training.model_package_group``, else
+        ``<name_prefix>-<stage>``."""
+        return self.training.model_package_group or self.resource_prefix
 
     @property
     def job_prefix(self) -> str:

@@ -40,6 +40,11 @@ VERSION_METADATA = (
     "Reads only each registered version's metadata.json (the champion's categories and ranges, which tell values "
     "new to it): versions are created at run time, so the version segment is a wildcard; no archive is readable."
 )
+MODEL_PACKAGES = (
+    "The deployment's model package group mirrors each registered version as a versioned package, "
+    "model-package/<group>/<version number>, numbered by SageMaker at creation: the number is a wildcard, the "
+    "group is fixed."
+)
 PREFIX_OBJECTS = (
     "Object access is confined to one configured key prefix of one bucket; the keys below it (data files, "
     "training jobs, model versions) are created at run time, so the prefix ends in a wildcard."
@@ -136,6 +141,9 @@ def _acknowledge_training(stacks: DriftloopStacks) -> None:
         ("release", [run_lock]),
     ):
         _acknowledge_function(steps[name], arns)
+    for name in ("register", "promote", "reject"):
+        policy = _default_policy(steps[name].role)
+        acknowledge(policy, "IAM5", MODEL_PACKAGES, [resource_finding(policy, training.model_packages.packages_arn)])
     functions = [step.function for step in steps.values()]
     # It only publishes to the approvals topic: no object access to acknowledge.
     _acknowledge_function(training.approval.function, [])

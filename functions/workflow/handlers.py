@@ -17,12 +17,14 @@ from aws_lambda_powertools import Logger
 from functions.common.athena import Athena, lambda_deadline
 from functions.common.registry import Registry
 from functions.workflow import approver, steps
+from functions.workflow.model_packages import ModelPackages
 from functions.workflow.settings import ApprovalSettings, WorkflowSettings
 from functions.workflow.state import ApprovalEvent, RunState, StepEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_athena import AthenaClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sns import SNSClient
 
 logger = Logger()
@@ -62,6 +64,12 @@ def _athena(context: Any) -> Athena:
 @cache
 def _sns() -> SNSClient:
     return boto3.client("sns")
+
+
+@cache
+def _packages() -> ModelPackages:
+    sagemaker: SageMakerClient = boto3.client("sagemaker")
+    return ModelPackages(sagemaker)
 
 
 def _registry() -> Registry:
@@ -107,11 +115,13 @@ def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def register(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("register", steps.register(_settings(), _s3(), _registry(), RunState.parse(event)).to_json())
+    result = steps.register(_settings(), _s3(), _registry(), RunState.parse(event), _packages())
+    return _log("register", result.to_json())
 
 
 def promote(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("promote", steps.promote(_registry(), RunState.parse(event), _approver).to_json())
+    result = steps.promote(_registry(), RunState.parse(event), _approver, _packages())
+    return _log("promote", result.to_json())
 
 
 def _approver(proof: str | None, answer: approver.Answer) -> str:
@@ -129,7 +139,8 @@ def request_approval(event: dict[str, Any], context: Any) -> None:
 
 
 def reject(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _log("reject", steps.reject(_registry(), RunState.parse(event), _approver).to_json())
+    result = steps.reject(_registry(), RunState.parse(event), _approver, _packages())
+    return _log("reject", result.to_json())
 
 
 def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -43,6 +43,8 @@ class WorkflowSettings(EnvContract):
     # than the state machine's timeout belongs to an execution that can no longer be running.
     cooldown_minutes: int = variable("DRIFTLOOP_COOLDOWN_MINUTES", env.NON_NEGATIVE_INT)
     lock_timeout_seconds: int = variable("DRIFTLOOP_LOCK_TIMEOUT_SECONDS", env.POSITIVE_INT)
+    # The SageMaker model package group mirroring the registry (functions/workflow/model_packages.py).
+    model_package_group: str = variable("DRIFTLOOP_MODEL_PACKAGE_GROUP")
 
     def validate(self) -> None:
         if self.max_feedback_share == 0:

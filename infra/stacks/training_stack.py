@@ -27,6 +27,7 @@ from infra.bundling import EVALUATE, HOLDOUT, WORKFLOW, LambdaBundle
 from infra.config import DriftloopConfig
 from infra.constructs.capture_catalog import RESULT_UPLOAD_ACTIONS, SharedCatalog
 from infra.constructs.encrypted_topic import EncryptedTopic
+from infra.constructs.model_package_group import ModelPackageGroup
 from infra.constructs.python_function import PythonFunction, bundled_code
 from infra.constructs.sagemaker_role import SageMakerExecutionRole
 from infra.constructs.training_image import TrainingImage
@@ -95,6 +96,9 @@ class TrainingStack(Stack):
         self.sagemaker_role: iam.IRole = self.sagemaker.role
         image.grant_pull(self.sagemaker_role)
 
+        self.model_packages = ModelPackageGroup(
+            self, "ModelPackageGroup", name=config.model_package_group_name, removal_policy=removal
+        )
         self._code = bundled_code(WORKFLOW)
         self.steps = self._workflow_functions(config, removal)
         self.approval = self._approval(config, removal)
@@ -138,6 +142,12 @@ class TrainingStack(Stack):
         CfnOutput(self, "TrainingInputUri", value=s3_location(self.data_bucket.bucket_name, data.assembled_prefix))
         CfnOutput(self, "TrainingOutputUri", value=s3_location(self.model_bucket.bucket_name, data.artifact_prefix))
         CfnOutput(self, "FailureTopicArn", value=self.failure_topic.topic_arn)
+        CfnOutput(
+            self,
+            "ModelPackageGroupName",
+            value=self.model_packages.name,
+            description="SageMaker's model registry mirror of driftloop's versions",
+        )
         CfnOutput(
             self,
             "ApprovalTopicArn",
@@ -196,6 +206,7 @@ class TrainingStack(Stack):
             cooldown_minutes=retraining.cooldown_minutes,
             # A lock older than the state machine's timeout belongs to an execution that can no longer run.
             lock_timeout_seconds=config.training.workflow_timeout_seconds,
+            model_package_group=self.model_packages.name,
         )
 
     def _step_function(
@@ -290,6 +301,10 @@ class TrainingStack(Stack):
         for name in ("assemble", "finish_assembly"):
             grant_object(steps[name].role, model, layout.version_key("*", METADATA_FILE), "read")
         grant_object(steps["promote"].role, model, layout.champion_key, "read-write")
+        # The model registry mirror: Register creates the version's package, Promote and Reject set its status.
+        self.model_packages.grant_create(steps["register"].role)
+        for name in ("promote", "reject"):
+            self.model_packages.grant_update(steps[name].role)
         self.catalog.grant_query(steps["assemble"].role, self.data_bucket, tables=(FEEDBACK_TABLE,))
         self.catalog.grant_query(steps["finish_assembly"].role, self.data_bucket)
         # The steps that read keys that may be missing (no champion, run lock, version or evaluation yet) need a 404.

@@ -72,6 +72,7 @@ def settings() -> WorkflowSettings:
         new_value_min_callers=config.retraining.new_value_min_callers,
         cooldown_minutes=0,
         lock_timeout_seconds=3600,
+        model_package_group="driftloop-test",
     )
 
 

@@ -168,6 +168,17 @@ def test_the_glue_database_and_athena_workgroup_are_named_after_the_deployment_u
     assert dev.data.athena_results_prefix == "athena/"
 
 
+def test_the_model_package_group_is_named_after_the_deployment_unless_configured() -> None:
+    assert load(context("dev")).model_package_group_name == "driftloop-dev"
+    assert load(context(training__model_package_group="churn-models")).model_package_group_name == "churn-models"
+
+
+@pytest.mark.parametrize("name", ["Churn", "churn_models", "-churn", "churn-", "", "a" * 64])
+def test_a_model_package_group_name_whose_packages_arns_iam_cannot_match_is_rejected(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"driftloop\.training\.model_package_group must be lowercase letters"):
+        load(context(training__model_package_group=name))
+
+
 @pytest.mark.parametrize("name", ["Captures", "my-db", "1db", "", "a" * 256])
 def test_a_glue_database_name_athena_cannot_read_unquoted_is_rejected(name: str) -> None:
     with pytest.raises(ConfigError, match=r"driftloop\.athena\.glue_database must be lowercase letters, digits"):

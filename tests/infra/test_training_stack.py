@@ -538,6 +538,7 @@ def test_workflow_function_settings(training_template: Template, name: str) -> N
                     "DRIFTLOOP_FEEDBACK_MAX_AGE_DAYS": "30",
                     "DRIFTLOOP_COOLDOWN_MINUTES": "360",
                     "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": "7200",
+                    "DRIFTLOOP_MODEL_PACKAGE_GROUP": "driftloop-dev",
                     "POWERTOOLS_SERVICE_NAME": "driftloop-dev-workflow",
                     "POWERTOOLS_LOG_LEVEL": "INFO",
                 }
@@ -615,6 +616,61 @@ def test_register_reads_training_outputs_and_creates_versions_and_decisions(trai
         "model:training-jobs/*": {"s3:GetObject"},
         "model:registry/versions/*": READ_WRITE,
         "model:registry/decisions/*": READ_WRITE,
+    }
+
+
+def sagemaker_arn(resource: str) -> dict[str, Any]:
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":sagemaker:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                f":{resource}",
+            ],
+        ]
+    }
+
+
+GROUP_ARN = sagemaker_arn("model-package-group/driftloop-dev")
+PACKAGES_ARN = sagemaker_arn("model-package/driftloop-dev/*")
+
+
+def test_the_stack_creates_the_deployments_tagged_model_package_group(training_template: Template) -> None:
+    [group] = training_template.find_resources("AWS::SageMaker::ModelPackageGroup").values()
+
+    assert group["Properties"]["ModelPackageGroupName"] == "driftloop-dev"
+    assert {"Key": "stage", "Value": "dev"} in group["Properties"]["Tags"]
+    assert group["DeletionPolicy"] == "Retain"  # dev keeps its data: removal is retain
+
+
+def sagemaker_statements(template: Template) -> dict[str, list[dict[str, Any]]]:
+    """Every policy's statements that allow a SageMaker model package action, by policy."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for logical_id, resource in template.find_resources("AWS::IAM::Policy").items():
+        for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if any("ModelPackage" in action for action in actions):
+                found.setdefault(logical_id, []).append(statement)
+    return found
+
+
+def test_register_creates_and_promote_and_reject_update_packages_of_the_deployments_group_only(
+    training_template: Template,
+) -> None:
+    found = sagemaker_statements(training_template)
+
+    update = [{"Action": "sagemaker:UpdateModelPackage", "Effect": "Allow", "Resource": PACKAGES_ARN}]
+    assert {key.split("FunctionRole")[0]: value for key, value in found.items()} == {
+        "Register": [
+            {"Action": "sagemaker:CreateModelPackage", "Effect": "Allow", "Resource": [GROUP_ARN, PACKAGES_ARN]}
+        ],
+        "Promote": update,
+        "Reject": update,
     }
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from cli.client import API_KEY_HEADER, DEFAULT_CLIENT, api_key_value
 from functions.common.registry import ChampionPointer, Decision, Registry
+from functions.workflow.model_packages import package_arn
 from localcloud.cloud import Cloud
 from localcloud.deploy import Deployment
 from tests.plugins.local_cloud import boto3_client, unique
@@ -288,6 +289,12 @@ class Deployed:
         decisions = self.registry.decisions()
         versions = {d.version for d in decisions if d.details.get("execution") == execution_arn and d.version}
         return [d for d in decisions if d.details.get("execution") == execution_arn or d.version in versions]
+
+    def model_package(self, version: str) -> dict[str, Any]:
+        """The SageMaker model package mirroring ``version``, by the ARN its registered decision recorded."""
+        arn = package_arn(self.registry, version)
+        assert arn is not None, f"{version} has no model package recorded in its registered decision"
+        return dict(self.client("sagemaker").describe_model_package(ModelPackageName=arn))
 
     def run_lock(self) -> dict[str, Any]:
         key = self.registry.layout.lock_key

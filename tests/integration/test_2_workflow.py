@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from functions.common.layout import holdout_evaluation_key
 from infra.constructs.training_workflow import FAILED_ERROR
 from tests.integration.conftest import Notifications
 from tests.integration.support import Deployed, Execution
@@ -73,6 +74,13 @@ def test_a_run_trains_registers_and_promotes_the_challenger_with_its_trigger(dep
     assert record.lineage["data"]["fingerprint"] == run.output["assembly"]["fingerprint"]
     assert record.evaluation is not None and record.evaluation["passed"] is True
     assert record.sha256 == champion.sha256
+    # SageMaker's model registry mirrors the version: a package of the deployment's group, approved.
+    package = deployed.model_package(version)
+    assert package["ModelPackageGroupName"] == deployed.prefix
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"].endswith(
+        "/" + holdout_evaluation_key("", version)
+    )
     lock = deployed.run_lock()
     assert (lock["state"], lock["execution"], lock["outcome"], lock["version"]) == (
         "released", run.arn, "promoted", version
@@ -103,6 +111,8 @@ def test_a_challenger_below_the_gate_is_rejected_and_the_champion_stays(deployed
     record = deployed.registry.get_version(version)
     assert record.evaluation is not None and record.evaluation["passed"] is False
     assert record.evaluation["champion_version"] == before.version
+    assert deployed.model_package(version)["ModelApprovalStatus"] == "Rejected"
+    assert rejected.details["model_package"]["status"] == "Rejected"
     lock = deployed.run_lock()
     assert (lock["state"], lock["execution"], lock["outcome"]) == ("released", run.arn, "rejected")
 

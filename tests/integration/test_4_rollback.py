@@ -52,7 +52,7 @@ def test_rollback_puts_the_previous_champion_back_and_the_api_serves_it(
 
     out = capsys.readouterr().out
     assert code == 0, out
-    assert out == f"rolled back: champion is now {champions.older} (was {champions.newer})\n"
+    assert out.splitlines()[0] == f"rolled back: champion is now {champions.older} (was {champions.newer})"
     champion = deployed.champion()
     assert champion is not None
     assert (champion.version, champion.previous_version) == (champions.older, champions.newer)
@@ -62,6 +62,9 @@ def test_rollback_puts_the_previous_champion_back_and_the_api_serves_it(
     )  # fmt: skip
     assert decision.details == {"previous_version": champions.newer, "by": "driftloop rollback"}
     assert champion.decision_id == decision.id
+    # SageMaker's model registry follows: the rolled-back version rejected, the one put back approved.
+    assert deployed.model_package(champions.newer)["ModelApprovalStatus"] == "Rejected"
+    assert deployed.model_package(champions.older)["ModelApprovalStatus"] == "Approved"
 
     serves(deployed, champions.older)
     from training.synthetic import generate
@@ -84,4 +87,6 @@ def test_rollback_to_a_version_makes_it_the_champion_again(
     champion = deployed.champion()
     assert champion is not None
     assert (champion.version, champion.previous_version) == (champions.newer, champions.older)
+    assert deployed.model_package(champions.newer)["ModelApprovalStatus"] == "Approved"
+    assert deployed.model_package(champions.older)["ModelApprovalStatus"] == "Rejected"
     serves(deployed, champions.newer)

@@ -45,6 +45,7 @@ SETTINGS = WorkflowSettings(
     new_value_min_callers=3,
     cooldown_minutes=0,
     lock_timeout_seconds=7200,
+    model_package_group="driftloop-test",
 )
 
 

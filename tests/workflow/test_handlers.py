@@ -41,6 +41,7 @@ ENV = {
     "DRIFTLOOP_NEW_VALUE_MIN_CALLERS": "3",
     "DRIFTLOOP_COOLDOWN_MINUTES": "60",
     "DRIFTLOOP_LOCK_TIMEOUT_SECONDS": "7200",
+    "DRIFTLOOP_MODEL_PACKAGE_GROUP": "driftloop-dev",
 }
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:driftloop-dev-training:run-1"
 
@@ -61,6 +62,7 @@ def clear_clients() -> None:
         handlers._s3,
         handlers._sns,
         handlers._athena_client,
+        handlers._packages,
     ):
         cached.cache_clear()
 

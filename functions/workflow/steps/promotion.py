@@ -10,6 +10,7 @@ from functions.common.gate import Evaluation, GateError
 from functions.common.registry import ChampionPointer, Decision, PromotionConflict, Registry, RegistryError
 from functions.workflow.approver import Answer
 from functions.workflow.errors import NotPassed, WorkflowError
+from functions.workflow.model_packages import APPROVED, DETAIL, REJECTED, ModelPackages, package_arn
 from functions.workflow.state import (
     APPROVAL_TIMEOUT,
     Approval,
@@ -27,7 +28,12 @@ from functions.workflow.steps.register import gate_scores
 Approver = Callable[[str | None, Answer], str]
 
 
-def promote(registry: Registry, state: RunState, approver: Approver | None = None) -> PromotionResult:
+def promote(
+    registry: Registry,
+    state: RunState,
+    approver: Approver | None = None,
+    packages: ModelPackages | None = None,
+) -> PromotionResult:
     """Make the gated version the champion, unless the champion it was compared with has since changed.
 
     A champion that changed during training (another run, a manual promotion or a rollback) supersedes this run:
@@ -39,7 +45,18 @@ def promote(registry: Registry, state: RunState, approver: Approver | None = Non
     The verdict, the scores and the champion compared with are read back from the version's registered record, as
     Register wrote it, not from ``$.registration``: a version whose record does not say passed is refused
     (:class:`NotPassed`), whatever the state claims, unless it says held and the approval step's answer approved it.
+
+    With ``packages``, the version's model package follows the outcome (Approved, or Rejected when superseded)
+    once the decision is recorded; a mirror failure is logged and changes nothing here.
     """
+    result = _promote(registry, state, approver)
+    if packages is not None and result.version is not None:
+        status, why = (APPROVED, "promoted") if result.promoted else (REJECTED, result.reason or "not promoted")
+        packages.set_status(_package_arn(registry, state, result.version), status, f"driftloop: {why}")
+    return result
+
+
+def _promote(registry: Registry, state: RunState, approver: Approver | None) -> PromotionResult:
     version = _registration(state).version
     approval = state.approval
     if approval is not None and not approval.approved:
@@ -85,12 +102,19 @@ def promote(registry: Registry, state: RunState, approver: Approver | None = Non
     return _promotion_result(promotion(pointer))
 
 
-def reject(registry: Registry, state: RunState, approver: Approver | None = None) -> RejectionResult:
+def reject(
+    registry: Registry,
+    state: RunState,
+    approver: Approver | None = None,
+    packages: ModelPackages | None = None,
+) -> RejectionResult:
     """Record the version as rejected: by the gate, or by the approval (denied, or no answer in time).
 
     A denial records who denied as ``approver`` finds it from the denial's proof, made for this run's version and
     a denial; a denial without such a proof is refused (:class:`WorkflowError`: the run fails, its ``failed``
     decision says why, and the version, whose approval request was answered, is never promoted by this run).
+
+    With ``packages``, the version's model package is set to Rejected first and the decision records how that went.
     """
     registration = _registration(state)
     approval = state.approval
@@ -103,6 +127,10 @@ def reject(registry: Registry, state: RunState, approver: Approver | None = None
     if approval is not None:
         refusal, details["approval"] = _refusal(state, registration.version, approval, approver)
     reasons = [*refusal, *registration.reasons]
+    if packages is not None:
+        arn = _package_arn(registry, state, registration.version)
+        why = "; ".join(reasons) or "rejected"
+        details[DETAIL] = packages.set_status(arn, REJECTED, f"driftloop: rejected: {why}").to_json()
     decision = record_for_run(registry, state, "rejected", registration.version, reasons, details)
     return RejectionResult(registration.version, decision.id, decision.reasons)
 
@@ -159,6 +187,13 @@ def _vouched(state: RunState, version: str, approval: Approval, approver: Approv
             f"no execution in the state ({GuardResult.path('execution_id')}) to verify the {answer.verb} for"
         )
     return approver(approval.proof, answer)
+
+
+def _package_arn(registry: Registry, state: RunState, version: str) -> str | None:
+    """The version's package as this run's Register recorded it (its decisions only, when Guard says when the run
+    started)."""
+    run = run_of(state)
+    return package_arn(registry, version, since=None if run is None else run[1])
 
 
 def _registration(state: RunState) -> RegistrationResult:

@@ -17,6 +17,7 @@ from functions.common.layout import holdout_evaluation_key, split_s3_uri
 from functions.common.registry import Registry
 from functions.workflow.assembly import held_out, held_out_feedback
 from functions.workflow.errors import WorkflowError
+from functions.workflow.model_packages import DETAIL, Lineage, ModelPackages
 from functions.workflow.settings import WorkflowSettings
 from functions.workflow.state import (
     AssemblyResult,
@@ -26,7 +27,7 @@ from functions.workflow.state import (
     RunState,
     TrainingResult,
 )
-from functions.workflow.steps.decisions import record_for_run
+from functions.workflow.steps.decisions import record_for_run, run_of
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -38,8 +39,17 @@ JOB_EVALUATION = "training_job"
 FEEDBACK_HELD_OUT = "feedback_held_out"
 
 
-def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state: RunState) -> RegistrationResult:
-    """The verdict rests on the Evaluate step's scores (the workflow's holdout, which the job never read),
+def register(
+    settings: WorkflowSettings,
+    s3: S3Client,
+    registry: Registry,
+    state: RunState,
+    packages: ModelPackages | None = None,
+) -> RegistrationResult:
+    """With ``packages``, the version is mirrored as a model package (PendingManualApproval) and the registered
+    decision records its ARN, or why the mirror failed (the registration stands either way).
+
+    The verdict rests on the Evaluate step's scores (the workflow's holdout, which the job never read),
     recomputed under the pinned gate settings (``settings.hyperparameters``). The job's own evaluation is kept
     beside it, informational, with its verdict when that differs; a job that did not compare with the champion
     Prepare named still fails the gate: its output is not to be trusted.
@@ -106,6 +116,22 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             "the pinned gate settings, which decides"
         )
         details["job_verdict"] = job_verdict
+    if packages is not None and not _registered_before(registry, state, version):
+        evaluation_key = holdout_evaluation_key(settings.holdout_prefix, version)
+        mirrored = packages.create(
+            settings.model_package_group,
+            record,
+            model_data_url=f"s3://{registry.bucket}/{record.archive_key}",
+            evaluation_url=f"s3://{settings.data_bucket}/{evaluation_key}",
+            lineage=Lineage(
+                training_job=training.training_job_name,
+                data_manifest=assembly.manifest,
+                trigger=None if prepared.trigger is None else prepared.trigger.label,
+                execution=state.execution_id,
+                champion_at_training=None if prepared.champion is None else prepared.champion.version,
+            ),
+        )
+        details[DETAIL] = mirrored.to_json()
     decision = record_for_run(registry, state, "registered", record.version, reasons, details)
     return RegistrationResult(
         version=record.version,
@@ -117,6 +143,13 @@ def register(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         champion_version=None if prepared.champion is None else prepared.champion.version,
         decision_id=decision.id,
     )
+
+
+def _registered_before(registry: Registry, state: RunState, version: str) -> bool:
+    """Whether a first attempt of this run's Register recorded its decision (with the mirror's outcome): a retry
+    then creates no second package (moto, unlike AWS, ignores the create's client token)."""
+    run = run_of(state)
+    return run is not None and registry.run_decision(run[0], version, ("registered",), since=run[1]) is not None
 
 
 def gate_scores(evaluation: Evaluation) -> dict[str, Any]:
