@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from functions.common.bundle import MISSING_CATEGORY, FeatureType
+from functions.common.bundle import MISSING_CATEGORY, PANDAS_NA_SPELLINGS, FeatureType
 
 # An undeclared column is numeric when at least this share of its values parse as numbers; the few that
 # do not are then reported as bad values instead of turning the column into a categorical one.
@@ -32,12 +32,25 @@ def parse_numbers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
     return numbers.where(~bad), bad
 
 
+def na_spellings(column: pd.Series, bad: pd.Series) -> pd.Series:
+    """A mask of the ``bad`` values (see :func:`parse_numbers`) that pandas would have read as missing (``NA``,
+    ``null``, ``n/a``...): text unless declared in missing_values."""
+    return bad & column.isin(PANDAS_NA_SPELLINGS)
+
+
 def infer_type(column: pd.Series) -> FeatureType:
+    """Numeric when ``NUMERIC_SHARE`` of the values present are numbers. pandas' missing spellings count as numbers
+    when there is a number: such a column stays numeric, and validation names the token and the fix, instead of
+    the column turning categorical because its missing values are spelled ``NA``."""
     present = int(column.notna().sum())
     if present == 0:
         return "numeric"
     _, bad = parse_numbers(column)
-    return "numeric" if (present - int(bad.sum())) >= NUMERIC_SHARE * present else "categorical"
+    numbers = present - int(bad.sum())
+    if numbers == 0:
+        return "categorical"
+    spelled = int(na_spellings(column, bad).sum())
+    return "numeric" if numbers + spelled >= NUMERIC_SHARE * present else "categorical"
 
 
 def categories(column: pd.Series) -> pd.Series:

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from functions.common import text_values
+
 FORMAT_VERSION = 1
 ONNX_FILE = "model.onnx"
 JOBLIB_FILE = "model.joblib"
@@ -43,6 +45,16 @@ TASKS: tuple[Task, ...] = ("classification", "regression")
 
 # A categorical value the client left out (null) reaches the model as this token, in training and serving alike.
 MISSING_CATEGORY = "__missing__"
+
+# The text cells pandas reads as missing by default (read_csv's na_values). Bundles written before
+# ModelMetadata.missing_tokens were trained with these as missing (besides their missing_values); training now
+# reads them as text, and names them when a numeric column holds one.
+PANDAS_NA_SPELLINGS = frozenset(
+    {
+        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+        "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+    }
+)  # fmt: skip
 
 # model.onnx has one [None, 1] input per feature, named by Feature.onnx_input (float32, or string for categoricals),
 # and these fixed outputs. Classifiers: a string label per row and the class probabilities [N, n_classes] in the order
@@ -124,6 +136,9 @@ class ModelMetadata:
     # What training noticed about the data and did not fail on (e.g. an id-like column, a constant column the model
     # ignores), as shown in the job log.
     warnings: tuple[str, ...] = ()
+    # The texts that mean a missing value, in training's cells and serving's strings alike: the empty text and the
+    # missing_values tokens, sorted. Absent from older bundles: see _legacy_missing_tokens.
+    missing_tokens: tuple[str, ...] = ("",)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -134,6 +149,7 @@ class ModelMetadata:
         data["features"] = [f.to_dict() for f in self.features]
         data["classes"] = list(self.classes)
         data["warnings"] = list(self.warnings)
+        data["missing_tokens"] = list(self.missing_tokens)
         return data
 
     @classmethod
@@ -145,6 +161,8 @@ class ModelMetadata:
         if task not in TASKS:
             raise BundleError(f"metadata task must be one of {TASKS}, got {task!r}")
         try:
+            hyperparameters = {str(k): str(v) for k, v in data["hyperparameters"].items()}
+            tokens = data.get("missing_tokens")
             return cls(
                 task=task,
                 target=str(data["target"]),
@@ -155,15 +173,34 @@ class ModelMetadata:
                 metrics={str(k): float(v) for k, v in data["metrics"].items()},
                 baseline=dict(data["baseline"]),
                 training_data=dict(data["training_data"]),
-                hyperparameters={str(k): str(v) for k, v in data["hyperparameters"].items()},
+                hyperparameters=hyperparameters,
                 libraries={str(k): str(v) for k, v in data["libraries"].items()},
                 created_at=str(data["created_at"]),
                 files={str(k): str(v) for k, v in data.get("files", {}).items()},
                 format_version=version,
                 warnings=tuple(str(w) for w in data.get("warnings", ())),
+                missing_tokens=_legacy_missing_tokens(hyperparameters)
+                if tokens is None
+                else tuple(str(t) for t in tokens),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"metadata is malformed: {exc!r}") from exc
+
+
+def missing_tokens(declared: Sequence[str]) -> tuple[str, ...]:
+    """The texts that mean a missing value when ``declared`` (the missing_values hyperparameter) are declared: the
+    empty text (an empty CSV cell) and those, sorted."""
+    return tuple(sorted({"", *declared}))
+
+
+def _legacy_missing_tokens(hyperparameters: Mapping[str, str]) -> tuple[str, ...]:
+    """The tokens an older bundle's model was trained with as missing: pandas' defaults and its missing_values."""
+    text = hyperparameters.get("missing_values", "")
+    try:
+        declared = text_values.text_list(text)
+    except ValueError as exc:
+        raise BundleError(f"metadata hyperparameter 'missing_values'={text!r} {exc}") from None
+    return missing_tokens(sorted(PANDAS_NA_SPELLINGS.union(declared)))
 
 
 def sha256_file(path: Path) -> str:
