@@ -47,7 +47,7 @@ class Model:
         self.metadata = metadata
         self.source = source
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self.schema = RequestSchema(metadata.features)
+        self.schema = RequestSchema(metadata.features, metadata.missing_tokens)
         self._session = session
         self._outputs = list(ONNX_OUTPUTS[metadata.task])
         # Column names are free text; the graph's inputs carry sanitised names (Feature.onnx_input).

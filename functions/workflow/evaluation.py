@@ -7,8 +7,9 @@ Prepare read with the champion pointer), reads the rows HoldOut kept from the jo
 and computes every fact the gate judges with :mod:`functions.common.scoring`, the module the training program uses
 too. Nothing is unpickled: a bundle's ``model.joblib`` is never read.
 
-The holdout's cells are read as the training program reads CSV: text, with pandas' default missing-value markers
-and the deployment's ``missing_values`` tokens as missing. A cell a model cannot take (text in a numeric feature)
+The holdout's cells are read as the training program reads CSV: text, with the challenger's missing tokens
+(``ModelMetadata.missing_tokens``: the empty cell, as HoldOut writes a Parquet null, and ``missing_values``) as
+missing. A cell a model cannot take (text in a numeric feature)
 fails the step with the file, column and value: judging on fewer rows than were held out would hide it.
 
 The holdout is chosen by row content, so no model trained by this workflow was fitted on it; rows the champion's
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from boto3.s3.transfer import TransferConfig
 
-from functions.common import scoring, text_values
+from functions.common import scoring
 from functions.common.bundle import (
     ARCHIVE_FILE,
     FIT_ROWS_DTYPE,
@@ -55,13 +56,6 @@ from functions.workflow.state import ChampionRef, EvaluationResult, PrepareResul
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# The text cells pandas reads as missing by default (pandas.read_csv's na_values), as the training program does.
-PANDAS_MISSING = frozenset(
-    {
-        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
-        "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
-    }
-)  # fmt: skip
 # Holdout files are read one part at a time (parallel parts would hold ten 8 MiB buffers).
 ONE_STREAM = TransferConfig(use_threads=False)
 # Rows per onnxruntime call: bounds the memory of a graph's intermediate tensors.
@@ -92,14 +86,6 @@ class HoldoutTable:
             raise EvaluationError(
                 f"the holdout has no column {name!r}; it has {', '.join(sorted(self.columns)) or 'no columns'}"
             ) from None
-
-
-def missing_tokens(hyperparameters: Mapping[str, str]) -> frozenset[str]:
-    text = hyperparameters.get("missing_values", "")
-    try:
-        return PANDAS_MISSING | frozenset(text_values.text_list(text))
-    except ValueError as exc:
-        raise EvaluationError(f"hyperparameter 'missing_values'={text!r} {exc}") from None
 
 
 def _keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
@@ -351,7 +337,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             holdout_rows_folder(settings.holdout_prefix, version),
             {**numeric, metadata.target: metadata.task == "regression"},
             hashed_columns(metadata.target, numeric),
-            missing_tokens(settings.hyperparameters),
+            frozenset(metadata.missing_tokens),
             work_dir,
         )
         scores = score_holdout(

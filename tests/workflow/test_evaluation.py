@@ -7,7 +7,9 @@ steers the verdict.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +19,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from functions.common.bundle import JOBLIB_FILE, pack_archive, read_metadata
+from functions.common.bundle import JOBLIB_FILE, pack_archive, read_metadata, write_metadata
 from functions.common.gate import Verdict
 from functions.common.layout import holdout_evaluation_key, holdout_rows_folder
 from functions.common.registry import Registry, RegistryError
 from functions.workflow import steps
-from functions.workflow.evaluation import PANDAS_MISSING, EvaluationError, evaluate, missing_tokens
+from functions.workflow.evaluation import EvaluationError, evaluate
 from functions.workflow.state import RunState
 from tests.conftest import MakeJob
 from tests.plugins.aws import DATA_BUCKET
@@ -236,11 +238,25 @@ def test_evaluate_names_the_column_and_value_a_model_cannot_take(
         _run_to_evaluation(s3, registry, trained_bundle, rows, tmp_path)
 
 
-def test_missing_values_as_a_json_list_are_read_as_the_training_program_reads_them() -> None:
-    assert missing_tokens({"missing_values": '[" ?", "unknown, none"]'}) == PANDAS_MISSING | {" ?", "unknown, none"}
-    assert missing_tokens({"missing_values": " ?, unknown"}) == PANDAS_MISSING | {"?", "unknown"}
+def test_the_holdout_reads_as_missing_the_tokens_the_challengers_metadata_records_and_no_others(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    trained_bundle: Path,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    rows = holdout_rows.astype({"tenure_months": object})
+    rows.loc[rows.index[3], "tenure_months"] = "NA"
+    # The hyperparameters say nothing: the tokens are the bundle's, as training read its data.
+    declared = tmp_path / "declared"
+    shutil.copytree(trained_bundle, declared)
+    write_metadata(declared, replace(read_metadata(declared), missing_tokens=("", "NA")))
 
+    (tmp_path / "declared-run").mkdir()
+    (tmp_path / "default-run").mkdir()
+    state = _run_to_evaluation(s3, registry, declared, rows, tmp_path / "declared-run")
 
-def test_malformed_missing_values_are_refused_naming_the_hyperparameter() -> None:
-    with pytest.raises(EvaluationError, match=r"hyperparameter 'missing_values'='\[\" \?\"' starts with '\['"):
-        missing_tokens({"missing_values": '[" ?"'})
+    assert state["evaluation"]["scored_rows"] == len(rows)
+    with pytest.raises(EvaluationError, match=r"column 'tenure_months' is numeric for the model but holds 'NA'"):
+        _run_to_evaluation(s3, registry, trained_bundle, rows, tmp_path / "default-run")
