@@ -88,7 +88,8 @@ def _one_hot(categories: Any = "auto") -> OneHotEncoder:
 
 def build_pipeline(task: Task, algorithm: str, knobs: Mapping[str, Knob], spec: FeatureSpec, seed: int) -> Pipeline:
     types = spec.model_types
-    numeric = [name for name, kind in types.items() if kind == "numeric"]
+    # Booleans are 0/1 floats (functions.common.bundle.FeatureType): imputed like numbers.
+    numeric = [name for name, kind in types.items() if kind != "categorical"]
     categorical = [name for name, kind in types.items() if kind == "categorical" and name not in spec.capped]
     capped = [name for name, kind in types.items() if kind == "categorical" and name in spec.capped]
     branches: list[tuple[str, Any, list[str]]] = []

@@ -36,7 +36,7 @@ from functions.common.bundle import (
 )
 from training.errors import TrainingFailure
 from training.feature_spec import FeatureSpec, onnx_input_names
-from training.features import infer_type, model_inputs, na_spellings, parse_numbers
+from training.features import boolean_values, infer_type, model_inputs, na_spellings, parse_numbers
 from training.hyperparameters import Hyperparameters
 
 MAX_INFERRED_CLASSES = 10
@@ -210,6 +210,8 @@ def _feature_spec(
             )
         if kind == "numeric":
             is_constant = _numeric_notes(name, column, problems, notes)
+        elif kind == "boolean":
+            is_constant = boolean_values(column)[0].nunique() <= 1
         else:
             is_constant = _categorical_notes(name, column, hp, notes, capped)
         if is_constant and len(column) and missing <= hp.max_missing_fraction:

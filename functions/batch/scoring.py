@@ -8,7 +8,8 @@ are ignored: the output's ``row`` numbers (1 = the first row after the header) j
 
 CSV cells are text, so each is converted as the API's JSON would carry it: an empty cell, or one equal to a missing
 token of the model (``ModelMetadata.missing_tokens``, as training read them), is a missing value (null), a
-numeric feature's cell must parse as a number, a categorical feature's cell is its category.
+numeric feature's cell must parse as a number, a boolean feature's cell is true or false (``True``, ``FALSE``...: as
+training reads a CSV file), a categorical feature's cell is its category.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import IO, Any
 
 import orjson
 
-from functions.common.bundle import Feature
+from functions.common.bundle import BOOLEAN_TEXTS, Feature
 from functions.common.records import IdKey, IdKeys
 from functions.inference.capture import Sink, lost_records
 from functions.inference.errors import ValidationFailed
@@ -169,6 +170,11 @@ def _instance(
             instance[feature.name] = None
         elif feature.type == "categorical":
             instance[feature.name] = text
+        elif feature.type == "boolean":
+            if text in BOOLEAN_TEXTS:
+                instance[feature.name] = BOOLEAN_TEXTS[text] == 1.0
+            else:
+                problems.append({"field": feature.name, "problem": "expected true or false"})
         else:
             try:
                 instance[feature.name] = float(text)

@@ -40,8 +40,14 @@ FIT_ROWS_DTYPE = "<u8"
 OPTIONAL_FILES = (FIT_ROWS_FILE,)
 
 Task = Literal["classification", "regression"]
-FeatureType = Literal["numeric", "categorical"]
+# A boolean feature (Parquet bool, or CSV cells all true/false in any case) reaches model.onnx as a float32 input,
+# 0 for false and 1 for true (NaN when missing), as a numeric one does: one value, no "unknown category", so trees
+# split it and linear models weigh it once; its type keeps /predict taking JSON true/false, whatever the file format.
+FeatureType = Literal["numeric", "categorical", "boolean"]
+FEATURE_TYPES: tuple[FeatureType, ...] = ("numeric", "categorical", "boolean")
 TASKS: tuple[Task, ...] = ("classification", "regression")
+# The texts a boolean feature's cells hold (a CSV file, a holdout, a batch input), and the value each means.
+BOOLEAN_TEXTS = {"true": 1.0, "True": 1.0, "TRUE": 1.0, "false": 0.0, "False": 0.0, "FALSE": 0.0}
 
 # A categorical value the client left out (null) reaches the model as this token, in training and serving alike.
 MISSING_CATEGORY = "__missing__"
@@ -56,7 +62,7 @@ PANDAS_NA_SPELLINGS = frozenset(
     }
 )  # fmt: skip
 
-# model.onnx has one [None, 1] input per feature, named by Feature.onnx_input (float32, or string for categoricals),
+# model.onnx has one [None, 1] input per feature, named by Feature.onnx_input (float32, string for categoricals),
 # and these fixed outputs. Classifiers: a string label per row and the class probabilities [N, n_classes] in the order
 # of metadata.classes. Regressors: the prediction [N, 1].
 LABEL_OUTPUT = "label"
@@ -93,7 +99,7 @@ class Feature:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Feature:
         kind = data.get("type")
-        if kind not in ("numeric", "categorical"):
+        if kind not in FEATURE_TYPES:
             raise BundleError(f"feature {data.get('name')!r} has unknown type {kind!r}")
         return cls(
             name=str(data["name"]),
@@ -108,6 +114,8 @@ class Feature:
         common = {"name": self.name, "type": self.type, "onnx_input": self.onnx_input}
         if self.type == "categorical":
             return {**common, "categories": list(self.categories)}
+        if self.type == "boolean":
+            return common
         return {**common, "minimum": self.minimum, "maximum": self.maximum}
 
 

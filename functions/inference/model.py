@@ -23,7 +23,7 @@ from functions.common.bundle import (
 )
 from functions.inference.schema import RequestSchema
 
-INPUT_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
+INPUT_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)", "boolean": "tensor(float)"}
 
 
 @dataclass(frozen=True, slots=True)

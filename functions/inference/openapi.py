@@ -21,6 +21,7 @@ Predictions from the registry's champion model. Request rules:
   so is a string equal to one of the texts the model was trained to read as missing, for any feature: {tokens}.
 - Numeric features take JSON numbers only: not booleans, not numeric strings, not NaN or Infinity, and within
   the model's 32-bit float range (magnitude at most {float32_max}).
+- Boolean features take JSON `true` or `false` only (not 0/1, not strings).
 - Categorical features take strings only (numbers are refused). A category not seen in training is accepted
   (the model ignores it) and reported in that prediction's `warnings`.
 - The body is JSON (`Content-Type: application/json`, UTF-8, not compressed) of at most {max_body_bytes} bytes,
@@ -239,6 +240,11 @@ def _feature(feature: Feature, missing_tokens: Sequence[str]) -> dict[str, Any]:
             "minimum": -FLOAT32_MAX,
             "maximum": FLOAT32_MAX,
             "description": f"Numeric; null (or a missing token) when missing.{observed}",
+        }
+    if feature.type == "boolean":
+        return {
+            "anyOf": [{"type": ["boolean", "null"]}, {"enum": list(missing_tokens)}],
+            "description": "Boolean; null (or a missing token) when missing.",
         }
     known = [category for category in feature.categories if category != MISSING_CATEGORY]
     return {

@@ -7,6 +7,8 @@ The rules (the OpenAPI document states them too):
   feature, :data:`MISSING_CATEGORY` for a categorical one), and so is a string equal to one of the model's
   missing tokens (``ModelMetadata.missing_tokens``: the texts training read as missing), for either kind;
 - numeric features take JSON numbers only (not booleans, not numeric strings), finite and within float32;
+- boolean features take JSON ``true``/``false`` only (not 0/1, not ``"true"``: the type the JSON of a boolean
+  column has, ``df.to_dict("records")`` included), fed to the model as 1/0;
 - categorical features take strings only (not numbers: ``1`` and ``"1"`` would otherwise be two answers
   to one question); a category not seen in training is accepted (the one-hot encoder ignores it) and
   reported back as a warning on that instance.
@@ -34,6 +36,7 @@ MISSING_FEATURE = "missing feature (send null for a missing value)"
 _ABSENT: Any = object()
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _TEXT_TYPES = frozenset({str, type(None)})
+_BOOLEAN_TYPES = frozenset({bool, type(None)})
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class RequestSchema:
                 values = [i.get(name, _ABSENT) if type(i) is dict else _ABSENT for i in instances]
             if feature.type == "numeric":
                 column = _numeric_column(name, self._tokens, values, problems)
+            elif feature.type == "boolean":
+                column = _boolean_column(name, self._tokens, values, problems)
             else:
                 column = _categorical_column(name, self._known[name], self._missing[name], values, problems, warnings)
             if column is not None:
@@ -126,6 +131,19 @@ def _numeric_column(name: str, tokens: frozenset[str], values: list[Any], proble
             return wide.astype(np.float32).reshape(-1, 1)
     problems += [
         Problem(index, name, problem) for index, value in enumerate(values) if (problem := _number_problem(value))
+    ]
+    return None
+
+
+def _boolean_column(name: str, tokens: frozenset[str], values: list[Any], problems: list[Problem]) -> np.ndarray | None:
+    if str in set(map(type, values)):
+        values = [None if type(value) is str and value in tokens else value for value in values]
+    if _BOOLEAN_TYPES.issuperset(map(type, values)):
+        return np.array(values, dtype=np.float64).astype(np.float32).reshape(-1, 1)  # None -> NaN
+    problems += [
+        Problem(index, name, f"expected a boolean (true or false), got {json_type(value)}")
+        for index, value in enumerate(values)
+        if value is not None and value is not _ABSENT and type(value) is not bool
     ]
     return None
 

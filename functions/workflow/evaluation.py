@@ -37,9 +37,11 @@ from boto3.s3.transfer import TransferConfig
 from functions.common import scoring
 from functions.common.bundle import (
     ARCHIVE_FILE,
+    BOOLEAN_TEXTS,
     FIT_ROWS_DTYPE,
     MISSING_CATEGORY,
     BundleError,
+    FeatureType,
     open_bundle,
     read_fit_rows,
     schema_differences,
@@ -96,6 +98,8 @@ def _keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
 class _Numbers:
     """A numeric column as it is read: parsed at once into a float array (8 bytes a cell)."""
 
+    kind = "numeric"
+
     def __init__(self, name: str, missing: frozenset[str]) -> None:
         self.name, self._missing, self.values = name, missing, array("d")
 
@@ -104,11 +108,15 @@ class _Numbers:
             self.values.append(math.nan)
             return
         try:
-            self.values.append(float(cell))
+            self.values.append(self.parse(cell))
         except ValueError:
             raise EvaluationError(
-                f"{where}: column {self.name!r} is numeric for the model but holds {cell!r}"
+                f"{where}: column {self.name!r} is {self.kind} for the model but holds {cell!r}"
             ) from None
+
+    @staticmethod
+    def parse(cell: str) -> float:
+        return float(cell)
 
     def pad(self, rows: int) -> None:
         """Missing cells up to ``rows`` (the rows of a file without this column)."""
@@ -116,6 +124,19 @@ class _Numbers:
 
     def array(self) -> np.ndarray:
         return np.array(self.values, dtype=np.float64)
+
+
+class _Booleans(_Numbers):
+    """A boolean column as it is read: 1.0 for true, 0.0 for false, as the training program reads the cells."""
+
+    kind = "boolean"
+
+    @staticmethod
+    def parse(cell: str) -> float:
+        try:
+            return BOOLEAN_TEXTS[cell]
+        except KeyError:
+            raise ValueError(cell) from None
 
 
 class _Texts:
@@ -139,19 +160,20 @@ def read_holdout(
     s3: S3Client,
     bucket: str,
     folder: str,
-    numeric: Mapping[str, bool],
+    types: Mapping[str, FeatureType],
     hashed: Sequence[str],
     missing: frozenset[str],
     work_dir: Path,
 ) -> HoldoutTable:
-    """The columns named in ``numeric`` (the challenger's features and target; True: read as numbers) of every CSV
-    file under ``folder``, concatenated; a column a file lacks is missing in its rows. Numbers are parsed as they
+    """The columns named in ``types`` (the challenger's features and target, each read as its type says) of every
+    CSV file under ``folder``, concatenated; a column a file lacks is missing in its rows. Numbers are parsed as they
     are read and equal texts share one string, so memory grows by about 8 bytes per cell read. Each row is also
     hashed over the ``hashed`` columns' cells (:func:`functions.common.row_ids.row_hash`)."""
     shared: dict[str, str] = {}
+    readers = {"numeric": _Numbers, "boolean": _Booleans}
     columns: dict[str, _Numbers | _Texts] = {
-        name.lower(): _Numbers(name, missing) if is_number else _Texts(missing, shared)
-        for name, is_number in numeric.items()
+        name.lower(): readers[kind](name, missing) if kind in readers else _Texts(missing, shared)
+        for name, kind in types.items()
     }
     feedback: list[bool] = []
     hashes = array("Q")
@@ -208,10 +230,10 @@ def predictions(model: Model, columns: Mapping[str, np.ndarray]) -> scoring.Pred
         feeds = {}
         for feature in model.metadata.features:
             chunk = columns[feature.name][start : start + PREDICT_ROWS]
-            if feature.type == "numeric":
-                feeds[feature.name] = chunk.astype(np.float32).reshape(-1, 1)
-            else:
+            if feature.type == "categorical":
                 feeds[feature.name] = np.where(chunk == None, MISSING_CATEGORY, chunk).reshape(-1, 1)  # noqa: E711
+            else:
+                feeds[feature.name] = chunk.astype(np.float32).reshape(-1, 1)
         parts.append(model.outputs(feeds))
     if model.task == "classification":
         classes = tuple(model.metadata.classes)
@@ -330,13 +352,13 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         champion = None if prepared.champion is None else _champion(registry, prepared.champion, work_dir)
         gate = parse_gate_settings(settings.hyperparameters, challenger.task)
         metadata = challenger.metadata
-        numeric = {feature.name: feature.type == "numeric" for feature in metadata.features}
+        types: dict[str, FeatureType] = {feature.name: feature.type for feature in metadata.features}
         table = read_holdout(
             s3,
             settings.data_bucket,
             holdout_rows_folder(settings.holdout_prefix, version),
-            {**numeric, metadata.target: metadata.task == "regression"},
-            hashed_columns(metadata.target, numeric),
+            {**types, metadata.target: "numeric" if metadata.task == "regression" else "categorical"},
+            hashed_columns(metadata.target, types),
             frozenset(metadata.missing_tokens),
             work_dir,
         )

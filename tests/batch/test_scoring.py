@@ -30,7 +30,10 @@ from functions.inference.id_keys import LOCAL_KEYS
 from functions.inference.model import Model, load_model
 from functions.inference.service import answer
 from tests.batch.conftest import TARGET, csv_bytes
+from tests.conftest import MakeJob
 from tests.prediction_ids import ID_KEY
+from tests.training.jobs import CHURN, failure, with_paperless
+from training.program import run
 
 
 class RecordingSink:
@@ -136,6 +139,25 @@ def test_cells_equal_to_the_models_missing_tokens_are_missing_values_and_other_t
     refused, counts = score(model, csv_bytes(frame))
     assert counts.bad_rows == 1
     assert refused[0]["errors"] == [{"field": "age", "problem": "expected a number"}]
+
+
+def test_boolean_cells_in_any_case_are_booleans_and_other_text_is_a_bad_row(
+    make_job: MakeJob, churn_data: pd.DataFrame
+) -> None:
+    data = with_paperless(churn_data)
+    base = make_job(CHURN, {"data.parquet": data})
+    assert run(base) == 0, failure(base)
+    model = load_model(base / "model", source="test")
+    frame = data.dropna().head(4).astype({"paperless": object})
+    frame["paperless"] = ["True", "FALSE", "", "yes"]
+    as_json = [
+        {**row, "paperless": value} for row, value in zip(instances_of(frame.head(3)), [True, False, None], strict=True)
+    ]
+
+    lines, counts = score(model, csv_bytes(frame))
+
+    assert [without_id(line) for line in lines[:3]] == api_answers(model, as_json)
+    assert (counts.bad_rows, lines[3]["errors"]) == (1, [{"field": "paperless", "problem": "expected true or false"}])
 
 
 def test_chunks_change_nothing_but_memory(model: Model, rows: pd.DataFrame) -> None:

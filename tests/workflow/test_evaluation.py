@@ -28,8 +28,10 @@ from functions.workflow.evaluation import EvaluationError, evaluate
 from functions.workflow.state import RunState
 from tests.conftest import MakeJob
 from tests.plugins.aws import DATA_BUCKET
+from tests.training.jobs import failure, with_paperless
 from tests.workflow.support import SETTINGS, fake_training_job, prepared_state
 from training.features import model_inputs
+from training.program import run
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -236,6 +238,35 @@ def test_evaluate_names_the_column_and_value_a_model_cannot_take(
         r"'twelve'",
     ):
         _run_to_evaluation(s3, registry, trained_bundle, rows, tmp_path)
+
+
+def test_a_boolean_feature_is_read_from_the_holdout_as_the_training_program_reads_it(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    make_job: MakeJob,
+    churn_data: pd.DataFrame,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    base = make_job(
+        {"target": TARGET, "algorithm": "logistic_regression"}, {"data.parquet": with_paperless(churn_data)}
+    )
+    assert run(base) == 0, failure(base)
+    rows = with_paperless(holdout_rows, len(holdout_rows))
+    # CSV as pandas writes Python booleans, and (the feedback part) as pyarrow writes Parquet ones.
+    rows["paperless"] = rows["paperless"].map({True: "True", False: "False", None: None})
+    rows.loc[rows.index[-200:], "paperless"] = rows["paperless"].iloc[-200:].str.lower()
+
+    state = _run_to_evaluation(s3, registry, base / "model", rows, tmp_path)
+
+    scores = _stored_evaluation(s3, state)
+    pipeline = joblib.load(base / "model" / JOBLIB_FILE)
+    types = {feature.name: feature.type for feature in read_metadata(base / "model").features}
+    assert types["paperless"] == "boolean"
+    truth = rows[TARGET].astype(str) == "1"
+    expected = roc_auc_score(truth, pipeline.predict_proba(model_inputs(rows, types))[:, 1])
+    assert scores["challenger"]["roc_auc"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_the_holdout_reads_as_missing_the_tokens_the_challengers_metadata_records_and_no_others(
