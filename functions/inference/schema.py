@@ -55,8 +55,9 @@ class RequestSchema:
         self._tokens = frozenset(missing_tokens)
         # A null becomes MISSING_CATEGORY: never an "unknown category", whether or not training saw one.
         self._known = {f.name: frozenset(f.categories) | {MISSING_CATEGORY} for f in self.features}
-        # A token is missing unless the model knows it as a category (an older bundle's Parquet text could be one).
-        self._missing = {f.name: self._tokens - frozenset(f.categories) for f in self.features}
+        # Per feature, the strings that are missing: a token is, unless the model knows it as a category (an older
+        # bundle's Parquet text could be one).
+        self.missing = {f.name: self._tokens - frozenset(f.categories) for f in self.features}
 
     def parse(self, body: bytes, max_instances: int) -> Batch:
         payload = decode(body, partial(self.validate, max_instances=max_instances), INSTANCES)
@@ -84,7 +85,7 @@ class RequestSchema:
             elif feature.type == "boolean":
                 column = _boolean_column(name, self._tokens, values, problems)
             else:
-                column = _categorical_column(name, self._known[name], self._missing[name], values, problems, warnings)
+                column = _categorical_column(name, self._known[name], self.missing[name], values, problems, warnings)
             if column is not None:
                 columns[name] = column
         if problems:

@@ -223,7 +223,9 @@ def class_label(cell: str | None, classes: Sequence[str]) -> str | None:
 
 def predictions(model: Model, columns: Mapping[str, np.ndarray]) -> scoring.Predictions:
     """The model's outputs on every row of ``columns`` (its features, as :class:`HoldoutTable` holds them), in
-    batches: numbers as float32, a missing category as the graph expects it."""
+    batches: numbers as float32, a missing category as the graph expects it. The holdout is read with the
+    challenger's missing tokens; a category that is one of this model's is missing for it, as its serving reads it
+    (a champion trained with other tokens)."""
     rows = len(next(iter(columns.values()))) if columns else 0
     parts = []
     for start in range(0, rows, PREDICT_ROWS):
@@ -231,7 +233,12 @@ def predictions(model: Model, columns: Mapping[str, np.ndarray]) -> scoring.Pred
         for feature in model.metadata.features:
             chunk = columns[feature.name][start : start + PREDICT_ROWS]
             if feature.type == "categorical":
-                feeds[feature.name] = np.where(chunk == None, MISSING_CATEGORY, chunk).reshape(-1, 1)  # noqa: E711
+                missing = chunk == None  # noqa: E711
+                # Empty cells are None already (every token set holds the empty text): a cell at a time only for
+                # other tokens.
+                if tokens := model.schema.missing[feature.name] - {""}:
+                    missing |= np.fromiter((cell in tokens for cell in chunk), bool, len(chunk))
+                feeds[feature.name] = np.where(missing, MISSING_CATEGORY, chunk).reshape(-1, 1)
             else:
                 feeds[feature.name] = chunk.astype(np.float32).reshape(-1, 1)
         parts.append(model.outputs(feeds))

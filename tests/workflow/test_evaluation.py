@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from functions.common.bundle import JOBLIB_FILE, pack_archive, read_metadata, write_metadata
+from functions.common.bundle import JOBLIB_FILE, METADATA_FILE, pack_archive, read_metadata, write_metadata
 from functions.common.gate import Verdict
 from functions.common.layout import holdout_evaluation_key, holdout_rows_folder
 from functions.common.registry import Registry, RegistryError
@@ -267,6 +267,37 @@ def test_a_boolean_feature_is_read_from_the_holdout_as_the_training_program_read
     truth = rows[TARGET].astype(str) == "1"
     expected = roc_auc_score(truth, pipeline.predict_proba(model_inputs(rows, types))[:, 1])
     assert scores["challenger"]["roc_auc"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_an_older_champion_reads_the_categories_it_was_trained_to_read_as_missing_as_missing(
+    s3: S3Client,
+    registry: Registry,
+    publish: Publish,
+    training_data: None,
+    trained_bundle: Path,
+    trained_forest_bundle: Path,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    # Written before missing_tokens: trained with pandas' defaults, "NA" among them, as missing.
+    older = tmp_path / "older"
+    shutil.copytree(trained_bundle, older)
+    data = json.loads((older / METADATA_FILE).read_text())
+    del data["missing_tokens"]
+    (older / METADATA_FILE).write_text(json.dumps(data))
+    publish(older)
+    rows = holdout_rows.copy()
+    rows.loc[rows.index[::3], "payment_method"] = "NA"
+    (tmp_path / "run").mkdir()
+
+    state = _run_to_evaluation(s3, registry, trained_forest_bundle, rows, tmp_path / "run")
+
+    pipeline = joblib.load(trained_bundle / JOBLIB_FILE)
+    types = {feature.name: feature.type for feature in read_metadata(trained_bundle).features}
+    as_served = rows.assign(payment_method=rows["payment_method"].replace("NA", None))
+    truth = rows[TARGET].astype(str) == "1"
+    expected = roc_auc_score(truth, pipeline.predict_proba(model_inputs(as_served, types))[:, 1])
+    assert _stored_evaluation(s3, state)["champion"]["roc_auc"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_the_holdout_reads_as_missing_the_tokens_the_challengers_metadata_records_and_no_others(
