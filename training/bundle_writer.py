@@ -53,7 +53,9 @@ def describe_features(pipeline: Any, train_inputs: pd.DataFrame, spec: FeatureSp
     features = []
     for name, kind in spec.types.items():
         column = train_inputs[name]
-        if kind == "categorical":
+        if kind == "boolean":
+            features.append(Feature(name=name, type="boolean", onnx_input=spec.onnx_inputs[name]))
+        elif kind == "categorical":
             levels = known[name] if name in known else column.unique()
             seen = tuple(str(c) for c in levels if c != MISSING_CATEGORY)
             features.append(Feature(name=name, type="categorical", categories=seen, onnx_input=spec.onnx_inputs[name]))

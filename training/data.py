@@ -5,11 +5,13 @@ without one is Parquet by its magic bytes: Athena's UNLOAD names its files witho
 column names in lower case, so a feedback file's columns match the first file's ignoring case (Assemble refuses a
 header whose names differ only in case).
 
-CSV cells are read as text (empty cell = missing), so the column types are decided once, by
-:mod:`training.validation`, for CSV and Parquet alike, and a stray value is reported instead of silently
-turning a numeric column into text. The ``missing_values`` tokens (e.g. ``?``) are missing too, wherever they
-are a whole text cell: every CSV cell, and the cells of Parquet's text columns (a Parquet number is never a
-token).
+CSV cells are read as text, so the column types are decided once, by :mod:`training.validation`, for CSV and
+Parquet alike, and a stray value is reported instead of silently turning a numeric column into text. The missing
+tokens (:func:`functions.common.bundle.missing_tokens`: the empty text and the ``missing_values``, e.g. ``?``) are
+missing wherever they are a whole text cell: every CSV cell, and the cells of Parquet's text columns (a Parquet
+number is never a token; a Parquet null stays missing). No other text is: pandas' own spellings (``NA``,
+``null``, ``n/a``...) are values unless declared, as they are for serving, which takes the same tokens from the
+bundle's metadata.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from functions.common.bundle import missing_tokens
 from functions.common.layout import is_feedback
 from training.errors import TrainingFailure
 
@@ -73,7 +76,7 @@ def _read(path: Path, name: str) -> pd.DataFrame:
     try:
         if is_parquet(path):
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype=str, keep_default_na=True)
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         raise TrainingFailure(f"training file {name} is empty (a header row is required)") from None
     except (OSError, ValueError, pd.errors.ParserError) as exc:
@@ -105,6 +108,7 @@ def _reference_case(frame: pd.DataFrame, reference: Sequence[str]) -> pd.DataFra
 
 
 def load_training_data(channel: Path, missing_values: Sequence[str] = ()) -> TrainingData:
+    """Every data file under ``channel``; a text cell is missing when empty or one of ``missing_values``."""
     if not channel.is_dir():
         raise TrainingFailure(f"the train channel is missing: no directory {channel}")
     paths = data_files(channel)
@@ -134,4 +138,5 @@ def load_training_data(channel: Path, missing_values: Sequence[str] = ()) -> Tra
                 digest.update(chunk)
     # Reordering by the first file's columns: files may list the same columns in another order.
     frame = pd.concat([f[reference] for f in frames], ignore_index=True) if len(frames) > 1 else frames[0]
-    return TrainingData(frame=blank_tokens(frame, missing_values), files=names, sha256=digest.hexdigest())
+    frame = blank_tokens(frame, missing_tokens(missing_values))
+    return TrainingData(frame=frame, files=names, sha256=digest.hexdigest())

@@ -61,7 +61,7 @@ def holdout(
     """The labelled rows, with the split's positions: each feature alone is fitted on the challenger's fit rows and
     scored on the scored rows. ``types``: the features the challenger uses; ``positive_class``: the class F1 is of."""
     columns = {
-        name: inputs[name].to_numpy(dtype=np.float64) if kind == "numeric" else inputs[name].to_numpy(dtype=object)
+        name: inputs[name].to_numpy(dtype=object) if kind == "categorical" else inputs[name].to_numpy(dtype=np.float64)
         for name, kind in types.items()
     }
     return Holdout(

@@ -153,7 +153,7 @@ class Hyperparameters:
     numeric_features: tuple[str, ...] | None = None
     categorical_features: tuple[str, ...] | None = None
     drop_columns: tuple[str, ...] = ()
-    # Cell texts read as missing, besides empty cells and pandas' defaults (NA, n/a, null...).
+    # Cell texts read as missing besides empty cells (pandas' NA, n/a, null... are values unless listed).
     missing_values: tuple[str, ...] = ()
     # A categorical feature with more levels is one-hot encoded on its most frequent ones (training.feature_spec).
     max_categories: int = 50

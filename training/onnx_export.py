@@ -58,7 +58,7 @@ def to_onnx(pipeline: Any, spec: FeatureSpec, task: Task) -> onnx.ModelProto:
     exported = _float32_thresholds(pipeline)
     # The converter matches the pipeline's column names against these; the inputs are renamed afterwards.
     initial_types = [
-        (name, FloatTensorType([None, 1]) if kind == "numeric" else StringTensorType([None, 1]))
+        (name, StringTensorType([None, 1]) if kind == "categorical" else FloatTensorType([None, 1]))
         for name, kind in spec.types.items()
     ]
     options = {id(exported): {"zipmap": False}} if task == "classification" else None
@@ -160,7 +160,7 @@ def parity_probe(inputs: pd.DataFrame, feature_types: Mapping[str, FeatureType])
     blank = sample.copy()
     unseen = sample.copy()
     for name, kind in feature_types.items():
-        blank[name] = np.nan if kind == "numeric" else MISSING_CATEGORY
+        blank[name] = MISSING_CATEGORY if kind == "categorical" else np.nan
         if kind == "categorical":
             unseen[name] = UNSEEN_CATEGORY
     extra = [blank, unseen] if "categorical" in feature_types.values() else [blank]

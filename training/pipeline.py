@@ -101,7 +101,8 @@ def build_pipeline(
     class_weight: ClassWeight | None = None,
 ) -> Pipeline:
     types = spec.model_types
-    numeric = [name for name, kind in types.items() if kind == "numeric"]
+    # Booleans are 0/1 floats (functions.common.bundle.FeatureType): imputed like numbers.
+    numeric = [name for name, kind in types.items() if kind != "categorical"]
     categorical = [name for name, kind in types.items() if kind == "categorical" and name not in spec.capped]
     capped = [name for name, kind in types.items() if kind == "categorical" and name in spec.capped]
     branches: list[tuple[str, Any, list[str]]] = []

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from functions.common.bundle import ModelMetadata
+from functions.common.bundle import ModelMetadata, missing_tokens
 from functions.common.gate import EVALUATION_FILE, Evaluation, decide
 from functions.common.scoring import class_warnings, metrics, score
 from training.baseline import build_baseline
@@ -215,6 +215,7 @@ def train(layout: Layout, work_dir: Path) -> None:
         },
         hyperparameters=hp.effective(task),
         libraries=library_versions(),
+        missing_tokens=missing_tokens(hp.missing_values),
         created_at=utc_now(),
         warnings=dataset.warnings,
         positive_class=positive,

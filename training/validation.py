@@ -19,16 +19,24 @@ The task, when not set, is inferred: a target that is not entirely numeric, or t
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from functions.common.bundle import MISSING_CATEGORY, FeatureType, ModelMetadata, Task, schema_differences
+from functions.common.bundle import (
+    MISSING_CATEGORY,
+    PANDAS_NA_SPELLINGS,
+    FeatureType,
+    ModelMetadata,
+    Task,
+    schema_differences,
+)
 from training.errors import TrainingFailure
 from training.feature_spec import FeatureSpec, onnx_input_names
-from training.features import infer_type, model_inputs, parse_numbers
+from training.features import boolean_values, infer_type, model_inputs, na_spellings, parse_numbers
 from training.hyperparameters import Hyperparameters
 
 MAX_INFERRED_CLASSES = 10
@@ -81,8 +89,9 @@ def class_labels(target: pd.Series) -> pd.Series:
 
 
 def infer_task(target: pd.Series) -> Task:
+    # pandas' missing spellings (NA...) aside: a numeric target holding them is reported with the fix.
     numbers, bad = parse_numbers(target)
-    if bad.any():
+    if (bad & ~na_spellings(target, bad)).any():
         return "classification"
     integral = bool(np.all(numbers == np.round(numbers)))
     return "classification" if integral and numbers.nunique() <= MAX_INFERRED_CLASSES else "regression"
@@ -107,12 +116,27 @@ def _feature_types(frame: pd.DataFrame, hp: Hyperparameters, problems: list[str]
     }
 
 
+def _na_spellings(what: str, column: pd.Series, bad: pd.Series, problems: list[str], otherwise: str) -> pd.Series:
+    """Report the ``bad`` values of a column that must be numeric that are pandas' missing spellings (``NA``,
+    ``null``...): text unless declared missing, so the problem names the declaration that fixes it. Returns the
+    other bad values."""
+    spelled = na_spellings(column, bad)
+    if spelled.any():
+        tokens = list(dict.fromkeys(column[spelled].astype(str)))
+        problems.append(
+            f"{what} holds {_listing(tokens)} in {int(spelled.sum())} cell(s): text, not a missing value, unless "
+            f"declared (set missing_values={json.dumps(tokens)} if it means missing, or {otherwise})"
+        )
+    return bad & ~spelled
+
+
 def _numeric_notes(name: str, column: pd.Series, problems: list[str], notes: list[str]) -> bool:
     """Check a numeric feature; returns whether it is constant (one distinct value, missing ones aside).
 
     Missing values do not make a numeric column informative: they are imputed with its one value.
     """
     numbers, bad = parse_numbers(column)
+    bad = _na_spellings(f"numeric column {name!r}", column, bad, problems, "declare it in categorical_features")
     if bad.any():
         shown = list(dict.fromkeys(column[bad].astype(str)))[:SHOWN_VALUES]
         problems.append(
@@ -147,6 +171,12 @@ def _categorical_notes(
         return True
     if present >= ID_MIN_ROWS and len(counts) == present:
         notes.append(f"column {name!r} looks like an identifier (a distinct value on every row); {DROP_IDS}")
+    spelled = [str(level) for level in counts.index if level in PANDAS_NA_SPELLINGS]
+    if spelled:
+        notes.append(
+            f"categorical column {name!r} has the level(s) {_listing(spelled)}, a category like any other (pandas "
+            f"would read it as missing); if it means missing, set missing_values={json.dumps(spelled)}"
+        )
     sample = [str(level) for level in counts.index[:DATE_SAMPLE]]
     if sum(bool(ISO_DATE.fullmatch(level)) for level in sample) >= DATE_SHARE * len(sample):
         notes.append(f"column {name!r} holds dates as text (e.g. {sample[0]!r}), each one a category; {DERIVE_DATES}")
@@ -180,6 +210,8 @@ def _feature_spec(
             )
         if kind == "numeric":
             is_constant = _numeric_notes(name, column, problems, notes)
+        elif kind == "boolean":
+            is_constant = boolean_values(column)[0].nunique() <= 1
         else:
             is_constant = _categorical_notes(name, column, hp, notes, capped)
         if is_constant and len(column) and missing <= hp.max_missing_fraction:
@@ -204,10 +236,14 @@ def _check_target(target: pd.Series, task: Task, hp: Hyperparameters, problems: 
         problems.append(f"only {len(target)} rows have a target value (min_rows {hp.min_rows})")
     if task == "regression":
         _, bad = parse_numbers(target)
+        bad = _na_spellings(f"the regression target {hp.target!r}", target, bad, problems, "set task=classification")
         if bad.any():
             shown = list(dict.fromkeys(target[bad].astype(str)))[:SHOWN_VALUES]
             problems.append(f"the regression target {hp.target!r} has non-numeric value(s), e.g. {_listing(shown)}")
         return
+    numbers, bad = parse_numbers(target)
+    if bad.any() and numbers.notna().any():
+        _na_spellings(f"the target {hp.target!r}", target, bad, problems, "fix the data")
     counts = class_labels(target).value_counts()
     if len(counts) < 2:
         problems.append(f"the target {hp.target!r} has a single class {_listing(list(counts.index))}")

@@ -6,8 +6,10 @@ row: its line says why, it is counted, and the object still succeeds. An object 
 it cannot be read as CSV with a header naming every feature. Columns that are not features (an id, the target)
 are ignored: the output's ``row`` numbers (1 = the first row after the header) join predictions to them.
 
-CSV cells are text, so each is converted as the API's JSON would carry it: an empty cell is a missing value
-(null), a numeric feature's cell must parse as a number, a categorical feature's cell is its category.
+CSV cells are text, so each is converted as the API's JSON would carry it: an empty cell, or one equal to a missing
+token of the model (``ModelMetadata.missing_tokens``, as training read them), is a missing value (null), a
+numeric feature's cell must parse as a number, a boolean feature's cell is true or false (``True``, ``FALSE``...: as
+training reads a CSV file), a categorical feature's cell is its category.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import IO, Any
 
 import orjson
 
-from functions.common.bundle import Feature
+from functions.common.bundle import BOOLEAN_TEXTS, Feature
 from functions.common.records import IdKey, IdKeys
 from functions.inference.capture import Sink, lost_records
 from functions.inference.errors import ValidationFailed
@@ -120,11 +122,12 @@ def _score_chunk(
     lines: dict[int, dict[str, Any]] = {}
     instances: list[dict[str, Any]] = []
     numbers: list[int] = []
+    missing = frozenset(model.metadata.missing_tokens)
     for number, cells in chunk:
         if len(cells) != width:
             lines[number] = _bad(number, [{"field": None, "problem": f"{len(cells)} cells, the header has {width}"}])
             continue
-        instance, problems = _instance(cells, columns, model.metadata.features)
+        instance, problems = _instance(cells, columns, model.metadata.features, missing)
         if problems:
             lines[number] = _bad(number, problems)
         else:
@@ -154,17 +157,24 @@ def _bad(number: int, problems: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _instance(
-    cells: Sequence[str], columns: Mapping[str, int], features: Iterable[Feature]
+    cells: Sequence[str], columns: Mapping[str, int], features: Iterable[Feature], missing: frozenset[str]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A row as the API's JSON instance would carry it, or the cells that cannot be converted."""
     instance: dict[str, Any] = {}
     problems: list[dict[str, Any]] = []
     for feature in features:
-        text = cells[columns[feature.name]].strip()
-        if not text:
+        cell = cells[columns[feature.name]]
+        text = cell.strip()
+        # The cell as training read it (a token may hold spaces: " ?"), or stripped as the API's values are.
+        if cell in missing or text in missing:
             instance[feature.name] = None
         elif feature.type == "categorical":
             instance[feature.name] = text
+        elif feature.type == "boolean":
+            if text in BOOLEAN_TEXTS:
+                instance[feature.name] = BOOLEAN_TEXTS[text] == 1.0
+            else:
+                problems.append({"field": feature.name, "problem": "expected true or false"})
         else:
             try:
                 instance[feature.name] = float(text)

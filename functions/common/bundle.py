@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from functions.common import text_values
+
 FORMAT_VERSION = 1
 ONNX_FILE = "model.onnx"
 JOBLIB_FILE = "model.joblib"
@@ -45,13 +47,29 @@ DATA_QUALITY_FILES = (STATISTICS_FILE, CONSTRAINTS_FILE)
 OPTIONAL_FILES = (FIT_ROWS_FILE, *DATA_QUALITY_FILES)
 
 Task = Literal["classification", "regression"]
-FeatureType = Literal["numeric", "categorical"]
+# A boolean feature (Parquet bool, or CSV cells all true/false in any case) reaches model.onnx as a float32 input,
+# 0 for false and 1 for true (NaN when missing), as a numeric one does: one value, no "unknown category", so trees
+# split it and linear models weigh it once; its type keeps /predict taking JSON true/false, whatever the file format.
+FeatureType = Literal["numeric", "categorical", "boolean"]
+FEATURE_TYPES: tuple[FeatureType, ...] = ("numeric", "categorical", "boolean")
 TASKS: tuple[Task, ...] = ("classification", "regression")
+# The texts a boolean feature's cells hold (a CSV file, a holdout, a batch input), and the value each means.
+BOOLEAN_TEXTS = {"true": 1.0, "True": 1.0, "TRUE": 1.0, "false": 0.0, "False": 0.0, "FALSE": 0.0}
 
 # A categorical value the client left out (null) reaches the model as this token, in training and serving alike.
 MISSING_CATEGORY = "__missing__"
 
-# model.onnx has one [None, 1] input per feature, named by Feature.onnx_input (float32, or string for categoricals),
+# The text cells pandas reads as missing by default (read_csv's na_values). Bundles written before
+# ModelMetadata.missing_tokens were trained with these as missing (besides their missing_values); training now
+# reads them as text, and names them when a numeric column holds one.
+PANDAS_NA_SPELLINGS = frozenset(
+    {
+        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+        "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+    }
+)  # fmt: skip
+
+# model.onnx has one [None, 1] input per feature, named by Feature.onnx_input (float32, string for categoricals),
 # and these fixed outputs. Classifiers: a string label per row and the class probabilities [N, n_classes] in the order
 # of metadata.classes. Regressors: the prediction [N, 1].
 LABEL_OUTPUT = "label"
@@ -96,7 +114,7 @@ class Feature:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Feature:
         kind = data.get("type")
-        if kind not in ("numeric", "categorical"):
+        if kind not in FEATURE_TYPES:
             raise BundleError(f"feature {data.get('name')!r} has unknown type {kind!r}")
         return cls(
             name=str(data["name"]),
@@ -111,6 +129,8 @@ class Feature:
         common = {"name": self.name, "type": self.type, "onnx_input": self.onnx_input}
         if self.type == "categorical":
             return {**common, "categories": list(self.categories)}
+        if self.type == "boolean":
+            return common
         return {**common, "minimum": self.minimum, "maximum": self.maximum}
 
 
@@ -145,6 +165,9 @@ class ModelMetadata:
     # Binary classification: the graph's ``label`` is the positive class when its probability is at least this
     # (baked into model.onnx); None: the most probable class.
     decision_threshold: float | None = None
+    # The texts that mean a missing value, in training's cells and serving's strings alike: the empty text and the
+    # missing_values tokens, sorted. Absent from older bundles: see _legacy_missing_tokens.
+    missing_tokens: tuple[str, ...] = ("",)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -160,6 +183,7 @@ class ModelMetadata:
         data["features"] = [f.to_dict() for f in self.features]
         data["classes"] = list(self.classes)
         data["warnings"] = list(self.warnings)
+        data["missing_tokens"] = list(self.missing_tokens)
         return data
 
     @classmethod
@@ -171,6 +195,8 @@ class ModelMetadata:
         if task not in TASKS:
             raise BundleError(f"metadata task must be one of {TASKS}, got {task!r}")
         try:
+            hyperparameters = {str(k): str(v) for k, v in data["hyperparameters"].items()}
+            tokens = data.get("missing_tokens")
             return cls(
                 task=task,
                 target=str(data["target"]),
@@ -181,7 +207,7 @@ class ModelMetadata:
                 metrics={str(k): float(v) for k, v in data["metrics"].items()},
                 baseline=dict(data["baseline"]),
                 training_data=dict(data["training_data"]),
-                hyperparameters={str(k): str(v) for k, v in data["hyperparameters"].items()},
+                hyperparameters=hyperparameters,
                 libraries={str(k): str(v) for k, v in data["libraries"].items()},
                 created_at=str(data["created_at"]),
                 files={str(k): str(v) for k, v in data.get("files", {}).items()},
@@ -191,9 +217,28 @@ class ModelMetadata:
                 decision_threshold=None
                 if data.get("decision_threshold") is None
                 else float(data["decision_threshold"]),
+                missing_tokens=_legacy_missing_tokens(hyperparameters)
+                if tokens is None
+                else tuple(str(t) for t in tokens),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"metadata is malformed: {exc!r}") from exc
+
+
+def missing_tokens(declared: Sequence[str]) -> tuple[str, ...]:
+    """The texts that mean a missing value when ``declared`` (the missing_values hyperparameter) are declared: the
+    empty text (an empty CSV cell) and those, sorted."""
+    return tuple(sorted({"", *declared}))
+
+
+def _legacy_missing_tokens(hyperparameters: Mapping[str, str]) -> tuple[str, ...]:
+    """The tokens an older bundle's model was trained with as missing: pandas' defaults and its missing_values."""
+    text = hyperparameters.get("missing_values", "")
+    try:
+        declared = text_values.text_list(text)
+    except ValueError as exc:
+        raise BundleError(f"metadata hyperparameter 'missing_values'={text!r} {exc}") from None
+    return missing_tokens(sorted(PANDAS_NA_SPELLINGS.union(declared)))
 
 
 def sha256_file(path: Path) -> str:

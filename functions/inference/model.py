@@ -25,7 +25,7 @@ from functions.common.bundle import (
 )
 from functions.inference.schema import RequestSchema
 
-INPUT_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)"}
+INPUT_TYPES = {"numeric": "tensor(float)", "categorical": "tensor(string)", "boolean": "tensor(float)"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ class Model:
         self.metadata = metadata
         self.source = source
         self.loaded_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self.schema = RequestSchema(metadata.features)
+        self.schema = RequestSchema(metadata.features, metadata.missing_tokens)
         self._session = session
         self._outputs = list(ONNX_OUTPUTS[metadata.task])
         # Column names are free text; the graph's inputs carry sanitised names (Feature.onnx_input).

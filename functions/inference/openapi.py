@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from functions.common.bundle import MISSING_CATEGORY, Feature
@@ -15,9 +17,11 @@ DESCRIPTION = """\
 Predictions from the registry's champion model. Request rules:
 
 - `instances` holds 1 to {max_instances} objects; each has every feature and no other key.
-- A missing key is an error; an explicit `null` is a missing value, which the model was trained to handle.
+- A missing key is an error; an explicit `null` is a missing value, which the model was trained to handle, and
+  so is a string equal to one of the texts the model was trained to read as missing, for any feature: {tokens}.
 - Numeric features take JSON numbers only: not booleans, not numeric strings, not NaN or Infinity, and within
   the model's 32-bit float range (magnitude at most {float32_max}).
+- Boolean features take JSON `true` or `false` only (not 0/1, not strings).
 - Categorical features take strings only (numbers are refused). A category not seen in training is accepted
   (the model ignores it) and reported in that prediction's `warnings`.
 - The body is JSON (`Content-Type: application/json`, UTF-8, not compressed) of at most {max_body_bytes} bytes,
@@ -65,6 +69,7 @@ def document(model: Model, max_instances: int, max_body_bytes: int, feedback_max
         max_age_days=feedback_max_age_days,
         float32_max=FLOAT32_MAX,
         max_details=MAX_DETAILS,
+        tokens=", ".join(json.dumps(token) for token in metadata.missing_tokens),
     )
     return {
         "openapi": "3.1.0",
@@ -123,7 +128,9 @@ def document(model: Model, max_instances: int, max_body_bytes: int, feedback_max
                 "Instance": {
                     "type": "object",
                     "description": "One row: every feature and no other key; null is a missing value.",
-                    "properties": {feature.name: _feature(feature) for feature in metadata.features},
+                    "properties": {
+                        feature.name: _feature(feature, metadata.missing_tokens) for feature in metadata.features
+                    },
                     "required": list(metadata.feature_names),
                     "additionalProperties": False,
                 },
@@ -227,22 +234,28 @@ def document(model: Model, max_instances: int, max_body_bytes: int, feedback_max
     }
 
 
-def _feature(feature: Feature) -> dict[str, Any]:
+def _feature(feature: Feature, missing_tokens: Sequence[str]) -> dict[str, Any]:
     if feature.type == "numeric":
         observed = ""
         if feature.minimum is not None and feature.maximum is not None:
             observed = f" Seen in training: {feature.minimum:g} to {feature.maximum:g} (not enforced)."
         return {
-            "type": ["number", "null"],
-            # The model's input is float32: a larger magnitude is refused (422), not rounded to infinity.
+            "anyOf": [{"type": ["number", "null"]}, {"enum": list(missing_tokens)}],
+            # The model's input is float32: a larger magnitude is refused (422), not rounded to infinity. (The bounds
+            # constrain numbers only.)
             "minimum": -FLOAT32_MAX,
             "maximum": FLOAT32_MAX,
-            "description": f"Numeric; null when missing.{observed}",
+            "description": f"Numeric; null (or a missing token) when missing.{observed}",
+        }
+    if feature.type == "boolean":
+        return {
+            "anyOf": [{"type": ["boolean", "null"]}, {"enum": list(missing_tokens)}],
+            "description": "Boolean; null (or a missing token) when missing.",
         }
     known = [category for category in feature.categories if category != MISSING_CATEGORY]
     return {
-        "description": "Categorical; null when missing. Known categories are listed; any other string is "
-        "accepted and reported as a warning.",
+        "description": "Categorical; null (or a missing token) when missing. Known categories are listed; any other "
+        "string is accepted and reported as a warning.",
         "anyOf": [{"enum": known}, {"type": "string"}, {"type": "null"}],
     }
 

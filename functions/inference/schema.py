@@ -4,8 +4,11 @@ The rules (the OpenAPI document states them too):
 
 - the body is ``{"instances": [...]}`` with 1 to ``max_instances`` objects, each holding every feature and
   nothing else: a missing key is an error, an explicit ``null`` is a missing value (NaN for a numeric
-  feature, :data:`MISSING_CATEGORY` for a categorical one);
+  feature, :data:`MISSING_CATEGORY` for a categorical one), and so is a string equal to one of the model's
+  missing tokens (``ModelMetadata.missing_tokens``: the texts training read as missing), for either kind;
 - numeric features take JSON numbers only (not booleans, not numeric strings), finite and within float32;
+- boolean features take JSON ``true``/``false`` only (not 0/1, not ``"true"``: the type the JSON of a boolean
+  column has, ``df.to_dict("records")`` included), fed to the model as 1/0;
 - categorical features take strings only (not numbers: ``1`` and ``"1"`` would otherwise be two answers
   to one question); a category not seen in training is accepted (the one-hot encoder ignores it) and
   reported back as a warning on that instance.
@@ -33,6 +36,7 @@ MISSING_FEATURE = "missing feature (send null for a missing value)"
 _ABSENT: Any = object()
 _NUMBER_TYPES = frozenset({int, float, type(None)})
 _TEXT_TYPES = frozenset({str, type(None)})
+_BOOLEAN_TYPES = frozenset({bool, type(None)})
 
 
 @dataclass(frozen=True)
@@ -45,11 +49,15 @@ class Batch:
 
 
 class RequestSchema:
-    def __init__(self, features: Sequence[Feature]) -> None:
+    def __init__(self, features: Sequence[Feature], missing_tokens: Sequence[str] = ("",)) -> None:
         self.features = tuple(features)
         self.names = frozenset(f.name for f in self.features)
+        self._tokens = frozenset(missing_tokens)
         # A null becomes MISSING_CATEGORY: never an "unknown category", whether or not training saw one.
         self._known = {f.name: frozenset(f.categories) | {MISSING_CATEGORY} for f in self.features}
+        # Per feature, the strings that are missing: a token is, unless the model knows it as a category (an older
+        # bundle's Parquet text could be one).
+        self.missing = {f.name: self._tokens - frozenset(f.categories) for f in self.features}
 
     def parse(self, body: bytes, max_instances: int) -> Batch:
         payload = decode(body, partial(self.validate, max_instances=max_instances), INSTANCES)
@@ -73,9 +81,11 @@ class RequestSchema:
             else:
                 values = [i.get(name, _ABSENT) if type(i) is dict else _ABSENT for i in instances]
             if feature.type == "numeric":
-                column = _numeric_column(name, values, problems)
+                column = _numeric_column(name, self._tokens, values, problems)
+            elif feature.type == "boolean":
+                column = _boolean_column(name, self._tokens, values, problems)
             else:
-                column = _categorical_column(name, self._known[name], values, problems, warnings)
+                column = _categorical_column(name, self._known[name], self.missing[name], values, problems, warnings)
             if column is not None:
                 columns[name] = column
         if problems:
@@ -110,7 +120,9 @@ def _instances(payload: Any, max_instances: int) -> tuple[list[Any], list[Proble
     raise ValidationFailed(f"the request body is invalid: {problems[-1].field} {problems[-1].problem}", problems)
 
 
-def _numeric_column(name: str, values: list[Any], problems: list[Problem]) -> np.ndarray | None:
+def _numeric_column(name: str, tokens: frozenset[str], values: list[Any], problems: list[Problem]) -> np.ndarray | None:
+    if str in set(map(type, values)):
+        values = [None if type(value) is str and value in tokens else value for value in values]
     if _NUMBER_TYPES.issuperset(map(type, values)):
         try:
             wide = np.array(values, dtype=np.float64)  # None -> NaN
@@ -120,6 +132,19 @@ def _numeric_column(name: str, values: list[Any], problems: list[Problem]) -> np
             return wide.astype(np.float32).reshape(-1, 1)
     problems += [
         Problem(index, name, problem) for index, value in enumerate(values) if (problem := _number_problem(value))
+    ]
+    return None
+
+
+def _boolean_column(name: str, tokens: frozenset[str], values: list[Any], problems: list[Problem]) -> np.ndarray | None:
+    if str in set(map(type, values)):
+        values = [None if type(value) is str and value in tokens else value for value in values]
+    if _BOOLEAN_TYPES.issuperset(map(type, values)):
+        return np.array(values, dtype=np.float64).astype(np.float32).reshape(-1, 1)  # None -> NaN
+    problems += [
+        Problem(index, name, f"expected a boolean (true or false), got {json_type(value)}")
+        for index, value in enumerate(values)
+        if value is not None and value is not _ABSENT and type(value) is not bool
     ]
     return None
 
@@ -144,6 +169,7 @@ def _number_problem(value: Any) -> str | None:
 def _categorical_column(
     name: str,
     known: frozenset[str],
+    missing: frozenset[str],
     values: list[Any],
     problems: list[Problem],
     warnings: dict[int, list[dict[str, str]]],
@@ -155,8 +181,8 @@ def _categorical_column(
             if value is not None and value is not _ABSENT and type(value) is not str
         ]
         return None
-    if None in values:
-        values = [MISSING_CATEGORY if value is None else value for value in values]
+    if None in values or not missing.isdisjoint(values):
+        values = [MISSING_CATEGORY if value is None or value in missing else value for value in values]
     if not known.issuperset(values):
         for index, value in enumerate(values):
             if value not in known:

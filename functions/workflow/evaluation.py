@@ -7,8 +7,9 @@ Prepare read with the champion pointer), reads the rows HoldOut kept from the jo
 and computes every fact the gate judges with :mod:`functions.common.scoring`, the module the training program uses
 too. Nothing is unpickled: a bundle's ``model.joblib`` is never read.
 
-The holdout's cells are read as the training program reads CSV: text, with pandas' default missing-value markers
-and the deployment's ``missing_values`` tokens as missing. A cell a model cannot take (text in a numeric feature)
+The holdout's cells are read as the training program reads CSV: text, with the challenger's missing tokens
+(``ModelMetadata.missing_tokens``: the empty cell, as HoldOut writes a Parquet null, and ``missing_values``) as
+missing. A cell a model cannot take (text in a numeric feature)
 fails the step with the file, column and value: judging on fewer rows than were held out would hide it.
 
 The holdout is chosen by row content, so no model trained by this workflow was fitted on it; rows the champion's
@@ -34,15 +35,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from boto3.s3.transfer import TransferConfig
 
-from functions.common import importances, scoring, text_values
+from functions.common import importances, scoring
 from functions.common.bundle import (
     ARCHIVE_FILE,
+    BOOLEAN_TEXTS,
     FIT_ROWS_DTYPE,
     LABEL_OUTPUT,
     MISSING_CATEGORY,
     PROBABILITIES_OUTPUT,
     VALUE_OUTPUT,
     BundleError,
+    FeatureType,
     ModelMetadata,
     open_bundle,
     read_fit_rows,
@@ -60,13 +63,6 @@ from functions.workflow.state import ChampionRef, EvaluationResult, PrepareResul
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-# The text cells pandas reads as missing by default (pandas.read_csv's na_values), as the training program does.
-PANDAS_MISSING = frozenset(
-    {
-        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
-        "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
-    }
-)  # fmt: skip
 # Holdout files are read one part at a time (parallel parts would hold ten 8 MiB buffers).
 ONE_STREAM = TransferConfig(use_threads=False)
 # Rows per onnxruntime call: bounds the memory of a graph's intermediate tensors.
@@ -99,14 +95,6 @@ class HoldoutTable:
             ) from None
 
 
-def missing_tokens(hyperparameters: Mapping[str, str]) -> frozenset[str]:
-    text = hyperparameters.get("missing_values", "")
-    try:
-        return PANDAS_MISSING | frozenset(text_values.text_list(text))
-    except ValueError as exc:
-        raise EvaluationError(f"hyperparameter 'missing_values'={text!r} {exc}") from None
-
-
 def _keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         yield from (item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
@@ -114,6 +102,8 @@ def _keys(s3: S3Client, bucket: str, prefix: str) -> Iterator[str]:
 
 class _Numbers:
     """A numeric column as it is read: parsed at once into a float array (8 bytes a cell)."""
+
+    kind = "numeric"
 
     def __init__(self, name: str, missing: frozenset[str]) -> None:
         self.name, self._missing, self.values = name, missing, array("d")
@@ -123,11 +113,15 @@ class _Numbers:
             self.values.append(math.nan)
             return
         try:
-            self.values.append(float(cell))
+            self.values.append(self.parse(cell))
         except ValueError:
             raise EvaluationError(
-                f"{where}: column {self.name!r} is numeric for the model but holds {cell!r}"
+                f"{where}: column {self.name!r} is {self.kind} for the model but holds {cell!r}"
             ) from None
+
+    @staticmethod
+    def parse(cell: str) -> float:
+        return float(cell)
 
     def pad(self, rows: int) -> None:
         """Missing cells up to ``rows`` (the rows of a file without this column)."""
@@ -135,6 +129,19 @@ class _Numbers:
 
     def array(self) -> np.ndarray:
         return np.array(self.values, dtype=np.float64)
+
+
+class _Booleans(_Numbers):
+    """A boolean column as it is read: 1.0 for true, 0.0 for false, as the training program reads the cells."""
+
+    kind = "boolean"
+
+    @staticmethod
+    def parse(cell: str) -> float:
+        try:
+            return BOOLEAN_TEXTS[cell]
+        except KeyError:
+            raise ValueError(cell) from None
 
 
 class _Texts:
@@ -158,19 +165,20 @@ def read_holdout(
     s3: S3Client,
     bucket: str,
     folder: str,
-    numeric: Mapping[str, bool],
+    types: Mapping[str, FeatureType],
     hashed: Sequence[str],
     missing: frozenset[str],
     work_dir: Path,
 ) -> HoldoutTable:
-    """The columns named in ``numeric`` (the challenger's features and target; True: read as numbers) of every CSV
-    file under ``folder``, concatenated; a column a file lacks is missing in its rows. Numbers are parsed as they
+    """The columns named in ``types`` (the challenger's features and target, each read as its type says) of every
+    CSV file under ``folder``, concatenated; a column a file lacks is missing in its rows. Numbers are parsed as they
     are read and equal texts share one string, so memory grows by about 8 bytes per cell read. Each row is also
     hashed over the ``hashed`` columns' cells (:func:`functions.common.row_ids.row_hash`)."""
     shared: dict[str, str] = {}
+    readers = {"numeric": _Numbers, "boolean": _Booleans}
     columns: dict[str, _Numbers | _Texts] = {
-        name.lower(): _Numbers(name, missing) if is_number else _Texts(missing, shared)
-        for name, is_number in numeric.items()
+        name.lower(): readers[kind](name, missing) if kind in readers else _Texts(missing, shared)
+        for name, kind in types.items()
     }
     feedback: list[bool] = []
     hashes = array("Q")
@@ -220,17 +228,24 @@ def class_label(cell: str | None, classes: Sequence[str]) -> str | None:
 
 def predictions(model: Model, columns: Mapping[str, np.ndarray]) -> scoring.Predictions:
     """The model's outputs on every row of ``columns`` (its features, as :class:`HoldoutTable` holds them), in
-    batches: numbers as float32, a missing category as the graph expects it."""
+    batches: numbers as float32, a missing category as the graph expects it. The holdout is read with the
+    challenger's missing tokens; a category that is one of this model's is missing for it, as its serving reads it
+    (a champion trained with other tokens)."""
     rows = len(next(iter(columns.values()))) if columns else 0
     parts = []
     for start in range(0, rows, PREDICT_ROWS):
         feeds = {}
         for feature in model.metadata.features:
             chunk = columns[feature.name][start : start + PREDICT_ROWS]
-            if feature.type == "numeric":
-                feeds[feature.name] = chunk.astype(np.float32).reshape(-1, 1)
+            if feature.type == "categorical":
+                missing = chunk == None  # noqa: E711
+                # Empty cells are None already (every token set holds the empty text): a cell at a time only for
+                # other tokens.
+                if tokens := model.schema.missing[feature.name] - {""}:
+                    missing |= np.fromiter((cell in tokens for cell in chunk), bool, len(chunk))
+                feeds[feature.name] = np.where(missing, MISSING_CATEGORY, chunk).reshape(-1, 1)
             else:
-                feeds[feature.name] = np.where(chunk == None, MISSING_CATEGORY, chunk).reshape(-1, 1)  # noqa: E711
+                feeds[feature.name] = chunk.astype(np.float32).reshape(-1, 1)
         parts.append(model.outputs(feeds))
 
     def joined(name: str, empty: np.ndarray) -> np.ndarray:
@@ -399,14 +414,14 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         positive = positive_class(prepared.hyperparameters, metadata)
         champion = None if prepared.champion is None else _champion(registry, prepared.champion, work_dir)
         gate = parse_gate_settings(settings.hyperparameters, challenger.task)
-        numeric = {feature.name: feature.type == "numeric" for feature in metadata.features}
+        types: dict[str, FeatureType] = {feature.name: feature.type for feature in metadata.features}
         table = read_holdout(
             s3,
             settings.data_bucket,
             holdout_rows_folder(settings.holdout_prefix, version),
-            {**numeric, metadata.target: metadata.task == "regression"},
-            hashed_columns(metadata.target, numeric),
-            missing_tokens(settings.hyperparameters),
+            {**types, metadata.target: "numeric" if metadata.task == "regression" else "categorical"},
+            hashed_columns(metadata.target, types),
+            frozenset(metadata.missing_tokens),
             work_dir,
         )
         scores = score_holdout(

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
 from functions.batch.scoring import Capture, ObjectCounts, ObjectRefused, score_stream
+from functions.common.bundle import read_metadata, write_metadata
 from functions.common.records import (
     PREDICTION_ID_LENGTH,
     FixedKeys,
@@ -23,10 +27,13 @@ from functions.common.records import (
 )
 from functions.inference.capture import DeliveryFailed, Record
 from functions.inference.id_keys import LOCAL_KEYS
-from functions.inference.model import Model
+from functions.inference.model import Model, load_model
 from functions.inference.service import answer
 from tests.batch.conftest import TARGET, csv_bytes
+from tests.conftest import MakeJob
 from tests.prediction_ids import ID_KEY
+from tests.training.jobs import CHURN, failure, with_paperless
+from training.program import run
 
 
 class RecordingSink:
@@ -112,6 +119,45 @@ def test_empty_cells_are_missing_values_as_null_is_in_the_api(model: Model, rows
     lines, counts = score(model, csv_bytes(frame))
     assert counts.bad_rows == 0
     assert [without_id(line) for line in lines] == api_answers(model, instances_of(frame))
+
+
+def test_cells_equal_to_the_models_missing_tokens_are_missing_values_and_other_text_is_not(
+    model: Model, rows: pd.DataFrame, trained_bundle: Path, tmp_path: Path
+) -> None:
+    declared = tmp_path / "declared"
+    shutil.copytree(trained_bundle, declared)
+    write_metadata(declared, replace(read_metadata(declared), missing_tokens=("", " ?", "NA")))
+    frame = rows.head(2).astype({"age": object})
+    frame.loc[0, "age"] = "NA"
+    frame.loc[1, "region"] = " ?"  # a token as training read the cell: with its space
+    as_null = frame.astype(object).replace({"NA": None, " ?": None})
+
+    lines, counts = score(load_model(declared, source="test"), csv_bytes(frame))
+
+    assert counts.bad_rows == 0
+    assert [without_id(line) for line in lines] == api_answers(model, instances_of(as_null))
+    refused, counts = score(model, csv_bytes(frame))
+    assert counts.bad_rows == 1
+    assert refused[0]["errors"] == [{"field": "age", "problem": "expected a number"}]
+
+
+def test_boolean_cells_in_any_case_are_booleans_and_other_text_is_a_bad_row(
+    make_job: MakeJob, churn_data: pd.DataFrame
+) -> None:
+    data = with_paperless(churn_data)
+    base = make_job(CHURN, {"data.parquet": data})
+    assert run(base) == 0, failure(base)
+    model = load_model(base / "model", source="test")
+    frame = data.dropna().head(4).astype({"paperless": object})
+    frame["paperless"] = ["True", "FALSE", "", "yes"]
+    as_json = [
+        {**row, "paperless": value} for row, value in zip(instances_of(frame.head(3)), [True, False, None], strict=True)
+    ]
+
+    lines, counts = score(model, csv_bytes(frame))
+
+    assert [without_id(line) for line in lines[:3]] == api_answers(model, as_json)
+    assert (counts.bad_rows, lines[3]["errors"]) == (1, [{"field": "paperless", "problem": "expected true or false"}])
 
 
 def test_chunks_change_nothing_but_memory(model: Model, rows: pd.DataFrame) -> None:

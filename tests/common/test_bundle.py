@@ -11,10 +11,12 @@ from functions.common.bundle import (
     JOBLIB_FILE,
     METADATA_FILE,
     ONNX_FILE,
+    PANDAS_NA_SPELLINGS,
     BundleError,
     Feature,
     ModelMetadata,
     extract_archive,
+    missing_tokens,
     open_bundle,
     pack_archive,
     read_metadata,
@@ -97,6 +99,39 @@ def test_malformed_metadata_is_refused(bundle_dir: Path, change: dict[str, objec
     path = bundle_dir / METADATA_FILE
     path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
     with pytest.raises(BundleError, match=message):
+        read_metadata(bundle_dir)
+
+
+def test_the_missing_tokens_read_back_as_recorded(bundle_dir: Path) -> None:
+    write_metadata(bundle_dir, replace(METADATA, missing_tokens=missing_tokens(["NA", " ?"])))
+    assert read_metadata(bundle_dir).missing_tokens == ("", " ?", "NA")
+
+
+@pytest.mark.parametrize(
+    ("declared", "added"),
+    [("", set()), ('[" ?", "unknown, none"]', {" ?", "unknown, none"}), (" ?, unknown", {"?", "unknown"})],
+)
+def test_an_older_bundle_without_missing_tokens_reads_pandas_defaults_and_its_missing_values(
+    bundle_dir: Path, declared: str, added: set[str]
+) -> None:
+    # Those are what its training read as missing: pandas' read_csv defaults, then the declared tokens.
+    path = bundle_dir / METADATA_FILE
+    data = json.loads(path.read_text())
+    del data["missing_tokens"]
+    data["hyperparameters"]["missing_values"] = declared
+    path.write_text(json.dumps(data))
+    tokens = read_metadata(bundle_dir).missing_tokens
+    assert set(tokens) == PANDAS_NA_SPELLINGS | added
+    assert {"", "NA", "null", "n/a"} <= set(tokens)
+
+
+def test_an_older_bundle_with_malformed_missing_values_is_refused_naming_them(bundle_dir: Path) -> None:
+    path = bundle_dir / METADATA_FILE
+    data = json.loads(path.read_text())
+    del data["missing_tokens"]
+    data["hyperparameters"]["missing_values"] = '[" ?"'
+    path.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match=r"hyperparameter 'missing_values'='\[\" \?\"' starts with '\['"):
         read_metadata(bundle_dir)
 
 

@@ -63,7 +63,7 @@ def test_openapi_document_describes_the_live_feature_schema(api: Api, trained_bu
     for feature in metadata.features:
         schema = instance["properties"][feature.name]
         if feature.type == "numeric":
-            assert schema["type"] == ["number", "null"]
+            assert schema["anyOf"] == [{"type": ["number", "null"]}, {"enum": list(metadata.missing_tokens)}]
         else:
             assert schema["anyOf"][0] == {"enum": list(feature.categories)}
             assert {"type": "null"} in schema["anyOf"]

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import pytest
 
 from functions.common.athena import Athena
@@ -35,6 +36,7 @@ from functions.monitor.drift import (
 )
 from functions.monitor.run import count_live
 from tests.monitor.world import write_captures
+from training.baseline import BOOLEAN_CATEGORIES
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -215,6 +217,28 @@ def test_absent_and_non_numeric_values_count_as_missing(s3: S3Client, athena: At
     records = [record({"x": 0}), record({"x": 2}), record({}), record({"x": "3"}), record({"x": True})]
     score = window_drift(s3, athena, baseline, records)[0]["x"]
     assert score.actual == pytest.approx((0.2, 0.2, 0.6))
+
+
+def test_a_boolean_feature_captured_as_json_true_false_is_binned_as_its_training_baseline(
+    s3: S3Client, athena: Athena
+) -> None:
+    # Training summarises a boolean feature's 0/1 inputs as the text of a JSON boolean.
+    trained = pd.Series([1.0, 1.0, 0.0, math.nan]).map(BOOLEAN_CATEGORIES)
+    baseline = Baseline(
+        rows=4,
+        features={"paperless": categorical_summary(trained)},
+        prediction=categorical_summary(["a"]),
+        prediction_rows=1,
+    )
+    records = [
+        record({"paperless": True}),
+        record({"paperless": True}),
+        record({"paperless": False}),
+        record({"paperless": None}),
+    ]
+    score = window_drift(s3, athena, baseline, records)[0]["paperless"]
+    assert score.actual == pytest.approx(score.expected)
+    assert score.psi == pytest.approx(0.0, abs=1e-12)
 
 
 def test_prediction_drift_of_a_binary_classifier_covers_labels_and_positive_probability(

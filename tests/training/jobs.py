@@ -8,6 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from functions.common.bundle import (
     JOBLIB_FILE,
     ModelMetadata,
@@ -60,3 +63,13 @@ def poisoned_champion(bundle: Path, work: Path) -> tuple[Path, Path]:
     archive = work / "model.tar.gz"
     pack_archive(poisoned, archive)
     return archive, marker
+
+
+def with_paperless(churn_data: pd.DataFrame, rows: int = 400) -> pd.DataFrame:
+    """Churn data with a boolean ``paperless`` (a few missing) that moves the label."""
+    data = churn_data.head(rows).reset_index(drop=True)
+    rng = np.random.default_rng(3)
+    paperless = (data["churned"].to_numpy() == 1) ^ (rng.random(rows) < 0.2)
+    column = pd.Series(paperless, dtype=object)
+    column[rng.random(rows) < 0.05] = None
+    return data.assign(paperless=column)

@@ -58,9 +58,52 @@ def test_a_column_with_too_many_missing_values_is_named_with_its_fraction(
 
 def test_non_numeric_values_in_an_inferred_numeric_column_are_shown(make_job: MakeJob, churn: pd.DataFrame) -> None:
     churn["age"] = churn["age"].astype(object)
-    # (pandas reads "n/a", "NA" and empty cells as missing, not as bad values.)
+    # (Empty cells are missing, not bad values; pandas' spellings of missing are named apart, see below.)
     churn.loc[churn.index[:3], "age"] = ["abc", "unknown", "abc"]
     fails_with(make_job, churn, "numeric column 'age' has 3 non-numeric value(s), e.g. 'abc', 'unknown'")
+
+
+def test_pandas_missing_spellings_in_a_numeric_column_fail_naming_the_tokens_and_the_declaration_that_fixes_them(
+    make_job: MakeJob, churn: pd.DataFrame
+) -> None:
+    churn["age"] = churn["age"].astype(object)
+    churn.loc[churn.index[:3], "age"] = ["NA", "n/a", "NA"]
+    churn.loc[churn.index[3], "age"] = "abc"
+    reason = fails_with(
+        make_job,
+        churn,
+        "numeric column 'age' holds 'NA', 'n/a' in 3 cell(s): text, not a missing value, unless declared "
+        '(set missing_values=["NA", "n/a"] if it means missing, or declare it in categorical_features)',
+        "numeric column 'age' has 1 non-numeric value(s), e.g. 'abc'",
+    )
+    assert "'NA'" not in reason.split("has 1 non-numeric")[1]
+
+
+def test_a_numeric_column_mostly_spelled_na_stays_numeric_instead_of_silently_turning_categorical(
+    make_job: MakeJob, churn: pd.DataFrame
+) -> None:
+    churn["age"] = churn["age"].astype(object)
+    churn.loc[churn.index[:120], "age"] = "NA"
+    fails_with(make_job, churn, "numeric column 'age' holds 'NA' in 120 cell(s)")
+
+    base = make_job({**CHURN, "missing_values": "NA"}, churn)
+    assert run(base) == 0, failure(base)
+    age = next(f for f in metadata(base).features if f.name == "age")
+    assert age.type == "numeric"
+    assert metadata(base).baseline["features"]["age"]["missing"] >= 120 / 300
+
+
+def test_a_regression_target_spelled_na_fails_naming_the_token(make_job: MakeJob, churn: pd.DataFrame) -> None:
+    churn["monthly_charges"] = churn["monthly_charges"].astype(object)
+    churn.loc[churn.index[:5], "monthly_charges"] = "NULL"
+    fails_with(
+        make_job,
+        churn,
+        "the regression target 'monthly_charges' holds 'NULL' in 5 cell(s)",
+        'set missing_values=["NULL"] if it means missing',
+        target="monthly_charges",
+        drop_columns="churned",
+    )
 
 
 def test_non_numeric_values_in_a_declared_numeric_column_are_shown(make_job: MakeJob, churn: pd.DataFrame) -> None:

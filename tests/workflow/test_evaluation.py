@@ -7,7 +7,9 @@ steers the verdict.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,17 +20,19 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from functions.common.bundle import JOBLIB_FILE, pack_archive, read_metadata
+from functions.common.bundle import JOBLIB_FILE, METADATA_FILE, pack_archive, read_metadata, write_metadata
 from functions.common.gate import Verdict
 from functions.common.layout import holdout_evaluation_key, holdout_rows_folder
 from functions.common.registry import Registry, RegistryError
 from functions.workflow import steps
-from functions.workflow.evaluation import PANDAS_MISSING, EvaluationError, evaluate, missing_tokens
+from functions.workflow.evaluation import EvaluationError, evaluate
 from functions.workflow.state import RunState
 from tests.conftest import MakeJob
 from tests.plugins.aws import DATA_BUCKET
+from tests.training.jobs import failure, with_paperless
 from tests.workflow.support import SETTINGS, fake_training_job, prepared_state
 from training.features import model_inputs
+from training.program import run
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -239,14 +243,88 @@ def test_evaluate_names_the_column_and_value_a_model_cannot_take(
         _run_to_evaluation(s3, registry, trained_bundle, rows, tmp_path)
 
 
-def test_missing_values_as_a_json_list_are_read_as_the_training_program_reads_them() -> None:
-    assert missing_tokens({"missing_values": '[" ?", "unknown, none"]'}) == PANDAS_MISSING | {" ?", "unknown, none"}
-    assert missing_tokens({"missing_values": " ?, unknown"}) == PANDAS_MISSING | {"?", "unknown"}
+def test_a_boolean_feature_is_read_from_the_holdout_as_the_training_program_reads_it(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    make_job: MakeJob,
+    churn_data: pd.DataFrame,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    base = make_job(
+        {"target": TARGET, "algorithm": "logistic_regression"}, {"data.parquet": with_paperless(churn_data)}
+    )
+    assert run(base) == 0, failure(base)
+    rows = with_paperless(holdout_rows, len(holdout_rows))
+    # CSV as pandas writes Python booleans, and (the feedback part) as pyarrow writes Parquet ones.
+    rows["paperless"] = rows["paperless"].map({True: "True", False: "False", None: None})
+    rows.loc[rows.index[-200:], "paperless"] = rows["paperless"].iloc[-200:].str.lower()
+
+    state = _run_to_evaluation(s3, registry, base / "model", rows, tmp_path)
+
+    scores = _stored_evaluation(s3, state)
+    pipeline = joblib.load(base / "model" / JOBLIB_FILE)
+    types = {feature.name: feature.type for feature in read_metadata(base / "model").features}
+    assert types["paperless"] == "boolean"
+    truth = rows[TARGET].astype(str) == "1"
+    expected = roc_auc_score(truth, pipeline.predict_proba(model_inputs(rows, types))[:, 1])
+    assert scores["challenger"]["roc_auc"] == pytest.approx(expected, abs=1e-4)
 
 
-def test_malformed_missing_values_are_refused_naming_the_hyperparameter() -> None:
-    with pytest.raises(EvaluationError, match=r"hyperparameter 'missing_values'='\[\" \?\"' starts with '\['"):
-        missing_tokens({"missing_values": '[" ?"'})
+def test_an_older_champion_reads_the_categories_it_was_trained_to_read_as_missing_as_missing(
+    s3: S3Client,
+    registry: Registry,
+    publish: Publish,
+    training_data: None,
+    trained_bundle: Path,
+    trained_forest_bundle: Path,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    # Written before missing_tokens: trained with pandas' defaults, "NA" among them, as missing.
+    older = tmp_path / "older"
+    shutil.copytree(trained_bundle, older)
+    data = json.loads((older / METADATA_FILE).read_text())
+    del data["missing_tokens"]
+    (older / METADATA_FILE).write_text(json.dumps(data))
+    publish(older)
+    rows = holdout_rows.copy()
+    rows.loc[rows.index[::3], "payment_method"] = "NA"
+    (tmp_path / "run").mkdir()
+
+    state = _run_to_evaluation(s3, registry, trained_forest_bundle, rows, tmp_path / "run")
+
+    pipeline = joblib.load(trained_bundle / JOBLIB_FILE)
+    types = {feature.name: feature.type for feature in read_metadata(trained_bundle).features}
+    as_served = rows.assign(payment_method=rows["payment_method"].replace("NA", None))
+    truth = rows[TARGET].astype(str) == "1"
+    expected = roc_auc_score(truth, pipeline.predict_proba(model_inputs(as_served, types))[:, 1])
+    assert _stored_evaluation(s3, state)["champion"]["roc_auc"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_holdout_reads_as_missing_the_tokens_the_challengers_metadata_records_and_no_others(
+    s3: S3Client,
+    registry: Registry,
+    training_data: None,
+    trained_bundle: Path,
+    holdout_rows: pd.DataFrame,
+    tmp_path: Path,
+) -> None:
+    rows = holdout_rows.astype({"tenure_months": object})
+    rows.loc[rows.index[3], "tenure_months"] = "NA"
+    # The hyperparameters say nothing: the tokens are the bundle's, as training read its data.
+    declared = tmp_path / "declared"
+    shutil.copytree(trained_bundle, declared)
+    write_metadata(declared, replace(read_metadata(declared), missing_tokens=("", "NA")))
+
+    (tmp_path / "declared-run").mkdir()
+    (tmp_path / "default-run").mkdir()
+    state = _run_to_evaluation(s3, registry, declared, rows, tmp_path / "declared-run")
+
+    assert state["evaluation"]["scored_rows"] == len(rows)
+    with pytest.raises(EvaluationError, match=r"column 'tenure_months' is numeric for the model but holds 'NA'"):
+        _run_to_evaluation(s3, registry, trained_bundle, rows, tmp_path / "default-run")
 
 
 def test_evaluate_writes_the_challengers_permutation_importances_beside_the_scores(
