@@ -48,7 +48,9 @@ def diamonds_like(rows: int, seed: int = 0) -> pd.DataFrame:
             "x": size.round(2),
             "y": (size + rng.normal(0, 0.03, rows)).round(2),
             "z": (size * 0.61).round(2),
-            "price": (3800 * carat**1.7 * np.where(color < "G", 1.05, 1.0) * rng.lognormal(0, 0.15, rows)).round(0),
+            "price": (
+                3800 * carat**1.7 * np.where(np.isin(color, list("DEF")), 1.05, 1.0) * rng.lognormal(0, 0.15, rows)
+            ).round(0),
         }
     )
 
