@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -101,4 +102,20 @@ def trained_forest_bundle(make_job: MakeJob, churn_data: pd.DataFrame) -> Path:
         make_job,
         churn_data,
         {"target": "churned", "algorithm": "random_forest", "n_estimators": "30", "max_depth": "8"},
+    )
+
+
+def iris_like(rows: int = 150, seed: int = 0) -> pd.DataFrame:
+    """Shaped like iris: four measurements, three species of equal counts, each feature alone a partial signal."""
+    rng = np.random.default_rng(seed)
+    species = np.array(["setosa", "versicolor", "virginica"])[np.arange(rows) % 3]
+    step = np.arange(rows) % 3
+    return pd.DataFrame(
+        {
+            "sepal_length": (5.0 + 0.6 * step + rng.normal(0, 0.5, rows)).round(1),
+            "sepal_width": (3.4 - 0.3 * step + rng.normal(0, 0.35, rows)).round(1),
+            "petal_length": (1.5 + 1.4 * step + rng.normal(0, 0.9, rows)).round(1),
+            "petal_width": (0.3 + 0.7 * step + rng.normal(0, 0.45, rows)).round(1),
+            "species": species,
+        }
     )

@@ -159,6 +159,8 @@ def train(layout: Layout, work_dir: Path) -> None:
         min_slice_rows=settings.min_slice_rows,
         champion_given=champion is not None,
         champion_not_compared=dataset.schema_change,
+        bootstrap_below=settings.min_scored_rows,
+        bootstrap_seed=hp.random_seed,
     )
     # Both on the rows the gate scores, so the two series compare.
     log_metrics(scores.challenger)

@@ -21,6 +21,7 @@ and measure on the other.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import tempfile
@@ -272,6 +273,8 @@ def score_holdout(
     min_slice_rows: int,
     champion_named: bool,
     allow_schema_change: bool,
+    min_scored_rows: int = 0,
+    seed: int = 0,
 ) -> Scores:
     """Both models on the labelled holdout rows the champion was not fitted on (by its fit rows: none of them when
     it was trained by this workflow, whose holdout is the same rows in every run); the champion only when its
@@ -322,7 +325,14 @@ def score_holdout(
         min_slice_rows=min_slice_rows,
         champion_given=champion_named,
         champion_not_compared=not_compared,
+        bootstrap_below=min_scored_rows,
+        bootstrap_seed=seed,
     )
+
+
+def bootstrap_seed(version: str) -> int:
+    """The seed of a small holdout's resamples: fixed by the version, so Evaluate run again draws the same ones."""
+    return int.from_bytes(hashlib.sha256(version.encode()).digest()[:8], "big")
 
 
 def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state: RunState) -> EvaluationResult:
@@ -361,6 +371,8 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             min_slice_rows=gate.min_slice_rows,
             champion_named=prepared.champion is not None,
             allow_schema_change=gate.allow_schema_change,
+            min_scored_rows=gate.min_scored_rows,
+            seed=bootstrap_seed(version),
         )
     verdict = decide(gate, scores)
     evaluation = Evaluation(
