@@ -293,14 +293,16 @@ def test_the_holdout_is_drawn_from_rows_the_champion_never_saw_first(
 def test_too_few_rows_the_champion_never_saw_fail_the_gate_saying_so(
     make_job: MakeJob, churn_data: pd.DataFrame, trained_bundle: Path
 ) -> None:
-    base = make_job({**CHURN, "min_scored_rows": "500"}, churn_data, champion=trained_bundle)
+    # Fewer than min_scored_rows would be judged on bootstrap bounds; fewer than min_bootstrap_rows fail.
+    hyperparameters = {**CHURN, "min_scored_rows": "500", "min_bootstrap_rows": "450"}
+    base = make_job(hyperparameters, churn_data, champion=trained_bundle)
     assert run(base) == 0
     report = evaluation_json(base)
     assert report["passed"] is False
-    assert report["min_scored_rows"] == 500
+    assert (report["min_scored_rows"], report["min_bootstrap_rows"]) == (500, 450)
     assert (
-        "only 400 holdout rows the champion never saw (min_scored_rows 500): too few to compare the models"
-        in report["reasons"]
+        "only 400 holdout rows the champion never saw (min_scored_rows 500, min_bootstrap_rows 450): too few to "
+        "compare the models" in report["reasons"]
     )
 
 
