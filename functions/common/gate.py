@@ -7,6 +7,9 @@ API callers' feedback), decides with :func:`decide`, and writes an :class:`Evalu
 the verdict with :func:`reassess` under its own pinned settings instead of trusting the job's. The gate settings
 are parsed from hyperparameter strings here only (:func:`parse_gate_settings`, :data:`GATE_PARSERS`).
 
+Fewer rows than ``min_scored_rows`` (iris's 30) are judged on bootstrap bounds instead of point estimates
+(:class:`Bootstrap`, :func:`_judge_small`), down to ``min_bootstrap_rows``.
+
 Beside the metric, the verdict rests on guardrails judged from facts the evaluation records (a degenerate model,
 per-class recall and F1 or MAE, slices of the trusted rows), and it has a third outcome: *held*
 (:attr:`Verdict.held`, ``held`` in ``evaluation.json`` and in Register's result), a challenger that passed all else

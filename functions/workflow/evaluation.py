@@ -15,7 +15,8 @@ The holdout is chosen by row content, so no model trained by this workflow was f
 bundle lists among its fit rows (``training.row_ids``' hashes, recomputed here from the cells as read: an older
 champion, or another holdout share) are left out of the scoring and counted, as the training program does. The
 trusted rows are those from ``base/`` files. The single-feature scores fit their bins on one half of the scored rows
-and measure on the other.
+and measure on the other. Scored or trusted rows fewer than the gate's ``min_scored_rows`` are also resampled
+(:func:`functions.common.scoring.bootstrap`), seeded by the version so that a rerun draws the same resamples.
 """
 
 from __future__ import annotations
