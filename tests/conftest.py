@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -101,4 +102,45 @@ def trained_forest_bundle(make_job: MakeJob, churn_data: pd.DataFrame) -> Path:
         make_job,
         churn_data,
         {"target": "churned", "algorithm": "random_forest", "n_estimators": "30", "max_depth": "8"},
+    )
+
+
+def iris_like(rows: int = 150, seed: int = 0) -> pd.DataFrame:
+    """Shaped like iris: four measurements, three species of equal counts, each feature alone a partial signal."""
+    rng = np.random.default_rng(seed)
+    species = np.array(["setosa", "versicolor", "virginica"])[np.arange(rows) % 3]
+    step = np.arange(rows) % 3
+    return pd.DataFrame(
+        {
+            "sepal_length": (5.0 + 0.6 * step + rng.normal(0, 0.5, rows)).round(1),
+            "sepal_width": (3.4 - 0.3 * step + rng.normal(0, 0.35, rows)).round(1),
+            "petal_length": (1.5 + 1.4 * step + rng.normal(0, 0.9, rows)).round(1),
+            "petal_width": (0.3 + 0.7 * step + rng.normal(0, 0.45, rows)).round(1),
+            "species": species,
+        }
+    )
+
+
+def diamonds_like(rows: int, seed: int = 0) -> pd.DataFrame:
+    """Shaped like the diamonds data set: six numeric columns, three categoricals, a price that a forest fits
+    leaf by leaf (it grows with the rows)."""
+    rng = np.random.default_rng(seed)
+    carat = rng.gamma(2.0, 0.4, rows) + 0.2
+    size = carat ** (1 / 3) * 6.4
+    color = rng.choice(list("DEFGHIJ"), rows)
+    return pd.DataFrame(
+        {
+            "carat": carat.round(2),
+            "cut": rng.choice(["Fair", "Good", "Very Good", "Premium", "Ideal"], rows),
+            "color": color,
+            "clarity": rng.choice(["I1", "SI2", "SI1", "VS2", "VS1", "VVS2", "VVS1", "IF"], rows),
+            "depth": rng.normal(61.7, 1.4, rows).round(1),
+            "table": rng.normal(57.4, 2.2, rows).round(0),
+            "x": size.round(2),
+            "y": (size + rng.normal(0, 0.03, rows)).round(2),
+            "z": (size * 0.61).round(2),
+            "price": (
+                3800 * carat**1.7 * np.where(np.isin(color, list("DEF")), 1.05, 1.0) * rng.lognormal(0, 0.15, rows)
+            ).round(0),
+        }
     )

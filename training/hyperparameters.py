@@ -21,6 +21,7 @@ from functions.common.gate import (
     DEFAULT_MAX_SINGLE_FEATURE_SCORE,
     DEFAULT_MAX_SLICE_REGRESSION,
     DEFAULT_MAX_TRUSTED_REGRESSION,
+    DEFAULT_MIN_BOOTSTRAP_ROWS,
     DEFAULT_MIN_SCORED_ROWS,
     DEFAULT_MIN_SLICE_ROWS,
     GATE_PARSERS,
@@ -166,6 +167,7 @@ class Hyperparameters:
     min_improvement: float = 0.0
     max_trusted_regression: float = DEFAULT_MAX_TRUSTED_REGRESSION
     min_scored_rows: int = DEFAULT_MIN_SCORED_ROWS
+    min_bootstrap_rows: int = DEFAULT_MIN_BOOTSTRAP_ROWS
     max_secondary_regression: float = DEFAULT_MAX_SECONDARY_REGRESSION
     max_slice_regression: float = DEFAULT_MAX_SLICE_REGRESSION
     min_slice_rows: int = DEFAULT_MIN_SLICE_ROWS
@@ -238,6 +240,7 @@ class Hyperparameters:
                 min_improvement=self.min_improvement,
                 max_trusted_regression=self.max_trusted_regression,
                 min_scored_rows=self.min_scored_rows,
+                min_bootstrap_rows=self.min_bootstrap_rows,
                 allow_schema_change=self.allow_schema_change,
                 max_secondary_regression=self.max_secondary_regression,
                 max_slice_regression=self.max_slice_regression,
@@ -266,6 +269,7 @@ class Hyperparameters:
             "min_improvement": self.min_improvement,
             "max_trusted_regression": self.max_trusted_regression,
             "min_scored_rows": self.min_scored_rows,
+            "min_bootstrap_rows": self.min_bootstrap_rows,
             "max_secondary_regression": self.max_secondary_regression,
             "max_slice_regression": self.max_slice_regression,
             "min_slice_rows": self.min_slice_rows,

@@ -44,10 +44,10 @@ from training.evaluation import holdout, pipeline_predictions, truth
 from training.holdout import Rows, Split, labelled_rows, split
 from training.hyperparameters import Hyperparameters, parse_hyperparameters
 from training.onnx_export import bake_threshold, check_parity, parity_probe, to_onnx
-from training.pipeline import build_pipeline, fit, parallelism
+from training.pipeline import ESTIMATOR_STEP, build_pipeline, fit, parallelism
 from training.row_ids import write_fit_rows
-from training.serving_estimate import estimate_serving_load
-from training.serving_load import check_serving_load
+from training.serving_estimate import estimate_serving_load, fitted_advice
+from training.serving_load import ServingLimits, check_serving_load
 from training.validation import Dataset, validate
 
 
@@ -169,6 +169,8 @@ def train(layout: Layout, work_dir: Path) -> None:
         min_slice_rows=settings.min_slice_rows,
         champion_given=champion is not None,
         champion_not_compared=dataset.schema_change,
+        bootstrap_below=settings.min_scored_rows,
+        bootstrap_seed=hp.random_seed,
     )
     # Both on the rows the gate scores, so the two series compare.
     log_metrics(scores.challenger)
@@ -187,8 +189,15 @@ def train(layout: Layout, work_dir: Path) -> None:
     )
     say(f"ONNX parity: {details['onnx_parity']}")
     # Before model/ holds anything: a job that fails here leaves no bundle behind.
+    limits = ServingLimits(hp.serving_memory_mb, hp.serving_timeout_seconds)
+    class_count = train_y.nunique() if task == "classification" else 0
     serving_load = check_serving_load(
-        onnx_model.SerializeToString(), work_dir, hp.serving_memory_mb, hp.serving_timeout_seconds
+        onnx_model.SerializeToString(),
+        limits,
+        work_dir,
+        lambda measured: fitted_advice(
+            hp.algorithm, pipeline.named_steps[ESTIMATOR_STEP], len(train_x), measured, limits, class_count
+        ),
     )
     if serving_load:
         details["serving_load"] = serving_load

@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,16 +166,17 @@ def measure_model(model: bytes, work_dir: Path, limits: ServingLimits) -> dict[s
 
 
 def check_serving_load(
-    model: bytes, work_dir: Path, memory_mb: int | None, timeout_seconds: float | None
+    model: bytes, limits: ServingLimits, work_dir: Path, advice: Callable[[dict[str, float]], str]
 ) -> dict[str, Any]:
-    """Measure loading the serialized ``model`` and fail the job if it does not fit; the measurement and the
-    limits, for the evaluation (empty when neither limit is set)."""
-    limits = ServingLimits(memory_mb, timeout_seconds)
+    """Measure loading the serialized ``model`` and fail the job if it does not fit, with ``advice`` on the
+    measurement (the knobs that would shrink it); the measurement and the limits, for the evaluation (empty when
+    neither limit is set)."""
     if not limits.checked:
         return {}
-    report, problems = limits.judge(measure_model(model, work_dir, limits))
+    measured = measure_model(model, work_dir, limits)
+    report, problems = limits.judge(measured)
     if problems:
-        raise TrainingFailure("the model is too big for the serving Lambda", problems)
+        raise TrainingFailure("the model is too big for the serving Lambda", problems, advice=advice(measured))
     return report
 
 

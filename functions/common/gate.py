@@ -7,6 +7,9 @@ API callers' feedback), decides with :func:`decide`, and writes an :class:`Evalu
 the verdict with :func:`reassess` under its own pinned settings instead of trusting the job's. The gate settings
 are parsed from hyperparameter strings here only (:func:`parse_gate_settings`, :data:`GATE_PARSERS`).
 
+Fewer rows than ``min_scored_rows`` (iris's 30) are judged on bootstrap bounds instead of point estimates
+(:class:`Bootstrap`, :func:`_judge_small`), down to ``min_bootstrap_rows``.
+
 Beside the metric, the verdict rests on guardrails judged from facts the evaluation records (a degenerate model,
 per-class recall and F1 or MAE, slices of the trusted rows), and it has a third outcome: *held*
 (:attr:`Verdict.held`, ``held`` in ``evaluation.json`` and in Register's result), a challenger that passed all else
@@ -43,6 +46,11 @@ DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
 DEFAULT_MAX_TRUSTED_REGRESSION = 0.0
 # Below this many rows a metric is mostly noise (a standard error of several points of ROC AUC or accuracy).
 DEFAULT_MIN_SCORED_ROWS = 50
+# Fewer rows than min_scored_rows (iris and wine hold out 30-36) are judged on bootstrap bounds instead of point
+# estimates; below this many, even those mean little (a resample of 10 rows repeats few distinct rows).
+DEFAULT_MIN_BOOTSTRAP_ROWS = 20
+# Each bound of a bootstrap interval is a one-sided bound at this confidence (the interval: 5th to 95th percentile).
+BOOTSTRAP_CONFIDENCE = 0.95
 # The guardrails beside the gate's metric, so that no single number decides: a challenger may lose this much to
 # the champion on a secondary metric (per-class recall and F1, MAE) or on a slice of the trusted rows (one level of
 # a categorical feature, the gate's metric). A loss is a difference, or for an error measure a share of the
@@ -77,6 +85,7 @@ GATE_PARSERS: dict[str, Callable[[str], Any]] = {
     "min_improvement": text_values.non_negative,
     "max_trusted_regression": text_values.non_negative,
     "min_scored_rows": text_values.positive_int,
+    "min_bootstrap_rows": text_values.positive_int,
     "allow_schema_change": text_values.boolean,
     "max_secondary_regression": text_values.non_negative,
     "max_slice_regression": text_values.non_negative,
@@ -96,6 +105,8 @@ class GateSettings:
     max_trusted_regression: float = DEFAULT_MAX_TRUSTED_REGRESSION
     # The fewest rows a verdict may rest on: holdout rows the champion never saw, and trusted rows.
     min_scored_rows: int = DEFAULT_MIN_SCORED_ROWS
+    # Fewer rows than min_scored_rows, but at least this many: judged on bootstrap bounds (see _judge_small).
+    min_bootstrap_rows: int = DEFAULT_MIN_BOOTSTRAP_ROWS
     # A champion given but not compared (its feature schema differs) does not fail the gate.
     allow_schema_change: bool = False
     # ...and, against a compared champion, lose at most this on per-class recall and F1 (MAE for regression)...
@@ -112,7 +123,7 @@ class GateSettings:
             value = getattr(self, name)
             if value < 0 or not math.isfinite(value):
                 raise GateError(f"{name} must be a finite number >= 0, got {value}")
-        for name in ("min_scored_rows", "min_slice_rows"):
+        for name in ("min_scored_rows", "min_bootstrap_rows", "min_slice_rows"):
             if getattr(self, name) < 1:
                 raise GateError(f"{name} must be an integer >= 1, got {getattr(self, name)}")
         if not 0 <= self.max_single_feature_score <= 1:
@@ -236,6 +247,61 @@ class Slice:
         }
 
 
+Interval = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Resampled scores on rows too few for a point estimate: ``resamples`` draws of as many rows, with
+    replacement, each scored by every model. Per metric, the ``confidence`` interval's ends (each a one-sided
+    bound) of the challenger's value, and of its gain (positive: the challenger is better) over a no-skill baseline
+    (each class's share of the rows as its probability, or the rows' mean) and over the champion on the same draw.
+    A metric undefined on too many draws is left out."""
+
+    rows: int
+    resamples: int
+    seed: int
+    confidence: float
+    challenger: dict[str, Interval]
+    over_baseline: dict[str, Interval]
+    # None: no champion compared.
+    over_champion: dict[str, Interval] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "confidence": self.confidence,
+            "challenger": _interval_lists(self.challenger),
+            "over_baseline": _interval_lists(self.over_baseline),
+            "over_champion": None if self.over_champion is None else _interval_lists(self.over_champion),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Bootstrap | None:
+        if data is None:
+            return None
+        over_champion = data.get("over_champion")
+        return cls(
+            rows=int(data["rows"]),
+            resamples=int(data["resamples"]),
+            seed=int(data["seed"]),
+            confidence=float(data["confidence"]),
+            challenger=_intervals(data["challenger"]),
+            over_baseline=_intervals(data["over_baseline"]),
+            over_champion=None if over_champion is None else _intervals(over_champion),
+        )
+
+
+def _interval_lists(intervals: Mapping[str, Interval]) -> dict[str, list[float]]:
+    return {name: [low, high] for name, (low, high) in intervals.items()}
+
+
+def _intervals(data: Any) -> dict[str, Interval]:
+    return {str(name): (float(low), float(high)) for name, (low, high) in data.items()}
+
+
 @dataclass(frozen=True)
 class Scores:
     """What the gate judges: both models' metrics on the holdout rows the champion never saw, and on the
@@ -269,6 +335,10 @@ class Scores:
     slices: tuple[Slice, ...] | None = None
     # The score each feature earns alone on the scored rows (SINGLE_FEATURE_METRIC of the task).
     feature_scores: dict[str, float] | None = None
+    # Bootstrap bounds on the scored rows, and on the trusted ones, when they are fewer than min_scored_rows;
+    # None: not resampled (enough rows, or an evaluation written without them: the gate then fails closed).
+    bootstrap: Bootstrap | None = None
+    bootstrap_trusted: Bootstrap | None = None
 
     @property
     def scored_rows(self) -> int:
@@ -330,11 +400,20 @@ def _judge_holdout(settings: GateSettings, scores: Scores) -> tuple[bool, list[s
             "on them"
         )
     if scored < settings.min_scored_rows:
-        return False, [
-            *reasons,
-            f"only {scored} holdout rows the champion never saw (min_scored_rows {settings.min_scored_rows}): "
-            "too few to compare the models",
-        ]
+        if scored < settings.min_bootstrap_rows:
+            return False, [
+                *reasons,
+                f"only {scored} holdout rows the champion never saw (min_scored_rows {settings.min_scored_rows}, "
+                f"min_bootstrap_rows {settings.min_bootstrap_rows}): too few to compare the models",
+            ]
+        small_passed, small_reason = _judge_small(
+            settings,
+            scores.bootstrap,
+            scored,
+            "holdout rows the champion never saw",
+            ("min_improvement", settings.min_improvement),
+        )
+        return passed and small_passed, [*reasons, small_reason]
     live = _value(metric, scores.champion)
     if live is None:
         return False, [*reasons, f"champion {metric} cannot be computed on the {scored} scored holdout rows"]
@@ -359,11 +438,15 @@ def _judge_trusted(settings: GateSettings, scores: Scores) -> tuple[bool, str]:
         )
     if rows == 0:
         return False, "no trusted holdout rows (every scored row is feedback): the gate cannot rest on feedback alone"
-    if rows < settings.min_scored_rows:
+    if rows < settings.min_bootstrap_rows:
         return False, (
-            f"only {rows} trusted holdout rows (min_scored_rows {settings.min_scored_rows}): too few to check the "
-            "challenger on data that is not feedback"
+            f"only {rows} trusted holdout rows (min_scored_rows {settings.min_scored_rows}, min_bootstrap_rows "
+            f"{settings.min_bootstrap_rows}): too few to check the challenger on data that is not feedback"
         )
+    if rows < settings.min_scored_rows:
+        # Against a champion: no loss beyond the tolerance, the gain's lower bound at least its negation.
+        least = ("-max_trusted_regression", 0.0 - settings.max_trusted_regression) if scores.champion_compared else None
+        return _judge_small(settings, scores.bootstrap_trusted, rows, "trusted holdout rows", least)
     score = _value(metric, scores.challenger_trusted)
     if score is None:
         return False, f"challenger {metric} cannot be computed on the {rows} trusted holdout rows"
@@ -381,6 +464,49 @@ def _judge_trusted(settings: GateSettings, scores: Scores) -> tuple[bool, str]:
     if settings.min_metric is None:
         return True, f"challenger {metric}={score:.6g} on the {rows} trusted holdout rows (no min_metric to meet)"
     return _meets_floor(settings, score, f" on the {rows} trusted holdout rows")
+
+
+def _bounds(interval: Interval) -> str:
+    return f"[{interval[0]:.4g}, {interval[1]:.4g}]"
+
+
+def _judge_small(
+    settings: GateSettings, boot: Bootstrap | None, rows: int, where: str, least: tuple[str, float] | None
+) -> tuple[bool, str]:
+    """Rows fewer than min_scored_rows (at least min_bootstrap_rows): the verdict rests on the pessimistic ends of
+    the bootstrap intervals, so that noise on few rows cannot pass a challenger. Against a champion, the lower bound
+    of the paired gain must reach ``least`` (the setting that sets it, and its value). Without one (``least``
+    None), the challenger's pessimistic bound must meet min_metric, and the lower bound of its gain over a no-skill
+    baseline must be above 0."""
+    metric = settings.metric
+    header = f"small data: {rows} {where}, fewer than min_scored_rows {settings.min_scored_rows}"
+    if boot is None or boot.rows != rows:
+        return False, f"{header}, and the evaluation records no bootstrap bounds for them: the gate fails closed"
+    header += f", judged on bootstrap bounds ({boot.resamples} resamples, each bound {boot.confidence:.0%} one-sided)"
+    checks: list[tuple[bool, str]] = []
+    if least is not None:
+        gain = (boot.over_champion or {}).get(metric)
+        if gain is None:
+            return False, f"{header}: the gain over the champion in {metric} cannot be bounded"
+        name, value = least
+        meets = gain[0] >= value
+        checks.append(
+            (meets, f"gain over the champion in {metric} {_bounds(gain)}, lower bound "
+             f"{'meets' if meets else 'is below'} {name} {value:.6g}")
+        )  # fmt: skip
+    else:
+        interval, gain = boot.challenger.get(metric), boot.over_baseline.get(metric)
+        if interval is None or gain is None:
+            return False, f"{header}: the challenger's {metric} cannot be bounded (undefined on too many resamples)"
+        if settings.min_metric is not None:
+            bound = interval[0] if higher_is_better(metric) else interval[1]
+            checks.append(_meets_floor(settings, bound, f" at the pessimistic end of {_bounds(interval)}"))
+        skilled = gain[0] > 0
+        checks.append(
+            (skilled, f"gain over a no-skill baseline (each class's share, or the mean) in {metric} {_bounds(gain)}, "
+             f"{'lower bound above 0' if skilled else 'no skill shown: the lower bound is not above 0'}")
+        )  # fmt: skip
+    return all(ok for ok, _ in checks), f"{header}: " + "; ".join(reason for _, reason in checks)
 
 
 def _loss(metric: str, challenger: float, champion: float) -> float:
@@ -482,6 +608,8 @@ def decide(settings: GateSettings, scores: Scores) -> Verdict:
     """Pass when, on the holdout rows the champion never saw, the challenger meets the floor and beats the
     champion by ``min_improvement``, and, on the trusted ones among them, does not regress beyond
     ``max_trusted_regression`` (meets the floor, without a champion); each set holds ``min_scored_rows`` rows.
+    A set with fewer, but at least ``min_bootstrap_rows``, is judged on its bootstrap bounds instead
+    (:func:`_judge_small`).
 
     The guardrails: a degenerate challenger never passes; against a compared champion, no secondary metric and
     no slice of the trusted rows regresses beyond its tolerance. A challenger that passes all of that but one of
@@ -550,6 +678,8 @@ class Evaluation:
             "champion_confusion": None if scores.champion_confusion is None else scores.champion_confusion.to_dict(),
             "slices": None if scores.slices is None else [part.to_dict() for part in scores.slices],
             "feature_scores": scores.feature_scores,
+            "bootstrap": None if scores.bootstrap is None else scores.bootstrap.to_dict(),
+            "bootstrap_trusted": None if scores.bootstrap_trusted is None else scores.bootstrap_trusted.to_dict(),
             "champion_version": self.champion_version,
             "passed": self.verdict.passed,
             "held": self.verdict.held,
@@ -567,6 +697,7 @@ class Evaluation:
                 min_improvement=float(data.get("min_improvement", 0.0)),
                 max_trusted_regression=float(data.get("max_trusted_regression", DEFAULT_MAX_TRUSTED_REGRESSION)),
                 min_scored_rows=int(data.get("min_scored_rows", DEFAULT_MIN_SCORED_ROWS)),
+                min_bootstrap_rows=int(data.get("min_bootstrap_rows", DEFAULT_MIN_BOOTSTRAP_ROWS)),
                 allow_schema_change=bool(data.get("allow_schema_change", False)),
                 max_secondary_regression=float(data.get("max_secondary_regression", DEFAULT_MAX_SECONDARY_REGRESSION)),
                 max_slice_regression=float(data.get("max_slice_regression", DEFAULT_MAX_SLICE_REGRESSION)),
@@ -602,6 +733,8 @@ class Evaluation:
                     for part in slices
                 ),
                 feature_scores=_metrics(data.get("feature_scores")),
+                bootstrap=Bootstrap.from_dict(data.get("bootstrap")),
+                bootstrap_trusted=Bootstrap.from_dict(data.get("bootstrap_trusted")),
             )
             details = dict(data.get("details") or {})
             return cls(

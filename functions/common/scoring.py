@@ -25,13 +25,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from functions.common.bundle import FeatureType, Task
-from functions.common.gate import Confusion, Scores, Slice
+from functions.common.gate import (
+    BOOTSTRAP_CONFIDENCE,
+    TASK_METRICS,
+    Bootstrap,
+    Confusion,
+    Interval,
+    Scores,
+    Slice,
+    higher_is_better,
+)
 
 # A class the model finds less than this share of is reported (seattle weather's drizzle: recall 0.09).
 MIN_CLASS_RECALL = 0.5
 # Numeric features are cut at this many quantiles of the fit rows to score them alone: fine enough that a feature
 # which sorts the target (an id numbered by outcome) reaches a near-perfect score.
 SINGLE_FEATURE_BINS = 100
+# Draws of a small holdout: enough that the 5th percentile moves by well under a point between seeds; cheap, as
+# only the metrics are recomputed (the predictions are the models' once).
+BOOTSTRAP_RESAMPLES = 1000
 
 
 class ScoringError(ValueError):
@@ -409,6 +421,74 @@ def slices(holdout: Holdout, challenger: Predictions, champion: Predictions, min
     return tuple(found)
 
 
+def no_skill(task: Task, truth: np.ndarray, like: Predictions) -> Predictions:
+    """What a model that learnt nothing predicts on these rows: each of ``like``'s classes with its share of the
+    rows, or the rows' mean."""
+    if task == "regression":
+        return Predictions(values=np.full(len(truth), float(np.mean(np.asarray(truth, dtype=np.float64)))))
+    shares = np.array([np.count_nonzero(truth == label) for label in like.labels], dtype=np.float64)
+    shares /= max(shares.sum(), 1.0)
+    return Predictions(like.labels, probabilities=np.tile(shares, (len(truth), 1)))
+
+
+def _interval(draws: list[float]) -> Interval | None:
+    """From the (1 - BOOTSTRAP_CONFIDENCE) to the BOOTSTRAP_CONFIDENCE quantile of the finite draws; None when half
+    of them or more are not finite (a metric undefined on most draws is not bounded)."""
+    values = np.asarray(draws, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values) or len(values) * 2 <= len(draws):
+        return None
+    low, high = np.quantile(values, [1 - BOOTSTRAP_CONFIDENCE, BOOTSTRAP_CONFIDENCE])
+    return float(low), float(high)
+
+
+def _intervals(draws: Mapping[str, list[float]]) -> dict[str, Interval]:
+    found = {name: _interval(values) for name, values in draws.items()}
+    return {name: interval for name, interval in found.items() if interval is not None}
+
+
+def bootstrap(
+    task: Task,
+    truth: np.ndarray,
+    positions: np.ndarray,
+    challenger: Predictions,
+    champion: Predictions | None,
+    seed: int,
+    positive: str | None = None,
+) -> Bootstrap:
+    """:class:`functions.common.gate.Bootstrap` on the rows at ``positions``: BOOTSTRAP_RESAMPLES draws of as many
+    of them with replacement (``seed``: the same draws on every run), each scored for the challenger, the no-skill
+    baseline of those rows and the champion (when compared). ``positive``: a binary classifier's positive class."""
+    truth = truth[positions]
+    models = {"challenger": challenger.take(positions), "baseline": no_skill(task, truth, challenger)}
+    if champion is not None:
+        models["champion"] = champion.take(positions)
+    gains = {"over_baseline": "baseline", "over_champion": "champion"}
+    draws: dict[str, dict[str, list[float]]] = {
+        kind: {metric: [] for metric in TASK_METRICS[task]} for kind in ("challenger", *gains)
+    }
+    rng = np.random.default_rng(seed)
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        drawn = rng.integers(0, len(truth), len(truth))
+        found = {name: metrics(task, truth[drawn], model.take(drawn), positive) or {} for name, model in models.items()}
+        for metric, values in draws["challenger"].items():
+            mine = found["challenger"].get(metric, math.nan)
+            values.append(mine)
+            for kind, other in gains.items():
+                if other in found:
+                    theirs = found[other].get(metric, math.nan)
+                    draws[kind][metric].append(mine - theirs if higher_is_better(metric) else theirs - mine)
+    return Bootstrap(
+        rows=len(positions),
+        resamples=BOOTSTRAP_RESAMPLES,
+        seed=seed,
+        confidence=BOOTSTRAP_CONFIDENCE,
+        challenger=_intervals(draws["challenger"]),
+        over_baseline=_intervals(draws["over_baseline"]),
+        over_champion=None if champion is None else _intervals(draws["over_champion"]),
+    )
+
+
 def score(
     holdout: Holdout,
     challenger: Predictions,
@@ -417,9 +497,12 @@ def score(
     min_slice_rows: int,
     champion_given: bool,
     champion_not_compared: str | None,
+    bootstrap_below: int = 0,
+    bootstrap_seed: int = 0,
 ) -> Scores:
     """Both models on the scored holdout rows and on the trusted ones among them, and the facts the gate's
-    guardrails judge. ``champion``: the champion's predictions when it is compared, else None."""
+    guardrails judge. ``champion``: the champion's predictions when it is compared, else None. Either set of rows
+    with fewer than ``bootstrap_below`` rows (the gate's min_scored_rows) is also resampled (:func:`bootstrap`)."""
     task, truth = holdout.task, holdout.truth
     for who, predictions in (("challenger", challenger), ("champion", champion)):
         if predictions is not None and len(predictions) != len(truth):
@@ -433,7 +516,13 @@ def score(
             return None
         return confusion(truth[holdout.trusted], predictions.take(holdout.trusted))
 
+    def resampled(positions: np.ndarray) -> Bootstrap | None:
+        if not 0 < len(positions) < bootstrap_below:
+            return None
+        return bootstrap(task, truth, positions, challenger, champion, bootstrap_seed, holdout.positive_class)
+
     scored = holdout.scored
+    small = resampled(scored)
     return Scores(
         holdout_rows=holdout.holdout_rows,
         challenger=on(challenger, scored),
@@ -450,4 +539,7 @@ def score(
         champion_confusion=None if champion is None else matrix(champion),
         slices=None if champion is None else slices(holdout, challenger, champion, min_slice_rows),
         feature_scores=feature_scores(holdout),
+        bootstrap=small,
+        # Without feedback the trusted rows are the scored ones: the same draws.
+        bootstrap_trusted=small if np.array_equal(holdout.trusted, scored) else resampled(holdout.trusted),
     )

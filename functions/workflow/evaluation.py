@@ -16,13 +16,16 @@ The holdout is chosen by row content, so no model trained by this workflow was f
 bundle lists among its fit rows (``training.row_ids``' hashes, recomputed here from the cells as read: an older
 champion, or another holdout share) are left out of the scoring and counted, as the training program does. The
 trusted rows are those from ``base/`` files. The single-feature scores fit their bins on one half of the scored rows
-and measure on the other. Beside the scores, informational, the challenger's permutation importances
-(``importances``: :mod:`functions.common.importances`) on the labelled holdout rows.
+and measure on the other. Scored or trusted rows fewer than the gate's ``min_scored_rows`` are also resampled
+(:func:`functions.common.scoring.bootstrap`), seeded by the version so that a rerun draws the same resamples.
+Beside the scores, informational, the challenger's permutation importances (``importances``:
+:mod:`functions.common.importances`) on the labelled holdout rows.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import tempfile
@@ -347,6 +350,8 @@ def score_holdout(
     champion_named: bool,
     allow_schema_change: bool,
     positive: str | None = None,
+    min_scored_rows: int = 0,
+    seed: int = 0,
 ) -> Scores:
     """Both models on the labelled holdout rows the champion was not fitted on (by its fit rows: none of them when
     it was trained by this workflow, whose holdout is the same rows in every run); the champion only when its
@@ -391,7 +396,14 @@ def score_holdout(
         min_slice_rows=min_slice_rows,
         champion_given=champion_named,
         champion_not_compared=not_compared,
+        bootstrap_below=min_scored_rows,
+        bootstrap_seed=seed,
     )
+
+
+def bootstrap_seed(version: str) -> int:
+    """The seed of a small holdout's resamples: fixed by the version, so Evaluate run again draws the same ones."""
+    return int.from_bytes(hashlib.sha256(version.encode()).digest()[:8], "big")
 
 
 def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state: RunState) -> EvaluationResult:
@@ -432,6 +444,8 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             champion_named=prepared.champion is not None,
             allow_schema_change=gate.allow_schema_change,
             positive=positive,
+            min_scored_rows=gate.min_scored_rows,
+            seed=bootstrap_seed(version),
         )
         found_importances = holdout_importances(challenger, table, gate.metric, positive)
     verdict = decide(gate, scores)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from functions.common.gate import (
+    Bootstrap,
     Confusion,
     Evaluation,
     GateError,
@@ -155,9 +156,10 @@ def test_too_few_unseen_rows_fail_the_gate_saying_so() -> None:
     verdict = decide(GateSettings("roc_auc", min_scored_rows=50), scores)
     assert not verdict.passed
     assert verdict.reasons[1] == (
-        "only 10 holdout rows the champion never saw (min_scored_rows 50): too few to compare the models"
+        "only 10 holdout rows the champion never saw (min_scored_rows 50, min_bootstrap_rows 20): too few to "
+        "compare the models"
     )
-    assert verdict.reasons[2].startswith("only 10 trusted holdout rows (min_scored_rows 50): too few")
+    assert verdict.reasons[2].startswith("only 10 trusted holdout rows (min_scored_rows 50, min_bootstrap_rows 20)")
 
 
 def test_a_champion_without_recorded_fit_rows_is_compared_on_the_whole_holdout_and_says_so() -> None:
@@ -475,3 +477,125 @@ def test_reassess_fails_closed_on_an_evaluation_of_another_positive_class_than_t
          "reassessed",),
     )  # fmt: skip
     assert reassess(replace(round_tripped, positive_class="malignant"), {"positive_class": "malignant"}).passed
+
+
+# A first model on an iris-sized holdout: 30 rows, all trusted, resampled.
+SMALL_BOOTSTRAP = Bootstrap(
+    rows=30,
+    resamples=1000,
+    seed=7,
+    confidence=0.95,
+    challenger={"roc_auc": (0.93, 0.99), "accuracy": (0.8, 0.97)},
+    over_baseline={"roc_auc": (0.42, 0.49), "accuracy": (0.45, 0.63)},
+    over_champion=None,
+)
+SMALL = Scores(
+    holdout_rows=30,
+    challenger={"roc_auc": 0.96, "accuracy": 0.9},
+    trusted_rows=30,
+    challenger_trusted={"roc_auc": 0.96, "accuracy": 0.9},
+    bootstrap=SMALL_BOOTSTRAP,
+    bootstrap_trusted=SMALL_BOOTSTRAP,
+    **ANY_CHALLENGER,
+)
+
+
+def test_a_first_model_on_a_small_holdout_passes_when_its_bootstrap_bound_beats_no_skill_and_the_floor() -> None:
+    verdict = decide(GateSettings("accuracy", min_metric=0.75), SMALL)
+    assert verdict.passed
+    assert verdict.reasons[-1] == (
+        "small data: 30 trusted holdout rows, fewer than min_scored_rows 50, judged on bootstrap bounds (1000 "
+        "resamples, each bound 95% one-sided): challenger accuracy=0.8 at the pessimistic end of [0.8, 0.97] meets "
+        "min_metric (>= 0.75); gain over a no-skill baseline (each class's share, or the mean) in accuracy "
+        "[0.45, 0.63], lower bound above 0"
+    )
+
+
+def test_on_a_small_holdout_the_floor_is_met_by_the_pessimistic_bound_not_the_point_estimate() -> None:
+    verdict = decide(GateSettings("accuracy", min_metric=0.85), SMALL)
+    assert not verdict.passed
+    assert verdict.reasons[0] == "challenger accuracy=0.9 meets min_metric (>= 0.85)"
+    assert (
+        "challenger accuracy=0.8 at the pessimistic end of [0.8, 0.97] fails min_metric (>= 0.85)"
+        in (verdict.reasons[-1])
+    )
+
+
+def test_a_model_without_skill_on_a_small_holdout_is_not_promoted() -> None:
+    no_skill = replace(SMALL_BOOTSTRAP, over_baseline={"roc_auc": (-0.17, 0.08), "accuracy": (-0.2, 0.1)})
+    verdict = decide(GateSettings("roc_auc"), replace(SMALL, bootstrap=no_skill, bootstrap_trusted=no_skill))
+    assert not verdict.passed
+    assert verdict.reasons[-1].endswith(
+        "gain over a no-skill baseline (each class's share, or the mean) in roc_auc [-0.17, 0.08], no skill shown: "
+        "the lower bound is not above 0"
+    )
+
+
+def test_a_ten_row_holdout_fails_even_on_bootstrap_bounds_saying_why() -> None:
+    tiny = replace(SMALL, holdout_rows=10, trusted_rows=10, bootstrap=None, bootstrap_trusted=None)
+    verdict = decide(GateSettings("roc_auc"), tiny)
+    assert not verdict.passed
+    assert verdict.reasons[-1] == (
+        "only 10 trusted holdout rows (min_scored_rows 50, min_bootstrap_rows 20): too few to check the challenger "
+        "on data that is not feedback"
+    )
+
+
+def test_a_small_holdout_without_recorded_bootstrap_bounds_fails_closed() -> None:
+    verdict = decide(GateSettings("roc_auc"), replace(SMALL, bootstrap=None, bootstrap_trusted=None))
+    assert not verdict.passed
+    assert verdict.reasons[-1] == (
+        "small data: 30 trusted holdout rows, fewer than min_scored_rows 50, and the evaluation records no "
+        "bootstrap bounds for them: the gate fails closed"
+    )
+
+
+def test_a_challenger_on_a_small_holdout_passes_a_champion_only_when_the_lower_bound_of_its_gain_suffices() -> None:
+    def against(gain: tuple[float, float]) -> Scores:
+        paired = replace(SMALL_BOOTSTRAP, over_champion={"roc_auc": gain})
+        return replace(
+            SMALL,
+            champion_given=True,
+            champion={"roc_auc": 0.9},
+            champion_trusted={"roc_auc": 0.9},
+            champion_seen_rows=0,
+            challenger_confusion=CONFUSION,
+            champion_confusion=CONFUSION,
+            slices=(),
+            bootstrap=paired,
+            bootstrap_trusted=paired,
+        )
+
+    # The point estimate improves by 0.06; on 30 rows that may be noise.
+    noisy = decide(GateSettings("roc_auc"), against((-0.01, 0.12)))
+    assert not noisy.passed
+    assert noisy.reasons[1].endswith(
+        "gain over the champion in roc_auc [-0.01, 0.12], lower bound is below min_improvement 0"
+    )
+    assert noisy.reasons[-1].endswith(
+        "gain over the champion in roc_auc [-0.01, 0.12], lower bound is below -max_trusted_regression 0"
+    )
+    assert (
+        decide(GateSettings("roc_auc", max_trusted_regression=0.02), against((-0.01, 0.12)))
+        .reasons[-1]
+        .endswith("lower bound meets -max_trusted_regression -0.02")
+    )
+    assert decide(GateSettings("roc_auc"), against((0.01, 0.12))).passed
+    assert not decide(GateSettings("roc_auc", min_improvement=0.02), against((0.01, 0.12))).passed
+
+
+def test_enough_rows_are_judged_on_point_estimates_whatever_bounds_are_recorded() -> None:
+    no_skill = replace(SMALL_BOOTSTRAP, rows=400, over_baseline={"roc_auc": (-0.2, 0.1)})
+    assert decide(GateSettings("roc_auc"), replace(COMPARED, bootstrap=no_skill, bootstrap_trusted=no_skill)).passed
+
+
+def test_bootstrap_bounds_round_trip_and_min_bootstrap_rows_is_pinned_like_the_other_settings() -> None:
+    settings = parse_gate_settings({"min_bootstrap_rows": "40"}, "classification")
+    assert settings.min_bootstrap_rows == 40
+    evaluation = Evaluation(settings, SMALL, decide(settings, SMALL), task="classification")
+    loaded = Evaluation.from_dict(json.loads(json.dumps(evaluation.to_dict())))
+    assert loaded == evaluation
+    assert not decide(settings, loaded.scores).passed  # 30 rows: below 40
+    assert reassess(loaded, {}).passed
+    with pytest.raises(GateError, match="'min_bootstrap_rows'='0' must be an integer >= 1"):
+        parse_gate_settings({"min_bootstrap_rows": "0"}, "classification")

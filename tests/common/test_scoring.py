@@ -17,8 +17,9 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
-from functions.common.gate import Confusion
+from functions.common.gate import Confusion, Scores
 from functions.common.scoring import (
+    BOOTSTRAP_RESAMPLES,
     Holdout,
     Predictions,
     ScoringError,
@@ -26,6 +27,7 @@ from functions.common.scoring import (
     encode_target,
     feature_alone,
     metrics,
+    no_skill,
     roc_auc,
     score,
     thresholded,
@@ -283,3 +285,97 @@ def test_a_class_the_model_mostly_misses_gets_a_warning() -> None:
         "class 'drizzle' has recall 0.09 on 11 holdout rows (below 0.5): the model misses most of it; class_weight "
         "(or, binary, decision_threshold) trades other classes' precision for it",
     )
+
+
+def iris_holdout(rows: int = 30) -> tuple[Holdout, Predictions, Predictions]:
+    """An iris-sized holdout, all trusted, a good challenger (one row wrong) and a slightly worse champion."""
+    labels = ("setosa", "versicolor", "virginica")
+    classes = np.arange(rows) % 3
+    truth = np.asarray(labels, dtype=object)[classes]
+    good = np.full((rows, 3), 0.05)
+    good[np.arange(rows), classes] = 0.9
+    good[4] = [0.1, 0.2, 0.7]
+    worse = good.copy()
+    worse[[6, 7, 8]] = good[[7, 8, 6]]  # three more rows wrong
+    positions = np.arange(rows)
+    holdout = Holdout(
+        task="classification",
+        truth=truth,
+        columns={},
+        types={},
+        scored=positions,
+        trusted=positions,
+        feature_fit=positions[0::2],
+        feature_scored=positions[1::2],
+        holdout_rows=rows,
+        champion_seen=0,
+    )
+    return holdout, Predictions(labels, probabilities=good), Predictions(labels, probabilities=worse)
+
+
+def test_a_small_holdout_is_resampled_for_every_model_on_the_same_draws_and_the_same_seed_draws_the_same() -> None:
+    holdout, challenger, champion = iris_holdout()
+
+    def scored(seed: int) -> Scores:
+        return score(
+            holdout,
+            challenger,
+            champion,
+            min_slice_rows=100,
+            champion_given=True,
+            champion_not_compared=None,
+            bootstrap_below=50,
+            bootstrap_seed=seed,
+        )
+
+    scores = scored(7)
+    bootstrap = scores.bootstrap
+    assert bootstrap is not None and scores.bootstrap_trusted is bootstrap  # no feedback: the same rows
+    assert (bootstrap.rows, bootstrap.resamples, bootstrap.seed) == (30, BOOTSTRAP_RESAMPLES, 7)
+    assert scores.challenger is not None
+    for metric, (low, high) in bootstrap.challenger.items():
+        assert low <= scores.challenger[metric] <= high, metric
+    # Far better than each class's share: a bound well above 0. The champion errs on 3 more rows: on some draws
+    # none of them is drawn, so the paired gain's lower bound is 0, its upper bound clearly positive.
+    assert bootstrap.over_baseline["accuracy"][0] > 0.4
+    assert bootstrap.over_champion is not None
+    assert bootstrap.over_champion["accuracy"][0] >= 0 and bootstrap.over_champion["accuracy"][1] > 0.1
+    # Lower is better: the gain is the champion's excess loss.
+    assert bootstrap.over_champion["log_loss"][0] >= 0 and bootstrap.over_champion["log_loss"][1] > 0.1
+    assert scored(7).bootstrap == bootstrap
+    assert scored(8).bootstrap != bootstrap
+
+
+def test_rows_as_many_as_the_gate_asks_are_not_resampled() -> None:
+    rng = np.random.default_rng(13)
+    holdout = churn_holdout(rng)  # 400 scored rows, 300 trusted
+    challenger = Predictions(("0", "1"), probabilities=random_probabilities(rng, 1000, 2, coarse=False))
+
+    scores = score(
+        holdout,
+        challenger,
+        None,
+        min_slice_rows=80,
+        champion_given=False,
+        champion_not_compared=None,
+        bootstrap_below=350,
+        bootstrap_seed=1,
+    )
+
+    assert scores.bootstrap is None
+    assert scores.bootstrap_trusted is not None and scores.bootstrap_trusted.rows == 300
+    assert scores.bootstrap_trusted.over_champion is None
+
+
+def test_the_no_skill_baseline_predicts_each_classs_share_or_the_mean() -> None:
+    truth = np.asarray(["a", "a", "a", "b"], dtype=object)
+    baseline = no_skill("classification", truth, Predictions(("a", "b"), probabilities=np.eye(2)[[0, 1, 0, 1]]))
+    found = metrics("classification", truth, baseline)
+    assert found == {
+        "accuracy": 0.75,
+        "f1": 0.0,
+        "roc_auc": 0.5,
+        "log_loss": pytest.approx(log_loss(truth, baseline.probabilities)),
+    }
+    values = np.array([1.0, 2.0, 6.0])
+    assert metrics("regression", values, no_skill("regression", values, Predictions(values=values)))["r2"] == 0.0  # type: ignore[index]

@@ -24,7 +24,7 @@ from functions.common.bundle import (
 from functions.common.gate import reassess
 from functions.common.layout import FEEDBACK_FILE
 from functions.common.row_ids import hashed_columns
-from tests.conftest import MakeJob
+from tests.conftest import MakeJob, iris_like
 from tests.training.jobs import CHURN, evaluation, evaluation_json, failure, metadata, poisoned_champion
 from training.data import load_training_data
 from training.holdout import feedback_rows, split
@@ -293,14 +293,16 @@ def test_the_holdout_is_drawn_from_rows_the_champion_never_saw_first(
 def test_too_few_rows_the_champion_never_saw_fail_the_gate_saying_so(
     make_job: MakeJob, churn_data: pd.DataFrame, trained_bundle: Path
 ) -> None:
-    base = make_job({**CHURN, "min_scored_rows": "500"}, churn_data, champion=trained_bundle)
+    # Fewer than min_scored_rows would be judged on bootstrap bounds; fewer than min_bootstrap_rows fail.
+    hyperparameters = {**CHURN, "min_scored_rows": "500", "min_bootstrap_rows": "450"}
+    base = make_job(hyperparameters, churn_data, champion=trained_bundle)
     assert run(base) == 0
     report = evaluation_json(base)
     assert report["passed"] is False
-    assert report["min_scored_rows"] == 500
+    assert (report["min_scored_rows"], report["min_bootstrap_rows"]) == (500, 450)
     assert (
-        "only 400 holdout rows the champion never saw (min_scored_rows 500): too few to compare the models"
-        in report["reasons"]
+        "only 400 holdout rows the champion never saw (min_scored_rows 500, min_bootstrap_rows 450): too few to "
+        "compare the models" in report["reasons"]
     )
 
 
@@ -401,3 +403,13 @@ def test_the_holdout_takes_unseen_rows_first_then_tops_up_with_seen_ones_it_does
     assert parts.scored.tolist() == [8, 9]
     assert parts.trusted.tolist() == [8]
     assert np.array_equal(parts.train, np.setdiff1d(np.arange(10), parts.holdout))  # in data order
+
+
+def test_the_training_programs_own_verdict_on_iris_sized_data_rests_on_bootstrap_bounds(make_job: MakeJob) -> None:
+    base = make_job({"target": "species", "algorithm": "logistic_regression", "random_seed": "5"}, iris_like(150))
+    assert run(base) == 0, failure(base)
+    judged = evaluation(base)
+    assert judged.scores.scored_rows == 30
+    assert judged.verdict.passed, judged.verdict.reasons
+    assert judged.scores.bootstrap is not None and judged.scores.bootstrap.seed == 5
+    assert judged.verdict.reasons[-1].startswith("small data: 30 trusted holdout rows, fewer than min_scored_rows 50")

@@ -8,7 +8,7 @@ from tests.training.jobs import CHURN, evaluation_json, failure
 from training.contract import Layout
 from training.errors import TrainingFailure
 from training.program import run
-from training.serving_load import check_serving_load
+from training.serving_load import ServingLimits, check_serving_load
 
 
 @pytest.fixture
@@ -55,4 +55,4 @@ def test_without_serving_limits_nothing_is_measured(make_job: MakeJob, churn: pd
 
 def test_a_model_file_onnxruntime_cannot_load_fails_with_its_error(tmp_path: Path) -> None:
     with pytest.raises(TrainingFailure, match=r"model\.onnx cannot be loaded the way the serving Lambda loads it: "):
-        check_serving_load(b"not an onnx model", tmp_path, 1024, None)
+        check_serving_load(b"not an onnx model", ServingLimits(1024, None), tmp_path, lambda measured: "")

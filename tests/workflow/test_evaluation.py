@@ -27,7 +27,7 @@ from functions.common.registry import Registry, RegistryError
 from functions.workflow import steps
 from functions.workflow.evaluation import EvaluationError, evaluate
 from functions.workflow.state import RunState
-from tests.conftest import MakeJob
+from tests.conftest import MakeJob, iris_like
 from tests.plugins.aws import DATA_BUCKET
 from tests.training.jobs import failure, with_paperless
 from tests.workflow.support import SETTINGS, fake_training_job, prepared_state
@@ -409,3 +409,54 @@ def test_evaluate_refuses_a_challenger_whose_positive_class_is_not_the_runs(
         EvaluationError, match="records the positive class '0', but the run's hyperparameters make it '1'"
     ):
         _run_to_evaluation(s3, registry, malignant_bundle, breast_cancer, tmp_path)
+
+
+def iris_bundles(make_job: MakeJob) -> dict[str, Path]:
+    """Models fitted on 150 iris-shaped rows: one on the species, one on shuffled species (it learnt nothing)."""
+    from training.program import run
+
+    data = iris_like(150)
+    shuffled = data.assign(species=np.random.default_rng(3).permutation(data["species"].to_numpy()))
+    bundles = {}
+    for name, rows in (("fitted", data), ("noise", shuffled)):
+        base = make_job({"target": "species", "algorithm": "logistic_regression"}, rows)
+        assert run(base) == 0, (base / "output" / "failure").read_text()
+        bundles[name] = base / "model"
+    return bundles
+
+
+def _evaluate_on_small_holdout(
+    s3: S3Client, registry: Registry, bundle: Path, rows: pd.DataFrame, tmp_path: Path
+) -> dict[str, Any]:
+    state = prepared_state(s3, registry, {"trigger": {"source": "test"}})
+    folder = holdout_rows_folder(SETTINGS.holdout_prefix, state["prepare"]["version"])
+    s3.put_object(Bucket=DATA_BUCKET, Key=folder + "base/part-1.csv", Body=rows.to_csv(index=False).encode())
+    state["holdout"] = {"folder": folder, "counts": {}}
+    tmp_path.mkdir()
+    state["training"] = fake_training_job(s3, state["prepare"], bundle, tmp_path, challenger=0.99, champion=None)
+    state["evaluation"] = evaluate(SETTINGS, s3, registry, RunState.parse(state)).to_json()
+    return state
+
+
+def test_a_first_model_on_iris_sized_data_is_promoted_on_a_bootstrap_bound_and_a_model_without_skill_is_not(
+    s3: S3Client, registry: Registry, training_data: None, iris_bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    # 30 holdout rows, as iris's 20% holdout: under min_scored_rows 50, over min_bootstrap_rows 20.
+    rows = iris_like(30, seed=1)
+    state = _evaluate_on_small_holdout(s3, registry, iris_bundles["noise"], rows, tmp_path / "noise")
+    assert state["evaluation"]["passed"] is False
+    assert "no skill shown" in _stored_evaluation(s3, state)["reasons"][-1]
+
+    state = _evaluate_on_small_holdout(s3, registry, iris_bundles["fitted"], rows, tmp_path / "fitted")
+    registration = steps.register(SETTINGS, s3, registry, RunState.parse(state)).to_json()
+
+    assert state["evaluation"]["passed"] is True and registration["passed"] is True
+    stored = _stored_evaluation(s3, state)
+    assert stored["bootstrap"]["rows"] == 30 and stored["bootstrap"]["resamples"] == 1000
+    assert stored["bootstrap"]["over_baseline"]["roc_auc"][0] > 0
+    assert stored["reasons"][-1].startswith(
+        "small data: 30 trusted holdout rows, fewer than min_scored_rows 50, judged on bootstrap bounds (1000 "
+        "resamples, each bound 95% one-sided): challenger roc_auc="
+    )
+    steps.promote(registry, RunState.parse({**state, "registration": registration}))
+    assert (registry.champion() or pytest.fail("no champion")).version == registration["version"]
