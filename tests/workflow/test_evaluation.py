@@ -411,6 +411,7 @@ def test_evaluate_refuses_a_challenger_whose_positive_class_is_not_the_runs(
         _run_to_evaluation(s3, registry, malignant_bundle, breast_cancer, tmp_path)
 
 
+@pytest.fixture(scope="module")
 def iris_bundles(make_job: MakeJob) -> dict[str, Path]:
     """Models fitted on 150 iris-shaped rows: one on the species, one on shuffled species (it learnt nothing)."""
     from training.program import run
