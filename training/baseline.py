@@ -18,16 +18,14 @@ from functions.common.bundle import MISSING_CATEGORY, Task
 from functions.common.distribution import OTHER_CATEGORY, Baseline, Summary, categorical_summary, numeric_summary
 from functions.common.scoring import thresholded
 from training.feature_spec import FeatureSpec
-
-BOOLEAN_CATEGORIES = {0.0: "false", 1.0: "true"}
+from training.features import boolean_texts
 
 
 def _summary(name: str, column: pd.Series, spec: FeatureSpec) -> Summary:
     if spec.types[name] == "numeric":
         return numeric_summary(column.to_numpy())
     if spec.types[name] == "boolean":
-        # As the monitor reads a captured JSON true/false: the member's text.
-        return categorical_summary(column.map(BOOLEAN_CATEGORIES))
+        return categorical_summary(boolean_texts(column))
     kept = spec.capped.get(name)
     if kept is None:
         return categorical_summary(column)

@@ -4,7 +4,8 @@
 Computed on the model's inputs (every labelled row, as the drift baseline is): numeric features as the float32
 values the model sees, missing when NaN; categorical features as text, missing when
 :data:`~functions.common.bundle.MISSING_CATEGORY`. A numeric feature is ``Integral`` when every present value is a
-whole number, else ``Fractional``; a categorical one is ``String``.
+whole number, else ``Fractional``; a categorical one is ``String``, and so is a boolean one, of ``"false"`` and
+``"true"`` (the text of a captured JSON boolean).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from functions.common.constraints import (
     suggest_constraints,
 )
 from training.feature_spec import FeatureSpec
+from training.features import boolean_texts
 
 
 def _numeric(name: str, column: pd.Series) -> FeatureStatistics:
@@ -50,11 +52,16 @@ def _categorical(name: str, column: pd.Series) -> FeatureStatistics:
     return FeatureStatistics(name, "String", stats)
 
 
+def _feature(name: str, kind: str, column: pd.Series) -> FeatureStatistics:
+    if kind == "numeric":
+        return _numeric(name, column)
+    if kind == "boolean":  # a String of "false"/"true", as a capture holds a JSON boolean
+        return _categorical(name, boolean_texts(column).fillna(MISSING_CATEGORY))
+    return _categorical(name, column)
+
+
 def training_statistics(inputs: pd.DataFrame, spec: FeatureSpec) -> Statistics:
-    features = tuple(
-        _numeric(name, inputs[name]) if kind == "numeric" else _categorical(name, inputs[name])
-        for name, kind in spec.types.items()
-    )
+    features = tuple(_feature(name, kind, inputs[name]) for name, kind in spec.types.items())
     return Statistics(len(inputs), features)
 
 

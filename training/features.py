@@ -54,6 +54,15 @@ def boolean_values(column: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values, column.notna() & values.isna()
 
 
+# A boolean input as the monitor reads a captured JSON true/false: the member's text.
+BOOLEAN_CATEGORIES = {0.0: "false", 1.0: "true"}
+
+
+def boolean_texts(inputs: pd.Series) -> pd.Series:
+    """A boolean feature's model inputs (0.0, 1.0, NaN) as the texts a capture holds ("false", "true", NaN)."""
+    return inputs.map(BOOLEAN_CATEGORIES)
+
+
 def is_boolean(column: pd.Series) -> bool:
     """Whether every value present is a boolean (and one is)."""
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):

@@ -166,7 +166,7 @@ class ModelMetadata:
     # (baked into model.onnx); None: the most probable class.
     decision_threshold: float | None = None
     # The texts that mean a missing value, in training's cells and serving's strings alike: the empty text and the
-    # missing_values tokens, sorted. Absent from older bundles: see _legacy_missing_tokens.
+    # missing_values tokens, sorted. Absent from older bundles: see recorded_missing_tokens.
     missing_tokens: tuple[str, ...] = ("",)
 
     @property
@@ -195,8 +195,6 @@ class ModelMetadata:
         if task not in TASKS:
             raise BundleError(f"metadata task must be one of {TASKS}, got {task!r}")
         try:
-            hyperparameters = {str(k): str(v) for k, v in data["hyperparameters"].items()}
-            tokens = data.get("missing_tokens")
             return cls(
                 task=task,
                 target=str(data["target"]),
@@ -207,7 +205,7 @@ class ModelMetadata:
                 metrics={str(k): float(v) for k, v in data["metrics"].items()},
                 baseline=dict(data["baseline"]),
                 training_data=dict(data["training_data"]),
-                hyperparameters=hyperparameters,
+                hyperparameters={str(k): str(v) for k, v in data["hyperparameters"].items()},
                 libraries={str(k): str(v) for k, v in data["libraries"].items()},
                 created_at=str(data["created_at"]),
                 files={str(k): str(v) for k, v in data.get("files", {}).items()},
@@ -217,9 +215,7 @@ class ModelMetadata:
                 decision_threshold=None
                 if data.get("decision_threshold") is None
                 else float(data["decision_threshold"]),
-                missing_tokens=_legacy_missing_tokens(hyperparameters)
-                if tokens is None
-                else tuple(str(t) for t in tokens),
+                missing_tokens=recorded_missing_tokens(data),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"metadata is malformed: {exc!r}") from exc
@@ -231,9 +227,13 @@ def missing_tokens(declared: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted({"", *declared}))
 
 
-def _legacy_missing_tokens(hyperparameters: Mapping[str, str]) -> tuple[str, ...]:
-    """The tokens an older bundle's model was trained with as missing: pandas' defaults and its missing_values."""
-    text = hyperparameters.get("missing_values", "")
+def recorded_missing_tokens(metadata: Mapping[str, Any]) -> tuple[str, ...]:
+    """The missing tokens a metadata document records; for an older bundle, which records none, the tokens its
+    model was trained with: pandas' defaults and its missing_values."""
+    tokens = metadata.get("missing_tokens")
+    if tokens is not None:
+        return tuple(str(token) for token in tokens)
+    text = str((metadata.get("hyperparameters") or {}).get("missing_values", ""))
     try:
         declared = text_values.text_list(text)
     except ValueError as exc:

@@ -2,7 +2,8 @@
 
 Athena counts, per constrained feature, in one scan of the window's captures (:func:`constraints_query`, one row):
 
-- ``missing``: the feature absent or null (a String feature's ``__missing__`` too, as serving encodes a null);
+- ``missing``: the feature absent or null, or a string that is one of the champion's missing tokens (a String
+  feature's ``__missing__`` too, as serving encodes a null);
 - ``wrong_type``: an Integral or Fractional feature's present value that is not a finite JSON number (a string,
   a boolean), or for Integral not a whole number;
 - ``negative``: a finite number below 0 (``is_non_negative``);
@@ -33,7 +34,7 @@ from functions.common.constraints import (
 )
 from functions.common.labelled_sql import finite
 from functions.common.sql import identifier, json_path, literal, number
-from functions.monitor.queries import Window, window_filter
+from functions.monitor.queries import Window, missing_token, window_filter
 
 COUNTS = ("missing", "wrong_type", "negative", "out_of_range", "unseen")
 # Athena's limit on a query's text: a longer one fails, and with it the run.
@@ -49,14 +50,17 @@ class FeatureCounts:
     unseen: int = 0
 
 
-def _conditions(feature: FeatureConstraint, raw: str, text: str) -> dict[str, str]:
-    """The SQL condition of each count that applies to ``feature`` (``raw``: its JSON text, ``text``: its scalar)."""
+def _conditions(feature: FeatureConstraint, raw: str, text: str, tokens: Sequence[str]) -> dict[str, str]:
+    """The SQL condition of each count that applies to ``feature`` (``raw``: its JSON text, ``text``: its scalar;
+    ``tokens``: the champion's missing tokens)."""
+    value = finite(raw)
     missing = f"{raw} IS NULL OR {raw} = {literal('null')}"
     if feature.inferred_type == "String":
-        missing += f" OR {text} = {literal(MISSING_CATEGORY)}"
+        missing += f" OR {missing_token(text, [MISSING_CATEGORY, *tokens])}"
+    else:  # a number's text may spell a token ("-999"): only a string that does is missing
+        missing += f" OR ({value} IS NULL AND {missing_token(text, tokens)})"
     conditions = {"missing": missing}
     present = f"NOT ({missing})"
-    value = finite(raw)
     if feature.numeric:
         fraction = f" OR {value} <> floor({value})" if feature.inferred_type == "Integral" else ""
         conditions["wrong_type"] = f"{present} AND ({value} IS NULL{fraction})"
@@ -76,18 +80,20 @@ def _conditions(feature: FeatureConstraint, raw: str, text: str) -> dict[str, st
     return conditions
 
 
-def _columns(constraints: Constraints) -> list[tuple[int, str, str]]:
-    """(feature index, count, SQL condition over the inner query's columns) of every count the query returns."""
+def _columns(constraints: Constraints, tokens: Sequence[str] = ()) -> list[tuple[int, str, str]]:
+    """(feature index, count, SQL condition over the inner query's columns) of every count the query returns; which
+    counts, and their order, do not depend on the missing ``tokens``."""
     columns = []
     for index, feature in enumerate(constraints.features):
         raw, text = identifier(f"j{index}"), identifier(f"t{index}")
-        columns += [(index, name, condition) for name, condition in _conditions(feature, raw, text).items()]
+        columns += [(index, name, condition) for name, condition in _conditions(feature, raw, text, tokens).items()]
     return columns
 
 
-def constraints_query(window: Window, constraints: Constraints) -> str:
-    """One row: the captures in the window, then each count of :func:`_columns`, in its order. Raises
-    ConstraintsError when the query would be too long for Athena."""
+def constraints_query(window: Window, constraints: Constraints, missing_tokens: Sequence[str] = ()) -> str:
+    """One row: the captures in the window, then each count of :func:`_columns`, in its order (``missing_tokens``:
+    the champion's, strings that are missing values). Raises ConstraintsError when the query would be too long for
+    Athena."""
     features = identifier("features")
     read = ", ".join(
         f"json_format(json_extract({features}, {json_path(feature.name)})) AS {identifier(f'j{index}')}, "
@@ -96,7 +102,7 @@ def constraints_query(window: Window, constraints: Constraints) -> str:
     )
     sums = "".join(
         f", sum(CASE WHEN {condition} THEN 1 ELSE 0 END) AS {identifier(f'c{position}')}"
-        for position, (_, _, condition) in enumerate(_columns(constraints))
+        for position, (_, _, condition) in enumerate(_columns(constraints, missing_tokens))
     )
     query = (
         f"SELECT count(*) AS {identifier('n')}{sums} "  # noqa: S608

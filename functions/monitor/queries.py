@@ -78,6 +78,13 @@ def _json_text(column: str, key: str) -> str:
     return f"json_extract_scalar({identifier(column)}, {json_path(key)})"
 
 
+def missing_token(text: str, tokens: Iterable[str]) -> str:
+    """Whether a captured value's JSON scalar text ``text`` is one of the champion's missing tokens
+    (``ModelMetadata.missing_tokens``): serving reads such a string as a missing value, and so does the monitor."""
+    spelled = ", ".join(literal(token) for token in sorted(set(tokens)))
+    return f"{text} IN ({spelled})" if spelled else "FALSE"
+
+
 def _bin(value: str, summary: Summary) -> str:
     """The bin number of ``value`` (a column of the inner query) in ``summary``'s bins."""
     if isinstance(summary, NumericSummary):
@@ -103,13 +110,19 @@ def window_filter(window: Window) -> str:
 # -- drift ----------------------------------------------------------------------------------------------------
 
 
-def feature_distributions(baseline: Baseline) -> list[Distribution]:
-    """Each baseline feature, read from the capture's ``features`` object."""
+def feature_distributions(baseline: Baseline, missing_tokens: Sequence[str] = ()) -> list[Distribution]:
+    """Each baseline feature, read from the capture's ``features`` object. A categorical value that is one of
+    ``missing_tokens`` reads as missing (a numeric one does already: a string is not a JSON number)."""
+
+    def categorical(name: str) -> str:
+        text = _json_text("features", name)
+        return f"CASE WHEN {missing_token(text, missing_tokens)} THEN NULL ELSE {text} END"
+
     return [
         Distribution(
             name,
             summary,
-            _json_number("features", name) if isinstance(summary, NumericSummary) else _json_text("features", name),
+            _json_number("features", name) if isinstance(summary, NumericSummary) else categorical(name),
         )
         for name, summary in baseline.features.items()
     ]

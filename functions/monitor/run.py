@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from functions.common.athena import Athena, QueryResult
-from functions.common.bundle import TASKS, Task
+from functions.common.bundle import TASKS, Task, recorded_missing_tokens
 from functions.common.constraints import ConstraintsError, read_constraints
 from functions.common.distribution import DistributionError
 from functions.common.labelled_sql import FeedbackWindow, capture_hours
@@ -115,7 +115,7 @@ def _live_counts(
         live, result = count_live(athena, window, [], [])
     else:
         classes = [str(c) for c in metadata.get("classes", ())]
-        features = queries.feature_distributions(reference)
+        features = queries.feature_distributions(reference, recorded_missing_tokens(metadata))
         positive = metadata.get("positive_class")
         answers = queries.prediction_distributions(
             reference, task, classes, None if positive is None else str(positive)
@@ -164,7 +164,7 @@ def _data_quality(
     source, text = found
     try:
         constraints = read_constraints(text)
-        query = data_quality.constraints_query(window, constraints)
+        query = data_quality.constraints_query(window, constraints, recorded_missing_tokens(metadata))
     except ConstraintsError as exc:
         return None, f"data quality not checked: {source}: {exc}"
     config = constraints.monitoring_config

@@ -134,6 +134,26 @@ def test_captures_that_break_each_constraint_are_reported_as_model_monitor_viola
     }
 
 
+def test_strings_that_are_the_champions_missing_tokens_count_as_missing_not_as_wrong_or_unseen(
+    s3: S3Client, athena: Athena
+) -> None:
+    # Trained with missing_values=["NA"]: serving reads "NA" (and "") as a missing value, for either feature type.
+    publish_champion(s3, VERSION, {**classification_metadata(), "missing_tokens": ["", "NA"]})
+    registry(s3).put_constraints(json.dumps(constraints()).encode(), None)
+    rows = churn_rows(40, shifted=False)
+    rows[0:4] = [{"tenure": "NA", "plan": "basic"}] * 4
+    rows[4:6] = [{"tenure": 3, "plan": "NA"}] * 2
+    rows[6] = {"tenure": 3, "plan": ""}
+    rows[7] = {"tenure": "none", "plan": "none"}  # not a token: a wrong type, an unseen category
+    serve(s3, rows)
+
+    summary = run_monitor(SETTINGS, NOW, s3, athena)
+
+    counts = report(s3, summary["report"])["data_quality"]["counts"]
+    assert counts["tenure"] == {"missing": 4, "wrong_type": 1, "negative": 0, "out_of_range": 0, "unseen": 0}
+    assert counts["plan"] == {"missing": 3, "wrong_type": 0, "negative": 0, "out_of_range": 0, "unseen": 1}
+
+
 def test_thresholds_let_a_few_wrong_types_and_unseen_values_through(
     s3: S3Client, athena: Athena, capsys: pytest.CaptureFixture[str]
 ) -> None:

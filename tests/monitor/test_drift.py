@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from functions.common.athena import Athena
-from functions.common.bundle import Task
+from functions.common.bundle import MISSING_CATEGORY, Task
 from functions.common.distribution import (
     OTHER_CATEGORY,
     Baseline,
@@ -36,7 +36,7 @@ from functions.monitor.drift import (
 )
 from functions.monitor.run import count_live
 from tests.monitor.world import write_captures
-from training.baseline import BOOLEAN_CATEGORIES
+from training.features import boolean_texts
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -71,10 +71,11 @@ def window_drift(
     records: Sequence[PredictionRecord],
     task: Task = "classification",
     classes: Sequence[str] = ("no", "yes"),
+    missing_tokens: Sequence[str] = (),
 ) -> tuple[dict[str, DriftScore], dict[str, DriftScore]]:
     """Feature and prediction drift of ``records`` (captured in the window), counted by the drift query."""
     write_captures(s3, records)
-    features = queries.feature_distributions(baseline)
+    features = queries.feature_distributions(baseline, missing_tokens)
     predictions = queries.prediction_distributions(baseline, task, classes)
     live, _ = count_live(athena, queries.Window("v1", NOW - timedelta(hours=1), NOW), features, predictions)
     assert live.captured == len(records)
@@ -223,7 +224,7 @@ def test_a_boolean_feature_captured_as_json_true_false_is_binned_as_its_training
     s3: S3Client, athena: Athena
 ) -> None:
     # Training summarises a boolean feature's 0/1 inputs as the text of a JSON boolean.
-    trained = pd.Series([1.0, 1.0, 0.0, math.nan]).map(BOOLEAN_CATEGORIES)
+    trained = boolean_texts(pd.Series([1.0, 1.0, 0.0, math.nan]))
     baseline = Baseline(
         rows=4,
         features={"paperless": categorical_summary(trained)},
@@ -239,6 +240,28 @@ def test_a_boolean_feature_captured_as_json_true_false_is_binned_as_its_training
     score = window_drift(s3, athena, baseline, records)[0]["paperless"]
     assert score.actual == pytest.approx(score.expected)
     assert score.psi == pytest.approx(0.0, abs=1e-12)
+
+
+# Trained with missing_values=["NA"]: the empty and "NA" cells were missing, as serving reads those strings.
+REGION_BASELINE = Baseline(
+    rows=4,
+    features={"region": categorical_summary(["EU", "APAC", MISSING_CATEGORY, MISSING_CATEGORY])},
+    prediction=categorical_summary(["a"]),
+    prediction_rows=1,
+)
+REGION_RECORDS = [record({"region": region}) for region in ("EU", "APAC", "NA", "")]
+
+
+def test_a_category_sent_as_one_of_the_champions_missing_tokens_is_binned_as_missing_as_training_read_it(
+    s3: S3Client, athena: Athena
+) -> None:
+    score = window_drift(s3, athena, REGION_BASELINE, REGION_RECORDS, missing_tokens=("", "NA"))[0]["region"]
+    assert score.actual == pytest.approx(score.expected)
+
+
+def test_a_category_that_is_no_missing_token_of_the_champion_is_a_category(s3: S3Client, athena: Athena) -> None:
+    score = window_drift(s3, athena, REGION_BASELINE, REGION_RECORDS, missing_tokens=("",))[0]["region"]
+    assert score.actual != pytest.approx(score.expected)
 
 
 def test_prediction_drift_of_a_binary_classifier_covers_labels_and_positive_probability(

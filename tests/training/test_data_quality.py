@@ -17,7 +17,7 @@ from functions.common.bundle import (
     read_optional,
     verify_bundle,
 )
-from functions.common.constraints import MAX_DOMAIN_VALUES, read_constraints
+from functions.common.constraints import MAX_DOMAIN_VALUES, read_constraints, suggest_constraints
 from training.data_quality import training_statistics, write_data_quality
 from training.feature_spec import FeatureSpec
 
@@ -77,6 +77,18 @@ def test_suggested_constraints_hold_observed_completeness_sign_and_small_domains
     config = constraints.monitoring_config
     assert (config.evaluate_constraints, config.emit_metrics) == (True, True)
     assert training_statistics(many, SPEC).item_count == len(many)
+
+
+def test_a_boolean_feature_is_a_string_of_false_and_true_as_captures_hold_json_booleans() -> None:
+    spec = FeatureSpec.of({"paperless": "boolean"})
+    # A boolean's model inputs: 1.0 true, 0.0 false, NaN missing.
+    statistics = training_statistics(pd.DataFrame({"paperless": [1.0, 0.0, 1.0, np.nan]}), spec)
+
+    [paperless] = statistics.features
+    assert paperless.inferred_type == "String"
+    constraints = suggest_constraints(statistics)
+    assert constraints.features[0].domains == ("false", "true")
+    assert constraints.features[0].completeness == 0.75
 
 
 def test_a_trained_bundle_seals_both_files(trained_bundle: Path, tmp_path: Path) -> None:
