@@ -16,29 +16,19 @@ replaces it under the same name (moto has no UpdateWorkGroup); ``OpenTableFormat
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from localstack.services.cloudformation.resource_provider import (
-    CloudFormationResourceProviderPlugin,
     OperationStatus,
     ProgressEvent,
     ResourceProvider,
     ResourceRequest,
 )
 
-Properties = dict[str, Any]
+from driftloop_localstack.cloudformation_providers import Properties, done, failed, provider_plugin
 
 
-def _done(model: Properties) -> ProgressEvent[Properties]:
-    return ProgressEvent(status=OperationStatus.SUCCESS, resource_model=model)
-
-
-def _failed(message: str) -> ProgressEvent[Properties]:
-    return ProgressEvent(status=OperationStatus.FAILED, resource_model={}, message=message)
-
-
-# The name of a resource as last deployed: the model this module returned, or its template properties.
 def _database_name(model: Properties) -> Any:
     return model.get("DatabaseName") or (model.get("DatabaseInput") or {}).get("Name")
 
@@ -61,11 +51,11 @@ class GlueDatabaseProvider(ResourceProvider[Properties]):
         database = dict(model.get("DatabaseInput") or {})
         name = str(model.get("DatabaseName") or database.get("Name") or "")
         if not name:
-            return _failed("AWS::Glue::Database needs DatabaseInput.Name (or DatabaseName)")
+            return failed("AWS::Glue::Database needs DatabaseInput.Name (or DatabaseName)")
         request.aws_client_factory.glue.create_database(
             CatalogId=str(model.get("CatalogId") or request.account_id), DatabaseInput={**database, "Name": name}
         )
-        return _done({**model, "DatabaseName": name})
+        return done({**model, "DatabaseName": name})
 
     def update(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
         model, previous = request.desired_state, request.previous_state or {}
@@ -78,11 +68,11 @@ class GlueDatabaseProvider(ResourceProvider[Properties]):
                 self._drop(glue, _database_name(previous))
             return created
         glue.update_database(Name=name, DatabaseInput={**database, "Name": name})
-        return _done({**model, "DatabaseName": name})
+        return done({**model, "DatabaseName": name})
 
     def delete(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
         self._drop(request.aws_client_factory.glue, _database_name(request.previous_state or request.desired_state))
-        return _done({})
+        return done({})
 
     @staticmethod
     def _drop(glue: Any, name: Any) -> None:
@@ -102,16 +92,16 @@ class GlueTableProvider(ResourceProvider[Properties]):
     def create(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
         model = request.desired_state
         if model.get("OpenTableFormatInput"):
-            return _failed("AWS::Glue::Table: OpenTableFormatInput (Iceberg) is not supported by the local cloud")
+            return failed("AWS::Glue::Table: OpenTableFormatInput (Iceberg) is not supported by the local cloud")
         table = model.get("TableInput") or {}
         if not table.get("Name") or not model.get("DatabaseName"):
-            return _failed("AWS::Glue::Table needs DatabaseName and TableInput.Name")
+            return failed("AWS::Glue::Table needs DatabaseName and TableInput.Name")
         request.aws_client_factory.glue.create_table(
             CatalogId=str(model.get("CatalogId") or request.account_id),
             DatabaseName=model["DatabaseName"],
             TableInput=table,
         )
-        return _done({**model, "Id": table["Name"]})
+        return done({**model, "Id": table["Name"]})
 
     def update(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
         model, previous = request.desired_state, request.previous_state or {}
@@ -123,12 +113,12 @@ class GlueTableProvider(ResourceProvider[Properties]):
                 self._drop(glue, previous.get("DatabaseName"), _table_name(previous))
             return created
         glue.update_table(DatabaseName=model["DatabaseName"], TableInput=table)
-        return _done({**model, "Id": table["Name"]})
+        return done({**model, "Id": table["Name"]})
 
     def delete(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
         model = request.previous_state or request.desired_state
         self._drop(request.aws_client_factory.glue, model.get("DatabaseName"), _table_name(model))
-        return _done({})
+        return done({})
 
     @staticmethod
     def _drop(glue: Any, database: Any, name: Any) -> None:
@@ -153,7 +143,7 @@ class AthenaWorkGroupProvider(ResourceProvider[Properties]):
         if model.get("Tags"):
             arguments["Tags"] = model["Tags"]
         request.aws_client_factory.athena.create_work_group(**arguments)
-        return _done(model)
+        return done(model)
 
     def update(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
         self._drop(request.aws_client_factory.athena, str((request.previous_state or {})["Name"]))
@@ -161,29 +151,13 @@ class AthenaWorkGroupProvider(ResourceProvider[Properties]):
 
     def delete(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
         self._drop(request.aws_client_factory.athena, str((request.previous_state or request.desired_state)["Name"]))
-        return _done({})
+        return done({})
 
     @staticmethod
     def _drop(athena: Any, name: str) -> None:
         athena.delete_work_group(WorkGroup=name, RecursiveDeleteOption=True)
 
 
-def _plugin(resource_type: str, provider: Callable[[], ResourceProvider[Properties]]) -> type:
-    """The plux plugin LocalStack loads for ``resource_type`` (its ``factory`` makes the provider)."""
-
-    class Plugin(CloudFormationResourceProviderPlugin):
-        name = resource_type
-
-        def __init__(self) -> None:
-            self.factory: Callable[[], ResourceProvider[Properties]] | None = None
-
-        def load(self) -> None:
-            self.factory = provider
-
-    Plugin.__name__ = Plugin.__qualname__ = resource_type.replace("AWS::", "").replace("::", "") + "ProviderPlugin"
-    return Plugin
-
-
-GlueDatabaseProviderPlugin = _plugin("AWS::Glue::Database", GlueDatabaseProvider)
-GlueTableProviderPlugin = _plugin("AWS::Glue::Table", GlueTableProvider)
-AthenaWorkGroupProviderPlugin = _plugin("AWS::Athena::WorkGroup", AthenaWorkGroupProvider)
+GlueDatabaseProviderPlugin = provider_plugin("AWS::Glue::Database", GlueDatabaseProvider)
+GlueTableProviderPlugin = provider_plugin("AWS::Glue::Table", GlueTableProvider)
+AthenaWorkGroupProviderPlugin = provider_plugin("AWS::Athena::WorkGroup", AthenaWorkGroupProvider)

@@ -16,19 +16,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from localstack.services.cloudformation.resource_provider import (
-    CloudFormationResourceProviderPlugin,
     OperationStatus,
     ProgressEvent,
     ResourceProvider,
     ResourceRequest,
 )
 
-Properties = dict[str, Any]
+from driftloop_localstack.cloudformation_providers import Properties, done, failed, provider_plugin
+
 TYPE = "AWS::SageMaker::ModelPackageGroup"
-
-
-def _failed(message: str) -> ProgressEvent[Properties]:
-    return ProgressEvent(status=OperationStatus.FAILED, resource_model={}, message=message)
 
 
 class ModelPackageGroupProvider(ResourceProvider[Properties]):
@@ -42,9 +38,9 @@ class ModelPackageGroupProvider(ResourceProvider[Properties]):
         model = request.desired_state
         name = model.get("ModelPackageGroupName")
         if not name:
-            return _failed(f"{TYPE} needs ModelPackageGroupName")
+            return failed(f"{TYPE} needs ModelPackageGroupName")
         if model.get("ModelPackageGroupPolicy"):
-            return _failed(f"{TYPE}: ModelPackageGroupPolicy is not supported by the local cloud")
+            return failed(f"{TYPE}: ModelPackageGroupPolicy is not supported by the local cloud")
         sagemaker = request.aws_client_factory.sagemaker
         arguments: dict[str, Any] = {"ModelPackageGroupName": name}
         if model.get("ModelPackageGroupDescription"):
@@ -53,14 +49,13 @@ class ModelPackageGroupProvider(ResourceProvider[Properties]):
             arguments["Tags"] = model["Tags"]
         sagemaker.create_model_package_group(**arguments)
         described = sagemaker.describe_model_package_group(ModelPackageGroupName=name)
-        return ProgressEvent(
-            status=OperationStatus.SUCCESS,
-            resource_model={
+        return done(
+            {
                 **model,
                 "ModelPackageGroupArn": described["ModelPackageGroupArn"],
                 "ModelPackageGroupStatus": described["ModelPackageGroupStatus"],
                 "CreationTime": described["CreationTime"].isoformat(),
-            },
+            }
         )
 
     def update(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
@@ -70,18 +65,18 @@ class ModelPackageGroupProvider(ResourceProvider[Properties]):
             if created.status == OperationStatus.SUCCESS:
                 failure = _drop(request.account_id, request.region_name, previous)
                 if failure:
-                    return _failed(failure)
+                    return failed(failure)
             return created
         sagemaker = request.aws_client_factory.sagemaker
         if request.desired_state.get("Tags"):
             sagemaker.add_tags(ResourceArn=previous["ModelPackageGroupArn"], Tags=request.desired_state["Tags"])
-        return ProgressEvent(status=OperationStatus.SUCCESS, resource_model={**previous, **request.desired_state})
+        return done({**previous, **request.desired_state})
 
     def delete(self, request: ResourceRequest[Properties]) -> ProgressEvent[Properties]:
         failure = _drop(request.account_id, request.region_name, request.previous_state or request.desired_state)
         if failure:
-            return _failed(failure)
-        return ProgressEvent(status=OperationStatus.SUCCESS, resource_model={})
+            return failed(failure)
+        return done({})
 
 
 def _drop(account_id: str, region: str, model: Properties) -> str | None:
@@ -100,11 +95,4 @@ def _drop(account_id: str, region: str, model: Properties) -> str | None:
     return None
 
 
-class ModelPackageGroupProviderPlugin(CloudFormationResourceProviderPlugin):
-    name = TYPE
-
-    def __init__(self) -> None:
-        self.factory: type[ModelPackageGroupProvider] | None = None
-
-    def load(self) -> None:
-        self.factory = ModelPackageGroupProvider
+ModelPackageGroupProviderPlugin = provider_plugin(TYPE, ModelPackageGroupProvider)
