@@ -44,6 +44,9 @@ DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
 # successive poisoned promotions could each take again. Noise on few trusted rows can then reject a good
 # challenger, which costs one retraining; promoting a poisoned one costs the live model.
 DEFAULT_MAX_TRUSTED_REGRESSION = 0.0
+# Where the evaluation Evaluate writes keeps the challenger's permutation importances
+# (functions.common.importances): beside the gate's scores, which they are not part of.
+IMPORTANCES_KEY = "importances"
 # Below this many rows a metric is mostly noise (a standard error of several points of ROC AUC or accuracy).
 DEFAULT_MIN_SCORED_ROWS = 50
 # Fewer rows than min_scored_rows (iris and wine hold out 30-36) are judged on bootstrap bounds instead of point

@@ -32,8 +32,6 @@ REPEATS = 5
 # ...and the rows predicted in all: about 10 s for a 100-tree forest, whatever the number of features.
 MAX_PREDICTED_ROWS = 200_000
 SEED = 0
-# Where the evaluation Evaluate writes keeps them (beside the gate's scores, which they are not part of).
-EVALUATION_KEY = "importances"
 
 Predict = Callable[[Mapping[str, np.ndarray]], Predictions]
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from functions.common.bundle import ModelMetadata
-from functions.common.importances import EVALUATION_KEY as IMPORTANCES
+from functions.common.gate import IMPORTANCES_KEY as IMPORTANCES
 
 FORMAT = 1
 # Categories listed per feature in the Markdown rendering (the JSON card lists them all).

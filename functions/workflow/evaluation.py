@@ -54,7 +54,7 @@ from functions.common.bundle import (
     read_fit_rows,
     schema_differences,
 )
-from functions.common.gate import Evaluation, Scores, decide, parse_gate_settings
+from functions.common.gate import IMPORTANCES_KEY, Evaluation, Scores, decide, parse_gate_settings
 from functions.common.layout import holdout_evaluation_key, holdout_rows_folder, is_feedback, split_s3_uri
 from functions.common.registry import Registry
 from functions.common.row_ids import hashed_columns, row_hash
@@ -472,7 +472,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         Bucket=settings.data_bucket,
         Key=key,
         Body=json.dumps(
-            {**evaluation.to_dict(), importances.EVALUATION_KEY: found_importances}, indent=2, sort_keys=True
+            {**evaluation.to_dict(), IMPORTANCES_KEY: found_importances}, indent=2, sort_keys=True
         ).encode(),
         ContentType="application/json",
     )

@@ -3,6 +3,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -203,3 +205,22 @@ def test_a_step_logs_its_result_as_one_structured_json_line(lambda_env: None, mo
     [line] = [json.loads(line) for line in written.getvalue().splitlines()]
     assert (line["level"], line["message"], line["step"]) == ("INFO", "step finished", "record_failure")
     assert line["result"] == result and "service" in line
+
+
+# What the Evaluate, HoldOut and monitor bundles have and the workflow bundle does not (infra/bundling.py WORKFLOW).
+NOT_IN_THE_WORKFLOW_BUNDLE = ("numpy", "pandas", "pyarrow", "onnxruntime", "sklearn", "scipy", "matplotlib", "orjson")
+
+
+def test_the_workflow_steps_import_without_packages_their_bundle_does_not_ship() -> None:
+    # The registry imports the model card only when it registers: import it too.
+    code = f"""
+import sys
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {NOT_IN_THE_WORKFLOW_BUNDLE!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} in the workflow bundle")
+sys.meta_path.insert(0, Absent())
+import functions.workflow.handlers, functions.common.model_card
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

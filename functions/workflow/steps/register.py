@@ -10,9 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from functions.common import importances
 from functions.common.bundle import ARCHIVE_FILE
-from functions.common.gate import EVALUATION_FILE, Evaluation, Verdict, reassess
+from functions.common.gate import EVALUATION_FILE, IMPORTANCES_KEY, Evaluation, Verdict, reassess
 from functions.common.layout import holdout_evaluation_key, split_s3_uri
 from functions.common.registry import Registry
 from functions.workflow.assembly import held_out, held_out_feedback
@@ -75,7 +74,7 @@ def register(
         stored_evaluation = replace(evaluation, verdict=verdict).to_dict()
         stored_evaluation[JOB_EVALUATION] = job_evaluation.to_dict()
         # Evaluate's importances, informational: the verdict's Evaluation does not carry them.
-        stored_evaluation[importances.EVALUATION_KEY] = written.get(importances.EVALUATION_KEY)
+        stored_evaluation[IMPORTANCES_KEY] = written.get(IMPORTANCES_KEY)
         if job_verdict is not None:
             stored_evaluation["job_verdict"] = job_verdict
         assembly = state.assembly or AssemblyResult(prefix=None)
