@@ -44,9 +44,6 @@ DEFAULT_METRIC = {"classification": "roc_auc", "regression": "rmse"}
 # successive poisoned promotions could each take again. Noise on few trusted rows can then reject a good
 # challenger, which costs one retraining; promoting a poisoned one costs the live model.
 DEFAULT_MAX_TRUSTED_REGRESSION = 0.0
-# Where the evaluation Evaluate writes keeps the challenger's permutation importances
-# (functions.common.importances): beside the gate's scores, which they are not part of.
-IMPORTANCES_KEY = "importances"
 # Below this many rows a metric is mostly noise (a standard error of several points of ROC AUC or accuracy).
 DEFAULT_MIN_SCORED_ROWS = 50
 # Fewer rows than min_scored_rows (iris and wine hold out 30-36) are judged on bootstrap bounds instead of point
@@ -368,8 +365,9 @@ def _meets_floor(settings: GateSettings, score: float, where: str) -> tuple[bool
     )
 
 
-def _gain(settings: GateSettings, challenger: float, champion: float) -> float:
-    return challenger - champion if higher_is_better(settings.metric) else champion - challenger
+def gain(metric: str, challenger: float, champion: float) -> float:
+    """How much better ``challenger`` is than ``champion`` in ``metric`` (negative: worse)."""
+    return challenger - champion if higher_is_better(metric) else champion - challenger
 
 
 def _judge_holdout(settings: GateSettings, scores: Scores) -> tuple[bool, list[str]]:
@@ -420,11 +418,12 @@ def _judge_holdout(settings: GateSettings, scores: Scores) -> tuple[bool, list[s
     live = _value(metric, scores.champion)
     if live is None:
         return False, [*reasons, f"champion {metric} cannot be computed on the {scored} scored holdout rows"]
-    gain = _gain(settings, score, live)
-    beats = gain >= settings.min_improvement
+    improvement = gain(metric, score, live)
+    beats = improvement >= settings.min_improvement
     reasons.append(
         f"challenger {metric}={score:.6g} vs champion {live:.6g} on the same {scored} holdout rows: "
-        f"improvement {gain:+.6g} {'meets' if beats else 'is below'} min_improvement {settings.min_improvement:.6g}"
+        f"improvement {improvement:+.6g} {'meets' if beats else 'is below'} min_improvement "
+        f"{settings.min_improvement:.6g}"
     )
     return passed and beats, reasons
 
@@ -457,7 +456,7 @@ def _judge_trusted(settings: GateSettings, scores: Scores) -> tuple[bool, str]:
         live = _value(metric, scores.champion_trusted)
         if live is None:
             return False, f"champion {metric} cannot be computed on the {rows} trusted holdout rows"
-        regression = _gain(settings, live, score)
+        regression = gain(metric, live, score)
         within = regression <= settings.max_trusted_regression
         return within, (
             f"on the {rows} trusted holdout rows: challenger {metric}={score:.6g} vs champion {live:.6g}, "
@@ -488,25 +487,25 @@ def _judge_small(
     header += f", judged on bootstrap bounds ({boot.resamples} resamples, each bound {boot.confidence:.0%} one-sided)"
     checks: list[tuple[bool, str]] = []
     if least is not None:
-        gain = (boot.over_champion or {}).get(metric)
-        if gain is None:
+        paired = (boot.over_champion or {}).get(metric)
+        if paired is None:
             return False, f"{header}: the gain over the champion in {metric} cannot be bounded"
         name, value = least
-        meets = gain[0] >= value
+        meets = paired[0] >= value
         checks.append(
-            (meets, f"gain over the champion in {metric} {_bounds(gain)}, lower bound "
+            (meets, f"gain over the champion in {metric} {_bounds(paired)}, lower bound "
              f"{'meets' if meets else 'is below'} {name} {value:.6g}")
         )  # fmt: skip
     else:
-        interval, gain = boot.challenger.get(metric), boot.over_baseline.get(metric)
-        if interval is None or gain is None:
+        interval, paired = boot.challenger.get(metric), boot.over_baseline.get(metric)
+        if interval is None or paired is None:
             return False, f"{header}: the challenger's {metric} cannot be bounded (undefined on too many resamples)"
         if settings.min_metric is not None:
             bound = interval[0] if higher_is_better(metric) else interval[1]
             checks.append(_meets_floor(settings, bound, f" at the pessimistic end of {_bounds(interval)}"))
-        skilled = gain[0] > 0
+        skilled = paired[0] > 0
         checks.append(
-            (skilled, f"gain over a no-skill baseline (each class's share, or the mean) in {metric} {_bounds(gain)}, "
+            (skilled, f"gain over a no-skill baseline (each class's share, or the mean) in {metric} {_bounds(paired)}, "
              f"{'lower bound above 0' if skilled else 'no skill shown: the lower bound is not above 0'}")
         )  # fmt: skip
     return all(ok for ok, _ in checks), f"{header}: " + "; ".join(reason for _, reason in checks)
@@ -656,6 +655,9 @@ class Evaluation:
     # Binary classification: the class ``f1`` is of (the run's ``positive_class``). None: not binary, or an older
     # evaluation (the second of the sorted classes).
     positive_class: str | None = None
+    # The challenger's permutation importances (functions.common.importances), from Evaluate: informational, beside
+    # the scores the verdict rests on. None: not computed (the training job's own evaluation, an older one).
+    importances: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         scores = self.scores
@@ -688,6 +690,7 @@ class Evaluation:
             "held": self.verdict.held,
             "reasons": list(self.verdict.reasons),
             "details": self.details,
+            "importances": self.importances,
         }
 
     @classmethod
@@ -752,6 +755,7 @@ class Evaluation:
                 champion_version=data.get("champion_version"),
                 details=details,
                 positive_class=_optional_text(data.get("positive_class")),
+                importances=None if data.get("importances") is None else dict(data["importances"]),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise GateError(f"evaluation is malformed: {exc!r}") from exc

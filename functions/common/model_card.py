@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from functions.common.bundle import ModelMetadata
-from functions.common.gate import IMPORTANCES_KEY as IMPORTANCES
 
 FORMAT = 1
 # Categories listed per feature in the Markdown rendering (the JSON card lists them all).
@@ -144,7 +143,7 @@ def build(
         "data": _data(metadata, scored, lineage),
         "features": [feature.to_dict() for feature in metadata.features],
         "metrics": _metrics(metadata, scored),
-        "importances": scored.get(IMPORTANCES),
+        "importances": scored.get("importances"),
         "gate": {key: scored.get(key) for key in ("passed", "held", "reasons")} if evaluation else None,
         "warnings": _warnings(metadata, scored),
         "limits": _limits(metadata, scored),

@@ -33,7 +33,7 @@ from functions.common.gate import (
     Interval,
     Scores,
     Slice,
-    higher_is_better,
+    gain,
 )
 
 # A class the model finds less than this share of is reported (seattle weather's drizzle: recall 0.09).
@@ -477,7 +477,7 @@ def bootstrap(
             for kind, other in gains.items():
                 if other in found:
                     theirs = found[other].get(metric, math.nan)
-                    draws[kind][metric].append(mine - theirs if higher_is_better(metric) else theirs - mine)
+                    draws[kind][metric].append(gain(metric, mine, theirs))
     return Bootstrap(
         rows=len(positions),
         resamples=BOOTSTRAP_RESAMPLES,

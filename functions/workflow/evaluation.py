@@ -51,10 +51,11 @@ from functions.common.bundle import (
     FeatureType,
     ModelMetadata,
     open_bundle,
+    positive_label,
     read_fit_rows,
     schema_differences,
 )
-from functions.common.gate import IMPORTANCES_KEY, Evaluation, Scores, decide, parse_gate_settings
+from functions.common.gate import Evaluation, Scores, decide, parse_gate_settings
 from functions.common.layout import holdout_evaluation_key, holdout_rows_folder, is_feedback, split_s3_uri
 from functions.common.registry import Registry
 from functions.common.row_ids import hashed_columns, row_hash
@@ -294,9 +295,17 @@ def _champion(registry: Registry, champion: ChampionRef, work_dir: Path) -> Cham
     return Champion(model, fit_rows)
 
 
-def labelled_rows(metadata: ModelMetadata, table: HoldoutTable) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """The holdout rows with a target: their positions in ``table``, their truth (class labels spelled as the
+@dataclass(frozen=True)
+class LabelledRows:
+    """The holdout rows with a target: their positions in the table, their truth (class labels spelled as the
     model's, or floats) and the model's feature columns on them."""
+
+    positions: np.ndarray
+    truth: np.ndarray
+    columns: dict[str, np.ndarray]
+
+
+def labelled_rows(metadata: ModelMetadata, table: HoldoutTable) -> LabelledRows:
     target = table.column(metadata.target)
     if metadata.task == "classification":
         labelled = np.flatnonzero(target != None)  # noqa: E711
@@ -304,18 +313,24 @@ def labelled_rows(metadata: ModelMetadata, table: HoldoutTable) -> tuple[np.ndar
     else:
         labelled = np.flatnonzero(~np.isnan(target))
         truth = target[labelled]
-    return labelled, truth, {feature.name: table.column(feature.name)[labelled] for feature in metadata.features}
+    return LabelledRows(
+        labelled, truth, {feature.name: table.column(feature.name)[labelled] for feature in metadata.features}
+    )
 
 
 def holdout_importances(
-    challenger: Model, table: HoldoutTable, metric: str, positive: str | None
+    challenger: Model, rows: LabelledRows, metric: str, positive: str | None
 ) -> dict[str, Any] | None:
     """The challenger's permutation importances of the gate's metric on the labelled holdout rows (a bounded,
     seeded sample: :mod:`functions.common.importances`); None when the metric is undefined there. Informational:
     the gate does not judge them. ``positive``: the class F1 is of, as the gate scores it."""
-    _, truth, columns = labelled_rows(challenger.metadata, table)
     found = importances.permutation_importances(
-        lambda part: predictions(challenger, part), challenger.metadata.task, truth, columns, metric, positive=positive
+        lambda part: predictions(challenger, part),
+        challenger.metadata.task,
+        rows.truth,
+        rows.columns,
+        metric,
+        positive=positive,
     )
     return None if found is None else found.to_dict()
 
@@ -332,7 +347,7 @@ def positive_class(hyperparameters: Mapping[str, str], challenger: ModelMetadata
                 f"is a {challenger.task} model with {len(classes)} classes"
             )
         return None
-    expected = sorted(classes)[1] if chosen is None else chosen
+    expected = positive_label(classes, chosen)
     if challenger.positive_label != expected:
         raise EvaluationError(
             f"the challenger's metadata records the positive class {challenger.positive_label!r}, but the run's "
@@ -345,6 +360,7 @@ def score_holdout(
     challenger: Model,
     champion: Champion | None,
     table: HoldoutTable,
+    rows: LabelledRows,
     *,
     min_slice_rows: int,
     champion_named: bool,
@@ -355,9 +371,10 @@ def score_holdout(
 ) -> Scores:
     """Both models on the labelled holdout rows the champion was not fitted on (by its fit rows: none of them when
     it was trained by this workflow, whose holdout is the same rows in every run); the champion only when its
-    schema matches the challenger's (then it takes the same columns)."""
+    schema matches the challenger's (then it takes the same columns). ``rows``: the challenger's
+    :func:`labelled_rows` of ``table``."""
     metadata = challenger.metadata
-    labelled, truth, columns = labelled_rows(metadata, table)
+    labelled, truth, columns = rows.positions, rows.truth, rows.columns
     scored = np.arange(len(labelled))
     champion_seen = None
     not_compared = None
@@ -436,10 +453,12 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             frozenset(metadata.missing_tokens),
             work_dir,
         )
+        rows = labelled_rows(metadata, table)
         scores = score_holdout(
             challenger,
             champion,
             table,
+            rows,
             min_slice_rows=gate.min_slice_rows,
             champion_named=prepared.champion is not None,
             allow_schema_change=gate.allow_schema_change,
@@ -447,7 +466,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
             min_scored_rows=gate.min_scored_rows,
             seed=bootstrap_seed(version),
         )
-        found_importances = holdout_importances(challenger, table, gate.metric, positive)
+        found_importances = holdout_importances(challenger, rows, gate.metric, positive)
     verdict = decide(gate, scores)
     evaluation = Evaluation(
         settings=gate,
@@ -456,6 +475,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
         task=challenger.task,
         champion_version=None if prepared.champion is None else prepared.champion.version,
         positive_class=positive,
+        importances=found_importances,
         details={
             "evaluated_by": "workflow",
             "holdout_files": list(table.files),
@@ -471,9 +491,7 @@ def evaluate(settings: WorkflowSettings, s3: S3Client, registry: Registry, state
     s3.put_object(
         Bucket=settings.data_bucket,
         Key=key,
-        Body=json.dumps(
-            {**evaluation.to_dict(), IMPORTANCES_KEY: found_importances}, indent=2, sort_keys=True
-        ).encode(),
+        Body=json.dumps(evaluation.to_dict(), indent=2, sort_keys=True).encode(),
         ContentType="application/json",
     )
     return EvaluationResult(

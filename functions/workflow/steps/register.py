@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from functions.common.bundle import ARCHIVE_FILE
-from functions.common.gate import EVALUATION_FILE, IMPORTANCES_KEY, Evaluation, Verdict, reassess
+from functions.common.gate import EVALUATION_FILE, Evaluation, Verdict, reassess
 from functions.common.layout import holdout_evaluation_key, split_s3_uri
 from functions.common.registry import Registry
 from functions.workflow.assembly import held_out, held_out_feedback
@@ -66,15 +66,13 @@ def register(
         archive = Path(work) / ARCHIVE_FILE
         s3.download_file(bucket, model_key, str(archive))
         job_evaluation = _read_evaluation(s3, bucket, output_key)
-        evaluation, written = _workflow_evaluation(s3, settings, version)
+        evaluation = _workflow_evaluation(s3, settings, version)
         verdict = _against_named_champion(
             reassess(evaluation, settings.hyperparameters), prepared.champion, job_evaluation
         )
         job_verdict = None if job_evaluation.verdict == verdict else _verdict_dict(job_evaluation.verdict)
         stored_evaluation = replace(evaluation, verdict=verdict).to_dict()
         stored_evaluation[JOB_EVALUATION] = job_evaluation.to_dict()
-        # Evaluate's importances, informational: the verdict's Evaluation does not carry them.
-        stored_evaluation[IMPORTANCES_KEY] = written.get(IMPORTANCES_KEY)
         if job_verdict is not None:
             stored_evaluation["job_verdict"] = job_verdict
         assembly = state.assembly or AssemblyResult(prefix=None)
@@ -180,16 +178,15 @@ def _against_named_champion(verdict: Verdict, named: ChampionRef | None, evaluat
     )
 
 
-def _workflow_evaluation(s3: S3Client, settings: WorkflowSettings, version: str) -> tuple[Evaluation, dict[str, Any]]:
-    """Evaluate's evaluation, and the JSON it wrote (with what the gate does not read)."""
+def _workflow_evaluation(s3: S3Client, settings: WorkflowSettings, version: str) -> Evaluation:
+    """Evaluate's evaluation."""
     key = holdout_evaluation_key(settings.holdout_prefix, version)
     try:
         body = s3.get_object(Bucket=settings.data_bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey as exc:
         raise WorkflowError(f"Evaluate left no s3://{settings.data_bucket}/{key}: Evaluate must run first") from exc
     try:
-        written = json.loads(body)
-        return Evaluation.from_dict(written), written
+        return Evaluation.from_dict(json.loads(body))
     except ValueError as exc:  # bad JSON, or a GateError
         raise WorkflowError(f"s3://{settings.data_bucket}/{key} is not a readable evaluation: {exc}") from exc
 
