@@ -52,12 +52,11 @@ class RequestSchema:
     def __init__(self, features: Sequence[Feature], missing_tokens: Sequence[str] = ("",)) -> None:
         self.features = tuple(features)
         self.names = frozenset(f.name for f in self.features)
-        self._tokens = frozenset(missing_tokens)
         # A null becomes MISSING_CATEGORY: never an "unknown category", whether or not training saw one.
         self._known = {f.name: frozenset(f.categories) | {MISSING_CATEGORY} for f in self.features}
         # Per feature, the strings that are missing: a token is, unless the model knows it as a category (an older
         # bundle's Parquet text could be one).
-        self.missing = {f.name: self._tokens - frozenset(f.categories) for f in self.features}
+        self.missing = {f.name: frozenset(missing_tokens) - frozenset(f.categories) for f in self.features}
 
     def parse(self, body: bytes, max_instances: int) -> Batch:
         payload = decode(body, partial(self.validate, max_instances=max_instances), INSTANCES)
@@ -81,9 +80,9 @@ class RequestSchema:
             else:
                 values = [i.get(name, _ABSENT) if type(i) is dict else _ABSENT for i in instances]
             if feature.type == "numeric":
-                column = _numeric_column(name, self._tokens, values, problems)
+                column = _numeric_column(name, self.missing[name], values, problems)
             elif feature.type == "boolean":
-                column = _boolean_column(name, self._tokens, values, problems)
+                column = _boolean_column(name, self.missing[name], values, problems)
             else:
                 column = _categorical_column(name, self._known[name], self.missing[name], values, problems, warnings)
             if column is not None:
@@ -120,10 +119,19 @@ def _instances(payload: Any, max_instances: int) -> tuple[list[Any], list[Proble
     raise ValidationFailed(f"the request body is invalid: {problems[-1].field} {problems[-1].problem}", problems)
 
 
-def _numeric_column(name: str, tokens: frozenset[str], values: list[Any], problems: list[Problem]) -> np.ndarray | None:
-    if str in set(map(type, values)):
+def _tokens_as_null(tokens: frozenset[str], values: list[Any]) -> tuple[list[Any], set[type]]:
+    """``values`` with each string that is a missing token as None (a number's or boolean's missing value), and the
+    types they then hold: one pass over the column when no string was sent."""
+    kinds = set(map(type, values))
+    if str in kinds:
         values = [None if type(value) is str and value in tokens else value for value in values]
-    if _NUMBER_TYPES.issuperset(map(type, values)):
+        kinds = set(map(type, values))
+    return values, kinds
+
+
+def _numeric_column(name: str, tokens: frozenset[str], values: list[Any], problems: list[Problem]) -> np.ndarray | None:
+    values, kinds = _tokens_as_null(tokens, values)
+    if _NUMBER_TYPES.issuperset(kinds):
         try:
             wide = np.array(values, dtype=np.float64)  # None -> NaN
         except OverflowError:  # an integer beyond the float range
@@ -137,9 +145,8 @@ def _numeric_column(name: str, tokens: frozenset[str], values: list[Any], proble
 
 
 def _boolean_column(name: str, tokens: frozenset[str], values: list[Any], problems: list[Problem]) -> np.ndarray | None:
-    if str in set(map(type, values)):
-        values = [None if type(value) is str and value in tokens else value for value in values]
-    if _BOOLEAN_TYPES.issuperset(map(type, values)):
+    values, kinds = _tokens_as_null(tokens, values)
+    if _BOOLEAN_TYPES.issuperset(kinds):
         return np.array(values, dtype=np.float64).astype(np.float32).reshape(-1, 1)  # None -> NaN
     problems += [
         Problem(index, name, f"expected a boolean (true or false), got {json_type(value)}")
@@ -181,7 +188,9 @@ def _categorical_column(
             if value is not None and value is not _ABSENT and type(value) is not str
         ]
         return None
-    if None in values or not missing.isdisjoint(values):
+    # Nulls and tokens are never known categories (``known`` holds MISSING_CATEGORY instead): only a column that
+    # holds a value outside ``known`` needs mapping, then checking again.
+    if not known.issuperset(values):
         values = [MISSING_CATEGORY if value is None or value in missing else value for value in values]
     if not known.issuperset(values):
         for index, value in enumerate(values):
