@@ -36,7 +36,6 @@ from functions.common.labelled_sql import finite
 from functions.common.sql import identifier, json_path, literal, number
 from functions.monitor.queries import Window, missing_token, window_filter
 
-COUNTS = ("missing", "wrong_type", "negative", "out_of_range", "unseen")
 # Athena's limit on a query's text: a longer one fails, and with it the run.
 MAX_QUERY_BYTES = 262_144
 

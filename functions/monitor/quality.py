@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from functions.common.bundle import Task
+from functions.common.bundle import Task, positive_label
 
 Confusion = Mapping[tuple[str, str], int]
 
@@ -58,7 +58,7 @@ def f1(confusion: Confusion, classes: Sequence[str], positive: str | None = None
     if not sum(confusion.values()):
         raise ValueError("F1 of no pairs")
     if len(classes) == 2:
-        return _f1(confusion, classes[1] if positive is None else positive)
+        return _f1(confusion, str(positive_label(classes, positive)))
     labels = sorted({label for pair, n in confusion.items() if n for label in pair})
     return sum(_f1(confusion, label) for label in labels) / len(labels)
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from functions.common.bundle import MISSING_CATEGORY, Task
+from functions.common.bundle import MISSING_CATEGORY, Task, positive_label
 from functions.common.catalog import CAPTURES_TABLE
 from functions.common.distribution import Baseline, NumericSummary, Summary
 from functions.common.labelled_sql import (
@@ -137,7 +137,7 @@ def prediction_distributions(
         return [Distribution("value", baseline.prediction, finite(identifier("value")))]
     found = [Distribution("label", baseline.prediction, identifier("label"))]
     if baseline.positive_probability is not None and len(classes) == 2:
-        probability = _json_number("probabilities", classes[1] if positive is None else positive)
+        probability = _json_number("probabilities", str(positive_label(classes, positive)))
         found.append(Distribution("positive_probability", baseline.positive_probability, probability))
     return found
 

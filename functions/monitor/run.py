@@ -68,9 +68,13 @@ def run_monitor(
     start = end - timedelta(minutes=settings.window_minutes)
     window = queries.Window(version, start, end)
     ran: list[QueryResult] = []
-    live = _live_counts(athena, window, task, metadata, ran)
+    # The strings the champion's serving reads as missing values: the queries read them so too.
+    tokens = recorded_missing_tokens(metadata)
+    live = _live_counts(athena, window, task, metadata, tokens, ran)
     labelled, feedback = _labelled(athena, window, task, timedelta(days=settings.feedback_max_age_days), ran)
-    quality, quality_note = _data_quality(registry, athena, window, metadata, live.captured, settings.min_records, ran)
+    quality, quality_note = _data_quality(
+        registry, athena, window, metadata, tokens, live.captured, settings.min_records, ran
+    )
 
     report = evaluate(
         version=version,
@@ -106,7 +110,12 @@ def run_monitor(
 
 
 def _live_counts(
-    athena: Athena, window: queries.Window, task: Task, metadata: dict[str, Any], ran: list[QueryResult]
+    athena: Athena,
+    window: queries.Window,
+    task: Task,
+    metadata: dict[str, Any],
+    tokens: Sequence[str],
+    ran: list[QueryResult],
 ) -> LiveCounts:
     """The window's captures, binned like the baseline (only counted when the champion has none)."""
     try:
@@ -115,7 +124,7 @@ def _live_counts(
         live, result = count_live(athena, window, [], [])
     else:
         classes = [str(c) for c in metadata.get("classes", ())]
-        features = queries.feature_distributions(reference, recorded_missing_tokens(metadata))
+        features = queries.feature_distributions(reference, tokens)
         positive = metadata.get("positive_class")
         answers = queries.prediction_distributions(
             reference, task, classes, None if positive is None else str(positive)
@@ -150,6 +159,7 @@ def _data_quality(
     athena: Athena,
     window: queries.Window,
     metadata: dict[str, Any],
+    tokens: Sequence[str],
     captured: int,
     min_records: int,
     ran: list[QueryResult],
@@ -164,7 +174,7 @@ def _data_quality(
     source, text = found
     try:
         constraints = read_constraints(text)
-        query = data_quality.constraints_query(window, constraints, recorded_missing_tokens(metadata))
+        query = data_quality.constraints_query(window, constraints, tokens)
     except ConstraintsError as exc:
         return None, f"data quality not checked: {source}: {exc}"
     config = constraints.monitoring_config

@@ -299,26 +299,21 @@ class OperationalAlarms(Construct):
             # run that timed out is monitor-errors' to report.
             treat_missing_data=cw.TreatMissingData.BREACHING,
         )
-        self.alarms["DataQuality"] = cw.Alarm(
-            self,
+        # Nothing checked (an insufficient window, no constraints) is no violation; a blind monitor is
+        # monitor-blind's to report.
+        self._any(
             "DataQuality",
-            alarm_name=f"{prefix}-data-quality",
-            alarm_description="The champion's captures violated its data-quality constraints (constraints.json: "
-            "completeness, data type, sign, range, unseen categories): the monitor's report lists each violation "
-            "under data_quality.constraint_violations. Bad inputs are a client's or a pipeline's fault, not drift: "
-            "this notifies and never retrains. driftloop constraints set adjusts the constraints.",
-            metric=service_metric(
+            f"{prefix}-data-quality",
+            service_metric(
                 MonitorMetric.CONSTRAINT_VIOLATIONS,
                 targets.monitor_service,
                 "Maximum",
                 Duration.minutes(monitoring.schedule_minutes),
             ),
-            threshold=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            # Nothing checked (an insufficient window, no constraints) is no violation; a blind monitor is
-            # monitor-blind's to report.
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            "The champion's captures violated its data-quality constraints (constraints.json: completeness, data "
+            "type, sign, range, unseen categories): the monitor's report lists each violation under "
+            "data_quality.constraint_violations. Bad inputs are a client's or a pipeline's fault, not drift: this "
+            "notifies and never retrains. driftloop constraints set adjusts the constraints.",
         )
         self._any(
             "EventDeliveryFailures",
