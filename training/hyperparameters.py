@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from functions.common import text_values
-from functions.common.bundle import TASKS, Task, positive_label
+from functions.common.bundle import TASKS, Task
 from functions.common.gate import (
     DEFAULT_MAX_SECONDARY_REGRESSION,
     DEFAULT_MAX_SINGLE_FEATURE_SCORE,
@@ -210,10 +210,6 @@ class Hyperparameters:
                     f"among the target's classes {', '.join(map(repr, classes))}"
                 )
         return problems
-
-    def positive_label(self, classes: Sequence[str]) -> str | None:
-        """The positive class of a binary target of these sorted ``classes``; None for any other target."""
-        return positive_label(classes, self.positive_class)
 
     def knobs_for(self, task: Task) -> dict[str, Knob]:
         """The estimator knobs with defaults applied; fails when a set knob does not apply."""

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from functions.common.bundle import ModelMetadata, missing_tokens
+from functions.common.bundle import ModelMetadata, missing_tokens, positive_label
 from functions.common.gate import EVALUATION_FILE, Evaluation, decide
 from functions.common.scoring import class_warnings, metrics, score
 from training.baseline import build_baseline
@@ -146,7 +146,7 @@ def train(layout: Layout, work_dir: Path) -> None:
     fit_seconds = round(time.monotonic() - started, 1)
     say(f"fitted in {fit_seconds} s")
     classes = tuple(str(c) for c in pipeline.classes_) if task == "classification" else ()
-    positive = hp.positive_label(classes)
+    positive = positive_label(classes, hp.positive_class)
     decision = None if positive is None or hp.decision_threshold is None else (positive, hp.decision_threshold)
     if positive is not None:
         say(f"positive class (F1, decision threshold, drift baseline): {positive!r}")
@@ -190,13 +190,12 @@ def train(layout: Layout, work_dir: Path) -> None:
     say(f"ONNX parity: {details['onnx_parity']}")
     # Before model/ holds anything: a job that fails here leaves no bundle behind.
     limits = ServingLimits(hp.serving_memory_mb, hp.serving_timeout_seconds)
-    class_count = train_y.nunique() if task == "classification" else 0
     serving_load = check_serving_load(
         onnx_model.SerializeToString(),
         limits,
         work_dir,
         lambda measured: fitted_advice(
-            hp.algorithm, pipeline.named_steps[ESTIMATOR_STEP], len(train_x), measured, limits, class_count
+            hp.algorithm, pipeline.named_steps[ESTIMATOR_STEP], len(train_x), measured, limits, len(classes)
         ),
     )
     if serving_load:

@@ -696,6 +696,7 @@ class TrainingJobRunner:
                 self._upload(model=True, output=True)
         except (JobFailure, OSError) as exc:
             self._say(f"local SageMaker: artifacts of the stopped job not uploaded: {exc}")
+        self._sink.flush()  # as for the other endings: the SDK stops streaming logs at the final status
         with job.lock:
             self._final_metrics()
             job.transition(STOPPED, reason)
